@@ -1,0 +1,58 @@
+# relaynet — every target does its own set-up on a fresh machine (Python 3.11, gcc, node/npm).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+ANVIL_DIR := tools/anvil
+ANVIL_STAMP := $(ANVIL_DIR)/node_modules/.relaynet-installed
+VENV_STAMP := $(VENV)/.relaynet-installed
+
+.PHONY: setup venv anvil redis test lint unit bench devnet contracts vectors clean
+
+setup: venv anvil redis
+
+venv: $(VENV_STAMP)
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+anvil: $(ANVIL_STAMP)
+$(ANVIL_STAMP): $(ANVIL_DIR)/package.json
+	cd $(ANVIL_DIR) && npm install --include=optional --no-audit --no-fund --loglevel=error
+	test -n "$$(ls $(ANVIL_DIR)/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null)"
+	touch $@
+
+# redis-server from Debian's packages where missing (we are root on CI and dev machines).
+redis:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null); \
+	  else echo "redis-server is missing: install it (apt-get install redis-server)" >&2; exit 1; fi; }
+	@redis-server --version
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check protocol session
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest
+
+test: setup lint unit
+
+bench: setup
+	$(PY) -m bench
+
+contracts: venv
+	$(PY) -m ledger.build
+
+vectors: venv
+	$(VENV)/bin/relaynet dev vectors --seed 1 --out vectors.json
+
+devnet: setup
+	$(VENV)/bin/relaynet devnet up
+
+clean:
+	rm -rf $(VENV) $(ANVIL_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,122 @@
+"""The wire error codes of relaynet — one table, shared by every package.
+
+Each code carries the HTTP status a relayer answers with, whether a gateway may retry the
+request on another supplier, and the JSON-RPC error code a gateway shows a client when the
+failure reaches it. Packages raise their own exception classes, each carrying one of these
+codes (DESIGN §3.3, "Relay error codes").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "ERROR_TABLE",
+    "CodeInfo",
+    "ErrorCode",
+    "ProtocolError",
+    "RelaynetError",
+    "error_body",
+]
+
+
+class ErrorCode(StrEnum):
+    """Stable, UPPER_SNAKE error codes. Never renumber or rename: clients match on them."""
+
+    MALFORMED_HEADER = "MALFORMED_HEADER"
+    UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    PAYLOAD_HASH_MISMATCH = "PAYLOAD_HASH_MISMATCH"
+    UNKNOWN_SERVICE = "UNKNOWN_SERVICE"
+    WRONG_SUPPLIER = "WRONG_SUPPLIER"
+    SESSION_NOT_STARTED = "SESSION_NOT_STARTED"
+    SESSION_EXPIRED = "SESSION_EXPIRED"
+    NOT_IN_SESSION = "NOT_IN_SESSION"
+    APP_NOT_STAKED = "APP_NOT_STAKED"
+    SIGNER_NOT_DELEGATED = "SIGNER_NOT_DELEGATED"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    BAD_COMPUTE_UNITS = "BAD_COMPUTE_UNITS"
+    REPLAYED_RELAY = "REPLAYED_RELAY"
+    APP_OVER_BUDGET = "APP_OVER_BUDGET"
+    BATCH_NOT_RELAYABLE = "BATCH_NOT_RELAYABLE"
+    METHOD_DENIED = "METHOD_DENIED"
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
+    BACKEND_TIMEOUT = "BACKEND_TIMEOUT"
+    RATE_LIMITED = "RATE_LIMITED"
+    INTERNAL = "INTERNAL"
+    # Decoding of protocol values outside a relay header (hex, lengths, files, proofs).
+    MALFORMED_INPUT = "MALFORMED_INPUT"
+    BAD_RECEIPT = "BAD_RECEIPT"
+    BAD_PROOF = "BAD_PROOF"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeInfo:
+    """How one code travels: HTTP status, retry rule, JSON-RPC code shown to clients."""
+
+    http_status: int
+    retryable: bool
+    jsonrpc_code: int
+
+
+ERROR_TABLE: dict[ErrorCode, CodeInfo] = {
+    ErrorCode.MALFORMED_HEADER: CodeInfo(400, False, -32600),
+    ErrorCode.UNSUPPORTED_VERSION: CodeInfo(400, False, -32600),
+    ErrorCode.PAYLOAD_TOO_LARGE: CodeInfo(413, False, -32600),
+    ErrorCode.PAYLOAD_HASH_MISMATCH: CodeInfo(400, False, -32600),
+    ErrorCode.UNKNOWN_SERVICE: CodeInfo(404, False, -32601),
+    ErrorCode.WRONG_SUPPLIER: CodeInfo(421, False, -32603),
+    ErrorCode.SESSION_NOT_STARTED: CodeInfo(425, True, -32603),
+    ErrorCode.SESSION_EXPIRED: CodeInfo(410, False, -32603),
+    ErrorCode.NOT_IN_SESSION: CodeInfo(403, False, -32603),
+    ErrorCode.APP_NOT_STAKED: CodeInfo(403, False, -32003),
+    ErrorCode.SIGNER_NOT_DELEGATED: CodeInfo(403, False, -32003),
+    ErrorCode.BAD_SIGNATURE: CodeInfo(401, False, -32003),
+    ErrorCode.BAD_COMPUTE_UNITS: CodeInfo(400, False, -32602),
+    ErrorCode.REPLAYED_RELAY: CodeInfo(409, False, -32603),
+    ErrorCode.APP_OVER_BUDGET: CodeInfo(402, True, -32005),
+    ErrorCode.BATCH_NOT_RELAYABLE: CodeInfo(400, False, -32600),
+    ErrorCode.METHOD_DENIED: CodeInfo(403, False, -32601),
+    ErrorCode.BACKEND_UNAVAILABLE: CodeInfo(502, True, -32603),
+    ErrorCode.BACKEND_TIMEOUT: CodeInfo(504, True, -32603),
+    ErrorCode.RATE_LIMITED: CodeInfo(429, True, -32005),
+    ErrorCode.INTERNAL: CodeInfo(500, True, -32603),
+    ErrorCode.MALFORMED_INPUT: CodeInfo(400, False, -32602),
+    ErrorCode.BAD_RECEIPT: CodeInfo(502, True, -32603),
+    ErrorCode.BAD_PROOF: CodeInfo(400, False, -32602),
+}
+
+
+class RelaynetError(Exception):
+    """Base of every expected failure in relaynet; carries one stable code."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.message = message
+
+    @property
+    def info(self) -> CodeInfo:
+        return ERROR_TABLE[self.code]
+
+    @property
+    def retryable(self) -> bool:
+        return ERROR_TABLE[self.code].retryable
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.value}: {self.message})"
+
+
+class ProtocolError(RelaynetError):
+    """Bad protocol input: a malformed header, hex string, length, signature or proof."""
+
+    code = ErrorCode.MALFORMED_INPUT
+
+
+def error_body(code: ErrorCode, message: str) -> dict[str, object]:
+    """The relay-layer error body: ``{"code", "message", "retryable"}`` (DESIGN §3.3)."""
+    return {"code": code.value, "message": message, "retryable": ERROR_TABLE[code].retryable}

@@ -1,0 +1,1 @@
+"""The ``relaynet`` command: one subcommand group per role, composing the packages."""

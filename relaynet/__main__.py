@@ -1,0 +1,3 @@
+from relaynet.cli import main
+
+main()
