@@ -1,0 +1,470 @@
+"""The registry follower: a :class:`session.memory.MemorySnapshot` kept current from the chain.
+
+:class:`RegistryFollower` reads the settlement contracts' events from the deployment's genesis
+block onwards and applies each to the snapshot, in chain order:
+
+==========================================  ==================================================
+event                                       snapshot
+==========================================  ==================================================
+``ShapeSet``                                ``set_shape``
+``EconParamsSet``                           ``set_economic_params(from_session, …)``
+``Checkpoint``                              ``set_block_hash`` (and :attr:`checkpoints`)
+``ServiceRegistered`` / ``…MetadataSet`` /  ``register_service``
+``ServiceOwnerSet``
+``ServiceParamsSet``                        ``set_service_params(service, from_session, …)``
+``PositionSet`` / ``LengthSet``             ``set_position`` / ``set_length``
+``SupplierStaked`` / ``SupplierServiceSet``  ``put_supplier`` (stake, receipt key, endpoints)
+/ ``SupplierToppedUp`` / ``SupplierSlashed``
+``SupplierWithdrawn``                       ``remove_supplier``
+``AppStaked`` / ``AppStakeSet``             ``set_app`` / ``set_app_stake(app, from_session, …)``
+``AppWithdrawn``                            ``set_app(app, None)``
+``DelegationSet``                           ``set_delegation(app, gateway, from_session, …)``
+``Gateway*``                                :attr:`gateways`
+==========================================  ==================================================
+
+It also fetches from the chain the hashes of every session boundary block — ``start(n) - 1``
+(H_n), ``grace_end(n)`` (H_g) and ``claim_close(n)`` (H_c) — once the head has reached them,
+for the last ``hash_sessions`` sessions, and sets the snapshot's head last, so a reader that
+sees head ``h`` finds every boundary hash at or below ``h``.
+
+Each pass reads everything it needs from the chain first and then applies it in memory, so a
+failing RPC never leaves a half-applied batch: the next pass simply starts again from the
+first unapplied block. The poll loop survives the RPC going away (``ChainUnavailable``),
+backing off up to ``max_backoff`` seconds, and carries on when it comes back.
+Chain reorganisations are not handled (the settlement chain is assumed final at the head;
+anvil and most L2 sequencers are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from ledger.artifacts import load_artifact
+from ledger.client import CONTRACTS, econ_params_from_values, make_web3
+from ledger.deploy import Deployment
+from ledger.errors import ChainUnavailable, LedgerError, translate_errors
+from ledger.events import Event, EventDecoder
+from protocol.encoding import service_id_from_bytes
+from session.memory import MemorySnapshot
+from session.snapshot import ServiceInfo, ServiceParams, SessionShape, SupplierInfo
+from session.windows import session_of, windows
+
+__all__ = ["GatewayRecord", "RegistryFollower"]
+
+log = logging.getLogger(__name__)
+
+_ECON_FIELDS = (
+    "min_stake_supplier",
+    "min_stake_app",
+    "min_stake_gateway",
+    "unbonding_sessions",
+    "max_delegations",
+    "max_services_per_supplier",
+    "proof_probability_bps",
+    "proof_threshold",
+    "slash_multiplier_bps",
+    "settle_bounty_bps",
+    "cu_price",
+    "service_registration_fee",
+    "mint_supplier_bps",
+    "mint_owner_bps",
+    "mint_treasury_bps",
+    "max_stream_relays",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    """A staked (or unbonding) gateway as the follower last saw it."""
+
+    address: bytes
+    stake: int
+    url: str
+    staked: bool = True
+
+
+class RegistryFollower:
+    """Keeps ``snapshot`` current from the chain; ``start()`` it, read ``snapshot``."""
+
+    def __init__(
+        self,
+        rpc_url: str,
+        deployment: Deployment,
+        snapshot: MemorySnapshot | None = None,
+        poll_interval: float = 0.2,
+        *,
+        batch_blocks: int = 2000,
+        hash_sessions: int = 64,
+        request_timeout: float = 10.0,
+        max_backoff: float = 2.0,
+    ) -> None:
+        self.rpc_url = rpc_url
+        self.deployment = deployment
+        self.snapshot = snapshot if snapshot is not None else MemorySnapshot()
+        self.snapshot.set_shape(deployment.shape)
+        self.poll_interval = poll_interval
+        self.batch_blocks = batch_blocks
+        self.hash_sessions = hash_sessions
+        self.max_backoff = max_backoff
+        self._w3 = make_web3(rpc_url, request_timeout)
+        decoder_input: dict[str, tuple[bytes, list[dict[str, Any]]]] = {}
+        for name in CONTRACTS:
+            address = deployment.contracts[name]
+            decoder_input[name] = (bytes.fromhex(address[2:].lower()), load_artifact(name).abi)
+        self._decoder = EventDecoder(decoder_input)
+        self._addresses = [AsyncWeb3.to_checksum_address(a) for a in self._decoder.addresses]
+        self._next_block = deployment.genesis_block
+        self._head = -1
+        self._caught_up = asyncio.Event()
+        self._advanced = asyncio.Condition()
+        self._connected = False
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._listeners: list[Callable[[int], None]] = []
+        self.last_error: LedgerError | None = None
+        self.checkpoints: dict[tuple[int, int], bytes] = {}  # (session, kind) -> hash
+        self.gateways: dict[bytes, GatewayRecord] = {}
+        self.events_applied = 0
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def head(self) -> int:
+        """The latest block fully applied to the snapshot (-1 before the first pass)."""
+        return self._head
+
+    @property
+    def caught_up(self) -> bool:
+        """True once a pass has reached the chain's head (stays true through outages)."""
+        return self._caught_up.is_set()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the last pass reached the RPC."""
+        return self._connected
+
+    @property
+    def shape(self) -> SessionShape:
+        return self.deployment.shape
+
+    def add_listener(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(head)`` after each advance of the head (from the event loop)."""
+        self._listeners.append(callback)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start following in the background (returns at once; see :meth:`wait_caught_up`)."""
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self._run(), name="registry-follower")
+
+    async def stop(self) -> None:
+        """Stop following and close the RPC session."""
+        task, self._task = self._task, None
+        self._stop.set()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        provider = self._w3.provider
+        if isinstance(provider, AsyncHTTPProvider):
+            with contextlib.suppress(LedgerError):
+                with translate_errors("disconnect"):
+                    await provider.disconnect()
+
+    async def __aenter__(self) -> RegistryFollower:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait_caught_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until a pass has reached the chain's head; ChainUnavailable on timeout."""
+        try:
+            await asyncio.wait_for(self._caught_up.wait(), timeout)
+        except TimeoutError as exc:
+            detail = f": {self.last_error.message}" if self.last_error else ""
+            raise ChainUnavailable(
+                f"registry follower not caught up within {timeout}s{detail}"
+            ) from exc
+
+    async def wait_for_block(self, height: int, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until the snapshot reflects block ``height``; ChainUnavailable on timeout."""
+
+        async def reached() -> None:
+            async with self._advanced:
+                await self._advanced.wait_for(lambda: self._head >= height)
+
+        try:
+            await asyncio.wait_for(reached(), timeout)
+        except TimeoutError as exc:
+            raise ChainUnavailable(
+                f"registry follower did not reach block {height} within {timeout}s "
+                f"(head {self._head})"
+            ) from exc
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = self.poll_interval
+        while not self._stop.is_set():
+            try:
+                await self.sync()
+            except LedgerError as exc:
+                if self._connected or self.last_error is None:
+                    log.warning("registry follower: %s (retrying)", exc.message)
+                self._connected = False
+                self.last_error = exc
+                delay = min(max(delay * 2, self.poll_interval), self.max_backoff)
+            else:
+                if not self._connected and self.last_error is not None:
+                    log.info("registry follower: settlement chain reachable again")
+                self._connected = True
+                delay = self.poll_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def sync(self) -> int:
+        """One pass: apply every block up to the chain's current head; returns the new head.
+
+        Raises a :class:`LedgerError` when the RPC fails (nothing is half-applied)."""
+        with translate_errors("eth_blockNumber"):
+            target = int(await self._w3.eth.block_number)
+        if target < self._head:
+            raise ChainUnavailable(
+                f"the chain's head {target} is below the follower's {self._head}: "
+                "the settlement chain was reset"
+            )
+        while self._next_block <= target:
+            to = min(target, self._next_block + self.batch_blocks - 1)
+            with translate_errors("eth_getLogs"):
+                logs = await self._w3.eth.get_logs(
+                    {"fromBlock": self._next_block, "toBlock": to, "address": self._addresses}
+                )
+            events = self._decoder.decode_all(logs)  # type: ignore[arg-type]
+            hashes = await self._fetch_boundary_hashes(to, events)
+            self._apply(events, hashes, to)
+            await self._advance(to)
+        if target < self.deployment.genesis_block:  # nothing deployed yet at this height
+            await self._advance(target)
+        self._caught_up.set()
+        return self._head
+
+    async def _advance(self, head: int) -> None:
+        self._next_block = max(self._next_block, head + 1)
+        self._head = head
+        async with self._advanced:
+            self._advanced.notify_all()
+        for callback in self._listeners:
+            callback(head)
+
+    # -- boundary hashes -------------------------------------------------------------------
+
+    def _boundary_heights(self, head: int) -> list[int]:
+        shape = self.deployment.shape
+        if head < shape.B0 - 1:
+            return []
+        current = session_of(max(head, shape.B0), shape.B0, shape.L)
+        first = max(0, current - self.hash_sessions)
+        heights: list[int] = []
+        for n in range(first, current + 2):
+            w = windows(shape, n)
+            for h in (w.h_n_block, w.h_g_block, w.h_c_block):
+                if 0 <= h <= head and self.snapshot.block_hash(h) is None:
+                    heights.append(h)
+        return sorted(set(heights))
+
+    async def _fetch_boundary_hashes(self, head: int, events: Iterable[Event]) -> dict[int, bytes]:
+        known = {
+            int(e.args["block_number"]): bytes(e.args["block_hash"])
+            for e in events
+            if e.name == "Checkpoint"
+        }
+        out: dict[int, bytes] = {}
+        for h in self._boundary_heights(head):
+            if h in known:
+                continue
+            with translate_errors("eth_getBlockByNumber"):
+                block = await self._w3.eth.get_block(h)
+            out[h] = bytes(block["hash"])  # type: ignore[typeddict-item]
+        return out
+
+    # -- applying events -------------------------------------------------------------------
+
+    def _apply(self, events: Iterable[Event], hashes: Mapping[int, bytes], head: int) -> None:
+        for event in events:
+            handler = _HANDLERS.get(event.name)
+            if handler is not None:
+                handler(self, event.args)
+                self.events_applied += 1
+        for height, block_hash in hashes.items():
+            self.snapshot.set_block_hash(height, block_hash)
+        shape = self.deployment.shape
+        if head >= shape.B0:
+            keep_from = session_of(head, shape.B0, shape.L) - self.hash_sessions - 1
+            if keep_from > 0:
+                self.snapshot.prune_block_hashes(windows(shape, keep_from).h_n_block)
+        self.snapshot.set_head(head)
+
+    def _supplier(self, address: bytes) -> SupplierInfo:
+        info = self.snapshot.supplier(address)
+        return info if info is not None else SupplierInfo(address, 0, b"\x00" * 32, {})
+
+    def _service_info(self, sid: str, owner: bytes) -> ServiceInfo:
+        info = self.snapshot.service(sid)
+        return info if info is not None else ServiceInfo(sid, owner)
+
+    def on_shape_set(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.set_shape(
+            SessionShape(
+                int(a["genesis_block"]),
+                int(a["L"]),
+                int(a["G"]),
+                int(a["CO"]),
+                int(a["CW"]),
+                int(a["PO"]),
+                int(a["PW"]),
+                int(a["S"]),
+            )
+        )
+
+    def on_econ_params_set(self, a: Mapping[str, Any]) -> None:
+        params = econ_params_from_values([int(a[f]) for f in _ECON_FIELDS])
+        self.snapshot.set_economic_params(int(a["from_session"]), params)
+
+    def on_checkpoint(self, a: Mapping[str, Any]) -> None:
+        block_hash = bytes(a["block_hash"])
+        self.checkpoints[(int(a["session"]), int(a["kind"]))] = block_hash
+        self.snapshot.set_block_hash(int(a["block_number"]), block_hash)
+
+    def on_service_registered(self, a: Mapping[str, Any]) -> None:
+        sid = service_id_from_bytes(a["service"])
+        self.snapshot.register_service(
+            ServiceInfo(sid, a["owner"], a["name"], a["rpc_type"], a["metadata_uri"])
+        )
+
+    def on_service_metadata_set(self, a: Mapping[str, Any]) -> None:
+        sid = service_id_from_bytes(a["service"])
+        info = self._service_info(sid, b"\x00" * 20)
+        self.snapshot.register_service(
+            replace(info, name=a["name"], rpc_type=a["rpc_type"], metadata_uri=a["metadata_uri"])
+        )
+
+    def on_service_owner_set(self, a: Mapping[str, Any]) -> None:
+        sid = service_id_from_bytes(a["service"])
+        self.snapshot.register_service(
+            replace(self._service_info(sid, a["owner"]), owner=a["owner"])
+        )
+
+    def on_service_params_set(self, a: Mapping[str, Any]) -> None:
+        params = ServiceParams(
+            int(a["cu_per_relay"]), int(a["max_cu_per_relay"]), int(a["difficulty_bits"])
+        )
+        self.snapshot.set_service_params(
+            service_id_from_bytes(a["service"]), int(a["from_session"]), params
+        )
+
+    def on_position_set(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.set_position(
+            service_id_from_bytes(a["service"]),
+            int(a["position"]),
+            a["supplier"],
+            int(a["from_session"]),
+        )
+
+    def on_length_set(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.set_length(
+            service_id_from_bytes(a["service"]), int(a["length"]), int(a["from_session"])
+        )
+
+    def on_supplier_staked(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.put_supplier(
+            SupplierInfo(a["supplier"], int(a["stake"]), bytes(a["receipt_key"]), {})
+        )
+
+    def on_supplier_service_set(self, a: Mapping[str, Any]) -> None:
+        info = self._supplier(a["supplier"])
+        endpoints = dict(info.endpoints)
+        endpoints[service_id_from_bytes(a["service"])] = str(a["endpoint"])
+        self.snapshot.put_supplier(replace(info, endpoints=endpoints))
+
+    def on_supplier_stake(self, a: Mapping[str, Any]) -> None:
+        info = self._supplier(a["supplier"])
+        self.snapshot.put_supplier(replace(info, stake=int(a["stake"])))
+
+    def on_supplier_withdrawn(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.remove_supplier(a["supplier"])
+
+    def on_app_staked(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.set_app(a["app"], service_id_from_bytes(a["service"]))
+
+    def on_app_stake_set(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.set_app(a["app"], service_id_from_bytes(a["service"]))
+        self.snapshot.set_app_stake(a["app"], int(a["from_session"]), int(a["stake"]))
+
+    def on_app_withdrawn(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.set_app(a["app"], None)
+
+    def on_delegation_set(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.set_delegation(
+            a["app"], a["gateway"], int(a["from_session"]), bool(a["delegated"])
+        )
+
+    def on_gateway_staked(self, a: Mapping[str, Any]) -> None:
+        self.gateways[a["gateway"]] = GatewayRecord(a["gateway"], int(a["stake"]), str(a["url"]))
+
+    def on_gateway_topped_up(self, a: Mapping[str, Any]) -> None:
+        record = self.gateways.get(a["gateway"])
+        if record is not None:
+            self.gateways[a["gateway"]] = replace(record, stake=int(a["stake"]))
+
+    def on_gateway_url_set(self, a: Mapping[str, Any]) -> None:
+        record = self.gateways.get(a["gateway"])
+        if record is not None:
+            self.gateways[a["gateway"]] = replace(record, url=str(a["url"]))
+
+    def on_gateway_unstaked(self, a: Mapping[str, Any]) -> None:
+        record = self.gateways.get(a["gateway"])
+        if record is not None:
+            self.gateways[a["gateway"]] = replace(record, staked=False)
+
+    def on_gateway_withdrawn(self, a: Mapping[str, Any]) -> None:
+        self.gateways.pop(a["gateway"], None)
+
+
+_Handler = Callable[[RegistryFollower, Mapping[str, Any]], None]
+
+_HANDLERS: dict[str, _Handler] = {
+    "ShapeSet": RegistryFollower.on_shape_set,
+    "EconParamsSet": RegistryFollower.on_econ_params_set,
+    "Checkpoint": RegistryFollower.on_checkpoint,
+    "ServiceRegistered": RegistryFollower.on_service_registered,
+    "ServiceMetadataSet": RegistryFollower.on_service_metadata_set,
+    "ServiceOwnerSet": RegistryFollower.on_service_owner_set,
+    "ServiceParamsSet": RegistryFollower.on_service_params_set,
+    "PositionSet": RegistryFollower.on_position_set,
+    "LengthSet": RegistryFollower.on_length_set,
+    "SupplierStaked": RegistryFollower.on_supplier_staked,
+    "SupplierServiceSet": RegistryFollower.on_supplier_service_set,
+    "SupplierToppedUp": RegistryFollower.on_supplier_stake,
+    "SupplierSlashed": RegistryFollower.on_supplier_stake,
+    "SupplierWithdrawn": RegistryFollower.on_supplier_withdrawn,
+    "AppStaked": RegistryFollower.on_app_staked,
+    "AppStakeSet": RegistryFollower.on_app_stake_set,
+    "AppWithdrawn": RegistryFollower.on_app_withdrawn,
+    "DelegationSet": RegistryFollower.on_delegation_set,
+    "GatewayStaked": RegistryFollower.on_gateway_staked,
+    "GatewayToppedUp": RegistryFollower.on_gateway_topped_up,
+    "GatewayUrlSet": RegistryFollower.on_gateway_url_set,
+    "GatewayUnstaked": RegistryFollower.on_gateway_unstaked,
+    "GatewayWithdrawn": RegistryFollower.on_gateway_withdrawn,
+}
