@@ -7,7 +7,7 @@ ANVIL_DIR := tools/anvil
 ANVIL_STAMP := $(ANVIL_DIR)/node_modules/.relaynet-installed
 VENV_STAMP := $(VENV)/.relaynet-installed
 
-.PHONY: setup venv anvil redis test lint unit bench devnet contracts vectors clean
+.PHONY: setup venv anvil redis bench-tools test lint unit bench devnet contracts vectors clean
 
 setup: venv anvil redis
 
@@ -24,13 +24,22 @@ $(ANVIL_STAMP): $(ANVIL_DIR)/package.json
 	test -n "$$(ls $(ANVIL_DIR)/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null)"
 	touch $@
 
-# redis-server from Debian's packages where missing (we are root on CI and dev machines).
-redis:
-	@command -v redis-server >/dev/null || { \
+# Debian packages where missing (we are root on CI and dev machines): $(call apt,COMMAND,PACKAGE)
+define apt
+	@command -v $(1) >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null); \
-	  else echo "redis-server is missing: install it (apt-get install redis-server)" >&2; exit 1; fi; }
-	@redis-server --version
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null); \
+	  else echo "$(1) is missing: install it (apt-get install $(2))" >&2; exit 1; fi; }
+	@command -v $(1) >/dev/null
+endef
+
+redis:
+	$(call apt,redis-server,redis-server)
+
+# Load generator and the one-hop reference proxy for the benchmarks.
+bench-tools:
+	$(call apt,wrk,wrk)
+	$(call apt,nginx,nginx)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -42,7 +51,7 @@ unit: setup
 
 test: setup lint unit
 
-bench: setup
+bench: setup bench-tools
 	$(PY) -m bench
 
 contracts: venv

@@ -5,3 +5,5 @@ recovery, receipts, leaves and relay keys, mining, the Merkle sum trie and its w
 proofs, settlement arithmetic (budgets, value, shares, slash), and the relay error-code
 table (DESIGN §3). Imports nothing else of the project.
 """
+
+__all__ = ["encoding", "errors", "keys", "payload", "relay", "settlement", "trie"]

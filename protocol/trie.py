@@ -24,11 +24,12 @@ Worked example — one leaf is its own root and has no siblings::
     (5, 1, ())
 
 :class:`SumTrie` is built from unsorted ``(key, value_hash, weight[, ref])`` items and holds
-only packed columns (sorted keys, value hashes, refs, cumulative weights, neighbour prefix
-lengths) plus one digest per inner branching node — no per-node Python objects — so that a
-relayer builds the trie of a million relays in seconds and answers any challenge in well under
-a millisecond. ``ref`` is an opaque integer (the relayer's log offset of the leaf) returned in
-:attr:`Proof.ref`, so leaf bytes never need to be held in memory.
+only packed buffers (sorted leaf records of key, value hash, weight and arrival index; refs;
+cumulative weights; neighbour prefix lengths) plus one digest per inner branching node — no
+per-node Python objects — so that a relayer builds the trie of a million relays in seconds
+and answers any challenge in well under a millisecond. ``ref`` is an opaque integer (the
+relayer's log offset of the leaf) returned in :attr:`Proof.ref`, so leaf bytes never need to
+be held in memory.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ import struct
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from itertools import accumulate, chain, islice, repeat
 from operator import itemgetter, sub, xor
 
@@ -160,14 +160,16 @@ def inner_digest(left: Node, right: Node) -> bytes:
 class SumTrie:
     """A built Merkle sum trie; answers weighted challenges with :meth:`prove`.
 
-    Leaves are kept sorted by key in packed columns. Inner *branching* nodes (the ones with two
-    non-empty children) are numbered by the gap between the two adjacent sorted leaves they
-    separate: node ``b`` splits leaves ``..b`` from ``b+1..`` at depth ``lcp[b]``, the common
-    prefix length (in bits) of those two keys. For each we keep only its digest as its parent
-    sees it — after the chain of single-child inner nodes (each with an ``EMPTY`` sibling) that
-    lifts it up to just below its parent. A subtree is a range of sorted leaves; its top gap is
-    the range's unique shallowest one (found with ``bytes.find``); sums come from cumulative
-    weights; leaf digests are recomputed from the columns when a proof needs them.
+    Leaves are kept sorted by key in one packed buffer of 76-byte records ``key ‖ value_hash ‖
+    uint64(weight) ‖ uint32(arrival index)`` (refs stay in an array in arrival order). Inner
+    *branching* nodes (the ones with two non-empty children) are numbered by the gap between
+    the two adjacent sorted leaves they separate: node ``b`` splits leaves ``..b`` from
+    ``b+1..`` at depth ``lcp[b]``, the common prefix length (in bits) of those two keys. For
+    each we keep only its digest as its parent sees it — after the chain of single-child inner
+    nodes (each with an ``EMPTY`` sibling) that lifts it up to just below its parent. A subtree
+    is a range of sorted leaves; its top gap is the range's unique shallowest one (found with
+    ``bytes.find``); sums come from cumulative weights; leaf digests are recomputed from the
+    records when a proof needs them.
 
     Building is a handful of C-level passes (ingest in chunks, sort, de-duplicate, prefix
     lengths, leaf digests) and one Python pass that hashes the inner nodes with a stack.
@@ -186,7 +188,9 @@ class SumTrie:
 
     def __init__(self) -> None:
         self._count = 0
-        self._records = b""  # sorted leaves: key ‖ value_hash ‖ uint64(weight) ‖ uint32(arrival)
+        self._records = (
+            bytearray()
+        )  # sorted leaves: key ‖ value_hash ‖ uint64(weight) ‖ uint32(arrival)
         self._refs: array[int] | None = None  # refs in arrival order, when given
         self._cum = array("Q", [0])  # _cum[j] = sum of the weights of sorted leaves < j
         self._lcp = b""  # per gap: common prefix length of sorted keys j, j+1 (= node depth)
@@ -256,12 +260,12 @@ class SumTrie:
     def _lay_out(self, entries: list[bytes]) -> None:
         """Keep the first record of each key; lay out the sorted records, the neighbours'
         common prefix lengths and the cumulative weights."""
-        records = b"".join(entries)
+        records = _pack_records(entries)
         try:
             self._lcp = _prefix_lengths(records)
         except ValueError:  # two equal neighbouring keys: a repeated key
             entries = _first_of_each_key(entries)
-            records = b"".join(entries)
+            records = _pack_records(entries)
             self._lcp = _prefix_lengths(records)
         self._records = records
         self._count = len(entries)
@@ -292,14 +296,13 @@ class SumTrie:
                 map(
                     _LEAF_OF_RECORD.pack,
                     repeat(0),
-                    map(_first, _RECORD_HEAD.iter_unpack(records)),
+                    _record_heads(records),
                     repeat(1),
                 ),
             ),
         )
         weights = map(sub, islice(cum, 2, None), islice(cum, 1, None))
-        top = self._top
-        top.extend(bytes(32 * (n - 1)))
+        self._top = top = bytearray(32 * (n - 1))
         sha = _sha256
         inner_pack = _INNER.pack
         lift = _lift
@@ -434,15 +437,27 @@ _second = itemgetter(1)
 _third = itemgetter(2)
 _fourth = itemgetter(3)
 _HASH_DIGEST = type(hashlib.sha256()).digest
-_int_of = partial(int.from_bytes, byteorder="big")
 
 
-def _record_heads(records: bytes) -> Iterator[bytes]:
+def _record_heads(records: bytearray) -> Iterator[bytes]:
     """``key ‖ value_hash ‖ uint64(weight)`` of each sorted record."""
     return map(_first, _RECORD_HEAD.iter_unpack(records))
 
 
-def _prefix_lengths(records: bytes) -> bytes:
+def _pack_records(entries: list[bytes]) -> bytearray:
+    """The records laid end to end, joined a chunk at a time.
+
+    ``bytes.join`` keeps a 80-byte buffer view per item while it works; chunks keep that small.
+    """
+    size = _RECORD.size
+    records = bytearray(size * len(entries))
+    for start in range(0, len(entries), _CHUNK):
+        chunk = entries[start : start + _CHUNK]
+        records[size * start : size * (start + len(chunk))] = b"".join(chunk)
+    return records
+
+
+def _prefix_lengths(records: bytearray) -> bytes:
     """Common prefix length in bits of the keys of each pair of neighbouring sorted records.
 
     Computed on the first 8 bytes of the keys (C-speed passes); the rare pairs that share all
@@ -480,7 +495,7 @@ def _first_of_each_key(entries: list[bytes]) -> list[bytes]:
 
 
 def _lift(
-    digest: bytes, total: int, count: int, start: int, stop: int, records: bytes, leaf: int
+    digest: bytes, total: int, count: int, start: int, stop: int, records: bytearray, leaf: int
 ) -> bytes:
     """Wrap a subtree at depth ``start`` in single-child inner nodes at depths ``start-1..stop``.
 
