@@ -1,0 +1,362 @@
+"""The relayer's composition root: everything built leaves-first from one validated config.
+
+    config ─┬─ metrics
+            ├─ deployment → domain, follower (→ snapshot, readiness)
+            ├─ services (chain spec pricing, backends, headers)
+            ├─ relay log (data_dir/logs) ─ budget meter ─ verifier ─ recorder
+            ├─ backend transport (keep-alive pool)
+            ├─ claim store (data_dir/claims) ─ ledger client → chain ─ claimer
+            └─ relay app (POST/WS /v1/relay, /healthz, /readyz) + metrics app
+
+:func:`build_relayer` wires the parts; :meth:`Relayer.web_app` returns the aiohttp app whose
+``cleanup_ctx`` starts and stops the long-lived resources (follower, group commit, claimer,
+housekeeping, HTTP pools) in order; :func:`serve` runs it with one ``AppRunner`` per port
+until SIGINT/SIGTERM. Tests may inject the snapshot, chain and transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from protocol.encoding import address_from_hex
+from protocol.errors import RelaynetError
+from protocol.keys import AccountKey, ReceiptKey
+from protocol.relay import Domain
+from relayer.backend import AiohttpTransport
+from relayer.budget import BudgetMeter
+from relayer.claimer import Claimer, ClaimStore
+from relayer.config import RelayerConfig
+from relayer.errors import ConfigError
+from relayer.interfaces import BackendTransport, SettlementChain
+from relayer.metrics import RelayerMetrics
+from relayer.pricing import SpecPricing, resolve_spec
+from relayer.recorder import Recorder
+from relayer.relaylog import RelayLog
+from relayer.server import RelayService, metrics_app, relay_app
+from relayer.verify import ServiceRuntime, Verifier
+from relayer.websocket import WebSocketRelay
+from session.snapshot import RegistrySnapshot
+
+__all__ = ["Follower", "Relayer", "RelayerKeys", "build_relayer", "build_services", "serve"]
+
+log = logging.getLogger("relaynet.relayer")
+
+_HOUSEKEEPING_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class RelayerKeys:
+    """The supplier's keys, loaded by the CLI from the files the config names."""
+
+    account: AccountKey
+    receipt: ReceiptKey
+
+
+class Follower(Protocol):
+    """What the relayer needs of ``ledger.follower.RegistryFollower``."""
+
+    @property
+    def snapshot(self) -> Any: ...
+
+    @property
+    def caught_up(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def build_services(config: RelayerConfig, base: Path | None = None) -> dict[str, ServiceRuntime]:
+    """Per served service: its chain spec's pricing, backend URLs, headers and limits."""
+    services: dict[str, ServiceRuntime] = {}
+    for sid, svc in config.services.items():
+        spec = resolve_spec(svc.chain, base)
+        pricing = SpecPricing.for_spec(spec, allow_writes=svc.allow_writes)
+        policy = pricing.handler.header_policy(spec)
+        headers = policy.backend_headers(extra=svc.header_values())
+        services[sid] = ServiceRuntime(
+            service_id=sid,
+            pricing=pricing,
+            backends=dict(svc.backends),
+            headers=headers,
+            max_body_bytes=svc.max_body_bytes,
+            timeout=svc.timeout,
+            connect_timeout=svc.connect_timeout,
+            ws_backend=svc.ws_backend,
+        )
+    return services
+
+
+@dataclass
+class Relayer:
+    """Every part of a running relayer, built by :func:`build_relayer`."""
+
+    config: RelayerConfig
+    keys: RelayerKeys
+    metrics: RelayerMetrics
+    snapshot: RegistrySnapshot
+    relay_log: RelayLog
+    meter: BudgetMeter
+    verifier: Verifier
+    recorder: Recorder
+    transport: BackendTransport
+    service: RelayService
+    websocket: WebSocketRelay
+    store: ClaimStore
+    claimer: Claimer | None
+    follower: Follower | None = None
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+    probe_backends: bool = True
+
+    def ready(self) -> bool:
+        return self.follower is None or self.follower.caught_up
+
+    # -- resources, in start order ----------------------------------------------------------
+
+    async def _follower_ctx(self, app: web.Application) -> AsyncIterator[None]:
+        if self.follower is not None:
+            await self.follower.start()
+        yield
+        if self.follower is not None:
+            await self.follower.stop()
+
+    async def _committer_ctx(self, app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(self.relay_log.run_committer(), name="relaylog-commit")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await self.relay_log.close()
+
+    async def _transport_ctx(self, app: web.Application) -> AsyncIterator[None]:
+        yield
+        await self.transport.close()
+        await self.websocket.close()
+        for closer in self.closers:
+            result = closer()
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _background_ctx(self, app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(self._housekeeping(), name="relayer-housekeeping")]
+        if self.probe_backends:
+            tasks.append(asyncio.create_task(self._probe_backends(), name="relayer-probe"))
+        if self.claimer is not None:
+            tasks.append(asyncio.create_task(self._claims(), name="relayer-claimer"))
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _probe_backends(self) -> None:
+        """Once at start: say in the log whether each backend answers and is the right chain
+        (``relaynet relayer init`` refuses a wrong one; a running relayer only warns)."""
+        import aiohttp
+
+        from rollups.health import probe
+
+        async with aiohttp.ClientSession() as session:
+            for sid, runtime in self.verifier.services.items():
+                pricing = runtime.pricing
+                if not isinstance(pricing, SpecPricing):
+                    continue
+                try:
+                    health = await probe(
+                        pricing.spec, dict(runtime.backends), session, headers=runtime.headers
+                    )
+                except (RelaynetError, aiohttp.ClientError, OSError) as exc:
+                    log.warning("%s: backend check failed — %s", sid, exc)
+                    continue
+                if health.ok:
+                    log.info(
+                        "%s: backend ok (chain %s, height %s)", sid, health.chain_id, health.height
+                    )
+                else:
+                    log.warning(
+                        "%s: backend check failed — %s: %s", sid, health.status, health.reason
+                    )
+
+    async def _claims(self) -> None:
+        assert self.claimer is not None
+        while not self.ready():  # noqa: ASYNC110 — readiness is a property, not an event
+            await asyncio.sleep(0.1)
+        await self.claimer.run()
+
+    async def _housekeeping(self) -> None:
+        """Close the logs and caches of sessions whose grace ended."""
+        while True:
+            await asyncio.sleep(_HOUSEKEEPING_INTERVAL)
+            if not self.ready():
+                continue
+            head = self.snapshot.head()
+            self.metrics.follower_head.set(head)
+            for key in self.verifier.expire(head):
+                await self.relay_log.retire(key)
+
+    def web_app(self) -> web.Application:
+        app = relay_app(self.service, self.websocket.handle)
+        app.cleanup_ctx.extend(
+            [self._follower_ctx, self._transport_ctx, self._committer_ctx, self._background_ctx]
+        )
+        return app
+
+
+def build_relayer(
+    config: RelayerConfig,
+    keys: RelayerKeys,
+    *,
+    snapshot: RegistrySnapshot | None = None,
+    follower: Follower | None = None,
+    chain: SettlementChain | None = None,
+    transport: BackendTransport | None = None,
+    domain: Domain | None = None,
+    spec_base: Path | None = None,
+    probe_backends: bool = True,
+) -> Relayer:
+    """Build every part from ``config`` (leaves first). Without an injected ``snapshot`` the
+    deployment file is read and a ``RegistryFollower`` keeps the snapshot; without an injected
+    ``chain`` a ``LedgerClient`` for the supplier account submits claims. ``probe_backends``
+    logs one health probe per backend at start."""
+    metrics = RelayerMetrics()
+    closers: list[Callable[[], Any]] = []
+    deployment = None
+    if snapshot is None or domain is None or (chain is None and config.claims.enabled):
+        deployment = _load_deployment(config.chain.deployment)
+    if domain is None:
+        assert deployment is not None
+        domain = Domain(deployment.chain_id, address_from_hex(deployment.settlement))
+    if snapshot is None:
+        from ledger.follower import RegistryFollower
+
+        assert deployment is not None
+        follower = RegistryFollower(
+            config.chain.rpc_url, deployment, poll_interval=config.chain.poll_interval
+        )
+        snapshot = follower.snapshot
+    if chain is None and config.claims.enabled:
+        from ledger.client import LedgerClient
+        from relayer.chain import LedgerChain
+
+        client = LedgerClient(config.chain.rpc_url, deployment, keys.account)  # type: ignore[arg-type]
+        chain = LedgerChain(client)
+        closers.append(client.close)
+    services = build_services(config, spec_base)
+    relay_log = RelayLog(config.data_dir / "logs", metrics)
+    meter = BudgetMeter()
+    verifier = Verifier(
+        snapshot,
+        keys.account.address,
+        domain,
+        services,
+        meter,
+        open_log=relay_log.open,
+        existing_records=relay_log.records,
+    )
+    recorder = Recorder(relay_log, keys.receipt, verifier)
+    transport = transport or AiohttpTransport(
+        limit_per_host=max(s.max_connections for s in config.services.values())
+    )
+    service = RelayService(verifier, transport, recorder, metrics, ready=lambda: True)
+    websocket = WebSocketRelay(service, verifier, recorder, metrics)
+    store = ClaimStore(config.data_dir / "claims")
+    claimer = None
+    if chain is not None and config.claims.enabled:
+        claimer = Claimer(
+            config=config.claims,
+            snapshot=snapshot,
+            chain=chain,
+            relay_log=relay_log,
+            store=store,
+            supplier=keys.account.address,
+            metrics=metrics,
+        )
+    relayer = Relayer(
+        config=config,
+        keys=keys,
+        metrics=metrics,
+        snapshot=snapshot,
+        relay_log=relay_log,
+        meter=meter,
+        verifier=verifier,
+        recorder=recorder,
+        transport=transport,
+        service=service,
+        websocket=websocket,
+        store=store,
+        claimer=claimer,
+        follower=follower,
+        closers=closers,
+        probe_backends=probe_backends,
+    )
+    service.ready = relayer.ready
+    return relayer
+
+
+def _load_deployment(path: Path) -> Any:
+    from ledger.deploy import Deployment
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read deployment file {path}: {exc}") from exc
+    return Deployment.from_json(text)
+
+
+async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None = None) -> None:
+    """Run the relay and metrics apps until SIGINT/SIGTERM; ``on_ready(port, metrics_port)``."""
+    cfg = relayer.config
+    ssl_context = None
+    if cfg.server.tls_cert is not None and cfg.server.tls_key is not None:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(cfg.server.tls_cert, cfg.server.tls_key)
+    runner = web.AppRunner(relayer.web_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        cfg.server.host,
+        cfg.server.port,
+        ssl_context=ssl_context,
+        shutdown_timeout=cfg.server.shutdown_grace,
+        backlog=1024,
+    )
+    await site.start()
+    port = _bound_port(site)
+    metrics_runner: web.AppRunner | None = None
+    metrics_port = 0
+    if cfg.metrics.enabled:
+        metrics_runner = web.AppRunner(metrics_app(relayer.metrics), access_log=None)
+        await metrics_runner.setup()
+        msite = web.TCPSite(metrics_runner, cfg.metrics.host, cfg.metrics.port)
+        await msite.start()
+        metrics_port = _bound_port(msite)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready(port, metrics_port)
+    try:
+        await stop.wait()
+    finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        await runner.cleanup()
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server  # aiohttp keeps the asyncio server here
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else 0

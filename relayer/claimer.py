@@ -1,0 +1,495 @@
+"""Claims, proofs and settlements — the relayer's earnings, driven from its logs and disk state.
+
+For every (service, app, n) it has a log of, once the session's grace has ended, the claimer
+walks one state machine per session, persisting every step in ``<data_dir>/claims`` (written
+atomically) *before* it acts, so that a restart resumes where it stopped and never claims twice::
+
+    pending → claiming → claimed → (proving → proved | not_required) → settled   (log deleted)
+            ↘ skipped (empty, or reward below gas/min_reward — status says so)
+            ↘ failed  (a window was missed; the reason is kept)
+
+Steps: build the trie from the log in one pass (keys, value hashes, weights and log offsets —
+never whole leaves), keeping the relays mined under ``H_g``; checkpoint ``H_n``/``H_g`` (before
+claiming) and ``H_c`` (after the claim window) when nobody has; claim inside the window naming
+every slot held; when a proof is required, open the leaf drawn by ``r`` and submit it in the
+proof window; settle after the proof window. A failing chain call is retried with exponential
+backoff (``claims.retry_initial`` … ``retry_max``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from protocol.errors import RelaynetError
+from protocol.relay import is_mined
+from protocol.settlement import (
+    budget as session_budget,
+)
+from protocol.settlement import (
+    challenge,
+    claim_tokens,
+    claimed_amount,
+    pending_sessions,
+    proof_required,
+)
+from protocol.trie import Root, SumTrie
+from relayer.config import ClaimsConfig
+from relayer.interfaces import ClaimStatus, SettlementChain, TxReceipt
+from relayer.metrics import RelayerMetrics
+from relayer.relaylog import RelayLog, SessionKey
+from session.hydrate import hydrate
+from session.snapshot import RegistrySnapshot
+from session.windows import Windows, windows
+
+__all__ = ["ClaimRecord", "ClaimState", "ClaimStore", "Claimer", "TrieSummary", "build_trie"]
+
+log = logging.getLogger("relaynet.relayer.claimer")
+
+_CU = slice(153, 157)
+
+
+class ClaimState(StrEnum):
+    PENDING = "pending"
+    CLAIMING = "claiming"
+    CLAIMED = "claimed"
+    PROVING = "proving"
+    PROVED = "proved"
+    NOT_REQUIRED = "not_required"
+    SETTLED = "settled"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (ClaimState.SETTLED, ClaimState.SKIPPED, ClaimState.FAILED)
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    """What the relayer knows and did about one session's claim (persisted as JSON)."""
+
+    service_id: str
+    app: str  # 0x hex
+    n: int
+    state: ClaimState = ClaimState.PENDING
+    relays: int = 0
+    mined: int = 0
+    root48: str = ""
+    sum: int = 0
+    count: int = 0
+    slots: tuple[int, ...] = ()
+    session_id: str = ""
+    claimed: int = 0
+    required: bool | None = None
+    reward: int = 0
+    paid: int = 0
+    gas_wei: int = 0
+    txs: tuple[str, ...] = ()
+    reason: str = ""
+    updated: float = 0.0
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return json.dumps(data, indent=2).encode()  # token amounts exceed 64 bits
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ClaimRecord:
+        data: dict[str, Any] = json.loads(raw)
+        data["state"] = ClaimState(data["state"])
+        data["slots"] = tuple(data.get("slots", ()))
+        data["txs"] = tuple(data.get("txs", ()))
+        return cls(**data)
+
+    def spent(self, receipt: TxReceipt) -> ClaimRecord:
+        return replace(
+            self, gas_wei=self.gas_wei + receipt.cost_wei, txs=(*self.txs, receipt.tx_hash)
+        )
+
+
+class ClaimStore:
+    """One JSON file per session under ``<data_dir>/claims/<service>/``, written atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: SessionKey) -> Path:
+        return self.root / key.service_id / key.filename().replace(".log", ".json")
+
+    def load(self, key: SessionKey) -> ClaimRecord | None:
+        path = self.path(key)
+        try:
+            return ClaimRecord.from_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def save(self, key: SessionKey, record: ClaimRecord) -> ClaimRecord:
+        record = replace(record, updated=time.time())
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(record.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return record
+
+    def all(self) -> list[ClaimRecord]:
+        out = []
+        for path in sorted(self.root.glob("*/*.json")):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                out.append(ClaimRecord.from_json(path.read_bytes()))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TrieSummary:
+    """A session's trie as built from its log."""
+
+    trie: SumTrie
+    relays: int
+    mined: int
+
+    @property
+    def root(self) -> Root:
+        return self.trie.root
+
+
+def build_trie(
+    relay_log: RelayLog, key: SessionKey, h_g: bytes, difficulty_bits: int
+) -> TrieSummary:
+    """One pass over the log: (relay_key, sha256(leaf), compute_units, ref) of mined relays."""
+    relays = 0
+    items: list[tuple[bytes, bytes, int, int]] = []
+    sha = hashlib.sha256
+    for record in relay_log.records(key):
+        relays += 1
+        if difficulty_bits and not is_mined(record.relay_key, h_g, difficulty_bits):
+            continue
+        leaf = record.leaf
+        items.append(
+            (record.relay_key, sha(leaf).digest(), int.from_bytes(leaf[_CU], "big"), record.ref)
+        )
+    mined = len(items)
+    return TrieSummary(SumTrie.build(items), relays, mined)
+
+
+@dataclass
+class _Backoff:
+    delay: float
+    next_at: float = 0.0
+    attempts: int = 0
+
+
+class Claimer:
+    """Drives every session's claim state machine; run :meth:`run` as a background task."""
+
+    def __init__(
+        self,
+        *,
+        config: ClaimsConfig,
+        snapshot: RegistrySnapshot,
+        chain: SettlementChain,
+        relay_log: RelayLog,
+        store: ClaimStore,
+        supplier: bytes,
+        metrics: RelayerMetrics | None = None,
+        on_session_closed: Callable[[SessionKey], object] | None = None,
+    ) -> None:
+        self.config = config
+        self.snapshot = snapshot
+        self.chain = chain
+        self.relay_log = relay_log
+        self.store = store
+        self.supplier = supplier
+        self.metrics = metrics
+        self._on_closed = on_session_closed
+        self._backoff: dict[SessionKey, _Backoff] = {}
+        self._global_backoff = _Backoff(config.retry_initial)
+        self._tries: dict[SessionKey, TrieSummary] = {}
+
+    async def run(self) -> None:
+        """Tick forever (cancelled at shutdown)."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # the task's outermost boundary: a bug must not stop earning
+                log.exception("claimer tick failed")
+            await asyncio.sleep(self.config.tick)
+
+    async def tick(self) -> None:
+        """One pass over every session with a log or an unfinished claim."""
+        now = time.monotonic()
+        if now < self._global_backoff.next_at:
+            return
+        try:
+            head = await self.chain.head()
+        except RelaynetError as exc:
+            self._failed(self._global_backoff, "head", exc)
+            return
+        self._global_backoff = _Backoff(self.config.retry_initial)
+        keys = set(self.relay_log.existing())
+        for record in self.store.all():
+            if not record.state.final:
+                keys.add(SessionKey(record.service_id, bytes.fromhex(record.app[2:]), record.n))
+        shape = self.snapshot.shape()
+        for key in sorted(keys, key=lambda k: (k.n, k.service_id, k.app)):
+            w = windows(shape, key.n)
+            if head <= w.grace_end:
+                continue
+            backoff = self._backoff.get(key)
+            if backoff is not None and now < backoff.next_at:
+                continue
+            try:
+                await self.step(key, w, head)
+            except RelaynetError as exc:
+                if backoff is None:
+                    backoff = self._backoff[key] = _Backoff(self.config.retry_initial)
+                self._failed(backoff, f"session {key.service_id}/{key.n}", exc)
+            else:
+                self._backoff.pop(key, None)
+
+    def _failed(self, backoff: _Backoff, what: str, exc: RelaynetError) -> None:
+        backoff.attempts += 1
+        backoff.next_at = time.monotonic() + backoff.delay
+        log.warning("%s: %s (retry in %.1fs)", what, exc.message, backoff.delay)
+        backoff.delay = min(backoff.delay * 2, self.config.retry_max)
+        if self.metrics is not None:
+            self.metrics.chain_errors.labels(what.split(" ")[0]).inc()
+
+    # -- the state machine --------------------------------------------------------------------
+
+    async def step(self, key: SessionKey, w: Windows, head: int) -> None:
+        """Advance one session as far as ``head`` allows."""
+        record = self.store.load(key) or ClaimRecord(key.service_id, "0x" + key.app.hex(), key.n)
+        if record.state.final:
+            if record.state is ClaimState.SETTLED or record.state is ClaimState.SKIPPED:
+                await self._cleanup(key)
+            return
+        if record.state is ClaimState.PENDING:
+            await self._close_log(key)
+            record = await self._claim(key, w, head, record)
+        if record.state is ClaimState.CLAIMING:
+            record = await self._resume_claim(key, w, head, record)
+        if record.state is ClaimState.CLAIMED:
+            record = await self._after_claim_window(key, w, head, record)
+        if record.state is ClaimState.PROVING:
+            record = await self._prove(key, w, head, record)
+        if record.state in (ClaimState.PROVED, ClaimState.NOT_REQUIRED):
+            record = await self._settle(key, w, head, record)
+        if record.state.final:
+            await self._cleanup(key)
+
+    async def _close_log(self, key: SessionKey) -> None:
+        await self.relay_log.retire(key)
+        if self._on_closed is not None:
+            self._on_closed(key)
+
+    async def _cleanup(self, key: SessionKey) -> None:
+        self._tries.pop(key, None)
+        await self.relay_log.delete(key)
+
+    def _save(self, key: SessionKey, record: ClaimRecord) -> ClaimRecord:
+        return self.store.save(key, record)
+
+    async def _hash(self, height: int) -> bytes:
+        known = self.snapshot.block_hash(height)
+        if known is not None:
+            return known
+        fetched = await self.chain.block_hash(height)
+        if fetched is None:
+            raise RelaynetError(f"block {height} is not known yet")
+        return fetched
+
+    async def _ensure_recorded(self, n: int, *kinds: int) -> None:
+        """Checkpoint when the contract lacks H_n (0), H_g (1) or H_c (2) of session ``n``."""
+        recorded = await self.chain.recorded_hashes(n)
+        if all(recorded[k] is not None for k in kinds):
+            return
+        receipt = await self.chain.checkpoint()
+        if self.metrics is not None:
+            self.metrics.checkpoints.inc()
+            self.metrics.gas.inc(receipt.cost_wei)
+        recorded = await self.chain.recorded_hashes(n)
+        if not all(recorded[k] is not None for k in kinds):
+            raise RelaynetError(f"session {n}: block hashes could not be checkpointed")
+
+    def _trie(self, key: SessionKey, h_g: bytes, difficulty: int) -> TrieSummary:
+        summary = self._tries.get(key)
+        if summary is None:
+            summary = self._tries[key] = build_trie(self.relay_log, key, h_g, difficulty)
+        return summary
+
+    async def _claim(
+        self, key: SessionKey, w: Windows, head: int, record: ClaimRecord
+    ) -> ClaimRecord:
+        if head < w.claim_open - 1:
+            return record
+        if head > w.claim_close:
+            return self._final(key, record, ClaimState.FAILED, "claim window missed", "claims")
+        h_g = await self._hash(w.h_g_block)
+        sparams = self.snapshot.service_params(key.service_id, key.n)
+        econ = self.snapshot.economic_params(key.n)
+        summary = self._trie(key, h_g, sparams.difficulty_bits)
+        record = replace(record, relays=summary.relays, mined=summary.mined)
+        if summary.mined == 0:
+            reason = "no relays" if summary.relays == 0 else "no mined relays"
+            return self._final(key, record, ClaimState.SKIPPED, reason, "claims")
+        session = hydrate(self.snapshot, key.service_id, key.app, key.n)
+        slots = () if session is None else session.slot_indexes(self.supplier)
+        if session is None or not slots:
+            return self._final(key, record, ClaimState.FAILED, "no slot held", "claims")
+        shape = self.snapshot.shape()
+        root = summary.root
+        tokens = claim_tokens(root.sum, econ.cu_price, sparams.difficulty_bits)
+        limit = session_budget(
+            len(slots),
+            self.snapshot.app_stake(key.app, key.n),
+            shape.S,
+            pending_sessions(shape.L, shape.G, shape.CO, shape.CW, shape.PO, shape.PW),
+        )
+        claimed = claimed_amount(tokens, limit)
+        record = replace(
+            record,
+            root48="0x" + root.encode().hex(),
+            sum=root.sum,
+            count=root.count,
+            slots=tuple(slots),
+            session_id="0x" + session.seed.hex(),
+            claimed=claimed,
+        )
+        worth, why = await self._worth_it(claimed, econ.proof_probability_bps)
+        if not worth:
+            return self._final(key, record, ClaimState.SKIPPED, why, "claims")
+        record = self._save(key, replace(record, state=ClaimState.CLAIMING))
+        return await self._resume_claim(key, w, head, record)
+
+    async def _worth_it(self, claimed: int, proof_bps: int) -> tuple[bool, str]:
+        cfg = self.config
+        if claimed < cfg.min_reward:
+            return False, f"reward {claimed} below min_reward {cfg.min_reward}"
+        if cfg.tokens_per_gas_wei > 0:
+            gas_price = await self.chain.gas_price()
+            gas = cfg.claim_gas_estimate + cfg.proof_gas_estimate * proof_bps // 10_000
+            cost = int(gas * gas_price * cfg.tokens_per_gas_wei)
+            if claimed <= cost:
+                return False, f"reward {claimed} does not cover gas (~{cost} tokens)"
+        return True, ""
+
+    async def _resume_claim(
+        self, key: SessionKey, w: Windows, head: int, record: ClaimRecord
+    ) -> ClaimRecord:
+        onchain = await self.chain.claim_state(key.app, key.service_id, key.n)
+        if onchain.status is not ClaimStatus.NONE:  # landed before a crash: never claim twice
+            return self._save(key, replace(record, state=ClaimState.CLAIMED))
+        if head < w.claim_open - 1:
+            return record
+        if head > w.claim_close:
+            return self._final(key, record, ClaimState.FAILED, "claim window missed", "claims")
+        await self._ensure_recorded(key.n, 0, 1)
+        receipt = await self.chain.claim(
+            key.app, key.service_id, key.n, record.slots, bytes.fromhex(record.root48[2:])
+        )
+        self._spent(receipt)
+        if self.metrics is not None:
+            self.metrics.claims.labels("submitted").inc()
+        log.info("claimed %s/%s n=%d sum=%d", key.service_id, record.app, key.n, record.sum)
+        return self._save(key, replace(record.spent(receipt), state=ClaimState.CLAIMED))
+
+    async def _after_claim_window(
+        self, key: SessionKey, w: Windows, head: int, record: ClaimRecord
+    ) -> ClaimRecord:
+        if head <= w.claim_close:
+            return record
+        await self._ensure_recorded(key.n, 2)
+        h_c = await self._hash(w.h_c_block)
+        econ = self.snapshot.economic_params(key.n)
+        required = proof_required(
+            record.claimed,
+            econ.proof_threshold,
+            bytes.fromhex(record.root48[2:]),
+            h_c,
+            econ.proof_probability_bps,
+        )
+        state = ClaimState.PROVING if required else ClaimState.NOT_REQUIRED
+        return self._save(key, replace(record, required=required, state=state))
+
+    async def _prove(
+        self, key: SessionKey, w: Windows, head: int, record: ClaimRecord
+    ) -> ClaimRecord:
+        onchain = await self.chain.claim_state(key.app, key.service_id, key.n)
+        if onchain.status in (ClaimStatus.PROVED, ClaimStatus.SETTLED, ClaimStatus.VOIDED):
+            return self._save(key, replace(record, state=ClaimState.PROVED))
+        if head < w.proof_open - 1:
+            return record
+        if head > w.proof_close:
+            return self._final(key, record, ClaimState.FAILED, "proof window missed", "proofs")
+        h_c = await self._hash(w.h_c_block)
+        h_g = await self._hash(w.h_g_block)
+        sparams = self.snapshot.service_params(key.service_id, key.n)
+        summary = self._trie(key, h_g, sparams.difficulty_bits)
+        if "0x" + summary.root.encode().hex() != record.root48:
+            return self._final(
+                key, record, ClaimState.FAILED, "log no longer matches the claimed root", "proofs"
+            )
+        r = challenge(h_c, bytes.fromhex(record.session_id[2:]), self.supplier, record.sum)
+        proof = summary.trie.prove(r)
+        assert proof.ref is not None
+        leaf = self.relay_log.read_leaf(key, proof.ref)
+        receipt = await self.chain.prove(key.app, key.service_id, key.n, leaf, proof.siblings)
+        self._spent(receipt)
+        if self.metrics is not None:
+            self.metrics.proofs.labels("submitted").inc()
+        return self._save(key, replace(record.spent(receipt), state=ClaimState.PROVED))
+
+    async def _settle(
+        self, key: SessionKey, w: Windows, head: int, record: ClaimRecord
+    ) -> ClaimRecord:
+        if head <= w.proof_close:
+            return record
+        onchain = await self.chain.claim_state(key.app, key.service_id, key.n)
+        if onchain.status in (ClaimStatus.SETTLED, ClaimStatus.VOIDED):
+            return self._final(key, record, ClaimState.SETTLED, "settled by someone else", "")
+        receipt = await self.chain.settle(key.app, key.service_id, key.n)
+        self._spent(receipt)
+        reward = int(receipt.extra.get("supplier", 0))
+        paid = int(receipt.extra.get("paid", 0))
+        if self.metrics is not None:
+            self.metrics.settlements.labels("submitted").inc()
+            self.metrics.rewards.inc(reward)
+        record = replace(record.spent(receipt), reward=reward, paid=paid)
+        return self._final(key, record, ClaimState.SETTLED, "", "")
+
+    def _final(
+        self, key: SessionKey, record: ClaimRecord, state: ClaimState, reason: str, metric: str
+    ) -> ClaimRecord:
+        if self.metrics is not None and metric:
+            counter = self.metrics.claims if metric == "claims" else self.metrics.proofs
+            counter.labels(state.value).inc()
+        if reason:
+            log.info(
+                "session %s/%s n=%d: %s — %s", key.service_id, record.app, key.n, state, reason
+            )
+        return self._save(key, replace(record, state=state, reason=reason))
+
+    def _spent(self, receipt: TxReceipt) -> None:
+        if self.metrics is not None:
+            self.metrics.gas.inc(receipt.cost_wei)

@@ -1,0 +1,199 @@
+"""The relay pipeline's parts, as the relayer needs them (``typing.Protocol`` + stage types).
+
+The pipeline, wired in ``server.py``, reads::
+
+    verified = verifier.verify(header_value, payload)      # DESIGN §3.3 checks, from memory
+    answer   = await backend.send(verified.backend_request()) # byte-for-byte forwarding
+    served   = recorder.record(verified, answer)           # receipt + durable log + meter
+    -> 200, answer.body, Relay-Backend-Status, Relay-Receipt
+
+and, off the hot path, the claimer turns each closed session log into claim → proof → settle
+against a :class:`SettlementChain`.
+
+Contracts:
+
+* :class:`RelayVerifier` never performs I/O and never calls the chain; it raises
+  :class:`relayer.errors.RelayRefused` with the code of the *first* failing check, and charges
+  the app's budget only when every check passed.
+* :class:`BackendTransport` returns only complete HTTP responses (any status); everything else
+  is a :class:`relayer.errors.BackendError` (``BACKEND_TIMEOUT`` / ``BACKEND_UNAVAILABLE``).
+* :class:`RelayRecorder` writes the relay to its session log (``os.write``) *before* returning;
+  a relay not recorded is never receipted.
+* :class:`SettlementChain` methods may raise any :class:`protocol.errors.RelaynetError`; the
+  claimer retries them with backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from relayer.recorder import ServedRelay
+    from relayer.verify import VerifiedRelay
+
+__all__ = [
+    "BackendRequest",
+    "BackendResponse",
+    "BackendTransport",
+    "ChainClaim",
+    "ClaimStatus",
+    "PricedCall",
+    "PricingPolicy",
+    "RelayRecorder",
+    "RelayVerifier",
+    "SettlementChain",
+    "TxReceipt",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRequest:
+    """One request to a backend node: the payload byte for byte, plus configured headers."""
+
+    service_id: str
+    url: str
+    body: bytes
+    headers: Mapping[str, str]
+    http_method: str = "POST"
+    timeout: float = 10.0
+    connect_timeout: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class BackendResponse:
+    """A complete HTTP response from the backend."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+class BackendTransport(Protocol):
+    """Sends one request to a backend (the httpx-style seam; tests use a mock handler)."""
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        """The complete response, or BackendError (timeout / unavailable)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PricedCall:
+    """What the service's chain spec says about one relay payload.
+
+    For a REST-like payload (DESIGN §3.3, canonical ``{"body","method","path","query"}``)
+    ``http_method``, ``path`` (path and query, appended to the role's backend URL) and ``body``
+    say what to send; for JSON-RPC the payload itself is POSTed (``body`` None).
+    """
+
+    compute_units: int
+    role: str
+    method: str
+    write: bool = False
+    http_method: str = "POST"
+    path: str = ""
+    body: bytes | None = None
+
+
+class PricingPolicy(Protocol):
+    """The service's chain spec, as the verifier asks it (``rollups/`` handler adapter)."""
+
+    def price(self, payload: bytes) -> PricedCall:
+        """Compute units and backend role of a relay payload. Raises RelaynetError with
+        BATCH_NOT_RELAYABLE for batches and METHOD_DENIED for denied methods."""
+        ...
+
+
+class RelayVerifier(Protocol):
+    """Every check of DESIGN §3.3 in order (``verify.Verifier``)."""
+
+    def check_size(self, length: int | None) -> None:
+        """PAYLOAD_TOO_LARGE before the body is read."""
+        ...
+
+    def verify(self, header_value: str | None, payload: bytes) -> VerifiedRelay:
+        """The verified relay, its budget charged and its relay key reserved."""
+        ...
+
+    def abandon(self, relay: VerifiedRelay) -> None:
+        """The backend failed: refund and release (nothing recorded)."""
+        ...
+
+
+class RelayRecorder(Protocol):
+    """Receipt + durable append (``recorder.Recorder``)."""
+
+    def record(self, relay: VerifiedRelay, status: int, body: bytes) -> ServedRelay:
+        """Written to the session log before returning; the relay key becomes seen."""
+        ...
+
+
+class ClaimStatus(StrEnum):
+    """A claim's state on the settlement chain, as the chain reports it."""
+
+    NONE = "none"
+    OPEN = "open"
+    PROVED = "proved"
+    SETTLED = "settled"
+    VOIDED = "voided"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainClaim:
+    """A claim as stored by the contract."""
+
+    status: ClaimStatus
+    root48: bytes = b""
+    claim_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TxReceipt:
+    """The outcome of one submitted transaction."""
+
+    tx_hash: str
+    gas_used: int
+    gas_price: int
+    extra: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def cost_wei(self) -> int:
+        return self.gas_used * self.gas_price
+
+
+class SettlementChain(Protocol):
+    """The settlement-chain actions and reads the claimer needs (a ``LedgerClient`` adapter)."""
+
+    async def head(self) -> int: ...
+
+    async def block_hash(self, height: int) -> bytes | None: ...
+
+    async def recorded_hashes(self, n: int) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """``(H_n, H_g, H_c)`` of session ``n`` as the contract stored them (None: missing)."""
+        ...
+
+    async def checkpoint(self) -> TxReceipt: ...
+
+    async def gas_price(self) -> int: ...
+
+    async def claim_state(self, app: bytes, service_id: str, n: int) -> ChainClaim: ...
+
+    async def claim(
+        self, app: bytes, service_id: str, n: int, slots: tuple[int, ...], root48: bytes
+    ) -> TxReceipt: ...
+
+    async def prove(
+        self, app: bytes, service_id: str, n: int, leaf: bytes, siblings: Sequence[object]
+    ) -> TxReceipt: ...
+
+    async def settle(self, app: bytes, service_id: str, n: int) -> TxReceipt:
+        """Settle; ``TxReceipt.extra["paid"]``/``["supplier"]`` when the contract says so."""
+        ...
+
+    async def balance(self) -> int: ...
+
+    async def stake(self) -> int: ...

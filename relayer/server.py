@@ -1,0 +1,172 @@
+"""The relay HTTP surface: ``POST /v1/relay`` (the hot path), the WebSocket relay on the same
+path, ``GET /healthz`` and ``GET /readyz``; and the separate metrics app.
+
+The hot path is the pipeline of ``interfaces.py`` in five visible steps — size, verify,
+forward, record, answer. Relay-layer failures become ``{code, message, retryable}`` with the
+status of ``protocol.errors.ERROR_TABLE``; only an unexpected bug reaches the outermost
+``except`` and answers ``INTERNAL``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import orjson
+from aiohttp import web
+
+from protocol.errors import ERROR_TABLE, ErrorCode, RelaynetError, error_body
+from relayer.errors import RelayRefused
+from relayer.interfaces import BackendRequest, BackendTransport
+from relayer.metrics import RelayerMetrics
+from relayer.recorder import Recorder
+from relayer.verify import Verifier
+
+__all__ = ["RELAY_PATH", "RelayService", "error_response", "metrics_app", "relay_app"]
+
+log = logging.getLogger("relaynet.relayer")
+
+RELAY_PATH = "/v1/relay"
+_JSON = "application/json"
+
+
+def error_response(code: ErrorCode, message: str) -> web.Response:
+    """A relay-layer error: no receipt, the stable JSON body, the table's HTTP status."""
+    return web.Response(
+        body=orjson.dumps(error_body(code, message)),
+        status=ERROR_TABLE[code].http_status,
+        content_type=_JSON,
+    )
+
+
+class RelayService:
+    """The handlers; holds the pipeline's parts, built by the composition root."""
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        transport: BackendTransport,
+        recorder: Recorder,
+        metrics: RelayerMetrics,
+        ready: Callable[[], bool],
+    ) -> None:
+        self.verifier = verifier
+        self.transport = transport
+        self.recorder = recorder
+        self.metrics = metrics
+        self.ready = ready
+        self._answered = {sid: metrics.relays.labels(sid, "answered") for sid in verifier.services}
+        self._backend_error = {
+            sid: metrics.relays.labels(sid, "backend_error") for sid in verifier.services
+        }
+        self._backend_seconds = {
+            sid: metrics.backend_seconds.labels(sid) for sid in verifier.services
+        }
+        self._refused_by_code = {code: metrics.refused.labels(code.value) for code in ErrorCode}
+        self._refused = metrics.relays.labels("-", "refused")
+
+    def refuse(self, exc: RelaynetError) -> web.Response:
+        self._refused_by_code[exc.code].inc()
+        self._refused.inc()
+        return error_response(exc.code, exc.message)
+
+    async def relay(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/relay``: size → verify → forward → record → answer."""
+        started = time.perf_counter()
+        try:
+            self.verifier.check_size(request.content_length)
+            try:
+                payload = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise RelayRefused(
+                    ErrorCode.PAYLOAD_TOO_LARGE, "body exceeds the relayer's limit"
+                ) from None
+            relay = self.verifier.verify(request.headers.get("Relay-Request"), payload)
+        except RelaynetError as exc:
+            return self.refuse(exc)
+        forwarded = time.perf_counter()
+        self.metrics.verify_seconds.observe(forwarded - started)
+        service = relay.service
+        priced = relay.priced
+        try:
+            url = service.backend_url(priced.role)
+            answer = await self.transport.send(
+                BackendRequest(
+                    service.service_id,
+                    url.rstrip("/") + priced.path if priced.path else url,
+                    payload if priced.body is None else priced.body,
+                    service.headers,
+                    http_method=priced.http_method,
+                    timeout=service.timeout,
+                    connect_timeout=service.connect_timeout,
+                )
+            )
+        except RelaynetError as exc:
+            self.verifier.abandon(relay)
+            self._backend_error[service.service_id].inc()
+            return error_response(exc.code, exc.message)
+        self._backend_seconds[service.service_id].observe(time.perf_counter() - forwarded)
+        try:
+            served = self.recorder.record(relay, answer.status, answer.body)
+        except RelaynetError as exc:  # the session closed while the backend answered
+            self.verifier.abandon(relay)
+            return self.refuse(exc)
+        self._answered[service.service_id].inc()
+        return web.Response(
+            body=answer.body,
+            status=200,
+            headers={
+                "Content-Type": answer.content_type,
+                "Relay-Backend-Status": str(answer.status),
+                "Relay-Receipt": served.receipt_header,
+            },
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.ready():
+            return web.json_response({"ready": True})
+        return web.json_response({"ready": False, "reason": "follower catching up"}, status=503)
+
+
+@web.middleware
+async def _outermost(
+    request: web.Request, handler: Callable[[web.Request], object]
+) -> web.StreamResponse:
+    """The server's boundary: an unexpected failure answers INTERNAL, never a traceback."""
+    try:
+        response = await handler(request)  # type: ignore[misc]
+    except web.HTTPException:
+        raise
+    except Exception:  # the outermost boundary of the server
+        log.exception("unexpected failure serving %s", request.path)
+        return error_response(ErrorCode.INTERNAL, "internal error")
+    assert isinstance(response, web.StreamResponse)
+    return response
+
+
+def relay_app(
+    service: RelayService, ws_handler: Callable[..., object] | None = None
+) -> web.Application:
+    """The public app: relays, health and readiness."""
+    app = web.Application(client_max_size=service.verifier.max_body_bytes, middlewares=[_outermost])
+    app.router.add_post(RELAY_PATH, service.relay)
+    if ws_handler is not None:
+        app.router.add_get(RELAY_PATH, ws_handler)  # type: ignore[arg-type]
+    app.router.add_get("/healthz", service.healthz)
+    app.router.add_get("/readyz", service.readyz)
+    return app
+
+
+def metrics_app(metrics: RelayerMetrics) -> web.Application:
+    """Metrics on their own port."""
+
+    async def render(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/metrics", render)
+    return app

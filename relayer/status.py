@@ -1,0 +1,170 @@
+"""What ``relaynet relayer status`` shows: read from the data folder, and the chain when asked.
+
+Sessions served (logs and claim records), relays per service, each claim with its state (and
+why it was skipped or failed), rewards earned, gas spent, and the supplier's stake and token
+balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from protocol.errors import RelaynetError
+from relayer.claimer import ClaimStore
+from relayer.config import RelayerConfig
+from relayer.relaylog import FILE_HEADER, SessionKey
+
+__all__ = ["collect_status", "render_status"]
+
+_RECORD_SIZE = 2 + 4 + 32 + 326 + 4
+
+
+def _log_counts(cfg: RelayerConfig) -> dict[SessionKey, int]:
+    root = cfg.data_dir / "logs"
+    counts: dict[SessionKey, int] = {}
+    for path in sorted(root.glob("*/*.log")):
+        try:
+            key = SessionKey.from_path(path)
+        except RelaynetError:
+            continue
+        size = path.stat().st_size
+        counts[key] = max(0, (size - len(FILE_HEADER)) // _RECORD_SIZE)
+    return counts
+
+
+def _supplier_address(cfg: RelayerConfig) -> str | None:
+    try:
+        doc = json.loads(cfg.keys.supplier_keystore.read_text())
+    except (OSError, ValueError):
+        return None
+    address = doc.get("address") if isinstance(doc, dict) else None
+    return None if not address else "0x" + str(address).lower().removeprefix("0x")
+
+
+async def _chain_figures(cfg: RelayerConfig, address: str) -> dict[str, Any]:
+    from ledger.client import LedgerClient
+    from ledger.deploy import Deployment
+
+    deployment = Deployment.from_json(cfg.chain.deployment.read_text())
+    client = LedgerClient(cfg.chain.rpc_url, deployment)
+    try:
+        who = bytes.fromhex(address[2:])
+        supplier = await client.supplier(who)
+        return {
+            "head": await client.block_number(),
+            "stake": supplier.stake,
+            "locked": supplier.locked,
+            "balance": await client.balance(who),
+            "eth_balance": await client.eth_balance(who),
+            "open_claims": supplier.open_claims,
+        }
+    finally:
+        await client.close()
+
+
+def collect_status(
+    cfg: RelayerConfig,
+    *,
+    with_chain: bool = True,
+    progress: Callable[[str], object] | None = None,
+) -> dict[str, Any]:
+    """Everything the status command prints, as plain data."""
+    store = ClaimStore(cfg.data_dir / "claims")
+    claims = store.all()
+    logs = _log_counts(cfg)
+    per_service: Counter[str] = Counter()
+    sessions: set[tuple[str, str, int]] = set()
+    for key, count in logs.items():
+        per_service[key.service_id] += count
+        sessions.add((key.service_id, "0x" + key.app.hex(), key.n))
+    for c in claims:
+        if (c.service_id, c.app, c.n) not in sessions:
+            per_service[c.service_id] += c.relays
+            sessions.add((c.service_id, c.app, c.n))
+    states: Counter[str] = Counter(c.state.value for c in claims)
+    report: dict[str, Any] = {
+        "supplier": _supplier_address(cfg),
+        "sessions_served": len(sessions),
+        "open_logs": len(logs),
+        "relays_per_service": dict(per_service),
+        "claims_by_state": dict(states),
+        "claims": [
+            {
+                "service": c.service_id,
+                "app": c.app,
+                "session": c.n,
+                "state": c.state.value,
+                "relays": c.relays,
+                "sum": c.sum,
+                "claimed": c.claimed,
+                "proof_required": c.required,
+                "reward": c.reward,
+                "gas_wei": c.gas_wei,
+                "reason": c.reason,
+            }
+            for c in claims
+        ],
+        "rewards": sum(c.reward for c in claims),
+        "gas_spent_wei": sum(c.gas_wei for c in claims),
+    }
+    if with_chain and report["supplier"]:
+        if progress is not None:
+            progress(f"reading stake and balance from {cfg.chain.rpc_url} …")
+        try:
+            report["chain"] = asyncio.run(_chain_figures(cfg, report["supplier"]))
+        except (RelaynetError, OSError) as exc:
+            report["chain"] = {"error": str(exc)}
+    return report
+
+
+def _rly(amount: int) -> str:
+    """Token base units (18 decimals) as RLY, exact."""
+    whole, frac = divmod(int(amount), 10**18)
+    text = f"{whole:,}" + (f".{frac:018d}".rstrip("0") if frac else "")
+    return f"{text} RLY"
+
+
+def _eth(wei: int) -> str:
+    return f"{int(wei) / 10**18:.6f} ETH"
+
+
+def render_status(report: dict[str, Any]) -> str:
+    lines = [
+        f"supplier        {report['supplier']}",
+        f"sessions served {report['sessions_served']} ({report['open_logs']} with a log on disk)",
+        "relays          "
+        + (", ".join(f"{s}: {n}" for s, n in sorted(report["relays_per_service"].items())) or "-"),
+        "claims          "
+        + (", ".join(f"{s}: {n}" for s, n in sorted(report["claims_by_state"].items())) or "-"),
+        f"rewards         {_rly(report['rewards'])}",
+        f"gas spent       {_eth(report['gas_spent_wei'])}",
+    ]
+    chain = report.get("chain")
+    if chain:
+        if "error" in chain:
+            lines.append(f"chain           unreachable: {chain['error']}")
+        else:
+            lines.append(
+                f"stake           {_rly(chain['stake'])} (locked {_rly(chain['locked'])}, "
+                f"open claims {chain['open_claims']})"
+            )
+            lines.append(
+                f"balance         {_rly(chain['balance'])}, {_eth(chain['eth_balance'])} for gas"
+            )
+    if report["claims"]:
+        lines.append("")
+        lines.append(
+            f"{'service':<12} {'session':>7} {'app':<14} {'state':<13} {'relays':>7} "
+            f"{'claimed RLY':>14} {'reward RLY':>14}  note"
+        )
+        for c in report["claims"]:
+            lines.append(
+                f"{c['service']:<12} {c['session']:>7} {c['app'][:12] + '…':<14} "
+                f"{c['state']:<13} {c['relays']:>7} {c['claimed'] / 10**18:>14.6f} "
+                f"{c['reward'] / 10**18:>14.6f}  {c['reason']}"
+            )
+    return "\n".join(lines)

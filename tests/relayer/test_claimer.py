@@ -1,0 +1,264 @@
+"""The claim state machine against an in-memory chain: claim with all slots, prove the drawn
+leaf, settle, delete the log; retry with backoff; resume after restart without claiming twice;
+skip claims not worth it and say why."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from protocol.errors import ErrorCode, RelaynetError
+from protocol.relay import Leaf, RelayHeader, encode_leaf, value_hash
+from protocol.settlement import challenge
+from protocol.trie import Node, Root, verify_proof
+from relayer.claimer import Claimer, ClaimState, ClaimStore
+from relayer.config import ClaimsConfig
+from relayer.interfaces import ChainClaim, ClaimStatus, TxReceipt
+from relayer.relaylog import RelayLog, SessionKey
+from session.hydrate import hydrate
+from session.memory import MemorySnapshot
+from session.snapshot import EconomicParams, ServiceInfo, ServiceParams, SessionShape, SupplierInfo
+from session.windows import windows
+
+SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
+SUPPLIER = b"\x0a" * 20
+APP = b"\x0b" * 20
+N = 2
+KEY = SessionKey("devnet", APP, N)
+W = windows(SHAPE, N)
+
+
+def _hash(h: int) -> bytes:
+    return hashlib.sha256(h.to_bytes(8, "big")).digest()
+
+
+@dataclass
+class FakeChain:
+    """A settlement chain in memory; checks the proof it is given like the contract does."""
+
+    snapshot: MemorySnapshot
+    height: int = 0
+    down: bool = False
+    claims: dict[tuple[bytes, str, int], tuple[ClaimStatus, bytes, tuple[int, ...]]] = field(
+        default_factory=dict
+    )
+    calls: list[str] = field(default_factory=list)
+    recorded: set[int] = field(default_factory=set)
+
+    def _up(self, what: str) -> None:
+        if self.down:
+            raise RelaynetError("chain down", code=ErrorCode.BACKEND_UNAVAILABLE)
+        self.calls.append(what)
+
+    def _tx(self) -> TxReceipt:
+        self.height += 1
+        return TxReceipt("0x" + "ab" * 32, 100_000, 2)
+
+    async def head(self) -> int:
+        self._up("head")
+        return self.height
+
+    async def block_hash(self, height: int) -> bytes | None:
+        return _hash(height) if height <= self.height else None
+
+    async def recorded_hashes(self, n: int) -> tuple[bytes | None, bytes | None, bytes | None]:
+        self._up("recorded")
+        w = windows(SHAPE, n)
+        return tuple(  # type: ignore[return-value]
+            _hash(b) if b in self.recorded else None
+            for b in (w.h_n_block, w.h_g_block, w.h_c_block)
+        )
+
+    async def checkpoint(self) -> TxReceipt:
+        self._up("checkpoint")
+        self.recorded |= {h for h in range(self.height - 255, self.height + 1)}
+        return self._tx()
+
+    async def gas_price(self) -> int:
+        return 10
+
+    async def claim_state(self, app: bytes, service_id: str, n: int) -> ChainClaim:
+        self._up("claim_state")
+        c = self.claims.get((app, service_id, n))
+        return ChainClaim(ClaimStatus.NONE) if c is None else ChainClaim(c[0], c[1][:32])
+
+    async def claim(
+        self, app: bytes, service_id: str, n: int, slots: tuple[int, ...], root48: bytes
+    ) -> TxReceipt:
+        self._up("claim")
+        assert (app, service_id, n) not in self.claims, "claimed twice"
+        assert W.claim_open <= self.height + 1 <= W.claim_close
+        self.claims[(app, service_id, n)] = (ClaimStatus.OPEN, root48, slots)
+        return self._tx()
+
+    async def prove(
+        self, app: bytes, service_id: str, n: int, leaf: bytes, siblings: Sequence[object]
+    ) -> TxReceipt:
+        self._up("prove")
+        _status, root48, slots = self.claims[(app, service_id, n)]
+        assert W.proof_open <= self.height + 1 <= W.proof_close
+        root = Root.decode(root48)
+        session = hydrate(self.snapshot, service_id, app, n)
+        assert session is not None
+        r = challenge(_hash(W.h_c_block), session.seed, SUPPLIER, root.sum)
+        decoded = Leaf.decode(leaf)
+        nodes = [s for s in siblings if isinstance(s, Node)]
+        key = _relay_key(leaf)
+        verify_proof(root, r, key, value_hash(leaf), decoded.header.compute_units, nodes)
+        self.claims[(app, service_id, n)] = (ClaimStatus.PROVED, root48, slots)
+        return self._tx()
+
+    async def settle(self, app: bytes, service_id: str, n: int) -> TxReceipt:
+        self._up("settle")
+        status, root48, slots = self.claims[(app, service_id, n)]
+        assert status is ClaimStatus.PROVED and self.height + 1 > W.proof_close
+        self.claims[(app, service_id, n)] = (ClaimStatus.SETTLED, root48, slots)
+        tx = self._tx()
+        return TxReceipt(tx.tx_hash, tx.gas_used, tx.gas_price, {"paid": 100, "supplier": 90})
+
+    async def balance(self) -> int:
+        return 0
+
+    async def stake(self) -> int:
+        return 0
+
+
+def _snapshot() -> MemorySnapshot:
+    snap = MemorySnapshot(SHAPE)
+    snap.set_economic_params(
+        0,
+        EconomicParams(
+            cu_price=1000,
+            proof_probability_bps=10000,
+            proof_threshold=0,
+            slash_multiplier_bps=10000,
+            settle_bounty_bps=1000,
+            mint_shares=(9000, 500, 500),
+            max_stream_relays=1000,
+        ),
+    )
+    snap.register_service(ServiceInfo("devnet", b"\x01" * 20))
+    snap.set_service_params("devnet", 0, ServiceParams(1, 100, 0))
+    snap.stake_supplier("devnet", SupplierInfo(SUPPLIER, 10**9, b"\x02" * 32, {}), 0)
+    snap.set_app(APP, "devnet")
+    snap.set_app_stake(APP, 1, 10**9)
+    for h in range(90, 200):
+        snap.set_block_hash(h, _hash(h))
+    snap.set_head(W.end)
+    return snap
+
+
+def _relay_key(leaf: bytes) -> bytes:
+    """These fake leaves carry no real signature: their relay key is a hash of the leaf."""
+    return hashlib.sha256(b"rk" + leaf).digest()
+
+
+def _leaf(i: int, cu: int) -> bytes:
+    header = RelayHeader(
+        1, "devnet", APP, APP, SUPPLIER, N, bytes(32), i.to_bytes(16, "big"), 0, cu
+    )
+    return encode_leaf(header.encode(), b"\x01" * 65, 0, bytes(32), b"\x02" * 64)
+
+
+Parts = tuple[MemorySnapshot, FakeChain, RelayLog, ClaimStore]
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Parts:
+    snap = _snapshot()
+    chain = FakeChain(snap, height=W.grace_end + 1)
+    rlog = RelayLog(tmp_path / "logs")
+    log = rlog.open(KEY)
+    for i, cu in enumerate((1, 2, 3, 4, 5)):
+        leaf = _leaf(i, cu)
+        log.append(_relay_key(leaf), leaf)
+    log.close()
+    return snap, chain, rlog, ClaimStore(tmp_path / "claims")
+
+
+def _claimer(parts: Parts, **cfg: object) -> Claimer:
+    snap, chain, rlog, store = parts
+    config = ClaimsConfig(retry_initial=0.01, retry_max=0.05, **cfg)  # type: ignore[arg-type]
+    return Claimer(
+        config=config, snapshot=snap, chain=chain, relay_log=rlog, store=store, supplier=SUPPLIER
+    )
+
+
+async def test_claim_prove_settle_with_backoff_and_restart(parts: Parts) -> None:
+    _snap, chain, rlog, store = parts
+    claimer = _claimer(parts)
+    chain.down = True
+    await claimer.tick()  # chain down: nothing happens, retried later
+    assert chain.claims == {}
+    chain.down = False
+    await asyncio.sleep(0.02)
+    await claimer.tick()
+    _status, root48, slots = chain.claims[(APP, "devnet", N)]
+    assert slots == (0, 1, 2, 3, 4, 5)  # every slot held
+    assert Root.decode(root48).sum == 15 and Root.decode(root48).count == 5
+    record = store.load(KEY)
+    assert record is not None and record.state is ClaimState.CLAIMED and record.claimed == 15_000
+
+    # restart: a new claimer from the same folder never claims again
+    claimer = _claimer(parts)
+    await claimer.tick()
+    assert chain.calls.count("claim") == 1
+
+    chain.height = W.claim_close + 1  # H_c known: a proof is required (probability 10000 bps)
+    await claimer.tick()
+    assert chain.claims[(APP, "devnet", N)][0] is ClaimStatus.PROVED
+    assert "checkpoint" in chain.calls  # H_c was not recorded: the relayer recorded it
+
+    chain.height = W.proof_close + 1
+    await claimer.tick()
+    record = store.load(KEY)
+    assert record is not None and record.state is ClaimState.SETTLED
+    assert record.reward == 90 and record.gas_wei > 0 and len(record.txs) >= 3
+    assert not rlog.path_for(KEY).exists()  # the log goes once settled
+
+
+async def test_crash_after_claim_landed_is_not_claimed_twice(parts: Parts) -> None:
+    _snap, chain, _rlog, store = parts
+    claimer = _claimer(parts)
+    await claimer.tick()
+    record = store.load(KEY)
+    assert record is not None
+    # as if the process died after the tx but before writing "claimed"
+    from dataclasses import replace
+
+    store.save(KEY, replace(record, state=ClaimState.CLAIMING))
+    await _claimer(parts).tick()
+    assert chain.calls.count("claim") == 1
+    assert store.load(KEY).state is ClaimState.CLAIMED  # type: ignore[union-attr]
+
+
+async def test_claim_not_worth_it_is_skipped_and_says_why(parts: Parts) -> None:
+    _snap, chain, rlog, store = parts
+    await _claimer(parts, min_reward=10**6).tick()
+    record = store.load(KEY)
+    assert record is not None and record.state is ClaimState.SKIPPED
+    assert "below min_reward" in record.reason
+    assert "claim" not in chain.calls
+    assert not rlog.path_for(KEY).exists()
+
+
+async def test_gas_cost_above_reward_is_skipped(parts: Parts) -> None:
+    _snap, _chain, _rlog, store = parts
+    await _claimer(parts, tokens_per_gas_wei=1.0).tick()  # 600k gas × 10 wei > 15,000 tokens
+    record = store.load(KEY)
+    assert record is not None and record.state is ClaimState.SKIPPED
+    assert "does not cover gas" in record.reason
+
+
+async def test_missed_claim_window_fails_with_a_reason(parts: Parts) -> None:
+    _snap, chain, _rlog, store = parts
+    chain.height = W.claim_close + 1
+    await _claimer(parts).tick()
+    record = store.load(KEY)
+    assert record is not None and record.state is ClaimState.FAILED
+    assert record.reason == "claim window missed"

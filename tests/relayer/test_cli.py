@@ -1,0 +1,142 @@
+"""``relaynet relayer init`` and ``status``: keys (0600), config, backend checks, the stake
+command; the status of a data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ledger.anvil import AnvilProcess
+from protocol.keys import decrypt_keystore
+from relayer.claimer import ClaimRecord, ClaimState, ClaimStore
+from relayer.config import load_config
+from relayer.relaylog import RelayLog, SessionKey
+from relaynet.commands.relayer import app
+
+runner = CliRunner()
+
+
+def _init(tmp: Path, backend: str, chain: str, *extra: str) -> object:
+    return runner.invoke(
+        app,
+        [
+            "init",
+            "--dir",
+            str(tmp / "r"),
+            "--service",
+            f"devnet={backend}",
+            "--chain",
+            f"devnet={chain}",
+            "--header",
+            "devnet=X-Node-Token:tok",
+            "--rpc-url",
+            "http://127.0.0.1:8545",
+            "--deployment",
+            str(tmp / "deployment.json"),
+            "--port",
+            "9999",
+            "--public-url",
+            "https://relay.example:443",
+            "--passphrase-env",
+            "TEST_RELAYER_PW",
+            "--no-interactive",
+            *extra,
+        ],
+        env={"TEST_RELAYER_PW": "pw-123"},
+    )
+
+
+def test_init_writes_keys_config_checks_backend_and_prints_stake_command(
+    tmp_path: Path, anvil: AnvilProcess
+) -> None:
+    result = _init(tmp_path, anvil.url, "devnet")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    out = result.output  # type: ignore[attr-defined]
+    base = tmp_path / "r"
+    for f in ("relayer.toml", "keys/supplier.json", "keys/receipt-key.json"):
+        assert stat.S_IMODE(os.stat(base / f).st_mode) == 0o600, f
+    assert "devnet: backend ok — chain 31337" in out
+    address = re.search(r"supplier account (0x[0-9a-f]{40})", out).group(1)  # type: ignore[union-attr]
+    key = decrypt_keystore((base / "keys/supplier.json").read_bytes(), "pw-123")
+    from protocol.keys import AccountKey
+
+    assert "0x" + AccountKey(key).address.hex() == address
+    assert (
+        "relaynet supplier stake --amount 1000rly "
+        "--service devnet=https://relay.example:443/v1/relay"
+    ) in out
+    assert f"--keystore {base / 'keys/supplier.json'}" in out
+    assert "--passphrase-env TEST_RELAYER_PW" in out
+    text = (base / "relayer.toml").read_text()
+    assert "pw-123" not in text and "${TEST_RELAYER_PW}" in text
+    cfg = load_config(base / "relayer.toml", env={"TEST_RELAYER_PW": "pw-123"})
+    assert cfg.passphrase() == "pw-123"
+    assert cfg.services["devnet"].backends == {"rpc": anvil.url}
+    assert cfg.services["devnet"].header_values() == {"X-Node-Token": "tok"}
+    assert cfg.server.port == 9999
+
+
+def test_init_refuses_a_backend_of_another_chain(tmp_path: Path, anvil: AnvilProcess) -> None:
+    result = _init(tmp_path, anvil.url, "eth")  # mainnet spec, anvil is 31337
+    assert result.exit_code == 1
+    assert "wrong_chain" in result.output  # type: ignore[attr-defined]
+
+
+def test_status_shows_sessions_claims_rewards_and_gas(tmp_path: Path) -> None:
+    result = _init(tmp_path, "http://127.0.0.1:1", "devnet", "--no-check")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    cfg_path = tmp_path / "r" / "relayer.toml"
+    data = tmp_path / "r" / "data"
+    app_addr = b"\x07" * 20
+    rlog = RelayLog(data / "logs")
+    log = rlog.open(SessionKey("devnet", app_addr, 5))
+    for i in range(3):
+        log.append(i.to_bytes(32, "big"), bytes(326))
+    log.close()
+    store = ClaimStore(data / "claims")
+    store.save(
+        SessionKey("devnet", app_addr, 4),
+        ClaimRecord(
+            "devnet",
+            "0x" + app_addr.hex(),
+            4,
+            state=ClaimState.SETTLED,
+            relays=10,
+            claimed=10**20,
+            reward=9 * 10**19,
+            gas_wei=12345,
+        ),
+    )
+    store.save(
+        SessionKey("devnet", app_addr, 3),
+        ClaimRecord(
+            "devnet",
+            "0x" + app_addr.hex(),
+            3,
+            state=ClaimState.SKIPPED,
+            relays=1,
+            reason="reward 5 below min_reward 10",
+        ),
+    )
+    result = runner.invoke(
+        app,
+        ["status", "--config", str(cfg_path), "--json", "--no-chain"],
+        env={"TEST_RELAYER_PW": "pw-123"},
+    )
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    report = json.loads(result.output)  # type: ignore[attr-defined]
+    assert report["sessions_served"] == 3
+    assert report["relays_per_service"] == {"devnet": 14}
+    assert report["claims_by_state"] == {"settled": 1, "skipped": 1}
+    assert report["rewards"] == 9 * 10**19 and report["gas_spent_wei"] == 12345
+    text = runner.invoke(
+        app,
+        ["status", "--config", str(cfg_path), "--no-chain"],
+        env={"TEST_RELAYER_PW": "pw-123"},
+    ).output  # type: ignore[attr-defined]
+    assert "below min_reward" in text and "settled" in text

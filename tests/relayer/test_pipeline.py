@@ -1,0 +1,281 @@
+"""The relay pipeline in-process: checks in DESIGN order, receipts, log, budget, replay.
+
+The registry is a MemorySnapshot and the backend a small aiohttp app, so every branch is cheap
+to reach; the same behaviour through a subprocess against anvil is in test_relayer_anvil.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from protocol.keys import AccountKey, ReceiptKey
+from protocol.relay import Domain, Leaf, encode_relay_request
+from relayer.app import Relayer, RelayerKeys, build_relayer
+from relayer.config import parse_config
+from relayer.relaylog import SessionKey
+from session.memory import MemorySnapshot
+from session.snapshot import (
+    EconomicParams,
+    ServiceInfo,
+    ServiceParams,
+    SessionShape,
+    SupplierInfo,
+)
+from tests.relayer.relayclient import high_s, rpc, sign_relay
+
+SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
+DOMAIN = Domain(31337, b"\x5e" * 20)
+SID = "devnet"
+CU_PRICE = 10
+COSMOS_APP = AccountKey.generate()
+
+
+@dataclass
+class World:
+    snapshot: MemorySnapshot
+    supplier: AccountKey
+    receipt: ReceiptKey
+    app: AccountKey
+    gateway: AccountKey
+    stranger: AccountKey
+    poor_app: AccountKey
+    relayer: Relayer
+    client: TestClient
+    backend_hits: list[bytes]
+    n: int = 2
+
+
+def _snapshot(
+    supplier: AccountKey,
+    receipt: ReceiptKey,
+    app: AccountKey,
+    gateway: AccountKey,
+    poor: AccountKey,
+) -> MemorySnapshot:
+    snap = MemorySnapshot(SHAPE)
+    snap.set_economic_params(
+        0,
+        EconomicParams(
+            cu_price=CU_PRICE,
+            proof_probability_bps=10000,
+            proof_threshold=0,
+            slash_multiplier_bps=10000,
+            settle_bounty_bps=1000,
+            mint_shares=(9000, 500, 500),
+            max_stream_relays=1000,
+        ),
+    )
+    snap.register_service(ServiceInfo(SID, b"\x01" * 20))
+    snap.set_service_params(SID, 0, ServiceParams(1, 100, 0))
+    snap.stake_supplier(
+        SID, SupplierInfo(supplier.address, 10**20, receipt.public_key, {SID: "http://x"}), 0
+    )
+    for a, stake in ((app, 10**9), (poor, 3 * 3 * CU_PRICE)):  # poor: budget of 3 relays
+        snap.set_app(a.address, SID)
+        snap.set_app_stake(a.address, 1, stake)
+    snap.set_delegation(app.address, gateway.address, 1, True)
+    snap.register_service(ServiceInfo("cosmos", b"\x01" * 20, rpc_type="cosmos-rest"))
+    snap.set_service_params("cosmos", 0, ServiceParams(1, 100, 0))
+    snap.stake_supplier("cosmos", SupplierInfo(supplier.address, 10**20, receipt.public_key, {}), 0)
+    snap.set_app(COSMOS_APP.address, "cosmos")
+    snap.set_app_stake(COSMOS_APP.address, 1, 10**9)
+    for h in range(100, 200):
+        snap.set_block_hash(h, hashlib.sha256(h.to_bytes(8, "big")).digest())
+    snap.set_head(SHAPE.B0 + 2 * SHAPE.L + 3)  # inside session 2
+    return snap
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    hits: list[bytes] = []
+
+    async def backend(request: web.Request) -> web.Response:
+        body = await request.read()
+        hits.append(body)
+        method = orjson.loads(body)["method"]
+        if method == "eth_chainId":
+            return web.Response(status=503, body=b"busy")
+        return web.Response(
+            body=b'{"jsonrpc":"2.0","id":1,"result":"0x2a"}  ', content_type="application/json"
+        )
+
+    async def rest(request: web.Request) -> web.Response:
+        hits.append(f"{request.method} {request.path_qs}".encode())
+        return web.Response(body=b'{"balances":[]}', content_type="application/json")
+
+    backend_app = web.Application()
+    backend_app.router.add_post("/", backend)
+    backend_app.router.add_get("/cosmos/{tail:.*}", rest)
+    backend_server = TestServer(backend_app)
+    await backend_server.start_server()
+    supplier, receipt = AccountKey.generate(), ReceiptKey.generate()
+    app, gateway, stranger, poor = (AccountKey.generate() for _ in range(4))
+    snap = _snapshot(supplier, receipt, app, gateway, poor)
+    cfg = parse_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "keys": {"supplier_keystore": "k", "receipt_key": "r"},
+            "chain": {"rpc_url": "http://127.0.0.1:1", "deployment": "d.json"},
+            "claims": {"enabled": False},
+            "services": {
+                SID: {
+                    "chain": "devnet",
+                    "backends": {"rpc": str(backend_server.make_url("/"))},
+                    "max_body_bytes": 4096,
+                },
+                "cosmos": {
+                    "chain": "rollchain-rest",
+                    "backends": {"rpc": str(backend_server.make_url("/"))},
+                },
+            },
+        },
+        env={},
+    )
+    relayer = build_relayer(
+        cfg, RelayerKeys(supplier, receipt), snapshot=snap, domain=DOMAIN, probe_backends=False
+    )
+    client = TestClient(TestServer(relayer.web_app()))
+    await client.start_server()
+    yield World(snap, supplier, receipt, app, gateway, stranger, poor, relayer, client, hits)
+    await client.close()
+    await backend_server.close()
+
+
+def _sign(w: World, payload: bytes = rpc("eth_blockNumber"), **kw: object) -> object:
+    args: dict[str, object] = {
+        "service_id": SID,
+        "app": w.app.address,
+        "supplier": w.supplier.address,
+        "n": w.n,
+        "payload": payload,
+    }
+    key = kw.pop("key", w.app)
+    args.update(kw)
+    return sign_relay(DOMAIN, key, **args)  # type: ignore[arg-type]
+
+
+async def _post(
+    w: World, relay: object, body: bytes | None = None, **headers: str
+) -> tuple[int, bytes, dict[str, str]]:
+    hdrs = relay.headers(**headers)  # type: ignore[attr-defined]
+    resp = await w.client.post(
+        "/v1/relay", data=body if body is not None else relay.payload, headers=hdrs
+    )  # type: ignore[attr-defined]
+    return resp.status, await resp.read(), dict(resp.headers)
+
+
+async def _code(w: World, relay: object, body: bytes | None = None, **headers: str) -> str:
+    status, raw, _ = await _post(w, relay, body, **headers)
+    assert status >= 400, raw
+    doc = orjson.loads(raw)
+    assert set(doc) == {"code", "message", "retryable"}
+    return str(doc["code"])
+
+
+async def test_answer_is_the_backend_bytes_with_a_valid_receipt(world: World) -> None:
+    relay = _sign(world)
+    status, body, headers = await _post(world, relay)
+    assert status == 200
+    assert body == b'{"jsonrpc":"2.0","id":1,"result":"0x2a"}  '
+    assert headers["Relay-Backend-Status"] == "200"
+    relay.check_receipt(world.receipt.public_key, 200, body, headers["Relay-Receipt"])  # type: ignore[attr-defined]
+    # the leaf is in the session log already, with the same receipt
+    records = list(world.relayer.relay_log.records(SessionKey(SID, world.app.address, 2)))
+    assert len(records) == 1
+    leaf = Leaf.decode(records[0].leaf)
+    assert leaf.header_bytes == relay.header_bytes  # type: ignore[attr-defined]
+
+
+async def test_backend_error_status_is_relayed_and_receipted(world: World) -> None:
+    relay = _sign(world, rpc("eth_chainId"))
+    status, body, headers = await _post(world, relay)
+    assert (status, body, headers["Relay-Backend-Status"]) == (200, b"busy", "503")
+    relay.check_receipt(world.receipt.public_key, 503, body, headers["Relay-Receipt"])  # type: ignore[attr-defined]
+
+
+async def test_gateway_signer_delegated_or_not(world: World) -> None:
+    ok = _sign(world, key=world.gateway)
+    assert (await _post(world, ok))[0] == 200
+    bad = _sign(world, key=world.stranger)
+    assert await _code(world, bad) == "SIGNER_NOT_DELEGATED"
+
+
+async def test_refusals_each_with_its_code(world: World) -> None:
+    w = world
+    good = _sign(w)
+    cases: list[tuple[str, object, bytes | None, dict[str, str]]] = [
+        ("PAYLOAD_TOO_LARGE", _sign(w, b"x" * 5000), None, {}),
+        ("MALFORMED_HEADER", good, None, {"Relay-Request": "%%%"}),
+        ("UNSUPPORTED_VERSION", _sign(w, version=2), None, {}),
+        ("UNKNOWN_SERVICE", _sign(w, service_id="other"), None, {}),
+        ("WRONG_SUPPLIER", _sign(w, supplier=w.stranger.address), None, {}),
+        ("SESSION_NOT_STARTED", _sign(w, n=4), None, {}),
+        ("SESSION_EXPIRED", _sign(w, n=0), None, {}),
+        ("APP_NOT_STAKED", _sign(w, app=w.stranger.address, key=w.stranger), None, {}),
+        ("BAD_COMPUTE_UNITS", _sign(w, rpc("eth_getLogs", [{}]), cu=1), None, {}),
+        ("BATCH_NOT_RELAYABLE", _sign(w, b"[" + rpc("eth_blockNumber") + b"]"), None, {}),
+        ("METHOD_DENIED", _sign(w, rpc("admin_peers")), None, {}),
+        ("PAYLOAD_HASH_MISMATCH", good, rpc("eth_blockNumber", id_=2), {}),
+    ]
+    for code, relay, body, headers in cases:
+        assert await _code(w, relay, body, **headers) == code, code
+    bad_sig = _sign(w)
+    forged = encode_relay_request(bad_sig.header_bytes, high_s(bad_sig.signature))  # type: ignore[attr-defined]
+    assert await _code(w, bad_sig, None, **{"Relay-Request": forged}) == "BAD_SIGNATURE"
+    other = _sign(w, key=w.stranger, signer=w.app.address)
+    assert await _code(w, other) == "BAD_SIGNATURE"
+    assert w.backend_hits == []  # nothing refused reached the backend
+
+
+async def test_replay_refused_before_forwarding(world: World) -> None:
+    relay = _sign(world)
+    assert (await _post(world, relay))[0] == 200
+    assert await _code(world, relay) == "REPLAYED_RELAY"
+    assert len(world.backend_hits) == 1
+
+
+async def test_over_budget(world: World) -> None:
+    codes = []
+    for _ in range(4):
+        relay = _sign(world, app=world.poor_app.address, key=world.poor_app)
+        status, raw, _ = await _post(world, relay)
+        codes.append(200 if status == 200 else orjson.loads(raw)["code"])
+    assert codes == [200, 200, 200, "APP_OVER_BUDGET"]
+
+
+async def test_not_in_session_when_length_is_zero(world: World) -> None:
+    world.snapshot.register_service(ServiceInfo("devnet", b"\x01" * 20))
+    world.snapshot.set_length(SID, 0, 2)
+    assert await _code(world, _sign(world)) == "NOT_IN_SESSION"
+
+
+async def test_health_and_readiness(world: World) -> None:
+    assert (await world.client.get("/healthz")).status == 200
+    assert (await world.client.get("/readyz")).status == 200
+
+
+async def test_rest_payload_is_sent_as_its_http_request(world: World) -> None:
+    from protocol.payload import rest_payload
+
+    payload = rest_payload("GET", "/cosmos/bank/v1beta1/balances/cosmos1xyz", "a=1&b=2", b"")
+    relay = sign_relay(
+        DOMAIN,
+        COSMOS_APP,
+        service_id="cosmos",
+        app=COSMOS_APP.address,
+        supplier=world.supplier.address,
+        n=world.n,
+        payload=payload,
+    )
+    status, body, headers = await _post(world, relay)
+    assert (status, body) == (200, b'{"balances":[]}'), body
+    assert world.backend_hits == [b"GET /cosmos/bank/v1beta1/balances/cosmos1xyz?a=1&b=2"]
+    relay.check_receipt(world.receipt.public_key, 200, body, headers["Relay-Receipt"])

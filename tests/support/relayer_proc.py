@@ -1,0 +1,271 @@
+"""Start ``relaynet relayer run`` as a real subprocess — for relayer, gateway and devnet tests.
+
+Typical use (the keys are the supplier's staked account and registered receipt key)::
+
+    files = write_relayer_files(
+        tmp_path / "r1",
+        rpc_url=chain.url,
+        deployment=network.deployment,          # ledger.deploy.Deployment (or its JSON text)
+        account=supplier_key,                   # protocol.keys.AccountKey
+        receipt=receipt_key,                    # protocol.keys.ReceiptKey
+        services={"devnet": ServiceBackend(backend.url)},
+    )
+    with RelayerProcess(files) as relayer:      # started on free ports, waits for /readyz
+        relayer.relay_url                       # http://127.0.0.1:<port>/v1/relay
+        relayer.kill()                          # kill -9
+        relayer.start()                         # again, same data folder
+
+``files.port`` is decided when the files are written, so the endpoint to stake is known before
+the process starts: ``files.relay_url``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ledger.anvil import free_port
+from protocol.keys import AccountKey, ReceiptKey
+
+__all__ = ["RelayerFiles", "RelayerProcess", "ServiceBackend", "write_relayer_files"]
+
+PASSPHRASE = "relayer-test-passphrase"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ServiceBackend:
+    """One served service in the config: backend URL, chain spec and call settings."""
+
+    url: str
+    chain: str = "devnet"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 10.0
+    max_body_bytes: int = 1 << 20
+    allow_writes: bool = True
+    ws_url: str | None = None
+
+
+@dataclass(frozen=True)
+class RelayerFiles:
+    """What :func:`write_relayer_files` wrote."""
+
+    directory: Path
+    config: Path
+    port: int
+    metrics_port: int
+    supplier: bytes
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def relay_url(self) -> str:
+        return f"{self.url}/v1/relay"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "data"
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_relayer_files(
+    directory: Path,
+    *,
+    rpc_url: str,
+    deployment: Any,
+    account: AccountKey,
+    receipt: ReceiptKey,
+    services: Mapping[str, ServiceBackend],
+    port: int | None = None,
+    metrics_port: int | None = None,
+    claims: Mapping[str, Any] | None = None,
+    poll_interval: float = 0.1,
+) -> RelayerFiles:
+    """Keystore and receipt key (0600), deployment JSON and ``relayer.toml`` in ``directory``."""
+    from protocol.keys import encrypt_keystore
+    from relaynet.keyfiles import write_receipt_key
+
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = directory / "keys"
+    keys.mkdir(exist_ok=True, mode=0o700)
+    # a cheap KDF keeps tests fast; the format is the same keystore v3 the CLI writes
+    keystore = encrypt_keystore(account.private_key, PASSPHRASE, kdf="pbkdf2", iterations=1000)
+    fd = os.open(keys / "supplier.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(keystore)
+    write_receipt_key(keys / "receipt-key.json", receipt, overwrite=True)
+    text = deployment if isinstance(deployment, str) else deployment.to_json()
+    (directory / "deployment.json").write_text(text)
+    port = port or free_port()
+    metrics_port = metrics_port or free_port()
+    lines = [
+        'data_dir = "data"',
+        "",
+        "[keys]",
+        'supplier_keystore = "keys/supplier.json"',
+        'receipt_key = "keys/receipt-key.json"',
+        'passphrase = "${RELAYER_PASSPHRASE}"',
+        "",
+        "[chain]",
+        f"rpc_url = {_toml_str(rpc_url)}",
+        'deployment = "deployment.json"',
+        f"poll_interval = {poll_interval}",
+        "",
+        "[server]",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        "shutdown_grace = 1.0",
+        "",
+        "[metrics]",
+        f"port = {metrics_port}",
+        "",
+        "[claims]",
+        "tick = 0.2",
+        "retry_initial = 0.2",
+        "retry_max = 2.0",
+    ]
+    for name, value in (claims or {}).items():
+        lines.append(
+            f"{name} = {value!r}"
+            if not isinstance(value, bool)
+            else f"{name} = {'true' if value else 'false'}"
+        )
+    for sid, svc in services.items():
+        lines += [
+            "",
+            f"[services.{sid}]",
+            f"chain = {_toml_str(svc.chain)}",
+            f"backends = {{ rpc = {_toml_str(svc.url)} }}",
+            f"timeout = {svc.timeout}",
+            "connect_timeout = 1.0",
+            f"max_body_bytes = {svc.max_body_bytes}",
+            f"allow_writes = {'true' if svc.allow_writes else 'false'}",
+        ]
+        if svc.ws_url:
+            lines.append(f"ws_backend = {_toml_str(svc.ws_url)}")
+        if svc.headers:
+            inner = ", ".join(f"{_toml_str(k)} = {_toml_str(v)}" for k, v in svc.headers.items())
+            lines.append(f"headers = {{ {inner} }}")
+    config = directory / "relayer.toml"
+    config.write_text("\n".join(lines) + "\n")
+    os.chmod(config, 0o600)
+    return RelayerFiles(directory, config, port, metrics_port, account.address)
+
+
+@dataclass
+class RelayerProcess:
+    """``relaynet relayer run --config …`` as a subprocess; stdout/stderr go to ``relayer.log``."""
+
+    files: RelayerFiles
+    ready_timeout: float = 60.0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return self.files.url
+
+    @property
+    def relay_url(self) -> str:
+        return self.files.relay_url
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.files.metrics_port}/metrics"
+
+    @property
+    def log_path(self) -> Path:
+        return self.files.directory / "relayer.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> RelayerProcess:
+        env = dict(os.environ)
+        env["RELAYER_PASSPHRASE"] = PASSPHRASE
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        with open(self.log_path, "ab") as out:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "relaynet",
+                    "relayer",
+                    "run",
+                    "--config",
+                    str(self.files.config),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=str(REPO),
+            )
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"relayer exited with {self._proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:  # noqa: S310
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"relayer not ready within {self.ready_timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        return proc.returncode
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no final fsync."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> RelayerProcess:
+        return self.start() if self._proc is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
