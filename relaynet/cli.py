@@ -1,43 +1,63 @@
 """The ``relaynet`` console script: one subcommand group per role.
 
-Each group lives in ``relaynet/commands/<group>.py`` and only composes the packages.
+Each group lives in ``relaynet/commands/<module>.py`` (a ``typer.Typer`` named ``app``) and only
+composes the packages. Groups are imported when they are invoked, not before: a relayer's
+start-up does not pay for the gateway's imports, nor the other way round.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
-__all__ = ["app", "main"]
+__all__ = ["GROUPS", "app", "main"]
+
+# group name -> (module under relaynet.commands, help)
+GROUPS: dict[str, tuple[str, str]] = {
+    "dev": ("dev", "Developer tools: protocol test vectors."),
+    "relayer": ("relayer", "Run a relayer (node runners)."),
+    "gateway": ("gateway", "Run a gateway, manage its API keys, stake as a gateway."),
+    "supplier": ("supplier", "Stake as a supplier (node runners)."),
+    "app": ("application", "Stake an application and delegate to gateways."),
+    "token": ("token", "Token balances and transfers."),
+    "chain": ("chain", "Register and list chains (rollup teams)."),
+    "devnet": ("devnet", "A whole local network in one command."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The root group: subgroups are loaded from their module on first use."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*GROUPS, *(n for n in super().list_commands(ctx) if n not in GROUPS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in GROUPS:
+            return super().get_command(ctx, cmd_name)
+        module_name, help_text = GROUPS[cmd_name]
+        module: Any = importlib.import_module(f"relaynet.commands.{module_name}")
+        command = typer.main.get_command(module.app)
+        command.name = cmd_name
+        command.help = help_text
+        command.short_help = help_text
+        return command
+
 
 app = typer.Typer(
     name="relaynet",
+    cls=LazyGroup,
     help="relaynet — a decentralized RPC relay network.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
-# (module under relaynet.commands, group name, help)
-_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("dev", "dev", "Developer tools: protocol test vectors."),
-    ("relayer", "relayer", "Run a relayer (node runners)."),
-    ("gateway", "gateway", "Run a gateway and manage its API keys."),
-    ("supplier", "supplier", "Stake as a supplier (node runners)."),
-    ("application", "app", "Stake an application and delegate to gateways."),
-    ("token", "token", "Token balances and transfers."),
-    ("chain", "chain", "Register and list chains (rollup teams)."),
-    ("devnet", "devnet", "A whole local network in one command."),
-)
 
-for _module, _name, _help in _GROUPS:
-    try:
-        _mod = importlib.import_module(f"relaynet.commands.{_module}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"relaynet.commands.{_module}":
-            raise
-        continue
-    app.add_typer(_mod.app, name=_name, help=_help)
+@app.callback()
+def _root() -> None:
+    """relaynet — a decentralized RPC relay network."""
 
 
 def main() -> None:
