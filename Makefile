@@ -7,9 +7,12 @@ ANVIL_DIR := tools/anvil
 ANVIL_STAMP := $(ANVIL_DIR)/node_modules/.relaynet-installed
 VENV_STAMP := $(VENV)/.relaynet-installed
 
-.PHONY: setup venv anvil redis bench-tools test lint unit bench devnet contracts vectors clean
+.PHONY: setup venv anvil redis promtool bench-tools test lint unit bench devnet contracts vectors clean
 
-setup: venv anvil redis
+PROMTOOL_DIR := tools/prometheus
+export PATH := $(CURDIR)/$(PROMTOOL_DIR)/usr/bin:$(PATH)
+
+setup: venv anvil redis promtool
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml
@@ -35,6 +38,15 @@ endef
 
 redis:
 	$(call apt,redis-server,redis-server)
+
+# promtool (Debian's prometheus package) checks the alert rules in deploy/. The package is
+# unpacked into tools/ rather than installed, so no Prometheus daemon is started.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  (apt-get update -qq >/dev/null 2>&1 || true) && rm -rf $(PROMTOOL_DIR) && mkdir -p $(PROMTOOL_DIR) \
+	  && cd $(PROMTOOL_DIR) && apt-get download -qq prometheus >/dev/null \
+	  && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb; }
+	@command -v promtool >/dev/null
 
 # Load generator and the one-hop reference proxy for the benchmarks.
 bench-tools:
