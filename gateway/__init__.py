@@ -1,5 +1,35 @@
-"""The dApp-facing server (to be built, issue "Gateway").
+"""The dApp-facing server: ``POST /v1/{service}`` and WebSocket, in front of the relayers.
 
-Will own: routing by service, API keys and limits, session lookup, relayer selection,
-retries, hedging, caching, batches and WebSocket subscriptions.
+Owns routing by service, API keys with rate limits and quotas (:mod:`gateway.keys`), shared
+state behind one store interface with memory and Redis drivers (:mod:`gateway.store`), session
+lookup from the registry snapshot (:mod:`gateway.sessions`), relayer selection by QoS score
+(:mod:`gateway.selection`, fed by :mod:`gateway.health`), failure handling state machines
+(:mod:`gateway.failsafe`: breaker, hedge, retry), signed relays and receipt checks
+(:mod:`gateway.relay_client`), the finality-aware cache (:mod:`gateway.cache`), batches
+(:mod:`gateway.batch`), subscriptions (:mod:`gateway.ws`), metrics (:mod:`gateway.metrics`) and
+errors (:mod:`gateway.errors`). :mod:`gateway.app` is the composition root; protocol math comes
+from ``protocol/`` and ``session/``, everything chain-specific from ``rollups/``.
+
+The hot path of one call is :meth:`gateway.router.Router.execute`.
 """
+
+from gateway.app import create_app, serve
+from gateway.config import GatewayConfig, load_config, parse_config
+from gateway.errors import BadRequest, ClientReason, GatewayError, NoSupplier, RelayFailed
+from gateway.router import CallAnswer, ClientContext, Router
+
+__all__ = [
+    "BadRequest",
+    "CallAnswer",
+    "ClientContext",
+    "ClientReason",
+    "GatewayConfig",
+    "GatewayError",
+    "NoSupplier",
+    "RelayFailed",
+    "Router",
+    "create_app",
+    "load_config",
+    "parse_config",
+    "serve",
+]

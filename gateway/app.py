@@ -1,0 +1,217 @@
+"""The gateway's composition root: one validated config in, one running server out.
+
+Dependencies are built leaves first — store (Redis with a memory fallback, or memory), API keys,
+services and their chain specs, the registry snapshot (the ledger follower's, or one given by a
+test), sessions, QoS, the relay client, cache, router — and handed to the HTTP surface. Every
+resource is opened and closed in ``cleanup_ctx``. :func:`serve` runs main and metrics sites and
+drains in-flight requests on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from gateway.cache import AnswerCache
+from gateway.config import GatewayConfig, parse_listen
+from gateway.endpoints import GuardedResolver
+from gateway.health import Prober
+from gateway.keys import FileKeyBackend, KeyBackend, KeyRing, Limiter, RedisKeyBackend
+from gateway.metrics import GatewayMetrics
+from gateway.relay_client import RelayClient
+from gateway.router import Router
+from gateway.selection import Qos
+from gateway.server import GATEWAY, Gateway, add_routes, metrics_app
+from gateway.services import ServiceTable
+from gateway.sessions import SessionBook
+from gateway.store.base import Store
+from gateway.store.fallback import FallbackStore
+from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore
+from protocol.encoding import address_from_hex
+from protocol.keys import AccountKey
+from protocol.relay import Domain
+from session.snapshot import RegistrySnapshot
+
+__all__ = ["build_store", "create_app", "key_backend", "serve"]
+
+log = logging.getLogger("relaynet.gateway")
+
+
+def build_store(config: GatewayConfig, metrics: GatewayMetrics | None = None) -> Store:
+    """Redis (with a memory fallback while it is away) when configured, else memory."""
+    memory = MemoryStore(max_cache_entries=config.cache.max_entries)
+    if config.redis is None:
+        return memory
+
+    def changed(up: bool) -> None:
+        if metrics is not None:
+            metrics.store_degraded.set(0 if up else 1)
+        log.warning("shared store %s", "back" if up else "unreachable: serving from memory")
+
+    redis_store = RedisStore(config.redis.url.get_secret_value(), prefix=config.redis.prefix)
+    return FallbackStore(
+        redis_store, memory, retry_after=config.redis.retry_after, on_change=changed
+    )
+
+
+def key_backend(config: GatewayConfig, store: Store) -> KeyBackend:
+    """Where API keys live: the keys file when given, else the Redis hash."""
+    if config.keys.file is not None:
+        return FileKeyBackend(Path(config.keys.file))
+    primary = store.primary if isinstance(store, FallbackStore) else store
+    if not isinstance(primary, RedisStore):
+        raise ValueError("API keys need keys.file or [redis]")
+    assert config.redis is not None
+    return RedisKeyBackend(primary.client, config.redis.prefix)
+
+
+async def create_app(
+    config: GatewayConfig,
+    *,
+    snapshot: RegistrySnapshot | None = None,
+    domain: Domain | None = None,
+    ready: Callable[[], bool] | None = None,
+) -> web.Application:
+    """Build the gateway application. Without ``snapshot`` it follows the settlement chain
+    named by the config (ledger follower); tests may hand in a snapshot and a domain."""
+    metrics = GatewayMetrics()
+    store = build_store(config, metrics)
+    keys = KeyRing(key_backend(config, store), reload_interval=config.keys.reload_interval)
+    services = ServiceTable.from_config(config.services)
+    follower = None
+    if snapshot is None:
+        from ledger.deploy import Deployment
+        from ledger.follower import RegistryFollower
+
+        text = await asyncio.to_thread(Path(config.settlement.deployment).read_text)
+        deployment = Deployment.from_json(text)
+        follower = RegistryFollower(
+            config.settlement.rpc_url, deployment, poll_interval=config.settlement.poll_interval
+        )
+        snapshot = follower.snapshot
+        domain = Domain(deployment.chain_id, address_from_hex(deployment.settlement))
+        f = follower
+        ready = lambda: f.caught_up  # noqa: E731
+    if domain is None:
+        raise ValueError("a domain is needed with an injected snapshot")
+    is_ready: Callable[[], bool] = ready or (lambda: True)
+    account = AccountKey(config.gateway.key_bytes())
+    sessions = SessionBook(snapshot, lag=config.relay.session_lag)
+    qos = Qos(
+        alpha=config.qos.ewma_alpha,
+        max_height_lag=config.qos.max_height_lag,
+        breaker_failures=config.qos.breaker_failures,
+        breaker_cooldown=config.qos.breaker_cooldown,
+    )
+    connector = aiohttp.TCPConnector(
+        limit=config.relay.connections,
+        limit_per_host=config.relay.connections,
+        resolver=GuardedResolver(devnet=config.gateway.devnet),
+        ttl_dns_cache=10,
+        enable_cleanup_closed=True,
+    )
+    http = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    client = RelayClient(
+        http,
+        account,
+        domain,
+        devnet=config.gateway.devnet,
+        receipt_check=config.relay.receipt_check,
+    )
+    cache = AnswerCache(store, agreement=config.cache.agreement) if config.cache.enabled else None
+    router = Router(
+        sessions=sessions,
+        client=client,
+        qos=qos,
+        cache=cache,
+        metrics=metrics,
+        config=config.relay,
+    )
+    prober = Prober(
+        sessions=sessions,
+        services=services,
+        client=client,
+        qos=qos,
+        store=store,
+        metrics=metrics,
+        interval=config.qos.probe_interval,
+        timeout=config.relay.timeout,
+    )
+    gw = Gateway(
+        config=config,
+        keys=keys,
+        limiter=Limiter(store),
+        services=services,
+        sessions=sessions,
+        router=router,
+        metrics=metrics,
+        ready=is_ready,
+    )
+    gw.extras.update(
+        store=store, qos=qos, client=client, prober=prober, follower=follower, account=account
+    )
+    app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
+    app[GATEWAY] = gw
+    add_routes(app)
+
+    async def resources(_app: web.Application) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        with contextlib.suppress(Exception):  # first load; the loop below keeps retrying
+            await keys.refresh()
+        if follower is not None:
+            await follower.start()
+        tasks.append(asyncio.create_task(keys.run(), name="keys-reload"))
+        tasks.append(asyncio.create_task(prober.run(), name="qos-prober"))
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            if follower is not None:
+                await follower.stop()
+            await http.close()
+            await store.close()
+
+    app.cleanup_ctx.append(resources)
+    return app
+
+
+async def serve(config: GatewayConfig, *, stop: asyncio.Event | None = None) -> None:
+    """Run the gateway until SIGTERM/SIGINT (or ``stop``); drain in-flight requests, exit."""
+    app = await create_app(config)
+    gw = app[GATEWAY]
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=config.gateway.drain_timeout, access_log=None
+    )
+    await runner.setup()
+    host, port = parse_listen(config.gateway.listen)
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    metrics_runner = None
+    if config.gateway.metrics_listen:
+        metrics_runner = web.AppRunner(metrics_app(gw.metrics), access_log=None)
+        await metrics_runner.setup()
+        mhost, mport = parse_listen(config.gateway.metrics_listen)
+        await web.TCPSite(metrics_runner, mhost, mport, reuse_address=True).start()
+    log.info("gateway listening on %s", config.gateway.listen)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining %d in-flight requests", gw.inflight)
+    gw.draining = True  # /readyz answers 503 from now on
+    # stops listening, closes idle connections, waits for in-flight handlers (drain_timeout)
+    await runner.cleanup()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()

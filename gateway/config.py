@@ -1,0 +1,232 @@
+"""The gateway's configuration: one TOML file, read once, strictly validated.
+
+Loaded in one fixed sequence (read → expand ``${ENV}`` → strict decode → defaults → validate);
+secrets are ``SecretStr`` and never printed. Example::
+
+    [gateway]
+    listen = "0.0.0.0:8545"
+    metrics_listen = "127.0.0.1:9100"
+    devnet = false
+    private_key = "0x…"            # or private_key_file = "gateway.key"
+
+    [settlement]
+    rpc_url = "http://127.0.0.1:8545"
+    deployment = "deployment.json"  # ledger.deploy.Deployment.to_json()
+
+    [redis]                         # optional: shared state of several replicas
+    url = "redis://127.0.0.1:6379/0"
+
+    [keys]
+    file = "keys.json"              # API keys when no Redis is configured
+    reload_interval = 2.0
+
+    [services.eth]                  # the services served, each with its chain spec
+    spec = "eth.toml"               # or: catalogue = "eth"
+
+Every other table ([limits], [relay], [cache], [qos], [ws]) has defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+__all__ = [
+    "CacheConfig",
+    "GatewayConfig",
+    "KeysConfig",
+    "LimitsConfig",
+    "QosConfig",
+    "RedisConfig",
+    "RelayConfig",
+    "ServerConfig",
+    "ServiceConfig",
+    "SettlementConfig",
+    "WsConfig",
+    "load_config",
+    "parse_config",
+    "parse_listen",
+]
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"host:port"`` → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"listen address must be host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class ServerConfig(_Strict):
+    listen: str = "127.0.0.1:8545"
+    metrics_listen: str | None = "127.0.0.1:9100"
+    devnet: bool = False
+    private_key: SecretStr | None = None
+    private_key_file: Path | None = None
+    drain_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("listen", "metrics_listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ServerConfig:
+        if (self.private_key is None) == (self.private_key_file is None):
+            raise ValueError("give exactly one of gateway.private_key and gateway.private_key_file")
+        return self
+
+    def key_bytes(self) -> bytes:
+        """The gateway's secp256k1 private key (32 bytes)."""
+        if self.private_key is not None:
+            text = self.private_key.get_secret_value()
+        else:
+            assert self.private_key_file is not None
+            text = self.private_key_file.read_text()
+        text = text.strip().removeprefix("0x")
+        key = bytes.fromhex(text)
+        if len(key) != 32:
+            raise ValueError("the gateway private key must be 32 bytes")
+        return key
+
+
+class SettlementConfig(_Strict):
+    rpc_url: str
+    deployment: Path
+    poll_interval: float = Field(default=0.2, gt=0)
+
+
+class RedisConfig(_Strict):
+    url: SecretStr
+    prefix: str = "relaynet:gw:"
+    retry_after: float = Field(default=2.0, gt=0)  # seconds before trying Redis again
+
+
+class KeysConfig(_Strict):
+    file: Path | None = None
+    reload_interval: float = Field(default=2.0, gt=0)
+
+
+class LimitsConfig(_Strict):
+    max_body_bytes: int = Field(default=1 << 20, ge=256)
+    max_batch: int = Field(default=100, ge=1)
+    max_ws_message_bytes: int = Field(default=1 << 20, ge=256)
+
+
+class RelayConfig(_Strict):
+    timeout: float = Field(default=2.0, gt=0)  # per attempt
+    deadline: float = Field(default=5.0, gt=0)  # per client call, all attempts
+    max_attempts: int = Field(default=3, ge=1)
+    hedge_delay: float | None = Field(default=0.2, gt=0)  # None: no hedging
+    receipt_check: float = Field(default=1.0, ge=0, le=1)  # share of receipts verified
+    connections: int = Field(default=256, ge=1)
+    session_lag: int = Field(default=1, ge=0)  # blocks a relayer may lag the gateway's head
+    batch_concurrency: int = Field(default=32, ge=1)
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    agreement: int = Field(default=2, ge=1)  # distinct suppliers that must agree
+    max_entries: int = Field(default=100_000, ge=1)  # memory driver
+
+
+class QosConfig(_Strict):
+    probe_interval: float = Field(default=1.0, gt=0)
+    ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    max_height_lag: int = Field(default=3, ge=0)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown: float = Field(default=5.0, gt=0)
+    prefetch_blocks: int = Field(default=2, ge=0)
+
+
+class WsConfig(_Strict):
+    max_index: int = Field(default=1000, ge=1)  # messages paid per signed stream
+    redundancy: int = Field(default=2, ge=1)  # upstream streams per subscription
+
+
+class ServiceConfig(_Strict):
+    """One service the gateway serves: its chain spec from a file or the catalogue."""
+
+    spec: Path | None = None
+    catalogue: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ServiceConfig:
+        if (self.spec is None) == (self.catalogue is None):
+            raise ValueError("give exactly one of spec (a file) and catalogue (a name)")
+        return self
+
+
+class GatewayConfig(_Strict):
+    gateway: ServerConfig
+    settlement: SettlementConfig
+    redis: RedisConfig | None = None
+    keys: KeysConfig = KeysConfig()
+    limits: LimitsConfig = LimitsConfig()
+    relay: RelayConfig = RelayConfig()
+    cache: CacheConfig = CacheConfig()
+    qos: QosConfig = QosConfig()
+    ws: WsConfig = WsConfig()
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _key_store(self) -> GatewayConfig:
+        if self.redis is None and self.keys.file is None:
+            raise ValueError("configure [redis] or keys.file: API keys must live somewhere")
+        return self
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in env:
+            raise ValueError(f"environment variable {name} is not set")
+        return env[name]
+
+    return _ENV.sub(sub, text)
+
+
+def _resolve_paths(data: dict[str, object], base: Path) -> None:
+    for table, key in (
+        ("gateway", "private_key_file"),
+        ("settlement", "deployment"),
+        ("keys", "file"),
+    ):
+        section = data.get(table)
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            p = Path(section[key])
+            section[key] = str(p if p.is_absolute() else base / p)
+
+
+def parse_config(
+    text: str, *, base: Path | None = None, env: dict[str, str] | None = None
+) -> GatewayConfig:
+    """Expand ``${VAR}``, decode TOML, validate. Relative paths are relative to ``base``."""
+    data = tomllib.loads(_expand(text, dict(os.environ) if env is None else env))
+    if base is not None:
+        _resolve_paths(data, base)
+        services = data.get("services")
+        if isinstance(services, dict):
+            for entry in services.values():
+                if isinstance(entry, dict) and isinstance(entry.get("spec"), str):
+                    p = Path(entry["spec"])
+                    entry["spec"] = str(p if p.is_absolute() else base / p)
+    return GatewayConfig.model_validate(data)
+
+
+def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> GatewayConfig:
+    """Read and validate a gateway config file."""
+    p = Path(path)
+    return parse_config(p.read_text(), base=p.resolve().parent, env=env)

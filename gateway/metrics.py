@@ -1,0 +1,104 @@
+"""Every Prometheus metric of the gateway, declared together (``relaynet_gateway_*``).
+
+Each gateway builds one :class:`GatewayMetrics` on its own registry (so several gateways can
+live in one process in tests) and serves it on the metrics port. Label sets are fixed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CIRCUIT_VALUES", "GatewayMetrics"]
+
+NS = "relaynet_gateway"
+CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.requests = Counter(
+            f"{NS}_requests",
+            "Client calls by service, method class and outcome",
+            ["service", "method_class", "outcome"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            f"{NS}_request_seconds",
+            "Time to answer one client HTTP request",
+            ["service"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.relays = Counter(
+            f"{NS}_relays",
+            "Relay attempts by supplier and outcome",
+            ["service", "supplier", "outcome"],
+            registry=r,
+        )
+        self.relay_seconds = Histogram(
+            f"{NS}_relay_seconds",
+            "Time of one relay attempt",
+            ["service"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cache = Counter(
+            f"{NS}_cache", "Cache look-ups and stores", ["service", "result"], registry=r
+        )
+        self.retries = Counter(f"{NS}_retries", "Retried attempts", ["service"], registry=r)
+        self.hedges = Counter(
+            f"{NS}_hedges", "Hedged attempts (fired / won)", ["service", "result"], registry=r
+        )
+        self.selected = Counter(
+            f"{NS}_selected",
+            "Suppliers chosen by selection",
+            ["service", "supplier"],
+            registry=r,
+        )
+        self.circuit = Gauge(
+            f"{NS}_circuit_state",
+            "Breaker state (0 closed, 1 half-open, 2 open)",
+            ["service", "supplier"],
+            registry=r,
+        )
+        self.supplier_height = Gauge(
+            f"{NS}_supplier_height",
+            "Latest height a supplier reported",
+            ["service", "supplier"],
+            registry=r,
+        )
+        self.key_requests = Counter(
+            f"{NS}_key_requests", "Usage per API key", ["key_id", "service"], registry=r
+        )
+        self.refused = Counter(
+            f"{NS}_refused", "Requests refused by the gateway itself", ["reason"], registry=r
+        )
+        self.receipts = Counter(f"{NS}_receipts", "Receipts checked", ["result"], registry=r)
+        self.inflight = Gauge(f"{NS}_inflight", "Client requests in flight", registry=r)
+        self.ws_connections = Gauge(f"{NS}_ws_connections", "Open client WebSockets", registry=r)
+        self.subscriptions = Gauge(f"{NS}_subscriptions", "Live client subscriptions", registry=r)
+        self.resubscriptions = Counter(
+            f"{NS}_resubscriptions", "Upstream streams replaced", ["reason"], registry=r
+        )
+        self.sessions = Counter(
+            f"{NS}_sessions_hydrated", "Sessions hydrated", ["when"], registry=r
+        )
+        self.store_degraded = Gauge(
+            f"{NS}_store_degraded", "1 while the shared store (Redis) is unreachable", registry=r
+        )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, memoised (the hot path calls this per request)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,496 @@
+"""One client call from admission to answer: plan, cache, pin, select, relay, retry, hedge.
+
+The hot path, in order (:meth:`Router.execute`):
+
+1. ``plan``      — ``rollups/`` classifies the method and prices it (denied → JSON-RPC error);
+2. ``cache``     — a finality-aware hit is answered with the client's own id;
+3. ``route``     — stateful calls go to the supplier pinned to their filter id; others to
+                   a supplier picked by QoS score (weighted random);
+4. ``relay``     — signed per DESIGN §3.3; retried on another supplier (idempotent calls, or
+                   writes that provably never reached a backend), hedged after a delay (reads);
+5. ``settle``    — ``eth_blockNumber`` never goes backwards for a client; heights feed QoS;
+                   agreeing answers enter the cache; filter handles are pinned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from gateway.cache import AnswerCache, FrontCache, split_id
+from gateway.config import RelayConfig
+from gateway.errors import ClientReason, NoSupplier, RelayFailed, jsonrpc_error_object
+from gateway.failsafe.hedge import Hedger
+from gateway.failsafe.retry import Outcome, RetryState
+from gateway.jsonrpc import Call as ClientCall
+from gateway.metrics import CIRCUIT_VALUES, GatewayMetrics
+from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target, classify_code
+from gateway.selection import Qos
+from gateway.services import Service
+from gateway.sessions import SessionBook, SessionView
+from gateway.store.base import StoreUnavailable
+from protocol.errors import ERROR_TABLE, ErrorCode
+from rollups.errors import RequestError
+from rollups.handler import Call, CallPlan, Heights, MethodClass, RetryMode
+
+__all__ = ["CallAnswer", "ClientContext", "Router"]
+
+_METHOD_NOT_FOUND = b"Method not found"
+# Refusals about session timing, not about the supplier's health.
+_NOT_ITS_FAULT = frozenset({ErrorCode.SESSION_NOT_STARTED, ErrorCode.SESSION_EXPIRED})
+# Cache hits only for ids every backend accepts (others get the backend's own refusal).
+_PLAIN_ID = re.compile(rb'-?[0-9]{1,15}|"[^"\\]{0,128}"')
+
+
+@dataclass(frozen=True, slots=True)
+class ClientContext:
+    """Who is calling: the key (its hash names the client), the service, the paying app."""
+
+    client_id: str
+    key_id: str
+    service: Service
+    app: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswer:
+    """The answer to one call. ``body`` is the backend's bytes when ``source == "relay"``."""
+
+    status: int
+    body: bytes
+    source: str  # "relay" | "cache" | "gateway"
+    supplier: str | None = None
+    relay_request: str | None = None
+    relay_receipt: str | None = None
+    method_class: str = "invalid"
+
+
+def _json_id(value: object) -> str | int | None:
+    if isinstance(value, bool):
+        return None
+    return value if isinstance(value, str | int) else None
+
+
+def _gateway_error(call: ClientCall, code: int, message: str, cls: str) -> CallAnswer:
+    return CallAnswer(
+        200, jsonrpc_error_object(call.raw_id, code, message), "gateway", method_class=cls
+    )
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        sessions: SessionBook,
+        client: RelayClient,
+        qos: Qos,
+        cache: AnswerCache | None,
+        metrics: GatewayMetrics,
+        config: RelayConfig,
+    ) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.qos = qos
+        self.cache = cache
+        self.metrics = metrics
+        self.cfg = config
+        self.front = FrontCache()
+        self._hedgers: dict[str, Hedger] = {}
+        self._floors: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._pins: OrderedDict[tuple[str, str, str], tuple[int, bytes]] = OrderedDict()
+
+    # -- the hot path ------------------------------------------------------------------
+    async def execute(self, ctx: ClientContext, call: ClientCall) -> CallAnswer:
+        """Answer one call; never raises for the client's input (GatewayError for outages)."""
+        if call.invalid:
+            return _gateway_error(call, -32600, "Invalid request", "invalid")
+        svc = ctx.service
+        rcall = Call(
+            method=call.method,
+            params=call.params,
+            id=_json_id(_parsed_id(call)),
+            raw=call.raw,
+            notification=call.is_notification,
+        )
+        try:
+            plan = svc.handler.plan(svc.spec, rcall)
+        except RequestError as exc:
+            message = (
+                "Method not found"
+                if exc.jsonrpc_code == -32601 and not _known(svc, call.method)
+                else exc.message
+            )
+            return _gateway_error(call, exc.jsonrpc_code, message, "denied")
+        cls = plan.method_class.value
+        if plan.method_class is MethodClass.SUBSCRIPTION:
+            return _gateway_error(call, -32601, _METHOD_NOT_FOUND.decode(), cls)
+        view = self.sessions.signing(svc.service_id, ctx.app)
+        heights = self._heights(svc, view)
+        policy = None
+        if self.cache is not None and not call.is_notification and _PLAIN_ID.fullmatch(call.raw_id):
+            policy = svc.handler.cache_policy(svc.spec, rcall, heights)
+            if policy.cacheable and policy.key is not None:
+                try:
+                    hit = await self.cache.lookup(policy.key, call.raw_id)
+                except StoreUnavailable:
+                    hit = None
+                if hit is not None:
+                    self.metrics.child(self.metrics.cache, svc.service_id, "hit").inc()
+                    if hit.final and not call.is_notification:
+                        parts = split_id(call.raw)
+                        if parts is not None and parts[1] == call.raw_id:
+                            self.front.put(svc.service_id, parts[0], hit)
+                    return CallAnswer(
+                        hit.status,
+                        hit.body,
+                        "cache",
+                        hit.supplier,
+                        hit.relay_request,
+                        hit.relay_receipt,
+                        cls,
+                    )
+                self.metrics.child(self.metrics.cache, svc.service_id, "miss").inc()
+        try:
+            answer = await self._route(ctx, view, plan, call.raw)
+        except RelayFailed as exc:
+            code = exc.relay_code
+            if code is not None and classify_code(code) is Outcome.FATAL:
+                # the relayer refused the request itself: a client mistake, answered as such
+                return _gateway_error(call, ERROR_TABLE[code].jsonrpc_code, exc.message, cls)
+            raise
+        answer = await self._settle(ctx, view, plan, call, answer)
+        if (
+            self.cache is not None
+            and not call.is_notification
+            and policy is not None
+            and policy.cacheable
+        ):
+            store = svc.handler.store_policy(svc.spec, rcall, answer.body, heights)
+            if store.cacheable and store.key is not None:
+                try:
+                    stored = await self.cache.offer(
+                        store.key,
+                        store.ttl,
+                        status=answer.status,
+                        body=answer.body,
+                        supplier="0x" + answer.supplier.hex(),
+                        relay_request=answer.relay_request,
+                        relay_receipt=answer.relay_receipt,
+                    )
+                except StoreUnavailable:
+                    stored = False
+                if stored:
+                    self.metrics.cache.labels(svc.service_id, "store").inc()
+        return CallAnswer(
+            answer.status,
+            answer.body,
+            "relay",
+            "0x" + answer.supplier.hex(),
+            answer.relay_request,
+            answer.relay_receipt,
+            cls,
+        )
+
+    # -- steps -------------------------------------------------------------------------
+    def _heights(self, svc: Service, view: SessionView) -> Heights:
+        latest = self.qos.median_height(svc.service_id, view.suppliers)
+        if latest is None:
+            return Heights(None, None)
+        return Heights.from_latest(latest, svc.spec.finality_depth)
+
+    async def _route(
+        self, ctx: ClientContext, view: SessionView, plan: CallPlan, payload: bytes
+    ) -> RelayAnswer:
+        pin = plan.pinning
+        if pin is not None and pin.handle is not None:
+            pinned = self._pinned(ctx, view, pin.handle)
+            if pinned is not None:
+                return await self.relay(ctx.service, pinned[0], plan, payload, pinned_to=pinned[1])
+        answer = await self.relay(ctx.service, view, plan, payload)
+        if pin is not None and pin.creates and answer.status == 200:
+            handle = ctx.service.handler.read_handle(answer.body)
+            if handle is not None:
+                self._pins[(ctx.client_id, ctx.service.service_id, handle.lower())] = (
+                    answer_session(view, answer),
+                    answer.supplier,
+                )
+                while len(self._pins) > 100_000:
+                    self._pins.popitem(last=False)
+        return answer
+
+    def _pinned(
+        self, ctx: ClientContext, view: SessionView, handle: str
+    ) -> tuple[SessionView, bytes] | None:
+        key = (ctx.client_id, ctx.service.service_id, handle.lower())
+        entry = self._pins.get(key)
+        if entry is None:
+            return None
+        n, supplier = entry
+        if view.target(supplier) is not None:
+            return view, supplier
+        old = self.sessions.view(ctx.service.service_id, ctx.app, n)
+        if old is not None and old.target(supplier) is not None:
+            # the pinned supplier left the session: its relays are accepted until n's grace end
+            return old, supplier
+        return None
+
+    async def _settle(
+        self,
+        ctx: ClientContext,
+        view: SessionView,
+        plan: CallPlan,
+        call: ClientCall,
+        answer: RelayAnswer,
+    ) -> RelayAnswer:
+        svc = ctx.service
+        if call.method != "eth_blockNumber" or answer.status != 200:
+            return answer
+        height = svc.handler.read_height(answer.body)
+        if height is None:
+            return answer
+        self.qos.observe_height(svc.service_id, answer.supplier, height)
+        key = (ctx.client_id, svc.service_id)
+        floor = self._floors.get(key)
+        if floor is not None and height < floor:
+            # never backwards: ask the highest supplier once, else answer the floor ourselves
+            best = max(
+                (s for s in view.suppliers if s != answer.supplier),
+                key=lambda s: self.qos.stats(svc.service_id, s).height or -1,
+                default=None,
+            )
+            if best is not None and (self.qos.stats(svc.service_id, best).height or -1) >= floor:
+                try:
+                    retry = await self.relay(svc, view, plan, call.raw, pinned_to=best)
+                except RelayFailed:
+                    retry = None
+                if retry is not None:
+                    h2 = svc.handler.read_height(retry.body)
+                    if h2 is not None and h2 >= floor:
+                        self._floors[key] = h2
+                        return retry
+            body = (
+                b'{"jsonrpc":"2.0","id":'
+                + call.raw_id
+                + b',"result":"'
+                + hex(floor).encode()
+                + b'"}'
+            )
+            return RelayAnswer(
+                answer.supplier,
+                200,
+                body,
+                answer.relay_request,
+                answer.relay_receipt,
+                answer.latency,
+                answer.receipt_checked,
+            )
+        self._floors[key] = height
+        self._floors.move_to_end(key)
+        while len(self._floors) > 100_000:
+            self._floors.popitem(last=False)
+        return answer
+
+    async def _other_session(
+        self, sid: str, view: SessionView, code: ErrorCode | None
+    ) -> SessionView | None:
+        """The session to sign for after a relayer refused ``view.n`` for its timing:
+        ``n - 1`` in grace when it has not seen ``n`` start, ``n + 1`` when ``n`` is over for
+        it; otherwise wait a moment for our own follower and take the signing session."""
+        alt: SessionView | None = None
+        if code is ErrorCode.SESSION_NOT_STARTED:
+            alt = self.sessions.fallback(sid, view.app, view.n)
+        elif code is ErrorCode.SESSION_EXPIRED:
+            alt = self.sessions.view(sid, view.app, view.n + 1)
+        if alt is None or not alt.targets:
+            await asyncio.sleep(0.05)
+            try:
+                alt = self.sessions.signing(sid, view.app)
+            except NoSupplier:
+                return None
+        return alt if alt.n != view.n and alt.targets else None
+
+    # -- relaying with retries and hedges ----------------------------------------------
+    def _hedger(self, service_id: str) -> Hedger:
+        h = self._hedgers.get(service_id)
+        if h is None:
+            h = self._hedgers[service_id] = Hedger(floor=self.cfg.hedge_delay or 1.0)
+        return h
+
+    async def _attempt(
+        self, svc: Service, target: Target, plan: CallPlan, payload: bytes, per_try: float
+    ) -> RelayAnswer:
+        sid = svc.service_id
+        supplier_hex = "0x" + target.supplier.hex()
+        self.metrics.selected.labels(sid, supplier_hex).inc()
+        try:
+            answer = await self.client.relay(
+                target, payload, plan.compute_units, attempt_timeout=per_try
+            )
+        except RelayError as exc:
+            if exc.outcome is not Outcome.FATAL and exc.relay_code not in _NOT_ITS_FAULT:
+                if exc.refused:
+                    self.qos.refuse(sid, target.supplier, exc.message)
+                self.qos.record_failure(sid, target.supplier)
+                if exc.outcome is Outcome.UNSENT and exc.relay_code is None:
+                    # nothing listens there: open its breaker now, a probe comes back later
+                    self.qos.stats(sid, target.supplier).breaker.trip()
+            self.metrics.relays.labels(sid, supplier_hex, exc.outcome.value).inc()
+            self._circuit(sid, target.supplier)
+            raise
+        except asyncio.CancelledError:
+            self.metrics.relays.labels(sid, supplier_hex, "cancelled").inc()
+            raise
+        self.qos.record_success(sid, target.supplier, answer.latency)
+        self._hedger(sid).observe(answer.latency)
+        self.metrics.relays.labels(sid, supplier_hex, "success").inc()
+        self.metrics.relay_seconds.labels(sid).observe(answer.latency)
+        self.metrics.receipts.labels("verified" if answer.receipt_checked else "skipped").inc()
+        self._circuit(sid, target.supplier)
+        return answer
+
+    def _circuit(self, sid: str, supplier: bytes) -> None:
+        state = self.qos.stats(sid, supplier).breaker.state.value
+        self.metrics.circuit.labels(sid, "0x" + supplier.hex()).set(CIRCUIT_VALUES[state])
+
+    async def relay(
+        self,
+        svc: Service,
+        view: SessionView,
+        plan: CallPlan,
+        payload: bytes,
+        *,
+        pinned_to: bytes | None = None,
+    ) -> RelayAnswer:
+        """Relay one payload within ``view``; retries and hedges by the plan's rules."""
+        sid = svc.service_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(
+            self.cfg.deadline,
+            plan.retry.timeout if plan.method_class is MethodClass.LONG_POLL else 0,
+        )
+        timeout = (
+            plan.retry.timeout
+            if plan.method_class is MethodClass.LONG_POLL
+            else min(self.cfg.timeout, plan.retry.timeout)
+        )
+        retry = RetryState(
+            max_attempts=1 if pinned_to is not None else self.cfg.max_attempts,
+            idempotent=plan.retry.mode is RetryMode.ANY,
+            allowed=plan.retry.mode is not RetryMode.NEVER,
+        )
+        hedge = plan.retry.hedge and self.cfg.hedge_delay is not None and pinned_to is None
+        tried: set[bytes] = set()
+        pending: dict[asyncio.Task[RelayAnswer], bytes] = {}
+        last_error: RelayError | None = None
+        last_answer: RelayAnswer | None = None
+        hedged = False
+        switches = 0
+        dead: set[bytes] = set()
+        first: list[bytes] = []
+
+        def launch() -> bool:
+            if pinned_to is not None:
+                supplier: bytes | None = pinned_to if pinned_to not in tried else None
+            else:
+                supplier = self.qos.choose(sid, view.suppliers, exclude=tried)
+            if supplier is None:
+                return False
+            tried.add(supplier)
+            if not first:
+                first.append(supplier)
+            target = view.target(supplier)
+            if target is None:
+                return False
+            task = asyncio.ensure_future(self._attempt(svc, target, plan, payload, timeout))
+            pending[task] = supplier
+            return True
+
+        if not launch():
+            refused = {
+                r for s in view.suppliers if (r := self.qos.stats(sid, s).refused) is not None
+            }
+            why = f": refused endpoints ({'; '.join(sorted(refused))})" if refused else ""
+            raise NoSupplier(f"no eligible supplier for {sid!r} in session {view.n}{why}")
+        try:
+            while pending:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise RelayFailed("deadline exceeded", relay_code=ErrorCode.BACKEND_TIMEOUT)
+                wait = remaining
+                if hedge and not hedged and len(pending) == 1:
+                    wait = min(wait, self._hedger(sid).delay())
+                done, _ = await asyncio.wait(
+                    pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    if hedge and not hedged and loop.time() < deadline and launch():
+                        hedged = True
+                        self.metrics.hedges.labels(sid, "fired").inc()
+                    continue
+                for task in done:
+                    supplier = pending.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        answer = task.result()
+                        check = svc.handler.check_answer(
+                            svc.spec, plan.call, answer.status, answer.body
+                        )
+                        if (
+                            check.retry_elsewhere
+                            and retry.idempotent
+                            and not pending
+                            and retry.after(Outcome.RETRYABLE)
+                            and launch()
+                        ):
+                            last_answer = answer
+                            self.metrics.retries.labels(sid).inc()
+                            continue
+                        if hedged and supplier != first[0]:
+                            self.metrics.hedges.labels(sid, "won").inc()
+                        return answer
+                    if not isinstance(exc, RelayError):
+                        raise exc
+                    last_error = exc
+                    if exc.relay_code is None:
+                        dead.add(supplier)  # unreachable in any session
+                    if exc.relay_code in _NOT_ITS_FAULT and pinned_to is None and switches < 10:
+                        # a matter of whose head is where: another session, or the same one a
+                        # moment later (at most ~0.5 s of waiting), costs no attempt
+                        switches += 1
+                        alt = await self._other_session(sid, view, exc.relay_code)
+                        if alt is not None:
+                            view = alt
+                        tried = set(dead)
+                        retry.max_attempts += 1
+                    if pending:
+                        continue
+                    if retry.after(exc.outcome) and launch():
+                        self.metrics.retries.labels(sid).inc()
+                        continue
+        finally:
+            for task in pending:
+                task.cancel()
+        if last_answer is not None:
+            return last_answer
+        if last_error is not None:
+            raise RelayFailed(last_error.message, relay_code=last_error.relay_code)
+        raise NoSupplier(f"no eligible supplier for {sid!r}", reason=ClientReason.NO_SUPPLIER)
+
+
+def answer_session(view: SessionView, answer: RelayAnswer) -> int:
+    return view.n
+
+
+def _parsed_id(call: ClientCall) -> object:
+    import orjson
+
+    try:
+        return orjson.loads(call.raw_id)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _known(svc: Service, method: str) -> bool:
+    return svc.handler.method_policy(svc.spec, method).known

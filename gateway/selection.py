@@ -1,0 +1,181 @@
+"""Supplier selection: a quality score per (service, supplier) and weighted random choice.
+
+The score combines latency (EWMA), error rate (EWMA of failures), block-height lag against the
+**median** height reported by the session's suppliers, the chain-id check, and the circuit
+breaker. Suppliers on the wrong chain, with an open breaker, or behind by more than
+``max_height_lag`` are not chosen while a better one exists; among the rest the choice is random
+with probability proportional to the score, so load spreads while the fast get more.
+
+>>> q = Qos(max_height_lag=2)
+>>> a, b, c = b"a" * 20, b"b" * 20, b"c" * 20
+>>> for s, h in ((a, 100), (b, 101), (c, 90)): q.observe_height("eth", s, h)
+>>> q.median_height("eth", [a, b, c])
+100
+>>> sorted(q.eligible("eth", [a, b, c]))
+[b'aaaaaaaaaaaaaaaaaaaa', b'bbbbbbbbbbbbbbbbbbbb']
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from gateway.failsafe.breaker import Breaker, BreakerState
+
+__all__ = ["Qos", "SupplierStats"]
+
+
+@dataclass
+class SupplierStats:
+    """What the gateway has learnt about one supplier serving one service."""
+
+    breaker: Breaker
+    latency: float | None = None  # EWMA, seconds
+    error_rate: float = 0.0  # EWMA of 0 (ok) / 1 (failure)
+    height: int | None = None
+    height_at: float = 0.0
+    chain_ok: bool | None = None
+    refused: str | None = None  # endpoint refused (private address …): never chosen
+    requests: int = 0
+    failures: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Qos:
+    """Scores and picks suppliers; fed by relay outcomes and health probes."""
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        max_height_lag: int = 3,
+        breaker_failures: int = 3,
+        breaker_cooldown: float = 5.0,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._alpha = alpha
+        self._max_lag = max_height_lag
+        self._bf = breaker_failures
+        self._bc = breaker_cooldown
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._stats: dict[tuple[str, bytes], SupplierStats] = {}
+
+    def stats(self, service: str, supplier: bytes) -> SupplierStats:
+        key = (service, supplier)
+        st = self._stats.get(key)
+        if st is None:
+            st = SupplierStats(
+                breaker=Breaker(failures=self._bf, cooldown=self._bc, clock=self._clock)
+            )
+            self._stats[key] = st
+        return st
+
+    def all_stats(self) -> dict[tuple[str, bytes], SupplierStats]:
+        return self._stats
+
+    # -- observations ------------------------------------------------------------------
+    def record_success(self, service: str, supplier: bytes, latency: float) -> None:
+        st = self.stats(service, supplier)
+        st.requests += 1
+        st.latency = (
+            latency if st.latency is None else st.latency + self._alpha * (latency - st.latency)
+        )
+        st.error_rate += self._alpha * (0.0 - st.error_rate)
+        st.breaker.record_success()
+
+    def record_failure(self, service: str, supplier: bytes) -> None:
+        st = self.stats(service, supplier)
+        st.requests += 1
+        st.failures += 1
+        st.error_rate += self._alpha * (1.0 - st.error_rate)
+        st.breaker.record_failure()
+
+    def observe_height(self, service: str, supplier: bytes, height: int) -> None:
+        st = self.stats(service, supplier)
+        if st.height is None or height >= st.height:
+            st.height = height
+            st.height_at = self._clock()
+
+    def observe_chain(self, service: str, supplier: bytes, ok: bool) -> None:
+        st = self.stats(service, supplier)
+        st.chain_ok = ok
+        if not ok:
+            st.breaker.trip()
+
+    def refuse(self, service: str, supplier: bytes, reason: str) -> None:
+        self.stats(service, supplier).refused = reason
+
+    # -- scoring -----------------------------------------------------------------------
+    def median_height(self, service: str, suppliers: Iterable[bytes]) -> int | None:
+        heights = [h for s in suppliers if (h := self.stats(service, s).height) is not None]
+        if not heights:
+            return None
+        return int(statistics.median_low(heights))
+
+    def max_height(self, service: str, suppliers: Iterable[bytes]) -> int | None:
+        heights = [h for s in suppliers if (h := self.stats(service, s).height) is not None]
+        return max(heights) if heights else None
+
+    def _usable(self, st: SupplierStats) -> bool:
+        return st.refused is None and st.chain_ok is not False and st.breaker.would_allow()
+
+    def eligible(
+        self, service: str, suppliers: Sequence[bytes], exclude: Iterable[bytes] = ()
+    ) -> list[bytes]:
+        """Suppliers that may be chosen now: usable, and not lagging while others are not."""
+        skip = set(exclude)
+        usable = [s for s in suppliers if s not in skip and self._usable(self.stats(service, s))]
+        median = self.median_height(service, suppliers)
+        if median is None:
+            return usable
+        fresh = [
+            s
+            for s in usable
+            if (h := self.stats(service, s).height) is None or median - h <= self._max_lag
+        ]
+        return fresh or usable
+
+    def score(self, service: str, supplier: bytes, median: int | None) -> float:
+        st = self.stats(service, supplier)
+        latency = st.latency if st.latency is not None else 0.0  # unknown: optimistic, try it
+        score = 1.0 / (0.005 + latency)
+        score *= (1.0 - st.error_rate) ** 2 + 0.01
+        if median is not None and st.height is not None and st.height < median:
+            score /= 1 + (median - st.height)
+        if st.breaker.state is BreakerState.HALF_OPEN:
+            score *= 0.1
+        return score
+
+    def choose(
+        self, service: str, suppliers: Sequence[bytes], exclude: Iterable[bytes] = ()
+    ) -> bytes | None:
+        """Pick one supplier (weighted random), or None when every one is excluded or
+        unusable. A half-open breaker hands out its single probe to the one picked."""
+        candidates = self.eligible(service, suppliers, exclude)
+        if not candidates:
+            # every breaker is open: better a try than a certain failure (never a refused
+            # endpoint or a wrong chain)
+            skip = set(exclude)
+            candidates = [
+                s
+                for s in suppliers
+                if s not in skip
+                and (st := self.stats(service, s)).refused is None
+                and st.chain_ok is not False
+            ]
+            if not candidates:
+                return None
+            return min(candidates, key=lambda s: self.stats(service, s).error_rate)
+        median = self.median_height(service, suppliers)
+        while candidates:
+            weights = [self.score(service, s, median) for s in candidates]
+            pick = self._rng.choices(candidates, weights=weights, k=1)[0]
+            if self.stats(service, pick).breaker.allow():
+                return pick
+            candidates.remove(pick)
+        return None

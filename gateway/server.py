@@ -1,0 +1,294 @@
+"""The gateway's HTTP surface: routes, CORS, body limits, errors — the client-facing edge.
+
+``POST /v1/{service}`` (key in ``Authorization: Bearer``) and ``POST /v1/{service}/{key}``;
+the same paths upgrade to WebSocket; ``OPTIONS`` for browsers; ``/healthz`` and ``/readyz``.
+Every refusal is a JSON-RPC error body with a stable code; a client's mistake is never a 5xx.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.batch import run_batch
+from gateway.cache import split_id
+from gateway.config import GatewayConfig
+from gateway.errors import BadRequest, ClientReason, GatewayError, jsonrpc_error_body
+from gateway.jsonrpc import parse_body
+from gateway.keys import ApiKey, KeyRing, Limiter
+from gateway.metrics import GatewayMetrics
+from gateway.router import CallAnswer, ClientContext, Router
+from gateway.services import ServiceTable
+from gateway.sessions import SessionBook
+from protocol.encoding import address_from_hex
+from protocol.errors import ProtocolError
+
+__all__ = ["GATEWAY", "Gateway", "add_routes", "metrics_app"]
+
+log = logging.getLogger("relaynet.gateway")
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Expose-Headers": "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Cache",
+    "Access-Control-Max-Age": "86400",
+}
+JSON = "application/json"
+
+
+@dataclass
+class Gateway:
+    """Everything a request handler needs, built once by the composition root."""
+
+    config: GatewayConfig
+    keys: KeyRing
+    limiter: Limiter
+    services: ServiceTable
+    sessions: SessionBook
+    router: Router
+    metrics: GatewayMetrics
+    ready: Callable[[], bool]
+    draining: bool = False
+    inflight: int = 0
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def _error_response(exc: GatewayError, raw_id: bytes = b"null") -> web.Response:
+    return web.Response(
+        status=exc.http_status,
+        body=jsonrpc_error_body(exc, raw_id),
+        content_type=JSON,
+        headers=CORS_HEADERS,
+    )
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The API key from the path or ``Authorization: Bearer`` (never forwarded anywhere)."""
+    key = request.match_info.get("key")
+    if key:
+        return key
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, ApiKey]:
+    """Authenticate and route: 401 bad key, 404 unknown service, 403 service not on the key."""
+    record = gw.keys.lookup(presented_key(request))
+    service_id = request.match_info["service"]
+    svc = gw.services.get(service_id)
+    if gw.sessions.snapshot.service(service_id) is None and gw.ready():
+        raise BadRequest(
+            f"service {service_id!r} is not registered", reason=ClientReason.UNKNOWN_SERVICE
+        )
+    app_hex = KeyRing.app_for(record, service_id)
+    try:
+        app = _app_address(app_hex)
+    except ProtocolError as exc:
+        raise BadRequest(
+            f"the key's app for {service_id!r} is not an address",
+            reason=ClientReason.SERVICE_NOT_ALLOWED,
+        ) from exc
+    return ClientContext(record.key_hash, record.key_id, svc, app), record
+
+
+@functools.lru_cache(maxsize=4096)
+def _app_address(app_hex: str) -> bytes:
+    return address_from_hex(app_hex)
+
+
+def _answer_headers(answers: tuple[CallAnswer, ...] | list[CallAnswer]) -> dict[str, str]:
+    relayed = [a for a in answers if a.source != "gateway"]
+    if not relayed:
+        return dict(CORS_HEADERS)
+    headers = dict(CORS_HEADERS)
+    headers["Relay-Supplier"] = ",".join(a.supplier or "-" for a in relayed)
+    headers["Relay-Request"] = ",".join(a.relay_request or "-" for a in relayed)
+    headers["Relay-Receipt"] = ",".join(a.relay_receipt or "-" for a in relayed)
+    if any(a.source == "cache" for a in relayed):
+        headers["Relay-Cache"] = ",".join(a.source for a in relayed)
+    return headers
+
+
+async def handle_rpc(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    started = time.perf_counter()
+    service_label = request.match_info.get("service", "")
+    if service_label not in gw.services.ids():
+        service_label = "unknown"
+    raw_id = b"null"
+    gw.inflight += 1
+    gw.metrics.inflight.inc()
+    try:
+        ctx, record = client_context(gw, request)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            from gateway.ws import handle_ws
+
+            return await handle_ws(request, gw, ctx)
+        if request.method != "POST":
+            raise BadRequest("use POST (or a WebSocket upgrade)")
+        body = await _read_body(request, gw.config.limits.max_body_bytes)
+        front = _front_hit(gw, ctx, body)
+        if front is not None:  # a repeat of a final, cached answer: no parsing needed
+            await gw.limiter.admit(record, ctx.service.service_id, 1)
+            gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc()
+            return front
+        req = parse_body(body, max_batch=gw.config.limits.max_batch)
+        if not req.is_batch:
+            raw_id = req.calls[0].raw_id
+        await gw.limiter.admit(record, ctx.service.service_id, len(req.calls))
+        gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc(
+            len(req.calls)
+        )
+        if req.is_batch:
+            batch = await run_batch(
+                gw.router, ctx, req.calls, concurrency=gw.config.relay.batch_concurrency
+            )
+            for a in batch.answers:
+                _count(gw, service_label, a)
+            return web.Response(
+                status=batch.status,
+                body=batch.body or None,
+                content_type=JSON if batch.body else None,
+                headers=_answer_headers(batch.answers),
+            )
+        answer = await gw.router.execute(ctx, req.calls[0])
+        _count(gw, service_label, answer)
+        if answer.status == 204 or not answer.body:
+            return web.Response(status=answer.status, headers=_answer_headers([answer]))
+        return web.Response(
+            status=answer.status,
+            body=answer.body,
+            content_type=JSON,
+            headers=_answer_headers([answer]),
+        )
+    except GatewayError as exc:
+        if exc.http_status >= 500:
+            log.warning("%s: %s: %s", service_label, exc.reason.value, exc.message)
+        gw.metrics.refused.labels(exc.reason.value).inc()
+        gw.metrics.requests.labels(service_label, "none", exc.reason.value.lower()).inc()
+        return _error_response(exc, raw_id)
+    finally:
+        gw.inflight -= 1
+        gw.metrics.inflight.dec()
+        gw.metrics.child(gw.metrics.request_seconds, service_label).observe(
+            time.perf_counter() - started
+        )
+
+
+def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | None:
+    if body[:1] != b"{":
+        return None
+    parts = split_id(body)
+    if parts is None:
+        return None
+    sid = ctx.service.service_id
+    hit = gw.router.front.get(sid, parts[0])
+    if hit is None:
+        return None
+    gw.metrics.child(gw.metrics.cache, sid, "hit").inc()
+    gw.metrics.child(gw.metrics.requests, sid, "read", "cached").inc()
+    headers = dict(CORS_HEADERS)
+    headers["Relay-Supplier"] = hit.supplier
+    headers["Relay-Request"] = hit.relay_request
+    headers["Relay-Receipt"] = hit.relay_receipt
+    headers["Relay-Cache"] = "cache"
+    return web.Response(
+        status=hit.status,
+        body=hit.prefix + parts[1] + hit.suffix,
+        content_type=JSON,
+        headers=headers,
+    )
+
+
+def _count(gw: Gateway, service: str, a: CallAnswer) -> None:
+    outcome = {"relay": "relayed", "cache": "cached"}.get(a.source, "gateway")
+    gw.metrics.child(gw.metrics.requests, service, a.method_class, outcome).inc()
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BadRequest(f"body over {limit} bytes", reason=ClientReason.PAYLOAD_TOO_LARGE)
+    if request.content_length is not None:
+        return await request.read()  # within client_max_size (limit + 1)
+    body = b""
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise BadRequest(f"body over {limit} bytes", reason=ClientReason.PAYLOAD_TOO_LARGE)
+    return body
+
+
+async def handle_options(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers=CORS_HEADERS)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    ready = gw.ready() and not gw.draining
+    return web.json_response(
+        {"ready": ready, "draining": gw.draining, "keys": len(gw.keys)},
+        status=200 if ready else 503,
+    )
+
+
+def outermost(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The server's outermost boundary: nothing a client sends may crash the gateway."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        return await _guarded(handler, request)
+
+    return guarded
+
+
+async def _guarded(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], request: web.Request
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # the outermost boundary: log, answer, keep serving
+        log.exception("unhandled error on %s", request.path)
+        err = GatewayError(
+            f"internal error: {type(exc).__name__}", reason=ClientReason.RELAY_FAILED
+        )
+        return _error_response(err)
+
+
+def add_routes(app: web.Application) -> None:
+    rpc = outermost(handle_rpc)
+    app.router.add_route("POST", "/v1/{service}", rpc)
+    app.router.add_route("POST", "/v1/{service}/{key}", rpc)
+    app.router.add_route("GET", "/v1/{service}", rpc)
+    app.router.add_route("GET", "/v1/{service}/{key}", rpc)
+    app.router.add_route("OPTIONS", "/v1/{service}", handle_options)
+    app.router.add_route("OPTIONS", "/v1/{service}/{key}", handle_options)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
+def metrics_app(metrics: GatewayMetrics) -> web.Application:
+    async def render(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", render)
+    return app

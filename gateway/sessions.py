@@ -1,0 +1,130 @@
+"""Sessions as the gateway uses them: hydrated from the registry snapshot, cached per
+(app, service, n), and the next one prepared before rollover.
+
+The snapshot (kept current by the ledger follower) answers from memory; hydration is pure
+``session.hydrate``. :meth:`SessionBook.signing` picks the session to sign for with
+``session.windows.signing_session`` and :meth:`SessionBook.fallback` the one to try after a
+relayer answered ``SESSION_NOT_STARTED``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from gateway.errors import ClientReason, NoSupplier
+from gateway.relay_client import Target
+from session.errors import SessionError
+from session.hydrate import hydrate
+from session.snapshot import RegistrySnapshot
+from session.windows import fallback_session, session_of, signing_session, windows
+
+__all__ = ["SessionBook", "SessionView"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """One session's relay targets (suppliers with an endpoint), in slot order."""
+
+    service_id: str
+    app: bytes
+    n: int
+    targets: tuple[Target, ...]
+
+    @property
+    def suppliers(self) -> tuple[bytes, ...]:
+        return tuple(t.supplier for t in self.targets)
+
+    def target(self, supplier: bytes) -> Target | None:
+        for t in self.targets:
+            if t.supplier == supplier:
+                return t
+        return None
+
+
+class SessionBook:
+    """Hydrated sessions by (app, service, n); remembers which pairs are in use."""
+
+    def __init__(
+        self, snapshot: RegistrySnapshot, *, lag: int = 1, max_entries: int = 10_000
+    ) -> None:
+        self.snapshot = snapshot
+        self._lag = lag
+        self._max = max_entries
+        self._views: OrderedDict[tuple[bytes, str, int], SessionView | None] = OrderedDict()
+        self.active: dict[tuple[str, bytes], int] = {}  # (service, app) -> last n used
+        self.hydrations = 0
+
+    def view(self, service_id: str, app: bytes, n: int) -> SessionView | None:
+        """Session ``n`` (cached); None when it does not exist (yet)."""
+        key = (app, service_id, n)
+        if key in self._views:
+            self._views.move_to_end(key)
+            cached = self._views[key]
+            if cached is not None:
+                return cached
+        try:
+            session = hydrate(self.snapshot, service_id, app, n)
+        except SessionError as exc:
+            raise NoSupplier(exc.message, reason=ClientReason.NO_SESSION) from exc
+        self.hydrations += 1
+        if session is None:
+            return None  # not cached: H_n may appear any moment
+        targets = tuple(
+            Target(
+                service_id=service_id,
+                app=app,
+                n=n,
+                supplier=s.address,
+                endpoint=s.endpoint,
+                receipt_key=s.receipt_key,
+            )
+            for s in session.suppliers
+            if s.endpoint
+        )
+        result = SessionView(service_id, app, n, targets)
+        self._views[key] = result
+        while len(self._views) > self._max:
+            self._views.popitem(last=False)
+        return result
+
+    def signing_number(self) -> int:
+        return signing_session(self.snapshot.head(), self.snapshot.shape(), self._lag)
+
+    def signing(self, service_id: str, app: bytes) -> SessionView:
+        """The session to sign for now; ``NoSupplier(NO_SESSION)`` when there is none."""
+        n = self.signing_number()
+        self.active[(service_id, app)] = n
+        view = self.view(service_id, app, n)
+        if view is None or not view.targets:
+            fb = self.fallback(service_id, app, n)
+            if fb is not None and fb.targets:
+                return fb
+            raise NoSupplier(
+                f"no session {n} for this app on {service_id!r}", reason=ClientReason.NO_SESSION
+            )
+        return view
+
+    def fallback(self, service_id: str, app: bytes, n: int) -> SessionView | None:
+        """After SESSION_NOT_STARTED for ``n``: session ``n - 1`` while it is in grace."""
+        prev = fallback_session(self.snapshot.head(), n, self.snapshot.shape())
+        return None if prev is None else self.view(service_id, app, prev)
+
+    def upcoming(self) -> list[SessionView]:
+        """The next sessions of every pair in use whose ``H_n`` is already known — hydrated
+        ahead of rollover so the first request of the new session finds it ready."""
+        shape = self.snapshot.shape()
+        head = self.snapshot.head()
+        out: list[SessionView] = []
+        current = session_of(head, shape.B0, shape.L) if head >= shape.B0 else 0
+        for (service_id, app), _n in list(self.active.items()):
+            for n in (current, current + 1):
+                if self.snapshot.block_hash(windows(shape, n).h_n_block) is None:
+                    continue
+                try:
+                    view = self.view(service_id, app, n)
+                except NoSupplier:
+                    continue
+                if view is not None:
+                    out.append(view)
+        return out

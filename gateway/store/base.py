@@ -1,0 +1,59 @@
+"""The one interface behind the gateway's shared state: limits, usage, cache, votes, QoS.
+
+A driver holds: token buckets (rate limits), counters (quota and usage), a cache of answers
+with a time to live, agreement votes (which suppliers returned which answer digest), and QoS
+observations published by each replica. ``memory.MemoryStore`` serves one process;
+``redis.RedisStore`` shares it between replicas; ``fallback.FallbackStore`` keeps serving from
+memory while Redis is away.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gateway.errors import GatewayError
+
+__all__ = ["Store", "StoreUnavailable"]
+
+
+class StoreUnavailable(GatewayError):
+    """The store's backend cannot be reached (Redis down, timed out)."""
+
+
+class Store(Protocol):
+    """Shared state of the gateway. Every method may raise :class:`StoreUnavailable`."""
+
+    name: str
+
+    async def take(self, bucket: str, rate: float, burst: float, cost: float = 1.0) -> bool:
+        """Token bucket: refill at ``rate``/s up to ``burst``; take ``cost`` if available."""
+        ...
+
+    async def incr(self, counter: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Add to a counter (created at 0, expiring ``ttl`` seconds after creation)."""
+        ...
+
+    async def counter(self, counter: str) -> int:
+        """A counter's value (0 when absent)."""
+        ...
+
+    async def cache_get(self, key: str) -> bytes | None: ...
+
+    async def cache_put(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    async def vote(self, key: str, digest: str, voter: str, ttl: float) -> int:
+        """Record that ``voter`` answered ``digest`` for ``key``; the number of distinct voters
+        for that digest so far."""
+        ...
+
+    async def qos_publish(self, scope: str, member: str, value: bytes, ttl: float) -> None:
+        """Publish one observation (e.g. a supplier's height) for other replicas."""
+        ...
+
+    async def qos_read(self, scope: str) -> dict[str, bytes]:
+        """Every live observation of ``scope`` by member."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,97 @@
+"""The in-memory store driver: one process, the single-machine default and Redis fallback."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Everything of :class:`gateway.store.base.Store` in dicts, with expiry on read."""
+
+    name = "memory"
+
+    def __init__(
+        self, *, max_cache_entries: int = 100_000, clock: Callable[[], float] | None = None
+    ) -> None:
+        self._now: Callable[[], float] = clock or time.monotonic
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._counters: dict[str, tuple[int, float | None]] = {}
+        self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._max_cache = max_cache_entries
+        self._votes: dict[str, tuple[dict[str, set[str]], float]] = {}
+        self._qos: dict[str, dict[str, tuple[bytes, float]]] = {}
+
+    def _time(self) -> float:
+        return self._now()
+
+    async def take(self, bucket: str, rate: float, burst: float, cost: float = 1.0) -> bool:
+        now = self._time()
+        tokens, ts = self._buckets.get(bucket, (burst, now))
+        tokens = min(burst, tokens + (now - ts) * rate)
+        ok = tokens >= cost
+        if ok:
+            tokens -= cost
+        self._buckets[bucket] = (tokens, now)
+        return ok
+
+    async def incr(self, counter: str, amount: int = 1, ttl: float | None = None) -> int:
+        now = self._time()
+        value, expires = self._counters.get(counter, (0, None))
+        if expires is not None and expires <= now:
+            value, expires = 0, None
+        if expires is None and ttl is not None and value == 0:
+            expires = now + ttl
+        value += amount
+        self._counters[counter] = (value, expires)
+        return value
+
+    async def counter(self, counter: str) -> int:
+        value, expires = self._counters.get(counter, (0, None))
+        if expires is not None and expires <= self._time():
+            return 0
+        return value
+
+    async def cache_get(self, key: str) -> bytes | None:
+        item = self._cache.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._time():
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        return item[0]
+
+    async def cache_put(self, key: str, value: bytes, ttl: float) -> None:
+        self._cache[key] = (value, self._time() + ttl)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._max_cache:
+            self._cache.popitem(last=False)
+
+    async def vote(self, key: str, digest: str, voter: str, ttl: float) -> int:
+        now = self._time()
+        entry = self._votes.get(key)
+        if entry is None or entry[1] <= now:
+            if len(self._votes) > self._max_cache:
+                self._votes = {k: v for k, v in self._votes.items() if v[1] > now}
+            entry = ({}, now + ttl)
+            self._votes[key] = entry
+        voters = entry[0].setdefault(digest, set())
+        voters.add(voter)
+        return len(voters)
+
+    async def qos_publish(self, scope: str, member: str, value: bytes, ttl: float) -> None:
+        self._qos.setdefault(scope, {})[member] = (value, self._time() + ttl)
+
+    async def qos_read(self, scope: str) -> dict[str, bytes]:
+        now = self._time()
+        return {m: v for m, (v, exp) in self._qos.get(scope, {}).items() if exp > now}
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,243 @@
+"""``relaynet gateway``: run a gateway (``run``) and manage its API keys (``keys …``).
+
+Composes the packages only: config through :mod:`gateway.config`, the server through
+:func:`gateway.app.serve`, keys through :mod:`gateway.keys` on the backend the config names
+(the keys file, or Redis shared by replicas). Running gateways pick key changes up without a
+restart. ``stake``/``unstake``/``withdraw`` come from :mod:`relaynet.commands.gateway_stake`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from gateway.config import GatewayConfig, load_config
+from gateway.keys import ApiKey, KeyBackend, Limiter, generate_key, hash_key, revoked
+from protocol.encoding import address_from_hex, address_to_hex
+from protocol.errors import RelaynetError
+
+__all__ = ["app"]
+
+app = typer.Typer(no_args_is_help=True, help="Run a gateway and manage its API keys.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: add, list, revoke, usage.")
+app.add_typer(keys_app, name="keys")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="gateway config (TOML)")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+def _config(path: Path) -> GatewayConfig:
+    try:
+        return load_config(path)
+    except (OSError, ValueError, ValidationError) as exc:
+        raise _fail(f"{path}: {exc}") from exc
+
+
+@app.command("run")
+def run(
+    config: ConfigOpt,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Serve dApps: POST /v1/{service} (Bearer key) or /v1/{service}/{key}, WebSocket too."""
+    cfg = _config(config)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from gateway.app import serve
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        pass
+    try:
+        asyncio.run(serve(cfg))
+    except RelaynetError as exc:
+        raise _fail(exc.message) from exc
+
+
+def _with_backend(cfg: GatewayConfig) -> tuple[KeyBackend, object]:
+    from gateway.app import build_store, key_backend
+
+    store = build_store(cfg)
+    return key_backend(cfg, store), store
+
+
+async def _close(store: object) -> None:
+    close = getattr(store, "close", None)
+    if close is not None:
+        await close()
+
+
+def _find(records: dict[str, ApiKey], key_id: str) -> ApiKey:
+    wanted = key_id.lower()
+    if wanted.startswith("rn_"):
+        wanted = hash_key(key_id)
+    matches = [r for h, r in records.items() if h.startswith(wanted)]
+    if len(matches) != 1:
+        raise _fail(f"{len(matches)} keys match {key_id!r}: give more of the key id")
+    return matches[0]
+
+
+@keys_app.command("add")
+def keys_add(
+    config: ConfigOpt,
+    service: Annotated[
+        list[str], typer.Option("--service", "-s", help="SERVICE=0xAPP (the app that pays)")
+    ],
+    name: Annotated[str, typer.Option(help="a label for the key")] = "",
+    rate_limit: Annotated[float, typer.Option(help="requests per second (0: none)")] = 50.0,
+    burst: Annotated[float, typer.Option(help="token bucket size")] = 100.0,
+    quota: Annotated[int, typer.Option(help="requests per quota period (0: none)")] = 0,
+    quota_period: Annotated[int, typer.Option(help="quota period, seconds")] = 86_400,
+) -> None:
+    """Create a key; it is printed once and stored only as its sha256."""
+    cfg = _config(config)
+    services: dict[str, str] = {}
+    for item in service:
+        sid, sep, app_hex = item.partition("=")
+        if not sep:
+            raise _fail(f"--service {item!r}: use SERVICE=0xAPP")
+        try:
+            services[sid] = address_to_hex(address_from_hex(app_hex))
+        except RelaynetError as exc:
+            raise _fail(f"--service {item!r}: {exc.message}") from exc
+    key = generate_key()
+    record = ApiKey(
+        key_hash=hash_key(key),
+        name=name,
+        services=services,
+        rate_limit=rate_limit,
+        burst=burst,
+        quota=quota,
+        quota_period=quota_period,
+        created=time.time(),
+    )
+
+    async def action() -> None:
+        backend, store = _with_backend(cfg)
+        try:
+            await backend.put(record)
+        finally:
+            await _close(store)
+
+    asyncio.run(action())
+    typer.echo(key)
+    typer.echo(f"key id {record.key_id} — store the key now, it is not shown again", err=True)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt) -> None:
+    """Every key: id, name, services, limits, state."""
+    cfg = _config(config)
+
+    async def action() -> dict[str, ApiKey]:
+        backend, store = _with_backend(cfg)
+        try:
+            return await backend.load()
+        finally:
+            await _close(store)
+
+    records = asyncio.run(action())
+    for r in sorted(records.values(), key=lambda r: r.created):
+        services = ",".join(f"{s}={a}" for s, a in sorted(r.services.items()))
+        state = "revoked" if r.revoked else "active"
+        typer.echo(
+            f"{r.key_id}  {state:7}  {r.name or '-':12}  rate={r.rate_limit:g}/s "
+            f"burst={r.burst:g} quota={r.quota}/{r.quota_period}s  {services}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    config: ConfigOpt,
+    key_id: Annotated[str, typer.Argument(help="key id (a prefix of its hash) or the key")],
+) -> None:
+    """Revoke a key; running gateways refuse it within their reload interval."""
+    cfg = _config(config)
+
+    async def action() -> ApiKey:
+        backend, store = _with_backend(cfg)
+        try:
+            record = _find(await backend.load(), key_id)
+            await backend.put(revoked(record))
+            return record
+        finally:
+            await _close(store)
+
+    record = asyncio.run(action())
+    typer.echo(f"revoked {record.key_id}")
+
+
+@keys_app.command("usage")
+def keys_usage(
+    config: ConfigOpt,
+    key_id: Annotated[str, typer.Argument(help="key id (a prefix of its hash) or the key")],
+) -> None:
+    """Requests counted for a key: this quota period, in total, per service.
+
+    With Redis the counters are shared by every replica and read from Redis; without Redis
+    they live in the running gateway and are read from its metrics port."""
+    cfg = _config(config)
+
+    async def action() -> tuple[ApiKey, str]:
+        backend, store = _with_backend(cfg)
+        try:
+            record = _find(await backend.load(), key_id)
+            if cfg.redis is None:
+                return record, _usage_from_metrics(cfg, record)
+            usage = await Limiter(store).usage(record)  # type: ignore[arg-type]
+            per = ", ".join(f"{s}={n}" for s, n in usage.by_service.items())
+            return record, (
+                f"period={usage.period_requests}"
+                f"{'/' + str(record.quota) if record.quota else ''} "
+                f"total={usage.total_requests} ({per})"
+            )
+        finally:
+            await _close(store)
+
+    record, text = asyncio.run(action())
+    typer.echo(f"{record.key_id}  {text}")
+
+
+def _usage_from_metrics(cfg: GatewayConfig, record: ApiKey) -> str:
+    if not cfg.gateway.metrics_listen:
+        raise _fail("no Redis and no metrics port: usage lives only in the running gateway")
+    url = f"http://{cfg.gateway.metrics_listen}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError as exc:
+        raise _fail(f"cannot read {url}: {exc}") from exc
+    total = 0.0
+    per: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("relaynet_gateway_key_requests_total{") and (
+            f'key_id="{record.key_id}"' in line
+        ):
+            labels, _, value = line.rpartition(" ")
+            service = labels.split('service="', 1)[1].split('"', 1)[0]
+            per[service] = float(value)
+            total += float(value)
+    detail = ", ".join(f"{s}={int(n)}" for s, n in per.items())
+    return f"total={int(total)} since the gateway started ({detail})"
+
+
+try:
+    from relaynet.commands.gateway_stake import add_to
+except ModuleNotFoundError:  # pragma: no cover - lands with the staking commands
+    pass
+else:
+    add_to(app)

@@ -1,0 +1,267 @@
+"""The router's rules with scripted relayers (in process): retries, writes never duplicated
+blindly, hedging, pinning, eth_blockNumber monotonic, cache agreement, batch order."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+import pytest
+
+from gateway.batch import run_batch
+from gateway.cache import AnswerCache
+from gateway.config import RelayConfig
+from gateway.errors import RelayFailed
+from gateway.failsafe.retry import Outcome
+from gateway.jsonrpc import parse_body
+from gateway.metrics import GatewayMetrics
+from gateway.relay_client import RelayAnswer, RelayError, Target
+from gateway.router import ClientContext, Router
+from gateway.selection import Qos
+from gateway.services import Service
+from gateway.sessions import SessionView
+from gateway.store import MemoryStore
+from rollups.catalogue import catalogue_spec
+from rollups.registry import handler_for
+
+SUPPLIERS = [bytes([i]) * 20 for i in (1, 2, 3)]
+APP = b"\xaa" * 20
+
+
+@dataclass
+class ScriptedClient:
+    """Stands in for RelayClient: each supplier answers by a script."""
+
+    script: dict[bytes, str] = field(default_factory=dict)
+    results: dict[bytes, Callable[[bytes], bytes]] = field(default_factory=dict)
+    calls: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    async def relay(
+        self, target: Target, payload: bytes, compute_units: int, *, attempt_timeout: float
+    ) -> RelayAnswer:
+        self.calls.append((target.supplier, payload))
+        mode = self.script.get(target.supplier, "ok")
+        if mode == "unsent":
+            raise RelayError("refused", outcome=Outcome.UNSENT, supplier=target.supplier)
+        if mode == "maybe_sent":
+            raise RelayError("timeout", outcome=Outcome.MAYBE_SENT, supplier=target.supplier)
+        if mode == "slow":
+            await asyncio.sleep(1.0)
+        make = self.results.get(target.supplier, _echo_result)
+        body = make(payload)
+        return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+
+
+def _echo_result(payload: bytes) -> bytes:
+    req = orjson.loads(payload)
+    rid = orjson.dumps(req.get("id"))
+    method = req["method"]
+    result = {
+        "eth_chainId": b'"0x7a69"',
+        "eth_blockNumber": b'"0x10"',
+        "eth_newFilter": b'"0xf1"',
+        "eth_sendRawTransaction": b'"0x' + b"ab" * 32 + b'"',
+    }.get(method, b'"0x' + hashlib.sha256(payload).hexdigest()[:8].encode() + b'"')
+    return b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + result + b"}"
+
+
+class FakeSessions:
+    def __init__(self) -> None:
+        self.view_ = SessionView(
+            "devnet",
+            APP,
+            5,
+            tuple(
+                Target("devnet", APP, 5, s, f"http://r{i}.example/v1/relay", b"k" * 32)
+                for i, s in enumerate(SUPPLIERS)
+            ),
+        )
+
+    def signing(self, service_id: str, app: bytes) -> SessionView:
+        return self.view_
+
+    def fallback(self, service_id: str, app: bytes, n: int) -> SessionView | None:
+        return None
+
+    def view(self, service_id: str, app: bytes, n: int) -> SessionView | None:
+        return self.view_
+
+
+def make_router(
+    client: ScriptedClient, *, hedge: float | None = 0.05, cache: bool = False
+) -> tuple[Router, ClientContext, GatewayMetrics]:
+    metrics = GatewayMetrics()
+    router = Router(
+        sessions=FakeSessions(),  # type: ignore[arg-type]
+        client=client,  # type: ignore[arg-type]
+        qos=Qos(),
+        cache=AnswerCache(MemoryStore(), agreement=2) if cache else None,
+        metrics=metrics,
+        config=RelayConfig(hedge_delay=hedge, max_attempts=3),
+    )
+    svc = Service("devnet", catalogue_spec("devnet"), handler_for("evm"))
+    return router, ClientContext("client-1", "c1", svc, APP), metrics
+
+
+def call(body: bytes):  # type: ignore[no-untyped-def]
+    return parse_body(body).calls[0]
+
+
+WRITE = b'{"jsonrpc":"2.0","method":"eth_sendRawTransaction","params":["0x02f8"],"id":1}'
+READ = (
+    b'{"jsonrpc":"2.0","method":"eth_getBalance","params":["0x'
+    + b"00" * 20
+    + b'","latest"],"id":2}'
+)
+
+
+async def test_write_that_may_have_landed_is_never_sent_again() -> None:
+    client = ScriptedClient(script=dict.fromkeys(SUPPLIERS, "maybe_sent"))
+    router, ctx, _ = make_router(client)
+    with pytest.raises(RelayFailed):
+        await router.execute(ctx, call(WRITE))
+    assert len(client.calls) == 1
+
+
+async def test_write_refused_before_forwarding_goes_elsewhere_once() -> None:
+    client = ScriptedClient()
+    router, ctx, _ = make_router(client)
+    first = router.qos.choose  # make the first pick the refusing supplier
+    client.script[SUPPLIERS[0]] = "unsent"
+    picks = iter([SUPPLIERS[0]])
+    router.qos.choose = lambda *a, **k: next(picks, None) or first(*a, **k)  # type: ignore[method-assign]
+    answer = await router.execute(ctx, call(WRITE))
+    assert answer.source == "relay"
+    assert next(s for s, _ in client.calls) == SUPPLIERS[0] and len(client.calls) == 2
+    assert client.calls[1][0] != SUPPLIERS[0]
+
+
+async def test_reads_retry_on_another_supplier() -> None:
+    client = ScriptedClient(script={SUPPLIERS[0]: "maybe_sent", SUPPLIERS[1]: "maybe_sent"})
+    router, ctx, _metrics = make_router(client, hedge=None)
+    answer = await router.execute(ctx, call(READ))
+    assert answer.supplier == "0x" + SUPPLIERS[2].hex()
+    assert len({s for s, _ in client.calls}) == len(client.calls)  # never the same one twice
+
+
+async def test_slow_read_is_hedged_to_another_supplier() -> None:
+    client = ScriptedClient(script={SUPPLIERS[0]: "slow"})
+    router, ctx, metrics = make_router(client, hedge=0.05)
+    picks = iter([SUPPLIERS[0]])
+    first = router.qos.choose
+    router.qos.choose = lambda *a, **k: next(picks, None) or first(*a, **k)  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answer = await router.execute(ctx, call(READ))
+    assert answer.supplier != "0x" + SUPPLIERS[0].hex()
+    assert loop.time() - started < 0.9  # did not wait for the slow one
+    assert metrics.hedges.labels("devnet", "fired")._value.get() == 1
+
+
+async def test_writes_are_never_hedged() -> None:
+    client = ScriptedClient(script=dict.fromkeys(SUPPLIERS, "slow"))
+    router, ctx, _metrics = make_router(client, hedge=0.01)
+    await router.execute(ctx, call(WRITE))
+    assert len(client.calls) == 1
+
+
+async def test_filter_calls_are_pinned_to_their_supplier() -> None:
+    client = ScriptedClient()
+    router, ctx, _ = make_router(client)
+    await router.execute(
+        ctx, call(b'{"jsonrpc":"2.0","method":"eth_newFilter","params":[{}],"id":1}')
+    )
+    creator = client.calls[-1][0]
+    for i in range(20):
+        await router.execute(
+            ctx,
+            call(
+                b'{"jsonrpc":"2.0","method":"eth_getFilterChanges","params":["0xF1"],"id":%d}' % i
+            ),
+        )
+        assert client.calls[-1][0] == creator
+
+
+async def test_block_number_never_goes_backwards_for_a_client() -> None:
+    client = ScriptedClient()
+    heights = {SUPPLIERS[0]: 0x10, SUPPLIERS[1]: 0x0F, SUPPLIERS[2]: 0x0E}
+    for s, h in heights.items():
+        client.results[s] = lambda p, h=h: (
+            b'{"jsonrpc":"2.0","id":'
+            + orjson.dumps(orjson.loads(p)["id"])
+            + b',"result":"'
+            + hex(h).encode()
+            + b'"}'
+        )
+    router, ctx, _ = make_router(client, hedge=None)
+    seen = []
+    for i in range(30):
+        a = await router.execute(
+            ctx, call(b'{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":%d}' % i)
+        )
+        seen.append(int(orjson.loads(a.body)["result"], 16))
+        assert orjson.loads(a.body)["id"] == i
+    first_max = seen.index(0x10) if 0x10 in seen else len(seen)
+    assert all(b >= a for a, b in itertools.pairwise(seen)), seen
+    assert first_max < len(seen)
+
+
+async def test_cache_fills_only_after_two_suppliers_agree() -> None:
+    client = ScriptedClient()
+    router, ctx, _ = make_router(client, cache=True)
+    sources = []
+    for i in range(12):
+        a = await router.execute(
+            ctx, call(b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":%d}' % i)
+        )
+        sources.append(a.source)
+        assert orjson.loads(a.body) == {"jsonrpc": "2.0", "id": i, "result": "0x7a69"}
+    relayed_by = {s for s, _ in client.calls}
+    assert sources[0] == "relay" and "cache" in sources
+    assert len(relayed_by) >= 2  # a hit needs two distinct suppliers to have agreed first
+    assert sources.index("cache") >= 2
+
+
+async def test_batch_answers_in_order_ids_untouched() -> None:
+    client = ScriptedClient()
+    router, ctx, _ = make_router(client)
+    body = (
+        b'[{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":"z"},'
+        b'{"jsonrpc":"2.0","method":"eth_chainId","params":[]},'
+        b'{"jsonrpc":"2.0","method":"foo_bar","params":[],"id":7},'
+        b"3,"
+        b'{"jsonrpc":"2.0","method":"eth_getBalance","params":["0x00","latest"],"id":-1}]'
+    )
+    batch = await run_batch(router, ctx, parse_body(body).calls)
+    out = orjson.loads(batch.body)
+    assert [o["id"] for o in out] == ["z", 7, None, -1]
+    assert out[1]["error"] == {"code": -32601, "message": "Method not found"}
+    assert out[2]["error"]["code"] == -32600
+    only_notes = b'[{"jsonrpc":"2.0","method":"eth_chainId","params":[]}]'
+    assert (await run_batch(router, ctx, parse_body(only_notes).calls)).status == 204
+
+
+def test_split_id_cuts_only_plain_single_ids() -> None:
+    from gateway.cache import split_id
+
+    t1 = split_id(b'{"jsonrpc":"2.0","id":17,"method":"eth_chainId"}')
+    t2 = split_id(b'{"jsonrpc":"2.0","id":"ab","method":"eth_chainId"}')
+    assert t1 is not None and t2 is not None
+    assert t1[0] == t2[0] and (t1[1], t2[1]) == (b"17", b'"ab"')
+    assert split_id(b'{"id":1,"params":[{"id":2}]}') is None
+    assert split_id(b'{"id":1.5}') is None and split_id(b'{"id":"a\\"b"}') is None
+
+
+async def test_final_hits_enter_the_front_cache() -> None:
+    client = ScriptedClient()
+    router, ctx, _ = make_router(client, cache=True)
+    for i in range(12):
+        await router.execute(ctx, call(b'{"jsonrpc":"2.0","id":%d,"method":"eth_chainId"}' % i))
+    hit = router.front.get("devnet", b'{"jsonrpc":"2.0","id":\x00,"method":"eth_chainId"}')
+    assert hit is not None and hit.prefix + b'"q"' + hit.suffix == (
+        b'{"jsonrpc":"2.0","id":"q","result":"0x7a69"}'
+    )
