@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(PROMTOOL_DIR)/usr/bin:$(PATH)
 setup: venv anvil redis promtool
 
 venv: $(VENV_STAMP)
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml setup.py protocol/_trie_accel.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

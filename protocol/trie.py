@@ -30,11 +30,17 @@ per-node Python objects — so that a relayer builds the trie of a million relay
 and answers any challenge in well under a millisecond. ``ref`` is an opaque integer (the
 relayer's log offset of the leaf) returned in :attr:`Proof.ref`, so leaf bytes never need to
 be held in memory.
+
+Building has two implementations that produce the same buffers: this module's Python code (the
+reference) and the C extension ``protocol._trie_accel`` (built from ``protocol/_trie_accel.c``
+when a compiler is present), which is used when it imports unless the environment variable
+``RELAYNET_TRIE_PURE=1`` is set; :func:`accelerated` says which one :meth:`SumTrie.build` uses.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,6 +49,11 @@ from itertools import accumulate, chain, islice, repeat
 from operator import itemgetter, sub, xor
 
 from protocol.errors import ErrorCode, ProtocolError
+
+try:
+    from protocol import _trie_accel
+except ImportError:  # built without the C extension: the Python path alone
+    _trie_accel = None  # type: ignore[assignment]
 
 __all__ = [
     "EMPTY",
@@ -54,6 +65,7 @@ __all__ = [
     "Proof",
     "Root",
     "SumTrie",
+    "accelerated",
     "inner_digest",
     "leaf_digest",
     "proof_is_valid",
@@ -171,8 +183,10 @@ class SumTrie:
     ``bytes.find``); sums come from cumulative weights; leaf digests are recomputed from the
     records when a proof needs them.
 
-    Building is a handful of C-level passes (ingest in chunks, sort, de-duplicate, prefix
-    lengths, leaf digests) and one Python pass that hashes the inner nodes with a stack.
+    The Python build (the reference) is a handful of C-level passes (ingest in chunks, sort,
+    de-duplicate, prefix lengths, leaf digests) and one Python pass that hashes the inner nodes
+    with a stack; ``protocol._trie_accel`` does the same steps in C and returns the same
+    buffers (a million leaves in about a second instead of ten).
     """
 
     __slots__ = (
@@ -209,14 +223,48 @@ class SumTrie:
         Items come in any order; when a key repeats, the first item seen for it stays. Either
         every item carries a ``ref`` or none does. Raises ProtocolError(MALFORMED_INPUT) for a
         key or value hash that is not 32 bytes, a weight or total weight outside uint64, a ref
-        outside int64, or a mix of 3- and 4-tuples.
+        outside int64, an item that is not a tuple (or list) of 3 or 4, or a mix of 3- and
+        4-tuples. Uses the C accelerator when :func:`accelerated`.
         """
+        if accelerated():
+            return cls._build_accelerated(items)
+        return cls._build_pure(items)
+
+    @classmethod
+    def _build_pure(
+        cls, items: Iterable[tuple[bytes, bytes, int] | tuple[bytes, bytes, int, int]]
+    ) -> SumTrie:
+        """:meth:`build` in Python (the reference)."""
         trie = cls()
         entries = trie._ingest(items)
         entries.sort()  # by key (then value hash, weight, arrival: repeats are resolved below)
         trie._lay_out(entries)
         del entries
         trie._build_nodes()
+        return trie
+
+    @classmethod
+    def _build_accelerated(
+        cls, items: Iterable[tuple[bytes, bytes, int] | tuple[bytes, bytes, int, int]]
+    ) -> SumTrie:
+        """:meth:`build` by ``protocol._trie_accel``, which returns this class's buffers."""
+        assert _trie_accel is not None
+        count, records, refs, cum, lcp, top, digest, total, leaves, root_id = _trie_accel.build(
+            items, ProtocolError
+        )
+        trie = cls()
+        trie._count = count
+        trie._records = records
+        if refs is not None:
+            trie._refs = array("q")
+            trie._refs.frombytes(refs)
+        trie._cum = array("Q")
+        trie._cum.frombytes(cum)
+        trie._lcp = lcp
+        trie._top = top
+        trie._root_id = root_id
+        if count:
+            trie._root = Root(digest, total, leaves)
         return trie
 
     def _ingest(
@@ -229,12 +277,16 @@ class SumTrie:
         base = 0
         iterator = iter(items)
         while chunk := list(islice(iterator, _CHUNK)):
+            if not all(map(isinstance, chunk, repeat(tuple | list))):
+                raise ProtocolError(f"leaves {base}..: items must be tuples")
             sizes = set(map(len, chunk))
             if len(sizes) != 1 or not sizes <= {3, 4} or arity not in (0, *sizes):
                 raise ProtocolError(f"leaves {base}..: items must all be 3-tuples or 4-tuples")
             arity = sizes.pop()
             keys = list(map(_first, chunk))
             hashes = list(map(_second, chunk))
+            if not all(map(isinstance, chain(keys, hashes), repeat(bytes | bytearray))):
+                raise ProtocolError(f"leaves {base}..: keys and value hashes must be bytes")
             if set(map(len, keys)) != {KEY_SIZE} or set(map(len, hashes)) != {HASH_SIZE}:
                 raise ProtocolError(f"leaves {base}..: keys and value hashes must be 32 bytes")
             if base + len(chunk) > _MAX_ITEMS:
@@ -432,6 +484,15 @@ class SumTrie:
 
 
 _CHUNK = 1 << 16
+_PURE_ENV = "RELAYNET_TRIE_PURE"
+
+
+def accelerated() -> bool:
+    """True when :meth:`SumTrie.build` uses the C accelerator: it was built and imports, and
+    the environment does not set ``RELAYNET_TRIE_PURE=1`` (read at each build)."""
+    return _trie_accel is not None and os.environ.get(_PURE_ENV) != "1"
+
+
 _first = itemgetter(0)
 _second = itemgetter(1)
 _third = itemgetter(2)
