@@ -20,9 +20,10 @@ slots, in slot order.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable
 
+from protocol.encoding import service_id_to_bytes
+from protocol.errors import ProtocolError
 from session.errors import InvalidSessionInput
 
 __all__ = [
@@ -39,18 +40,18 @@ HASH_SIZE = 32
 ADDRESS_SIZE = 20
 SERVICE_ID_SIZE = 32
 MAX_SLOTS = 1 << 16  # j is encoded as uint16
-_SERVICE_ID = re.compile(r"[a-z0-9_-]{1,32}")
 
 
 def service_id_bytes(service_id: str) -> bytes:
     """``service_id`` as 32 bytes, right-padded with zeros; validated ``[a-z0-9_-]{1,32}``.
 
-    (The same encoding as ``protocol.encoding.service_id_to_bytes``, kept here so that
-    ``session/`` depends on nothing but ``protocol.errors``.)
+    The protocol's own encoding (``protocol.encoding.service_id_to_bytes``), with its refusal
+    raised as this package's error.
     """
-    if not isinstance(service_id, str) or _SERVICE_ID.fullmatch(service_id) is None:
-        raise InvalidSessionInput(f"invalid service id {service_id!r}")
-    return service_id.encode("ascii").ljust(SERVICE_ID_SIZE, b"\x00")
+    try:
+        return service_id_to_bytes(service_id)
+    except ProtocolError as exc:
+        raise InvalidSessionInput(f"invalid service id {service_id!r}") from exc
 
 
 def session_seed(h_n: bytes, service_id: str, app: bytes, n: int) -> bytes:
