@@ -5,7 +5,9 @@ the relayer only ever call :func:`handler_for` with a spec's ``rpc_type``. Handl
 lazily, once, and shared.
 
 Built in: ``"evm"`` (Ethereum L1 and plain EVM chains), ``"op-stack"`` (OP Mainnet, Base:
-``optimism_*`` on the op-node role), ``"arbitrum"`` (Arbitrum One and Nova: ``arbtrace_*``).
+``optimism_*`` on the op-node role), ``"arbitrum"`` (Arbitrum One and Nova: ``arbtrace_*``),
+``"cometbft"`` (CometBFT RPC), ``"cosmos-rest"`` (Cosmos REST, REST-like relays) and
+``"celestia"`` (celestia-node).
 """
 
 from __future__ import annotations
@@ -38,10 +40,31 @@ def _arbitrum() -> RpcHandler:
     return ArbitrumHandler()
 
 
+def _cometbft() -> RpcHandler:
+    from rollups.cometbft import CometBftHandler
+
+    return CometBftHandler()
+
+
+def _cosmos_rest() -> RpcHandler:
+    from rollups.cosmos_rest import CosmosRestHandler
+
+    return CosmosRestHandler()
+
+
+def _celestia() -> RpcHandler:
+    from rollups.celestia import CelestiaHandler
+
+    return CelestiaHandler()
+
+
 _BUILTIN: dict[str, HandlerFactory] = {
     "evm": _evm,
     "op-stack": _op_stack,
     "arbitrum": _arbitrum,
+    "cometbft": _cometbft,
+    "cosmos-rest": _cosmos_rest,
+    "celestia": _celestia,
 }
 
 _factories: dict[str, HandlerFactory] = dict(_BUILTIN)

@@ -25,6 +25,16 @@ EXPECTED = {
     "arb-one": ("arbitrum", 42161),
     "arb-nova": ("arbitrum", 42170),
     "devnet": ("evm", 31337),
+    "rollchain-evm": ("evm", 262144),
+}
+# Non-EVM entries (rollups part 2): rpc type and network name.
+EXPECTED_NETWORKS = {
+    "celestia": ("celestia", "celestia"),
+    "celestia-mocha": ("celestia", "mocha-4"),
+    "celestia-consensus": ("cometbft", "celestia"),
+    "celestia-mocha-consensus": ("cometbft", "mocha-4"),
+    "rollchain-rpc": ("cometbft", "rollchain_262144-1"),
+    "rollchain-rest": ("cosmos-rest", "rollchain_262144-1"),
 }
 
 
@@ -43,7 +53,10 @@ def test_each_catalogue_entry_loads(service_id: str) -> None:
 
 
 def test_catalogue_is_exactly_the_shipped_set() -> None:
-    assert set(catalogue()) == set(EXPECTED)
+    assert set(catalogue()) == set(EXPECTED) | set(EXPECTED_NETWORKS)
+    for service_id, (rpc_type, network) in EXPECTED_NETWORKS.items():
+        spec = catalogue()[service_id]
+        assert (spec.rpc_type, spec.identity) == (rpc_type, network)
     assert catalogue_spec("base").name == "Base"
     with pytest.raises(SpecError, match="known: arb-nova"):
         catalogue_spec("nope")
@@ -77,7 +90,7 @@ def refused(text: str) -> str:
 def test_unknown_rpc_type() -> None:
     message = refused(GOOD.replace('rpc_type = "evm"', 'rpc_type = "solana"'))
     assert "rpc_type: unknown RPC type 'solana'" in message
-    assert "use one of arbitrum, evm, op-stack" in message
+    assert "use one of arbitrum, celestia, cometbft, cosmos-rest, evm, op-stack" in message
 
 
 @pytest.mark.parametrize("field", ["service_id", "name", "rpc_type", "finality_depth"])
