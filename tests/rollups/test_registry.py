@@ -35,7 +35,9 @@ def test_builtin_types() -> None:
 
 
 def test_unknown_type() -> None:
-    with pytest.raises(UnknownRpcTypeError, match="known: arbitrum, celestia, cometbft, cosmos-rest, evm, op-stack"):
+    with pytest.raises(
+        UnknownRpcTypeError, match="known: arbitrum, celestia, cometbft, cosmos-rest, evm, op-stack"
+    ):
         handler_for("solana")
     with pytest.raises(ValueError, match="already registered"):
         register("evm", EvmHandler)
