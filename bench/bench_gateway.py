@@ -17,7 +17,9 @@ Added latency: p50 at half of the full path's peak rate (an open-loop aiohttp cl
 path minus anvil direct, divided by the two hops. ``wrk`` is required (``apt-get install wrk``).
 
     python -m bench gateway
-    python -m bench.bench_gateway --duration 5 --connections 32
+    python -m bench.bench_gateway --duration 5 --connections 32 --rounds 2
+
+Each path and its reference alternate ``--rounds`` times and the best round of each is kept.
 """
 
 from __future__ import annotations
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench_gateway")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk): gateway benchmark skipped")
@@ -260,14 +263,22 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(30):  # two suppliers must agree before the answer is cached
             post(cached_url, FINAL)
         c, d = args.connections, args.duration
-        results = [
-            wrk("anvil (direct)", net.backend.url, READ, c, d, tmp),
-            wrk("bare forwarder", f"http://127.0.0.1:{fport}/", READ, c, d, tmp),
-            wrk("gateway full path", full_url, READ, c, d, tmp),
-            wrk("trivial handler", f"http://127.0.0.1:{tport}/", FINAL, c, d, tmp),
-            wrk("gateway cache hit", cached_url, FINAL, c, d, tmp),
+        paths = [
+            ("anvil (direct)", net.backend.url, READ),
+            ("bare forwarder", f"http://127.0.0.1:{fport}/", READ),
+            ("gateway full path", full_url, READ),
+            ("trivial handler", f"http://127.0.0.1:{tport}/", FINAL),
+            ("gateway cache hit", cached_url, FINAL),
         ]
-        by = {r.name: r for r in results}
+        # each path and its reference alternate ``rounds`` times, so that a noisy neighbour on
+        # the shared machine hits both alike; the best round of each is kept
+        by: dict[str, Result] = {}
+        for _ in range(max(1, args.rounds)):
+            for name, url, body in paths:
+                r = wrk(name, url, body, c, d, tmp)
+                if name not in by or r.rps > by[name].rps:
+                    by[name] = r
+        results = [by[name] for name, _, _ in paths]
         half = by["gateway full path"].rps / 2
         lat = {
             "anvil (direct)": p50_at(net.backend.url, READ, half, 3.0),

@@ -118,7 +118,12 @@ async def create_app(
         ttl_dns_cache=10,
         enable_cleanup_closed=True,
     )
-    http = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    # bodies pass through byte for byte (no decompression), so ask for no encoding either
+    http = aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        skip_auto_headers=("Accept", "Accept-Encoding"),
+    )
     client = RelayClient(
         http,
         account,
@@ -155,6 +160,7 @@ async def create_app(
         metrics=metrics,
         ready=is_ready,
     )
+    metrics.inflight.set_function(lambda: gw.inflight)  # no per-request gauge updates
     gw.extras.update(
         store=store, qos=qos, client=client, prober=prober, follower=follower, account=account
     )

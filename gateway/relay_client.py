@@ -139,6 +139,8 @@ class RelayClient:
         self.devnet = devnet
         self.receipt_check = receipt_check
         self._rng = rng or random.Random()
+        self._allowed: set[str] = set()  # endpoints check_literal accepted (it is pure)
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     @property
     def signer(self) -> bytes:
@@ -199,21 +201,29 @@ class RelayClient:
         self, target: Target, payload: bytes, compute_units: int, *, attempt_timeout: float
     ) -> RelayAnswer:
         """One attempt: sign, POST, check. Raises :class:`RelayError` on any failure."""
-        try:
-            check_literal(target.endpoint, devnet=self.devnet)
-        except EndpointRefused as exc:
-            raise RelayError(
-                exc.message, outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
-            ) from exc
+        if target.endpoint not in self._allowed:
+            try:
+                check_literal(target.endpoint, devnet=self.devnet)
+            except EndpointRefused as exc:
+                raise RelayError(
+                    exc.message, outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
+                ) from exc
+            if len(self._allowed) < 65536:
+                self._allowed.add(target.endpoint)
         signed = self.sign(target, payload, compute_units)
         headers = {"Content-Type": "application/json", "Relay-Request": signed.relay_request}
+        timeout = self._timeouts.get(attempt_timeout)
+        if timeout is None:
+            if len(self._timeouts) > 256:
+                self._timeouts.clear()
+            timeout = self._timeouts[attempt_timeout] = aiohttp.ClientTimeout(total=attempt_timeout)
         started = time.perf_counter()
         try:
             async with self.http.post(
                 target.endpoint,
                 data=payload,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=attempt_timeout),
+                timeout=timeout,
                 allow_redirects=False,
             ) as resp:
                 body = await resp.read()

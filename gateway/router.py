@@ -323,7 +323,7 @@ class Router:
     ) -> RelayAnswer:
         sid = svc.service_id
         supplier_hex = "0x" + target.supplier.hex()
-        self.metrics.selected.labels(sid, supplier_hex).inc()
+        self.metrics.child(self.metrics.selected, sid, supplier_hex).inc()
         try:
             answer = await self.client.relay(
                 target, payload, plan.compute_units, attempt_timeout=per_try
@@ -336,7 +336,7 @@ class Router:
                 if exc.outcome is Outcome.UNSENT and exc.relay_code is None:
                     # nothing listens there: open its breaker now, a probe comes back later
                     self.qos.stats(sid, target.supplier).breaker.trip()
-            self.metrics.relays.labels(sid, supplier_hex, exc.outcome.value).inc()
+            self.metrics.child(self.metrics.relays, sid, supplier_hex, exc.outcome.value).inc()
             self._circuit(sid, target.supplier)
             raise
         except asyncio.CancelledError:
@@ -344,15 +344,19 @@ class Router:
             raise
         self.qos.record_success(sid, target.supplier, answer.latency)
         self._hedger(sid).observe(answer.latency)
-        self.metrics.relays.labels(sid, supplier_hex, "success").inc()
-        self.metrics.relay_seconds.labels(sid).observe(answer.latency)
-        self.metrics.receipts.labels("verified" if answer.receipt_checked else "skipped").inc()
+        self.metrics.child(self.metrics.relays, sid, supplier_hex, "success").inc()
+        self.metrics.child(self.metrics.relay_seconds, sid).observe(answer.latency)
+        self.metrics.child(
+            self.metrics.receipts, "verified" if answer.receipt_checked else "skipped"
+        ).inc()
         self._circuit(sid, target.supplier)
         return answer
 
     def _circuit(self, sid: str, supplier: bytes) -> None:
         state = self.qos.stats(sid, supplier).breaker.state.value
-        self.metrics.circuit.labels(sid, "0x" + supplier.hex()).set(CIRCUIT_VALUES[state])
+        self.metrics.child(self.metrics.circuit, sid, "0x" + supplier.hex()).set(
+            CIRCUIT_VALUES[state]
+        )
 
     async def relay(
         self,

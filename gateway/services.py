@@ -53,3 +53,6 @@ class ServiceTable:
 
     def ids(self) -> list[str]:
         return list(self._services)
+
+    def __contains__(self, service_id: object) -> bool:
+        return service_id in self._services
