@@ -32,7 +32,7 @@ from gateway.services import Service
 from gateway.sessions import SessionBook, SessionView
 from gateway.store.base import StoreUnavailable
 from protocol.errors import ERROR_TABLE, ErrorCode
-from rollups.errors import RequestError
+from rollups.errors import MethodNotFoundError, RequestError
 from rollups.handler import Call, CallPlan, Heights, MethodClass, RetryMode
 
 __all__ = ["CallAnswer", "ClientContext", "Router"]
@@ -183,6 +183,27 @@ class Router:
                     stored = False
                 if stored:
                     self.metrics.cache.labels(svc.service_id, "store").inc()
+        return CallAnswer(
+            answer.status,
+            answer.body,
+            "relay",
+            "0x" + answer.supplier.hex(),
+            answer.relay_request,
+            answer.relay_receipt,
+            cls,
+        )
+
+    async def execute_rest(self, ctx: ClientContext, call: Call) -> CallAnswer:
+        """Answer one REST-like call (``call.raw`` is the canonical payload, DESIGN §3.3):
+        the backend's status and body as they are. Refusals raise ``RequestError`` (the
+        caller answers them with ``rollups.rest.rest_error``); outages raise GatewayError."""
+        svc = ctx.service
+        plan = svc.handler.plan(svc.spec, call)
+        cls = plan.method_class.value
+        if plan.method_class is MethodClass.SUBSCRIPTION:
+            raise MethodNotFoundError(f"{call.method} needs a WebSocket")
+        view = self.sessions.signing(svc.service_id, ctx.app)
+        answer = await self._route(ctx, view, plan, call.raw)
         return CallAnswer(
             answer.status,
             answer.body,

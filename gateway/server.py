@@ -1,7 +1,8 @@
 """The gateway's HTTP surface: routes, CORS, body limits, errors — the client-facing edge.
 
 ``POST /v1/{service}`` (key in ``Authorization: Bearer``) and ``POST /v1/{service}/{key}``;
-the same paths upgrade to WebSocket; ``OPTIONS`` for browsers; ``/healthz`` and ``/readyz``.
+the same paths upgrade to WebSocket; REST-like calls (CometBFT URI GETs, Cosmos REST) at
+``GET|POST /v1/{service}/{key}/{path}``; ``OPTIONS`` for browsers; ``/healthz`` and ``/readyz``.
 Every refusal is a JSON-RPC error body with a stable code; a client's mistake is never a 5xx.
 """
 
@@ -13,22 +14,33 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import orjson
 from aiohttp import web
 
 from gateway.batch import run_batch
 from gateway.cache import split_id
 from gateway.config import GatewayConfig
-from gateway.errors import BadRequest, ClientReason, GatewayError, jsonrpc_error_body
+from gateway.errors import (
+    BadRequest,
+    ClientReason,
+    GatewayError,
+    RelayFailed,
+    jsonrpc_error_body,
+)
+from gateway.failsafe.retry import Outcome
 from gateway.jsonrpc import parse_body
 from gateway.keys import ApiKey, KeyRing, Limiter
 from gateway.metrics import GatewayMetrics
+from gateway.relay_client import classify_code
 from gateway.router import CallAnswer, ClientContext, Router
 from gateway.services import ServiceTable
 from gateway.sessions import SessionBook
 from protocol.encoding import address_from_hex
-from protocol.errors import ProtocolError
+from protocol.errors import ERROR_TABLE, ProtocolError
+from rollups.errors import RequestError
+from rollups.rest import rest_call, rest_error
 
-__all__ = ["GATEWAY", "Gateway", "add_routes", "metrics_app"]
+__all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app"]
 
 log = logging.getLogger("relaynet.gateway")
 
@@ -185,6 +197,73 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
         )
 
 
+# grpc-gateway codes of the gateway's own refusals of REST calls, by HTTP status
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 3, 429: 8, 504: 4}
+
+
+def _rest_refusal(status: int, message: str) -> web.Response:
+    grpc = _GRPC_CODES.get(status, 14 if status >= 500 else 3)  # else UNAVAILABLE / INVALID
+    body = orjson.dumps({"code": grpc, "message": message, "details": []})
+    return web.Response(status=status, body=body, content_type=JSON, headers=CORS_HEADERS)
+
+
+def _rest_target(request: web.Request) -> tuple[str, str]:
+    """Path below ``/v1/{service}/{key}`` and query, both as sent (still URL-encoded)."""
+    raw_path, _, query = request.raw_path.partition("?")
+    parts = raw_path.split("/", 4)  # "", "v1", service, key, the rest
+    return "/" + (parts[4] if len(parts) > 4 else ""), query
+
+
+async def handle_rest(request: web.Request) -> web.StreamResponse:
+    """A REST-like call (CometBFT URI GET, Cosmos REST) at ``/v1/{service}/{key}/{path}``:
+    relayed as the canonical REST payload (DESIGN §3.3) and answered with the backend's
+    status and body as they are; refusals are grpc-gateway-shaped error bodies."""
+    gw = request.app[GATEWAY]
+    started = time.perf_counter()
+    service_label = request.match_info.get("service", "")
+    if service_label not in gw.services:
+        service_label = "unknown"
+    gw.inflight += 1
+    try:
+        ctx, record = client_context(gw, request)
+        body = await _read_body(request, gw.config.limits.max_body_bytes)
+        path, query = _rest_target(request)
+        svc = ctx.service
+        try:
+            call = rest_call(svc.handler, svc.spec, request.method, path, query, body)
+            await gw.limiter.admit(record, svc.service_id, 1)
+            gw.metrics.child(gw.metrics.key_requests, ctx.key_id, svc.service_id).inc()
+            answer = await gw.router.execute_rest(ctx, call)
+        except RequestError as exc:
+            gw.metrics.child(gw.metrics.requests, service_label, "denied", "gateway").inc()
+            status, err = rest_error(exc)
+            return web.Response(status=status, body=err, content_type=JSON, headers=CORS_HEADERS)
+        except RelayFailed as exc:
+            code = exc.relay_code
+            if code is None or classify_code(code) is not Outcome.FATAL:
+                raise
+            # the relayer refused the request itself: a client mistake, answered as such
+            return _rest_refusal(ERROR_TABLE[code].http_status, exc.message)
+        _count(gw, service_label, answer)
+        return web.Response(
+            status=answer.status,
+            body=answer.body or None,
+            content_type=JSON if answer.body else None,
+            headers=_answer_headers([answer]),
+        )
+    except GatewayError as exc:
+        if exc.http_status >= 500:
+            log.warning("%s: %s: %s", service_label, exc.reason.value, exc.message)
+        gw.metrics.refused.labels(exc.reason.value).inc()
+        gw.metrics.requests.labels(service_label, "none", exc.reason.value.lower()).inc()
+        return _rest_refusal(exc.http_status, exc.message)
+    finally:
+        gw.inflight -= 1
+        gw.metrics.child(gw.metrics.request_seconds, service_label).observe(
+            time.perf_counter() - started
+        )
+
+
 def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | None:
     if body[:1] != b"{":
         return None
@@ -279,6 +358,10 @@ def add_routes(app: web.Application) -> None:
         resource.add_route("POST", rpc)
         resource.add_route("GET", rpc)
         resource.add_route("OPTIONS", handle_options)
+    rest = app.router.add_resource("/v1/{service}/{key}/{path:.+}")
+    for method in ("GET", "POST"):
+        rest.add_route(method, outermost(handle_rest))
+    rest.add_route("OPTIONS", handle_options)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

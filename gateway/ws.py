@@ -3,7 +3,9 @@
 Plain calls on a client socket go through the same router as HTTP (one relay each). A
 subscription is served by upstream relay streams (DESIGN §3.3 WebSocket transport): the
 gateway signs ``eth_subscribe`` with ``max_index`` messages paid, opens the relayer's socket,
-and rewrites each pushed notification to the client's stable subscription id.
+and rewrites each pushed notification to the client's stable subscription id. Other RPC types'
+subscriptions (CometBFT ``subscribe``, Celestia ``header.Subscribe``) ride the same streams;
+their handler (``subscription``, ``rewrite_notification``) names the topic and rewrites the id.
 
 Seamlessness: each subscription keeps ``redundancy`` streams on different suppliers and drops
 duplicate notifications (by block hash / log position / value). A stream that ends (relayer
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ from gateway.router import ClientContext
 from protocol.errors import ProtocolError
 from protocol.relay import WS_STATUS, decode_ws_frame, verify_receipt
 from rollups.errors import RequestError
-from rollups.handler import Call
+from rollups.handler import Call, SubscriptionCall
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -77,6 +80,7 @@ class Stream:
     index: int = 0
     task: asyncio.Task[None] | None = None
     closing: bool = False
+    confirmation: object = None  # the node's result for the subscribe call
 
     @property
     def expiring(self) -> bool:
@@ -88,6 +92,11 @@ class Subscription:
     gw_id: str
     payload: bytes
     compute_units: int
+    # non-EVM subscriptions (CometBFT ``subscribe``, Celestia ``header.Subscribe``…): their
+    # topic, and the id their pushed messages carry to the client (handler-rewritten)
+    generic: bool = False
+    topic: str | None = None
+    rewrite_id: str | None = None
     streams: list[Stream] = field(default_factory=list)
     seen: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
     manager: asyncio.Task[None] | None = None
@@ -105,6 +114,7 @@ class ClientSocket:
         self.subs: dict[str, Subscription] = {}
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._channels = itertools.count(1)
         cfg = gw.config.ws
         self.max_index = cfg.max_index
         self.redundancy = cfg.redundancy
@@ -130,8 +140,14 @@ class ClientSocket:
                 await self.send(batch.body)
             return
         call = req.calls[0]
-        if not call.invalid and call.method in ("eth_subscribe", "eth_unsubscribe"):
-            body, sub = await self.subscription_call(call)
+        generic = None if call.invalid else self._generic_subscription(call)
+        if generic is not None or (
+            not call.invalid and call.method in ("eth_subscribe", "eth_unsubscribe")
+        ):
+            if generic is not None:
+                body, sub = await self.generic_subscription_call(call, generic)
+            else:
+                body, sub = await self.subscription_call(call)
             await self.send(body)
             if sub is not None:
                 sub.ready.set()  # notifications only after the client has its id
@@ -174,6 +190,61 @@ class ClientSocket:
         self.gw.metrics.subscriptions.inc()
         sub.manager = asyncio.create_task(self._manage(sub))
         return _result(call.raw_id, orjson.dumps(sub.gw_id)), sub
+
+    def _generic_subscription(self, call: ClientCall) -> SubscriptionCall | None:
+        """The handler's reading of a non-EVM subscription call (None: not one)."""
+        if call.method.startswith("eth_"):
+            return None
+        rcall = Call(method=call.method, params=call.params, id=None, raw=call.raw)
+        return self.ctx.service.handler.subscription(rcall)
+
+    async def generic_subscription_call(
+        self, call: ClientCall, info: SubscriptionCall
+    ) -> tuple[bytes, Subscription | None]:
+        """CometBFT ``subscribe`` / ``unsubscribe`` and Celestia ``*.Subscribe``: upstream
+        streams as for ``eth_subscribe``; the client's confirmation is the node's own result
+        (CometBFT ``{}``: its events then carry the subscribe request's id) or, when the node
+        answers a channel id (Celestia), a stable channel id of the gateway's own."""
+        svc = self.ctx.service
+        if not info.subscribe:
+            gone = [
+                s
+                for s in self.subs.values()
+                if s.generic and (info.subscription_id is None or s.topic == info.subscription_id)
+            ]
+            for sub in gone:
+                self.subs.pop(sub.gw_id, None)
+                await self._close_sub(sub)
+                self.gw.metrics.subscriptions.dec()
+            return _result(call.raw_id, b"{}"), None
+        rcall = Call(method=call.method, params=call.params, id=None, raw=call.raw)
+        try:
+            plan = svc.handler.plan(svc.spec, rcall)
+        except RequestError as exc:
+            return jsonrpc_error_object(call.raw_id, exc.jsonrpc_code, exc.message), None
+        sub = Subscription(
+            "0x" + secrets.token_hex(16), call.raw, plan.compute_units, True, info.topic
+        )
+        try:
+            first = await self._open_stream(sub, exclude=set())
+        except GatewayError as exc:
+            return jsonrpc_error_object(call.raw_id, exc.jsonrpc_code, exc.message), None
+        if first is None:
+            refusal = sub.refusal or jsonrpc_error_object(
+                call.raw_id, -32603, "no supplier could open the subscription"
+            )
+            return refusal, None
+        if first.upstream_id:  # a channel id: the client gets one of ours, stable
+            channel = next(self._channels)
+            sub.rewrite_id = str(channel)
+            reply = _result(call.raw_id, str(channel).encode())
+        else:  # events answer the subscribe request's id
+            sub.rewrite_id = call.raw_id.decode().strip('"')
+            reply = _result(call.raw_id, orjson.dumps(first.confirmation))
+        self.subs[sub.gw_id] = sub
+        self.gw.metrics.subscriptions.inc()
+        sub.manager = asyncio.create_task(self._manage(sub))
+        return reply, sub
 
     # -- upstream streams ---------------------------------------------------------------
     async def _open_stream(self, sub: Subscription, exclude: set[bytes]) -> Stream | None:
@@ -223,8 +294,15 @@ class ClientSocket:
             index, _rhash, _rsig, body = self._check_frame(target, signed.digest, msg.data)
             if index != 0:
                 raise ProtocolError("first frame is not index 0")
-            upstream_id = orjson.loads(body).get("result")
-            if not isinstance(upstream_id, str):
+            confirmation = orjson.loads(body)
+            upstream_id = confirmation.get("result")
+            if sub.generic and "result" in confirmation and "error" not in confirmation:
+                # a channel id (Celestia) or an empty object (CometBFT)
+                ok = not isinstance(upstream_id, bool)
+                upstream_id = str(upstream_id) if isinstance(upstream_id, int | str) else ""
+            else:
+                ok = isinstance(upstream_id, str)
+            if not ok or not isinstance(upstream_id, str):
                 sub.refusal = body
                 await ws.close()
                 return None
@@ -238,7 +316,9 @@ class ClientSocket:
             gw.router.qos.record_failure(target.service_id, target.supplier)
             await ws.close()
             return None
-        return Stream(target, ws, signed.digest, upstream_id, self.max_index)
+        stream = Stream(target, ws, signed.digest, upstream_id, self.max_index)
+        stream.confirmation = confirmation.get("result")
+        return stream
 
     def _check_frame(
         self, target: Target, digest: bytes, data: bytes
@@ -253,6 +333,7 @@ class ClientSocket:
     async def _pump(self, sub: Subscription, stream: Stream) -> None:
         marker = b'"subscription":"' + stream.upstream_id.encode() + b'"'
         replacement = b'"subscription":"' + sub.gw_id.encode() + b'"'
+        handler = self.ctx.service.handler
         try:
             await sub.ready.wait()
             async for msg in stream.ws:
@@ -263,13 +344,18 @@ class ClientSocket:
                 except ProtocolError:
                     break
                 stream.index = index
-                key = _dedupe_key(body)
+                if sub.rewrite_id is not None:  # non-EVM: the handler rewrites the id
+                    body = handler.rewrite_notification(body, sub.rewrite_id)
+                    key = hashlib.sha256(body).digest()
+                else:
+                    key = _dedupe_key(body)
+                    body = body.replace(marker, replacement, 1)
                 if key in sub.seen:
                     continue
                 sub.seen[key] = None
                 while len(sub.seen) > _SEEN_MAX:
                     sub.seen.popitem(last=False)
-                await self.send(body.replace(marker, replacement, 1))
+                await self.send(body)
         finally:
             if not stream.closing:
                 self.gw.metrics.resubscriptions.labels("stream_ended").inc()
