@@ -14,6 +14,7 @@ __all__ = [
     "ClaimError",
     "ConfigError",
     "LogCorrupt",
+    "LogUnavailable",
     "RelayRefused",
     "RelayerError",
 ]
@@ -47,6 +48,13 @@ class ConfigError(RelayerError):
 
 class LogCorrupt(RelayerError):
     """A session log cannot be used (not a relaynet log, or damaged before its tail)."""
+
+    code = ErrorCode.INTERNAL
+
+
+class LogUnavailable(RelayerError):
+    """The relay log cannot take a record now (a failed write or fsync): the relay is refused
+    with ``INTERNAL`` (retryable) rather than answered without a durable record."""
 
     code = ErrorCode.INTERNAL
 
