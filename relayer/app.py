@@ -202,7 +202,7 @@ class Relayer:
         """Close the logs and caches of sessions whose grace ended."""
         while True:
             await asyncio.sleep(_HOUSEKEEPING_INTERVAL)
-            if not self.ready():
+            if self.follower is not None and not self.follower.caught_up:
                 continue
             head = self.snapshot.head()
             self.metrics.follower_head.set(head)

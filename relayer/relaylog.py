@@ -449,13 +449,26 @@ class RelayLog:
     def records(
         self, key: SessionKey, limits: Mapping[int, int] | None = None
     ) -> Iterator[LogRecord]:
-        """Every record of the session — on disk, then any held in memory — in order;
-        ``limits`` (segment → count) reads exactly what a claim counted."""
-        yield from iter_records(self.path_for(key), limits)
-        held = self._held.get(key, ())
+        """Every record of the session — on disk, then those held in memory (a broken log)
+        that the disk does not show — in order; ``limits`` (segment → count) reads exactly what
+        a claim counted."""
+        held = self._held.get(key)
+        if not held:
+            yield from iter_records(self.path_for(key), limits)
+            return
+        held_keys = {k for k, _ in held}
+        on_disk: set[bytes] = set()
+        for record in iter_records(self.path_for(key), limits):
+            if record.relay_key in held_keys:
+                on_disk.add(record.relay_key)
+            yield record
         limit = len(held) if limits is None else limits.get(HELD_SEGMENT, 0)
-        for i, (relay_key, leaf) in enumerate(held[:limit]):
-            yield LogRecord(relay_key, leaf, (HELD_SEGMENT << _REF_SHIFT) | i)
+        for i, (relay_key, leaf) in enumerate(held):
+            if limit <= 0:
+                break
+            if relay_key not in on_disk:
+                limit -= 1
+                yield LogRecord(relay_key, leaf, (HELD_SEGMENT << _REF_SHIFT) | i)
 
     def read_leaf(self, key: SessionKey, ref: int) -> bytes:
         if ref >> _REF_SHIFT == HELD_SEGMENT:
