@@ -37,7 +37,8 @@ leaf bytes back, which is how a proof is built without holding leaves in memory.
 
 Tests (and only tests) can make fsyncs fail: ``fsync_fault_file`` (config ``[log]``) names a
 file; when it exists, the number written in it is taken (the file is removed) and that many
-following fsyncs fail with ``EIO``.
+following fsyncs fail with ``EIO``, each also cutting its segment back to its last good fsync
+(the pages a failed writeback may lose).
 """
 
 from __future__ import annotations
@@ -507,22 +508,27 @@ class RelayLog:
         with self._faults_lock:
             self._faults += int(text.strip() or "1")
 
-    def _fdatasync(self, fd: int) -> None:
+    def _fdatasync(self, seg: _Segment) -> None:
+        """fdatasync one segment. An injected failure (tests) also drops what the file held
+        past its last good fsync, as a failed writeback may lose those pages."""
+        assert seg.fd is not None
         self._take_faults()
         with self._faults_lock:
             fail = self._faults > 0
             if fail:
                 self._faults -= 1
         if fail:
+            with contextlib.suppress(OSError):
+                os.ftruncate(seg.fd, seg.synced_size)
             raise OSError(errno.EIO, "injected fsync failure (log.fsync_fault_file)")
-        os.fdatasync(fd)
+        os.fdatasync(seg.fd)
 
     def _sync_all(self, work: list[tuple[SessionLog, _Segment, int, int]]) -> list[OSError | None]:
         results: list[OSError | None] = []
         for _, seg, _, _ in work:
             try:
                 if seg.fd is not None:
-                    self._fdatasync(seg.fd)
+                    self._fdatasync(seg)
                 results.append(None)
             except OSError as exc:
                 results.append(exc)
@@ -601,7 +607,7 @@ class RelayLog:
             assert fresh.fd is not None
             _write_all(fresh.fd, b"".join(_frame(k, leaf) for k, leaf in records))
             fresh.size += _RECORD_SIZE * len(records)
-            self._fdatasync(fresh.fd)
+            self._fdatasync(fresh)
             fresh.synced_size = fresh.size
         except OSError:
             fresh.close()
