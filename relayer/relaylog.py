@@ -17,7 +17,8 @@ header says from which offset it supersedes the sealed one (so readers skip that
 see a record twice). Until the rewrite is fsynced, :meth:`RelayLog.check_writable` refuses new
 relays (``INTERNAL``, retryable). When the rewrite fails too the log is *broken*: it refuses
 relays until restart (the relayer's ``/readyz`` answers 503) and holds the records in memory,
-where :meth:`RelayLog.records` still yields them for the claimer.
+where :meth:`RelayLog.records` still yields them for the claimer; a graceful shutdown saves
+them (``<n>-<app>.held``) for the next process's claimer.
 
 A session is *retired* once no relay may be added to it (its grace ended, or the claimer took
 it): a marker file is written and :meth:`RelayLog.open` refuses it for good
@@ -29,6 +30,7 @@ Files (big-endian)::
     <service>/<n:012d>-<app>.log.<k>    segment k: the same header, or a continuation header
                                         b"RNLOG\\x00\\x02\\n" ‖ uint32(sealed) ‖ uint64(offset)
     <service>/<n:012d>-<app>.retired    the session is closed for good
+    <service>/<n:012d>-<app>.held       records a broken log held in memory (FILE_HEADER, records)
     record = b"RL" ‖ uint32(len(body)) ‖ body ‖ uint32(crc32(body))
     body   = relay_key (32) ‖ leaf (326)
 
@@ -444,6 +446,7 @@ class RelayLog:
     def existing(self) -> list[SessionKey]:
         """Every session that has a log on disk (open or not), oldest session first."""
         keys = {SessionKey.from_path(p) for p in self.root.glob("*/*.log*")}
+        keys |= {SessionKey.from_path(p) for p in self.root.glob("*/*.held")}
         keys |= set(self._held)
         return sorted(keys, key=lambda k: (k.n, k.service_id, k.app))
 
@@ -453,7 +456,7 @@ class RelayLog:
         """Every record of the session — on disk, then those held in memory (a broken log)
         that the disk does not show — in order; ``limits`` (segment → count) reads exactly what
         a claim counted."""
-        held = self._held.get(key)
+        held = self._load_held(key)
         if not held:
             yield from iter_records(self.path_for(key), limits)
             return
@@ -473,8 +476,37 @@ class RelayLog:
 
     def read_leaf(self, key: SessionKey, ref: int) -> bytes:
         if ref >> _REF_SHIFT == HELD_SEGMENT:
-            return self._held[key][ref & _OFFSET_MASK][1]
+            return self._load_held(key)[ref & _OFFSET_MASK][1]
         return read_leaf(self.path_for(key), ref)
+
+    def _held_path(self, key: SessionKey) -> Path:
+        return self.path_for(key).with_suffix(".held")
+
+    def _load_held(self, key: SessionKey) -> list[tuple[bytes, bytes]]:
+        """The records held for ``key``: in memory, or as saved by a broken log's shutdown."""
+        held = self._held.get(key)
+        if held is None:
+            path = self._held_path(key)
+            if not path.exists():
+                return []
+            held = self._held[key] = [(k, leaf) for k, leaf, _ in _scan(path)]
+        return held
+
+    def _save_held(self) -> None:
+        """Shutdown of a broken log: keep the held records for the next process's claimer
+        (``<n>-<app>.held``, the same framing); a failure is logged, never hidden."""
+        for key, held in self._held.items():
+            path = self._held_path(key)
+            tmp = path.with_suffix(".held-tmp")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(FILE_HEADER + b"".join(_frame(k, leaf) for k, leaf in held))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
+            except OSError as exc:
+                log.critical("cannot save %d held records of %s: %s", len(held), path, exc)
 
     # -- appends and group commit ---------------------------------------------------------
 
@@ -655,6 +687,8 @@ class RelayLog:
         """Remove a settled session's log (the retired marker stays: it is never reopened)."""
         await self.retire(key)
         self._held.pop(key, None)
+        with contextlib.suppress(FileNotFoundError):
+            self._held_path(key).unlink()
         for _, path in _segments(self.path_for(key)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -667,3 +701,5 @@ class RelayLog:
         await self.commit()
         for key in list(self._open):
             await self._close_log(key)
+        if self._held:
+            self._save_held()

@@ -215,6 +215,15 @@ async def test_failed_fsync_and_rewrite_break_the_log_but_keep_records(tmp_path:
     assert rlog.read_leaf(KEY, records[1].ref) == _leaf(1)
     await rlog.retire(KEY)
     assert [r.relay_key for r in rlog.records(KEY)] == [_rk(0), _rk(1)]
+    # a graceful shutdown saves them: the next process reads the same records, same refs
+    await rlog.close()
+    restarted = RelayLog(tmp_path / "logs")
+    again = list(restarted.records(KEY, {0: 1, HELD_SEGMENT: 1}))
+    assert [(r.relay_key, r.ref) for r in again] == [(r.relay_key, r.ref) for r in records]
+    assert restarted.read_leaf(KEY, again[1].ref) == _leaf(1)
+    assert restarted.existing() == [KEY]
+    await restarted.delete(KEY)
+    assert restarted.existing() == []
 
 
 async def test_limits_read_exactly_what_was_counted(tmp_path: Path) -> None:

@@ -119,8 +119,8 @@ async def _claim_prove_settle(
     net: Net, n: int, answered: list[SignedRelay], *, restart_before: str = "claim"
 ) -> None:
     """Drive session ``n`` to settlement; the relayer is restarted (same data folder) just
-    before ``restart_before`` ("claim" or "settle"). Every answered relay must be in the claim,
-    the claim proved and settled, and the supplier's stake untouched (no slash)."""
+    before ``restart_before`` ("claim", "proof" or "settle"). Every answered relay must be in
+    the claim, the claim proved and settled, and the supplier's stake untouched (no slash)."""
     w = windows(net.network.deployment.shape, n)
     client = LedgerClient(net.chain.url, net.network.deployment)
     try:
@@ -136,6 +136,9 @@ async def _claim_prove_settle(
         assert state is not None
         assert state.count == len(answered), (state.count, len(answered))
         assert state.sum == len(answered)  # one compute unit each
+        if restart_before == "proof":
+            net.relayer.stop()
+            net.relayer.start()
         _mine_to(net, w.claim_close + 1)
         await _until("the proof", lambda: _is(client, cid, ClaimStatus.PROVED))
         if restart_before == "settle":
@@ -150,6 +153,10 @@ async def _claim_prove_settle(
         assert reward == state.claimed * 9000 // 10000
     finally:
         await client.close()
+
+
+async def _recorded(client: LedgerClient, n: int, kind: int) -> bool:
+    return (await client.checkpoints(n))[kind] is not None
 
 
 async def _is(client: LedgerClient, cid: bytes, status: ClaimStatus) -> bool:
@@ -189,10 +196,17 @@ async def test_lagging_follower_cannot_reopen_a_claimed_log(net: Net) -> None:
     (polling once a minute) still thinks n is in grace: a relay for n is refused, not written
     behind the claim's trie; after a restart the claim is proved and settled."""
     n = await _fresh_session(net)
+    w = windows(net.network.deployment.shape, n)
+    # a quiet chain (no claims yet): the relayer itself checkpoints H_n within a few blocks
+    client = LedgerClient(net.chain.url, net.network.deployment)
+    try:
+        _mine_to(net, w.h_n_block + 3)
+        await _until("H_n", lambda: _recorded(client, n, 0))
+    finally:
+        await client.close()
     answered: list[SignedRelay] = []
     for _ in range(4):
         await _relay_ok(net, n, answered)
-    w = windows(net.network.deployment.shape, n)
     net.relayer.stop()
     _mine_to(net, w.grace_end - 1)  # the last height at which n's relays are accepted
     _set_config(net, r"^poll_interval = .*$", "poll_interval = 60")
@@ -378,7 +392,8 @@ async def test_failed_fsyncs_rewrite_then_stop_serving_and_lose_nothing(net: Net
     """An injected fsync failure (which also loses the segment's unsynced pages): the records
     are rewritten to a fresh segment and relays go on. A second failure whose rewrite fails
     too: readyz 503, relays refused (INTERNAL), the record kept in memory — the claimer still
-    claims and proves it; after a restart the claim settles, nothing slashed."""
+    claims it, the shutdown saves it, and the restarted relayer proves and settles the claim;
+    nothing slashed."""
     fault = net.files.directory / "fsync-fault"
     net.relayer.stop()
     with open(net.files.config, "a") as fh:
@@ -407,4 +422,4 @@ async def test_failed_fsyncs_rewrite_then_stop_serving_and_lose_nothing(net: Net
     assert _readyz(net) == 503
     got = await _relay(net, _sign(net, n))
     assert got.status == 500 and b'"INTERNAL"' in got.body, got
-    await _claim_prove_settle(net, n, answered, restart_before="settle")
+    await _claim_prove_settle(net, n, answered, restart_before="proof")
