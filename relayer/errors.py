@@ -52,11 +52,12 @@ class LogCorrupt(RelayerError):
     code = ErrorCode.INTERNAL
 
 
-class LogUnavailable(RelayerError):
+class LogUnavailable(RelayRefused):
     """The relay log cannot take a record now (a failed write or fsync): the relay is refused
     with ``INTERNAL`` (retryable) rather than answered without a durable record."""
 
-    code = ErrorCode.INTERNAL
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.INTERNAL, message)
 
 
 class ClaimError(RelayerError):
