@@ -299,8 +299,10 @@ class Claimer:
         first = session_of(max(oldest - tail, shape.B0), shape.B0, shape.L)
         last = session_of(max(head + 1, shape.B0), shape.B0, shape.L)
         wait = self.config.checkpoint_wait_blocks
+        checkpointed = False  # one checkpoint records every missing hash up to ``head``
         for n in range(first, last + 1):
             w = windows(shape, n)
+            recorded: tuple[bytes | None, ...] | None = None
             for kind, block in ((0, w.h_n_block), (1, w.h_g_block), (2, w.h_c_block)):
                 event = (n, kind)
                 if block > head or block < oldest or event in self._checkpoint_done:
@@ -313,12 +315,16 @@ class Claimer:
                     self._checkpoint_due[event] = due
                 if head < due:
                     continue
-                if (await self.chain.recorded_hashes(n))[kind] is None:
-                    receipt = await self.chain.checkpoint()
-                    if self.metrics is not None:
-                        self.metrics.checkpoints.inc()
-                        self.metrics.gas.inc(receipt.cost_wei)
-                    log.info("checkpointed at %d (session %d, kind %d)", head, n, kind)
+                if not checkpointed:
+                    if recorded is None:
+                        recorded = await self.chain.recorded_hashes(n)
+                    if recorded[kind] is None:
+                        receipt = await self.chain.checkpoint()
+                        checkpointed = True
+                        if self.metrics is not None:
+                            self.metrics.checkpoints.inc()
+                            self.metrics.gas.inc(receipt.cost_wei)
+                        log.info("checkpointed at %d (session %d, kind %d)", head, n, kind)
                 self._checkpoint_done.add(event)
                 self._checkpoint_due.pop(event, None)
         self._checkpoint_done = {e for e in self._checkpoint_done if e[0] >= first}
