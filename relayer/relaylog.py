@@ -243,6 +243,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _create_marker(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    _fsync_dir(path.parent)
+
+
 class _Segment:
     """One segment file open for appends, with what was written since its last good fsync."""
 
@@ -665,10 +671,8 @@ class RelayLog:
             log_.closed = True
         marker = self._marker(key)
         if not marker.exists():
-            try:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600))
-                _fsync_dir(marker.parent)
+            try:  # off the event loop: many sessions retire at once at a session boundary
+                await asyncio.get_running_loop().run_in_executor(None, _create_marker, marker)
             except OSError as exc:
                 raise LogUnavailable(f"cannot mark session {key.n} retired: {exc}") from exc
         await self.commit()

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -29,7 +29,13 @@ from ledger.client import ClaimStatus, LedgerClient, claim_id_of
 from session.windows import windows
 from tests.relayer.netfixture import BIG_APP_STAKE, Net, relayer_network
 from tests.relayer.relayclient import SignedRelay, rpc, sign_relay
-from tests.support.relayer_proc import PASSPHRASE, REPO, RelayerProcess, ServiceBackend
+from tests.support.relayer_proc import (
+    PASSPHRASE,
+    REPO,
+    RelayerProcess,
+    ServiceBackend,
+    write_relayer_files,
+)
 
 HEADER = 8
 RECORD = 2 + 4 + 32 + 326 + 4
@@ -176,16 +182,39 @@ async def _fresh_session(net: Net) -> int:
     return n
 
 
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[Net]:
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    """One chain, backend and staked network for the module (each test has its own sessions)."""
     with relayer_network(
-        tmp_path,
+        tmp_path_factory.mktemp("relaylog-faults"),
         services={"devnet": ServiceBackend("anvil")},
         staked_services=("devnet",),
         app_services={"main": ("devnet", BIG_APP_STAKE)},
         claims={"min_reward": 0},
-    ) as network:
-        yield network
+    ) as shared:
+        shared.relayer.stop()
+        yield shared
+
+
+@pytest.fixture
+def net(network: Net, tmp_path: Path) -> Iterator[Net]:
+    """The shared network with a relayer of this test's own (config and data folder), not
+    started yet: each test starts it the way it needs."""
+    files = write_relayer_files(
+        tmp_path / "relayer",
+        rpc_url=network.chain.url,
+        deployment=network.network.deployment,
+        account=network.supplier,
+        receipt=network.receipt,
+        services={"devnet": ServiceBackend(network.backend.url)},
+        claims={"min_reward": 0},
+    )
+    relayer = RelayerProcess(files)
+    mine = replace(network, files=files, relayer=relayer)
+    try:
+        yield mine
+    finally:
+        mine.relayer.stop()
 
 
 # -- a follower lagging past the claim ------------------------------------------------------
@@ -195,6 +224,7 @@ async def test_lagging_follower_cannot_reopen_a_claimed_log(net: Net) -> None:
     """The claimer (reading the chain's head) retires and claims session n while the follower
     (polling once a minute) still thinks n is in grace: a relay for n is refused, not written
     behind the claim's trie; after a restart the claim is proved and settled."""
+    net.relayer.start()
     n = await _fresh_session(net)
     w = windows(net.network.deployment.shape, n)
     # a quiet chain (no claims yet): the relayer itself checkpoints H_n within a few blocks
@@ -347,7 +377,6 @@ async def test_disk_full_mid_record_hides_no_later_record(net: Net) -> None:
     """The log's file system fills up in the middle of a record: that relay is refused
     (INTERNAL, retryable), so are the next while the disk is full; once space is back the
     relays land in a fresh segment. After a restart every answered relay is claimed."""
-    net.relayer.stop()
     ns = _Namespace(net.files.data_dir / "logs", "64k")
     try:
         relayer = _NamespacedRelayer(net.files)
@@ -395,7 +424,6 @@ async def test_failed_fsyncs_rewrite_then_stop_serving_and_lose_nothing(net: Net
     claims it, the shutdown saves it, and the restarted relayer proves and settles the claim;
     nothing slashed."""
     fault = net.files.directory / "fsync-fault"
-    net.relayer.stop()
     with open(net.files.config, "a") as fh:
         fh.write(f'\n[log]\nfsync_fault_file = "{fault}"\n')
     net.relayer.start()
