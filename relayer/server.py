@@ -87,6 +87,11 @@ class RelayService:
             relay = self.verifier.verify(request.headers.get("Relay-Request"), payload)
         except RelaynetError as exc:
             return self.refuse(exc)
+        try:  # a session retired for claims is refused before its backend is called
+            self.verifier.session_log(relay.ctx)
+        except RelaynetError as exc:
+            self.verifier.abandon(relay)
+            return self.refuse(exc)
         forwarded = time.perf_counter()
         self.metrics.verify_seconds.observe(forwarded - started)
         service = relay.service
