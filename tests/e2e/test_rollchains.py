@@ -49,8 +49,8 @@ from protocol.relay import (
 from rollups.catalogue import __file__ as _catalogue_init
 from rollups.celestia import Permission
 from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
-from tests.gateway.harness import post
-from tests.relayer.relayclient import sign_relay
+from tests.support.gateway_net import post
+from tests.support.relay_client import sign_relay
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from tests.support.relayer_proc import (
     RelayerProcess,

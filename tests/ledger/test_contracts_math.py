@@ -37,7 +37,7 @@ from session.positions import PositionHistory
 from session.slots import session_seed, slot_positions
 from session.snapshot import SessionShape
 from session.windows import session_of, windows
-from tests.ledger._chain import Chain, Raw, cs, sid
+from tests.support.chain import Chain, Raw, cs, sid
 
 SEED = int.from_bytes(os.urandom(4), "big")
 RANDOM_CASES = 50
