@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from ledger.anvil import AnvilProcess
 from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
 
 
 def test_anvil_answers_and_mines(anvil: AnvilProcess) -> None:

@@ -23,6 +23,9 @@ from relaynet.keyfiles import write_account_key
 from rollups.celestia import Permission
 from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
 
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 UNIT = 10**18
 PW = "chain owner pw"
 

@@ -21,6 +21,9 @@ from relaynet.cli import app as cli
 from relaynet.commands.gateway_stake import add_to
 from relaynet.keyfiles import write_account_key, write_receipt_key
 
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 UNIT = 10**18
 PW = "correct horse"
 REPO = Path(__file__).resolve().parents[2]

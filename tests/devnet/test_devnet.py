@@ -25,6 +25,9 @@ import pytest
 
 from relaynet.devnet.supervisor import PidRecord, read_pid_records
 
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 REPO = Path(__file__).resolve().parents[2]
 UP_TIMEOUT = 90.0
 

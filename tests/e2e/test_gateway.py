@@ -28,7 +28,7 @@ from tests.support.gateway_net import SERVICE, Net, post, start_gateway_proc, st
 from tests.support.gateway_proc import add_key
 from tests.support.redis_server import RedisServer
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 STORE_SRC = """
 # pragma version 0.4.3

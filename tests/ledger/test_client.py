@@ -245,7 +245,7 @@ async def test_services_parameters_checkpoints_and_pause(ledger_net: LedgerNet) 
 
 
 async def test_refusals_carry_the_contract_reason(ledger_net: LedgerNet) -> None:
-    anvil, net = ledger_net.anvil, ledger_net.net
+    net = ledger_net.net
     key = dev_account(3)
     async with await _funded(net, key) as c:
         econ = await c.economic_params(await c.current_session())

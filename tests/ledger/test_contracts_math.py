@@ -39,6 +39,9 @@ from session.snapshot import SessionShape
 from session.windows import session_of, windows
 from tests.support.chain import Chain, Raw, cs, sid
 
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 RANDOM_CASES = 50
 SECP_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 DEV0 = Web3.to_checksum_address(DEV_ACCOUNTS[0][0])

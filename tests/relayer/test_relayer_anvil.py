@@ -21,6 +21,7 @@ from protocol.relay import (
     response_hash,
     verify_receipt,
 )
+from tests.support.relay_client import SignedRelay, high_s, rpc, sign_relay
 from tests.support.relayer_net import (
     BIG_APP_STAKE,
     POOR_APP_STAKE,
@@ -28,8 +29,10 @@ from tests.support.relayer_net import (
     Net,
     relayer_network,
 )
-from tests.support.relay_client import SignedRelay, high_s, rpc, sign_relay
 from tests.support.relayer_proc import ServiceBackend
+
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
 
 LIMIT = 64 * 1024
 

@@ -22,8 +22,8 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError
 
 from ledger.anvil import DEV_ACCOUNTS, AnvilProcess
-from ledger.bootstrap import Network
 from ledger.artifacts import CONTRACT_NAMES, load_artifact
+from ledger.bootstrap import Network
 from ledger.deploy import TOKEN_UNIT, Deployment, DeployParams, deploy
 from protocol.encoding import service_id_to_bytes
 from protocol.keys import AccountKey, ReceiptKey
