@@ -181,7 +181,7 @@ def anvil_factory() -> Iterator[Callable[..., AnvilProcess]]:
 def _ledger_net_session() -> Iterator[LedgerNet]:
     with AnvilProcess() as node:
         net = asyncio.run(bootstrap_network(node.url, services=[ServiceSpec("eth")]))
-        yield LedgerNet(node, net)
+        yield LedgerNet(node, net, node.block_number())
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ class LedgerNet:
 
     anvil: AnvilProcess
     net: Network
+    head: int  # the block number right after deployment (every test starts there)
 
 
 class Chain:
