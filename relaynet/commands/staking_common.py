@@ -1,28 +1,37 @@
-"""What the staking commands share: chain options, key loading, amounts, confirmation, output.
+"""What the staking commands share: chain and key options, one action wrapper, amounts, output.
 
-Used by ``relaynet supplier``, ``relaynet app``, ``relaynet gateway stake|unstake|withdraw``
-and ``relaynet token``. Every command takes the settlement RPC URL (``--rpc-url``, default the
-deployment's) and a deployment file (``--deployment``: a ``Deployment.to_json()`` file or a
-devnet state file holding one under ``"deployment"``). Commands that send transactions take a
-keystore (``--keystore``) whose passphrase comes from ``--passphrase-env NAME``,
-``--passphrase-file PATH`` or a prompt; they show what will be spent and ask for confirmation
-unless ``--yes``. Failures print ``error: …`` and exit 1 — never a traceback.
+Used by ``relaynet supplier``, ``relaynet app``, ``relaynet gateway stake|…|status``,
+``relaynet token`` and ``relaynet chain``. A command is an ``async`` function taking an
+:class:`Action` first; :func:`command` adds the shared options to its signature and runs it:
+
+- every command: ``--rpc-url`` (default: the deployment's) and ``--deployment`` (a
+  ``Deployment.to_json()`` file, or a devnet state file holding one under ``"deployment"``);
+- ``key=True``: a keystore (``--keystore``) whose passphrase comes from ``--passphrase-env
+  NAME``, ``--passphrase-file PATH`` or a prompt — loaded only when the command asks for it;
+- ``sends=True``: ``--yes`` (otherwise what will be spent is shown and confirmed);
+- ``json=True``: ``--json``.
+
+Failures print one line ``error: …`` naming the option or file and the fix, and exit 1 —
+never a traceback. Amounts are ``<decimal><unit>``: ``1000rly`` or ``5base`` for tokens,
+``0.5eth``, ``12gwei`` or ``7wei`` for gas money; a bare number is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
 from protocol.encoding import address_from_hex, address_to_checksum
-from protocol.errors import RelaynetError
+from protocol.errors import ErrorCode, RelaynetError
 from protocol.keys import AccountKey
 from relaynet.keyfiles import read_account_key, resolve_passphrase
 
@@ -34,136 +43,61 @@ if TYPE_CHECKING:  # web3 is imported only when a command talks to the chain (fa
 __all__ = [
     "DECIMALS",
     "DEFAULT_DEPLOYMENT",
-    "ChainOptions",
-    "DeploymentOpt",
-    "JsonOpt",
-    "KeyOptions",
-    "KeystoreOpt",
-    "PassEnvOpt",
-    "PassFileOpt",
-    "RpcUrlOpt",
-    "YesOpt",
+    "GAS_UNITS",
+    "TOKEN_UNITS",
+    "Action",
+    "CliError",
     "checksum",
-    "confirm",
+    "command",
     "emit_json",
     "format_amount",
+    "format_gas",
     "load_deployment",
-    "open_client",
     "parse_address",
     "parse_amount",
-    "print_receipt",
-    "run",
 ]
 
-DECIMALS = 18
+DECIMALS = 18  # the RLY token's (Token.vy: decimals = 18)
 DEFAULT_DEPLOYMENT = Path(".devnet/state.json")
-
-RpcUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--rpc-url",
-        envvar="RELAYNET_RPC_URL",
-        help="Settlement chain JSON-RPC URL (default: the deployment's).",
-    ),
-]
-DeploymentOpt = Annotated[
-    Path,
-    typer.Option(
-        "--deployment",
-        envvar="RELAYNET_DEPLOYMENT",
-        help="Deployment JSON, or a devnet state file (.devnet/state.json).",
-    ),
-]
-KeystoreOpt = Annotated[
-    Path | None,
-    typer.Option("--keystore", envvar="RELAYNET_KEYSTORE", help="Ethereum keystore v3 file."),
-]
-PassEnvOpt = Annotated[
-    str | None,
-    typer.Option("--passphrase-env", help="Name of the environment variable with the passphrase."),
-]
-PassFileOpt = Annotated[
-    Path | None,
-    typer.Option("--passphrase-file", help="File whose first line is the passphrase."),
-]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+TOKEN_UNITS: Mapping[str, int] = {"rly": 10**DECIMALS, "base": 1}
+GAS_UNITS: Mapping[str, int] = {"eth": 10**18, "gwei": 10**9, "wei": 1}
+_HOW = {
+    id(TOKEN_UNITS): "1000rly (tokens) or 5base (base units)",
+    id(GAS_UNITS): "0.5eth, 12gwei or 7wei",
+}
 
 
-@dataclass(frozen=True)
-class ChainOptions:
-    rpc_url: str | None
-    deployment: Path
+class CliError(RelaynetError):
+    """A command-line mistake: the message names the option or file and the fix."""
+
+    code = ErrorCode.MALFORMED_INPUT
 
 
-@dataclass(frozen=True)
-class KeyOptions:
-    keystore: Path | None
-    passphrase_env: str | None
-    passphrase_file: Path | None
-
-    def load(self) -> AccountKey:
-        if self.keystore is None:
-            raise RelaynetError("a keystore is needed: pass --keystore PATH")
-        passphrase = resolve_passphrase(env_var=self.passphrase_env, file=self.passphrase_file)
-        return read_account_key(self.keystore, passphrase)
+# -- values --------------------------------------------------------------------------------
 
 
-def load_deployment(path: Path) -> Deployment:
-    """Read a ``Deployment.to_json()`` file, or a devnet state file that holds one."""
-    from ledger.deploy import Deployment
-    from ledger.errors import DeploymentError
-
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError as exc:
-        raise DeploymentError(f"deployment file {path} not found (pass --deployment)") from exc
-    except OSError as exc:
-        raise DeploymentError(f"cannot read deployment file {path}: {exc.strerror}") from exc
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DeploymentError(f"deployment file {path} is not JSON: {exc}") from exc
-    if isinstance(doc, Mapping) and "contracts" not in doc:
-        for key in ("deployment", "ledger", "settlement"):
-            inner = doc.get(key)
-            if isinstance(inner, Mapping) and "contracts" in inner:
-                doc = inner
-                break
-    if not isinstance(doc, Mapping) or "contracts" not in doc:
-        raise DeploymentError(f'{path} holds no deployment (no "contracts")')
-    try:
-        return Deployment.from_json(json.dumps(doc))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DeploymentError(f"malformed deployment in {path}: {exc}") from exc
-
-
-def open_client(chain: ChainOptions, account: AccountKey | None) -> LedgerClient:
-    """A :class:`LedgerClient` on the deployment's chain (``--rpc-url`` overrides its URL)."""
-    from ledger.client import LedgerClient
-
-    deployment = load_deployment(chain.deployment)
-    return LedgerClient(chain.rpc_url or deployment.rpc_url, deployment, account)
-
-
-def parse_amount(text: str) -> int:
-    """Token amount: base units (``1000``, ``1_000``) or whole tokens (``1.5rly``, ``2 RLY``)."""
+def parse_amount(text: str, option: str, units: Mapping[str, int] = TOKEN_UNITS) -> int:
+    """``<decimal><unit>`` → base units. ``1000rly``, ``1.5 RLY``, ``5base``; ``0.5eth``,
+    ``12gwei`` for ``units=GAS_UNITS``. A bare number is refused: its unit would be a guess."""
     raw = text.strip().replace("_", "").lower()
+    written = _HOW[id(units)] if id(units) in _HOW else " or ".join(f"1{u}" for u in units)
+    unit = next((u for u in sorted(units, key=len, reverse=True) if raw.endswith(u)), None)
+    if unit is None:
+        other = TOKEN_UNITS if units is GAS_UNITS else GAS_UNITS
+        if any(raw.endswith(u) for u in other) and raw[:1].isdigit():
+            raise CliError(f"{option} {text}: wrong kind of amount here — write it as {written}")
+        if raw.replace(".", "", 1).isdigit():
+            raise CliError(f"{option} {text}: a bare number has no unit — write it as {written}")
+        raise CliError(f"{option} {text!r} is not an amount — write it as {written}")
     try:
-        if raw.endswith("rly"):
-            value = Decimal(raw[:-3].strip()) * (Decimal(10) ** DECIMALS)
-            if value != value.to_integral_value():
-                raise typer.BadParameter(f"{text}: more than {DECIMALS} decimals")
-            amount = int(value)
-        else:
-            amount = int(raw)
-    except (ValueError, InvalidOperation) as exc:
-        raise typer.BadParameter(
-            f"{text!r} is not an amount (base units, or tokens as e.g. 1.5rly)"
-        ) from exc
-    if amount <= 0:
-        raise typer.BadParameter(f"{text}: the amount must be positive")
-    return amount
+        value = Decimal(raw[: -len(unit)].strip()) * units[unit]
+    except InvalidOperation:
+        raise CliError(f"{option} {text!r} is not an amount — write it as {written}") from None
+    if value != value.to_integral_value():
+        raise CliError(f"{option} {text}: finer than one base unit — use fewer decimals")
+    if value <= 0:
+        raise CliError(f"{option} {text}: the amount must be positive")
+    return int(value)
 
 
 def format_amount(amount: int) -> str:
@@ -173,50 +107,229 @@ def format_amount(amount: int) -> str:
     return f"{text} RLY ({amount} base units)"
 
 
-def parse_address(text: str) -> bytes:
+def format_gas(wei: int) -> str:
+    """Gas money: ``1.5 ETH`` (exact)."""
+    whole = Decimal(wei) / Decimal(10**18)
+    return f"{format(whole.normalize(), 'f') if wei else '0'} ETH"
+
+
+def parse_address(text: str, option: str) -> bytes:
     try:
         return address_from_hex(text.strip())
-    except RelaynetError as exc:
-        raise typer.BadParameter(f"{text!r} is not a 20-byte hex address") from exc
-
-
-def confirm(lines: list[str], yes: bool) -> None:
-    """Show what is about to happen; ask unless ``yes`` (declining exits 1)."""
-    for line in lines:
-        typer.echo(line)
-    if yes:
-        return
-    if not typer.confirm("Proceed?", default=False):
-        typer.echo("aborted: nothing was sent", err=True)
-        raise typer.Exit(code=1)
-
-
-def print_receipt(what: str, receipt: TxReceipt) -> None:
-    typer.echo(
-        f"{what}: transaction {receipt.tx_hash_hex} mined in block {receipt.block_number} "
-        f"(gas {receipt.gas_used})"
-    )
+    except RelaynetError:
+        raise CliError(f"{option} {text!r} is not an address — give 0x and 40 hex digits") from None
 
 
 def checksum(address: bytes) -> str:
     return address_to_checksum(address)
 
 
-T = TypeVar("T")
-
-
-def run(action: Callable[[], Awaitable[T]]) -> T:
-    """Run ``action`` on a fresh event loop; a RelaynetError becomes ``error: …``, exit 1."""
-    try:
-        return asyncio.run(_call(action))
-    except RelaynetError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(code=1) from None
-
-
-async def _call(action: Callable[[], Awaitable[T]]) -> T:
-    return await action()
-
-
 def emit_json(doc: Mapping[str, Any]) -> None:
     typer.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def load_deployment(path: Path) -> Deployment:
+    """Read a ``Deployment.to_json()`` file, or a devnet state file that holds one."""
+    from ledger.deploy import Deployment
+
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise CliError(
+            f"deployment file {path} not found — pass --deployment FILE "
+            "(or start a devnet: relaynet devnet up)"
+        ) from None
+    except OSError as exc:
+        raise CliError(f"cannot read deployment file {path}: {exc.strerror}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"deployment file {path} is not JSON ({exc.msg}, line {exc.lineno})"
+        ) from None
+    if isinstance(doc, Mapping) and "contracts" not in doc:
+        for key in ("deployment", "ledger", "settlement"):
+            inner = doc.get(key)
+            if isinstance(inner, Mapping) and "contracts" in inner:
+                doc = inner
+                break
+    if not isinstance(doc, Mapping) or "contracts" not in doc:
+        raise CliError(f'{path} holds no deployment (no "contracts") — pass --deployment FILE')
+    try:
+        return Deployment.from_json(json.dumps(doc))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CliError(f"malformed deployment in {path}: {exc}") from None
+
+
+# -- the shared options --------------------------------------------------------------------
+
+_CHAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "rpc_url": (
+        Annotated[
+            str | None,
+            typer.Option(
+                "--rpc-url",
+                envvar="RELAYNET_RPC_URL",
+                help="Settlement chain JSON-RPC URL (default: the deployment's).",
+            ),
+        ],
+        None,
+    ),
+    "deployment": (
+        Annotated[
+            Path,
+            typer.Option(
+                "--deployment",
+                envvar="RELAYNET_DEPLOYMENT",
+                help="Deployment JSON, or a devnet state file (.devnet/state.json).",
+            ),
+        ],
+        DEFAULT_DEPLOYMENT,
+    ),
+}
+_KEY_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "keystore": (
+        Annotated[
+            Path | None,
+            typer.Option(
+                "--keystore", envvar="RELAYNET_KEYSTORE", help="Ethereum keystore v3 file."
+            ),
+        ],
+        None,
+    ),
+    "passphrase_env": (
+        Annotated[
+            str | None,
+            typer.Option("--passphrase-env", help="Environment variable holding the passphrase."),
+        ],
+        None,
+    ),
+    "passphrase_file": (
+        Annotated[
+            Path | None,
+            typer.Option("--passphrase-file", help="File whose first line is the passphrase."),
+        ],
+        None,
+    ),
+}
+_YES_OPTION = {
+    "yes": (
+        Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")],
+        False,
+    )
+}
+_JSON_OPTION = {"as_json": (Annotated[bool, typer.Option("--json", help="Print JSON.")], False)}
+
+
+@dataclass
+class Action:
+    """What a staking command gets: its chain, its key (loaded on first use), its flags."""
+
+    rpc_url: str | None = None
+    deployment: Path = DEFAULT_DEPLOYMENT
+    keystore: Path | None = None
+    passphrase_env: str | None = None
+    passphrase_file: Path | None = None
+    yes: bool = False
+    as_json: bool = False
+    _account: AccountKey | None = field(default=None, repr=False)
+
+    def account(self) -> AccountKey:
+        """The keystore's key (decrypted once)."""
+        if self._account is None:
+            if self.keystore is None:
+                raise CliError("a keystore is needed: pass --keystore PATH")
+            passphrase = resolve_passphrase(env_var=self.passphrase_env, file=self.passphrase_file)
+            self._account = read_account_key(self.keystore, passphrase)
+        return self._account
+
+    def who(self, address: str | None, option: str = "--address") -> bytes:
+        """``address`` when given, else the keystore's account."""
+        return parse_address(address, option) if address else self.account().address
+
+    def client(self, *, signer: bool = False) -> LedgerClient:
+        """A :class:`LedgerClient` on the deployment's chain (``--rpc-url`` overrides its URL),
+        signing with the keystore's key when ``signer``."""
+        from ledger.client import LedgerClient
+
+        deployment = load_deployment(self.deployment)
+        account = self.account() if signer else None
+        return LedgerClient(self.rpc_url or deployment.rpc_url, deployment, account)
+
+    def confirm(self, lines: list[str]) -> None:
+        """Show what is about to happen; ask unless ``--yes`` (declining exits 1)."""
+        for line in lines:
+            typer.echo(line)
+        if self.yes:
+            return
+        if not typer.confirm("Proceed?", default=False):
+            typer.echo("aborted: nothing was sent", err=True)
+            raise typer.Exit(code=1)
+
+    def show(self, doc: Mapping[str, Any], lines: list[str]) -> None:
+        """Print ``doc`` as JSON with ``--json``, else ``lines``."""
+        if self.as_json:
+            emit_json(doc)
+        else:
+            for line in lines:
+                typer.echo(line)
+
+    async def send(
+        self, what: str, lines: list[str], tx: Callable[[], Awaitable[TxReceipt]]
+    ) -> TxReceipt:
+        """Confirm ``lines``, send ``tx``, print its receipt as ``what: transaction …``."""
+        self.confirm(lines)
+        receipt = await tx()
+        typer.echo(
+            f"{what}: transaction {receipt.tx_hash_hex} mined in block {receipt.block_number} "
+            f"(gas {receipt.gas_used})"
+        )
+        return receipt
+
+
+def command(
+    app: typer.Typer | None,
+    name: str,
+    *,
+    key: bool = False,
+    sends: bool = False,
+    prints_json: bool = False,
+) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., None]]:
+    """Register ``async def fn(action: Action, **own)`` as command ``name`` of ``app`` with the
+    shared options added (see the module doc); errors become one ``error: …`` line, exit 1.
+    ``app=None`` returns the command without registering it."""
+    shared = dict(_CHAIN_OPTIONS)
+    if key or sends:
+        shared.update(_KEY_OPTIONS)
+    if sends:
+        shared.update(_YES_OPTION)
+    if prints_json:
+        shared.update(_JSON_OPTION)
+
+    def wrap(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+        hints = get_type_hints(fn, include_extras=True)
+        own = list(inspect.signature(fn).parameters.values())[1:]  # drop ``action``
+        params = [p.replace(annotation=hints[p.name]) for p in own] + [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=t, default=d)
+            for n, (t, d) in shared.items()
+        ]
+
+        @functools.wraps(fn)
+        def run(**kwargs: Any) -> None:
+            action = Action(**{n: kwargs.pop(n) for n in shared})
+            try:
+                asyncio.run(_call(fn, action, kwargs))
+            except RelaynetError as exc:
+                typer.echo(f"error: {exc.message}", err=True)
+                raise typer.Exit(code=1) from None
+
+        del run.__wrapped__  # typer must see the new signature, not ``fn``'s
+        run.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return app.command(name)(run) if app is not None else run
+
+    return wrap
+
+
+async def _call(fn: Callable[..., Awaitable[None]], action: Action, kwargs: dict[str, Any]) -> None:
+    await fn(action, **kwargs)

@@ -181,14 +181,14 @@ def test_fund_creates_and_funds_an_account(devnet: RunningDevnet, tmp_path: Path
         str(passphrase),
         "--tokens",
         "12rly",
-        "--eth",
-        "3",
+        "--gas",
+        "3eth",
         "--state-file",
         str(devnet.state_file),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert keystore.exists() and keystore.stat().st_mode & 0o777 == 0o600
-    assert "12 RLY" in result.stdout and f"gas balance {3 * 10**18} wei" in result.stdout
+    assert "12 RLY" in result.stdout and "gas 3 ETH" in result.stdout
     status, body = rpc(
         devnet.state["settlement"]["rpc_url"],
         "eth_getBalance",

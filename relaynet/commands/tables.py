@@ -1,0 +1,47 @@
+"""Tables for every command that prints rows: a title and a header, drawn by ``rich``.
+
+On a terminal the table fits the window; piped or captured, it is drawn wide (no folded
+cells), so scripts and tests see whole values.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["print_table"]
+
+_PIPED_WIDTH = 240
+
+
+def print_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    right: Sequence[str] = (),
+    caption: str | None = None,
+) -> None:
+    """Print ``rows`` under a ``title`` line and a header of ``columns`` (``right``: the
+    columns aligned right, numbers). ``caption`` is printed under the table."""
+    stream = sys.stdout
+    tty = stream.isatty()
+    console = Console(file=stream, width=None if tty else _PIPED_WIDTH, highlight=False)
+    table = Table(
+        title=Text(title),
+        title_justify="left",
+        caption=None if caption is None else Text(caption),
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for name in columns:
+        table.add_column(name, justify="right" if name in right else "left", no_wrap=not tty)
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))
+    console.print(table)
