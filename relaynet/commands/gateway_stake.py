@@ -14,81 +14,35 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from relaynet.commands.staking_common import (
-    Action,
-    CliError,
-    checksum,
-    command,
-    format_amount,
-    parse_amount,
-)
+from relaynet.commands import staking_common as common
 
 if TYPE_CHECKING:
     from ledger.client import LedgerClient
 
-__all__ = ["add_to", "delegators", "stake", "status", "unstake", "withdraw"]
+__all__ = ["add_to", "delegators", "set_url", "stake", "status"]
 
 
-@command(None, "stake", sends=True)
+@common.command(None, "stake", sends=True)
 async def stake(
-    action: Action,
-    amount: Annotated[str, typer.Option("--amount", help="Stake, e.g. 100rly or 5base.")],
+    action: common.Action,
+    amount: common.AmountOpt,
     url: Annotated[str, typer.Option("--url", help="The gateway's public URL.")],
 ) -> None:
     """Stake the account as a gateway (apps may then delegate to it)."""
-    value = parse_amount(amount, "--amount")
-    key = action.account()
-    async with action.client(signer=True) as client:
-        have = await client.balance()
-        line = (
-            f"Stake {format_amount(value)} from {checksum(key.address)} "
-            f"(balance {format_amount(have)}) as a gateway at {url}"
-        )
-        await action.send("staked", [line], lambda: client.stake_gateway(value, url))
+    purpose = f"as a gateway at {url}"
+    await action.pay(amount, purpose, lambda client, value: client.stake_gateway(value, url))
 
 
-@command(None, "top-up", sends=True)
-async def top_up(
-    action: Action,
-    amount: Annotated[str, typer.Option("--amount", help="Stake to add, e.g. 50rly.")],
-) -> None:
-    """Add stake to a staked gateway."""
-    value = parse_amount(amount, "--amount")
-    async with action.client(signer=True) as client:
-        state = await client.gateway()
-        line = f"Add {format_amount(value)} to gateway {checksum(state.address)}"
-        await action.send("topped up", [line], lambda: client.top_up_gateway(value))
-
-
-@command(None, "set-url", sends=True)
+@common.command(None, "set-url", sends=True)
 async def set_url(
-    action: Action,
+    action: common.Action,
     url: Annotated[str, typer.Option("--url", help="The gateway's new public URL.")],
 ) -> None:
     """Change the gateway's public URL on chain."""
     async with action.client(signer=True) as client:
         state = await client.gateway()
-        line = f"Move gateway {checksum(state.address)}: {state.url or '-'} -> {url}"
+        line = f"Move gateway {common.checksum(state.address)}: {state.url or '-'} -> {url}"
         await action.send("url set", [line], lambda: client.set_gateway_url(url))
-
-
-@command(None, "unstake", sends=True)
-async def unstake(action: Action) -> None:
-    """Unstake the gateway; the stake unbonds."""
-    async with action.client(signer=True) as client:
-        state = await client.gateway()
-        line = f"Unstake gateway {checksum(state.address)} (stake {format_amount(state.stake)})"
-        await action.send("unstaked", [line], client.unstake_gateway)
-        typer.echo(f"withdrawable from session {(await client.gateway()).withdrawable_session}")
-
-
-@command(None, "withdraw", sends=True)
-async def withdraw(action: Action) -> None:
-    """Withdraw the gateway's stake once unbonding is over."""
-    async with action.client(signer=True) as client:
-        state = await client.gateway()
-        line = f"Withdraw {format_amount(state.stake)} to {checksum(state.address)}"
-        await action.send("withdrawn", [line], client.withdraw_gateway)
 
 
 async def delegators(client: LedgerClient, gateway: bytes) -> dict[bytes, str | None]:
@@ -125,23 +79,20 @@ def _gateway_from_config(path: Path) -> tuple[bytes, str, Path]:
         cfg = load_config(path)
         key = AccountKey(cfg.gateway.key_bytes())
     except (OSError, ValueError) as exc:
-        raise CliError(f"--config {path}: {str(exc).splitlines()[0]}") from None
+        raise common.CliError(f"--config {path}: {str(exc).splitlines()[0]}") from None
     return key.address, cfg.settlement.rpc_url, cfg.settlement.deployment
 
 
-@command(None, "status", key=True, prints_json=True)
+@common.command(None, "status", key=True, prints_json=True)
 async def status(
-    action: Action,
-    address: Annotated[
-        str | None, typer.Option("--address", help="Gateway address (default: the keystore's).")
-    ] = None,
+    action: common.Action,
+    address: common.AddressOpt = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", "-c", help="A gateway config: its key, chain and deployment."),
     ] = None,
 ) -> None:
-    """The gateway's address (to give `relaynet app delegate`), stake, URL, the apps delegating
-    to it and their services."""
+    """Address (for `relaynet app delegate`), stake, URL, delegating apps and their services."""
     if config is not None and address is None:
         who, rpc_url, deployment = _gateway_from_config(config)
         action.rpc_url = action.rpc_url or rpc_url
@@ -153,19 +104,19 @@ async def status(
         apps = await delegators(client, who)
     services = sorted({s for s in apps.values() if s})
     doc = {
-        "address": checksum(who),
+        "address": common.checksum(who),
         "status": g.status.name.lower(),
         "stake": str(g.stake),
         "url": g.url,
-        "delegations": {checksum(a): s for a, s in apps.items()},
+        "delegations": {common.checksum(a): s for a, s in apps.items()},
         "services": services,
         "withdrawable_session": g.withdrawable_session,
     }
     lines = [
         f"gateway {doc['address']}: {doc['status']}",
-        f"  stake   {format_amount(g.stake)}, url {g.url or '-'}",
+        f"  stake   {common.format_amount(g.stake)}, url {g.url or '-'}",
         f"  apps delegating ({len(apps)}):",
-        *(f"    {checksum(a)}  service {s or '-'}" for a, s in apps.items()),
+        *(f"    {common.checksum(a)}  service {s or '-'}" for a, s in apps.items()),
         f"  services {', '.join(services) or '-'}",
         f"apps delegate to it with: relaynet app delegate {doc['address']}",
     ]
@@ -174,12 +125,6 @@ async def status(
 
 def add_to(app: typer.Typer) -> None:
     """Add the staking commands to the gateway command group."""
-    for name, fn in (
-        ("stake", stake),
-        ("top-up", top_up),
-        ("set-url", set_url),
-        ("unstake", unstake),
-        ("withdraw", withdraw),
-        ("status", status),
-    ):
+    for name, fn in (("stake", stake), ("set-url", set_url), ("status", status)):
         app.command(name)(fn)
+    common.add_lifecycle(app, common.Role("gateway", "gateway"))

@@ -46,9 +46,14 @@ __all__ = [
     "GAS_UNITS",
     "TOKEN_UNITS",
     "Action",
+    "AddressOpt",
+    "AmountOpt",
     "CliError",
+    "Role",
+    "add_lifecycle",
     "checksum",
     "command",
+    "describe_stake",
     "emit_json",
     "format_amount",
     "format_gas",
@@ -163,6 +168,12 @@ def load_deployment(path: Path) -> Deployment:
 
 # -- the shared options --------------------------------------------------------------------
 
+AmountOpt = Annotated[str, typer.Option("--amount", help="Tokens, e.g. 1000rly or 5base.")]
+
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="Address (default: the keystore's).")
+]
+
 _CHAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "rpc_url": (
         Annotated[
@@ -274,6 +285,41 @@ class Action:
             for line in lines:
                 typer.echo(line)
 
+    async def pay(
+        self,
+        amount: str,
+        purpose: str,
+        tx: Callable[[LedgerClient, int], Awaitable[TxReceipt]],
+        *,
+        verb: str = "Stake",
+        done: str = "staked",
+        option: str = "--amount",
+    ) -> None:
+        """Parse ``amount`` (of ``option``), then :meth:`spend` it on ``tx(client, value)``."""
+        value = parse_amount(amount, option)
+        async with self.client(signer=True) as client:
+            await self.spend(client, verb, value, purpose, lambda: tx(client, value), done=done)
+
+    async def spend(
+        self,
+        client: LedgerClient,
+        verb: str,
+        value: int,
+        purpose: str,
+        tx: Callable[[], Awaitable[TxReceipt]],
+        *,
+        done: str,
+        details: tuple[str, ...] = (),
+    ) -> TxReceipt:
+        """Confirm ``<verb> <value> from <me> (balance …) <purpose>`` (and ``details``), then
+        send ``tx`` like :meth:`send`."""
+        have = await client.balance()
+        line = (
+            f"{verb} {format_amount(value)} from {checksum(self.account().address)} "
+            f"(balance {format_amount(have)}) {purpose}"
+        )
+        return await self.send(done, [line, *details], tx)
+
     async def send(
         self, what: str, lines: list[str], tx: Callable[[], Awaitable[TxReceipt]]
     ) -> TxReceipt:
@@ -285,6 +331,122 @@ class Action:
             f"(gas {receipt.gas_used})"
         )
         return receipt
+
+
+Describe = Callable[[Any, int], tuple[dict[str, Any], list[str]]]
+
+
+@dataclass(frozen=True)
+class Role:
+    """A staked role's life after staking. ``kind`` names its
+    :class:`ledger.client.LedgerClient` methods: ``<kind>(address)`` reads it,
+    ``top_up_<kind>``, ``unstake_<kind>`` and ``withdraw_<kind>`` send. ``services`` names the
+    state's field of services for the unstake line (empty: none). ``describe(state,
+    session)`` gives ``status``'s JSON and lines (None: the group has its own ``status``)."""
+
+    noun: str
+    kind: str
+    services: str = ""
+    describe: Describe | None = None
+
+
+def add_lifecycle(app: typer.Typer, role: Role) -> None:
+    """Add ``top-up``, ``unstake``, ``withdraw`` (and ``status``) for ``role`` to ``app``."""
+
+    async def read(client: LedgerClient, who: bytes | None = None) -> Any:
+        return await getattr(client, role.kind)(who)
+
+    @command(app, "top-up", sends=True)
+    async def top_up(action: Action, amount: AmountOpt) -> None:
+        value = parse_amount(amount, "--amount")
+        async with action.client(signer=True) as client:
+            state = await read(client)
+            await action.spend(
+                client,
+                "Add",
+                value,
+                f"to the stake of {role.noun} {checksum(state.address)} "
+                f"(stake {format_amount(state.stake)})",
+                lambda: getattr(client, f"top_up_{role.kind}")(value),
+                done="topped up",
+            )
+            typer.echo(f"stake now {format_amount((await read(client)).stake)}")
+
+    top_up.__doc__ = f"Add stake to a staked {role.noun} (nothing else changes)."
+
+    def leave(name: str, method: str, done: str, describe: Callable[[Any], str]) -> None:
+        async def run(action: Action) -> None:
+            async with action.client(signer=True) as client:
+                state = await read(client)
+                await action.send(done, [describe(state)], getattr(client, method))
+                if name == "unstake":
+                    after = await read(client)
+                    typer.echo(f"withdrawable from session {after.withdrawable_session}")
+
+        run.__doc__ = (
+            f"Unstake the {role.noun} from the next session; the stake unbonds."
+            if name == "unstake"
+            else f"Withdraw the {role.noun}'s stake once unbonding is over and no claim is open."
+        )
+        command(app, name, sends=True)(run)
+
+    leave(
+        "unstake",
+        f"unstake_{role.kind}",
+        "unstaked",
+        lambda state: (
+            f"Unstake {role.noun} {checksum(state.address)} "
+            f"(stake {format_amount(state.stake)}{_served(state, role.services)})"
+        ),
+    )
+    leave(
+        "withdraw",
+        f"withdraw_{role.kind}",
+        "withdrawn",
+        lambda state: f"Withdraw {format_amount(state.stake)} to {checksum(state.address)}",
+    )
+    if role.describe is not None:
+        _add_status(app, role, role.describe)
+
+
+def _add_status(app: typer.Typer, role: Role, describe: Describe) -> None:
+    @command(app, "status", key=True, prints_json=True)
+    async def status(action: Action, address: AddressOpt = None) -> None:
+        who = action.who(address)
+        async with action.client() as client:
+            state = await getattr(client, role.kind)(who)
+            session = await client.current_session()
+        action.show(*describe(state, session))
+
+    status.__doc__ = f"Show a {role.noun}'s stake, services, claims and unbonding."
+
+
+def describe_stake(
+    noun: str, state: Any, session: int, doc: dict[str, Any], lines: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """``status`` of a staked role: the fields every role has around its own ``doc``/``lines``."""
+    full = {
+        "address": checksum(state.address),
+        "status": state.status.name.lower(),
+        "stake": str(state.stake),
+        **doc,
+        "unstake_session": state.unstake_session,
+        "withdrawable_session": state.withdrawable_session,
+        "current_session": session,
+    }
+    out = [f"{noun} {full['address']}: {full['status']}", *lines]
+    if state.status.name == "UNBONDING":
+        out.append(f"  withdrawable from session {state.withdrawable_session} (now {session})")
+    return full, out
+
+
+def _served(state: Any, field_name: str) -> str:
+    """``, services a, b`` from a role's state field (a name or a collection of names)."""
+    if not field_name:
+        return ""
+    value = getattr(state, field_name)
+    names = [value] if isinstance(value, str) or value is None else list(value)
+    return f", services {', '.join(n for n in names if n) or '-'}"
 
 
 def command(

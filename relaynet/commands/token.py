@@ -7,24 +7,16 @@ from typing import Annotated
 
 import typer
 
-from relaynet.commands.staking_common import (
-    Action,
-    checksum,
-    command,
-    format_amount,
-    format_gas,
-    parse_address,
-    parse_amount,
-)
+from relaynet.commands import staking_common as common
 
 __all__ = ["app"]
 
 app = typer.Typer(no_args_is_help=True)
 
 
-@command(app, "balance", key=True, prints_json=True)
+@common.command(app, "balance", key=True, prints_json=True)
 async def balance(
-    action: Action,
+    action: common.Action,
     address: Annotated[
         str | None, typer.Argument(help="Address (default: the keystore's account).")
     ] = None,
@@ -34,24 +26,26 @@ async def balance(
     async with action.client() as client:
         tokens = await client.balance(who)
         gas = await client.eth_balance(who)
-    doc = {"address": checksum(who), "balance": str(tokens), "eth_wei": str(gas)}
-    action.show(doc, [f"{checksum(who)}: {format_amount(tokens)}; gas {format_gas(gas)}"])
+    doc = {"address": common.checksum(who), "balance": str(tokens), "eth_wei": str(gas)}
+    action.show(
+        doc,
+        [f"{common.checksum(who)}: {common.format_amount(tokens)}; gas {common.format_gas(gas)}"],
+    )
 
 
-@command(app, "transfer", sends=True)
+@common.command(app, "transfer", sends=True)
 async def transfer(
-    action: Action,
+    action: common.Action,
     to: Annotated[str, typer.Argument(help="Recipient address.")],
     amount: Annotated[str, typer.Argument(help="Amount, e.g. 1.5rly or 5base.")],
 ) -> None:
     """Transfer AMOUNT tokens to TO."""
-    recipient = parse_address(to, "TO")
-    value = parse_amount(amount, "AMOUNT")
-    key = action.account()
-    async with action.client(signer=True) as client:
-        have = await client.balance()
-        line = (
-            f"Transfer {format_amount(value)} from {checksum(key.address)} "
-            f"(balance {format_amount(have)}) to {checksum(recipient)}"
-        )
-        await action.send("transferred", [line], lambda: client.transfer(recipient, value))
+    recipient = common.parse_address(to, "TO")
+    await action.pay(
+        amount,
+        f"to {common.checksum(recipient)}",
+        lambda client, value: client.transfer(recipient, value),
+        verb="Transfer",
+        done="transferred",
+        option="AMOUNT",
+    )
