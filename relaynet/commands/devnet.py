@@ -95,6 +95,7 @@ def fund(
 
     from protocol.encoding import address_from_hex
     from protocol.keys import AccountKey
+    from relayer.keyfiles import read_account_key, resolve_passphrase, write_account_key
     from relaynet.commands.staking_common import (
         GAS_UNITS,
         checksum,
@@ -104,7 +105,6 @@ def fund(
     )
     from relaynet.devnet.fund import fund_account
     from relaynet.devnet.state import DevnetState, Layout
-    from relaynet.keyfiles import read_account_key, resolve_passphrase, write_account_key
 
     try:
         state = DevnetState.read(state_file)

@@ -33,7 +33,7 @@ import typer
 from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.errors import ErrorCode, RelaynetError
 from protocol.keys import AccountKey
-from relaynet.keyfiles import read_account_key, resolve_passphrase
+from relayer.keyfiles import read_account_key, resolve_passphrase
 
 if TYPE_CHECKING:  # web3 is imported only when a command talks to the chain (fast --help)
     from ledger.client import LedgerClient

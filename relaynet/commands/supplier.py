@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from relayer.keyfiles import read_receipt_key
 from relaynet.commands import staking_common as common
-from relaynet.keyfiles import read_receipt_key
 
 if TYPE_CHECKING:
     from ledger.client import SupplierState

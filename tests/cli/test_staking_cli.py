@@ -19,7 +19,7 @@ from ledger.bootstrap import Network, ServiceSpec, bootstrap_network
 from protocol.keys import AccountKey, ReceiptKey
 from relaynet.cli import app as cli
 from relaynet.commands.gateway_stake import add_to
-from relaynet.keyfiles import write_account_key, write_receipt_key
+from relayer.keyfiles import write_account_key, write_receipt_key
 
 UNIT = 10**18
 PW = "correct horse"

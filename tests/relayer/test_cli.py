@@ -12,6 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ledger.anvil import AnvilProcess
+from protocol.encoding import address_to_checksum
 from protocol.keys import decrypt_keystore
 from relayer.claimer import ClaimRecord, ClaimState, ClaimStore
 from relayer.config import load_config
@@ -61,11 +62,11 @@ def test_init_writes_keys_config_checks_backend_and_prints_stake_command(
     for f in ("relayer.toml", "keys/supplier.json", "keys/receipt-key.json"):
         assert stat.S_IMODE(os.stat(base / f).st_mode) == 0o600, f
     assert "devnet: backend ok — chain 31337" in out
-    address = re.search(r"supplier account (0x[0-9a-f]{40})", out).group(1)  # type: ignore[union-attr]
+    address = re.search(r"supplier account (0x[0-9a-fA-F]{40})", out).group(1)  # type: ignore[union-attr]
     key = decrypt_keystore((base / "keys/supplier.json").read_bytes(), "pw-123")
     from protocol.keys import AccountKey
 
-    assert "0x" + AccountKey(key).address.hex() == address
+    assert address_to_checksum(AccountKey(key).address) == address  # EIP-55 in the output
     assert (
         "relaynet supplier stake --amount 1000rly "
         "--service devnet=https://relay.example:443/v1/relay"
