@@ -144,7 +144,7 @@ def status(
     timeout: Annotated[float, typer.Option(help="how long --wait waits, seconds")] = 180.0,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Sessions, relays, claims, proofs and rewards so far, per relayer."""
+    """Sessions, relays, claims, proofs and rewards so far, per staked supplier."""
     from relaynet.devnet.state import DevnetState, Layout
     from relaynet.devnet.status import collect, render, wait_for_settlement
 
@@ -159,4 +159,4 @@ def status(
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
-        typer.echo(render(report))
+        typer.echo(render(report), nl=False)

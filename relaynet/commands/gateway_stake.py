@@ -48,20 +48,8 @@ async def set_url(
 async def delegators(client: LedgerClient, gateway: bytes) -> dict[bytes, str | None]:
     """Apps delegating to ``gateway`` now (app address -> its service), from the chain's
     ``DelegationSet`` events checked against each app's current delegation list."""
-    apps_address = client.deployment.contracts["Apps"]
-    logs = await client.w3.eth.get_logs(
-        {
-            "address": client.w3.to_checksum_address(apps_address),
-            "fromBlock": client.deployment.genesis_block,
-            "toBlock": "latest",
-            "topics": [
-                "0x" + client.events.topic("Apps", "DelegationSet").hex(),
-                None,
-                "0x" + gateway.rjust(32, b"\0").hex(),
-            ],
-        }
-    )
-    seen = {bytes(e.args["app"]) for e in client.events.decode_all(logs)}
+    events = await common.event_args(client, "Apps", "DelegationSet", None, gateway)
+    seen = {bytes(e["app"]) for e in events}
     out: dict[bytes, str | None] = {}
     for app in sorted(seen):
         state = await client.app(app)

@@ -36,7 +36,7 @@ from protocol.keys import AccountKey
 from relayer.keyfiles import read_account_key, resolve_passphrase
 
 if TYPE_CHECKING:  # web3 is imported only when a command talks to the chain (fast --help)
-    from ledger.client import LedgerClient
+    from ledger.client import LedgerClient, SupplierState
     from ledger.deploy import Deployment
     from ledger.tx import TxReceipt
 
@@ -55,11 +55,13 @@ __all__ = [
     "command",
     "describe_stake",
     "emit_json",
+    "event_args",
     "format_amount",
     "format_gas",
     "load_deployment",
     "parse_address",
     "parse_amount",
+    "staked_suppliers",
 ]
 
 DECIMALS = 18  # the RLY token's (Token.vy: decimals = 18)
@@ -164,6 +166,32 @@ def load_deployment(path: Path) -> Deployment:
         return Deployment.from_json(json.dumps(doc))
     except (KeyError, TypeError, ValueError) as exc:
         raise CliError(f"malformed deployment in {path}: {exc}") from None
+
+
+async def event_args(
+    client: LedgerClient, contract: str, event: str, *topics: bytes | None
+) -> list[Mapping[str, Any]]:
+    """The arguments of every ``contract.event`` since the deployment, in chain order;
+    ``topics`` filter the indexed arguments in order (None: any; addresses as 20 bytes)."""
+    logs = await client.w3.eth.get_logs(
+        {
+            "address": client.w3.to_checksum_address(client.deployment.contracts[contract]),
+            "fromBlock": client.deployment.genesis_block,
+            "toBlock": "latest",
+            "topics": [
+                "0x" + client.events.topic(contract, event).hex(),
+                *(None if t is None else "0x" + t.rjust(32, b"\0").hex() for t in topics),
+            ],
+        }
+    )
+    return [e.args for e in client.events.decode_all(logs)]
+
+
+async def staked_suppliers(client: LedgerClient) -> list[SupplierState]:
+    """Every supplier staked or unbonding now (from ``SupplierStaked`` events), by address."""
+    seen = {bytes(a["supplier"]) for a in await event_args(client, "Suppliers", "SupplierStaked")}
+    states = [await client.supplier(s) for s in sorted(seen)]
+    return [s for s in states if s.status.name != "NONE"]
 
 
 # -- the shared options --------------------------------------------------------------------

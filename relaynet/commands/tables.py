@@ -6,6 +6,8 @@ cells), so scripts and tests see whole values.
 
 from __future__ import annotations
 
+import io
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -14,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["print_table"]
+__all__ = ["print_table", "render_table"]
 
 _PIPED_WIDTH = 240
 
@@ -29,9 +31,23 @@ def print_table(
 ) -> None:
     """Print ``rows`` under a ``title`` line and a header of ``columns`` (``right``: the
     columns aligned right, numbers). ``caption`` is printed under the table."""
-    stream = sys.stdout
-    tty = stream.isatty()
-    console = Console(file=stream, width=None if tty else _PIPED_WIDTH, highlight=False)
+    sys.stdout.write(render_table(title, columns, rows, right=right, caption=caption))
+    sys.stdout.flush()
+
+
+def render_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    right: Sequence[str] = (),
+    caption: str | None = None,
+) -> str:
+    """The text :func:`print_table` prints (fitted to the terminal when stdout is one)."""
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size().columns if tty else _PIPED_WIDTH
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, highlight=False, color_system=None)
     table = Table(
         title=Text(title),
         title_justify="left",
@@ -45,3 +61,4 @@ def print_table(
     for row in rows:
         table.add_row(*(Text(str(cell)) for cell in row))
     console.print(table)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
