@@ -44,7 +44,7 @@ def test_unreachable_chain_is_said_not_hidden() -> None:
     assert text.startswith("settlement chain unreachable: boom")
     (line,) = [ln for ln in text.splitlines() if ln.strip().startswith("relayer1")]
     assert line.split()[3] == "?"  # staked: unknown
-    assert line.split()[-4] == "-"  # balance +RLY: unknown
+    assert line.split()[-6:-4] == ["0.000032", "-"]  # rewards; balance +RLY unknown
 
 
 def test_banner_curl_is_pasteable_for_every_service() -> None:
