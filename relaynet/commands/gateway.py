@@ -22,6 +22,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.keys import ApiKey, KeyBackend, Limiter, generate_key, hash_key, revoked
 from protocol.encoding import address_from_hex, address_to_hex
 from protocol.errors import RelaynetError
+from relaynet.commands.problems import explain
 
 __all__ = ["app"]
 
@@ -40,8 +41,8 @@ def _fail(message: str) -> typer.Exit:
 def _config(path: Path) -> GatewayConfig:
     try:
         return load_config(path)
-    except (OSError, ValueError, ValidationError) as exc:
-        raise _fail(f"{path}: {exc}") from exc
+    except (OSError, ValueError, ValidationError, RelaynetError) as exc:
+        raise _fail(explain(path, exc)) from None
 
 
 @app.command("run")
@@ -64,8 +65,8 @@ def run(
         pass
     try:
         asyncio.run(serve(cfg))
-    except RelaynetError as exc:
-        raise _fail(exc.message) from exc
+    except (RelaynetError, OSError) as exc:
+        raise _fail(explain(config, exc)) from None
 
 
 def _with_backend(cfg: GatewayConfig) -> tuple[KeyBackend, object]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from relaynet.commands import staking_common as common
+from relaynet.commands.problems import explain
 
 if TYPE_CHECKING:
     from ledger.client import LedgerClient
@@ -67,7 +68,7 @@ def _gateway_from_config(path: Path) -> tuple[bytes, str, Path]:
         cfg = load_config(path)
         key = AccountKey(cfg.gateway.key_bytes())
     except (OSError, ValueError) as exc:
-        raise common.CliError(f"--config {path}: {str(exc).splitlines()[0]}") from None
+        raise common.CliError(explain(path, exc)) from None
     return key.address, cfg.settlement.rpc_url, cfg.settlement.deployment
 
 

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from protocol.errors import RelaynetError
+from relaynet.commands.problems import explain
 
 app = typer.Typer(no_args_is_help=True, help="Run a relayer (node runners).")
 
@@ -55,7 +56,7 @@ def run(
         )
         relayer = build_relayer(cfg, keys, spec_base=config.resolve().parent)
     except RelaynetError as exc:
-        raise _fail(exc.message) from None
+        raise _fail(explain(config, exc)) from None
 
     def ready(port: int, metrics_port: int) -> None:
         address = "0x" + keys.account.address.hex()
@@ -220,7 +221,7 @@ def status(
     try:
         cfg = load_config(config)
     except RelaynetError as exc:
-        raise _fail(exc.message) from None
+        raise _fail(explain(config, exc)) from None
     report = collect_status(cfg, with_chain=chain, progress=None if as_json else typer.echo)
     sessions = sorted({c["session"] for c in report["claims"]}, reverse=True)[:last]
     if as_json:
