@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from gateway.config import GatewayConfig, load_config
 from gateway.keys import ApiKey, KeyBackend, Limiter, generate_key, hash_key, revoked
-from protocol.encoding import address_from_hex, address_to_hex
+from protocol.encoding import address_from_hex, address_to_checksum, address_to_hex
 from protocol.errors import RelaynetError
 from relaynet.commands.problems import explain
 
@@ -152,13 +152,29 @@ def keys_list(config: ConfigOpt) -> None:
             await _close(store)
 
     records = asyncio.run(action())
-    for r in sorted(records.values(), key=lambda r: r.created):
-        services = ",".join(f"{s}={a}" for s, a in sorted(r.services.items()))
-        state = "revoked" if r.revoked else "active"
-        typer.echo(
-            f"{r.key_id}  {state:7}  {r.name or '-':12}  rate={r.rate_limit:g}/s "
-            f"burst={r.burst:g} quota={r.quota}/{r.quota_period}s  {services}"
-        )
+    from relaynet.commands.tables import print_table
+
+    rows = [
+        [
+            r.key_id,
+            "revoked" if r.revoked else "active",
+            r.name or "-",
+            f"{r.rate_limit:g}/s",
+            f"{r.burst:g}",
+            f"{r.quota}/{r.quota_period}s" if r.quota else "-",
+            ", ".join(
+                f"{s}={address_to_checksum(address_from_hex(a))}"
+                for s, a in sorted(r.services.items())
+            ),
+        ]
+        for r in sorted(records.values(), key=lambda r: r.created)
+    ]
+    print_table(
+        f"API keys of {config} ({len(rows)})",
+        ["key id", "state", "name", "rate", "burst", "quota", "services (service=app)"],
+        rows,
+        right=("rate", "burst"),
+    )
 
 
 @keys_app.command("revoke")
