@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from protocol.encoding import address_to_checksum
 from protocol.errors import RelaynetError
 from relaynet.commands.problems import explain
 
@@ -59,7 +60,7 @@ def run(
         raise _fail(explain(config, exc)) from None
 
     def ready(port: int, metrics_port: int) -> None:
-        address = "0x" + keys.account.address.hex()
+        address = address_to_checksum(keys.account.address)
         print(
             f"relayer ready supplier={address} port={port} metrics_port={metrics_port}",
             flush=True,
