@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from ledger.anvil import AnvilProcess
 from ledger.bootstrap import Network, ServiceSpec, bootstrap_network
 from protocol.keys import AccountKey, ReceiptKey
+from relayer.keyfiles import write_account_key, write_receipt_key
 from relaynet.cli import app as cli
 from relaynet.commands.gateway_stake import add_to
-from relayer.keyfiles import write_account_key, write_receipt_key
 
 UNIT = 10**18
 PW = "correct horse"
