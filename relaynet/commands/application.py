@@ -30,7 +30,12 @@ async def stake(
 ) -> None:
     """Stake the account as an application of SERVICE (in force from the next session)."""
     purpose = f"as an application of {service}"
-    await action.pay(amount, purpose, lambda client, value: client.stake_app(service, value))
+    await action.pay(
+        amount,
+        purpose,
+        lambda client, value: client.stake_app(service, value),
+        minimum="min_stake_app",
+    )
 
 
 def _delegation(name: str, verb: str, word: str, help_text: str) -> None:

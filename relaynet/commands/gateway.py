@@ -111,6 +111,12 @@ def keys_add(
         sid, sep, app_hex = item.partition("=")
         if not sep:
             raise _fail(f"--service {item!r}: use SERVICE=0xAPP")
+        if sid not in cfg.services:
+            served = ", ".join(sorted(cfg.services)) or "none"
+            raise _fail(
+                f"--service {sid}: {config} serves no {sid!r} (its services: {served}) — "
+                f"fix the id or add [services.{sid}] to the config"
+            )
         try:
             services[sid] = address_to_hex(address_from_hex(app_hex))
         except RelaynetError as exc:

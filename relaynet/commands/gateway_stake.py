@@ -31,7 +31,12 @@ async def stake(
 ) -> None:
     """Stake the account as a gateway (apps may then delegate to it)."""
     purpose = f"as a gateway at {url}"
-    await action.pay(amount, purpose, lambda client, value: client.stake_gateway(value, url))
+    await action.pay(
+        amount,
+        purpose,
+        lambda client, value: client.stake_gateway(value, url),
+        minimum="min_stake_gateway",
+    )
 
 
 @common.command(None, "set-url", sends=True)

@@ -51,6 +51,7 @@ __all__ = [
     "CliError",
     "Role",
     "add_lifecycle",
+    "check_minimum",
     "checksum",
     "command",
     "describe_stake",
@@ -194,6 +195,20 @@ async def staked_suppliers(client: LedgerClient) -> list[SupplierState]:
     return [s for s in states if s.status.name != "NONE"]
 
 
+async def check_minimum(client: LedgerClient, param: str, value: int, given: str) -> None:
+    """Refuse ``value`` below the economic parameter ``param`` (``min_stake_app``, …) in
+    force, saying what the minimum is."""
+    params = await client.economic_params(await client.current_session())
+    least = int(getattr(params, param))
+    if value < least:
+        role = param.removeprefix("min_stake_")
+        tokens = format((Decimal(least) / (Decimal(10) ** DECIMALS)).normalize(), "f")
+        raise CliError(
+            f"{given} is below the minimum {role} stake of {format_amount(least)} — "
+            f"stake at least {tokens}rly"
+        )
+
+
 # -- the shared options --------------------------------------------------------------------
 
 AmountOpt = Annotated[str, typer.Option("--amount", help="Tokens, e.g. 1000rly or 5base.")]
@@ -322,10 +337,14 @@ class Action:
         verb: str = "Stake",
         done: str = "staked",
         option: str = "--amount",
+        minimum: str = "",
     ) -> None:
-        """Parse ``amount`` (of ``option``), then :meth:`spend` it on ``tx(client, value)``."""
+        """Parse ``amount`` (of ``option``), then :meth:`spend` it on ``tx(client, value)``;
+        ``minimum`` names the economic parameter it may not be below (empty: none)."""
         value = parse_amount(amount, option)
         async with self.client(signer=True) as client:
+            if minimum:
+                await check_minimum(client, minimum, value, f"{option} {amount}")
             await self.spend(client, verb, value, purpose, lambda: tx(client, value), done=done)
 
     async def spend(

@@ -60,6 +60,7 @@ async def stake(
                 " — add stake with `relaynet supplier top-up`, move an endpoint with "
                 "`relaynet supplier set-endpoint`"
             )
+        await common.check_minimum(client, "min_stake_supplier", value, f"--amount {amount}")
         await action.spend(
             client,
             "Stake",

@@ -101,6 +101,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             'deployment = "deployment.json"\n'  # relative to the config's folder
             "[keys]\n"
             'file = "keys.json"\n'
+            "[services.eth]\n"
+            'catalogue = "eth"\n'
         )
         runner = CliRunner(env={"OPERATOR_PW": PW})
         yield Env(net, tmp, deployment, keys, keystores, receipt_key, gateway_toml, runner)
@@ -235,6 +237,32 @@ def test_a_bare_amount_is_refused_with_how_to_write_it(env: Env) -> None:
     )
     line = one_error(env.run("token", "transfer", "0x" + "ab" * 20, "0.5eth", *env.args("app")))
     assert line.startswith("error: AMOUNT 0.5eth: wrong kind of amount here — write it as 1000rly")
+
+
+def test_a_stake_below_the_minimum_says_the_minimum(env: Env) -> None:
+    line = one_error(
+        env.run(
+            "gateway", "stake", "--amount", "5rly", "--url", "https://x", *env.args("late"), "-y"
+        )
+    )
+    assert line == (
+        "error: --amount 5rly is below the minimum gateway stake of "
+        "100 RLY (100000000000000000000 base units) — stake at least 100rly"
+    )
+
+
+def test_an_api_key_for_a_service_the_gateway_does_not_serve_is_refused(env: Env) -> None:
+    app = address_to_checksum(env.keys["app"].address)
+    line = one_error(
+        env.run(
+            "gateway", "keys", "add", "--config", str(env.gateway_toml), "--service", f"base={app}"
+        )
+    )
+    assert line == (
+        f"error: --service base: {env.gateway_toml} serves no 'base' (its services: eth) — "
+        "fix the id or add [services.base] to the config"
+    )
+    assert not (env.tmp / "keys.json").exists()  # nothing stored
 
 
 def test_usage_mistakes_are_one_line_with_where_help_is(env: Env) -> None:
