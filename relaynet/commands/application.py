@@ -25,8 +25,8 @@ GatewayArg = Annotated[
 @common.command(app, "stake", sends=True)
 async def stake(
     action: common.Action,
-    service: Annotated[str, typer.Option("--service", help="The service the app pays for.")],
     amount: common.AmountOpt,
+    service: Annotated[str, typer.Option("--service", help="The service the app pays for.")],
 ) -> None:
     """Stake the account as an application of SERVICE (in force from the next session)."""
     purpose = f"as an application of {service}"

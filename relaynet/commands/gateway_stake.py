@@ -26,14 +26,13 @@ __all__ = ["add_to", "delegators", "set_url", "stake", "status"]
 @common.command(None, "stake", sends=True)
 async def stake(
     action: common.Action,
-    amount: common.AmountOpt,
     url: Annotated[str, typer.Option("--url", help="The gateway's public URL.")],
+    amount: common.AmountOpt,
 ) -> None:
     """Stake the account as a gateway (apps may then delegate to it)."""
-    purpose = f"as a gateway at {url}"
     await action.pay(
         amount,
-        purpose,
+        f"as a gateway at {url}",
         lambda client, value: client.stake_gateway(value, url),
         minimum="min_stake_gateway",
     )

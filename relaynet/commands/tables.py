@@ -10,6 +10,7 @@ import io
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -21,17 +22,9 @@ __all__ = ["print_table", "render_table"]
 _PIPED_WIDTH = 240
 
 
-def print_table(
-    title: str,
-    columns: Sequence[str],
-    rows: Iterable[Sequence[object]],
-    *,
-    right: Sequence[str] = (),
-    caption: str | None = None,
-) -> None:
-    """Print ``rows`` under a ``title`` line and a header of ``columns`` (``right``: the
-    columns aligned right, numbers). ``caption`` is printed under the table."""
-    sys.stdout.write(render_table(title, columns, rows, right=right, caption=caption))
+def print_table(title: str, *args: Any, **kwargs: Any) -> None:
+    """Print :func:`render_table`'s text: ``rows`` under a ``title`` line and a header."""
+    sys.stdout.write(render_table(title, *args, **kwargs))
     sys.stdout.flush()
 
 
@@ -43,7 +36,9 @@ def render_table(
     right: Sequence[str] = (),
     caption: str | None = None,
 ) -> str:
-    """The text :func:`print_table` prints (fitted to the terminal when stdout is one)."""
+    """``rows`` under a ``title`` line and a header of ``columns`` (``right``: the columns
+    aligned right, numbers), ``caption`` under the table; fitted to the terminal when stdout
+    is one."""
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size().columns if tty else _PIPED_WIDTH
     buffer = io.StringIO()

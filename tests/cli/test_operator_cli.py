@@ -14,15 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from ledger import bootstrap
 from ledger.anvil import AnvilProcess
-from ledger.bootstrap import (
-    AppSpec,
-    GatewaySpec,
-    Network,
-    ServiceSpec,
-    SupplierSpec,
-    bootstrap_network,
-)
 from protocol.encoding import address_to_checksum
 from protocol.keys import AccountKey, ReceiptKey
 from relayer.keyfiles import write_account_key, write_receipt_key
@@ -41,7 +34,7 @@ PW = "operator pw"
 
 @dataclass
 class Env:
-    net: Network
+    net: bootstrap.Network
     tmp: Path
     deployment: Path
     keys: dict[str, AccountKey]
@@ -70,13 +63,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     keys = {r: AccountKey.generate() for r in ("supplier", "late", "gateway", "app")}
     with AnvilProcess() as node:
         net = asyncio.run(
-            bootstrap_network(
+            bootstrap.bootstrap_network(
                 node.url,
-                services=[ServiceSpec("eth"), ServiceSpec("base")],
-                suppliers=[SupplierSpec(keys["supplier"], {"eth": "http://old.example/v1/relay"})],
-                gateways=[GatewaySpec(keys["gateway"], url="https://gw.example")],
+                services=[bootstrap.ServiceSpec("eth"), bootstrap.ServiceSpec("base")],
+                suppliers=[
+                    bootstrap.SupplierSpec(keys["supplier"], {"eth": "http://old.example/v1/relay"})
+                ],
+                gateways=[bootstrap.GatewaySpec(keys["gateway"], url="https://gw.example")],
                 apps=[
-                    AppSpec(
+                    bootstrap.AppSpec(
                         keys["app"], "eth", gateways=[keys["gateway"].address], stake=200 * UNIT
                     )
                 ],
