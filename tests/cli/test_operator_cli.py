@@ -4,7 +4,6 @@ and every common mistake as one ``error:`` line that names the option or file an
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,14 +11,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from ledger import bootstrap
-from ledger.anvil import AnvilProcess
 from protocol.encoding import address_to_checksum
-from protocol.keys import AccountKey, ReceiptKey
-from relayer.keyfiles import write_account_key, write_receipt_key
-from relaynet.cli import app as cli
+from protocol.keys import AccountKey
 from relaynet.devnet.state import (
     DevnetState,
     GatewayState,
@@ -27,86 +23,50 @@ from relaynet.devnet.state import (
     SettlementState,
 )
 from relaynet.devnet.status import collect, render
+from tests.cli.chainenv import UNIT, ChainEnv, chain_env, ok
 
-UNIT = 10**18
-PW = "operator pw"
+ROLES = ("supplier", "late", "gateway", "app")
+
+
+async def _network(url: str, keys: dict[str, AccountKey]) -> bootstrap.Network:
+    return await bootstrap.bootstrap_network(
+        url,
+        services=[bootstrap.ServiceSpec("eth"), bootstrap.ServiceSpec("base")],
+        suppliers=[
+            bootstrap.SupplierSpec(keys["supplier"], {"eth": "http://old.example/v1/relay"})
+        ],
+        gateways=[bootstrap.GatewaySpec(keys["gateway"], url="https://gw.example")],
+        apps=[
+            bootstrap.AppSpec(
+                keys["app"], "eth", gateways=[keys["gateway"].address], stake=200 * UNIT
+            )
+        ],
+        extra_accounts=[keys["late"].address],
+        token_funding=1_000 * UNIT,
+    )
 
 
 @dataclass
-class Env:
-    net: bootstrap.Network
-    tmp: Path
-    deployment: Path
-    keys: dict[str, AccountKey]
-    keystores: dict[str, Path]
-    receipt_key: Path
-    gateway_toml: Path
-    runner: CliRunner
-
-    def args(self, role: str) -> list[str]:
-        return [
-            "--deployment",
-            str(self.deployment),
-            "--keystore",
-            str(self.keystores[role]),
-            "--passphrase-env",
-            "OPERATOR_PW",
-        ]
-
-    def run(self, *argv: str) -> Result:
-        return self.runner.invoke(cli, list(argv))
+class Env(ChainEnv):
+    gateway_toml: Path = Path()
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("operator")
-    keys = {r: AccountKey.generate() for r in ("supplier", "late", "gateway", "app")}
-    with AnvilProcess() as node:
-        net = asyncio.run(
-            bootstrap.bootstrap_network(
-                node.url,
-                services=[bootstrap.ServiceSpec("eth"), bootstrap.ServiceSpec("base")],
-                suppliers=[
-                    bootstrap.SupplierSpec(keys["supplier"], {"eth": "http://old.example/v1/relay"})
-                ],
-                gateways=[bootstrap.GatewaySpec(keys["gateway"], url="https://gw.example")],
-                apps=[
-                    bootstrap.AppSpec(
-                        keys["app"], "eth", gateways=[keys["gateway"].address], stake=200 * UNIT
-                    )
-                ],
-                extra_accounts=[keys["late"].address],
-                token_funding=1_000 * UNIT,
-            )
-        )
-        deployment = tmp / "deployment.json"
-        deployment.write_text(net.deployment.to_json())
-        keystores = {}
-        for role, key in keys.items():
-            keystores[role] = tmp / f"{role}.json"
-            write_account_key(keystores[role], key, PW, iterations=1024)
-        receipt_key = tmp / "receipt.key"
-        write_receipt_key(receipt_key, ReceiptKey.generate())
-        gateway_toml = tmp / "gateway.toml"
+    with chain_env(tmp_path_factory.mktemp("operator"), ROLES, _network) as chain:
+        gateway_toml = chain.tmp / "gateway.toml"
         gateway_toml.write_text(
             "[gateway]\n"
-            f'private_key = "0x{keys["gateway"].private_key.hex()}"\n'
+            f'private_key = "0x{chain.keys["gateway"].private_key.hex()}"\n'
             "[settlement]\n"
-            f'rpc_url = "{node.url}"\n'
+            f'rpc_url = "{chain.net.rpc_url}"\n'
             'deployment = "deployment.json"\n'  # relative to the config's folder
             "[keys]\n"
             'file = "keys.json"\n'
             "[services.eth]\n"
             'catalogue = "eth"\n'
         )
-        runner = CliRunner(env={"OPERATOR_PW": PW})
-        yield Env(net, tmp, deployment, keys, keystores, receipt_key, gateway_toml, runner)
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output
-    return result.output
+        yield Env(**vars(chain), gateway_toml=gateway_toml)
 
 
 def one_error(result: Result, code: int = 1) -> str:
