@@ -275,3 +275,22 @@ def test_file_mistakes_name_the_file_and_the_fix(env: Env, tmp_path: Path) -> No
     relayer.write_text('data_dir = "d"\n')
     line = one_error(env.run("relayer", "status", "--config", str(relayer)))
     assert "`keys` is missing — add it" in line and "`services` is missing — add it" in line
+
+
+def test_gateway_and_app_top_up_and_the_gateway_moves_its_url(env: Env) -> None:
+    def doc(group: str, role: str) -> dict:
+        who = address_to_checksum(env.keys[role].address)
+        argv = [group, "status", "--address", who, "--deployment", str(env.deployment), "--json"]
+        return json.loads(ok(env.run(*argv)))
+
+    gw, app = int(doc("gateway", "gateway")["stake"]), int(doc("app", "app")["stake"])
+    ok(env.run("gateway", "top-up", "--amount", "10rly", *env.args("gateway"), "--yes"))
+    out = ok(
+        env.run("gateway", "set-url", "--url", "https://gw2.example", *env.args("gateway"), "-y")
+    )
+    assert "https://gw.example -> https://gw2.example" in out
+    ok(env.run("app", "top-up", "--amount", "1rly", *env.args("app"), "--yes"))
+    after = doc("gateway", "gateway")
+    assert int(after["stake"]) == gw + 10 * UNIT and after["url"] == "https://gw2.example"
+    assert int(doc("app", "app")["stake"]) == app + UNIT
+    ok(env.run("gateway", "set-url", "--url", "https://gw.example", *env.args("gateway"), "-y"))
