@@ -7,6 +7,7 @@
 - ``gateway_net``: a whole staked network with N relayers and a gateway.
 - ``gateway_corpus``: the JSON-RPC transparency corpus built from a chain's state.
 - ``chain``: one contract deployment on an anvil, driven with web3.py (``Chain``, ``Raw``).
+- ``cli_chain``: one anvil + network per CLI test module (``chain_env``) and CliRunner helpers.
 - ``relay_client``: a client's side of the relay protocol (sign requests, check receipts).
 
 Fixtures (anvil chains, redis, seeds) live in ``tests/conftest.py``.
