@@ -697,9 +697,6 @@ class RelayLog:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def open_keys(self) -> list[SessionKey]:
-        return list(self._open)
-
     async def close(self) -> None:
         """Final commit and close of every open log (shutdown; the sessions stay open)."""
         await self.commit()

@@ -27,8 +27,8 @@ import pytest
 
 from ledger.client import ClaimStatus, LedgerClient, claim_id_of
 from session.windows import windows
-from tests.relayer.netfixture import BIG_APP_STAKE, Net, relayer_network
-from tests.relayer.relayclient import SignedRelay, rpc, sign_relay
+from tests.support.relayer_net import BIG_APP_STAKE, Net, relayer_network
+from tests.support.relay_client import SignedRelay, rpc, sign_relay
 from tests.support.relayer_proc import (
     PASSPHRASE,
     REPO,
@@ -36,6 +36,8 @@ from tests.support.relayer_proc import (
     ServiceBackend,
     write_relayer_files,
 )
+
+pytestmark = pytest.mark.slow  # starts processes (anvil, our relayer, a mount namespace)
 
 HEADER = 8
 RECORD = 2 + 4 + 32 + 326 + 4
