@@ -27,8 +27,8 @@ import pytest
 
 from ledger.client import ClaimStatus, LedgerClient, claim_id_of
 from session.windows import windows
-from tests.support.relayer_net import BIG_APP_STAKE, Net, relayer_network
 from tests.support.relay_client import SignedRelay, rpc, sign_relay
+from tests.support.relayer_net import BIG_APP_STAKE, Net, relayer_network
 from tests.support.relayer_proc import (
     PASSPHRASE,
     REPO,
