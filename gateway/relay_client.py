@@ -203,7 +203,7 @@ class RelayClient:
         """One attempt: sign, POST, check. Raises :class:`RelayError` on any failure."""
         if target.endpoint not in self._allowed:
             try:
-                check_literal(target.endpoint, devnet=self.devnet)
+                check_literal(target.endpoint)  # addresses: GuardedConnector
             except EndpointRefused as exc:
                 raise RelayError(
                     exc.message, outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
