@@ -187,7 +187,9 @@ async def create_app(
     gw = Gateway(
         config=config,
         keys=keys,
-        limiter=Limiter(store, outage=outage),
+        # with Redis, the limiter talks to it directly: a failure must reach the outage rules
+        # (journal), never the fallback store's silent per-replica memory
+        limiter=Limiter(outage.redis if outage is not None else store, outage=outage),
         services=services,
         sessions=sessions,
         router=router,
