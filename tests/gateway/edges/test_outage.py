@@ -166,3 +166,32 @@ async def test_a_snapshot_serves_keys_when_redis_is_down_at_start(
     assert ring.lookup(key) == live
     with pytest.raises(Exception, match="invalid API key"):
         ring.lookup(revoked_key)
+
+
+async def test_the_key_ring_keeps_no_plaintext_key(tmp_path: Path) -> None:
+    """Look-ups hash the presented key every time: nothing reachable from the ring holds it."""
+    from gateway.keys import FileKeyBackend
+
+    backend = FileKeyBackend(tmp_path / "keys.json")
+    key, rec = record()
+    await backend.put(rec)
+    ring = KeyRing(backend)
+    await ring.refresh()
+    for _ in range(3):
+        assert ring.lookup(key) == rec
+    with pytest.raises(Exception, match="invalid API key"):
+        ring.lookup(generate_key())
+
+    def holds(obj: object, depth: int = 0) -> bool:
+        if isinstance(obj, str):
+            return key in obj
+        if depth > 4:
+            return False
+        if isinstance(obj, dict):
+            return any(holds(k, depth + 1) or holds(v, depth + 1) for k, v in obj.items())
+        if isinstance(obj, list | tuple | set | frozenset):
+            return any(holds(v, depth + 1) for v in obj)
+        attrs = getattr(obj, "__dict__", None)
+        return attrs is not None and holds(attrs, depth + 1)
+
+    assert not holds(ring)
