@@ -218,7 +218,6 @@ class GuardedConnector(aiohttp.TCPConnector):
     keeping the hostname for ``Host`` and TLS SNI."""
 
     def __init__(self, *, policy: AddressPolicy, **kwargs: Any) -> None:
-        kwargs.setdefault("resolver", GuardedResolver(policy=policy))
         super().__init__(**kwargs)
         self.policy = policy
 
