@@ -151,7 +151,8 @@ class Outage:
         line = json.dumps(
             [charge.tag, charge.period, charge.service, charge.count, charge.period_ttl]
         )
-        with open(self.dir / JOURNAL, "a", encoding="ascii") as fh:
+        fd = os.open(self.dir / JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="ascii") as fh:
             fh.write(line + "\n")
 
     def _pending(self) -> dict[str, Any]:

@@ -100,7 +100,7 @@ async def test_journal_replayed_once_even_after_a_crash_mid_replay(
         o.lost()
         assert await admitted(limiter, rec, 7) == 7
         assert (await limiter.usage(rec)).period_requests == 3  # not in Redis yet
-        assert (tmp_path / JOURNAL).exists()
+        assert stat.S_IMODE((tmp_path / JOURNAL).stat().st_mode) == 0o600
         # a replica dies mid-replay: its batch reached Redis, the removal did not
         pending = o._cut_journal()
         [batch] = pending["batches"]
