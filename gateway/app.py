@@ -80,9 +80,23 @@ def build_outage(
         if metrics is not None:
             metrics.store_degraded.set(0 if up else 1)
 
+    state = Path(state_dir)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        probe = state / ".writable"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        state = Path(tempfile.mkdtemp(prefix="relaynet-gateway-state-"))
+        log.warning(
+            "redis.state_dir %s is not writable (%s): using %s, which a restart may lose",
+            state_dir,
+            exc.strerror,
+            state,
+        )
     return Outage(
         primary,
-        Path(state_dir),
+        state,
         heartbeat_interval=config.redis.heartbeat_interval,
         heartbeat_ttl=config.redis.heartbeat_ttl,
         retry_after=config.redis.retry_after,

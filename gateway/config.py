@@ -16,7 +16,7 @@ secrets are ``SecretStr`` and never printed. Example::
 
     [redis]                         # optional: shared state of several replicas
     url = "redis://127.0.0.1:6379/0"
-    state_dir = "gateway-state"     # key snapshot and usage journal for Redis outages
+    state_dir = "gateway-state"     # this replica's key snapshot and usage journal (outages)
 
     [keys]
     file = "keys.json"              # API keys when no Redis is configured
@@ -128,7 +128,7 @@ class RedisConfig(_Strict):
     heartbeat_interval: float = Field(default=5.0, gt=0)
     heartbeat_ttl: float = Field(default=15.0, gt=0)
     # this replica's own files: key snapshot, usage journal, replica id (default: beside the
-    # config file, "gateway-state")
+    # config file, "gateway-state-<listen port>"; a writable volume of its own in production)
     state_dir: Path | None = None
 
     @model_validator(mode="after")
@@ -241,9 +241,11 @@ def parse_config(
     """Expand ``${VAR}``, decode TOML, validate. Relative paths are relative to ``base``."""
     data = tomllib.loads(_expand(text, dict(os.environ) if env is None else env))
     if base is not None:
-        redis = data.get("redis")
-        if isinstance(redis, dict):
-            redis.setdefault("state_dir", "gateway-state")
+        redis, server = data.get("redis"), data.get("gateway")
+        if isinstance(redis, dict) and isinstance(server, dict):
+            # one directory per replica, also when two configs share a folder
+            port = str(server.get("listen", "127.0.0.1:8545")).rpartition(":")[2]
+            redis.setdefault("state_dir", f"gateway-state-{port}")
         _resolve_paths(data, base)
         services = data.get("services")
         if isinstance(services, dict):

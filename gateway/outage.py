@@ -11,6 +11,10 @@ numbered batches (written to ``replay.json`` before they are sent), and each bat
 a script guarded by ``SET NX`` on ``replay:<replica>:<seq>``, so a batch counts exactly once
 even when the replica dies mid-replay and replays it again after a restart. Only then does the
 replica count in Redis again.
+
+A call in flight at the moment Redis fails is ambiguous: Redis may have run its script and lost
+only the reply. The replica then counts it locally as well, so such a call is counted at least
+once and at most twice (never lost); usage counted during the outage lands exactly once.
 """
 
 from __future__ import annotations

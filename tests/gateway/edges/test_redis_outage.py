@@ -30,7 +30,12 @@ pytestmark = pytest.mark.timeout(420)
 PREFIX = "relaynet:gw:"
 CALL = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
 OUTAGE_TABLES = {
-    "redis": {"heartbeat_interval": 0.3, "heartbeat_ttl": 6.0, "retry_after": 0.3},
+    "redis": {
+        "heartbeat_interval": 0.3,
+        "heartbeat_ttl": 6.0,
+        "retry_after": 0.3,
+        "state_dir": "gateway-state",
+    },
     "keys": {"reload_interval": 0.2},
 }
 
@@ -246,7 +251,10 @@ def test_two_replicas_through_redis_outages(net: Net, tmp_path: Path) -> None:
         q = usage(redis, quota)
         assert (q.period_requests, q.total_requests) == (40, 40)
         assert usage(redis, rate).total_requests == 10
-        assert usage(redis, load).total_requests == load_ok
+        # the one call in flight when Redis died may have run there with its reply lost: the
+        # replica then counted it locally too (never less than once; see gateway/outage.py)
+        load_counted = usage(redis, load).total_requests
+        assert load_ok <= load_counted <= load_ok + 2
         assert usage(redis, late).total_requests == 2
 
         # -- Redis down before the replicas start: they serve their snapshots
@@ -271,7 +279,7 @@ def test_two_replicas_through_redis_outages(net: Net, tmp_path: Path) -> None:
         redis.start()
         for gw in gws:
             wait_for("redis back after a degraded start", lambda gw=gw: redis_state(gw) == "ok")
-        assert usage(redis, load).total_requests == load_ok + 10
+        assert usage(redis, load).total_requests == load_counted + 10  # exactly once
         assert usage(redis, quota2).period_requests == 20
 
         # no API key in either log (refusals, outages, restarts)
