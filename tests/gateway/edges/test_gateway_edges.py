@@ -124,13 +124,18 @@ async def subscribe(url: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("allowed", [False, True])
 def test_supplier_named_localhost_needs_allow_networks(net: Net, allowed: bool) -> None:
-    tables: dict[str, dict[str, Any]] = {"relay": {"max_attempts": 1, "deadline": 10.0}}
+    # the WebSocket first, probes rare: its upstream connect is the first contact with the
+    # supplier (an HTTP refusal or a probe could otherwise have excluded it already)
+    tables: dict[str, dict[str, Any]] = {
+        "relay": {"max_attempts": 1, "deadline": 10.0},
+        "qos": {"probe_interval": 600.0},
+    }
     if allowed:
         tables["gateway"] = {"allow_networks": ["127.0.0.0/8", "::1/128"]}
     gw, key = gateway(net, f"gw-allowed-{allowed}", tables)
+    ws_answer = asyncio.run(subscribe(gw.ws_url(SERVICE, key)))
     status, body, _ = post(gw.rpc_url(SERVICE, key), CHAIN_ID)
     answer = orjson.loads(body)
-    ws_answer = asyncio.run(subscribe(gw.ws_url(SERVICE, key)))
     if allowed:
         assert status == 200 and answer["result"] == "0x7a69", body
         assert str(ws_answer.get("result", "")).startswith("0x"), ws_answer
