@@ -29,11 +29,11 @@ from ledger.bootstrap import (
     dev_account,
 )
 from protocol.keys import ReceiptKey
-from tests.gateway.harness import SERVICE, Net, post
+from tests.support.gateway_net import SERVICE, Net, post
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CHAIN_ID = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
 

@@ -17,6 +17,9 @@ from gateway.store import MemoryStore, RedisStore, Store
 from gateway.store.base import Charge
 from tests.gateway.edges.redisproc import DurableRedis
 
+# real redis-server processes (the durable_redis fixture)
+pytestmark = pytest.mark.slow
+
 APP = "0x" + "ab" * 20
 
 

@@ -18,6 +18,9 @@ from gateway.outage import JOURNAL, REPLAY, SNAPSHOT, Outage
 from gateway.store import RedisStore
 from tests.gateway.edges.redisproc import DurableRedis
 
+# real redis-server processes (the durable_redis fixture)
+pytestmark = pytest.mark.slow
+
 APP = "0x" + "ab" * 20
 
 

@@ -22,10 +22,10 @@ from gateway.keys import ApiKey, RedisKeyBackend, hash_key
 from gateway.limiter import Limiter, Usage
 from gateway.store import RedisStore
 from tests.gateway.edges.redisproc import DurableRedis
-from tests.gateway.harness import SERVICE, Net, post, start_net
+from tests.support.gateway_net import SERVICE, Net, post, start_net
 from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key, write_gateway_files
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 PREFIX = "relaynet:gw:"
 CALL = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
