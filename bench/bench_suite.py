@@ -65,6 +65,7 @@ class Row:
     requests: int
     errors: int
     cpu_ms: dict[str, float]  # server process -> CPU ms per request at peak
+    sys_ms: dict[str, float]  # of which in the kernel (system time)
 
 
 # --- reference servers (each runs as its own process: `python -m bench.bench_suite --serve …`) --
@@ -469,10 +470,47 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _profile(
+    pids: dict[str, int], duration: float, out: Path | None
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy (native frames, speedscope) on each Python server while the peak run lasts."""
+    if out is None:
+        return []
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name, pid in pids.items():
+        if name == "anvil":
+            continue
+        procs.append(
+            subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "--native",
+                    "-r",
+                    "200",
+                    "-f",
+                    "speedscope",
+                    "-d",
+                    str(max(1, round(duration))),
+                    "-p",
+                    str(pid),
+                    "-o",
+                    str(out / f"{name}.speedscope.json"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    return procs
 
 
 def _measure(
@@ -492,13 +530,25 @@ def _measure(
     rps, p50, p99, requests, errors = _wrk(
         url, connections=args.connections, duration=args.duration, cpu=load_cpu, workdir=workdir
     )
-    cpu_ms = {
-        n: (_cpu_seconds(pid) - before[n]) * 1000 / max(1, requests) for n, pid in servers.items()
-    }
+    after = {n: _cpu_seconds(pid) for n, pid in servers.items()}
+    if args.profile:  # a run of its own: py-spy's pauses must not count in the figures
+        spies = _profile(servers, args.duration, Path(args.profile) / _slug(name))
+        _wrk(
+            url, connections=args.connections, duration=args.duration, cpu=load_cpu, workdir=workdir
+        )
+        for spy in spies:
+            spy.wait(timeout=60)
+    n_req = max(1, requests)
+    cpu_ms = {n: (sum(after[n]) - sum(before[n])) * 1000 / n_req for n in servers}
+    sys_ms = {n: (after[n][1] - before[n][1]) * 1000 / n_req for n in servers}
     _, idle_p50, _, _, idle_errors = _wrk(
         url, connections=1, duration=args.idle_duration, cpu=load_cpu, workdir=workdir
     )
-    return Row(name, rps, p50, p99, idle_p50, requests, errors + idle_errors, cpu_ms)
+    return Row(name, rps, p50, p99, idle_p50, requests, errors + idle_errors, cpu_ms, sys_ms)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -630,7 +680,8 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
     )
     lines = [
         f"eth_chainId, wrk -t1 -c{args.connections} for {args.duration:g}s (p50 idle: -c1 for "
-        f"{args.idle_duration:g}s); {pinning}; {os.cpu_count()} CPUs",
+        f"{args.idle_duration:g}s); {pinning}; {os.cpu_count()} CPUs; load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "",
         f"| {'target':<26} | {'req/s':>9} | {'× forwarder':>11} | {'p50 ms':>7} | {'p99 ms':>7} "
         f"| {'p50 idle ms':>11} | {'errors':>6} |",
@@ -661,7 +712,9 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
         if r.cpu_ms:
             lines.append(
                 f"CPU ms per request, {r.name}: "
-                + ", ".join(f"{n} {ms:.2f}" for n, ms in r.cpu_ms.items())
+                + ", ".join(
+                    f"{n} {ms:.2f} (sys {r.sys_ms.get(n, 0):.2f})" for n, ms in r.cpu_ms.items()
+                )
             )
     anvil = by.get("anvil direct")
     if full and anvil:
@@ -675,6 +728,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per peak run")
     parser.add_argument("--idle-duration", type=float, default=2.0, help="seconds at -c1")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--profile", default="", help="write py-spy profiles (speedscope) of each server here"
+    )
     parser.add_argument("--serve", choices=("trivial", "forwarder"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--target", default="", help=argparse.SUPPRESS)

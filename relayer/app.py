@@ -31,7 +31,7 @@ from protocol.encoding import address_from_hex
 from protocol.errors import RelaynetError
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain
-from relayer.backend import AiohttpTransport
+from relayer.backend import Http1Transport
 from relayer.budget import BudgetMeter
 from relayer.claimer import Claimer, ClaimStore
 from relayer.config import RelayerConfig
@@ -274,7 +274,7 @@ def build_relayer(
         existing_records=relay_log.records,
     )
     recorder = Recorder(relay_log, keys.receipt, verifier)
-    transport = transport or AiohttpTransport(
+    transport = transport or Http1Transport(
         limit_per_host=max(s.max_connections for s in config.services.values())
     )
     service = RelayService(verifier, transport, recorder, metrics, ready=lambda: True)
