@@ -41,10 +41,11 @@ from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
 from relayer.recorder import Recorder
 from relayer.relaylog import RelayLog
-from relayer.server import RelayService, metrics_app, relay_app
+from relayer.server import RELAY_PATH, RelayService, metrics_app, relay_app
 from relayer.verify import ServiceRuntime, Verifier
 from relayer.websocket import WebSocketRelay
 from session.snapshot import RegistrySnapshot
+from transport.fastserve import FastSite
 
 __all__ = ["Follower", "Relayer", "RelayerKeys", "build_relayer", "build_services", "serve"]
 
@@ -335,12 +336,15 @@ async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None
         ssl_context.load_cert_chain(cfg.server.tls_cert, cfg.server.tls_key)
     runner = web.AppRunner(relayer.web_app(), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(
+    runner._shutdown_timeout = cfg.server.shutdown_grace
+    fast = relayer.service.relay_fast
+    site = FastSite(  # POST /v1/relay off aiohttp's per-request cost; the rest on aiohttp
         runner,
         cfg.server.host,
         cfg.server.port,
+        route=lambda path: fast if path == RELAY_PATH else None,
+        max_body=relayer.verifier.max_body_bytes,
         ssl_context=ssl_context,
-        shutdown_timeout=cfg.server.shutdown_grace,
         backlog=1024,
     )
     await site.start()
