@@ -152,7 +152,7 @@ async def test_an_answer_in_flight_is_delivered_through_shutdown(app: App) -> No
     assert app.site is not None and app.runner is not None
     app.release.clear()
     pending = asyncio.create_task(_raw(app.site.port, _post(b"late")))
-    while app.fast == 0:  # noqa: ASYNC110 — wait for the request to reach the handler
+    while app.fast == 0:
         await asyncio.sleep(0.01)
     stopping = asyncio.create_task(app.runner.cleanup())
     await asyncio.sleep(0.1)
