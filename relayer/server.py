@@ -83,7 +83,9 @@ class RelayService:
             self.verifier.check_size(request.content_length)
             payload = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._refused_response(ErrorCode.PAYLOAD_TOO_LARGE, "body exceeds the relayer's limit")
+            return self._refused_response(
+                ErrorCode.PAYLOAD_TOO_LARGE, "body exceeds the relayer's limit"
+            )
         except RelaynetError as exc:
             return self.refuse(exc)
         answer = await self.answer(request.headers.get("Relay-Request"), payload)
