@@ -33,9 +33,11 @@ from protocol.relay import (
     sign_request,
     verify_receipt,
 )
+from transport.http1 import ConnectFailed, HttpClient, HttpError
 
 __all__ = ["RelayAnswer", "RelayClient", "RelayError", "Signed", "Target", "classify_code"]
 
+_JSON_HEADERS = {"Content-Type": "application/json"}
 # Refusals another supplier would repeat (they are about the request itself).
 _FATAL = frozenset(
     {
@@ -132,8 +134,10 @@ class RelayClient:
         devnet: bool,
         receipt_check: float = 1.0,
         rng: random.Random | None = None,
+        fast: HttpClient | None = None,
     ) -> None:
-        self.http = http
+        self.http = http  # upstream WebSockets (and relays when ``fast`` is None)
+        self.fast = fast  # the hot path's HTTP/1.1 client (transport.http1)
         self.key = key
         self.domain = domain
         self.devnet = devnet
@@ -211,13 +215,82 @@ class RelayClient:
             if len(self._allowed) < 65536:
                 self._allowed.add(target.endpoint)
         signed = self.sign(target, payload, compute_units)
+        started = time.perf_counter()
+        if self.fast is not None:
+            status, body, backend_status, receipt = await self._post_fast(
+                target, payload, signed, attempt_timeout
+            )
+        else:
+            status, body, backend_status, receipt = await self._post_aiohttp(
+                target, payload, signed, attempt_timeout
+            )
+        latency = time.perf_counter() - started
+        if status != 200 or receipt is None or backend_status is None:
+            raise self._relay_layer_error(target, status, body)
+        try:
+            bstatus = int(backend_status)
+        except ValueError as exc:
+            raise RelayError(
+                "bad Relay-Backend-Status",
+                outcome=Outcome.RETRYABLE,
+                supplier=target.supplier,
+                relay_code=ErrorCode.BAD_RECEIPT,
+            ) from exc
+        checked = self.check_receipt(target, signed.digest, bstatus, body, receipt)
+        return RelayAnswer(
+            supplier=target.supplier,
+            status=bstatus,
+            body=body,
+            relay_request=signed.relay_request,
+            relay_receipt=receipt,
+            latency=latency,
+            receipt_checked=checked,
+        )
+
+    async def _post_fast(
+        self, target: Target, payload: bytes, signed: Signed, attempt_timeout: float
+    ) -> tuple[int, bytes, str | None, str | None]:
+        assert self.fast is not None
+        try:
+            route = self.fast.route("POST", target.endpoint, _JSON_HEADERS)
+            resp = await self.fast.request(
+                route,
+                payload,
+                extra_headers=(("Relay-Request", signed.relay_request),),
+                within=attempt_timeout,
+            )
+        except EndpointRefusedOSError as exc:
+            raise RelayError(
+                str(exc), outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
+            ) from exc
+        except (ConnectFailed, OSError) as exc:
+            raise RelayError(
+                f"cannot connect: {exc}", outcome=Outcome.UNSENT, supplier=target.supplier
+            ) from exc
+        except TimeoutError as exc:
+            raise RelayError(
+                "relay timed out", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
+            ) from exc
+        except (HttpError, ValueError) as exc:
+            raise RelayError(
+                f"relay failed: {exc!r}", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
+            ) from exc
+        return (
+            resp.status,
+            resp.body,
+            resp.header(b"relay-backend-status"),
+            resp.header(b"relay-receipt"),
+        )
+
+    async def _post_aiohttp(
+        self, target: Target, payload: bytes, signed: Signed, attempt_timeout: float
+    ) -> tuple[int, bytes, str | None, str | None]:
         headers = {"Content-Type": "application/json", "Relay-Request": signed.relay_request}
         timeout = self._timeouts.get(attempt_timeout)
         if timeout is None:
             if len(self._timeouts) > 256:
                 self._timeouts.clear()
             timeout = self._timeouts[attempt_timeout] = aiohttp.ClientTimeout(total=attempt_timeout)
-        started = time.perf_counter()
         try:
             async with self.http.post(
                 target.endpoint,
@@ -245,28 +318,7 @@ class RelayClient:
             raise RelayError(
                 f"relay failed: {exc!r}", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
             ) from exc
-        latency = time.perf_counter() - started
-        if status != 200 or receipt is None or backend_status is None:
-            raise self._relay_layer_error(target, status, body)
-        try:
-            bstatus = int(backend_status)
-        except ValueError as exc:
-            raise RelayError(
-                "bad Relay-Backend-Status",
-                outcome=Outcome.RETRYABLE,
-                supplier=target.supplier,
-                relay_code=ErrorCode.BAD_RECEIPT,
-            ) from exc
-        checked = self.check_receipt(target, signed.digest, bstatus, body, receipt)
-        return RelayAnswer(
-            supplier=target.supplier,
-            status=bstatus,
-            body=body,
-            relay_request=signed.relay_request,
-            relay_receipt=receipt,
-            latency=latency,
-            receipt_checked=checked,
-        )
+        return status, body, backend_status, receipt
 
     @staticmethod
     def _relay_layer_error(target: Target, status: int, body: bytes) -> RelayError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -357,6 +358,7 @@ async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None
         msite = web.TCPSite(metrics_runner, cfg.metrics.host, cfg.metrics.port)
         await msite.start()
         metrics_port = _bound_port(msite)
+    gc.freeze()  # start-up's objects (snapshot, sessions, modules) leave the collector's scans
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -59,7 +59,7 @@ class FastRequest:
 class FastResponse:
     status: int
     body: bytes
-    content_type: str = "application/json"
+    content_type: str | None = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -81,11 +81,10 @@ def _error(status: int, message: bytes) -> bytes:
 
 
 def render(response: FastResponse, *, keep_alive: bool) -> bytes:
-    head = [
-        b"HTTP/1.1 %d %s\r\n" % (response.status, _REASONS.get(response.status, b"Status")),
-        b"Content-Type: %s\r\n" % response.content_type.encode("latin-1"),
-        b"Content-Length: %d\r\n" % len(response.body),
-    ]
+    head = [b"HTTP/1.1 %d %s\r\n" % (response.status, _REASONS.get(response.status, b"Status"))]
+    if response.content_type is not None:
+        head.append(b"Content-Type: %s\r\n" % response.content_type.encode("latin-1"))
+    head.append(b"Content-Length: %d\r\n" % len(response.body))
     for name, value in response.headers:
         head.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
     if not keep_alive:

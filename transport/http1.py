@@ -30,22 +30,33 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
 
 __all__ = [
     "BodyTooLarge",
+    "Budget",
     "ConnectFailed",
     "ConnectionLost",
     "HeadTooLarge",
     "HttpClient",
     "HttpError",
     "HttpResponse",
+    "OverBudget",
     "Resolve",
     "Route",
 ]
+
+
+class Budget(Protocol):
+    """A shared bound on bytes being read at once (the gateway's answer budget)."""
+
+    def take(self, n: int) -> bool: ...
+
+    def give(self, n: int) -> None: ...
+
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 """``resolve(host, port)`` → the addresses to try, in order; raises to refuse the name."""
@@ -72,6 +83,10 @@ class HeadTooLarge(HttpError):
 
 class BodyTooLarge(HttpError):
     """The response body exceeds the call's limit."""
+
+
+class OverBudget(HttpError):
+    """Reading the answer would pass the shared budget (``Budget.take`` said no)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +143,15 @@ class _Conn(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_size",
+        "_budget",
         "_fut",
         "_head_size",
         "_header_bytes",
         "_headers",
+        "_held",
         "_in_head",
         "_max_body",
+        "_max_error_body",
         "_max_head",
         "_parser",
         "closed",
@@ -151,9 +169,12 @@ class _Conn(asyncio.Protocol):
         self._fut: asyncio.Future[HttpResponse] | None = None
         self.idle_since = 0.0
         self.got_bytes = False
-        self._reset(0)
+        self._reset(0, 0, None)
 
-    def _reset(self, max_body: int) -> None:
+    def _reset(self, max_body: int, max_error_body: int, budget: Budget | None) -> None:
+        self._max_error_body = max_error_body
+        self._budget = budget
+        self._held = 0
         self._parser = httptools.HttpResponseParser(self)
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -208,15 +229,35 @@ class _Conn(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._parser.get_status_code() != 200:
+            self._max_body = min(self._max_body, self._max_error_body)
         length = self._headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self._max_body:
-            raise BodyTooLarge(f"answer of {int(length)} bytes over {self._max_body}")
+        if length is not None and length.isdigit():
+            declared = int(length)
+            if declared > self._max_body:
+                raise BodyTooLarge(f"answer of {declared} bytes over {self._max_body}")
+            self._reserve(declared)
 
     def on_body(self, chunk: bytes) -> None:
         self._body_size += len(chunk)
         if self._body_size > self._max_body:
             raise BodyTooLarge(f"answer over {self._max_body} bytes")
+        if self._body_size > self._held:
+            self._reserve(self._body_size)
         self._body.append(chunk)
+
+    def _reserve(self, total: int) -> None:
+        if self._budget is None or total <= self._held:
+            return
+        if not self._budget.take(total - self._held):
+            raise OverBudget("the answers being read would pass the budget")
+        self._held = total
+
+    def give_back(self) -> None:
+        """Return the bytes this answer held in the budget (the caller owns the body now)."""
+        if self._budget is not None and self._held:
+            self._budget.give(self._held)
+        self._held = 0
 
     def on_message_complete(self) -> None:
         fut = self._fut
@@ -244,9 +285,11 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def send(self, data: bytes, max_body: int) -> asyncio.Future[HttpResponse]:
+    def send(
+        self, data: bytes, max_body: int, max_error_body: int, budget: Budget | None
+    ) -> asyncio.Future[HttpResponse]:
         assert self.transport is not None and self._fut is None
-        self._reset(max_body)
+        self._reset(max_body, max_error_body, budget)
         self.got_bytes = False
         fut = self._fut = asyncio.get_running_loop().create_future()
         self.transport.write(data)
@@ -303,21 +346,24 @@ class HttpClient:
         within: float,
         connect_timeout: float | None = None,
         max_body: int = 64 * 1024 * 1024,
+        max_error_body: int | None = None,
+        budget: Budget | None = None,
     ) -> HttpResponse:
-        """Send ``body`` on ``route`` (plus per-call headers) and return the whole answer."""
+        """Send ``body`` on ``route`` (plus per-call headers) and return the whole answer.
+
+        The body is read under ``max_body`` (``max_error_body`` when the status is not 200)
+        and, with a ``budget``, under that shared bound too; what it held there is given
+        back before this returns or raises."""
+        limits = (max_body, max_body if max_error_body is None else max_error_body, budget)
         if not self._limit:
-            return await self._request(
-                route, body, extra_headers, within, connect_timeout, max_body
-            )
+            return await self._request(route, body, extra_headers, within, connect_timeout, limits)
         slots = self._slots.get(route.origin)
         if slots is None:
             slots = self._slots[route.origin] = asyncio.Semaphore(self._limit)
         async with asyncio.timeout(within):  # waiting for a slot counts against the call
             await slots.acquire()
         try:
-            return await self._request(
-                route, body, extra_headers, within, connect_timeout, max_body
-            )
+            return await self._request(route, body, extra_headers, within, connect_timeout, limits)
         finally:
             slots.release()
 
@@ -328,7 +374,7 @@ class HttpClient:
         extra_headers: Iterable[tuple[str, str]],
         within: float,
         connect_timeout: float | None,
-        max_body: int,
+        limits: tuple[int, int, Budget | None],
     ) -> HttpResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -342,7 +388,7 @@ class HttpClient:
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(route, deadline, connect_timeout)
-            fut = conn.send(data, max_body)
+            fut = conn.send(data, *limits)
             timer = loop.call_at(deadline, _expire, fut, conn)
             try:
                 answer = await fut
@@ -355,6 +401,7 @@ class HttpClient:
                 raise
             finally:
                 timer.cancel()
+                conn.give_back()
             self._release(conn)
             return answer
         raise AssertionError("unreachable")  # pragma: no cover

@@ -316,3 +316,52 @@ async def test_resolve_hook_decides_the_address_and_can_refuse(serve) -> None:  
         assert asked == [("node.example", port), ("refused.example", port)]
     finally:
         await client.close()
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self.high = 0
+
+    def take(self, n: int) -> bool:
+        if self.in_use + n > self.limit:
+            return False
+        self.in_use += n
+        self.high = max(self.high, self.in_use)
+        return True
+
+    def give(self, n: int) -> None:
+        self.in_use -= n
+
+
+async def test_budget_bounds_reading_and_is_given_back_and_errors_have_their_own_cap(
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    async def sized(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (req := await _read_request(reader)) is not None:
+            n = int(req[1])
+            status = b"200 OK" if n < 50_000 else b"503 Busy"
+            writer.write(b"HTTP/1.1 %s\r\nTransfer-Encoding: chunked\r\n\r\n" % status)
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (n % 50_000, b"b" * (n % 50_000)))
+            await writer.drain()
+
+    server = await serve(sized)
+    client = HttpClient()
+    budget = _Budget(10_000)
+    try:
+        route = client.route("POST", server.url)
+        answer = await client.request(route, b"8000", within=5, budget=budget)
+        assert len(answer.body) == 8000 and budget.high == 8000 and budget.in_use == 0
+        from transport.http1 import OverBudget
+
+        with pytest.raises(OverBudget):
+            await client.request(route, b"12000", within=5, budget=budget)
+        assert budget.in_use == 0
+        # a non-200 answer is read under its own (smaller) cap
+        with pytest.raises(BodyTooLarge):
+            await client.request(route, b"52000", within=5, max_error_body=1000)
+        answer = await client.request(route, b"50500", within=5, max_error_body=1000)
+        assert (answer.status, len(answer.body)) == (503, 500)
+    finally:
+        await client.close()
