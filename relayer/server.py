@@ -92,7 +92,7 @@ class RelayService:
         return web.Response(
             body=answer.body,
             status=answer.status,
-            headers={"Content-Type": answer.content_type, **dict(answer.headers)},
+            headers={"Content-Type": answer.content_type or _JSON, **dict(answer.headers)},
         )
 
     async def relay_fast(self, request: FastRequest) -> FastResponse:
