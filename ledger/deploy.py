@@ -89,7 +89,7 @@ class DeployParams:
             PW=20,
             S=24,
             proof_probability_bps=2500,
-            slash_multiplier_bps=30000,
+            slash_multiplier_bps=40000,
         )
 
     @property
