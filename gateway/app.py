@@ -130,6 +130,7 @@ async def create_app(
         domain,
         devnet=config.gateway.devnet,
         receipt_check=config.relay.receipt_check,
+        chain_id_of=snapshot.chain_id,
     )
     cache = AnswerCache(store, agreement=config.cache.agreement) if config.cache.enabled else None
     router = Router(
