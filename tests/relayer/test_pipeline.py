@@ -38,6 +38,9 @@ CU_PRICE = 10
 COSMOS_APP = AccountKey.generate()
 
 
+EX_GATEWAY = AccountKey(bytes(31) + b"\x07")
+
+
 @dataclass
 class World:
     snapshot: MemorySnapshot
@@ -81,7 +84,12 @@ def _snapshot(
     for a, stake in ((app, 10**9), (poor, 3 * 3 * CU_PRICE)):  # poor: budget of 3 relays
         snap.set_app(a.address, SID)
         snap.set_app_stake(a.address, 1, stake)
-    snap.set_delegation(app.address, gateway.address, 1, True)
+    snap.set_gateway_stake(gateway.address, 1, True, 1)
+    snap.set_delegation(app.address, gateway.address, 1, True, 1)
+    snap.set_gateway_stake(EX_GATEWAY.address, 0, True, 1)
+    snap.set_delegation(app.address, EX_GATEWAY.address, 0, True, 1)
+    snap.set_gateway_stake(EX_GATEWAY.address, 1, False, 1)
+    snap.set_gateway_stake(EX_GATEWAY.address, 2, True, 2)
     snap.register_service(ServiceInfo("cosmos", b"\x01" * 20, rpc_type="cosmos-rest"))
     snap.set_service_params("cosmos", 0, ServiceParams(1, 100, 0))
     snap.stake_supplier("cosmos", SupplierInfo(supplier.address, 10**20, receipt.public_key, {}), 0)
@@ -206,6 +214,15 @@ async def test_gateway_signer_delegated_or_not(world: World) -> None:
     assert (await _post(world, ok))[0] == 200
     bad = _sign(world, key=world.stranger)
     assert await _code(world, bad) == "SIGNER_NOT_DELEGATED"
+
+
+async def test_delegated_gateway_that_restaked_is_refused(world: World) -> None:
+    """signer_ok, not the bare delegation record: EX_GATEWAY is delegated to under epoch 1,
+    unstaked in session 1 and staked again (epoch 2) from session 2; the old delegation is dead."""
+    snap, app, ex = world.snapshot, world.app.address, EX_GATEWAY.address
+    assert snap.delegated(app, ex, world.n) and not snap.signer_ok(app, ex, world.n)
+    assert not snap.signer_ok(app, ex, 1) and snap.signer_ok(app, ex, 0)
+    assert await _code(world, _sign(world, key=EX_GATEWAY)) == "SIGNER_NOT_DELEGATED"
 
 
 async def test_refusals_each_with_its_code(world: World) -> None:
