@@ -479,9 +479,7 @@ class LedgerClient:
         )
 
     async def accept_service_owner(self, service_id: str) -> TxReceipt:
-        return await self._send(
-            "Services", "accept_service_owner", service_id_to_bytes(service_id)
-        )
+        return await self._send("Services", "accept_service_owner", service_id_to_bytes(service_id))
 
     async def service(self, service_id: str) -> ServiceInfo | None:
         raw = service_id_to_bytes(service_id)

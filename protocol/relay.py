@@ -18,9 +18,8 @@ the chain spec, ``max_index`` is within ``max_stream_relays`` — is for the rel
 
 from __future__ import annotations
 
-import functools
-
 import binascii
+import functools
 import hashlib
 import struct
 from dataclasses import dataclass, field

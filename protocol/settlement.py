@@ -34,12 +34,12 @@ from protocol.errors import ProtocolError
 
 __all__ = [
     "BPS",
-    "MAX_WINDOW_BLOCKS",
-    "Payout",
-    "Slash",
     "MAX_SLASH_MULTIPLIER_BPS",
     "MAX_UNBONDING_SESSIONS",
+    "MAX_WINDOW_BLOCKS",
     "ParamSet",
+    "Payout",
+    "Slash",
     "budget",
     "challenge",
     "claim_tokens",
@@ -326,7 +326,7 @@ def params_error(p: ParamSet) -> str | None:
         (not 1 <= p.S <= MAX_SLOTS, "params: S must be 1..64"),
         (p.CW < 1, "params: CW must be >= 1"),
         (p.PW < 1, "params: PW must be >= 1"),
-        (p.G + p.CO + p.CW + p.PO + p.PW >= MAX_WINDOW_BLOCKS, "params: G+CO+CW+PO+PW must be < 200"),
+        (p.G + p.CO + p.CW + p.PO + p.PW >= MAX_WINDOW_BLOCKS, "params: G+CO+CW+PO+PW must be < 200"),  # noqa: E501
         (p.L + p.G + p.CO + p.CW >= MAX_CLAIM_SPAN, "params: L+G+CO+CW must be < 256"),
     ):  # fmt: skip
         if broken:
@@ -374,20 +374,20 @@ def params_error(p: ParamSet) -> str | None:
 
 
 def validate_params(p: ParamSet) -> None:
-    """:func:`params_error` as a check: ProtocolError with the broken rule's reason.
+    """:func:`params_error` as a check: ProtocolError with the broken rule's reason; a reason
+    about the multiplier also states the contracts' cap on it.
 
-    >>> validate_params(ParamSet(slash_multiplier_bps=1_000_001))
-    Traceback (most recent call last):
-    ...
-    protocol.errors.ProtocolError: params: slash_multiplier_bps above 1000000 (the contracts' cap on slash_multiplier_bps is 1000000 bps)
+    >>> try:
+    ...     validate_params(ParamSet(proof_probability_bps=2500, slash_multiplier_bps=30000))
+    ... except ProtocolError as exc:
+    ...     print(exc.message)
+    params: proof economics p*m*(1-b) >= (1-p) violated; slash_multiplier_bps is at most 1000000
     """
     reason = params_error(p)
     if reason is None:
         return
-    if "slash_multiplier_bps" in reason or "proof economics" in reason:
-        reason += (
-            f" (the contracts' cap on slash_multiplier_bps is {MAX_SLASH_MULTIPLIER_BPS} bps)"
-        )
+    if "proof economics" in reason:
+        reason += f"; slash_multiplier_bps is at most {MAX_SLASH_MULTIPLIER_BPS}"
     raise ProtocolError(reason)
 
 

@@ -606,7 +606,9 @@ def _gen_params(rng: random.Random) -> list[Case]:
         if kind == 1:  # the claim span L+G+CO+CW around 256
             case["L"] = 256 - case["G"] - case["CO"] - case["CW"] - rng.choice([0, 1])
         elif kind == 2:  # the windows' sum around 200
-            case["PW"] = max(1, 200 - case["G"] - case["CO"] - case["CW"] - case["PO"] - rng.choice([0, 1]))
+            case["PW"] = max(
+                1, 200 - case["G"] - case["CO"] - case["CW"] - case["PO"] - rng.choice([0, 1])
+            )
         elif kind == 3:  # supplier's mint share around half
             s = rng.choice([4999, 5000])
             case["mint_shares"] = [s, 10000 - s - 100, 100]
@@ -619,9 +621,13 @@ def _gen_params(rng: random.Random) -> list[Case]:
         elif kind == 6:  # the old rule's multiplier
             case["proof_probability_bps"], case["settle_bounty_bps"] = 2500, 1000
             case["slash_multiplier_bps"] = 30000
-        P = st.pending_sessions(
-            case["L"], case["G"], case["CO"], case["CW"], case["PO"], case["PW"]
-        ) if case["L"] >= 1 else 1
+        P = (
+            st.pending_sessions(
+                case["L"], case["G"], case["CO"], case["CW"], case["PO"], case["PW"]
+            )
+            if case["L"] >= 1
+            else 1
+        )
         case["unbonding_sessions"] = rng.choice(
             [max(0, P - 1), P, P, P, P + 2, P + 2, 10_000, 10_001]
         )

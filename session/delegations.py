@@ -100,7 +100,9 @@ class DelegationBook:
 
     # -- event writers -------------------------------------------------------------------------
 
-    def set_gateway_stake(self, gateway: Address, from_session: int, staked: bool, epoch: int) -> None:
+    def set_gateway_stake(
+        self, gateway: Address, from_session: int, staked: bool, epoch: int
+    ) -> None:
         """Apply ``GatewayStakeSet(gateway, staked, epoch, from_session)``."""
         self._gateways.setdefault(_address(gateway), History()).set(
             from_session, GatewayStake(staked, epoch)

@@ -217,7 +217,9 @@ class MemorySnapshot:
             epoch,
         )
 
-    def set_gateway_stake(self, gateway: Address, from_session: int, staked: bool, epoch: int) -> None:
+    def set_gateway_stake(
+        self, gateway: Address, from_session: int, staked: bool, epoch: int
+    ) -> None:
         """Apply ``GatewayStakeSet(gateway, staked, epoch, from_session)``."""
         self.book.set_gateway_stake(_address(gateway, "a gateway"), from_session, staked, epoch)
 

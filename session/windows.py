@@ -222,7 +222,8 @@ def signing_session(head: int, shape: WindowShape, lag: int = 0) -> int:
 
 def fallback_session(head: int, n: int, shape: WindowShape) -> int | None:
     """The session to sign for after a relayer answered ``SESSION_NOT_STARTED`` for ``n``:
-    ``n - 1`` while the gateway's ``head`` is below ``grace_end(n - 1)``, else None (retry ``n`` later)."""
+    ``n - 1`` while the gateway's ``head`` is below ``grace_end(n - 1)``, else None (retry
+    ``n`` later)."""
     if n <= 0:
         return None
     previous = windows(shape, n - 1)

@@ -563,7 +563,16 @@ def test_pause_leaves_claims_proofs_settlements_and_top_ups_working(world: World
     c.tx("Sessions", "pause", admin)
     assert c.call("Sessions", "paused") is True
     # claims, proofs, checkpoints and top-ups work while paused
-    c.tx("Settlement", "claim", sup.address, cs(app.address), sid("eth"), w.n, slots, trie.root.encode())
+    c.tx(
+        "Settlement",
+        "claim",
+        sup.address,
+        cs(app.address),
+        sid("eth"),
+        w.n,
+        slots,
+        trie.root.encode(),
+    )
     cid = claim_id(w, sup.address, app.address)
     mine_to_proof(w)
     c.checkpoint()
@@ -584,7 +593,14 @@ def test_pause_leaves_claims_proofs_settlements_and_top_ups_working(world: World
     for spender in ("Suppliers", "Apps", "Services"):
         c.approve(newbie.address, spender, 10**6 * TOKEN_UNIT)
     c.reverts(
-        c.fn("Suppliers", "stake_supplier", 100 * TOKEN_UNIT, [sid("eth")], ["http://x"], b"\x01" * 32),
+        c.fn(
+            "Suppliers",
+            "stake_supplier",
+            100 * TOKEN_UNIT,
+            [sid("eth")],
+            ["http://x"],
+            b"\x01" * 32,
+        ),
         newbie.address,
         "paused",
     )
@@ -619,8 +635,14 @@ def test_params_refused_with_their_reason(world: World) -> None:
     base = c.params
     refusals = [
         # the old rule's boundary (p·m = 1 − p) no longer passes: the bounty counts
-        (dict(proof_probability_bps=2500, slash_multiplier_bps=30000), "params: proof economics p*m*(1-b) >= (1-p) violated"),
-        (dict(proof_probability_bps=2500, slash_multiplier_bps=33333), "params: proof economics p*m*(1-b) >= (1-p) violated"),
+        (
+            dict(proof_probability_bps=2500, slash_multiplier_bps=30000),
+            "params: proof economics p*m*(1-b) >= (1-p) violated",
+        ),
+        (
+            dict(proof_probability_bps=2500, slash_multiplier_bps=33333),
+            "params: proof economics p*m*(1-b) >= (1-p) violated",
+        ),
         (dict(settle_bounty_bps=5001), "params: settle_bounty_bps above 5000"),
         (dict(slash_multiplier_bps=1_000_001), "params: slash_multiplier_bps above 1000000"),
         (dict(unbonding_sessions=10_001), "params: unbonding_sessions must be <= 10000"),
@@ -629,7 +651,9 @@ def test_params_refused_with_their_reason(world: World) -> None:
         (dict(mint_shares=(9000, 500, 501)), "params: mint shares must sum to 10000"),
     ]
     for changes, reason in refusals:
-        c.reverts(c.fn("Sessions", "set_econ_params", base.with_(**changes).econ_tuple()), admin, reason)
+        c.reverts(
+            c.fn("Sessions", "set_econ_params", base.with_(**changes).econ_tuple()), admin, reason
+        )
         shape = dict(L=base.L, G=base.G, CO=base.CO, CW=base.CW, PO=base.PO, PW=base.PW, S=base.S)
         p = base.with_(**changes).economic_params()
         py = ps.ParamSet(
@@ -641,7 +665,11 @@ def test_params_refused_with_their_reason(world: World) -> None:
             mint_shares=p.mint_shares,
         )
         assert ps.params_error(py) == reason
-    c.reverts(c.fn("Sessions", "set_econ_params", base.econ_tuple()), w.stranger.address, "admin: not admin")
+    c.reverts(
+        c.fn("Sessions", "set_econ_params", base.econ_tuple()),
+        w.stranger.address,
+        "admin: not admin",
+    )
     ok = base.with_(proof_probability_bps=2500, slash_multiplier_bps=33334)
     rcpt = c.tx("Sessions", "set_econ_params", admin, ok.econ_tuple())
     (ev,) = c.events("Sessions", "EconParamsSet", rcpt)
