@@ -296,3 +296,31 @@ async def test_rest_payload_is_sent_as_its_http_request(world: World) -> None:
     assert (status, body) == (200, b'{"balances":[]}'), body
     assert world.backend_hits == [b"GET /cosmos/bank/v1beta1/balances/cosmos1xyz?a=1&b=2"]
     relay.check_receipt(world.receipt.public_key, 200, body, headers["Relay-Receipt"])
+
+
+async def test_relays_accepted_only_below_grace_end(world: World) -> None:
+    """At grace_end(n) H_g(n) is known, so relays of n are refused from that block on."""
+    w = world
+    grace_end = SHAPE.B0 + (w.n + 1) * SHAPE.L - 1 + SHAPE.G
+    w.snapshot.set_head(grace_end - 1)
+    assert (await _post(w, _sign(w)))[0] == 200
+    w.snapshot.set_head(grace_end)
+    assert await _code(w, _sign(w)) == "SESSION_EXPIRED"
+
+
+async def test_session_verified_under_its_recorded_chain_id(world: World) -> None:
+    """After a chain split the session's recorded chain id is the EIP-712 domain's."""
+    w = world
+    split = Domain(DOMAIN.chain_id + 7, DOMAIN.settlement)
+    w.snapshot.set_chain_id(w.n, split.chain_id)
+    assert await _code(w, _sign(w)) == "BAD_SIGNATURE"  # signed under the deployment's id
+    relay = sign_relay(
+        split,
+        w.app,
+        service_id=SID,
+        app=w.app.address,
+        supplier=w.supplier.address,
+        n=w.n,
+        payload=rpc("eth_blockNumber"),
+    )
+    assert (await _post(w, relay))[0] == 200
