@@ -144,6 +144,7 @@ async def create_app(
         cache=cache,
         metrics=metrics,
         config=config.relay,
+        store=store,
     )
     prober = Prober(
         sessions=sessions,

@@ -36,7 +36,7 @@ from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target
 from gateway.selection import Qos
 from gateway.services import Service
 from gateway.sessions import SessionBook, SessionView
-from gateway.store.base import StoreUnavailable
+from gateway.store.base import Store, StoreUnavailable
 from protocol.errors import ErrorCode, Refusal
 from rollups.answers import FloorRule
 from rollups.errors import MethodNotFoundError, RequestError
@@ -49,6 +49,8 @@ _METHOD_NOT_FOUND = b"Method not found"
 _SESSION_TIMING = frozenset({ErrorCode.SESSION_NOT_STARTED, ErrorCode.SESSION_EXPIRED})
 # Refusals a client may see (DESIGN §3.3): only when every supplier tried answered one of them.
 _SHOWN = frozenset({Refusal.VIEW, Refusal.RETRYABLE})
+FLOOR_TTL = 3600.0  # a client's floor outlives an hour of silence, no more
+PIN_TTL = 3600.0  # a filter a node forgot answers "filter not found" anyway
 # Cache hits only for ids every backend accepts (others get the backend's own refusal).
 _PLAIN_ID = re.compile(rb'-?[0-9]{1,15}|"[^"\\]{0,128}"')
 
@@ -103,8 +105,10 @@ class Router:
         cache: AnswerCache | None,
         metrics: GatewayMetrics,
         config: RelayConfig,
+        store: Store | None = None,
     ) -> None:
         self.sessions = sessions
+        self.store = store  # floors and pins, shared by replicas (None: this process only)
         self.client = client
         self.qos = qos
         self.cache = cache
@@ -151,7 +155,11 @@ class Router:
                     hit = await self.cache.lookup(policy.key, call.raw_id)
                 except StoreUnavailable:
                     hit = None
-                if hit is not None and rule is not None and not self._above_floor(ctx, hit.body):
+                if (
+                    hit is not None
+                    and rule is not None
+                    and not await self._above_floor(ctx, hit.body)
+                ):
                     hit = None  # a floored answer never goes backwards, cached or not
                 if hit is not None:
                     self.metrics.child(self.metrics.cache, svc.service_id, "hit").inc()
@@ -256,26 +264,43 @@ class Router:
     ) -> RelayAnswer:
         pin = plan.pinning
         if pin is not None and pin.handle is not None:
-            pinned = self._pinned(ctx, view, pin.handle)
+            pinned = await self._pinned(ctx, view, pin.handle)
             if pinned is not None:
                 return await self.relay(ctx.service, pinned[0], plan, payload, pinned_to=pinned[1])
         answer = await self.relay(ctx.service, view, plan, payload)
         if pin is not None and pin.creates and answer.status == 200:
             handle = ctx.service.handler.read_handle(answer.body)
             if handle is not None:
-                self._pins[(ctx.client_id, ctx.service.service_id, handle.lower())] = (
-                    answer_session(view, answer),
-                    answer.supplier,
-                )
-                while len(self._pins) > 100_000:
-                    self._pins.popitem(last=False)
+                await self._pin(ctx, handle, answer_session(view, answer), answer.supplier)
         return answer
 
-    def _pinned(
+    def _pin_key(self, ctx: ClientContext, handle: str) -> tuple[str, str, str]:
+        return (ctx.client_id, ctx.service.service_id, handle.lower())
+
+    async def _pin(self, ctx: ClientContext, handle: str, n: int, supplier: bytes) -> None:
+        """Pin a filter handle to the supplier holding it (shared by replicas)."""
+        key = self._pin_key(ctx, handle)
+        self._pins[key] = (n, supplier)
+        while len(self._pins) > 100_000:
+            self._pins.popitem(last=False)
+        if self.store is not None:
+            try:
+                await self.store.pin_put(":".join(key), n.to_bytes(8, "big") + supplier, PIN_TTL)
+            except StoreUnavailable:
+                return
+
+    async def _pinned(
         self, ctx: ClientContext, view: SessionView, handle: str
     ) -> tuple[SessionView, bytes] | None:
-        key = (ctx.client_id, ctx.service.service_id, handle.lower())
+        key = self._pin_key(ctx, handle)
         entry = self._pins.get(key)
+        if entry is None and self.store is not None:
+            try:
+                raw = await self.store.pin_get(":".join(key))
+            except StoreUnavailable:
+                raw = None
+            if raw is not None and len(raw) == 28:  # another replica created the filter
+                entry = (int.from_bytes(raw[:8], "big"), raw[8:])
         if entry is None:
             return None
         n, supplier = entry
@@ -291,19 +316,38 @@ class Router:
     def _floor_key(self, ctx: ClientContext) -> tuple[str, str]:
         return (ctx.client_id, ctx.service.service_id)
 
-    def _above_floor(self, ctx: ClientContext, body: bytes) -> bool:
+    async def _floor(self, ctx: ClientContext) -> int | None:
+        """The client's floor: the shared store's (every replica's), else this process's."""
+        key = self._floor_key(ctx)
+        local = self._floors.get(key)
+        if self.store is None:
+            return local
+        try:
+            shared = await self.store.floor_get(f"{key[0]}:{key[1]}")
+        except StoreUnavailable:
+            return local
+        if shared is None or (local is not None and local > shared):
+            return local
+        return shared
+
+    async def _above_floor(self, ctx: ClientContext, body: bytes) -> bool:
         """Is the height in ``body`` at or above the client's floor (or is there none)?"""
         height = ctx.service.handler.read_height(body)
-        floor = self._floors.get(self._floor_key(ctx))
+        floor = await self._floor(ctx)
         return floor is None or (height is not None and height >= floor)
 
-    def _raise_floor(self, ctx: ClientContext, height: int) -> None:
+    async def _raise_floor(self, ctx: ClientContext, height: int) -> None:
         key = self._floor_key(ctx)
         if height > self._floors.get(key, -1):
             self._floors[key] = height
         self._floors.move_to_end(key)
         while len(self._floors) > 100_000:
             self._floors.popitem(last=False)
+        if self.store is not None:
+            try:
+                await self.store.floor_raise(f"{key[0]}:{key[1]}", height, FLOOR_TTL)
+            except StoreUnavailable:
+                return
 
     def _height_limit(self, svc: Service, view: SessionView, rule: FloorRule) -> int | None:
         """The highest height the rule lets in now (None: fewer than two recent reports)."""
@@ -329,7 +373,7 @@ class Router:
             return answer
         self.qos.observe_height(svc.service_id, answer.supplier, height)  # a report too
         limit = self._height_limit(svc, view, rule)
-        floor = self._floors.get(self._floor_key(ctx))
+        floor = await self._floor(ctx)
         if floor is not None and height < floor:
             # never backwards: ask the highest supplier once, else answer the floor ourselves
             best = max(
@@ -346,11 +390,11 @@ class Router:
                     h2 = svc.handler.read_height(retry.body)
                     if h2 is not None and h2 >= floor and (limit is None or h2 <= limit):
                         if rule.admits(h2, self._recent(svc, view, rule)):
-                            self._raise_floor(ctx, h2)
+                            await self._raise_floor(ctx, h2)
                         return retry
             return svc.handler.height_answer(call.raw_id, floor)
         if limit is not None and height <= limit:
-            self._raise_floor(ctx, height)
+            await self._raise_floor(ctx, height)
         return answer
 
     def _recent(self, svc: Service, view: SessionView, rule: FloorRule) -> list[int]:

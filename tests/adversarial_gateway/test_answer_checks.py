@@ -519,3 +519,27 @@ async def test_failures_are_never_cached() -> None:
         answer = await router.execute(ctx, call(chain_id % i))
         assert answer.source == "relay"
     assert len(client.calls) >= 8  # every call relayed: no error answer ever cached
+
+
+async def test_floors_and_pins_hold_across_replicas_through_the_shared_store() -> None:
+    shared = MemoryStore()  # one store, two replicas (the Redis driver: test_floor_store)
+    high = Scripted(dict.fromkeys(SUPPLIERS, '"0x11"'))
+    low = Scripted(dict.fromkeys(SUPPLIERS, '"0x10"'))
+    a, ctx, _ = make_router(high, hedge=None)  # type: ignore[arg-type]
+    b, _, _ = make_router(low, hedge=None)  # type: ignore[arg-type]
+    for r, h in ((a, 0x11), (b, 0x10)):
+        r.store = shared
+        for s in SUPPLIERS:
+            r.qos.observe_height("devnet", s, h)
+    answer = await a.execute(ctx, call(BLOCK_NUMBER % 1))
+    assert orjson.loads(answer.body)["result"] == "0x11"
+    answer = await b.execute(ctx, call(BLOCK_NUMBER % 2))  # its suppliers are all behind
+    assert orjson.loads(answer.body)["result"] == "0x11" and answer.source == "gateway"
+    # a filter created through replica a is polled on the same supplier through replica b
+    new_filter = b'{"jsonrpc":"2.0","method":"eth_newFilter","params":[{}],"id":3}'
+    created = await a.execute(ctx, call(new_filter))
+    holder = created.supplier
+    changes = b'{"jsonrpc":"2.0","method":"eth_getFilterChanges","params":["0x11"],"id":4}'
+    for _ in range(5):
+        polled = await b.execute(ctx, call(changes))
+        assert polled.supplier == holder
