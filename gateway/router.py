@@ -660,7 +660,9 @@ class Router:
             shown = all(f.refusal in _SHOWN and f.relay_code is not None for f in failures)
             if shown:
                 raise RelayFailed(last.message, relay_code=last.relay_code)
-            raise RelayFailed(f"no supplier answered ({len(failures)} tried)")
+            # what went wrong, in the gateway's words: a liar's text never reaches the client
+            why = sorted({"malformed answer" if f.lie else f.message for f in failures})
+            raise RelayFailed(f"no supplier answered ({len(failures)} tried): {'; '.join(why)}")
         raise NoSupplier(f"no eligible supplier for {sid!r}", reason=ClientReason.NO_SUPPLIER)
 
 
