@@ -95,6 +95,12 @@ class GatewayMetrics:
             ["service", "supplier", "kind"],
             registry=r,
         )
+        self.error_rate = Gauge(
+            f"{NS}_supplier_error_rate",
+            "Selection's failure EWMA of a supplier (lies count in it)",
+            ["service", "supplier"],
+            registry=r,
+        )
         self.answer_bytes = Gauge(
             f"{NS}_answer_bytes", "Answer bytes buffered now (against the budget)", registry=r
         )

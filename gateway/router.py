@@ -482,10 +482,12 @@ class Router:
         self._circuit(sid, supplier)
 
     def _circuit(self, sid: str, supplier: bytes) -> None:
-        state = self.qos.stats(sid, supplier).breaker.state.value
-        self.metrics.child(self.metrics.circuit, sid, "0x" + supplier.hex()).set(
-            CIRCUIT_VALUES[state]
+        st = self.qos.stats(sid, supplier)
+        supplier_hex = "0x" + supplier.hex()
+        self.metrics.child(self.metrics.circuit, sid, supplier_hex).set(
+            CIRCUIT_VALUES[st.breaker.state.value]
         )
+        self.metrics.child(self.metrics.error_rate, sid, supplier_hex).set(st.error_rate)
 
     def _bad_height(self, svc: Service, view: SessionView, plan: CallPlan, body: bytes) -> bool:
         """A head height above what the floor rule admits: one supplier pushing it up."""

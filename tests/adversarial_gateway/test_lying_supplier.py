@@ -120,8 +120,14 @@ def test_lies_are_retried_elsewhere_and_penalised(liarnet: LiarNet, mode: str, k
 
     _until_lied(liarnet, mode, "eth_getBalance", [ACCOUNT, "latest"], same_balance)
     assert _lies(liarnet, liarnet.liar_hex, kind) >= lies_before + 2
+    # penalised in selection: its failure rate rose above the honest ones'
+    text = _metrics(liarnet)
+    rate = "relaynet_gateway_supplier_error_rate"
+    liar_rate = _metric(text, rate, supplier=liarnet.liar_hex)
+    assert liar_rate > 0
     for honest in liarnet.network.suppliers[:2]:
         assert _lies(liarnet, "0x" + honest.key.address.hex()) == 0
+        assert _metric(text, rate, supplier="0x" + honest.key.address.hex()) < liar_rate
 
 
 def test_oversized_answers_never_buffered_past_the_cap(liarnet: LiarNet) -> None:
