@@ -120,7 +120,7 @@ def test_lies_are_retried_elsewhere_and_penalised(liarnet: LiarNet, mode: str, k
 
     _until_lied(liarnet, mode, "eth_getBalance", [ACCOUNT, "latest"], same_balance)
     assert _lies(liarnet, liarnet.liar_hex, kind) >= lies_before + 2
-    # penalised in selection: its failure rate rose above the honest ones'
+    # penalised in selection: its failure rate rose above the honest ones
     text = _metrics(liarnet)
     rate = "relaynet_gateway_supplier_error_rate"
     liar_rate = _metric(text, rate, supplier=liarnet.liar_hex)
