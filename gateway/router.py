@@ -662,10 +662,18 @@ class Router:
             shown = all(f.refusal in _SHOWN and f.relay_code is not None for f in failures)
             if shown:
                 raise RelayFailed(last.message, relay_code=last.relay_code)
-            # what went wrong, in the gateway's words: a liar's text never reaches the client
-            why = sorted({"malformed answer" if f.lie else f.message for f in failures})
-            raise RelayFailed(f"no supplier answered ({len(failures)} tried): {'; '.join(why)}")
+            # in the gateway's words: a relayer's own text never reaches the client
+            causes = sorted({_cause(f) for f in failures})
+            raise RelayFailed(f"no supplier answered ({len(failures)} tried): {'; '.join(causes)}")
         raise NoSupplier(f"no eligible supplier for {sid!r}", reason=ClientReason.NO_SUPPLIER)
+
+
+def _cause(exc: RelayError) -> str:
+    if exc.lie:
+        return "malformed answer"
+    if exc.relay_code is not None:
+        return f"refused ({exc.relay_code.value})"
+    return exc.message  # the gateway's own words (transport, refused endpoint)
 
 
 def answer_session(view: SessionView, answer: RelayAnswer) -> int:
