@@ -32,7 +32,7 @@ from gateway.keys import FileKeyBackend, KeyBackend, KeyRing, RedisKeyBackend
 from gateway.limiter import Limiter
 from gateway.metrics import GatewayMetrics
 from gateway.outage import Outage
-from gateway.relay_client import RelayClient
+from gateway.relay_client import AnswerBudget, RelayClient
 from gateway.router import Router
 from gateway.selection import Qos
 from gateway.server import GATEWAY, Gateway, add_routes, handle_rpc, metrics_app, outermost
@@ -182,6 +182,8 @@ async def create_app(
         domain,
         devnet=config.gateway.devnet,
         receipt_check=config.relay.receipt_check,
+        chain_id_of=snapshot.chain_id,
+        budget=AnswerBudget(config.relay.answer_budget),
         # relays on the hot path's own HTTP/1.1 client, behind the same address check
         fast=HttpClient(
             resolve=GuardedResolve(policy),
@@ -189,6 +191,10 @@ async def create_app(
             limit_per_origin=config.relay.connections,
         ),
     )
+    budget = client.budget
+    metrics.answer_bytes.set_function(lambda: budget.in_use)
+    metrics.answer_bytes_peak.set_function(lambda: budget.high_water)
+    metrics.answer_shed.set_function(lambda: budget.shed)
     cache = AnswerCache(store, agreement=config.cache.agreement) if config.cache.enabled else None
     router = Router(
         sessions=sessions,
@@ -197,6 +203,7 @@ async def create_app(
         cache=cache,
         metrics=metrics,
         config=config.relay,
+        store=store,
     )
     prober = Prober(
         sessions=sessions,
