@@ -17,6 +17,7 @@ says whose fault it is (``Refusal.LIE``: the supplier's, counted in selection).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import random
@@ -165,6 +166,9 @@ class RelayAnswer:
     relay_receipt: str
     latency: float
     receipt_checked: bool
+    # an unverified signature, for :meth:`RelayClient.confirm` before the answer is trusted
+    # further (cache, quorum): (target, digest, response hash, signature)
+    unverified: tuple[Target, bytes, bytes, bytes] | None = None
 
 
 class RelayError(GatewayError):
@@ -234,6 +238,9 @@ class RelayClient:
         self._rng = rng or random.Random()
         self._allowed: set[str] = set()  # endpoints check_literal accepted (it is pure)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self.on_late_lie: Callable[[Target], None] | None = None
+        self.late_checks = 0
+        self.late_lies = 0
 
     def domain_of(self, n: int) -> Domain:
         """The EIP-712 domain of session ``n``: under its chain id when the registry knows it."""
@@ -264,26 +271,58 @@ class RelayClient:
         return Signed(header, digest, encode_relay_request(header.encode(), sig))
 
     def check_receipt(
-        self, target: Target, digest: bytes, status: int, body: bytes, receipt: str
-    ) -> bool:
-        """Verify a receipt: its shape and ``response_hash`` always, the signature on the
-        configured share. True when the signature was verified; raises ``RelayError`` (a lie)
-        when anything is wrong."""
+        self,
+        target: Target,
+        digest: bytes,
+        status: int,
+        body: bytes,
+        receipt: str,
+        *,
+        inline: bool = True,
+    ) -> tuple[bytes, bytes] | None:
+        """Check a receipt per DESIGN §6: its shape and ``response_hash`` always; the ed25519
+        signature now when ``inline`` (answers after a failure) or when every receipt is
+        checked (``receipt_check`` 1.0), else on a ``receipt_check`` share off the critical
+        path (:meth:`_late_check`, scheduled after the answer is returned). Returns None when
+        the signature was verified, else ``(rhash, signature)`` for :meth:`confirm`; raises
+        ``RelayError`` (a lie) when anything checked is wrong."""
         try:
             rhash, rsig = decode_receipt(receipt)
         except ProtocolError as exc:
             raise _lie(f"bad receipt: {exc.message}", target) from exc
         if rhash != hashlib.sha256(status.to_bytes(2, "big") + body).digest():
             raise _lie("bad receipt: response hash mismatch", target)
-        if self.receipt_check < 1.0 and self._rng.random() >= self.receipt_check:
-            return False
+        if inline or self.receipt_check >= 1.0:
+            self._verify(target, digest, rhash, rsig)
+            return None
+        if self._rng.random() < self.receipt_check:
+            asyncio.get_running_loop().call_soon(self._late_check, target, digest, rhash, rsig)
+            self.late_checks += 1
+        return rhash, rsig
+
+    def _verify(self, target: Target, digest: bytes, rhash: bytes, rsig: bytes) -> None:
         try:
             if target.receipt_key is None:
                 raise ProtocolError("supplier has no receipt key", code=ErrorCode.BAD_RECEIPT)
             verify_receipt(target.receipt_key, digest, 0, rhash, rsig)
         except ProtocolError as exc:
             raise _lie(f"bad receipt: {exc.message}", target) from exc
-        return True
+
+    def _late_check(self, target: Target, digest: bytes, rhash: bytes, rsig: bytes) -> None:
+        """A sampled signature check after the answer went out: a failure counts against the
+        supplier (``on_late_lie``)."""
+        try:
+            self._verify(target, digest, rhash, rsig)
+        except RelayError:
+            self.late_lies += 1
+            if self.on_late_lie is not None:
+                self.on_late_lie(target)
+
+    def confirm(self, answer: RelayAnswer) -> None:
+        """Verify an answer's signature now if it was not yet (before it enters the cache or
+        counts in a quorum); raises ``RelayError`` (a lie) when it is bad."""
+        if answer.unverified is not None:
+            self._verify(*answer.unverified)
 
     async def relay(
         self,
@@ -293,9 +332,11 @@ class RelayClient:
         *,
         attempt_timeout: float,
         max_bytes: int = DEFAULT_ANSWER_CAP,
+        inline: bool = False,
     ) -> RelayAnswer:
-        """One attempt: sign, POST, validate. Raises :class:`RelayError` on any failure,
-        :class:`Overloaded` when the answer does not fit the gateway's budget."""
+        """One attempt: sign, POST, validate (the receipt's signature now when ``inline``).
+        Raises :class:`RelayError` on any failure, :class:`Overloaded` when the answer does
+        not fit the gateway's budget."""
         if target.endpoint not in self._allowed:
             try:
                 check_literal(target.endpoint)  # addresses: GuardedConnector
@@ -317,7 +358,7 @@ class RelayClient:
         bstatus = parse_backend_status(backend_status)
         if bstatus is None:
             raise _lie(f"bad Relay-Backend-Status {backend_status[:16]!r}", target)
-        checked = self.check_receipt(target, signed.digest, bstatus, body, receipt)
+        pending = self.check_receipt(target, signed.digest, bstatus, body, receipt, inline=inline)
         return RelayAnswer(
             supplier=target.supplier,
             status=bstatus,
@@ -325,7 +366,8 @@ class RelayClient:
             relay_request=signed.relay_request,
             relay_receipt=receipt,
             latency=latency,
-            receipt_checked=checked,
+            receipt_checked=pending is None,
+            unverified=None if pending is None else (target, signed.digest, *pending),
         )
 
     async def _post_aiohttp(
