@@ -319,6 +319,7 @@ class Scripted:
         *,
         attempt_timeout: float,
         max_bytes: int = 0,
+        inline: bool = False,
     ) -> RelayAnswer:
         self.calls.append(target.supplier)
         what = self.script.get(target.supplier, '"0x1"')
@@ -327,6 +328,9 @@ class Scripted:
         rid = orjson.dumps(orjson.loads(payload)["id"])
         body = b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + what.encode() + b"}"
         return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+
+    def confirm(self, answer: RelayAnswer) -> None:
+        return None  # every scripted answer was verified
 
 
 def oversized() -> RelayError:
@@ -526,11 +530,15 @@ async def test_failures_and_invalid_answers_are_never_cached(answer: bytes) -> N
             *,
             attempt_timeout: float,
             max_bytes: int = 0,
+            inline: bool = False,
         ) -> RelayAnswer:
             self.calls.append(target.supplier)
             rid = orjson.dumps(orjson.loads(payload)["id"])
             body = answer.replace(b"%s", rid)
             return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+
+        def confirm(self, answer: RelayAnswer) -> None:
+            return None
 
     client = Failing()
     router, ctx, _ = make_router(client, hedge=None, cache=True)  # type: ignore[arg-type]
