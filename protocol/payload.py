@@ -61,8 +61,8 @@ _REST_METHODS: Final = frozenset({"GET", "POST"})
 #: Printable ASCII except space, '"' and '\\' (URL characters as sent, percent-encoded).
 _URL_PART: Final = re.compile(r"[!#-\[\]-~]*")
 _BATCH: Final = re.compile(rb"[ \t\n\r]*\[")
-_skip: Final = re.compile(r"[ \t\n\r]*").match
-_scan_value: Final = json.JSONDecoder().scan_once  # C scanner: (value, end) from an index
+_WS_RUN: Final = re.compile(r"[ \t\n\r]*")
+_scan_value: Final = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # C: (value, end)
 _scanstring: Final = json.decoder.scanstring  # type: ignore[attr-defined]
 _ABSENT: Final = (None, 0, 0)
 _INTEGER: Final = re.compile(rb"-?(?:0|[1-9][0-9]*)")
@@ -119,6 +119,13 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
+def _skip(text: str, i: int) -> int:
+    """The index of the first non-whitespace character at or after ``i``."""
+    m = _WS_RUN.match(text, i)
+    assert m is not None  # the pattern matches the empty string
+    return m.end()
+
+
 def _members(text: str) -> dict[str, tuple[Any, int, int]]:
     """The top-level members of the JSON object ``text`` (known to be strict JSON): each raw
     key (the characters between its quotes, escapes not decoded) mapped to its value and the
@@ -126,7 +133,7 @@ def _members(text: str) -> dict[str, tuple[Any, int, int]]:
     value by the C value scanner, and a key outside the rule or repeated is refused before its
     value is read (so at most four values are ever read)."""
     members: dict[str, tuple[Any, int, int]] = {}
-    i = _skip(text, 1 + _skip(text, 0).end()).end()
+    i = _skip(text, 1 + _skip(text, 0))
     if text[i] == "}":
         return members
     while True:
@@ -136,13 +143,13 @@ def _members(text: str) -> dict[str, tuple[Any, int, int]]:
             raise PayloadError(f'top-level key "{key}" is not one of jsonrpc, id, method, params')
         if key in members:
             raise PayloadError(f'top-level key "{key}" appears more than once')
-        start = _skip(text, _skip(text, key_end).end() + 1).end()  # past ':'
+        start = _skip(text, _skip(text, key_end) + 1)  # past ':'
         value, end = _scan_value(text, start)
         members[key] = (value, start, end)
-        i = _skip(text, end).end()
+        i = _skip(text, end)
         if text[i] == "}":
             return members
-        i = _skip(text, i + 1).end()  # past ','
+        i = _skip(text, i + 1)  # past ','
 
 
 def check_jsonrpc_payload(payload: bytes) -> JsonRpcPayload:
