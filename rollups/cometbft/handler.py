@@ -25,8 +25,8 @@ import orjson
 from protocol.payload import RestRequest
 from rollups.cometbft.routes import ROUTES, UNSAFE_ROUTES, WEBSOCKET_ONLY, Cache, Route
 from rollups.errors import (
-    InvalidRequestError,
     MethodDeniedError,
+    MethodNotAllowedError,
     MethodNotFoundError,
     WritesDisabledError,
 )
@@ -163,7 +163,7 @@ class CometBftHandler:
 
     def _call_of(self, request: RestRequest, payload: bytes) -> Call:
         if request.method != "GET":
-            raise InvalidRequestError(
+            raise MethodNotAllowedError(
                 f"invalid request: CometBFT URI calls are GETs (got {request.method}); "
                 "POST JSON-RPC to the service instead"
             )

@@ -22,7 +22,7 @@ from rollups import (
 )
 from rollups.catalogue import catalogue
 from rollups.cometbft import SERVED_ROUTES, UNSAFE_ROUTES, CometBftHandler
-from rollups.errors import InvalidRequestError, SpecError
+from rollups.errors import InvalidRequestError, MethodNotAllowedError, SpecError
 from rollups.handler import HealthStatus
 from rollups.rest import backend_request, rest_call
 
@@ -174,7 +174,7 @@ def test_uri_get_is_a_rest_like_payload_turned_back_into_the_get() -> None:
         "GET", "/abci_query", "path=%22/store/bank%22&data=0x00", b""
     )
     assert built.params == {"path": '"/store/bank"', "data": "0x00"}
-    with pytest.raises(InvalidRequestError, match="GETs"):
+    with pytest.raises(MethodNotAllowedError, match="GETs"):
         H.parse_relay(rest_payload("POST", "/block", "", b"{}"))
     with pytest.raises(MethodNotFoundError):
         H.plan(SPEC, H.parse_relay(rest_payload("GET", "/subscribe", "query=x", b"")))
