@@ -27,19 +27,32 @@ def _fold(name: str) -> str:
     return name.casefold()  # ſ → s, K (Kelvin) → k, like Go's EqualFold
 
 
+class _Pairs(list):  # type: ignore[type-arg]
+    """An object's members in order, repeats kept."""
+
+
+def _plain(value: Any) -> Any:
+    """Nested values as Go decodes them into ``interface{}`` (a map: the last repeat wins)."""
+    if isinstance(value, _Pairs):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def go_decode(body: bytes) -> dict[str, Any] | None:
     """The request struct Go's encoding/json fills from ``body`` (None: not an object)."""
     try:
-        pairs = json.loads(body, object_pairs_hook=lambda p: p)
-    except ValueError:
+        pairs = json.loads(body, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
         return None
-    if not isinstance(pairs, list):
+    if not isinstance(pairs, _Pairs):
         return None
     out: dict[str, Any] = {}
     for key, value in pairs:  # in order: the last match wins
         for name in _FIELDS:
             if key == name or _fold(key) == _fold(name):
-                out[name] = value
+                out[name] = _plain(value)
                 break
     return out
 
