@@ -40,8 +40,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def go_decode(body: bytes) -> dict[str, Any] | None:
-    """The request struct Go's encoding/json fills from ``body`` (None: not an object)."""
+def go_decode(body: bytes, *, first_wins: bool = False) -> dict[str, Any] | None:
+    """The request struct Go's encoding/json fills from ``body`` (None: not an object).
+    ``first_wins``: as a decoder that keeps the first match instead (others exist)."""
     try:
         pairs = json.loads(body, object_pairs_hook=_Pairs)
     except (ValueError, RecursionError):
@@ -52,7 +53,8 @@ def go_decode(body: bytes) -> dict[str, Any] | None:
     for key, value in pairs:  # in order: the last match wins
         for name in _FIELDS:
             if key == name or _fold(key) == _fold(name):
-                out[name] = _plain(value)
+                if not (first_wins and name in out):
+                    out[name] = _plain(value)
                 break
     return out
 

@@ -49,7 +49,10 @@ def test_fuzz_payload_rule(payload: bytes) -> None:
     # accepted: one object, only the four keys, and Go runs exactly this call
     doc = json.loads(payload)
     assert isinstance(doc, dict) and set(doc) <= _FIELDS
-    assert go_decode(payload) == doc
+    assert go_decode(payload) == go_decode(payload, first_wins=True) == doc
+    top = json.loads(payload, object_pairs_hook=lambda pairs: pairs)
+    assert len({k for k, _ in top}) == len(top)  # no repeated key
+    assert all(f'"{k}"'.encode() in payload for k, _ in top)  # keys written without escapes
     assert doc["jsonrpc"] == "2.0" and doc["method"] == p.method and p.method
     assert doc.get("params") == p.params
     assert ("id" not in doc) == p.notification
