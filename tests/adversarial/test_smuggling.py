@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import aiohttp
 import orjson
 import pytest
 import yarl
+from hypothesis import given
 
 from ledger.anvil import AnvilProcess
 from ledger.bootstrap import (
@@ -35,8 +38,10 @@ from ledger.bootstrap import (
 )
 from protocol.encoding import address_from_hex
 from protocol.keys import AccountKey, ReceiptKey
+from protocol.payload import check_jsonrpc_payload
 from protocol.relay import Domain
 from session.windows import session_of
+from tests.adversarial.fuzzing import FUZZ_SLOW, hostile_bytes
 from tests.adversarial.gobackend import GoBackend, go_decode
 from tests.relayer.relayclient import SignedRelay, sign_relay
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
@@ -270,3 +275,33 @@ async def test_rest_routes_not_found_and_method_not_allowed(world: World) -> Non
     for method in ("PUT", "DELETE", "PATCH"):
         status, raw, _ = await _send(method, base + "/cosmos/bank/v1beta1/balances/a")
         assert status == 405 and orjson.loads(raw)["code"] == 12, (method, raw)
+
+
+def _post_sync(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(  # noqa: S310 - loopback test servers
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@FUZZ_SLOW
+@given(body=hostile_bytes())
+def test_fuzz_bodies_through_gateway_and_relayer(world: World, body: bytes) -> None:
+    """Hostile bodies over HTTP: never a 5xx from the gateway or the relayer, and nothing
+    that breaks the payload rule reaches the backend."""
+    before = len(world.go.snapshot())
+    status, raw = _post_sync(world.gateway.rpc_url(RPC, world.key), body)
+    assert status < 500, (body, status, raw)
+    relay = world.sign(RPC, body)
+    status, raw = _post_sync(world.relayer.files.relay_url, body, relay.headers())
+    assert status < 500, (body, status, raw)
+    for seen in world.go.snapshot()[before:]:
+        if seen.http_method == "POST":
+            check_jsonrpc_payload(seen.body)  # raises if something invalid was relayed
