@@ -1,8 +1,9 @@
 """Protocol test vectors: generate fresh random cases, and check any vectors file.
 
 ``generate(seed)`` computes every answer with the project's own code (``protocol/`` and
-``session/``) in exactly the format of ``tests/vectors/protocol-kat.json`` (six sections:
-``windows``, ``histories``, ``sessions``, ``relays``, ``tries``, ``claims``), so that an
+``session/``) in exactly the format of ``tests/vectors/protocol-kat.json`` (sections
+``windows``, ``histories``, ``sessions``, ``relays``, ``tries``, ``claims``, and ``payloads``
+from :mod:`relaynet.payload_vectors`), so that an
 independent implementation — the Vyper contracts, another language — can recompute them.
 ``check(data)`` recomputes every answer of a vectors file and lists the disagreements; it is
 how the known-answer file and generated files are verified.
@@ -38,6 +39,7 @@ from protocol.relay import (
     verify_receipt,
 )
 from protocol.trie import EMPTY, Node, Root, SumTrie, proof_is_valid
+from relaynet import payload_vectors
 from session.positions import PositionHistory
 from session.slots import distinct_suppliers, session_seed, slots
 from session.snapshot import SessionShape
@@ -45,7 +47,7 @@ from session.windows import session_of, windows
 
 __all__ = ["SECTIONS", "check", "generate"]
 
-SECTIONS = ("windows", "histories", "sessions", "relays", "tries", "claims")
+SECTIONS = ("windows", "histories", "sessions", "relays", "tries", "claims", "payloads")
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 Case = dict[str, Any]
 
@@ -72,6 +74,7 @@ def generate(seed: int) -> dict[str, list[Case]]:
         "relays": _gen_relays(rng),
         "tries": _gen_tries(rng),
         "claims": _gen_claims(rng),
+        "payloads": payload_vectors.generate(seed),
     }
 
 
@@ -551,6 +554,7 @@ def check(data: dict[str, list[Case]]) -> list[str]:
         "relays": _check_relay,
         "tries": _check_trie,
         "claims": _check_claim,
+        "payloads": payload_vectors.check,
     }
     for section in SECTIONS:
         for i, case in enumerate(data.get(section, [])):

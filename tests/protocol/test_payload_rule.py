@@ -3,6 +3,9 @@ the Go-decoder smuggling forms, and the linear top-level scan."""
 
 from __future__ import annotations
 
+import json
+import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from protocol.payload import (
     check_rest_path,
     check_rest_payload,
 )
+from relaynet import payload_vectors, vectors
 
 
 def _verdict(kind: str, payload: bytes) -> ErrorCode | None:
@@ -143,3 +147,33 @@ def test_doctests() -> None:
 
     result = doctest.testmod(protocol.payload)
     assert result.attempted >= 9 and result.failed == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, random.randrange(2**32)])
+def test_fresh_payload_vectors(seed: int) -> None:
+    cases = payload_vectors.generate(seed)
+    assert [f for c in cases for f in payload_vectors.check(c)] == []
+    kinds = {(c["type"], c["valid"], c.get("code")) for c in cases}
+    assert kinds == {
+        ("jsonrpc", True, None),
+        ("jsonrpc", False, "INVALID_PAYLOAD"),
+        ("jsonrpc", False, "BATCH_NOT_RELAYABLE"),
+        ("rest", True, None),
+        ("rest", False, "INVALID_PAYLOAD"),
+    }
+    assert set(cases[0]) == {"type", "payload", "valid", "note"}
+    flipped = dict(next(c for c in cases if c["valid"]), valid=False, code="INVALID_PAYLOAD")
+    assert payload_vectors.check(flipped) != []
+
+
+def test_dev_vectors_writes_the_payloads_section(tmp_path: Path) -> None:
+    out = tmp_path / "v.json"
+    from typer.testing import CliRunner
+
+    from relaynet.cli import app
+
+    result = CliRunner().invoke(app, ["dev", "vectors", "--seed", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert len(data["payloads"]) >= 60
+    assert vectors.check({"payloads": data["payloads"]}) == []
