@@ -68,6 +68,11 @@ _WS_RUN: Final = re.compile(r"[ \t\n\r]*")
 _scan_value: Final = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # C: (value, end)
 _scanstring: Final = json.decoder.scanstring  # type: ignore[attr-defined]
 _ABSENT: Final = (None, 0, 0)
+#: A JSON string, unrolled (no per-character alternation).
+_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+#: Objects nest like arrays: "{" reads as "[" and "}" as "]"; all else is dropped.
+_BRACKETS: Final = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKET: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _INTEGER: Final = re.compile(rb"-?(?:0|[1-9][0-9]*)")
 _PERCENT: Final = re.compile(rb"%([0-9A-Fa-f]{2})")
 _SEGMENTS: Final = re.compile(rb"[/\\]")
@@ -108,18 +113,21 @@ def _not_json(message: str) -> PayloadError:
     return PayloadError(message, not_json=True)
 
 
-def _too_deep(value: Any) -> bool:
-    """Whether arrays and objects in ``value`` (at depth 2, below the top-level object) nest
-    deeper than :data:`MAX_NESTING` in all; one visit per container."""
-    stack: list[tuple[Any, int]] = [(value, 2)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_NESTING:
-            return True
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, list | dict):
-                stack.append((child, depth + 1))
-    return False
+def _too_deep(data: bytes) -> bool:
+    """Whether arrays and objects in the strict-JSON ``data`` nest deeper than
+    :data:`MAX_NESTING`. Strings are cut out and everything but brackets dropped (C speed);
+    then each pass (one ``bytes.replace`` scan, which never rescans its output) deletes the
+    innermost pairs, one level, so a skeleton left after ``MAX_NESTING`` passes is deeper.
+
+    >>> _too_deep(b"[" * 128 + b'"[["' + b"]" * 128), _too_deep(b"[" * 129 + b"]" * 129)
+    (False, True)
+    """
+    skeleton = _STRING.sub(b"", data).translate(_BRACKETS, _NOT_BRACKET)
+    for _ in range(MAX_NESTING):
+        if not skeleton:
+            return False
+        skeleton = skeleton.replace(b"[]", b"")
+    return bool(skeleton)
 
 
 def _skip(text: str, i: int) -> int:
@@ -171,10 +179,9 @@ def check_jsonrpc_payload(payload: bytes) -> JsonRpcPayload:
         document = orjson.loads(data)  # RFC 8259, UTF-8 without BOM, no NaN, depth <= 1024
     except orjson.JSONDecodeError as exc:
         raise _not_json(f"not strict JSON: {exc}") from None
-    # bracket bytes (those inside strings included) bound the depth: walk only past the limit
-    if isinstance(document, list | dict) and data.count(b"[") + data.count(b"{") > MAX_NESTING:
-        if _too_deep(document):
-            raise _not_json(f"arrays and objects nest deeper than {MAX_NESTING}")
+    # bracket bytes (those inside strings included) bound the depth: look closer only past it
+    if data.count(b"[") + data.count(b"{") > MAX_NESTING and _too_deep(data):
+        raise _not_json(f"arrays and objects nest deeper than {MAX_NESTING}")
     if isinstance(document, list):
         raise PayloadError(
             "a relay carries one JSON-RPC request, not a batch", code=ErrorCode.BATCH_NOT_RELAYABLE
