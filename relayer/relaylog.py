@@ -284,9 +284,6 @@ class RelayLog:
         with contextlib.suppress(FileNotFoundError):
             self.path_for(key).unlink()
 
-    def open_keys(self) -> list[SessionKey]:
-        return list(self._open)
-
     async def close(self) -> None:
         """Final commit and close of every open log (shutdown)."""
         await self.commit()

@@ -47,6 +47,8 @@ from tests.relayer.relayclient import SignedRelay, sign_relay
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
 
+pytestmark = pytest.mark.slow  # starts anvil, a relayer and a gateway itself
+
 RPC, REST = "devnet", "rollchain-rest"
 
 #: (payload, the method Go would run) — each breaks the payload rule.

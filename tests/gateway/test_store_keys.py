@@ -25,6 +25,9 @@ from gateway.keys import (
 from gateway.store import FallbackStore, MemoryStore, RedisStore, Store, StoreUnavailable
 from tests.support.redis_server import RedisServer
 
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 APP = "0x" + "ab" * 20
 
 

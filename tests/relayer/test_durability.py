@@ -13,9 +13,12 @@ import pytest
 
 from ledger.client import ClaimStatus, LedgerClient, claim_id_of
 from session.windows import windows
-from tests.relayer.netfixture import BIG_APP_STAKE, Net, relayer_network
-from tests.relayer.relayclient import SignedRelay, rpc, sign_relay
+from tests.support.relay_client import SignedRelay, rpc, sign_relay
+from tests.support.relayer_net import BIG_APP_STAKE, Net, relayer_network
 from tests.support.relayer_proc import ServiceBackend
+
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
 
 CONCURRENCY = 12
 
