@@ -43,8 +43,8 @@ from protocol.relay import Domain
 from session.windows import session_of
 from tests.adversarial.fuzzing import FUZZ_SLOW, hostile_bytes
 from tests.adversarial.gobackend import GoBackend, go_decode
-from tests.relayer.relayclient import SignedRelay, sign_relay
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
+from tests.support.relay_client import SignedRelay, sign_relay
 from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
 
 pytestmark = pytest.mark.slow  # starts anvil, a relayer and a gateway itself

@@ -25,7 +25,7 @@ from relayer.config import parse_config
 from relayer.relaylog import SessionKey
 from session.memory import MemorySnapshot
 from session.snapshot import EconomicParams, ServiceInfo, ServiceParams, SessionShape, SupplierInfo
-from tests.relayer.relayclient import SignedRelay, high_s, rpc, sign_relay
+from tests.support.relay_client import SignedRelay, high_s, rpc, sign_relay
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 DOMAIN = Domain(31337, b"\x5e" * 20)
