@@ -72,6 +72,7 @@ class WebSocketRelay:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
+            self._recorder.check_writable()
             vh = self._verifier.check_header(request.headers.get("Relay-Request"), stream=True)
             if vh.service.ws_backend is None:
                 raise RelayRefused(
@@ -172,10 +173,10 @@ class WebSocketRelay:
             body = msg.data.encode() if msg.type is WSMsgType.TEXT else bytes(msg.data)
             try:
                 served = self._record(relay, index, body)
-            except (RelayRefused, OSError) as exc:  # OSError: the log write failed
+            except (RelaynetError, OSError) as exc:  # OSError: the log write failed
                 if index == 0:
                     self._verifier.abandon(relay)
-                code = exc.code if isinstance(exc, RelayRefused) else ErrorCode.INTERNAL
+                code = exc.code if isinstance(exc, RelaynetError) else ErrorCode.INTERNAL
                 grace = code is ErrorCode.SESSION_EXPIRED
                 await _close(
                     ws, WS_CLOSE_GRACE_ENDED if grace else WS_CLOSE_RELAY_ERROR, code.value
