@@ -178,6 +178,7 @@ async def create_app(
         domain,
         devnet=config.gateway.devnet,
         receipt_check=config.relay.receipt_check,
+        chain_id_of=snapshot.chain_id,
         budget=AnswerBudget(config.relay.answer_budget),
     )
     budget = client.budget

@@ -22,6 +22,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -216,17 +217,24 @@ class RelayClient:
         devnet: bool,
         receipt_check: float = 1.0,
         rng: random.Random | None = None,
+        chain_id_of: Callable[[int], int | None] | None = None,
         budget: AnswerBudget | None = None,
     ) -> None:
         self.http = http
         self.key = key
         self.domain = domain
+        self.chain_id_of = chain_id_of  # session n -> its recorded chain id (DESIGN §3.5)
         self.devnet = devnet
         self.receipt_check = receipt_check
         self.budget = budget or AnswerBudget()
         self._rng = rng or random.Random()
         self._allowed: set[str] = set()  # endpoints check_literal accepted (it is pure)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def domain_of(self, n: int) -> Domain:
+        """The EIP-712 domain of session ``n``: under its chain id when the registry knows it."""
+        chain_id = None if self.chain_id_of is None else self.chain_id_of(n)
+        return self.domain if chain_id is None else self.domain.for_chain(chain_id)
 
     @property
     def signer(self) -> bytes:
@@ -247,7 +255,7 @@ class RelayClient:
             max_index=max_index,
             compute_units=compute_units,
         )
-        digest = request_digest(header, self.domain)
+        digest = request_digest(header, self.domain_of(target.n))
         sig = sign_request(digest, self.key)
         return Signed(header, digest, encode_relay_request(header.encode(), sig))
 

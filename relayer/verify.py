@@ -94,6 +94,7 @@ class SessionContext:
     difficulty_bits: int
     max_stream_relays: int
     budget: SessionBudget
+    domain: Domain  # under the chain id of session n (DESIGN §3.5)
     seen: set[bytes] = field(default_factory=set)
     inflight: set[bytes] = field(default_factory=set)
     delegated: dict[bytes, bool] = field(default_factory=dict)
@@ -226,13 +227,14 @@ class Verifier:
         if signer != header.application:
             ok = ctx.delegated.get(signer)
             if ok is None:
-                ok = ctx.delegated[signer] = self.snapshot.delegated(
+                ok = ctx.delegated[signer] = self.snapshot.signer_ok(
                     header.application, signer, header.session
                 )
             if not ok:
                 raise RelayRefused(
                     ErrorCode.SIGNER_NOT_DELEGATED,
-                    "the signer is neither the app nor a gateway it delegates to in this session",
+                    "the signer is neither the app nor a staked gateway it delegates to "
+                    "(under the gateway's current epoch) in this session",
                 )
         return VerifiedHeader(ctx, service, header, header_bytes, sig)
 
@@ -245,7 +247,7 @@ class Verifier:
 
     def check_signature(self, vh: VerifiedHeader) -> SignedHeader:
         """Digest, ``relay_key`` not seen in the session, signature recovering to the signer."""
-        digest = request_digest_of_bytes(vh.header_bytes, self.domain)
+        digest = request_digest_of_bytes(vh.header_bytes, vh.ctx.domain)
         key = relay_key(digest, 0)
         self._check_fresh(vh.ctx, key)
         try:
@@ -324,7 +326,7 @@ class Verifier:
         ctx = self._contexts.get(key)
         if ctx is not None:
             w = ctx.windows
-            if head > w.grace_end:
+            if head >= w.grace_end:
                 raise RelayRefused(
                     ErrorCode.SESSION_EXPIRED,
                     f"session {key.n} ended its grace at block {w.grace_end}; head is {head}",
@@ -332,7 +334,7 @@ class Verifier:
             return ctx
         shape = self.shape()
         w = windows(shape, key.n)
-        if head > w.grace_end:
+        if head >= w.grace_end:
             raise RelayRefused(
                 ErrorCode.SESSION_EXPIRED,
                 f"session {key.n} ended its grace at block {w.grace_end}; head is {head}",
@@ -360,6 +362,7 @@ class Verifier:
         sparams = self.snapshot.service_params(key.service_id, key.n)
         pending = pending_sessions(shape.L, shape.G, shape.CO, shape.CW, shape.PO, shape.PW)
         limit = session_budget(len(slots), stake, shape.S, pending)
+        chain_id = self.snapshot.chain_id(key.n)
         ctx = SessionContext(
             key=key,
             windows=w,
@@ -370,6 +373,7 @@ class Verifier:
             difficulty_bits=sparams.difficulty_bits,
             max_stream_relays=econ.max_stream_relays,
             budget=self.meter.account(key, limit),
+            domain=self.domain if chain_id is None else self.domain.for_chain(chain_id),
         )
         self._restore(ctx)
         self._contexts[key] = ctx

@@ -156,7 +156,7 @@ class WebSocketRelay:
         index = 0
         answered = False
         while True:
-            if self._verifier.snapshot.head() > ctx.windows.grace_end:
+            if self._verifier.snapshot.head() >= ctx.windows.grace_end:
                 await _close(ws, WS_CLOSE_GRACE_ENDED, "GRACE_ENDED")
                 return
             try:
