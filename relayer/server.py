@@ -150,6 +150,10 @@ class RelayService:
         except RelaynetError as exc:  # the session closed while the backend answered
             self.verifier.abandon(relay)
             return self._refuse_answer(exc)
+        except OSError:  # the log write failed: nothing recorded, nothing charged
+            self.verifier.abandon(relay)
+            log.exception("%s: writing the relay log failed", service.service_id)
+            return _error_answer(ErrorCode.INTERNAL, "the relay could not be recorded")
         self._answered[service.service_id].inc()
         return FastResponse(
             200,
