@@ -125,7 +125,7 @@ class Route:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        if any(c in target or c in parts.netloc for c in " \t\r\n\0"):
+        if any(c in url for c in " \t\r\n\0"):  # urlsplit would drop some silently
             raise ValueError(f"URL with whitespace or control characters: {url!r}")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}"]
         for name, value in (headers or {}).items():
