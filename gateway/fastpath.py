@@ -12,11 +12,32 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from transport.fastserve import FastRequest, FastResponse, Handler
 
 __all__ = ["FastRpcRequest", "rpc_route"]
+
+
+class _Headers:
+    """Case-insensitive ``get`` over the front's lower-case header dict (what handle_rpc uses)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict[bytes, bytes]) -> None:
+        self._raw = raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self._raw.get(name.lower().encode("latin-1"))
+        return default if value is None else value.decode("latin-1")
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower().encode("latin-1") in self._raw
 
 
 class FastRpcRequest:
@@ -31,11 +52,7 @@ class FastRpcRequest:
         self.path = request.path
         self._body = request.body
         self.content_length = len(request.body)
-        self.headers = CIMultiDictProxy(
-            CIMultiDict(
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.items()
-            )
-        )
+        self.headers = _Headers(request.headers)
 
     async def read(self) -> bytes:
         return self._body

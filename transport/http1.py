@@ -362,8 +362,11 @@ class HttpClient:
         slots = self._slots.get(route.origin)
         if slots is None:
             slots = self._slots[route.origin] = asyncio.Semaphore(self._limit)
-        async with asyncio.timeout(within):  # waiting for a slot counts against the call
-            await slots.acquire()
+        if slots.locked():
+            async with asyncio.timeout(within):  # waiting for a slot counts against the call
+                await slots.acquire()
+        else:
+            await slots.acquire()  # free: no suspension, no timer
         try:
             return await self._request(route, body, extra_headers, within, connect_timeout, limits)
         finally:
