@@ -24,6 +24,7 @@ class MemoryStore:
         self._max_cache = max_cache_entries
         self._votes: dict[str, tuple[dict[str, set[str]], float]] = {}
         self._qos: dict[str, dict[str, tuple[bytes, float]]] = {}
+        self._leases: dict[str, dict[str, float]] = {}
 
     def _time(self) -> float:
         return self._now()
@@ -89,6 +90,23 @@ class MemoryStore:
     async def qos_read(self, scope: str) -> dict[str, bytes]:
         now = self._time()
         return {m: v for m, (v, exp) in self._qos.get(scope, {}).items() if exp > now}
+
+    async def lease(self, scope: str, holder: str, limit: int, ttl: float) -> bool:
+        now = self._time()
+        held = {h: exp for h, exp in self._leases.get(scope, {}).items() if exp > now}
+        if holder not in held and len(held) >= limit:
+            self._leases[scope] = held
+            return False
+        held[holder] = now + ttl
+        self._leases[scope] = held
+        return True
+
+    async def release(self, scope: str, holder: str) -> None:
+        held = self._leases.get(scope)
+        if held is not None:
+            held.pop(holder, None)
+            if not held:
+                del self._leases[scope]
 
     async def ping(self) -> bool:
         return True
