@@ -1,4 +1,5 @@
-"""Fixtures of the stream tests: one staked network with a scripted liar per module."""
+"""Fixtures of the stream tests: one staked network with a scripted liar, shared by the
+package's modules (each starts the gateways it needs on it)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ SCRIPT: dict[object, str] = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def streamnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamNet]:
     net = start_streamnet(tmp_path_factory.mktemp("streams"), SCRIPT)
     try:

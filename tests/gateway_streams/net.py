@@ -184,22 +184,32 @@ def start_streamnet(
 def start_gateway(net: StreamNet, tables: Mapping[str, Any] | None = None) -> None:
     settings: dict[str, dict[str, Any]] = {
         "ws": {"window": WINDOW, "redundancy": 3, "heartbeat": 1.0},
-        "relay": {"timeout": 5.0},
     }
     for name, values in (tables or {}).items():
         settings.setdefault(name, {}).update(values)
-    files = write_gateway_files(
-        net.tmp / "gateway",
+    files = gateway_files(net, "gateway", settings)
+    net.key = add_key(files, {SERVICE: net.app_hex})
+    net.gateway_files = files
+    net.gateway = GatewayProcess(files).start()
+
+
+def gateway_files(
+    net: StreamNet,
+    name: str,
+    tables: Mapping[str, Mapping[str, Any]],
+    redis_url: str | None = None,
+) -> GatewayFiles:
+    """The files of another gateway on the network (add keys, then start it)."""
+    return write_gateway_files(
+        net.tmp / name,
         rpc_url=net.settlement.url,
         deployment=net.network.deployment,
         account=net.gateway_key,
         services={SERVICE: "devnet"},
         devnet=True,
-        tables=settings,
+        redis_url=redis_url,
+        tables={"relay": {"timeout": 5.0}, **tables},
     )
-    net.key = add_key(files, {SERVICE: net.app_hex})
-    net.gateway_files = files
-    net.gateway = GatewayProcess(files).start()
 
 
 @dataclass(frozen=True)
