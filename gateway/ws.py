@@ -110,6 +110,7 @@ class Subscription:
     # suppliers that sit this subscription out, with the session they are out for
     # (a fault: not again this session; a non-lie 4002: skipped until the next session)
     excluded: set[tuple[bytes, int]] = field(default_factory=set)
+    closed: bool = False  # unsubscribed, or its socket is gone
 
 
 class ClientSocket:
@@ -582,9 +583,11 @@ class ClientSocket:
         new session the same way, so the client sees no gap."""
         gw = self.gw
         sid = self.ctx.service.service_id
-        while True:
+        while not sub.closed:
+            # (not asyncio.wait_for: on 3.11 it can swallow the cancellation of _close_sub)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sub.wake.wait(), _TICK)
+                async with asyncio.timeout(_TICK):
+                    await sub.wake.wait()
             sub.wake.clear()
             sub.streams = [s for s in sub.streams if s.task is not None and not s.task.done()]
             try:
@@ -619,6 +622,7 @@ class ClientSocket:
         self.gw.metrics.resubscriptions.labels(why).inc()
 
     async def _close_sub(self, sub: Subscription) -> None:
+        sub.closed = True
         if sub.manager is not None:
             sub.manager.cancel()
             with contextlib.suppress(asyncio.CancelledError):

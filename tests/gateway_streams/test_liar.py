@@ -160,5 +160,9 @@ async def test_a_lying_supplier_is_dropped_and_the_subscriptions_go_on(
     for indices in streams.values():
         assert indices == list(range(len(indices))), indices
         pushes += len(indices) - 1
+    print(
+        f"honest streams {len(streams)}, indices signed {signed}, pushes logged {pushes}, "
+        f"frames received {received}, pushes delivered {BLOCKS * len(SCRIPT)}"
+    )
     assert received <= pushes <= received + len(streams), (pushes, received, len(streams))
     assert pushes < signed // 2, (pushes, signed)
