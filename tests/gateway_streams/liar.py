@@ -106,7 +106,7 @@ class LiarRelayer:
     async def _serve(self) -> None:
         app = web.Application()
         app.router.add_get("/v1/relay", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
