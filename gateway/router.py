@@ -234,7 +234,7 @@ class Router:
             handle = ctx.service.handler.read_handle(answer.body)
             if handle is not None:
                 self._pins[(ctx.client_id, ctx.service.service_id, handle.lower())] = (
-                    answer_session(view, answer),
+                    view.n,
                     answer.supplier,
                 )
                 while len(self._pins) > 100_000:
@@ -502,10 +502,6 @@ class Router:
         if last_error is not None:
             raise RelayFailed(last_error.message, relay_code=last_error.relay_code)
         raise NoSupplier(f"no eligible supplier for {sid!r}", reason=ClientReason.NO_SUPPLIER)
-
-
-def answer_session(view: SessionView, answer: RelayAnswer) -> int:
-    return view.n
 
 
 def _parsed_id(call: ClientCall) -> object:

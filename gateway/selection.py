@@ -117,10 +117,6 @@ class Qos:
             return None
         return int(statistics.median_low(heights))
 
-    def max_height(self, service: str, suppliers: Iterable[bytes]) -> int | None:
-        heights = [h for s in suppliers if (h := self.stats(service, s).height) is not None]
-        return max(heights) if heights else None
-
     def _usable(self, st: SupplierStats) -> bool:
         return st.refused is None and st.chain_ok is not False and st.breaker.would_allow()
 

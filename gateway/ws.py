@@ -24,7 +24,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 import aiohttp
@@ -35,6 +35,7 @@ from gateway.batch import run_batch
 from gateway.errors import BadRequest, ClientReason, GatewayError, jsonrpc_error_object
 from gateway.jsonrpc import Call as ClientCall
 from gateway.jsonrpc import parse_body
+from gateway.limiter import Limited
 from gateway.relay_client import Target
 from gateway.router import ClientContext
 from gateway.store.memory import MemoryStore
@@ -122,7 +123,6 @@ class ClientSocket:
         self.ws = ws
         self.subs: dict[str, Subscription] = {}
         self._send_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._channels = itertools.count(1)
         self.cfg = gw.config.ws
         self.redundancy = self.cfg.redundancy
@@ -155,7 +155,7 @@ class ClientSocket:
             record = self.gw.keys.lookup_hash(self.ctx.client_id)
             await self.gw.limiter.admit(record, self.ctx.service.service_id, len(req.calls))
         except GatewayError as exc:
-            await self.send(jsonrpc_error_object(b"null", exc.jsonrpc_code, exc.message))
+            await self.send(_error(b"null", exc))
             return
         if req.is_batch:
             batch = await run_batch(self.gw.router, self.ctx, req.calls)
@@ -563,11 +563,10 @@ class ClientSocket:
         gw = self.gw
         try:
             record = gw.keys.lookup_hash(self.ctx.client_id)
-            await gw.limiter.admit(replace(record, rate_limit=0.0), self.ctx.service.service_id)
+            await gw.limiter.count(record, self.ctx.service.service_id)
         except BadRequest as exc:
             if exc.reason is ClientReason.QUOTA_EXCEEDED:
-                note = jsonrpc_error_object(b"null", exc.jsonrpc_code, "quota exceeded")
-                await self.shut_down(CLOSE_QUOTA, note)
+                await self.shut_down(CLOSE_QUOTA, _error(b"null", exc))
                 return False
             if exc.reason is ClientReason.UNAUTHORIZED:
                 await self.shut_down(CLOSE_REVOKED)
@@ -640,8 +639,23 @@ class ClientSocket:
             await self._close_sub(sub)
             self.gw.metrics.subscriptions.dec()
         self.subs.clear()
-        for t in self._tasks:
-            t.cancel()
+
+
+def _error(raw_id: bytes, exc: GatewayError) -> bytes:
+    """A JSON-RPC error object; a limiter's refusal carries ``data.retry_after`` (seconds)."""
+    if isinstance(exc, Limited):
+        return orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": orjson.Fragment(raw_id),
+                "error": {
+                    "code": exc.jsonrpc_code,
+                    "message": exc.message,
+                    "data": {"retry_after": int(exc.retry_after_header)},
+                },
+            }
+        )
+    return jsonrpc_error_object(raw_id, exc.jsonrpc_code, exc.message)
 
 
 def _result(raw_id: bytes, result: bytes) -> bytes:

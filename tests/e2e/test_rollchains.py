@@ -49,16 +49,16 @@ from protocol.relay import (
 from rollups.catalogue import __file__ as _catalogue_init
 from rollups.celestia import Permission
 from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
-from tests.gateway.harness import post
-from tests.relayer.relayclient import sign_relay
+from tests.support.gateway_net import post
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
+from tests.support.relay_client import sign_relay
 from tests.support.relayer_proc import (
     RelayerProcess,
     ServiceBackend,
     write_relayer_files,
 )
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 CATALOGUE = Path(_catalogue_init).parent
 JWT_SECRET = b"e2e celestia node secret"

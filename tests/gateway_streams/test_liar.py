@@ -19,7 +19,7 @@ import pytest
 from tests.gateway_streams.conftest import SCRIPT
 from tests.gateway_streams.net import WINDOW, StreamNet, logged_leaves
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 FAULT_KIND = {
     "jump": "jump",

@@ -23,7 +23,7 @@ from tests.gateway_streams.net import SERVICE, StreamNet, gateway_files
 from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key
 from tests.support.redis_server import RedisServer
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 PER_KEY = 66  # above one socket's 64, so both caps can be shown with one key
 QUOTA = 8

@@ -4,12 +4,13 @@ and the rollups hook that names a pushed event."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import orjson
-import pytest
 
-from gateway.store import MemoryStore, RedisStore
+from gateway.store import MemoryStore, RedisStore, Store
 from gateway.streams import (
     Ending,
     Fault,
@@ -79,45 +80,51 @@ def test_the_lie_group() -> None:
     assert is_lie("NOT_A_CODE") and is_lie("")
 
 
-@pytest.mark.parametrize("driver", ["memory", "redis"])
-async def test_leases_cap_a_scope_across_replicas(
-    driver: str, request: pytest.FixtureRequest
-) -> None:
-    if driver == "memory":
-        now = [0.0]
-        one = MemoryStore(clock=lambda: now[0])
-        two = one
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        prefix = f"t{uuid.uuid4().hex[:8]}:"
-        one, two = RedisStore(server.url, prefix=prefix), RedisStore(server.url, prefix=prefix)
+async def check_leases(one: Store, two: Store, *, expire: Callable[[], Awaitable[None]]) -> None:
+    """``one`` and ``two`` play two replicas on the same shared state."""
+    assert await one.lease("k", "a", 2, 30.0)
+    assert await two.lease("k", "b", 2, 30.0)
+    assert not await two.lease("k", "c", 2, 30.0)  # the cap holds across replicas
+    assert await one.lease("k", "a", 2, 30.0)  # a renewal is never refused
+    assert await one.lease("other", "c", 2, 30.0)  # scopes are apart
+    await one.release("k", "a")
+    assert await two.lease("k", "c", 2, 30.0)
+    await one.release("k", "zz")  # not held: nothing
+    await expire()
+
+
+async def test_leases_on_the_memory_driver() -> None:
+    now = [0.0]
+    store = MemoryStore(clock=lambda: now[0])
+
+    async def expire() -> None:  # a lease not renewed (its replica died) frees its place
+        assert not await store.lease("k", "d", 2, 30.0)
+        now[0] += 31.0
+        assert await store.lease("k", "d", 2, 30.0)
+
+    await check_leases(store, store, expire=expire)
+
+
+async def test_leases_across_two_redis_clients(redis_server: RedisServer) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    one, two = (
+        RedisStore(redis_server.url, prefix=prefix),
+        RedisStore(redis_server.url, prefix=prefix),
+    )
+
+    async def expire() -> None:
+        assert await one.lease("k2", "x", 1, 0.05)
+        assert not await two.lease("k2", "y", 1, 30.0)
+        await _expire(two, "k2", "y")
+
     try:
-        assert await one.lease("k", "a", 2, 30.0)
-        assert await two.lease("k", "b", 2, 30.0)
-        assert not await two.lease("k", "c", 2, 30.0)  # the cap holds across replicas
-        assert await one.lease("k", "a", 2, 30.0)  # a renewal is never refused
-        assert await one.lease("other", "c", 2, 30.0)  # scopes are apart
-        await one.release("k", "a")
-        assert await two.lease("k", "c", 2, 30.0)
-        await one.release("k", "zz")  # not held: nothing
-        # an expired lease (a replica died without releasing) frees its place
-        if driver == "memory":
-            assert not await one.lease("k", "d", 2, 30.0)
-            now[0] += 31.0
-            assert await one.lease("k", "d", 2, 30.0)
-        else:
-            assert await one.lease("k2", "x", 1, 0.05)
-            assert not await two.lease("k2", "y", 1, 30.0)
-            await _expire(two, "k2", "y")
+        await check_leases(one, two, expire=expire)
     finally:
-        if driver == "redis":
-            await one.close()
-            await two.close()
+        await one.close()
+        await two.close()
 
 
 async def _expire(store: RedisStore, scope: str, holder: str) -> None:
-    import asyncio
-
     for _ in range(200):  # Redis's own clock decides; 50 ms lease
         if await store.lease(scope, holder, 1, 30.0):
             return
