@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from protocol.errors import ErrorCode
+from protocol.errors import Refusal, refusal_of
 from protocol.relay import WS_CLOSE_GRACE_ENDED, WS_CLOSE_MAX_INDEX, WS_CLOSE_RELAY_ERROR
 
 __all__ = [
@@ -43,21 +43,6 @@ __all__ = [
 ]
 
 GRACE_SLACK = 2  # a 4001 is in time once the gateway's head is this close to grace_end(n)
-
-# §3.3's lie group: refusals a relayer cannot truthfully give to a request the gateway built
-# and checked itself. Kept here, in one place, until the gateway's refusal classes are shared.
-_LIES = frozenset(
-    {
-        ErrorCode.MALFORMED_HEADER,
-        ErrorCode.UNSUPPORTED_VERSION,
-        ErrorCode.PAYLOAD_HASH_MISMATCH,
-        ErrorCode.BAD_SIGNATURE,
-        ErrorCode.REPLAYED_RELAY,  # the gateway's nonces are fresh
-        ErrorCode.BATCH_NOT_RELAYABLE,
-        ErrorCode.WRONG_SUPPLIER,
-    }
-)
-_TABLE = frozenset(code.value for code in ErrorCode) | {"INVALID_PAYLOAD"}
 
 
 class Fault(StrEnum):
@@ -112,9 +97,7 @@ def check_index(expected: int, index: int) -> Fault | None:
 
 def is_lie(code: str) -> bool:
     """Is a 4002 reason a lie (§3.3's lie group, or a code not in the table)?"""
-    if code not in _TABLE:
-        return True
-    return code == "INVALID_PAYLOAD" or ErrorCode(code) in _LIES
+    return refusal_of(code)[1] is Refusal.LIE
 
 
 def ending(
