@@ -105,8 +105,10 @@ class FastFront:
         max_head: int = 8190 + 100 * 8190,
         max_line: int = 8190,
         max_body: int = 1024 * 1024,
+        keepalive: float = 75.0,
     ) -> None:
         self.route = route
+        self.keepalive = keepalive  # an idle connection is closed after this (aiohttp's 75 s)
         self.fallback = fallback
         self.max_head = max_head
         self.max_line = max_line
@@ -117,6 +119,14 @@ class FastFront:
 
     def protocol(self) -> FrontProtocol:
         return FrontProtocol(self)
+
+    def sweep(self) -> None:
+        """Close connections idle (no request in flight) for longer than ``keepalive``; runs
+        every few seconds instead of a timer per request."""
+        now = asyncio.get_running_loop().time()
+        for conn in list(self.connections):
+            if conn.task is None and now - conn.last_active > self.keepalive:
+                conn.close()
 
     async def drain(self, grace: float) -> None:
         """Stop taking requests, wait for those in flight, close idle connections."""
@@ -160,6 +170,7 @@ class FrontProtocol(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.handed = False
         self.paused = False
+        self.last_active = asyncio.get_running_loop().time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -170,6 +181,7 @@ class FrontProtocol(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = asyncio.get_running_loop().time()
         self.buf += data
         if self.task is None:
             self._next()
@@ -260,6 +272,7 @@ class FrontProtocol(asyncio.Protocol):
             data = _error(500, b"internal error")
             keep_alive = False
         self.task = None
+        self.last_active = asyncio.get_running_loop().time()
         if self.transport is None:
             return
         self.transport.write(data)
@@ -302,13 +315,15 @@ class FastSite(web.TCPSite):
         *,
         route: Route,
         max_body: int,
+        keepalive: float = 75.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(runner, host, port, **kwargs)
         server = runner.server
         assert server is not None
         fallback = cast(Callable[[], asyncio.Protocol], server)
-        self.front = FastFront(route, fallback, max_body=max_body)
+        self.front = FastFront(route, fallback, max_body=max_body, keepalive=keepalive)
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._runner._reg_site(self)
@@ -324,8 +339,16 @@ class FastSite(web.TCPSite):
         )
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.front.keepalive / 2))
+            self.front.sweep()
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await super().stop()
         with contextlib.suppress(Exception):
             await self.front.drain(self._runner._shutdown_timeout)

@@ -96,9 +96,12 @@ def _complete(data: bytes) -> bool:
 
 
 def _post(body: bytes, tag: str = "t", extra: bytes = b"") -> bytes:
-    return (
-        b"POST %s HTTP/1.1\r\nHost: x\r\nX-Tag: %s\r\n%sContent-Length: %d\r\n\r\n%s"
-        % (PATH.encode(), tag.encode(), extra, len(body), body)
+    return b"POST %s HTTP/1.1\r\nHost: x\r\nX-Tag: %s\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        PATH.encode(),
+        tag.encode(),
+        extra,
+        len(body),
+        body,
     )
 
 
@@ -163,3 +166,25 @@ async def test_an_answer_in_flight_is_delivered_through_shutdown(app: App) -> No
     await asyncio.wait_for(stopping, 10)
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", app.site.port)
+
+
+async def test_an_idle_fast_connection_is_closed_after_the_keepalive() -> None:
+    webapp = web.Application()
+    runner = web.AppRunner(webapp, access_log=None)
+    await runner.setup()
+
+    async def fast(request: FastRequest) -> FastResponse:
+        return FastResponse(200, b"ok")
+
+    site = FastSite(runner, "127.0.0.1", 0, route=lambda p: fast, max_body=100, keepalive=0.3)
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        writer.write(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        first = await asyncio.wait_for(reader.readuntil(b"ok"), 10)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        # then idle: the server closes it (EOF) within a few sweeps
+        assert await asyncio.wait_for(reader.read(100), 10) == b""
+        writer.close()
+    finally:
+        await runner.cleanup()
