@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from transport.fastserve import FastRequest, FastResponse, FastSite
+from transport.http1 import HttpClient
 
 PATH = "/v1/relay"
 
@@ -187,4 +190,50 @@ async def test_an_idle_fast_connection_is_closed_after_the_keepalive() -> None:
         assert await asyncio.wait_for(reader.read(100), 10) == b""
         writer.close()
     finally:
+        await runner.cleanup()
+
+
+@pytest.mark.slow  # runs openssl for a certificate
+async def test_tls_front_serves_fast_posts_and_hands_the_rest_to_aiohttp(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def get(request: web.Request) -> web.Response:
+        return web.Response(text="aiohttp-get")
+
+    async def fast(request: FastRequest) -> FastResponse:
+        return FastResponse(200, b"fast:" + request.body)
+
+    webapp = web.Application()
+    webapp.router.add_get(PATH, get)
+    runner = web.AppRunner(webapp, access_log=None)
+    await runner.setup()
+    site = FastSite(
+        runner,
+        "127.0.0.1",
+        0,
+        route=lambda p: fast if p == PATH else None,
+        max_body=100,
+        ssl_context=server_ctx,
+    )
+    await site.start()
+    client = HttpClient(ssl_context=client_ctx)
+    try:
+        url = f"https://localhost:{site.port}{PATH}"
+        answer = await client.request(client.route("POST", url), b"tls", within=10)
+        assert (answer.status, answer.body) == (200, b"fast:tls")
+        got = await client.request(client.route("GET", url), b"", within=10)
+        assert got.body == b"aiohttp-get"  # the upgrade-style hand-over works under TLS too
+    finally:
+        await client.close()
         await runner.cleanup()
