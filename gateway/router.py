@@ -111,6 +111,7 @@ class Router:
         self.store = store  # floors and pins, shared by replicas (None: this process only)
         self.client = client
         client.on_late_lie = self._late_lie
+        self._evictions: set[asyncio.Task[None]] = set()
         self.qos = qos
         self.cache = cache
         self.metrics = metrics
@@ -491,9 +492,23 @@ class Router:
             self.qos.stats(sid, supplier).breaker.trip()
 
     def _late_lie(self, target: Target) -> None:
-        """A sampled receipt signature failed after its answer went out (DESIGN §6)."""
+        """A sampled receipt signature failed after its answer went out (DESIGN §6): a lie
+        against the supplier, and what it put in the caches is evicted."""
         self.metrics.child(self.metrics.receipts, "failed").inc()
         self._lied(target.service_id, target.supplier, "late receipt")
+        supplier = "0x" + target.supplier.hex()
+        self.front.evict_supplier(supplier)
+        if self.cache is not None:
+            task = asyncio.get_running_loop().create_task(self._evict(supplier))
+            self._evictions.add(task)
+            task.add_done_callback(self._evictions.discard)
+
+    async def _evict(self, supplier: str) -> None:
+        assert self.cache is not None
+        try:
+            await self.cache.evict_supplier(supplier)
+        except StoreUnavailable:
+            return  # the entries expire on their own; the supplier is penalised already
 
     def _lied(self, sid: str, supplier: bytes, kind: str) -> None:
         self.qos.record_lie(sid, supplier)

@@ -328,3 +328,37 @@ def _block_key(router: Router, ctx: ClientContext, body: bytes) -> str:
     policy = svc.handler.cache_policy(svc.spec, rcall, Heights(None, None))
     assert policy.key is not None
     return policy.key
+
+
+async def test_a_failed_late_receipt_check_evicts_what_the_supplier_put_in_the_caches() -> None:
+    from gateway.cache import CachedAnswer
+
+    client = ScriptedClient()
+    router, _ctx, metrics = make_router(client, hedge=None, cache=True)
+    cache = router.cache
+    assert cache is not None
+    liar, other = SUPPLIERS[0], SUPPLIERS[1]
+    body = b'{"jsonrpc":"2.0","id":1,"result":"0x1"}'
+
+    async def store(key: str, last: bytes) -> None:
+        for s in (other if last == liar else liar, last):  # agreement 2: `last` stores it
+            await cache.offer(
+                key, None, status=200, body=body, supplier="0x" + s.hex(),
+                relay_request="rq", relay_receipt="rc",
+            )  # fmt: skip
+
+    await store("k-liar", liar)
+    await store("k-other", other)
+    assert await cache.lookup("k-liar", b"1") is not None
+    hit = CachedAnswer(200, body, "0x" + liar.hex(), "rq", "rc", True, b"", b"", 1e12)
+    router.front.put("devnet", b"tmpl", hit)
+    target = Target("devnet", APP, 5, liar, "http://r0.example/v1/relay", b"k" * 32)
+    router._late_lie(target)
+    for _ in range(100):
+        if await cache.lookup("k-liar", b"1") is None:
+            break
+        await asyncio.sleep(0.01)
+    assert await cache.lookup("k-liar", b"1") is None  # evicted, shared store included
+    assert await cache.lookup("k-other", b"1") is not None  # others' entries stay
+    assert router.front.get("devnet", b"tmpl") is None
+    assert metrics.receipts.labels("failed")._value.get() == 1
