@@ -211,7 +211,7 @@ class RelayClient:
         """One attempt: sign, POST, check. Raises :class:`RelayError` on any failure."""
         if target.endpoint not in self._allowed:
             try:
-                check_literal(target.endpoint, devnet=self.devnet)
+                check_literal(target.endpoint)  # addresses: GuardedConnector
             except EndpointRefused as exc:
                 raise RelayError(
                     exc.message, outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
@@ -239,8 +239,9 @@ class RelayClient:
                 backend_status = resp.headers.get("Relay-Backend-Status")
                 receipt = resp.headers.get("Relay-Receipt")
         except aiohttp.ClientConnectorError as exc:
-            refused = isinstance(getattr(exc, "os_error", None), EndpointRefusedOSError)
-            why = "endpoint refused: private address" if refused else f"cannot connect: {exc}"
+            os_error = getattr(exc, "os_error", None)
+            refused = isinstance(os_error, EndpointRefusedOSError)
+            why = str(os_error) if refused else f"cannot connect: {exc}"
             raise RelayError(
                 why, outcome=Outcome.UNSENT, supplier=target.supplier, refused=refused
             ) from exc

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -29,7 +31,8 @@ from gateway.errors import (
 )
 from gateway.failsafe.retry import Outcome
 from gateway.jsonrpc import parse_body
-from gateway.keys import ApiKey, KeyRing, Limiter
+from gateway.keys import KEY_PREFIX, ApiKey, KeyRing
+from gateway.limiter import Limited, Limiter
 from gateway.metrics import GatewayMetrics
 from gateway.relay_client import classify_code
 from gateway.router import CallAnswer, ClientContext, Router
@@ -40,7 +43,7 @@ from protocol.errors import ERROR_TABLE, ProtocolError
 from rollups.errors import RequestError
 from rollups.rest import rest_call, rest_error
 
-__all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app"]
+__all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app", "redact"]
 
 log = logging.getLogger("relaynet.gateway")
 
@@ -74,13 +77,30 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+def _refusal_headers(exc: GatewayError) -> dict[str, str]:
+    if isinstance(exc, Limited):
+        return {**CORS_HEADERS, "Retry-After": exc.retry_after_header}
+    return CORS_HEADERS
+
+
 def _error_response(exc: GatewayError, raw_id: bytes = b"null") -> web.Response:
     return web.Response(
         status=exc.http_status,
         body=jsonrpc_error_body(exc, raw_id),
         content_type=JSON,
-        headers=CORS_HEADERS,
+        headers=_refusal_headers(exc),
     )
+
+
+_KEY_LIKE = re.compile(re.escape(KEY_PREFIX) + r"[0-9A-Za-z]+")
+
+
+def redact(text: str, request: web.Request) -> str:
+    """``text`` without the request's API key (path or header) nor anything shaped like one."""
+    key = presented_key(request)
+    if key:
+        text = text.replace(key, "<key>")
+    return _KEY_LIKE.sub(KEY_PREFIX + "<key>", text)
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -149,16 +169,17 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
             return await handle_ws(request, gw, ctx)
         if request.method != "POST":
             raise BadRequest("use POST (or a WebSocket upgrade)")
+        await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
         body = await _read_body(request, gw.config.limits.max_body_bytes)
         front = _front_hit(gw, ctx, body)
         if front is not None:  # a repeat of a final, cached answer: no parsing needed
-            await gw.limiter.admit(record, ctx.service.service_id, 1)
+            await gw.limiter.admit(record, ctx.service.service_id, 1, prepaid=1)
             gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc()
             return front
         req = parse_body(body, max_batch=gw.config.limits.max_batch)
         if not req.is_batch:
             raw_id = req.calls[0].raw_id
-        await gw.limiter.admit(record, ctx.service.service_id, len(req.calls))
+        await gw.limiter.admit(record, ctx.service.service_id, len(req.calls), prepaid=1)
         gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc(
             len(req.calls)
         )
@@ -201,10 +222,12 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
 _GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 3, 429: 8, 504: 4}
 
 
-def _rest_refusal(status: int, message: str) -> web.Response:
+def _rest_refusal(
+    status: int, message: str, headers: dict[str, str] = CORS_HEADERS
+) -> web.Response:
     grpc = _GRPC_CODES.get(status, 14 if status >= 500 else 3)  # else UNAVAILABLE / INVALID
     body = orjson.dumps({"code": grpc, "message": message, "details": []})
-    return web.Response(status=status, body=body, content_type=JSON, headers=CORS_HEADERS)
+    return web.Response(status=status, body=body, content_type=JSON, headers=headers)
 
 
 def _rest_target(request: web.Request) -> tuple[str, str]:
@@ -226,12 +249,13 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
     gw.inflight += 1
     try:
         ctx, record = client_context(gw, request)
+        await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
         body = await _read_body(request, gw.config.limits.max_body_bytes)
         path, query = _rest_target(request)
         svc = ctx.service
         try:
             call = rest_call(svc.handler, svc.spec, request.method, path, query, body)
-            await gw.limiter.admit(record, svc.service_id, 1)
+            await gw.limiter.admit(record, svc.service_id, 1, prepaid=1)
             gw.metrics.child(gw.metrics.key_requests, ctx.key_id, svc.service_id).inc()
             answer = await gw.router.execute_rest(ctx, call)
         except RequestError as exc:
@@ -256,7 +280,7 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
             log.warning("%s: %s: %s", service_label, exc.reason.value, exc.message)
         gw.metrics.refused.labels(exc.reason.value).inc()
         gw.metrics.requests.labels(service_label, "none", exc.reason.value.lower()).inc()
-        return _rest_refusal(exc.http_status, exc.message)
+        return _rest_refusal(exc.http_status, exc.message, _refusal_headers(exc))
     finally:
         gw.inflight -= 1
         gw.metrics.child(gw.metrics.request_seconds, service_label).observe(
@@ -316,12 +340,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 when ready. A Redis outage keeps it 200 with ``"redis": "degraded"`` (the replica
+    serves its key snapshot): replicas must not all leave the load balancer at once."""
     gw = request.app[GATEWAY]
     ready = gw.ready() and not gw.draining
-    return web.json_response(
-        {"ready": ready, "draining": gw.draining, "keys": len(gw.keys)},
-        status=200 if ready else 503,
-    )
+    body: dict[str, object] = {"ready": ready, "draining": gw.draining, "keys": len(gw.keys)}
+    outage = gw.limiter.outage
+    if outage is not None:
+        body["redis"] = "degraded" if outage.degraded else "ok"
+        body["replicas"] = outage.replicas
+    return web.json_response(body, status=200 if ready else 503)
 
 
 def outermost(
@@ -343,7 +371,11 @@ async def _guarded(
     except web.HTTPException:
         raise
     except Exception as exc:  # the outermost boundary: log, answer, keep serving
-        log.exception("unhandled error on %s", request.path)
+        # the path may hold the API key, and so may an exception's text: never logged
+        trace = "".join(traceback.format_exception(exc))
+        log.error(
+            "unhandled error on %s\n%s", redact(request.path, request), redact(trace, request)
+        )
         err = GatewayError(
             f"internal error: {type(exc).__name__}", reason=ClientReason.RELAY_FAILED
         )

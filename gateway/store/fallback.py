@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from gateway.store.base import Store, StoreUnavailable
+from gateway.store.base import Admission, Charge, Store, StoreUnavailable
 
 __all__ = ["FallbackStore"]
 
@@ -61,6 +61,17 @@ class FallbackStore:
         return await self._run(
             lambda: self.primary.take(bucket, rate, burst, cost),
             lambda: self.fallback.take(bucket, rate, burst, cost),
+        )
+
+    async def admit(self, charge: Charge) -> Admission:
+        return await self._run(
+            lambda: self.primary.admit(charge), lambda: self.fallback.admit(charge)
+        )
+
+    async def limit_counts(self, tag: str, period: int, services: list[str]) -> list[int]:
+        return await self._run(
+            lambda: self.primary.limit_counts(tag, period, services),
+            lambda: self.fallback.limit_counts(tag, period, services),
         )
 
     async def incr(self, counter: str, amount: int = 1, ttl: float | None = None) -> int:

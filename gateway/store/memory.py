@@ -6,6 +6,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from gateway.store.base import Admission, Charge, limit_names
+
 __all__ = ["MemoryStore"]
 
 
@@ -37,6 +39,34 @@ class MemoryStore:
             tokens -= cost
         self._buckets[bucket] = (tokens, now)
         return ok
+
+    async def admit(self, charge: Charge) -> Admission:
+        """The Redis script's semantics, in one synchronous step (atomic in the event loop)."""
+        c = charge
+        bucket, quota, usage, usage_svc = limit_names(c.tag, c.period, c.service)
+        now = self._time()
+        bucketed = c.rate > 0 and c.tokens > 0
+        tokens = 0.0
+        if bucketed:
+            tokens, ts = self._buckets.get(bucket, (c.burst, now))
+            tokens = min(c.burst, tokens + max(0.0, now - ts) * c.rate)
+            if tokens < c.tokens:
+                return Admission(False, "rate", (c.tokens - tokens) / c.rate)
+        used = await self.counter(quota)
+        if c.quota > 0 and used + c.need > c.quota:
+            return Admission(False, "quota", 0.0, used)
+        if bucketed:
+            self._buckets[bucket] = (tokens - c.tokens, now)
+        if c.count > 0:
+            used = await self.incr(quota, c.count, ttl=c.period_ttl)
+            await self.incr(usage, c.count)
+            await self.incr(usage_svc, c.count)
+        return Admission(True, "", 0.0, used)
+
+    async def limit_counts(self, tag: str, period: int, services: list[str]) -> list[int]:
+        _, quota, usage, _ = limit_names(tag, period, "")
+        names = [quota, usage] + [limit_names(tag, period, s)[3] for s in services]
+        return [await self.counter(n) for n in names]
 
     async def incr(self, counter: str, amount: int = 1, ttl: float | None = None) -> int:
         now = self._time()
