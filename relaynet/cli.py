@@ -32,6 +32,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "token": ("token", "Token balances and transfers."),
     "chain": ("chain", "Register and list chains (rollup teams)."),
     "devnet": ("devnet", "A whole local network in one command."),
+    "verify": ("verify", "Verify a gateway's answer against the chain (receipts, sessions)."),
 }
 
 
