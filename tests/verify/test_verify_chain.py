@@ -1,0 +1,306 @@
+"""``relaynet verify`` against a real network: settlement anvil, backend anvil, three relayer
+subprocesses and a gateway subprocess (issue 17, Must show). Real answers verify; a body
+changed by one byte, a receipt from another key, a request signed by an undelegated key and a
+supplier that holds no slot of the session are each refused, naming the failed check."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol.keys import AccountKey, ReceiptKey
+from protocol.relay import (
+    Domain,
+    RelayHeader,
+    decode_receipt,
+    decode_relay_request,
+    encode_receipt,
+    encode_relay_request,
+    request_digest,
+    response_hash,
+    sign_receipt,
+    sign_request,
+)
+from session.slots import session_seed, slots
+from tests.support.gateway_net import SERVICE, Net, start_net
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    n = start_net(tmp_path_factory.mktemp("verify-net"), relayers=3)
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+@pytest.fixture(scope="module")
+def deployment(net: Net) -> Path:
+    path = net.tmp / "deployment.json"
+    path.write_text(net.network.deployment.to_json())
+    return path
+
+
+def run_verify(deployment: Path, *args: str) -> tuple[int, Any, str]:
+    """``relaynet verify --json``: (exit code, parsed output or None, stderr)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "relaynet",
+            "verify",
+            "--deployment",
+            str(deployment),
+            "--json",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+    doc = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
+    return proc.returncode, doc, proc.stderr
+
+
+def balance_call(i: int = 1) -> str:
+    """A read no cache has seen (a fresh address each time)."""
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": i,
+            "method": "eth_getBalance",
+            "params": ["0x" + secrets.token_hex(20), "latest"],
+        }
+    )
+
+
+def session_suppliers(net: Net, n: int) -> list[bytes]:
+    """The session's slots, read independently of ``verify/`` (web3 through LedgerClient)."""
+
+    async def read() -> list[bytes]:
+        async with net.network.client() as client:
+            shape = await client.shape()
+            block = await client.w3.eth.get_block(shape.B0 + n * shape.L - 1)
+            C = await client.length(SERVICE, n)
+            occupants = [await client.occupant(SERVICE, p, n) for p in range(C)]
+        seed = session_seed(bytes(block["hash"]), SERVICE, net.app.address, n)
+        return slots(seed, shape.S, C, lambda p: occupants[p])
+
+    return asyncio.run(read())
+
+
+def current_session(net: Net) -> int:
+    async def read() -> int:
+        async with net.network.client() as client:
+            return await client.current_session()
+
+    return asyncio.run(read())
+
+
+@dataclasses.dataclass
+class Saved:
+    path: Path
+    doc: dict[str, Any]
+
+    def header(self) -> tuple[RelayHeader, bytes]:
+        h, _, sig = decode_relay_request(self.doc["headers"]["Relay-Request"])
+        return h, sig
+
+    def write(self, name: str, **changes: Any) -> Path:
+        doc = json.loads(json.dumps(self.doc))
+        headers = changes.pop("headers", {})
+        doc.update(changes)
+        doc["headers"].update(headers)
+        path = self.path.parent / name
+        path.write_text(json.dumps(doc))
+        return path
+
+
+@pytest.fixture(scope="module")
+def saved(net: Net, deployment: Path) -> Saved:
+    path = net.tmp / "exchange.json"
+    code, doc, err = run_verify(
+        deployment, "--url", net.rpc_url, "--data", balance_call(), "--save", str(path)
+    )
+    assert code == 0, (doc, err)
+    return Saved(path, json.loads(path.read_text()))
+
+
+def domain(net: Net) -> Domain:
+    dep = net.network.deployment
+    return Domain(dep.chain_id, bytes.fromhex(dep.settlement[2:]))
+
+
+def receipt_key_of(net: Net, supplier: bytes) -> ReceiptKey:
+    return next(s.receipt_key for s in net.network.suppliers if s.key.address == supplier)
+
+
+def forge(
+    net: Net,
+    saved: Saved,
+    name: str,
+    *,
+    signer: AccountKey,
+    supplier: bytes | None = None,
+    session: int | None = None,
+) -> Path:
+    """The saved exchange re-signed: a new header (signer, supplier, session) signed by
+    ``signer``, and a receipt by the named supplier's real receipt key over the real body."""
+    h, _ = saved.header()
+    h = dataclasses.replace(
+        h,
+        signer=signer.address,
+        supplier=supplier or h.supplier,
+        session=h.session if session is None else session,
+        nonce=secrets.token_bytes(16),
+    )
+    digest = request_digest(h, domain(net))
+    status = int(saved.doc["headers"].get("Relay-Backend-Status", "200"))
+    rh = response_hash(status, saved.doc["response"].encode())
+    receipt = sign_receipt(receipt_key_of(net, h.supplier), digest, 0, rh)
+    return saved.write(
+        name,
+        headers={
+            "Relay-Request": encode_relay_request(h.encode(), sign_request(digest, signer)),
+            "Relay-Receipt": encode_receipt(rh, receipt),
+            "Relay-Supplier": "0x" + h.supplier.hex(),
+        },
+    )
+
+
+# -- real answers ---------------------------------------------------------------------------
+
+
+def test_a_real_answer_verifies_and_says_who_served(
+    net: Net, saved: Saved, deployment: Path
+) -> None:
+    code, doc, err = run_verify(deployment, "--exchange", str(saved.path))
+    assert code == 0, (doc, err)
+    [answer] = doc["answers"]
+    h, _ = saved.header()
+    assert answer["ok"] is True
+    assert answer["supplier"] == "0x" + h.supplier.hex()
+    assert answer["app"] == net.app_hex
+    assert answer["signer"] == "0x" + net.gateway_key.address.hex()
+    assert answer["service"] == SERVICE
+    n = answer["session"]
+    drawn = session_suppliers(net, n)  # the session, read first and independently
+    assert answer["slots"] == [j for j, s in enumerate(drawn) if s == h.supplier] != []
+    shape = net.network.deployment.shape
+    assert (
+        answer["claim_close"]
+        == shape.B0 + n * shape.L + shape.L - 1 + shape.G + shape.CO + shape.CW
+    )
+
+
+def test_a_batch_verifies_each_element(net: Net, deployment: Path) -> None:
+    body = "[" + ",".join(balance_call(i) for i in (1, 2, 3)) + "]"
+    code, doc, err = run_verify(deployment, "--url", net.rpc_url, "--data", body)
+    assert code == 0, (doc, err)
+    assert [a["position"] for a in doc["answers"]] == [0, 1, 2]
+    assert all(a["ok"] for a in doc["answers"])
+
+
+def test_the_human_output_names_the_proof(net: Net, saved: Saved, deployment: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "relaynet",
+            "verify",
+            "--deployment",
+            str(deployment),
+            "--exchange",
+            str(saved.path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "OK — supplier 0x" in proc.stdout and "claimable in blocks" in proc.stdout
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+def test_a_body_changed_by_one_byte_is_refused(saved: Saved, deployment: Path) -> None:
+    body = saved.doc["response"]
+    i = body.index('"result":"0x') + len('"result":"0x')
+    changed = body[:i] + ("1" if body[i] != "1" else "2") + body[i + 1 :]
+    code, doc, _ = run_verify(
+        deployment, "--exchange", str(saved.write("one-byte.json", response=changed))
+    )
+    assert code == 1
+    assert doc["answers"][0]["check"] == "response_hash"
+
+
+def test_a_receipt_from_another_key_is_refused(net: Net, saved: Saved, deployment: Path) -> None:
+    h, _ = saved.header()
+    digest = request_digest(h, domain(net))
+    rh, _ = decode_receipt(saved.doc["headers"]["Relay-Receipt"])
+    other = sign_receipt(ReceiptKey.generate(), digest, 0, rh)
+    path = saved.write("other-key.json", headers={"Relay-Receipt": encode_receipt(rh, other)})
+    code, doc, _ = run_verify(deployment, "--exchange", str(path))
+    assert code == 1
+    assert doc["answers"][0]["check"] == "receipt"
+
+
+def test_a_request_signed_by_an_undelegated_key_is_refused(
+    net: Net, saved: Saved, deployment: Path
+) -> None:
+    # the same forgery signed by the delegated gateway verifies: only the signer differs
+    code, doc, err = run_verify(
+        deployment, "--exchange", str(forge(net, saved, "gw.json", signer=net.gateway_key))
+    )
+    assert code == 0, (doc, err)
+    stranger = AccountKey.generate()
+    code, doc, _ = run_verify(
+        deployment, "--exchange", str(forge(net, saved, "stranger.json", signer=stranger))
+    )
+    assert code == 1
+    assert doc["answers"][0]["check"] == "signer_ok"
+    assert doc["answers"][0]["code"] == "SIGNER_NOT_DELEGATED"
+
+
+def test_a_supplier_not_in_the_session_is_refused(net: Net, saved: Saved, deployment: Path) -> None:
+    staked = [s.key.address for s in net.network.suppliers]
+    n, outsider, insider = None, b"", b""
+    for _ in range(60):  # sessions where all three suppliers hold a slot are common (~3 in 4)
+        for m in range(net.network.active_session, current_session(net) + 1):
+            drawn = session_suppliers(net, m)  # read the session first
+            missing = [s for s in staked if s not in drawn]
+            if missing:
+                n, outsider, insider = m, missing[0], drawn[0]
+                break
+        if n is not None:
+            break
+        net.mine_settlement(net.network.deployment.shape.L)
+    assert n is not None, "no session left a supplier out"
+    ok = forge(net, saved, "insider.json", signer=net.gateway_key, supplier=insider, session=n)
+    code, doc, err = run_verify(deployment, "--exchange", str(ok))
+    assert code == 0, (doc, err)
+    bad = forge(net, saved, "outsider.json", signer=net.gateway_key, supplier=outsider, session=n)
+    code, doc, _ = run_verify(deployment, "--exchange", str(bad))
+    assert code == 1
+    assert doc["answers"][0]["check"] == "slot"
+    assert doc["answers"][0]["code"] == "NOT_IN_SESSION"
