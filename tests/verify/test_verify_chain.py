@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from protocol.keys import AccountKey, ReceiptKey
+from protocol.keys import SECP256K1_N, AccountKey, ReceiptKey
 from protocol.relay import (
     Domain,
     RelayHeader,
@@ -33,6 +33,7 @@ from protocol.relay import (
 )
 from session.slots import session_seed, slots
 from tests.support.gateway_net import SERVICE, Net, start_net
+from verify import ChainReader, Exchange, UrllibTransport, verify_exchange
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -152,6 +153,32 @@ def receipt_key_of(net: Net, supplier: bytes) -> ReceiptKey:
     return next(s.receipt_key for s in net.network.suppliers if s.key.address == supplier)
 
 
+def forged_headers(
+    net: Net,
+    saved: Saved,
+    *,
+    signer: AccountKey,
+    receipt_key: ReceiptKey | None = None,
+    chain_id: int | None = None,
+    **fields: Any,
+) -> dict[str, str]:
+    """The saved exchange's headers re-signed: the header with ``fields`` changed, signed by
+    ``signer`` (under ``chain_id``, default the deployment's), and a receipt over the real body
+    by ``receipt_key`` (default: the named supplier's real one)."""
+    h, _ = saved.header()
+    h = dataclasses.replace(h, signer=signer.address, nonce=secrets.token_bytes(16), **fields)
+    dom = domain(net) if chain_id is None else Domain(chain_id, domain(net).settlement)
+    digest = request_digest(h, dom)
+    status = int(saved.doc["headers"].get("Relay-Backend-Status", "200"))
+    rh = response_hash(status, saved.doc["response"].encode())
+    key = receipt_key or receipt_key_of(net, h.supplier)
+    return {
+        "Relay-Request": encode_relay_request(h.encode(), sign_request(digest, signer)),
+        "Relay-Receipt": encode_receipt(rh, sign_receipt(key, digest, 0, rh)),
+        "Relay-Supplier": "0x" + h.supplier.hex(),
+    }
+
+
 def forge(
     net: Net,
     saved: Saved,
@@ -161,28 +188,28 @@ def forge(
     supplier: bytes | None = None,
     session: int | None = None,
 ) -> Path:
-    """The saved exchange re-signed: a new header (signer, supplier, session) signed by
-    ``signer``, and a receipt by the named supplier's real receipt key over the real body."""
+    """:func:`forged_headers` written as a saved exchange file."""
     h, _ = saved.header()
-    h = dataclasses.replace(
-        h,
-        signer=signer.address,
+    headers = forged_headers(
+        net,
+        saved,
+        signer=signer,
         supplier=supplier or h.supplier,
         session=h.session if session is None else session,
-        nonce=secrets.token_bytes(16),
     )
-    digest = request_digest(h, domain(net))
-    status = int(saved.doc["headers"].get("Relay-Backend-Status", "200"))
-    rh = response_hash(status, saved.doc["response"].encode())
-    receipt = sign_receipt(receipt_key_of(net, h.supplier), digest, 0, rh)
-    return saved.write(
-        name,
-        headers={
-            "Relay-Request": encode_relay_request(h.encode(), sign_request(digest, signer)),
-            "Relay-Receipt": encode_receipt(rh, receipt),
-            "Relay-Supplier": "0x" + h.supplier.hex(),
-        },
-    )
+    return saved.write(name, headers=headers)
+
+
+def check_in_process(net: Net, saved: Saved, **headers: str) -> tuple[str | None, str]:
+    """Verify the saved exchange with ``headers`` replaced, in this process: (failed check or
+    None, message)."""
+    doc = json.loads(json.dumps(saved.doc))
+    doc["headers"].update(headers)
+    chain = ChainReader(UrllibTransport(net.settlement.url), domain(net).settlement)
+    [result] = verify_exchange(Exchange.from_json(doc), chain).results
+    if result.failure is None:
+        return None, ""
+    return result.failure.check, result.failure.message
 
 
 # -- real answers ---------------------------------------------------------------------------
@@ -304,3 +331,70 @@ def test_a_supplier_not_in_the_session_is_refused(net: Net, saved: Saved, deploy
     assert code == 1
     assert doc["answers"][0]["check"] == "slot"
     assert doc["answers"][0]["code"] == "NOT_IN_SESSION"
+
+
+# -- the other checks, in process against the same chain ----------------------------------
+
+
+def test_each_check_refuses_its_own_forgery(net: Net, saved: Saved) -> None:
+    gw = net.gateway_key
+    h, sig = saved.header()
+    assert check_in_process(net, saved, **forged_headers(net, saved, signer=gw)) == (None, "")
+    cases: dict[str, dict[str, str]] = {
+        "payload_hash": forged_headers(net, saved, signer=gw, payload_hash=bytes(32)),
+        "compute_units": forged_headers(net, saved, signer=gw, compute_units=101),
+        "max_index": forged_headers(net, saved, signer=gw, max_index=1001),
+        # signed under another chain id than session n's: recovers to someone else
+        "signature": forged_headers(
+            net, saved, signer=gw, chain_id=net.network.deployment.chain_id + 1
+        ),
+    }
+    for check, headers in cases.items():
+        assert check_in_process(net, saved, **headers)[0] == check, check
+    # the same signature with s flipped to high-s recovers the same key but is refused
+    r, s_, v = sig[:32], int.from_bytes(sig[32:64], "big"), sig[64]
+    high = r + (SECP256K1_N - s_).to_bytes(32, "big") + bytes((55 - v,))
+    got = check_in_process(net, saved, **{"Relay-Request": encode_relay_request(h.encode(), high)})
+    assert got[0] == "signature" and "high s" in got[1]
+    # Relay-Supplier naming another supplier than the signed header
+    other = next(s.key.address for s in net.network.suppliers if s.key.address != h.supplier)
+    assert check_in_process(net, saved, **{"Relay-Supplier": "0x" + other.hex()})[0] == "supplier"
+    # a Relay-Backend-Status the receipt does not cover
+    status = saved.doc["headers"].get("Relay-Backend-Status", "200")
+    assert check_in_process(net, saved, **{"Relay-Backend-Status": status})[0] is None
+    assert check_in_process(net, saved, **{"Relay-Backend-Status": "500"})[0] == "response_hash"
+
+
+def test_receipts_are_checked_under_the_key_valid_at_their_session(net: Net, saved: Saved) -> None:
+    """Runs last: it rotates every supplier's receipt key (in force from the next session)."""
+    new_keys = {s.key.address: ReceiptKey.generate() for s in net.network.suppliers}
+    shape = net.network.deployment.shape
+
+    async def rotate() -> list[int]:
+        heights = []
+        for spec in net.network.suppliers:
+            async with net.network.client(spec.key) as client:
+                tx = await client.rotate_receipt_key(new_keys[spec.key.address].public_key)
+                heights.append(tx.block_number)
+        return heights
+
+    # the sessions the rotations landed in: each takes effect from the next one
+    sessions = [(h - shape.B0) // shape.L for h in asyncio.run(rotate())]
+    m, last = min(sessions), max(sessions)
+    gw = net.gateway_key
+    insider = session_suppliers(net, m)[0]
+    old = forged_headers(net, saved, signer=gw, supplier=insider, session=m)
+    assert check_in_process(net, saved, **old)[0] is None
+    new = forged_headers(
+        net, saved, signer=gw, supplier=insider, session=m, receipt_key=new_keys[insider]
+    )
+    assert check_in_process(net, saved, **new)[0] == "receipt"
+    while current_session(net) <= last:
+        net.mine_settlement(shape.L)
+    insider = session_suppliers(net, last + 1)[0]
+    new = forged_headers(
+        net, saved, signer=gw, supplier=insider, session=last + 1, receipt_key=new_keys[insider]
+    )
+    assert check_in_process(net, saved, **new)[0] is None
+    old = forged_headers(net, saved, signer=gw, supplier=insider, session=last + 1)
+    assert check_in_process(net, saved, **old)[0] == "receipt"
