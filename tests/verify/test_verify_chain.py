@@ -38,6 +38,8 @@ from verify import ChainReader, Exchange, UrllibTransport, verify_exchange
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
+#: receipt keys after the rotation test (in force from its sessions on)
+ROTATED: dict[bytes, ReceiptKey] = {}
 
 
 @pytest.fixture(scope="module")
@@ -396,5 +398,34 @@ def test_receipts_are_checked_under_the_key_valid_at_their_session(net: Net, sav
         net, saved, signer=gw, supplier=insider, session=last + 1, receipt_key=new_keys[insider]
     )
     assert check_in_process(net, saved, **new)[0] is None
+    ROTATED.update(new_keys)
     old = forged_headers(net, saved, signer=gw, supplier=insider, session=last + 1)
     assert check_in_process(net, saved, **old)[0] == "receipt"
+
+
+def test_each_session_is_checked_under_its_own_chain_id(net: Net, saved: Saved) -> None:
+    """Runs last: it changes the settlement chain's id. The saved answer of an earlier session
+    still verifies under the id recorded with its H_n; a session after the change is checked
+    under the new id."""
+    h, _ = saved.header()
+    old_id = net.network.deployment.chain_id
+
+    async def record() -> int | None:
+        async with net.network.client() as client:
+            await client.checkpoint()
+            return await client.chain_id_of(h.session)
+
+    assert asyncio.run(record()) == old_id
+    new_id = old_id + 7
+    net.settlement.rpc("anvil_setChainId", [new_id])
+    net.mine_settlement(net.network.deployment.shape.L)
+    assert check_in_process(net, saved) == (None, "")
+    m = current_session(net)
+    insider = session_suppliers(net, m)[0]
+    gw = net.gateway_key
+    key = ROTATED.get(insider)
+    fields: dict[str, Any] = {"signer": gw, "supplier": insider, "session": m, "receipt_key": key}
+    new = forged_headers(net, saved, chain_id=new_id, **fields)
+    assert check_in_process(net, saved, **new)[0] is None
+    old = forged_headers(net, saved, chain_id=old_id, **fields)
+    assert check_in_process(net, saved, **old)[0] == "signature"
