@@ -19,6 +19,7 @@ backend's bytes untouched, so an element is exactly the text between two top-lev
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -103,7 +104,7 @@ class AnswerObject:
 
     position: int
     legs: tuple[Leg, ...]
-    source: str  # "relay", "cache" or "gateway"
+    source: str  # "relay", "cache", "gateway" or "disagreement" (legs from its data.answers)
 
 
 def array_segments(data: bytes) -> list[bytes]:
@@ -164,6 +165,16 @@ def answer_objects(exchange: Exchange) -> list[AnswerObject]:
     if not requests_raw:
         if exchange.header("Relay-Cache") is not None:
             return [AnswerObject(0, (), "cache")]
+        if _is_array(exchange.response):
+            segments = array_segments(exchange.response)
+            elements = tuple(r.strip(_WS.encode()) for r in array_segments(exchange.request))
+            each = [_disagreement(i, seg, elements) for i, seg in enumerate(segments)]
+            if any(o is not None for o in each):
+                return [o or AnswerObject(i, (), "gateway") for i, o in enumerate(each)]
+        else:
+            single = _disagreement(0, exchange.response, (exchange.request,))
+            if single is not None:
+                return [single]
         raise ExchangeError("the answer carries no Relay-Request header: nothing to verify")
     receipts = _legs(exchange.header("Relay-Receipt"), "Relay-Receipt")
     suppliers = _legs(exchange.header("Relay-Supplier"), "Relay-Supplier")
@@ -196,7 +207,8 @@ def answer_objects(exchange: Exchange) -> list[AnswerObject]:
         reqs, recs = requests_raw[i], receipts[i]
         if reqs is None:
             source = "cache" if i < len(caches) and caches[i].strip() == "hit" else "gateway"
-            objects.append(AnswerObject(i, (), source))
+            signed = _disagreement(i, responses[i][0], request_elements)
+            objects.append(signed or AnswerObject(i, (), source))
             continue
         if recs is None or len(recs) != len(reqs):
             raise ExchangeError(f"answer {i}: Relay-Receipt does not list one receipt per leg")
@@ -222,6 +234,48 @@ def answer_objects(exchange: Exchange) -> list[AnswerObject]:
         )
         objects.append(AnswerObject(i, legs, "relay"))
     return objects
+
+
+def _disagreement(position: int, body: bytes, requests: tuple[bytes, ...]) -> AnswerObject | None:
+    """The signed answers of a quorum disagreement (DESIGN §4: error -32098 whose
+    ``data.answers`` hold ``supplier, relay_request, relay_receipt, backend_status,
+    body_base64``), each a leg to verify; None when ``body`` is not one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    err = doc.get("error", doc) if isinstance(doc, dict) else None
+    if not isinstance(err, dict) or err.get("code") != -32098:
+        return None
+    answers = err.get("data", {}).get("answers") if isinstance(err.get("data"), dict) else None
+    if not isinstance(answers, list) or not answers:
+        raise ExchangeError(f"answer {position}: a disagreement (-32098) without data.answers")
+    legs = []
+    for k, a in enumerate(answers):
+        fields = ("supplier", "relay_request", "relay_receipt", "body_base64")
+        if not isinstance(a, dict) or not all(isinstance(a.get(f), str) for f in fields):
+            raise ExchangeError(f"answer {position}: disagreement answer {k} lacks {fields}")
+        status = a.get("backend_status")
+        if type(status) is not int or not 100 <= status <= 599:
+            raise ExchangeError(f"answer {position}: disagreement answer {k}: bad backend_status")
+        try:
+            answer_body = binascii.a2b_base64(a["body_base64"].encode("ascii"), strict_mode=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise ExchangeError(
+                f"answer {position}: disagreement answer {k}: body_base64 is not base64"
+            ) from None
+        legs.append(
+            Leg(
+                position=position,
+                supplier=a["supplier"],
+                relay_request=a["relay_request"],
+                relay_receipt=a["relay_receipt"],
+                backend_status=status,
+                requests=requests,
+                response=(answer_body,),
+            )
+        )
+    return AnswerObject(position, tuple(legs), "disagreement")
 
 
 def _is_array(body: bytes) -> bool:

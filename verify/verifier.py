@@ -132,8 +132,14 @@ class Report:
             if not obj.legs:
                 origin = "the cache" if obj.source == "cache" else "the gateway itself"
                 out.append(f"answer {obj.position}: not verifiable (answered by {origin})")
+        disagreements = {o.position for o in self.objects if o.source == "disagreement"}
+        for position in sorted(disagreements):
+            out.append(
+                f"answer {position}: suppliers disagree (-32098); checking every signed answer"
+            )
         for r in self.results:
-            where = f"answer {r.position}" + (f" leg {r.leg_index}" if r.leg_index else "")
+            many = r.leg_index or r.position in disagreements
+            where = f"answer {r.position}" + (f" leg {r.leg_index}" if many else "")
             if r.proven is not None:
                 out.append(f"{where}: OK — {r.proven.describe()}")
             else:

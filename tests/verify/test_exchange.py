@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 
 import pytest
 
@@ -130,3 +132,40 @@ def test_a_saved_exchange_is_read_strictly() -> None:
     ]:
         with pytest.raises(ExchangeError, match=message):
             Exchange.from_json(doc)
+
+
+def test_a_disagreement_lists_every_signed_answer_as_a_leg() -> None:
+    answers = [
+        {
+            "supplier": f"0x0{k}",
+            "relay_request": f"req{k}",
+            "relay_receipt": f"rec{k}",
+            "backend_status": 200,
+            "body_base64": base64.b64encode(body).decode(),
+        }
+        for k, body in enumerate((ANS, ANS2))
+    ]
+    error = {"code": -32098, "message": "suppliers disagree", "data": {"answers": answers}}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "error": error}).encode()
+    [obj] = answer_objects(Exchange(REQ, body, {}))
+    assert obj.source == "disagreement"
+    assert [(leg.supplier, leg.response, leg.backend_status) for leg in obj.legs] == [
+        ("0x00", (ANS,), 200),
+        ("0x01", (ANS2,), 200),
+    ]
+    # inside a batch, next to a relayed element
+    batch = Exchange(
+        b"[" + REQ + b"," + REQ2 + b"]",
+        b"[" + body + b"," + ANS2 + b"]",
+        {"Relay-Request": "-,r", "Relay-Receipt": "-,s", "Relay-Supplier": "-,0x02"},
+    )
+    first, second = answer_objects(batch)
+    assert (first.source, len(first.legs), second.source) == ("disagreement", 2, "relay")
+    answers[1]["backend_status"] = 99
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "error": error}).encode()
+    with pytest.raises(ExchangeError, match="bad backend_status"):
+        answer_objects(Exchange(REQ, body, {}))
+    error["data"] = {}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "error": error}).encode()
+    with pytest.raises(ExchangeError, match=r"without data\.answers"):
+        answer_objects(Exchange(REQ, body, {}))

@@ -6,6 +6,7 @@ supplier that holds no slot of the session are each refused, naming the failed c
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import os
@@ -162,6 +163,7 @@ def forged_headers(
     signer: AccountKey,
     receipt_key: ReceiptKey | None = None,
     chain_id: int | None = None,
+    body: str | None = None,
     **fields: Any,
 ) -> dict[str, str]:
     """The saved exchange's headers re-signed: the header with ``fields`` changed, signed by
@@ -172,7 +174,7 @@ def forged_headers(
     dom = domain(net) if chain_id is None else Domain(chain_id, domain(net).settlement)
     digest = request_digest(h, dom)
     status = int(saved.doc["headers"].get("Relay-Backend-Status", "200"))
-    rh = response_hash(status, saved.doc["response"].encode())
+    rh = response_hash(status, (saved.doc["response"] if body is None else body).encode())
     key = receipt_key or receipt_key_of(net, h.supplier)
     return {
         "Relay-Request": encode_relay_request(h.encode(), sign_request(digest, signer)),
@@ -365,6 +367,49 @@ def test_each_check_refuses_its_own_forgery(net: Net, saved: Saved) -> None:
     status = saved.doc["headers"].get("Relay-Backend-Status", "200")
     assert check_in_process(net, saved, **{"Relay-Backend-Status": status})[0] is None
     assert check_in_process(net, saved, **{"Relay-Backend-Status": "500"})[0] == "response_hash"
+
+
+def test_a_disagreement_carries_signed_answers_each_verified(net: Net, saved: Saved) -> None:
+    """DESIGN §4's -32098 answer: every signed answer in data.answers is a leg of its own."""
+    h, _ = saved.header()
+    status = int(saved.doc["headers"].get("Relay-Backend-Status", "200"))
+    other = next(iter(s for s in session_suppliers(net, h.session) if s != h.supplier), h.supplier)
+    other_body = saved.doc["response"].replace('"result":"0x', '"result":"0x1')
+    forged = forged_headers(net, saved, signer=net.gateway_key, supplier=other, body=other_body)
+
+    def answer(headers: dict[str, str], body: str) -> dict[str, Any]:
+        return {
+            "supplier": headers["Relay-Supplier"],
+            "relay_request": headers["Relay-Request"],
+            "relay_receipt": headers["Relay-Receipt"],
+            "backend_status": status,
+            "body_base64": base64.b64encode(body.encode()).decode(),
+        }
+
+    def disagreement(second_body: str) -> dict[str, Any]:
+        error = {"code": -32098, "message": "suppliers disagree"}
+        error["data"] = {
+            "answers": [
+                answer(saved.doc["headers"], saved.doc["response"]),
+                answer(forged, second_body),
+            ]
+        }
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "error": error})
+        return {"request": saved.doc["request"], "response": body, "headers": {}}
+
+    chain = ChainReader(UrllibTransport(net.settlement.url), domain(net).settlement)
+    report = verify_exchange(Exchange.from_json(disagreement(other_body)), chain)
+    assert report.ok and [r.proven.supplier for r in report.results if r.proven] == [
+        h.supplier,
+        other,
+    ]
+    assert "suppliers disagree" in report.lines()[0]
+    report = verify_exchange(Exchange.from_json(disagreement(other_body + " ")), chain)
+    assert not report.ok
+    assert [r.failure.check if r.failure else None for r in report.results] == [
+        None,
+        "response_hash",
+    ]
 
 
 def test_receipts_are_checked_under_the_key_valid_at_their_session(net: Net, saved: Saved) -> None:
