@@ -30,7 +30,7 @@ from gateway.keys import FileKeyBackend, KeyBackend, KeyRing, RedisKeyBackend
 from gateway.limiter import Limiter
 from gateway.metrics import GatewayMetrics
 from gateway.outage import Outage
-from gateway.relay_client import RelayClient
+from gateway.relay_client import AnswerBudget, RelayClient
 from gateway.router import Router
 from gateway.selection import Qos
 from gateway.server import GATEWAY, Gateway, add_routes, metrics_app
@@ -179,7 +179,12 @@ async def create_app(
         devnet=config.gateway.devnet,
         receipt_check=config.relay.receipt_check,
         chain_id_of=snapshot.chain_id,
+        budget=AnswerBudget(config.relay.answer_budget),
     )
+    budget = client.budget
+    metrics.answer_bytes.set_function(lambda: budget.in_use)
+    metrics.answer_bytes_peak.set_function(lambda: budget.high_water)
+    metrics.answer_shed.set_function(lambda: budget.shed)
     cache = AnswerCache(store, agreement=config.cache.agreement) if config.cache.enabled else None
     router = Router(
         sessions=sessions,
@@ -188,6 +193,7 @@ async def create_app(
         cache=cache,
         metrics=metrics,
         config=config.relay,
+        store=store,
     )
     prober = Prober(
         sessions=sessions,

@@ -158,6 +158,7 @@ class RelayConfig(_Strict):
     connections: int = Field(default=256, ge=1)
     session_lag: int = Field(default=1, ge=0)  # blocks a relayer may lag the gateway's head
     batch_concurrency: int = Field(default=32, ge=1)
+    answer_budget: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)  # bytes, all answers
 
 
 class CacheConfig(_Strict):

@@ -34,12 +34,13 @@ class Limited(BadRequest):
 
     def __init__(self, message: str, *, reason: ClientReason, retry_after: float) -> None:
         super().__init__(message, reason=reason)
-        self.retry_after = retry_after
+        self.wait = retry_after  # seconds, as the limiter computed it
+        self.retry_after = max(1, math.ceil(retry_after))  # whole seconds (RFC 9110)
 
     @property
     def retry_after_header(self) -> str:
         """Whole seconds, at least 1 (RFC 9110 delay-seconds)."""
-        return str(max(1, math.ceil(self.retry_after)))
+        return str(self.retry_after)
 
 
 @dataclass(frozen=True, slots=True)

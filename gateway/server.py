@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -26,20 +26,18 @@ from gateway.errors import (
     BadRequest,
     ClientReason,
     GatewayError,
-    RelayFailed,
+    ResponseTooLarge,
     jsonrpc_error_body,
 )
-from gateway.failsafe.retry import Outcome
 from gateway.jsonrpc import parse_body
 from gateway.keys import KEY_PREFIX, ApiKey, KeyRing
-from gateway.limiter import Limited, Limiter
+from gateway.limiter import Limiter
 from gateway.metrics import GatewayMetrics
-from gateway.relay_client import classify_code
 from gateway.router import CallAnswer, ClientContext, Router
 from gateway.services import ServiceTable
 from gateway.sessions import SessionBook
 from protocol.encoding import address_from_hex
-from protocol.errors import ERROR_TABLE, ProtocolError
+from protocol.errors import ProtocolError
 from rollups.errors import RequestError
 from rollups.rest import rest_call, rest_error
 
@@ -51,7 +49,9 @@ CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Expose-Headers": "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Cache",
+    "Access-Control-Expose-Headers": (
+        "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Backend-Status, Relay-Cache"
+    ),
     "Access-Control-Max-Age": "86400",
 }
 JSON = "application/json"
@@ -78,8 +78,8 @@ GATEWAY = web.AppKey("gateway", Gateway)
 
 
 def _refusal_headers(exc: GatewayError) -> dict[str, str]:
-    if isinstance(exc, Limited):
-        return {**CORS_HEADERS, "Retry-After": exc.retry_after_header}
+    if exc.retry_after is not None:
+        return {**CORS_HEADERS, "Retry-After": str(exc.retry_after)}
     return CORS_HEADERS
 
 
@@ -140,17 +140,28 @@ def _app_address(app_hex: str) -> bytes:
     return address_from_hex(app_hex)
 
 
-def _answer_headers(answers: tuple[CallAnswer, ...] | list[CallAnswer]) -> dict[str, str]:
-    relayed = [a for a in answers if a.source != "gateway"]
-    if not relayed:
-        return dict(CORS_HEADERS)
+def _answer_headers(answers: Sequence[CallAnswer]) -> dict[str, str]:
+    """The Relay-* headers of a response (DESIGN §4): one entry per answer object in body
+    order, ``-`` for an object answered from the cache or by the gateway; ``Relay-Cache``
+    only when an entry is a hit; a lone hit carries only ``Relay-Cache: hit`` (the others
+    would not verify against the rewritten id)."""
     headers = dict(CORS_HEADERS)
-    headers["Relay-Supplier"] = ",".join(a.supplier or "-" for a in relayed)
-    headers["Relay-Request"] = ",".join(a.relay_request or "-" for a in relayed)
-    headers["Relay-Receipt"] = ",".join(a.relay_receipt or "-" for a in relayed)
-    if any(a.source == "cache" for a in relayed):
-        headers["Relay-Cache"] = ",".join(a.source for a in relayed)
+    relayed = any(a.source == "relay" for a in answers)
+    hits = any(a.source == "cache" for a in answers)
+    if relayed:
+        headers["Relay-Supplier"] = ",".join(_entry(a, a.supplier) for a in answers)
+        headers["Relay-Request"] = ",".join(_entry(a, a.relay_request) for a in answers)
+        headers["Relay-Receipt"] = ",".join(_entry(a, a.relay_receipt) for a in answers)
+        headers["Relay-Backend-Status"] = ",".join(
+            str(a.backend_status) if a.backend_status is not None else "-" for a in answers
+        )
+    if hits:
+        headers["Relay-Cache"] = ",".join("hit" if a.source == "cache" else "-" for a in answers)
     return headers
+
+
+def _entry(answer: CallAnswer, value: str | None) -> str:
+    return (value or "-") if answer.source == "relay" else "-"
 
 
 async def handle_rpc(request: web.Request) -> web.StreamResponse:
@@ -193,7 +204,7 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
                 status=batch.status,
                 body=batch.body or None,
                 content_type=JSON if batch.body else None,
-                headers=_answer_headers(batch.answers),
+                headers=_answer_headers(batch.shown),
             )
         answer = await gw.router.execute(ctx, req.calls[0])
         _count(gw, service_label, answer)
@@ -262,12 +273,8 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
             gw.metrics.child(gw.metrics.requests, service_label, "denied", "gateway").inc()
             status, err = rest_error(exc)
             return web.Response(status=status, body=err, content_type=JSON, headers=CORS_HEADERS)
-        except RelayFailed as exc:
-            code = exc.relay_code
-            if code is None or classify_code(code) is not Outcome.FATAL:
-                raise
-            # the relayer refused the request itself: a client mistake, answered as such
-            return _rest_refusal(ERROR_TABLE[code].http_status, exc.message)
+        except ResponseTooLarge:
+            return _rest_refusal(429, "response too large")  # grpc RESOURCE_EXHAUSTED
         _count(gw, service_label, answer)
         return web.Response(
             status=answer.status,
@@ -300,11 +307,7 @@ def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | N
         return None
     gw.metrics.child(gw.metrics.cache, sid, "hit").inc()
     gw.metrics.child(gw.metrics.requests, sid, "read", "cached").inc()
-    headers = dict(CORS_HEADERS)
-    headers["Relay-Supplier"] = hit.supplier
-    headers["Relay-Request"] = hit.relay_request
-    headers["Relay-Receipt"] = hit.relay_receipt
-    headers["Relay-Cache"] = "cache"
+    headers = {**CORS_HEADERS, "Relay-Cache": "hit"}
     return web.Response(
         status=hit.status,
         body=hit.prefix + parts[1] + hit.suffix,

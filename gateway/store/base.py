@@ -1,8 +1,9 @@
 """The one interface behind the gateway's shared state: limits, usage, cache, votes, QoS.
 
 A driver holds: token buckets (rate limits), counters (quota and usage), a cache of answers
-with a time to live, agreement votes (which suppliers returned which answer digest), and QoS
-observations published by each replica. ``memory.MemoryStore`` serves one process;
+with a time to live, agreement votes (which suppliers returned which answer digest), clients'
+height floors and filter pins (DESIGN §4: shared by replicas), and QoS observations published
+by each replica. ``memory.MemoryStore`` serves one process;
 ``redis.RedisStore`` shares it between replicas; ``fallback.FallbackStore`` keeps serving from
 memory while Redis is away.
 """
@@ -86,6 +87,21 @@ class Store(Protocol):
         """Record that ``voter`` answered ``digest`` for ``key``; the number of distinct voters
         for that digest so far."""
         ...
+
+    async def floor_raise(self, key: str, value: int, ttl: float) -> int:
+        """Raise the floor ``key`` to ``value`` when that is higher (an atomic max shared by
+        every replica) and keep it ``ttl`` more seconds; the floor after the call."""
+        ...
+
+    async def floor_get(self, key: str) -> int | None:
+        """The floor ``key`` (None when absent or expired)."""
+        ...
+
+    async def pin_put(self, key: str, value: bytes, ttl: float) -> None:
+        """Pin a node-local handle (a filter id) to the supplier holding it."""
+        ...
+
+    async def pin_get(self, key: str) -> bytes | None: ...
 
     async def qos_publish(self, scope: str, member: str, value: bytes, ttl: float) -> None:
         """Publish one observation (e.g. a supplier's height) for other replicas."""

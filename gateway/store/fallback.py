@@ -102,6 +102,28 @@ class FallbackStore:
             lambda: self.fallback.vote(key, digest, voter, ttl),
         )
 
+    async def floor_raise(self, key: str, value: int, ttl: float) -> int:
+        return await self._run(
+            lambda: self.primary.floor_raise(key, value, ttl),
+            lambda: self.fallback.floor_raise(key, value, ttl),
+        )
+
+    async def floor_get(self, key: str) -> int | None:
+        return await self._run(
+            lambda: self.primary.floor_get(key), lambda: self.fallback.floor_get(key)
+        )
+
+    async def pin_put(self, key: str, value: bytes, ttl: float) -> None:
+        await self._run(
+            lambda: self.primary.pin_put(key, value, ttl),
+            lambda: self.fallback.pin_put(key, value, ttl),
+        )
+
+    async def pin_get(self, key: str) -> bytes | None:
+        return await self._run(
+            lambda: self.primary.pin_get(key), lambda: self.fallback.pin_get(key)
+        )
+
     async def qos_publish(self, scope: str, member: str, value: bytes, ttl: float) -> None:
         await self._run(
             lambda: self.primary.qos_publish(scope, member, value, ttl),

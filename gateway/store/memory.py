@@ -26,6 +26,8 @@ class MemoryStore:
         self._max_cache = max_cache_entries
         self._votes: dict[str, tuple[dict[str, set[str]], float]] = {}
         self._qos: dict[str, dict[str, tuple[bytes, float]]] = {}
+        self._floors: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._pins: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
 
     def _time(self) -> float:
         return self._now()
@@ -112,6 +114,40 @@ class MemoryStore:
         voters = entry[0].setdefault(digest, set())
         voters.add(voter)
         return len(voters)
+
+    async def floor_raise(self, key: str, value: int, ttl: float) -> int:
+        now = self._time()
+        current = await self.floor_get(key)
+        floor = value if current is None else max(current, value)
+        self._floors[key] = (floor, now + ttl)
+        self._floors.move_to_end(key)
+        while len(self._floors) > self._max_cache:
+            self._floors.popitem(last=False)
+        return floor
+
+    async def floor_get(self, key: str) -> int | None:
+        item = self._floors.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._time():
+            del self._floors[key]
+            return None
+        return item[0]
+
+    async def pin_put(self, key: str, value: bytes, ttl: float) -> None:
+        self._pins[key] = (value, self._time() + ttl)
+        self._pins.move_to_end(key)
+        while len(self._pins) > self._max_cache:
+            self._pins.popitem(last=False)
+
+    async def pin_get(self, key: str) -> bytes | None:
+        item = self._pins.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._time():
+            del self._pins[key]
+            return None
+        return item[0]
 
     async def qos_publish(self, scope: str, member: str, value: bytes, ttl: float) -> None:
         self._qos.setdefault(scope, {})[member] = (value, self._time() + ttl)

@@ -95,6 +95,15 @@ return redis.call('SCARD', KEYS[1])
 """
 
 
+_FLOOR = """
+local v = tonumber(redis.call('GET', KEYS[1]))
+local want = tonumber(ARGV[1])
+if v == nil or want > v then v = want end
+redis.call('SET', KEYS[1], string.format('%d', v), 'PX', ARGV[2])
+return string.format('%d', v)
+"""
+
+
 class RedisStore:
     """:class:`gateway.store.base.Store` on Redis; keys live under ``prefix``."""
 
@@ -114,6 +123,7 @@ class RedisStore:
         self._vote = self._r.register_script(_VOTE)
         self._admit = self._r.register_script(_ADMIT)
         self._replay = self._r.register_script(_REPLAY)
+        self._floor = self._r.register_script(_FLOOR)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -234,6 +244,35 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return int(v)
+
+    async def floor_raise(self, key: str, value: int, ttl: float) -> int:
+        try:
+            v = await self._floor(
+                keys=[f"{self._p}f:{key}"], args=[str(value), max(1, math.ceil(ttl * 1000))]
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return int(v)
+
+    async def floor_get(self, key: str) -> int | None:
+        try:
+            v = await self._r.get(f"{self._p}f:{key}")
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return int(v) if v is not None else None
+
+    async def pin_put(self, key: str, value: bytes, ttl: float) -> None:
+        try:
+            await self._r.set(f"{self._p}p:{key}", value, px=max(1, math.ceil(ttl * 1000)))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
+    async def pin_get(self, key: str) -> bytes | None:
+        try:
+            v = await self._r.get(f"{self._p}p:{key}")
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return _b(v) if v is not None else None
 
     async def qos_publish(self, scope: str, member: str, value: bytes, ttl: float) -> None:
         key = f"{self._p}q:{scope}:{member}"

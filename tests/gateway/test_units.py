@@ -138,8 +138,12 @@ def test_relay_codes_map_to_retry_outcomes() -> None:
     assert classify_code(ErrorCode.RATE_LIMITED) is Outcome.UNSENT
     assert classify_code(ErrorCode.BACKEND_TIMEOUT) is Outcome.RETRYABLE
     assert classify_code(ErrorCode.BACKEND_UNAVAILABLE) is Outcome.RETRYABLE
-    assert classify_code(ErrorCode.METHOD_DENIED) is Outcome.FATAL
-    assert classify_code(ErrorCode.BAD_COMPUTE_UNITS) is Outcome.FATAL
+    # supplier-specific (DESIGN §3.3): refused before forwarding, retried elsewhere
+    assert classify_code(ErrorCode.METHOD_DENIED) is Outcome.UNSENT
+    assert classify_code(ErrorCode.BAD_COMPUTE_UNITS) is Outcome.UNSENT
+    # a lie may hide a forwarded payload: reads go again, writes never
+    assert classify_code(ErrorCode.BAD_SIGNATURE) is Outcome.MAYBE_SENT
+    assert classify_code(None) is Outcome.MAYBE_SENT
 
 
 def test_hedger_follows_latency_with_a_floor() -> None:
