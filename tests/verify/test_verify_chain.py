@@ -227,6 +227,7 @@ def test_a_real_answer_verifies_and_says_who_served(
     [answer] = doc["answers"]
     h, _ = saved.header()
     assert answer["ok"] is True
+    assert saved.doc["headers"]["Relay-Backend-Status"] == "200" == str(answer["backend_status"])
     assert answer["supplier"] == "0x" + h.supplier.hex()
     assert answer["app"] == net.app_hex
     assert answer["signer"] == "0x" + net.gateway_key.address.hex()
@@ -247,6 +248,13 @@ def test_a_batch_verifies_each_element(net: Net, deployment: Path) -> None:
     assert code == 0, (doc, err)
     assert [a["position"] for a in doc["answers"]] == [0, 1, 2]
     assert all(a["ok"] for a in doc["answers"])
+    # an element the gateway answers itself (not a request) is listed, not verified
+    body = "[" + balance_call(1) + ", 3 ," + balance_call(2) + "]"
+    code, doc, err = run_verify(deployment, "--url", net.rpc_url, "--data", body)
+    assert code == 0, (doc, err)
+    by_position = {a["position"]: a for a in doc["answers"]}
+    assert by_position[1] == {"position": 1, "source": "gateway"}
+    assert by_position[0]["ok"] and by_position[2]["ok"]
 
 
 def test_the_human_output_names_the_proof(net: Net, saved: Saved, deployment: Path) -> None:
