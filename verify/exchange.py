@@ -75,7 +75,12 @@ class Exchange:
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             raise ExchangeError('exchange: "headers" must map header names to strings')
-        return cls(doc["request"].encode(), doc["response"].encode(), dict(headers))
+        try:
+            return cls(doc["request"].encode(), doc["response"].encode(), dict(headers))
+        except UnicodeEncodeError:
+            raise ExchangeError(
+                "exchange: a body holds a lone surrogate (\\ud800…) — not UTF-8 text"
+            ) from None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,7 +158,7 @@ def _legs(value: str | None, name: str) -> list[list[str] | None]:
 
 
 def _status(text: str) -> int:
-    if not text.isdigit() or not 100 <= int(text) <= 599:
+    if not (text.isascii() and text.isdigit()) or not 100 <= int(text) <= 599:
         raise ExchangeError(f"Relay-Backend-Status: {text[:16]!r} is not a status in 100–599")
     return int(text)
 

@@ -19,7 +19,12 @@ from typing import Annotated, Any
 import typer
 
 from protocol.errors import RelaynetError
-from relaynet.commands.staking_common import DEFAULT_DEPLOYMENT, CliError, load_deployment
+from relaynet.commands.staking_common import (
+    DEFAULT_DEPLOYMENT,
+    CliError,
+    load_deployment,
+    parse_address,
+)
 from verify import (
     ChainReader,
     Exchange,
@@ -78,9 +83,8 @@ def verify(
         if save is not None:
             _save(save, ex)
         dep = load_deployment(deployment)
-        chain = ChainReader(
-            UrllibTransport(rpc_url or dep.rpc_url), bytes.fromhex(dep.settlement[2:])
-        )
+        settlement = parse_address(dep.settlement, f"{deployment}: settlement")
+        chain = ChainReader(UrllibTransport(rpc_url or dep.rpc_url), settlement)
         report = verify_exchange(ex, chain)
     except (CliError, VerifyError) as exc:
         typer.echo(f"error: {exc.message}", err=True)

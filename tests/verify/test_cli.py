@@ -89,3 +89,9 @@ def test_a_lone_cache_hit_exits_non_zero(files: Path) -> None:
         files, "--exchange", write(files, {**RELAYED, "headers": {"Relay-Cache": "hit"}})
     )
     assert code == 1 and "not verifiable (answered by the cache)" in out
+
+
+def test_a_deployment_with_a_bad_settlement_address_is_named(files: Path) -> None:
+    (files / "dep.json").write_text(json.dumps({**DEPLOYMENT, "settlement": "0xnothex"}))
+    code, out = run(files, "--exchange", write(files, RELAYED))
+    assert code == 1 and "settlement '0xnothex' is not an address" in out

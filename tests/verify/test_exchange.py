@@ -90,6 +90,7 @@ def test_quorum_groups_list_one_leg_per_supplier() -> None:
         ({**relay_headers(1), "Relay-Receipt": "a,b"}, "Relay-Receipt lists 2"),
         ({**relay_headers(1), "Relay-Backend-Status": "2000"}, "not a status"),
         ({**relay_headers(1), "Relay-Backend-Status": "abc"}, "not a status"),
+        ({**relay_headers(1), "Relay-Backend-Status": "\uff12\uff10\uff10"}, "not a status"),
         ({**relay_headers(1), "Relay-Receipt": "a b"}, "one receipt per leg"),
         ({**relay_headers(1), "Relay-Request": ","}, "an empty entry"),
     ],
@@ -129,6 +130,7 @@ def test_a_saved_exchange_is_read_strictly() -> None:
         ({**ok, "respones": "{}"}, "unknown field 'respones'"),
         ({**ok, "request": 1}, '"request" must be'),
         ({**ok, "headers": {"a": 1}}, '"headers" must map'),
+        ({**ok, "response": "\ud800"}, "lone surrogate"),
     ]:
         with pytest.raises(ExchangeError, match=message):
             Exchange.from_json(doc)
