@@ -362,7 +362,7 @@ def _write_relayer(
     workdir: Path, net: _Network, supplier: bytes, seed: bytes, backend: str
 ) -> Path:
     from protocol.keys import AccountKey, ReceiptKey, encrypt_keystore
-    from relaynet.keyfiles import write_receipt_key
+    from relayer.keyfiles import write_receipt_key
 
     d = workdir / "relayer"
     keys = d / "keys"

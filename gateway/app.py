@@ -35,7 +35,7 @@ from gateway.store.base import Store
 from gateway.store.fallback import FallbackStore
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from protocol.encoding import address_from_hex
+from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.keys import AccountKey
 from protocol.relay import Domain
 from session.snapshot import RegistrySnapshot
@@ -211,6 +211,9 @@ async def serve(config: GatewayConfig, *, stop: asyncio.Event | None = None) -> 
         mhost, mport = parse_listen(config.gateway.metrics_listen)
         await web.TCPSite(metrics_runner, mhost, mport, reuse_address=True).start()
     log.info("gateway listening on %s", config.gateway.listen)
+    log.info(
+        "gateway address %s", address_to_checksum(AccountKey(config.gateway.key_bytes()).address)
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,12 +13,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.errors import RelaynetError
 from relayer.claimer import ClaimStore
 from relayer.config import RelayerConfig
 from relayer.relaylog import FILE_HEADER, SessionKey
 
-__all__ = ["collect_status", "render_status"]
+__all__ = ["CLAIM_COLUMNS", "claim_rows", "collect_status", "render_status"]
 
 _RECORD_SIZE = 2 + 4 + 32 + 326 + 4
 
@@ -36,13 +37,25 @@ def _log_counts(cfg: RelayerConfig) -> dict[SessionKey, int]:
     return counts
 
 
+def _checksum(address: str) -> str:
+    try:
+        return address_to_checksum(address_from_hex(address.lower()))
+    except RelaynetError:
+        return address
+
+
 def _supplier_address(cfg: RelayerConfig) -> str | None:
     try:
         doc = json.loads(cfg.keys.supplier_keystore.read_text())
     except (OSError, ValueError):
         return None
     address = doc.get("address") if isinstance(doc, dict) else None
-    return None if not address else "0x" + str(address).lower().removeprefix("0x")
+    if not address:
+        return None
+    try:
+        return address_to_checksum(address_from_hex("0x" + str(address).lower().removeprefix("0x")))
+    except RelaynetError:
+        return None
 
 
 async def _chain_figures(cfg: RelayerConfig, address: str) -> dict[str, Any]:
@@ -95,7 +108,7 @@ def collect_status(
         "claims": [
             {
                 "service": c.service_id,
-                "app": c.app,
+                "app": _checksum(c.app),
                 "session": c.n,
                 "state": c.state.value,
                 "relays": c.relays,
@@ -132,7 +145,33 @@ def _eth(wei: int) -> str:
     return f"{int(wei) / 10**18:.6f} ETH"
 
 
+def claim_rows(report: dict[str, Any], last: int | None = None) -> list[list[str]]:
+    """The claims of the ``last`` sessions (all when None), newest first, as table rows under
+    :data:`CLAIM_COLUMNS`."""
+    claims = sorted(report["claims"], key=lambda c: (c["session"], c["service"]), reverse=True)
+    if last is not None:
+        newest = sorted({c["session"] for c in claims}, reverse=True)[:last]
+        claims = [c for c in claims if c["session"] in newest]
+    return [
+        [
+            c["service"],
+            str(c["session"]),
+            c["app"],
+            c["state"],
+            str(c["relays"]),
+            _rly(c["claimed"]),
+            _rly(c["reward"]),
+            c["reason"] or "",
+        ]
+        for c in claims
+    ]
+
+
+CLAIM_COLUMNS = ("service", "session", "app", "state", "relays", "claimed", "reward", "note")
+
+
 def render_status(report: dict[str, Any]) -> str:
+    """The summary lines (the claims table is :func:`claim_rows`)."""
     lines = [
         f"supplier        {report['supplier']}",
         f"sessions served {report['sessions_served']} ({report['open_logs']} with a log on disk)",
@@ -154,17 +193,5 @@ def render_status(report: dict[str, Any]) -> str:
             )
             lines.append(
                 f"balance         {_rly(chain['balance'])}, {_eth(chain['eth_balance'])} for gas"
-            )
-    if report["claims"]:
-        lines.append("")
-        lines.append(
-            f"{'service':<12} {'session':>7} {'app':<14} {'state':<13} {'relays':>7} "
-            f"{'claimed RLY':>14} {'reward RLY':>14}  note"
-        )
-        for c in report["claims"]:
-            lines.append(
-                f"{c['service']:<12} {c['session']:>7} {c['app'][:12] + '…':<14} "
-                f"{c['state']:<13} {c['relays']:>7} {c['claimed'] / 10**18:>14.6f} "
-                f"{c['reward'] / 10**18:>14.6f}  {c['reason']}"
             )
     return "\n".join(lines)

@@ -8,12 +8,19 @@ start-up does not pay for the gateway's imports, nor the other way round.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import (  # typer vendors click
+    ClickException,
+    NoArgsIsHelpError,
+    UsageError,
+)
 from typer.core import TyperGroup
 
-__all__ = ["GROUPS", "app", "main"]
+__all__ = ["GROUPS", "app", "main", "package_version"]
 
 # group name -> (module under relaynet.commands, help)
 GROUPS: dict[str, tuple[str, str]] = {
@@ -45,6 +52,43 @@ class LazyGroup(TyperGroup):
         command.short_help = help_text
         return command
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Every usage mistake is one line ``error: …`` naming the option and where help is —
+        no usage box, no traceback; exit 2 (a failed action exits 1)."""
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except NoArgsIsHelpError as exc:  # the help was printed
+            if exc.format_message().strip():
+                exc.show()
+            sys.exit(exc.exit_code)
+        except UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "relaynet"
+            message = exc.format_message().rstrip(".")
+            typer.echo(f"error: {message} — see `{where} --help`", err=True)
+            sys.exit(2)
+        except ClickException as exc:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def package_version() -> str:
+    """The installed relaynet's version."""
+    try:
+        return version("relaynet")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"relaynet {package_version()}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="relaynet",
@@ -56,7 +100,17 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """relaynet — a decentralized RPC relay network."""
 
 

@@ -1,27 +1,16 @@
-"""Key files of the CLI: Ethereum keystores (v3) and ed25519 receipt keys.
+"""The key files moved to :mod:`relayer.keyfiles` (the relayer's set-up writes them); this name
+stays for scripts and tests that import it from here."""
 
-- An account key is stored as an Ethereum keystore v3 JSON (scrypt), written and read with
-  :func:`protocol.keys.encrypt_keystore` / :func:`protocol.keys.decrypt_keystore`.
-- A receipt key (ed25519, the supplier's receipt signer) is stored as a small JSON document
-  ``{"kind": "relaynet-receipt-key", "version": 1, "public_key": "0x…", "seed": "0x…"}``.
-
-Files are written with mode 0600 (created that way, never widened) and refused on read when
-group or others may access them. Passphrases come from an environment variable named by a flag,
-a file, or an interactive prompt (:func:`resolve_passphrase`). Keys are never printed: the
-errors of this module name files, never their contents.
-"""
-
-from __future__ import annotations
-
-import getpass
-import json
-import os
-import stat
-from collections.abc import Mapping
-from pathlib import Path
-
-from protocol.errors import ErrorCode, RelaynetError
-from protocol.keys import AccountKey, ReceiptKey, decrypt_keystore, encrypt_keystore
+from relayer.keyfiles import (
+    RECEIPT_KEY_KIND,
+    KeyFileError,
+    check_mode,
+    read_account_key,
+    read_receipt_key,
+    resolve_passphrase,
+    write_account_key,
+    write_receipt_key,
+)
 
 __all__ = [
     "RECEIPT_KEY_KIND",
@@ -33,149 +22,3 @@ __all__ = [
     "write_account_key",
     "write_receipt_key",
 ]
-
-RECEIPT_KEY_KIND = "relaynet-receipt-key"
-_FILE_MODE = 0o600
-
-
-class KeyFileError(RelaynetError):
-    """A key file is missing, malformed, too widely readable, or its passphrase is wrong."""
-
-    code = ErrorCode.MALFORMED_INPUT
-
-
-def _write_private(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` created with mode 0600 (atomic rename, never widened)."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise KeyFileError(f"{path} already exists (refusing to overwrite a key file)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
-    try:
-        os.fchmod(fd, _FILE_MODE)  # the umask may have narrowed it; never wider
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-
-
-def check_mode(path: Path) -> None:
-    """Refuse a key file that group or others may read or write (it must be 0600 or 0400)."""
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError as exc:
-        raise KeyFileError(f"key file {path} not found") from exc
-    if mode & 0o077:
-        raise KeyFileError(
-            f"key file {path} has mode {mode:04o}, readable by others; "
-            f"run `chmod 600 {path}` and try again"
-        )
-
-
-def _read_private(path: Path) -> bytes:
-    path = Path(path)
-    check_mode(path)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
-
-
-def write_account_key(
-    path: Path,
-    key: AccountKey,
-    passphrase: str,
-    *,
-    overwrite: bool = False,
-    iterations: int | None = None,
-) -> None:
-    """Write ``key`` as an Ethereum keystore v3 file (scrypt) with mode 0600.
-
-    ``iterations`` lowers the scrypt cost (tests only; the default is eth-account's)."""
-    document = encrypt_keystore(key.private_key, passphrase, iterations=iterations)
-    _write_private(Path(path), document, overwrite=overwrite)
-
-
-def read_account_key(path: Path, passphrase: str) -> AccountKey:
-    """Read and decrypt a keystore v3 file (refused when its mode is looser than 0600)."""
-    data = _read_private(Path(path))
-    try:
-        private_key = decrypt_keystore(data, passphrase)
-    except RelaynetError as exc:
-        raise KeyFileError(f"cannot decrypt keystore {path}: {exc.message}") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise KeyFileError(
-            f"cannot decrypt keystore {path}: wrong passphrase or not a keystore"
-        ) from exc
-    return AccountKey(private_key)
-
-
-def write_receipt_key(path: Path, key: ReceiptKey, *, overwrite: bool = False) -> None:
-    """Write an ed25519 receipt key file with mode 0600."""
-    doc = {
-        "kind": RECEIPT_KEY_KIND,
-        "version": 1,
-        "public_key": "0x" + key.public_key.hex(),
-        "seed": "0x" + key.seed.hex(),
-    }
-    _write_private(Path(path), (json.dumps(doc, indent=2) + "\n").encode(), overwrite=overwrite)
-
-
-def read_receipt_key(path: Path) -> ReceiptKey:
-    """Read a receipt key file (refused when its mode is looser than 0600)."""
-    raw = _read_private(Path(path))
-    try:
-        doc = json.loads(raw)
-        if not isinstance(doc, Mapping) or doc.get("kind") != RECEIPT_KEY_KIND:
-            raise ValueError("not a relaynet receipt key file")
-        seed = bytes.fromhex(str(doc["seed"]).removeprefix("0x"))
-        if len(seed) != 32:
-            raise ValueError("seed is not 32 bytes")
-        key = ReceiptKey(seed)
-        public = doc.get("public_key")
-        if public is not None and bytes.fromhex(str(public).removeprefix("0x")) != key.public_key:
-            raise ValueError("public key does not match the seed")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise KeyFileError(f"malformed receipt key file {path}: {exc}") from exc
-    return key
-
-
-def resolve_passphrase(
-    *,
-    env_var: str | None = None,
-    file: Path | None = None,
-    prompt: str | None = "Keystore passphrase: ",
-    confirm: bool = False,
-    environ: Mapping[str, str] | None = None,
-) -> str:
-    """The passphrase from ``$env_var``, else ``file`` (first line), else an interactive prompt.
-
-    ``prompt`` None forbids prompting (non-interactive use): a missing passphrase is an error.
-    ``confirm`` asks twice when prompting (used when creating a keystore).
-    """
-    env = os.environ if environ is None else environ
-    if env_var:
-        value = env.get(env_var)
-        if value is None:
-            raise KeyFileError(f"environment variable {env_var} (passphrase) is not set")
-        return value
-    if file is not None:
-        try:
-            text = Path(file).read_text()
-        except OSError as exc:
-            raise KeyFileError(f"cannot read passphrase file {file}: {exc.strerror}") from exc
-        return text.splitlines()[0] if text else ""
-    if prompt is None:
-        raise KeyFileError("no passphrase: name an environment variable or a passphrase file")
-    try:
-        first = getpass.getpass(prompt)
-        if confirm and getpass.getpass("Repeat passphrase: ") != first:
-            raise KeyFileError("the passphrases do not match")
-    except EOFError as exc:
-        raise KeyFileError("no passphrase given (stdin closed)") from exc
-    return first

@@ -1,208 +1,73 @@
 """``relaynet app``: stake an application for one service, delegate to gateways, unstake,
-withdraw and inspect it. See :mod:`relaynet.commands.staking_common` for the shared options."""
+withdraw and inspect it. Shared options and the action wrapper:
+:mod:`relaynet.commands.staking_common`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from relaynet.commands.staking_common import DEFAULT_DEPLOYMENT as _DEPLOYMENT
-from relaynet.commands.staking_common import (
-    ChainOptions,
-    DeploymentOpt,
-    JsonOpt,
-    KeyOptions,
-    KeystoreOpt,
-    PassEnvOpt,
-    PassFileOpt,
-    RpcUrlOpt,
-    YesOpt,
-    checksum,
-    confirm,
-    emit_json,
-    format_amount,
-    open_client,
-    parse_address,
-    parse_amount,
-    print_receipt,
-    run,
-)
+from relaynet.commands import staking_common as common
+
+if TYPE_CHECKING:
+    from ledger.client import AppState
 
 __all__ = ["app"]
 
 app = typer.Typer(no_args_is_help=True)
 
+GatewayArg = Annotated[
+    str, typer.Argument(help="The gateway's address (`relaynet gateway status` shows it).")
+]
 
-@app.command("stake")
-def stake(
+
+@common.command(app, "stake", sends=True)
+async def stake(
+    action: common.Action,
+    amount: common.AmountOpt,
     service: Annotated[str, typer.Option("--service", help="The service the app pays for.")],
-    amount: Annotated[str, typer.Option("--amount", help="Stake: base units, or e.g. 100rly.")],
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
 ) -> None:
     """Stake the account as an application of SERVICE (in force from the next session)."""
-    value = parse_amount(amount)
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            balance = await client.balance()
-            confirm(
-                [
-                    f"Stake {format_amount(value)} from {checksum(key.address)} "
-                    f"(balance {format_amount(balance)}) as an application of {service}"
-                ],
-                yes,
-            )
-            print_receipt("staked", await client.stake_app(service, value))
-
-    run(action)
+    purpose = f"as an application of {service}"
+    await action.pay(
+        amount,
+        purpose,
+        lambda client, value: client.stake_app(service, value),
+        minimum="min_stake_app",
+    )
 
 
-@app.command("delegate")
-def delegate(
-    gateway: Annotated[str, typer.Argument(help="The gateway's address.")],
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
-) -> None:
-    """Let GATEWAY sign relays for this app (from the next session)."""
-    target = parse_address(gateway)
+def _delegation(name: str, verb: str, word: str, help_text: str) -> None:
+    async def change(action: common.Action, gateway: GatewayArg) -> None:
+        target = common.parse_address(gateway, "GATEWAY")
+        me = common.checksum(action.account().address)
+        async with action.client(signer=True) as client:
+            line = f"{verb} app {me} {word} gateway {common.checksum(target)}"
+            await action.send(f"{name}d", [line], lambda: getattr(client, name)(target))
 
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            confirm([f"Delegate app {checksum(key.address)} to gateway {checksum(target)}"], yes)
-            print_receipt("delegated", await client.delegate(target))
-
-    run(action)
+    change.__doc__ = help_text
+    common.command(app, name, sends=True)(change)
 
 
-@app.command("undelegate")
-def undelegate(
-    gateway: Annotated[str, typer.Argument(help="The gateway's address.")],
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
-) -> None:
-    """Stop GATEWAY signing for this app (from the next session)."""
-    target = parse_address(gateway)
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            confirm(
-                [f"Undelegate app {checksum(key.address)} from gateway {checksum(target)}"], yes
-            )
-            print_receipt("undelegated", await client.undelegate(target))
-
-    run(action)
+_delegation("delegate", "Delegate", "to", "Let GATEWAY sign relays for this app (next session on).")
+_delegation(
+    "undelegate", "Undelegate", "from", "Stop GATEWAY signing for this app (next session on)."
+)
 
 
-@app.command("unstake")
-def unstake(
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
-) -> None:
-    """Unstake the app from the next session; the stake unbonds."""
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            state = await client.app()
-            confirm(
-                [
-                    f"Unstake app {checksum(key.address)} (service {state.service_id or '-'}, "
-                    f"stake {format_amount(state.stake)})"
-                ],
-                yes,
-            )
-            print_receipt("unstaked", await client.unstake_app())
-            after = await client.app()
-            typer.echo(f"withdrawable from session {after.withdrawable_session}")
-
-    run(action)
+def _describe(a: AppState, session: int) -> tuple[dict[str, Any], list[str]]:
+    doc = {
+        "service": a.service_id,
+        "open_claims": a.open_claims,
+        "delegations": [common.checksum(g) for g in a.delegations],
+    }
+    lines = [
+        f"  service {a.service_id or '-'}, stake {common.format_amount(a.stake)}",
+        f"  claims  {a.open_claims} open",
+        *(f"  delegates to {common.checksum(g)}" for g in a.delegations),
+    ]
+    return common.describe_stake("application", a, session, doc, lines)
 
 
-@app.command("withdraw")
-def withdraw(
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
-) -> None:
-    """Withdraw the app's remaining stake once unbonding is over and no claim is open."""
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            state = await client.app()
-            confirm([f"Withdraw {format_amount(state.stake)} to {checksum(key.address)}"], yes)
-            print_receipt("withdrawn", await client.withdraw_app())
-
-    run(action)
-
-
-@app.command("status")
-def status(
-    address: Annotated[
-        str | None, typer.Option("--address", help="App address (default: the keystore's).")
-    ] = None,
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Show an application's service, stake, delegations and unbonding."""
-
-    async def action() -> None:
-        who = (
-            parse_address(address)
-            if address
-            else KeyOptions(keystore, passphrase_env, passphrase_file).load().address
-        )
-        async with open_client(ChainOptions(rpc_url, deployment), None) as client:
-            a = await client.app(who)
-            session = await client.current_session()
-        doc = {
-            "address": checksum(a.address),
-            "status": a.status.name.lower(),
-            "service": a.service_id,
-            "stake": str(a.stake),
-            "open_claims": a.open_claims,
-            "delegations": [checksum(g) for g in a.delegations],
-            "unstake_session": a.unstake_session,
-            "withdrawable_session": a.withdrawable_session,
-            "current_session": session,
-        }
-        if as_json:
-            emit_json(doc)
-            return
-        typer.echo(f"application {doc['address']}: {doc['status']}")
-        typer.echo(f"  service {a.service_id or '-'}, stake {format_amount(a.stake)}")
-        typer.echo(f"  claims  {a.open_claims} open")
-        for g in a.delegations:
-            typer.echo(f"  delegates to {checksum(g)}")
-        if a.status.name == "UNBONDING":
-            typer.echo(f"  withdrawable from session {a.withdrawable_session} (now {session})")
-
-    run(action)
+common.add_lifecycle(app, common.Role("app", "app", "service_id", _describe))

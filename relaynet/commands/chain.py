@@ -19,24 +19,14 @@ import typer
 
 from ledger.client import LedgerClient
 from protocol.errors import ErrorCode, RelaynetError
-from relaynet.commands.staking_common import DEFAULT_DEPLOYMENT as _DEPLOYMENT
 from relaynet.commands.staking_common import (
-    ChainOptions,
-    DeploymentOpt,
-    JsonOpt,
-    KeyOptions,
-    KeystoreOpt,
-    PassEnvOpt,
-    PassFileOpt,
-    RpcUrlOpt,
-    YesOpt,
+    Action,
     checksum,
-    confirm,
+    command,
     emit_json,
     format_amount,
-    open_client,
-    run,
 )
+from relaynet.commands.tables import print_table
 from rollups.catalogue import catalogue
 from rollups.handler import Health, HealthStatus
 from rollups.health import probe as probe_backend
@@ -92,8 +82,9 @@ async def _already_registered(client: LedgerClient, service_id: str) -> str | No
 # -- commands ------------------------------------------------------------------------------
 
 
-@app.command("register")
-def register(
+@command(app, "register", sends=True, prints_json=True)
+async def register(
+    action: Action,
     spec_file: Annotated[
         Path, typer.Option("--spec", help="Chain spec (TOML) of the service to register.")
     ],
@@ -115,107 +106,86 @@ def register(
     difficulty_bits: Annotated[
         int, typer.Option("--difficulty-bits", min=0, max=32, help="Relay mining difficulty.")
     ] = 0,
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
-    as_json: JsonOpt = False,
 ) -> None:
     """Register the chain of --spec as a service; you become its owner. Prints the service id."""
-
-    async def action() -> None:
-        spec = load_spec(spec_file)  # step 1: SpecError lists what to fix
-        origin = str(spec_file)
-        height: int | None = None
-        if probe is not None:  # step 2
-            token = None
-            if probe_token_env:
-                token = os.environ.get(probe_token_env)
-                if not token:
-                    raise ChainCommandError(
-                        f"--probe-token-env {probe_token_env}: the variable is not set"
-                    )
-            health = await probe_endpoint(spec, probe, token)
-            check_probe(spec, probe, health, origin)
-            height = health.height
-            state = "in sync" if health.ok else health.reason
-            typer.echo(
-                f"probe: {probe} serves {health.chain_id} at height {health.height} ({state})",
-                err=as_json,
-            )
-        account = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), account) as client:
-            owner = await _already_registered(client, spec.service_id)  # step 3
-            if owner is not None:
+    spec = load_spec(spec_file)  # step 1: SpecError lists what to fix
+    origin = str(spec_file)
+    height: int | None = None
+    if probe is not None:  # step 2
+        token = None
+        if probe_token_env:
+            token = os.environ.get(probe_token_env)
+            if not token:
                 raise ChainCommandError(
-                    f"service id {spec.service_id!r} is already registered (owner {owner}) — "
-                    f"choose another `service_id` in {origin}"
+                    f"--probe-token-env {probe_token_env}: the variable is not set"
                 )
-            fee = (
-                await client.economic_params(await client.current_session())
-            ).service_registration_fee
-            uri = (
-                metadata_uri if metadata_uri is not None else str(spec.metadata.get("website", ""))
-            )
-            if not as_json:  # --json is for scripts: it implies --yes
-                confirm(
-                    [
-                        f"register service {spec.service_id} ({spec.name}), "
-                        f"rpc type {spec.rpc_type}, chain {spec.identity}",
-                        f"compute units per relay {spec.compute_units.default}, "
-                        f"max {spec.compute_units.max}, difficulty {difficulty_bits} bits",
-                        f"owner {checksum(account.address)}; registration fee {format_amount(fee)}",
-                    ],
-                    yes,
-                )
-            receipt = await client.register_service(  # step 4
-                spec.service_id,
-                name=spec.name,
-                rpc_type=spec.rpc_type,
-                metadata_uri=uri,
-                cu_per_relay=spec.compute_units.default,
-                max_cu_per_relay=spec.compute_units.max,
-                difficulty_bits=difficulty_bits,
-            )
-        if as_json:
-            emit_json(
-                {
-                    "service_id": spec.service_id,
-                    "owner": checksum(account.address),
-                    "rpc_type": spec.rpc_type,
-                    "chain": spec.identity,
-                    "probed_height": height,
-                    "tx": receipt.tx_hash_hex,
-                    "block": receipt.block_number,
-                }
-            )
-            return
+        health = await probe_endpoint(spec, probe, token)
+        check_probe(spec, probe, health, origin)
+        height = health.height
+        state = "in sync" if health.ok else health.reason
         typer.echo(
-            f"registered: transaction {receipt.tx_hash_hex} mined in block "
-            f"{receipt.block_number}; owner {checksum(account.address)}"
+            f"probe: {probe} serves {health.chain_id} at height {health.height} ({state})",
+            err=action.as_json,
         )
-        typer.echo(spec.service_id)
+    account = action.account()
+    async with action.client(signer=True) as client:
+        owner = await _already_registered(client, spec.service_id)  # step 3
+        if owner is not None:
+            raise ChainCommandError(
+                f"service id {spec.service_id!r} is already registered (owner {owner}) — "
+                f"choose another `service_id` in {origin}"
+            )
+        fee = (
+            await client.economic_params(await client.current_session())
+        ).service_registration_fee
+        uri = metadata_uri if metadata_uri is not None else str(spec.metadata.get("website", ""))
+        if not action.as_json:  # --json is for scripts: it implies --yes
+            action.confirm(
+                [
+                    f"register service {spec.service_id} ({spec.name}), "
+                    f"rpc type {spec.rpc_type}, chain {spec.identity}",
+                    f"compute units per relay {spec.compute_units.default}, "
+                    f"max {spec.compute_units.max}, difficulty {difficulty_bits} bits",
+                    f"owner {checksum(account.address)}; registration fee {format_amount(fee)}",
+                ]
+            )
+        receipt = await client.register_service(  # step 4
+            spec.service_id,
+            name=spec.name,
+            rpc_type=spec.rpc_type,
+            metadata_uri=uri,
+            cu_per_relay=spec.compute_units.default,
+            max_cu_per_relay=spec.compute_units.max,
+            difficulty_bits=difficulty_bits,
+        )
+    if action.as_json:
+        emit_json(
+            {
+                "service_id": spec.service_id,
+                "owner": checksum(account.address),
+                "rpc_type": spec.rpc_type,
+                "chain": spec.identity,
+                "probed_height": height,
+                "tx": receipt.tx_hash_hex,
+                "block": receipt.block_number,
+            }
+        )
+        return
+    typer.echo(
+        f"registered: transaction {receipt.tx_hash_hex} mined in block "
+        f"{receipt.block_number}; owner {checksum(account.address)}"
+    )
+    typer.echo(spec.service_id)
 
-    run(action)
 
-
-@app.command("list")
-def list_services(
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    as_json: JsonOpt = False,
-) -> None:
-    """List the services registered on chain."""
-
-    async def action() -> None:
-        rows = []
-        async with open_client(ChainOptions(rpc_url, deployment), None) as client:
-            for service_id in await client.services():
-                info = await client.service(service_id)
-                if info is None:
-                    continue
+@command(app, "list", prints_json=True)
+async def list_services(action: Action) -> None:
+    """List the services registered ON CHAIN (not the catalogue: `relaynet chain catalogue`)."""
+    rows = []
+    async with action.client() as client:
+        for service_id in await client.services():
+            info = await client.service(service_id)
+            if info is not None:
                 rows.append(
                     {
                         "service_id": service_id,
@@ -224,55 +194,70 @@ def list_services(
                         "owner": checksum(info.owner),
                     }
                 )
-        if as_json:
-            emit_json({"services": rows})
-            return
-        if not rows:
-            typer.echo("no services registered")
-            return
-        width = max(len(r["service_id"]) for r in rows)
-        for r in rows:
-            typer.echo(
-                f"{r['service_id']:<{width}}  {r['rpc_type']:<12}  {r['owner']}  {r['name']}"
-            )
-
-    run(action)
+    if action.as_json:
+        emit_json({"services": rows})
+        return
+    print_table(
+        f"Services registered on chain ({len(rows)})",
+        ["service", "rpc type", "owner", "name"],
+        ([r["service_id"], r["rpc_type"], r["owner"], r["name"]] for r in rows),
+        caption="The catalogue of chain specs to start from: relaynet chain catalogue",
+    )
 
 
-@app.command("show")
-def show(
-    service_id: Annotated[str, typer.Argument(help="Service id.")],
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    as_json: JsonOpt = False,
+@app.command("catalogue")
+def list_catalogue(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the chain specs shipped with relaynet (start a spec from one; none is on chain
+    until registered — `relaynet chain list` shows what is)."""
+    specs = catalogue()
+    if as_json:
+        emit_json(
+            {
+                "catalogue": [
+                    {
+                        "service_id": s.service_id,
+                        "name": s.name,
+                        "rpc_type": s.rpc_type,
+                        "chain": str(s.identity),
+                    }
+                    for s in specs.values()
+                ]
+            }
+        )
+        return
+    print_table(
+        f"Chain specs in the catalogue ({len(specs)}; rollups/catalogue/*.toml)",
+        ["service", "rpc type", "chain", "name"],
+        ([s.service_id, s.rpc_type, s.identity, s.name] for s in specs.values()),
+        caption="Registered on chain: relaynet chain list",
+    )
+
+
+@command(app, "show", prints_json=True)
+async def show(
+    action: Action, service_id: Annotated[str, typer.Argument(help="Service id.")]
 ) -> None:
     """Show one registered service: owner, RPC type, parameters in force."""
-
-    async def action() -> None:
-        async with open_client(ChainOptions(rpc_url, deployment), None) as client:
-            info = await client.service(service_id)
-            if info is None:
-                raise ChainCommandError(
-                    f"no service {service_id!r} is registered — see `relaynet chain list`"
-                )
-            n = await client.current_session()
-            params = await client.service_params(service_id, n)
-        doc = {
-            "service_id": service_id,
-            "name": info.name,
-            "rpc_type": info.rpc_type,
-            "owner": checksum(info.owner),
-            "metadata_uri": info.metadata_uri,
-            "session": n,
-            "cu_per_relay": params.cu_per_relay,
-            "max_cu_per_relay": params.max_cu_per_relay,
-            "difficulty_bits": params.difficulty_bits,
-            "in_catalogue": service_id in catalogue(),
-        }
-        if as_json:
-            emit_json(doc)
-            return
-        for key, value in doc.items():
-            typer.echo(f"{key:<17} {value}")
-
-    run(action)
+    async with action.client() as client:
+        info = await client.service(service_id)
+        if info is None:
+            raise ChainCommandError(
+                f"no service {service_id!r} is registered — see `relaynet chain list`"
+            )
+        n = await client.current_session()
+        params = await client.service_params(service_id, n)
+    doc = {
+        "service_id": service_id,
+        "name": info.name,
+        "rpc_type": info.rpc_type,
+        "owner": checksum(info.owner),
+        "metadata_uri": info.metadata_uri,
+        "session": n,
+        "cu_per_relay": params.cu_per_relay,
+        "max_cu_per_relay": params.max_cu_per_relay,
+        "difficulty_bits": params.difficulty_bits,
+        "in_catalogue": service_id in catalogue(),
+    }
+    action.show(doc, [f"{key:<17} {value}" for key, value in doc.items()])

@@ -85,7 +85,9 @@ def fund(
         Path | None, typer.Option(help="passphrase of --keystore (first line)")
     ] = None,
     tokens: Annotated[str, typer.Option(help="tokens to send, e.g. 5000rly")] = "5000rly",
-    eth: Annotated[int, typer.Option(help="gas money on the settlement chain, in ETH")] = 100,
+    gas: Annotated[
+        str, typer.Option(help="gas money on the settlement chain, e.g. 100eth or 5000gwei")
+    ] = "100eth",
     state_file: StateFileOpt = _DEFAULT,
 ) -> None:
     """Give an account tokens and gas money on a running devnet (the devnet's faucet)."""
@@ -93,10 +95,16 @@ def fund(
 
     from protocol.encoding import address_from_hex
     from protocol.keys import AccountKey
-    from relaynet.commands.staking_common import format_amount, parse_amount
+    from relayer.keyfiles import read_account_key, resolve_passphrase, write_account_key
+    from relaynet.commands.staking_common import (
+        GAS_UNITS,
+        checksum,
+        format_amount,
+        format_gas,
+        parse_amount,
+    )
     from relaynet.devnet.fund import fund_account
     from relaynet.devnet.state import DevnetState, Layout
-    from relaynet.keyfiles import read_account_key, resolve_passphrase, write_account_key
 
     try:
         state = DevnetState.read(state_file)
@@ -107,7 +115,7 @@ def fund(
             else:
                 key = AccountKey.generate()
                 write_account_key(keystore, key, passphrase)
-                typer.echo(f"new account 0x{key.address.hex()} in {keystore}")
+                typer.echo(f"new account {checksum(key.address)} in {keystore}")
                 who = key.address
         elif address is not None:
             who = address_from_hex(address)
@@ -118,13 +126,13 @@ def fund(
                 state,
                 Layout(state_file.absolute()),
                 who,
-                tokens=parse_amount(tokens),
-                wei=eth * 10**18,
+                tokens=parse_amount(tokens, "--tokens"),
+                wei=parse_amount(gas, "--gas", GAS_UNITS),
             )
         )
     except RelaynetError as exc:
         raise _fail(exc.message) from None
-    typer.echo(f"0x{who.hex()}: {format_amount(balance)}; gas balance {wei} wei")
+    typer.echo(f"{checksum(who)}: {format_amount(balance)}; gas {format_gas(wei)}")
 
 
 @app.command("status")
@@ -136,7 +144,7 @@ def status(
     timeout: Annotated[float, typer.Option(help="how long --wait waits, seconds")] = 180.0,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Sessions, relays, claims, proofs and rewards so far, per relayer."""
+    """Sessions, relays, claims, proofs and rewards so far, per staked supplier."""
     from relaynet.devnet.state import DevnetState, Layout
     from relaynet.devnet.status import collect, render, wait_for_settlement
 
@@ -151,4 +159,4 @@ def status(
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
-        typer.echo(render(report))
+        typer.echo(render(report), nl=False)

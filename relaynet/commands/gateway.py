@@ -20,8 +20,9 @@ from pydantic import ValidationError
 
 from gateway.config import GatewayConfig, load_config
 from gateway.keys import ApiKey, KeyBackend, Limiter, generate_key, hash_key, revoked
-from protocol.encoding import address_from_hex, address_to_hex
+from protocol.encoding import address_from_hex, address_to_checksum, address_to_hex
 from protocol.errors import RelaynetError
+from relaynet.commands.problems import explain
 
 __all__ = ["app"]
 
@@ -40,8 +41,8 @@ def _fail(message: str) -> typer.Exit:
 def _config(path: Path) -> GatewayConfig:
     try:
         return load_config(path)
-    except (OSError, ValueError, ValidationError) as exc:
-        raise _fail(f"{path}: {exc}") from exc
+    except (OSError, ValueError, ValidationError, RelaynetError) as exc:
+        raise _fail(explain(path, exc)) from None
 
 
 @app.command("run")
@@ -64,8 +65,8 @@ def run(
         pass
     try:
         asyncio.run(serve(cfg))
-    except RelaynetError as exc:
-        raise _fail(exc.message) from exc
+    except (RelaynetError, OSError) as exc:
+        raise _fail(explain(config, exc)) from None
 
 
 def _with_backend(cfg: GatewayConfig) -> tuple[KeyBackend, object]:
@@ -110,6 +111,12 @@ def keys_add(
         sid, sep, app_hex = item.partition("=")
         if not sep:
             raise _fail(f"--service {item!r}: use SERVICE=0xAPP")
+        if sid not in cfg.services:
+            served = ", ".join(sorted(cfg.services)) or "none"
+            raise _fail(
+                f"--service {sid}: {config} serves no {sid!r} (its services: {served}) — "
+                f"fix the id or add [services.{sid}] to the config"
+            )
         try:
             services[sid] = address_to_hex(address_from_hex(app_hex))
         except RelaynetError as exc:
@@ -151,13 +158,29 @@ def keys_list(config: ConfigOpt) -> None:
             await _close(store)
 
     records = asyncio.run(action())
-    for r in sorted(records.values(), key=lambda r: r.created):
-        services = ",".join(f"{s}={a}" for s, a in sorted(r.services.items()))
-        state = "revoked" if r.revoked else "active"
-        typer.echo(
-            f"{r.key_id}  {state:7}  {r.name or '-':12}  rate={r.rate_limit:g}/s "
-            f"burst={r.burst:g} quota={r.quota}/{r.quota_period}s  {services}"
-        )
+    from relaynet.commands.tables import print_table
+
+    rows = [
+        [
+            r.key_id,
+            "revoked" if r.revoked else "active",
+            r.name or "-",
+            f"{r.rate_limit:g}/s",
+            f"{r.burst:g}",
+            f"{r.quota}/{r.quota_period}s" if r.quota else "-",
+            ", ".join(
+                f"{s}={address_to_checksum(address_from_hex(a))}"
+                for s, a in sorted(r.services.items())
+            ),
+        ]
+        for r in sorted(records.values(), key=lambda r: r.created)
+    ]
+    print_table(
+        f"API keys of {config} ({len(rows)})",
+        ["key id", "state", "name", "rate", "burst", "quota", "services (service=app)"],
+        rows,
+        right=("rate", "burst"),
+    )
 
 
 @keys_app.command("revoke")

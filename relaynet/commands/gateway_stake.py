@@ -1,113 +1,123 @@
-"""``relaynet gateway stake|unstake|withdraw``: a gateway's stake on the settlement chain.
+"""``relaynet gateway stake|top-up|set-url|unstake|withdraw|status``: a gateway on the
+settlement chain.
 
 The gateway command group (``relaynet/commands/gateway.py``) calls :func:`add_to` to mount
-these commands. See :mod:`relaynet.commands.staking_common` for the shared options.
+these commands. ``status`` is how an app owner learns the address to ``relaynet app delegate``:
+it takes the gateway's config (``--config``, its key gives the address), an ``--address`` or a
+keystore. Shared options and the action wrapper: :mod:`relaynet.commands.staking_common`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from relaynet.commands.staking_common import DEFAULT_DEPLOYMENT as _DEPLOYMENT
-from relaynet.commands.staking_common import (
-    ChainOptions,
-    DeploymentOpt,
-    KeyOptions,
-    KeystoreOpt,
-    PassEnvOpt,
-    PassFileOpt,
-    RpcUrlOpt,
-    YesOpt,
-    checksum,
-    confirm,
-    format_amount,
-    open_client,
-    parse_amount,
-    print_receipt,
-    run,
-)
+from relaynet.commands import staking_common as common
+from relaynet.commands.problems import explain
 
-__all__ = ["add_to", "stake", "unstake", "withdraw"]
+if TYPE_CHECKING:
+    from ledger.client import LedgerClient
+
+__all__ = ["add_to", "delegators", "set_url", "stake", "status"]
 
 
-def stake(
-    amount: Annotated[str, typer.Option("--amount", help="Stake: base units, or e.g. 100rly.")],
+@common.command(None, "stake", sends=True)
+async def stake(
+    action: common.Action,
     url: Annotated[str, typer.Option("--url", help="The gateway's public URL.")],
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
+    amount: common.AmountOpt,
 ) -> None:
     """Stake the account as a gateway (apps may then delegate to it)."""
-    value = parse_amount(amount)
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            have = await client.balance()
-            confirm(
-                [
-                    f"Stake {format_amount(value)} from {checksum(key.address)} "
-                    f"(balance {format_amount(have)}) as a gateway at {url}"
-                ],
-                yes,
-            )
-            print_receipt("staked", await client.stake_gateway(value, url))
-
-    run(action)
+    await action.pay(
+        amount,
+        f"as a gateway at {url}",
+        lambda client, value: client.stake_gateway(value, url),
+        minimum="min_stake_gateway",
+    )
 
 
-def unstake(
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
+@common.command(None, "set-url", sends=True)
+async def set_url(
+    action: common.Action,
+    url: Annotated[str, typer.Option("--url", help="The gateway's new public URL.")],
 ) -> None:
-    """Unstake the gateway; the stake unbonds."""
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            state = await client.gateway()
-            confirm(
-                [f"Unstake gateway {checksum(key.address)} (stake {format_amount(state.stake)})"],
-                yes,
-            )
-            print_receipt("unstaked", await client.unstake_gateway())
-            after = await client.gateway()
-            typer.echo(f"withdrawable from session {after.withdrawable_session}")
-
-    run(action)
+    """Change the gateway's public URL on chain."""
+    async with action.client(signer=True) as client:
+        state = await client.gateway()
+        line = f"Move gateway {common.checksum(state.address)}: {state.url or '-'} -> {url}"
+        await action.send("url set", [line], lambda: client.set_gateway_url(url))
 
 
-def withdraw(
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
+async def delegators(client: LedgerClient, gateway: bytes) -> dict[bytes, str | None]:
+    """Apps delegating to ``gateway`` now (app address -> its service), from the chain's
+    ``DelegationSet`` events checked against each app's current delegation list."""
+    events = await common.event_args(client, "Apps", "DelegationSet", None, gateway)
+    seen = {bytes(e["app"]) for e in events}
+    out: dict[bytes, str | None] = {}
+    for app in sorted(seen):
+        state = await client.app(app)
+        if gateway in state.delegations:
+            out[app] = state.service_id
+    return out
+
+
+def _gateway_from_config(path: Path) -> tuple[bytes, str, Path]:
+    """The address, settlement RPC URL and deployment file a gateway config names."""
+    from gateway.config import load_config
+    from protocol.keys import AccountKey
+
+    try:
+        cfg = load_config(path)
+        key = AccountKey(cfg.gateway.key_bytes())
+    except (OSError, ValueError) as exc:
+        raise common.CliError(explain(path, exc)) from None
+    return key.address, cfg.settlement.rpc_url, cfg.settlement.deployment
+
+
+@common.command(None, "status", key=True, prints_json=True)
+async def status(
+    action: common.Action,
+    address: common.AddressOpt = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="A gateway config: its key, chain and deployment."),
+    ] = None,
 ) -> None:
-    """Withdraw the gateway's stake once unbonding is over."""
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            state = await client.gateway()
-            confirm([f"Withdraw {format_amount(state.stake)} to {checksum(key.address)}"], yes)
-            print_receipt("withdrawn", await client.withdraw_gateway())
-
-    run(action)
+    """Address (for `relaynet app delegate`), stake, URL, delegating apps and their services."""
+    if config is not None and address is None:
+        who, rpc_url, deployment = _gateway_from_config(config)
+        action.rpc_url = action.rpc_url or rpc_url
+        action.deployment = deployment
+    else:
+        who = action.who(address)
+    async with action.client() as client:
+        g = await client.gateway(who)
+        apps = await delegators(client, who)
+    services = sorted({s for s in apps.values() if s})
+    doc = {
+        "address": common.checksum(who),
+        "status": g.status.name.lower(),
+        "stake": str(g.stake),
+        "url": g.url,
+        "delegations": {common.checksum(a): s for a, s in apps.items()},
+        "services": services,
+        "withdrawable_session": g.withdrawable_session,
+    }
+    lines = [
+        f"gateway {doc['address']}: {doc['status']}",
+        f"  stake   {common.format_amount(g.stake)}, url {g.url or '-'}",
+        f"  apps delegating ({len(apps)}):",
+        *(f"    {common.checksum(a)}  service {s or '-'}" for a, s in apps.items()),
+        f"  services {', '.join(services) or '-'}",
+        f"apps delegate to it with: relaynet app delegate {doc['address']}",
+    ]
+    action.show(doc, lines)
 
 
 def add_to(app: typer.Typer) -> None:
-    """Add ``stake``, ``unstake`` and ``withdraw`` to the gateway command group."""
-    app.command("stake")(stake)
-    app.command("unstake")(unstake)
-    app.command("withdraw")(withdraw)
+    """Add the staking commands to the gateway command group."""
+    for name, fn in (("stake", stake), ("set-url", set_url), ("status", status)):
+        app.command(name)(fn)
+    common.add_lifecycle(app, common.Role("gateway", "gateway"))

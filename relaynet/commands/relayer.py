@@ -1,6 +1,6 @@
 """``relaynet relayer``: set up (``init``), run (``run``) and inspect (``status``) a relayer.
 
-Composes the packages only: keys through :mod:`relaynet.keyfiles`, config through
+Composes the packages only: keys through :mod:`relayer.keyfiles`, config through
 :mod:`relayer.config`, the server through :func:`relayer.app.build_relayer`, backend checks
 through :func:`rollups.health.probe`.
 """
@@ -13,11 +13,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from protocol.encoding import address_to_checksum
 from protocol.errors import RelaynetError
+from relaynet.commands.problems import explain
 
 app = typer.Typer(no_args_is_help=True, help="Run a relayer (node runners).")
 
@@ -42,7 +44,7 @@ def run(
     """Serve relays, record them durably, claim and prove automatically."""
     from relayer.app import RelayerKeys, build_relayer, serve
     from relayer.config import load_config
-    from relaynet.keyfiles import read_account_key, read_receipt_key
+    from relayer.keyfiles import read_account_key, read_receipt_key
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -55,10 +57,10 @@ def run(
         )
         relayer = build_relayer(cfg, keys, spec_base=config.resolve().parent)
     except RelaynetError as exc:
-        raise _fail(exc.message) from None
+        raise _fail(explain(config, exc)) from None
 
     def ready(port: int, metrics_port: int) -> None:
-        address = "0x" + keys.account.address.hex()
+        address = address_to_checksum(keys.account.address)
         print(
             f"relayer ready supplier={address} port={port} metrics_port={metrics_port}",
             flush=True,
@@ -81,9 +83,19 @@ def _parse_pairs(values: list[str], what: str) -> dict[str, str]:
     for value in values:
         key, sep, rest = value.partition("=")
         if not sep or not key or not rest:
-            raise _fail(f"{what}: expected ID=VALUE, got {value!r}")
+            raise _fail(f"{what} {value!r}: write it as ID=VALUE")
         out[key] = rest
     return out
+
+
+def _headers(values: list[str]) -> dict[str, dict[str, str]]:
+    headers: dict[str, dict[str, str]] = {}
+    for sid, spec in _parse_pairs(values, "--header").items():
+        name, sep, value = spec.partition(":")
+        if not sep:
+            raise _fail(f"--header {sid}={spec!r}: write it as SERVICE=NAME:VALUE")
+        headers.setdefault(sid, {})[name.strip()] = value.strip()
+    return headers
 
 
 @app.command("init")
@@ -102,7 +114,9 @@ def init(
         list[str] | None,
         typer.Option("--header", help="SERVICE=NAME:VALUE, a header added for the backend"),
     ] = None,
-    rpc_url: Annotated[str | None, typer.Option(help="settlement chain RPC URL")] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option(help="settlement chain RPC URL (default: the deployment's)")
+    ] = None,
     deployment: Annotated[Path | None, typer.Option(help="deployment JSON file")] = None,
     host: Annotated[str, typer.Option(help="listen address")] = "0.0.0.0",
     port: Annotated[int, typer.Option(help="listen port")] = 8081,
@@ -126,42 +140,39 @@ def init(
     ] = sys.stdin.isatty(),
 ) -> None:
     """Create the supplier keys and a config, check the backends, print the stake command."""
-    from protocol.keys import AccountKey, ReceiptKey
-    from relayer.config import dump_config, parse_config
-    from relaynet.keyfiles import resolve_passphrase, write_account_key, write_receipt_key
+    from relayer.keyfiles import resolve_passphrase
+    from relayer.setup import RelayerPlan, check_backends, create_relayer, stake_command
+    from relaynet.commands.staking_common import parse_amount
 
     services = _parse_pairs(service or [], "--service")
     if not services and interactive:
         sid = typer.prompt("Service id to serve", default="eth")
         services[sid] = typer.prompt(f"Backend URL for {sid}", default="http://127.0.0.1:8545")
-    if not services:
-        raise _fail("name at least one --service SERVICE=BACKEND_URL")
-    chains = _parse_pairs(chain or [], "--chain")
-    headers: dict[str, dict[str, str]] = {}
-    for sid, spec in _parse_pairs(header or [], "--header").items():
-        name, sep, value = spec.partition(":")
-        if not sep:
-            raise _fail(f"--header: expected SERVICE=NAME:VALUE, got {sid}={spec}")
-        headers.setdefault(sid, {})[name.strip()] = value.strip()
-    if rpc_url is None:
-        if not interactive:
-            raise _fail("--rpc-url is required")
-        rpc_url = typer.prompt("Settlement chain RPC URL", default="http://127.0.0.1:8545")
     if deployment is None:
         if not interactive:
-            raise _fail("--deployment is required")
-        deployment = Path(typer.prompt("Deployment file", default="deployment.json"))
-    directory = directory.resolve()
-    config_path = directory / "relayer.toml"
-    keystore = directory / "keys" / "supplier.json"
-    receipt_path = directory / "keys" / "receipt-key.json"
-    if config_path.exists() and not force:
-        raise _fail(f"{config_path} exists (use --force to overwrite)")
-
+            raise _fail(
+                "--deployment is required: pass --deployment FILE (a devnet's is "
+                ".devnet/deployment.json)"
+            )
+        deployment = Path(typer.prompt("Deployment file", default=".devnet/deployment.json"))
     env_name = passphrase_env
     if passphrase_file is None and env_name is None:
         env_name = DEFAULT_PASSPHRASE_ENV
+    plan = RelayerPlan(
+        directory=directory.resolve(),
+        services=services,
+        deployment=deployment,
+        rpc_url=rpc_url,
+        chains=_parse_pairs(chain or [], "--chain"),
+        headers=_headers(header or []),
+        host=host,
+        port=port,
+        metrics_port=metrics_port,
+        passphrase_env=None if passphrase_file is not None else env_name,
+        passphrase_file=passphrase_file,
+    )
     try:
+        parse_amount(stake, "--stake")
         if passphrase_file is not None:
             passphrase = resolve_passphrase(file=passphrase_file)
         elif env_name in os.environ:
@@ -169,95 +180,24 @@ def init(
         elif interactive:
             passphrase = resolve_passphrase(prompt="New keystore passphrase: ", confirm=True)
         else:
-            raise _fail(f"set ${env_name} or pass --passphrase-file")
-        (directory / "keys").mkdir(parents=True, exist_ok=True)
-        os.chmod(directory / "keys", 0o700)
-        account = AccountKey.generate()
-        receipt = ReceiptKey.generate()
-        write_account_key(keystore, account, passphrase, overwrite=force)
-        write_receipt_key(receipt_path, receipt, overwrite=force)
+            raise _fail(f"set ${env_name} or pass --passphrase-file PATH")
+        setup = create_relayer(plan, passphrase, force=force)
     except RelaynetError as exc:
         raise _fail(exc.message) from None
-
-    raw: dict[str, Any] = {
-        "data_dir": str(directory / "data"),
-        "keys": {"supplier_keystore": str(keystore), "receipt_key": str(receipt_path)},
-        "chain": {"rpc_url": rpc_url, "deployment": str(deployment.resolve())},
-        "server": {"host": host, "port": port},
-        "metrics": {"port": metrics_port},
-        "services": {
-            sid: {
-                "chain": chains.get(sid, sid),
-                "backends": {"rpc": url},
-                "headers": headers.get(sid, {}),
-            }
-            for sid, url in services.items()
-        },
-    }
-    if passphrase_file is not None:
-        raw["keys"]["passphrase_file"] = str(passphrase_file.resolve())
-    else:
-        raw["keys"]["passphrase"] = "${" + str(env_name) + "}"
-    try:
-        # ${VAR} stays literal in the written file: expand it to itself.
-        literal = {str(env_name): "${" + str(env_name) + "}"} if env_name else {}
-        cfg = parse_config(raw, env=literal)
-    except RelaynetError as exc:
-        raise _fail(exc.message) from None
-    text = dump_config(cfg)
-    fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    typer.echo(f"wrote {config_path}")
-    typer.echo(f"supplier account 0x{account.address.hex()} (keystore {keystore})")
-    typer.echo(f"receipt key 0x{receipt.public_key.hex()} ({receipt_path})")
+    typer.echo(f"wrote {plan.config_path}")
+    typer.echo(f"supplier account {setup.address_checksum} (keystore {plan.keystore})")
+    typer.echo(f"receipt key 0x{setup.receipt_public_key.hex()} ({plan.receipt_key})")
 
     if check:
-        problems = asyncio.run(_check_backends(cfg))
-        for line in problems:
-            typer.secho(line, fg=typer.colors.RED, err=True)
-        if problems:
+        checks = asyncio.run(check_backends(setup.config))
+        for c in checks:
+            typer.secho(c.message, fg=None if c.ok else typer.colors.RED, err=not c.ok)
+        if not all(c.ok for c in checks):
             raise typer.Exit(code=1)
 
-    endpoint = public_url or f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
-    endpoint = endpoint.rstrip("/")
-    if not endpoint.endswith("/v1/relay"):
-        endpoint += "/v1/relay"
-    service_flags = " ".join(f"--service {sid}={endpoint}" for sid in services)
-    secret = (
-        f"--passphrase-file {passphrase_file.resolve()}"
-        if passphrase_file is not None
-        else f"--passphrase-env {env_name}"
-    )
     typer.echo("\nNext, stake the supplier (fund the account with tokens and gas first):\n")
-    typer.echo(
-        f"  relaynet supplier stake --amount {stake} {service_flags} "
-        f"--receipt-key {receipt_path} --keystore {keystore} {secret} "
-        f"--rpc-url {rpc_url} --deployment {deployment.resolve()}"
-    )
-    typer.echo(f"\nthen: relaynet relayer run --config {config_path}")
-
-
-async def _check_backends(cfg: Any) -> list[str]:
-    import aiohttp
-
-    from relayer.pricing import resolve_spec
-    from rollups.health import probe
-
-    problems: list[str] = []
-    async with aiohttp.ClientSession() as session:
-        for sid, svc in cfg.services.items():
-            try:
-                spec = resolve_spec(svc.chain)
-            except RelaynetError as exc:
-                problems.append(f"{sid}: {exc.message}")
-                continue
-            health = await probe(spec, dict(svc.backends), session, headers=svc.header_values())
-            if health.ok:
-                typer.echo(f"{sid}: backend ok — chain {health.chain_id}, height {health.height}")
-            else:
-                problems.append(f"{sid}: backend check failed — {health.status}: {health.reason}")
-    return problems
+    typer.echo("  " + stake_command(setup, stake=stake, public_url=public_url))
+    typer.echo(f"\nthen: relaynet relayer run --config {plan.config_path}")
 
 
 # --- status ------------------------------------------------------------------------------------
@@ -270,17 +210,33 @@ def status(
     chain: Annotated[bool, typer.Option(help="also read stake and balance from the chain")] = (
         True
     ),
+    last: Annotated[
+        int, typer.Option("--last", min=1, help="claims of the last N sessions (newest first)")
+    ] = 10,
 ) -> None:
     """Sessions served, relays per service, claims and proofs, rewards, gas, stake, balance."""
     from relayer.config import load_config
-    from relayer.status import collect_status, render_status
+    from relayer.status import CLAIM_COLUMNS, claim_rows, collect_status, render_status
+    from relaynet.commands.tables import print_table
 
     try:
         cfg = load_config(config)
     except RelaynetError as exc:
-        raise _fail(exc.message) from None
+        raise _fail(explain(config, exc)) from None
     report = collect_status(cfg, with_chain=chain, progress=None if as_json else typer.echo)
+    sessions = sorted({c["session"] for c in report["claims"]}, reverse=True)[:last]
     if as_json:
+        report["claims"] = [c for c in report["claims"] if c["session"] in sessions]
         typer.echo(json.dumps(report, indent=2))
-    else:
-        typer.echo(render_status(report))
+        return
+    typer.echo(render_status(report))
+    if report["claims"]:
+        rows = claim_rows(report, last)
+        typer.echo("")
+        print_table(
+            f"Claims of the last {len(sessions)} session(s), newest first",
+            CLAIM_COLUMNS,
+            rows,
+            right=("session", "relays", "claimed", "reward"),
+            caption=f"{len(rows)} of {len(report['claims'])} claims; --last N for more",
+        )

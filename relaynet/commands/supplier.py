@@ -1,39 +1,24 @@
-"""``relaynet supplier``: stake, unstake, withdraw and inspect a supplier (node runners).
+"""``relaynet supplier``: stake, top up, move an endpoint, unstake, withdraw and inspect a
+supplier (node runners).
 
 ``stake`` registers the account's services with their relay endpoint URLs and the ed25519
-receipt key (read from its key file; only the public key goes on chain). See
-:mod:`relaynet.commands.staking_common` for the options every command shares.
+receipt key (read from its key file; only the public key goes on chain). ``top-up`` adds stake
+and ``set-endpoint`` moves one service's endpoint without unstaking. Shared options and the
+action wrapper: :mod:`relaynet.commands.staking_common`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from relaynet.commands.staking_common import DEFAULT_DEPLOYMENT as _DEPLOYMENT
-from relaynet.commands.staking_common import (
-    ChainOptions,
-    DeploymentOpt,
-    JsonOpt,
-    KeyOptions,
-    KeystoreOpt,
-    PassEnvOpt,
-    PassFileOpt,
-    RpcUrlOpt,
-    YesOpt,
-    checksum,
-    confirm,
-    emit_json,
-    format_amount,
-    open_client,
-    parse_address,
-    parse_amount,
-    print_receipt,
-    run,
-)
-from relaynet.keyfiles import read_receipt_key
+from relayer.keyfiles import read_receipt_key
+from relaynet.commands import staking_common as common
+
+if TYPE_CHECKING:
+    from ledger.client import SupplierState
 
 __all__ = ["app"]
 
@@ -42,14 +27,15 @@ app = typer.Typer(no_args_is_help=True)
 
 def _parse_service(text: str) -> tuple[str, str]:
     sid, sep, url = text.partition("=")
-    if not sep or not sid or not url:
-        raise typer.BadParameter(f"{text!r}: expected SERVICE_ID=ENDPOINT_URL")
+    if not sep or not sid.strip() or not url.strip():
+        raise common.CliError(f"--service {text!r}: write it as SERVICE_ID=ENDPOINT_URL")
     return sid.strip(), url.strip()
 
 
-@app.command("stake")
-def stake(
-    amount: Annotated[str, typer.Option("--amount", help="Stake: base units, or e.g. 100rly.")],
+@common.command(app, "stake", sends=True)
+async def stake(
+    action: common.Action,
+    amount: common.AmountOpt,
     service: Annotated[
         list[str],
         typer.Option("--service", help="SERVICE_ID=ENDPOINT_URL (repeat for several)."),
@@ -57,134 +43,74 @@ def stake(
     receipt_key: Annotated[
         Path, typer.Option("--receipt-key", help="The ed25519 receipt key file.")
     ],
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
 ) -> None:
     """Stake as a supplier of one or more services."""
-    value = parse_amount(amount)
+    value = common.parse_amount(amount, "--amount")
     services = dict(_parse_service(s) for s in service)
     if len(services) != len(service):
-        raise typer.BadParameter("a service is named twice", param_hint="--service")
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        receipt = read_receipt_key(receipt_key)
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            balance = await client.balance()
-            lines = [
-                f"Stake {format_amount(value)} from {checksum(key.address)} "
-                f"(balance {format_amount(balance)}) as a supplier of:",
+        raise common.CliError("--service: a service is named twice — give each service once")
+    receipt = read_receipt_key(receipt_key)
+    key = action.account()
+    async with action.client(signer=True) as client:
+        current = await client.supplier()
+        if current.status.name != "NONE":
+            raise common.CliError(
+                f"{common.checksum(key.address)} is already a supplier "
+                f"({current.status.name.lower()})"
+                " — add stake with `relaynet supplier top-up`, move an endpoint with "
+                "`relaynet supplier set-endpoint`"
+            )
+        await common.check_minimum(client, "min_stake_supplier", value, f"--amount {amount}")
+        await action.spend(
+            client,
+            "Stake",
+            value,
+            "as a supplier of:",
+            lambda: client.stake_supplier(value, services, receipt.public_key),
+            done="staked",
+            details=(
                 *(f"  {sid}  ->  {url}" for sid, url in services.items()),
                 f"receipt key 0x{receipt.public_key.hex()}",
-            ]
-            confirm(lines, yes)
-            result = await client.stake_supplier(value, services, receipt.public_key)
-            print_receipt("staked", result)
-
-    run(action)
-
-
-@app.command("unstake")
-def unstake(
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
-) -> None:
-    """Leave every service from the next session; the stake unbonds."""
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            state = await client.supplier()
-            confirm(
-                [
-                    f"Unstake supplier {checksum(key.address)} (stake "
-                    f"{format_amount(state.stake)}, services {', '.join(state.endpoints) or '-'})"
-                ],
-                yes,
-            )
-            result = await client.unstake_supplier()
-            print_receipt("unstaked", result)
-            after = await client.supplier()
-            typer.echo(f"withdrawable from session {after.withdrawable_session}")
-
-    run(action)
-
-
-@app.command("withdraw")
-def withdraw(
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    yes: YesOpt = False,
-) -> None:
-    """Withdraw the stake once unbonding is over and no claim is open."""
-
-    async def action() -> None:
-        key = KeyOptions(keystore, passphrase_env, passphrase_file).load()
-        async with open_client(ChainOptions(rpc_url, deployment), key) as client:
-            state = await client.supplier()
-            confirm([f"Withdraw {format_amount(state.stake)} to {checksum(key.address)}"], yes)
-            result = await client.withdraw_supplier()
-            print_receipt("withdrawn", result)
-
-    run(action)
-
-
-@app.command("status")
-def status(
-    address: Annotated[
-        str | None, typer.Option("--address", help="Supplier address (default: the keystore's).")
-    ] = None,
-    rpc_url: RpcUrlOpt = None,
-    deployment: DeploymentOpt = _DEPLOYMENT,
-    keystore: KeystoreOpt = None,
-    passphrase_env: PassEnvOpt = None,
-    passphrase_file: PassFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Show a supplier's stake, services, locks and unbonding."""
-
-    async def action() -> None:
-        who = (
-            parse_address(address)
-            if address
-            else KeyOptions(keystore, passphrase_env, passphrase_file).load().address
+            ),
         )
-        async with open_client(ChainOptions(rpc_url, deployment), None) as client:
-            s = await client.supplier(who)
-            session = await client.current_session()
-        doc = {
-            "address": checksum(s.address),
-            "status": s.status.name.lower(),
-            "stake": str(s.stake),
-            "locked": str(s.locked),
-            "open_claims": s.open_claims,
-            "receipt_key": "0x" + s.receipt_key.hex(),
-            "endpoints": dict(s.endpoints),
-            "unstake_session": s.unstake_session,
-            "withdrawable_session": s.withdrawable_session,
-            "current_session": session,
-        }
-        if as_json:
-            emit_json(doc)
-            return
-        typer.echo(f"supplier {doc['address']}: {doc['status']}")
-        typer.echo(f"  stake   {format_amount(s.stake)}, locked {format_amount(s.locked)}")
-        typer.echo(f"  claims  {s.open_claims} open")
-        typer.echo(f"  receipt key {doc['receipt_key']}")
-        for sid, url in s.endpoints.items():
-            typer.echo(f"  service {sid}  ->  {url}")
-        if s.status.name == "UNBONDING":
-            typer.echo(f"  withdrawable from session {s.withdrawable_session} (now {session})")
 
-    run(action)
+
+@common.command(app, "set-endpoint", sends=True)
+async def set_endpoint(
+    action: common.Action,
+    service: Annotated[
+        str, typer.Option("--service", help="SERVICE_ID=NEW_ENDPOINT_URL (one service).")
+    ],
+) -> None:
+    """Move one service's relay endpoint without unstaking (gateways pick it up next session)."""
+    sid, url = _parse_service(service)
+    async with action.client(signer=True) as client:
+        state = await client.supplier()
+        if sid not in state.endpoints:
+            staked = ", ".join(state.endpoints) or "none"
+            raise common.CliError(
+                f"--service {sid}: {common.checksum(state.address)} does not serve {sid!r} "
+                f"(its services: {staked})"
+            )
+        who = common.checksum(state.address)
+        line = f"Move {sid} of supplier {who}: {state.endpoints[sid]} -> {url}"
+        await action.send("endpoint set", [line], lambda: client.set_endpoint(sid, url))
+
+
+def _describe(s: SupplierState, session: int) -> tuple[dict[str, Any], list[str]]:
+    doc = {
+        "locked": str(s.locked),
+        "open_claims": s.open_claims,
+        "receipt_key": "0x" + s.receipt_key.hex(),
+        "endpoints": dict(s.endpoints),
+    }
+    lines = [
+        f"  stake   {common.format_amount(s.stake)}, locked {common.format_amount(s.locked)}",
+        f"  claims  {s.open_claims} open",
+        f"  receipt key {doc['receipt_key']}",
+        *(f"  service {sid}  ->  {url}" for sid, url in s.endpoints.items()),
+    ]
+    return common.describe_stake("supplier", s, session, doc, lines)
+
+
+common.add_lifecycle(app, common.Role("supplier", "supplier", "endpoints", _describe))

@@ -6,7 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
-from relaynet.devnet.state import DevnetState
+from relaynet.devnet.state import DevnetState, checksummed
 
 __all__ = ["example_call", "render_banner"]
 
@@ -31,10 +31,10 @@ def render_banner(state: DevnetState, state_file: Path, elapsed: float) -> str:
         "",
         f"relaynet devnet is up ({elapsed:.1f}s). State: {state_file}",
         f"  settlement chain  {state.settlement.rpc_url} (chain id {state.settlement.chain_id}, "
-        f"token {state.settlement.token})",
+        f"token {checksummed(state.settlement.token)})",
         f"  gateway           {state.gateway.url} (metrics {state.gateway.metrics_url})",
         "  relayers          "
-        + ", ".join(f"{r.address} {r.url} (pid {r.pid})" for r in state.relayers),
+        + ", ".join(f"{checksummed(r.address)} {r.url} (pid {r.pid})" for r in state.relayers),
         "",
     ]
     for sid, svc in state.services.items():

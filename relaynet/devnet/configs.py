@@ -22,9 +22,9 @@ from protocol.encoding import address_to_hex
 from protocol.keys import encrypt_keystore
 from relayer.config import dump_config
 from relayer.config import parse_config as parse_relayer_config
+from relayer.keyfiles import write_receipt_key
 from relaynet.devnet.plan import DevnetPlan, RelayerPlan
 from relaynet.devnet.state import Layout
-from relaynet.keyfiles import write_receipt_key
 from rollups.standins.jwt import make_token
 
 __all__ = [

@@ -12,7 +12,8 @@ Written once every process is ready (atomically: temp file, then rename) and rea
      "apps": [{"address": "0x…", "api_key": "…", "service": "eth"}],
      "deployment": {…}}
 
-Addresses are lowercase hex. ``deployment`` (beyond the issue's five keys) is the full
+Addresses are EIP-55 checksummed (web3.py refuses lowercase contract addresses).
+``deployment`` (beyond the issue's five keys) is the full
 :class:`ledger.deploy.Deployment` JSON, so the staking CLI's default ``--deployment
 .devnet/state.json`` works against a devnet as is. The folder around the state file
 (``Layout``) holds the rest: keys, configs, logs and pid files.
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.encoding import address_to_checksum
 from protocol.errors import ErrorCode, RelaynetError
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "RelayerState",
     "ServiceState",
     "SettlementState",
+    "checksummed",
 ]
 
 DEFAULT_STATE_FILE = Path(".devnet") / "state.json"
@@ -93,14 +96,18 @@ class Layout:
             path.mkdir(parents=True, exist_ok=True)
 
 
-def _lower_addresses(value: Any) -> Any:
-    """Every ``0x`` + 40 hex string in ``value`` in lowercase (nested dicts and lists)."""
-    if isinstance(value, str) and len(value) == 42 and value.startswith("0x"):
-        return value.lower()
+def checksummed(value: Any) -> Any:
+    """Every ``0x`` + 40 hex string in ``value`` in its EIP-55 form (nested dicts and lists):
+    web3.py and ethers refuse a lowercase contract address."""
+    if isinstance(value, str) and len(value) == 42 and value[:2] in ("0x", "0X"):
+        try:
+            return address_to_checksum(bytes.fromhex(value[2:]))
+        except ValueError:
+            return value
     if isinstance(value, Mapping):
-        return {k: _lower_addresses(v) for k, v in value.items()}
+        return {k: checksummed(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_lower_addresses(v) for v in value]
+        return [checksummed(v) for v in value]
     return value
 
 
@@ -156,8 +163,8 @@ class DevnetState:
             "settlement": {
                 "rpc_url": s.rpc_url,
                 "chain_id": s.chain_id,
-                "contracts": {name: addr.lower() for name, addr in s.contracts.items()},
-                "token": s.token.lower(),
+                "contracts": {name: checksummed(addr) for name, addr in s.contracts.items()},
+                "token": checksummed(s.token),
             },
             "gateway": {"url": self.gateway.url, "metrics_url": self.gateway.metrics_url},
             "services": {
@@ -171,7 +178,7 @@ class DevnetState:
             },
             "relayers": [
                 {
-                    "address": r.address.lower(),
+                    "address": checksummed(r.address),
                     "url": r.url,
                     "metrics_url": r.metrics_url,
                     "pid": r.pid,
@@ -179,12 +186,12 @@ class DevnetState:
                 for r in self.relayers
             ],
             "apps": [
-                {"address": a.address.lower(), "api_key": a.api_key, "service": a.service}
+                {"address": checksummed(a.address), "api_key": a.api_key, "service": a.service}
                 for a in self.apps
             ],
         }
         if self.deployment is not None:
-            out["deployment"] = _lower_addresses(self.deployment)
+            out["deployment"] = checksummed(self.deployment)
         return out
 
     @classmethod

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TextIO
 
-from ledger.client import LedgerClient
+from ledger.client import LedgerClient, SupplierState
 from ledger.deploy import Deployment
 from ledger.errors import LedgerError
-from protocol.encoding import address_from_hex
+from protocol.encoding import address_from_hex, address_to_checksum, address_to_hex
 from relayer.config import load_config
 from relayer.status import collect_status
 from relaynet.devnet.state import DevnetError, DevnetState, Layout
@@ -63,48 +63,66 @@ class DevnetStatus:
         }
 
 
-async def _chain(
-    rpc_url: str, layout: Layout, addresses: list[str]
-) -> tuple[int, int, dict[str, int]]:
+@dataclass(frozen=True)
+class _ChainView:
+    head: int
+    session: int
+    balances: dict[str, int]  # lowercase address -> token balance
+    suppliers: dict[str, SupplierState]  # lowercase address -> every staked supplier
+
+
+async def _chain(rpc_url: str, layout: Layout, addresses: list[str]) -> _ChainView:
+    from relaynet.commands.staking_common import staked_suppliers
+
     deployment = Deployment.from_json(layout.deployment.read_text())
     client = LedgerClient(rpc_url, deployment)
     try:
         head = await client.block_number()
-        balances = {a: await client.balance(address_from_hex(a)) for a in addresses}
+        suppliers = {address_to_hex(s.address): s for s in await staked_suppliers(client)}
+        wanted = {a.lower() for a in addresses} | set(suppliers)
+        balances = {a: await client.balance(address_from_hex(a)) for a in sorted(wanted)}
     finally:
         await client.close()
-    return head, session_of(head, deployment.shape.B0, deployment.shape.L), balances
+    session = session_of(head, deployment.shape.B0, deployment.shape.L)
+    return _ChainView(head, session, balances, suppliers)
+
+
+def _row(name: str, address: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "address": address_to_checksum(address_from_hex(address)),
+        "pid": None,
+        "running": None,
+        "sessions": 0,
+        "relays": 0,
+        "claims_by_state": {},
+        "proofs": 0,
+        "rewards": 0,
+    }
 
 
 def collect(state: DevnetState, layout: Layout) -> DevnetStatus:
-    """One reading of every relayer's records and of the chain."""
-    addresses = [r.address for r in state.relayers]
+    """One reading of every relayer's records and of the chain: the devnet's relayers, and
+    every other supplier staked on its chain (staked later, from any shell)."""
     error: str | None = None
-    head: int | None = None
-    session: int | None = None
-    balances: dict[str, int] = {}
+    view: _ChainView | None = None
     try:
-        head, session, balances = asyncio.run(_chain(state.settlement.rpc_url, layout, addresses))
+        view = asyncio.run(
+            _chain(state.settlement.rpc_url, layout, [r.address for r in state.relayers])
+        )
     except (LedgerError, OSError, ValueError) as exc:
         error = f"settlement chain unreachable: {exc}"
     try:
         baseline = json.loads(layout.baseline.read_text()).get("balances", {})
     except (OSError, ValueError):
         baseline = {}
+    baseline = {str(k).lower(): int(v) for k, v in baseline.items()}
     configs = layout.relayer_configs()
     rows: list[dict[str, Any]] = []
     for i, relayer in enumerate(state.relayers):
-        row: dict[str, Any] = {
-            "name": f"relayer{i + 1}",
-            "address": relayer.address,
-            "pid": relayer.pid,
-            "running": is_alive(relayer.pid),
-            "sessions": 0,
-            "relays": 0,
-            "claims_by_state": {},
-            "proofs": 0,
-            "rewards": 0,
-        }
+        row = _row(f"relayer{i + 1}", relayer.address)
+        row["pid"] = relayer.pid
+        row["running"] = is_alive(relayer.pid)
         if i < len(configs):
             report = collect_status(load_config(configs[i]), with_chain=False)
             row["sessions"] = report["sessions_served"]
@@ -117,10 +135,21 @@ def collect(state: DevnetState, layout: Layout) -> DevnetStatus:
                 if c["proof_required"] and c["state"] in ("proved", "settled")
             )
             row["rewards"] = report["rewards"]
-        if relayer.address in balances:
-            row["balance"] = balances[relayer.address]
-            row["earned"] = balances[relayer.address] - int(baseline.get(relayer.address, 0))
         rows.append(row)
+    if view is not None:
+        ours = {r.address.lower() for r in state.relayers}
+        rows.extend(_row("supplier", a) for a in view.suppliers if a not in ours)
+        for row in rows:
+            key = row["address"].lower()
+            supplier = view.suppliers.get(key)
+            row["staked"] = supplier is not None and supplier.status.name == "STAKED"
+            row["services"] = sorted(supplier.endpoints) if supplier is not None else []
+            if key in view.balances:
+                row["balance"] = view.balances[key]
+                if row["pid"] is not None:
+                    row["earned"] = view.balances[key] - baseline.get(key, 0)
+    head = view.head if view is not None else None
+    session = view.session if view is not None else None
     return DevnetStatus(head, session, rows, error)
 
 
@@ -130,33 +159,57 @@ def _rly(amount: int) -> str:
 
 
 def render(status: DevnetStatus) -> str:
-    lines: list[str] = []
-    if status.error:
-        lines.append(status.error)
-    else:
-        lines.append(f"settlement head {status.head}, session {status.session}")
-    lines.append("")
-    lines.append(
-        f"{'relayer':<9} {'address':<13} {'up':<4} {'sessions':>8} {'relays':>7} "
-        f"{'claims settled/all':>18} {'proofs':>6} {'rewards RLY':>12} {'balance +RLY':>13}  "
-        "claims by state"
+    """The status as a table with a header, one row per staked supplier."""
+    from relaynet.commands.tables import render_table
+
+    title = (
+        status.error
+        if status.error
+        else f"settlement head {status.head}, session {status.session}: every staked supplier"
     )
+    rows = []
     for r in status.relayers:
         by_state = r["claims_by_state"]
-        states = ", ".join(f"{k} {v}" for k, v in sorted(by_state.items())) or "-"
-        settled = f"{by_state.get('settled', 0)}/{sum(by_state.values())}"
-        earned = _rly(r["earned"]) if "earned" in r else "?"
-        lines.append(
-            f"{r['name']:<9} {r['address'][:6] + '…' + r['address'][-4:]:<13} "
-            f"{'yes' if r['running'] else 'no':<4} {r['sessions']:>8} {r['relays']:>7} "
-            f"{settled:>18} {r['proofs']:>6} {_rly(r['rewards']):>12} {earned:>13}  {states}"
+        up = "-" if r["running"] is None else ("yes" if r["running"] else "no")
+        rows.append(
+            [
+                r["name"],
+                r["address"],
+                up,
+                "?" if "staked" not in r else ("yes" if r["staked"] else "no"),
+                ",".join(r.get("services", [])) or "-",
+                r["sessions"],
+                r["relays"],
+                f"{by_state.get('settled', 0)}/{sum(by_state.values())}",
+                r["proofs"],
+                _rly(r["rewards"]),
+                _rly(r["earned"]) if "earned" in r else "-",
+                ", ".join(f"{k} {v}" for k, v in sorted(by_state.items())) or "-",
+            ]
         )
-    lines.append("")
-    lines.append(
-        f"total: {status.relays} relays, {status.settled} claims settled, "
-        f"{status.grown} relayer balance(s) grew"
+    return render_table(
+        title,
+        [
+            "name",
+            "address",
+            "up",
+            "staked",
+            "services",
+            "sessions",
+            "relays",
+            "settled/claims",
+            "proofs",
+            "rewards RLY",
+            "balance +RLY",
+            "claims by state",
+        ],
+        rows,
+        right=("sessions", "relays", "settled/claims", "proofs", "rewards RLY", "balance +RLY"),
+        caption=(
+            f"total: {status.relays} relays, {status.settled} claims settled, "
+            f"{status.grown} relayer balance(s) grew"
+        ),
     )
-    return "\n".join(lines)
 
 
 _SPIN = "|/-\\"
@@ -189,7 +242,9 @@ def wait_for_settlement(
             if tty:
                 stream.write("\n")
             raise DevnetError(
-                f"no settled claim with a grown balance within {timeout:.0f}s:\n{render(status)}"
+                f"no settled claim with a grown balance within {timeout:.0f}s "
+                f"({status.relays} relays, {status.settled} claims settled) — "
+                "see `relaynet devnet status`"
             )
         by_state: dict[str, int] = {}
         for r in status.relayers:

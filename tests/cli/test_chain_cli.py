@@ -18,8 +18,8 @@ from ledger.anvil import AnvilProcess
 from ledger.bootstrap import Network, ServiceSpec, bootstrap_network
 from ledger.client import LedgerClient
 from protocol.keys import AccountKey
+from relayer.keyfiles import write_account_key
 from relaynet.cli import app as cli
-from relaynet.keyfiles import write_account_key
 from rollups.celestia import Permission
 from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
 

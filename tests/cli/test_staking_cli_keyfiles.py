@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from protocol.keys import AccountKey, ReceiptKey
-from relaynet.keyfiles import (
+from relayer.keyfiles import (
     KeyFileError,
     read_account_key,
     read_receipt_key,

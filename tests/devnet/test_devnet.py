@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from protocol.encoding import address_to_checksum
 from relaynet.devnet.supervisor import PidRecord, read_pid_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,7 +111,8 @@ def test_state_file_has_the_documented_shape(devnet: RunningDevnet) -> None:
         *(r["address"] for r in state["relayers"]),
         *(a["address"] for a in state["apps"]),
     ]
-    assert all(a == a.lower() and a.startswith("0x") and len(a) == 42 for a in addresses)
+    # EIP-55, so web3.py takes the token address as written
+    assert all(a == address_to_checksum(bytes.fromhex(a[2:])) for a in addresses)
     banner = devnet.output.read_text()
     for svc in state["services"].values():
         assert "curl -s -H 'Content-Type: application/json' --data" in banner
@@ -181,14 +183,14 @@ def test_fund_creates_and_funds_an_account(devnet: RunningDevnet, tmp_path: Path
         str(passphrase),
         "--tokens",
         "12rly",
-        "--eth",
-        "3",
+        "--gas",
+        "3eth",
         "--state-file",
         str(devnet.state_file),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert keystore.exists() and keystore.stat().st_mode & 0o777 == 0o600
-    assert "12 RLY" in result.stdout and f"gas balance {3 * 10**18} wei" in result.stdout
+    assert "12 RLY" in result.stdout and "gas 3 ETH" in result.stdout
     status, body = rpc(
         devnet.state["settlement"]["rpc_url"],
         "eth_getBalance",

@@ -31,6 +31,7 @@ def test_status_counts_settled_claims_and_grown_balances() -> None:
     assert (status.settled, status.grown, status.relays) == (2, 1, 240)
     text = render(status)
     assert "settlement head 120, session 11" in text
+    assert "name" in text and "balance +RLY" in text  # a header
     assert "2/3" in text and "claimed 1, settled 2" in text
     assert "0.000032" in text  # rewards in RLY, 6 decimals
     assert "total: 240 relays, 2 claims settled, 1 relayer balance(s) grew" in text
@@ -41,7 +42,9 @@ def test_unreachable_chain_is_said_not_hidden() -> None:
     row = {k: v for k, v in ROW.items() if k not in ("balance", "earned")}
     text = render(DevnetStatus(None, None, [row], error="settlement chain unreachable: boom"))
     assert text.startswith("settlement chain unreachable: boom")
-    assert " ?" in text
+    (line,) = [ln for ln in text.splitlines() if ln.strip().startswith("relayer1")]
+    assert line.split()[3] == "?"  # staked: unknown
+    assert line.split()[-6:-4] == ["0.000032", "-"]  # rewards; balance +RLY unknown
 
 
 def test_banner_curl_is_pasteable_for_every_service() -> None:

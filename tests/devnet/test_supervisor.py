@@ -34,8 +34,8 @@ STATE = {
     "settlement": {
         "rpc_url": "http://127.0.0.1:1",
         "chain_id": 31337,
-        "contracts": {"Token": "0x5fbdb2315678afecb367f032d93f642f64180aa3"},
-        "token": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+        "contracts": {"Token": "0x5FbDB2315678afecb367f032d93F642f64180aa3"},
+        "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
     },
     "gateway": {"url": "http://127.0.0.1:2", "metrics_url": "http://127.0.0.1:3/metrics"},
     "services": {
@@ -48,7 +48,7 @@ STATE = {
     },
     "relayers": [
         {
-            "address": "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",
+            "address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
             "url": "http://127.0.0.1:5",
             "metrics_url": "http://127.0.0.1:6/metrics",
             "pid": 123,
@@ -56,7 +56,7 @@ STATE = {
     ],
     "apps": [
         {
-            "address": "0x15d34aaf54267db7d7c367839aaf71a00a2c6a65",
+            "address": "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65",
             "api_key": "rn_x",
             "service": "eth",
         }
@@ -73,15 +73,19 @@ def test_state_round_trip_is_the_documented_shape(tmp_path: Path) -> None:
     assert DevnetState.read(path) == state
 
 
-def test_state_lowercases_addresses_and_refuses_garbage(tmp_path: Path) -> None:
+def test_state_checksums_addresses_and_refuses_garbage(tmp_path: Path) -> None:
     data = json.loads(json.dumps(STATE))
-    data["relayers"][0]["address"] = data["relayers"][0]["address"].upper().replace("0X", "0x")
+    data["relayers"][0]["address"] = data["relayers"][0]["address"].lower()
+    data["settlement"]["token"] = data["settlement"]["token"].lower()
     assert (
         DevnetState.from_dict(data).to_dict()["relayers"][0]["address"]
         == (
             STATE["relayers"][0]["address"]  # type: ignore[index]
         )
     )
+    assert (
+        DevnetState.from_dict(data).to_dict()["settlement"]["token"] == STATE["settlement"]["token"]
+    )  # type: ignore[index]
     with pytest.raises(DevnetError):
         DevnetState.from_dict({"settlement": {}})
     with pytest.raises(DevnetError, match="devnet up"):

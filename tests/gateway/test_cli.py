@@ -62,7 +62,9 @@ def test_keys_lifecycle_on_the_keys_file(tmp_path: Path) -> None:
     assert key not in (tmp_path / "keys.json").read_text()
     listed = runner.invoke(app, ["gateway", "keys", "list", "--config", str(cfg)])
     assert (
-        "alice" in listed.stdout and "active" in listed.stdout and f"devnet={APP}" in listed.stdout
+        "alice" in listed.stdout
+        and "active" in listed.stdout
+        and f"devnet={APP}" in listed.stdout.lower()
     )
     ring = KeyRing(FileKeyBackend(tmp_path / "keys.json"))
     asyncio.run(ring.refresh())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ledger.anvil import AnvilProcess
+from protocol.encoding import address_to_checksum
 from protocol.keys import decrypt_keystore
 from relayer.claimer import ClaimRecord, ClaimState, ClaimStore
 from relayer.config import load_config
@@ -61,11 +62,11 @@ def test_init_writes_keys_config_checks_backend_and_prints_stake_command(
     for f in ("relayer.toml", "keys/supplier.json", "keys/receipt-key.json"):
         assert stat.S_IMODE(os.stat(base / f).st_mode) == 0o600, f
     assert "devnet: backend ok — chain 31337" in out
-    address = re.search(r"supplier account (0x[0-9a-f]{40})", out).group(1)  # type: ignore[union-attr]
+    address = re.search(r"supplier account (0x[0-9a-fA-F]{40})", out).group(1)  # type: ignore[union-attr]
     key = decrypt_keystore((base / "keys/supplier.json").read_bytes(), "pw-123")
     from protocol.keys import AccountKey
 
-    assert "0x" + AccountKey(key).address.hex() == address
+    assert address_to_checksum(AccountKey(key).address) == address  # EIP-55 in the output
     assert (
         "relaynet supplier stake --amount 1000rly "
         "--service devnet=https://relay.example:443/v1/relay"
@@ -140,3 +141,49 @@ def test_status_shows_sessions_claims_rewards_and_gas(tmp_path: Path) -> None:
         env={"TEST_RELAYER_PW": "pw-123"},
     ).output  # type: ignore[attr-defined]
     assert "below min_reward" in text and "settled" in text
+
+
+def test_init_takes_the_rpc_url_from_the_deployment_file(tmp_path: Path) -> None:
+    deployment = tmp_path / "deployment.json"
+    deployment.write_text(json.dumps({"rpc_url": "http://127.0.0.1:8545", "contracts": {}}))
+    args = [
+        "init",
+        "--dir",
+        str(tmp_path / "r"),
+        "--service",
+        "devnet=http://127.0.0.1:1",
+        "--passphrase-env",
+        "TEST_RELAYER_PW",
+        "--no-interactive",
+        "--no-check",
+    ]
+    env = {"TEST_RELAYER_PW": "pw-123"}
+    missing = runner.invoke(app, [*args, "--deployment", str(tmp_path / "none.json")], env=env)
+    assert missing.exit_code == 1
+    assert f"deployment file {tmp_path / 'none.json'} not found" in missing.output
+    assert not (tmp_path / "r" / "keys").exists()  # nothing written before the refusal
+    result = runner.invoke(app, [*args, "--deployment", str(deployment)], env=env)
+    assert result.exit_code == 0, result.output
+    cfg = load_config(tmp_path / "r" / "relayer.toml", env=env)
+    assert cfg.chain.rpc_url == "http://127.0.0.1:8545"
+    assert "--rpc-url http://127.0.0.1:8545" in result.output  # in the stake command
+
+
+def test_status_last_n_shows_the_newest_sessions_under_a_header(tmp_path: Path) -> None:
+    assert _init(tmp_path, "http://127.0.0.1:1", "devnet", "--no-check").exit_code == 0
+    store = ClaimStore(tmp_path / "r" / "data" / "claims")
+    for n in range(1, 6):
+        record = ClaimRecord("devnet", "0x" + "07" * 20, n, state=ClaimState.SETTLED, relays=n)
+        store.save(SessionKey("devnet", b"\x07" * 20, n), record)
+    cfg = str(tmp_path / "r" / "relayer.toml")
+    env = {"TEST_RELAYER_PW": "pw-123"}
+    text = runner.invoke(app, ["status", "--config", cfg, "--no-chain", "--last", "2"], env=env)
+    assert text.exit_code == 0, text.output
+    rows = [ln.split() for ln in text.output.splitlines() if ln.strip().startswith("devnet ")]
+    assert [r[1] for r in rows] == ["5", "4"]  # newest first, only the last two sessions
+    assert "service" in text.output and "session" in text.output  # the header
+    assert "2 of 5 claims; --last N for more" in text.output
+    doc = runner.invoke(
+        app, ["status", "--config", cfg, "--no-chain", "--json", "--last", "3"], env=env
+    )
+    assert sorted(c["session"] for c in json.loads(doc.output)["claims"]) == [3, 4, 5]
