@@ -142,6 +142,8 @@ async def deploy(
     ] = False,
 ) -> None:
     """Deploy and wire every contract on the chain at --rpc-url; resumable (rerun it)."""
+    from web3.exceptions import Web3Exception
+
     from ledger.deploy import DeployError, DeployParams
     from ledger.errors import LedgerError
     from ledger.network import deploy_network, journal_path
@@ -199,7 +201,7 @@ async def deploy(
             confirmations=confirmations,
             log=typer.echo,
         )
-    except (DeployError, LedgerError) as exc:
+    except (DeployError, LedgerError, Web3Exception) as exc:
         raise common.CliError(f"deploy: {exc}") from None
     except (OSError, ValueError) as exc:  # the node: unreachable, or an RPC error
         raise common.CliError(f"deploy: {action.rpc_url}: {exc}") from None

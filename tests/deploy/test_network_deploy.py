@@ -98,7 +98,7 @@ def test_parameters_are_validated_before_the_first_transaction(chain: Chain) -> 
     ]
     assert chain.nonce() == 0
 
-    params.write_text('min_stake_app = 100\n')  # a token amount without a unit
+    params.write_text("min_stake_app = 100\n")  # a token amount without a unit
     result = chain.deploy(chain.tmp / "d.json", "--params", str(params))
     assert result.returncode == 1 and "write tokens with a unit" in result.stderr
     assert chain.nonce() == 0
@@ -107,7 +107,7 @@ def test_parameters_are_validated_before_the_first_transaction(chain: Chain) -> 
 def test_params_file_shapes_the_deployment(chain: Chain) -> None:
     params = chain.tmp / "params.toml"
     params.write_text(
-        "[params]\nL = 12\nCW = 6\nmin_stake_supplier = \"250rly\"\nmax_delegations = 4\n"
+        '[params]\nL = 12\nCW = 6\nmin_stake_supplier = "250rly"\nmax_delegations = 4\n'
     )
     out = chain.tmp / "d.json"
     result = chain.deploy(out, "--params", str(params))
@@ -170,3 +170,16 @@ def test_admin_handover_and_pause(chain: Chain) -> None:
     old = chain.network("unpause", *dep, *chain.key_args(), "--yes")
     assert old.returncode == 1 and "not admin" in old.stderr
     assert chain.network("unpause", *dep, *theirs).returncode == 0
+
+
+def test_unreachable_node_is_one_line(chain: Chain) -> None:
+    from ledger.anvil import free_port
+
+    for extra in ((), ("--dry-run",)):
+        result = chain.network(
+            "deploy", "--rpc-url", f"http://127.0.0.1:{free_port()}", *chain.key_args(),
+            "--out", str(chain.tmp / "d.json"), *extra,
+        )  # fmt: skip
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: deploy: http://127.0.0.1:"), lines
