@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,14 +17,19 @@ UID = 10001  # the Dockerfile's USER
 
 
 @pytest.mark.slow
-def test_build_sh_as_a_numeric_non_root_uid(tmp_path: Path) -> None:
+def test_build_sh_as_a_numeric_non_root_uid() -> None:
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is missing"
     assert os.geteuid() == 0, "dropping to another uid needs root"
-    home = tmp_path / "home"
-    home.mkdir()
-    os.chown(home, UID, UID)
-    tmp_path.chmod(0o755)
+    home = Path(tempfile.mkdtemp(prefix="relaynet-build-"))  # pytest's tmp is root-only
+    try:
+        os.chown(home, UID, UID)
+        _build(setpriv, home)
+    finally:
+        shutil.rmtree(home)
+
+
+def _build(setpriv: str, home: Path) -> None:
     venv = home / "venv"
     env = {
         **{k: v for k, v in os.environ.items() if k.startswith("PIP_")},  # the package index
