@@ -7,7 +7,7 @@ ANVIL_DIR := tools/anvil
 ANVIL_STAMP := $(ANVIL_DIR)/node_modules/.relaynet-installed
 VENV_STAMP := $(VENV)/.relaynet-installed
 
-.PHONY: setup venv anvil redis promtool bench-tools test lint unit bench devnet contracts vectors clean
+.PHONY: setup venv anvil redis promtool bench-tools test lint unit unit-fast bench devnet contracts vectors clean
 
 PROMTOOL_DIR := tools/prometheus
 export PATH := $(CURDIR)/$(PROMTOOL_DIR)/usr/bin:$(PATH)
@@ -60,6 +60,10 @@ lint: venv
 
 unit: setup
 	$(VENV)/bin/pytest
+
+# The fast lane: every test that starts no process (anvil, redis, our servers) — see tests/conftest.py.
+unit-fast: setup
+	$(VENV)/bin/pytest -m "not slow"
 
 test: setup lint unit
 

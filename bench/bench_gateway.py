@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     sys.path.insert(0, str(REPO))
     from ledger.anvil import free_port
-    from tests.gateway.harness import SERVICE, post, start_gateway_proc, start_net
+    from tests.support.gateway_net import SERVICE, post, start_gateway_proc, start_net
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-gw-"))
     net = start_net(tmp, relayers=2, start_gateway=False)

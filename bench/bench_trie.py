@@ -9,7 +9,7 @@ the build time. Bar: 1,000,000 leaves built in <= 10 s with <= 300 MB peak.
 
 Both build paths are measured: ``accelerated`` (the C extension ``protocol._trie_accel``, what
 ``SumTrie.build`` uses when it is built) and ``pure`` (the Python reference, forced in the child
-with ``RELAYNET_TRIE_PURE=1``). The bar is judged on the path ``SumTrie.build`` uses by default.
+with ``accelerate=False``). The bar is judged on the path ``SumTrie.build`` uses by default.
 
     python -m bench trie                 # 100k and 1M leaves, both paths
     python -m bench.bench_trie --sizes 10000 200000 --proofs 500 --paths accelerated
@@ -33,7 +33,6 @@ BAR_LEAVES = 1_000_000
 BAR_SECONDS = 10.0
 BAR_MB = 300.0
 PATHS = ("accelerated", "pure")
-_PURE_ENV = "RELAYNET_TRIE_PURE"
 
 
 def _leaves(n: int, seed: int) -> Iterator[tuple[bytes, bytes, int, int]]:
@@ -48,7 +47,7 @@ def _max_rss_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
-def _child(n: int, proofs: int) -> dict[str, float]:
+def _child(n: int, proofs: int, accelerate: bool) -> dict[str, float]:
     from protocol.trie import SumTrie, accelerated, verify_proof
 
     baseline = _max_rss_mb(resource.RUSAGE_SELF)
@@ -59,7 +58,7 @@ def _child(n: int, proofs: int) -> dict[str, float]:
     generate_cpu = time.process_time() - cpu
 
     started, cpu = time.perf_counter(), time.process_time()
-    trie = SumTrie.build(_leaves(n, seed=2))
+    trie = SumTrie.build(_leaves(n, seed=2), accelerate=accelerate)
     build = time.perf_counter() - started
     build_cpu = time.process_time() - cpu
     peak_build = _max_rss_mb(resource.RUSAGE_SELF)
@@ -87,21 +86,18 @@ def _child(n: int, proofs: int) -> dict[str, float]:
         "prove_us": prove * 1e6,
         "verify_us": verify * 1e6,
         "depth": depth,
-        "accelerated": float(accelerated()),
+        "accelerated": float(accelerated(accelerate)),
     }
 
 
 def _run_child(n: int, proofs: int, path: str) -> dict[str, float]:
-    env = dict(os.environ)
-    env.pop(_PURE_ENV, None)
-    if path == "pure":
-        env[_PURE_ENV] = "1"
+    pure = ["--pure"] if path == "pure" else []
+    child = [sys.executable, "-m", "bench.bench_trie", "--child", str(n), "--proofs", str(proofs)]
     out = subprocess.run(
-        [sys.executable, "-m", "bench.bench_trie", "--child", str(n), "--proofs", str(proofs)],
+        [*child, *pure],
         check=True,
         capture_output=True,
         text=True,
-        env=env,
     )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     result["children_max_mb"] = _max_rss_mb(resource.RUSAGE_CHILDREN)
@@ -114,9 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--proofs", type=int, default=1000)
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--pure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv if argv is not None else [])
     if args.child is not None:
-        print(json.dumps(_child(args.child, args.proofs)), flush=True)
+        print(json.dumps(_child(args.child, args.proofs, not args.pure)), flush=True)
         return
 
     idle = _run_child(1, 1, "accelerated")  # the interpreter + imports alone

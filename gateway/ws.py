@@ -113,7 +113,6 @@ class ClientSocket:
         self.ws = ws
         self.subs: dict[str, Subscription] = {}
         self._send_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._channels = itertools.count(1)
         cfg = gw.config.ws
         self.max_index = cfg.max_index
@@ -404,8 +403,6 @@ class ClientSocket:
             await self._close_sub(sub)
             self.gw.metrics.subscriptions.dec()
         self.subs.clear()
-        for t in self._tasks:
-            t.cancel()
 
 
 def _result(raw_id: bytes, result: bytes) -> bytes:

@@ -33,14 +33,14 @@ be held in memory.
 
 Building has two implementations that produce the same buffers: this module's Python code (the
 reference) and the C extension ``protocol._trie_accel`` (built from ``protocol/_trie_accel.c``
-when a compiler is present), which is used when it imports unless the environment variable
-``RELAYNET_TRIE_PURE=1`` is set; :func:`accelerated` says which one :meth:`SumTrie.build` uses.
+when a compiler is present), which is used when it imports unless the caller passes
+``accelerate=False``; :func:`accelerated` says which one :meth:`SumTrie.build` uses. This module
+reads no environment: a process that wants the reference path chooses it in its own code.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -216,7 +216,10 @@ class SumTrie:
 
     @classmethod
     def build(
-        cls, items: Iterable[tuple[bytes, bytes, int] | tuple[bytes, bytes, int, int]]
+        cls,
+        items: Iterable[tuple[bytes, bytes, int] | tuple[bytes, bytes, int, int]],
+        *,
+        accelerate: bool = True,
     ) -> SumTrie:
         """Build the trie of ``(key, value_hash, weight)`` or ``(key, value_hash, weight, ref)``.
 
@@ -224,9 +227,10 @@ class SumTrie:
         every item carries a ``ref`` or none does. Raises ProtocolError(MALFORMED_INPUT) for a
         key or value hash that is not 32 bytes, a weight or total weight outside uint64, a ref
         outside int64, an item that is not a tuple (or list) of 3 or 4, or a mix of 3- and
-        4-tuples. Uses the C accelerator when :func:`accelerated`.
+        4-tuples. Uses the C accelerator when ``accelerated(accelerate)``; both paths give the
+        same trie.
         """
-        if accelerated():
+        if accelerated(accelerate):
             return cls._build_accelerated(items)
         return cls._build_pure(items)
 
@@ -484,13 +488,12 @@ class SumTrie:
 
 
 _CHUNK = 1 << 16
-_PURE_ENV = "RELAYNET_TRIE_PURE"
 
 
-def accelerated() -> bool:
-    """True when :meth:`SumTrie.build` uses the C accelerator: it was built and imports, and
-    the environment does not set ``RELAYNET_TRIE_PURE=1`` (read at each build)."""
-    return _trie_accel is not None and os.environ.get(_PURE_ENV) != "1"
+def accelerated(accelerate: bool = True) -> bool:
+    """True when ``SumTrie.build(items, accelerate=accelerate)`` uses the C accelerator: it was
+    built and imports, and the caller did not ask for the Python reference."""
+    return _trie_accel is not None and accelerate
 
 
 _first = itemgetter(0)

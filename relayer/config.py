@@ -50,6 +50,7 @@ __all__ = [
     "ChainConfig",
     "ClaimsConfig",
     "KeysConfig",
+    "LogConfig",
     "MetricsConfig",
     "RelayerConfig",
     "ServerConfig",
@@ -124,6 +125,19 @@ class ClaimsConfig(_Strict):
     tick: float = Field(default=0.5, gt=0)
     retry_initial: float = Field(default=1.0, gt=0)
     retry_max: float = Field(default=30.0, gt=0)
+    checkpoint_wait_blocks: int = Field(
+        default=3,
+        ge=0,
+        le=64,
+        description="checkpoint H_n, H_g, H_c after a random wait of 1..this many blocks",
+    )
+
+
+class LogConfig(_Strict):
+    """The relay log. ``fsync_fault_file`` is for tests only: while that file exists, the
+    number written in it is taken and that many following fsyncs fail (``EIO``)."""
+
+    fsync_fault_file: Path | None = None
 
 
 class ServiceConfig(_Strict):
@@ -167,6 +181,7 @@ class RelayerConfig(_Strict):
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
     claims: ClaimsConfig = ClaimsConfig()
+    log: LogConfig = LogConfig()
     services: dict[str, ServiceConfig]
 
     @model_validator(mode="after")
@@ -222,8 +237,15 @@ def _resolve_paths(cfg: RelayerConfig, base: Path) -> RelayerConfig:
     server = cfg.server.model_copy(
         update={"tls_cert": rel(cfg.server.tls_cert), "tls_key": rel(cfg.server.tls_key)}
     )
+    log_cfg = cfg.log.model_copy(update={"fsync_fault_file": rel(cfg.log.fsync_fault_file)})
     return cfg.model_copy(
-        update={"data_dir": rel(cfg.data_dir), "keys": keys, "chain": chain, "server": server}
+        update={
+            "data_dir": rel(cfg.data_dir),
+            "keys": keys,
+            "chain": chain,
+            "server": server,
+            "log": log_cfg,
+        }
     )
 
 
@@ -287,6 +309,8 @@ def dump_config(cfg: RelayerConfig) -> str:
     lines += _table("server", cfg.server)
     lines += _table("metrics", cfg.metrics)
     lines += _table("claims", cfg.claims)
+    if cfg.log != LogConfig():
+        lines += _table("log", cfg.log)
     for sid, svc in cfg.services.items():
         lines += _table(f"services.{sid}", svc)
     return "\n".join(lines)

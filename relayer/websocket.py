@@ -64,6 +64,7 @@ class WebSocketRelay:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
+            self._recorder.check_writable()
             vh = self._verifier.check_header(request.headers.get("Relay-Request"))
             if vh.service.ws_backend is None:
                 raise RelayRefused(

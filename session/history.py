@@ -62,10 +62,6 @@ class History(Generic[T]):
         """The value of the newest record (what every later session sees), or None."""
         return self._values[-1] if self._values else None
 
-    def last_from(self) -> int | None:
-        """The ``from_session`` of the newest record, or None."""
-        return self._froms[-1] if self._froms else None
-
     def records(self) -> list[tuple[int, T]]:
         """Every record, oldest first."""
         return list(zip(self._froms, self._values, strict=True))

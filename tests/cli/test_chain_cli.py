@@ -23,6 +23,9 @@ from relaynet.cli import app as cli
 from rollups.celestia import Permission
 from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
 
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 UNIT = 10**18
 PW = "chain owner pw"
 

@@ -23,7 +23,10 @@ from relaynet.devnet.state import (
     SettlementState,
 )
 from relaynet.devnet.status import collect, render
-from tests.cli.chainenv import UNIT, ChainEnv, chain_env, ok
+from tests.support.cli_chain import UNIT, ChainEnv, chain_env, ok
+
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
 
 ROLES = ("supplier", "late", "gateway", "app")
 

@@ -16,7 +16,9 @@ from ledger.bootstrap import Network, ServiceSpec, bootstrap_network
 from protocol.keys import AccountKey
 from relaynet.cli import app as cli
 from relaynet.commands.gateway_stake import add_to
-from tests.cli.chainenv import UNIT, ChainEnv, chain_env, ok
+from tests.support.cli_chain import UNIT, ChainEnv, chain_env, ok
+
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -299,6 +299,7 @@ def _promtool() -> str:
     return found
 
 
+@pytest.mark.slow  # runs promtool
 def test_promtool_checks_and_unit_tests_the_rules() -> None:
     promtool = _promtool()
     check = subprocess.run(

@@ -26,6 +26,9 @@ import pytest
 from protocol.encoding import address_to_checksum
 from relaynet.devnet.supervisor import PidRecord, read_pid_records
 
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 REPO = Path(__file__).resolve().parents[2]
 UP_TIMEOUT = 90.0
 

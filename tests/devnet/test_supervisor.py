@@ -21,6 +21,9 @@ from relaynet.devnet.supervisor import (
 )
 from relaynet.devnet.up import prepare
 
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 # a child that ignores SIGTERM: only SIGKILL stops it
 STUBBORN = [

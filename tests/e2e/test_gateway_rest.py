@@ -14,11 +14,14 @@ import urllib.request
 
 import aiohttp
 import orjson
+import pytest
 
 from tests.e2e.test_rollchains import CELESTIA, COMET, EVM_A, REST, Net
 
 # the module-scoped network fixture, re-exported so pytest finds it here
 from tests.e2e.test_rollchains import net as net
+
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
 
 
 def _get(url: str, data: bytes | None = None) -> tuple[int, bytes, dict[str, str]]:

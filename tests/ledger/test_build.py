@@ -3,10 +3,13 @@ deployable contract fits the EIP-170 code size limit."""
 
 from __future__ import annotations
 
+import pytest
+
 from ledger.artifacts import ALL_CONTRACTS, BUILD_DIR, CONTRACT_NAMES, load_artifact
 from ledger.build import CODE_SIZE_LIMIT, artifact_json, compile_all
 
 
+@pytest.mark.slow  # compiles every contract with vyper (~30 s)
 def test_recompiling_gives_the_committed_artifacts() -> None:
     compiled = compile_all()
     assert set(compiled) == set(ALL_CONTRACTS)

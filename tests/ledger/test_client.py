@@ -1,5 +1,6 @@
 """LedgerClient against a real anvil: every action is performed and read back; refusals
-arrive as TransactionReverted carrying the contract's reason."""
+arrive as TransactionReverted carrying the contract's reason. One deployment serves the
+session (``ledger_net``), rolled back after each test."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from dataclasses import replace
 import pytest
 
 from ledger.anvil import AnvilProcess
-from ledger.bootstrap import Network, ServiceSpec, bootstrap_network, dev_account
+from ledger.bootstrap import Network, dev_account
 from ledger.client import LedgerClient, StakeStatus, claim_id_of
 from ledger.errors import TransactionReverted
 from protocol.keys import AccountKey, ReceiptKey
+from tests.support.chain import LedgerNet
 
 UNIT = 10**18
 
@@ -25,18 +27,14 @@ def mine_to_session(anvil: AnvilProcess, net: Network, n: int) -> None:
         anvil.mine(target - 1 - head)
 
 
-async def _net(anvil: AnvilProcess) -> Network:
-    return await bootstrap_network(anvil.url, services=[ServiceSpec("eth")])
-
-
 async def _funded(net: Network, key: AccountKey, amount: int = 10_000 * UNIT) -> LedgerClient:
     async with net.client() as admin:
         await admin.transfer(key.address, amount)
     return net.client(key)
 
 
-async def test_token_actions_read_back(anvil: AnvilProcess) -> None:
-    net = await _net(anvil)
+async def test_token_actions_read_back(ledger_net: LedgerNet) -> None:
+    anvil, net = ledger_net.anvil, ledger_net.net
     other = dev_account(4).address
     async with net.client() as admin:
         supply = await admin.total_supply()
@@ -58,8 +56,8 @@ async def test_token_actions_read_back(anvil: AnvilProcess) -> None:
         assert info.value.reason == "token: insufficient balance"
 
 
-async def test_supplier_stake_top_up_endpoint_unstake_withdraw(anvil: AnvilProcess) -> None:
-    net = await _net(anvil)
+async def test_supplier_stake_top_up_endpoint_unstake_withdraw(ledger_net: LedgerNet) -> None:
+    anvil, net = ledger_net.anvil, ledger_net.net
     key = dev_account(3)
     receipt_key = ReceiptKey.generate()
     async with await _funded(net, key) as c:
@@ -99,8 +97,8 @@ async def test_supplier_stake_top_up_endpoint_unstake_withdraw(anvil: AnvilProce
         assert (await c.supplier()).status is StakeStatus.NONE
 
 
-async def test_app_and_gateway_actions_read_back(anvil: AnvilProcess) -> None:
-    net = await _net(anvil)
+async def test_app_and_gateway_actions_read_back(ledger_net: LedgerNet) -> None:
+    anvil, net = ledger_net.anvil, ledger_net.net
     app_key, gw_key, gw2_key = dev_account(3), dev_account(4), dev_account(5)
     async with (
         await _funded(net, app_key) as app,
@@ -166,8 +164,8 @@ async def test_app_and_gateway_actions_read_back(anvil: AnvilProcess) -> None:
         assert (await app.app()).status is StakeStatus.NONE
 
 
-async def test_services_parameters_checkpoints_and_pause(anvil: AnvilProcess) -> None:
-    net = await _net(anvil)
+async def test_services_parameters_checkpoints_and_pause(ledger_net: LedgerNet) -> None:
+    anvil, net = ledger_net.anvil, ledger_net.net
     owner_key = dev_account(3)
     async with net.client() as admin, await _funded(net, owner_key) as owner:
         econ = await admin.economic_params(await admin.current_session())
@@ -246,8 +244,8 @@ async def test_services_parameters_checkpoints_and_pause(anvil: AnvilProcess) ->
         assert (await owner.app()).status is StakeStatus.STAKED
 
 
-async def test_refusals_carry_the_contract_reason(anvil: AnvilProcess) -> None:
-    net = await _net(anvil)
+async def test_refusals_carry_the_contract_reason(ledger_net: LedgerNet) -> None:
+    net = ledger_net.net
     key = dev_account(3)
     async with await _funded(net, key) as c:
         econ = await c.economic_params(await c.current_session())

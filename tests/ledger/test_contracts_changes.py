@@ -23,7 +23,9 @@ from protocol.relay import Domain, response_hash, sign_receipt, verify_receipt
 from protocol.trie import SumTrie
 from session.hydrate import hydrate
 from session.memory import MemorySnapshot
-from tests.ledger._chain import Chain, Raw, RelayFactory, cs, dev_key, sid, trie_item
+from tests.support.chain import Chain, Raw, RelayFactory, cs, dev_key, sid, trie_item
+
+pytestmark = pytest.mark.slow  # starts processes (anvil)
 
 SIGNER_REFUSED = "proof: signer not app or delegated gateway"
 

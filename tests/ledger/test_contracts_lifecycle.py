@@ -19,7 +19,10 @@ from protocol import settlement as ps
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.trie import SumTrie
 from session.slots import session_seed, slot_positions
-from tests.ledger._chain import Chain, RelayFactory, cs, dev_key, sid, trie_item
+from tests.support.chain import Chain, RelayFactory, cs, dev_key, sid, trie_item
+
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
 
 SECP_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 

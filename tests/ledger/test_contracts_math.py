@@ -37,9 +37,11 @@ from session.positions import PositionHistory
 from session.slots import session_seed, slot_positions
 from session.snapshot import SessionShape
 from session.windows import session_of, windows
-from tests.ledger._chain import Chain, Raw, cs, sid
+from tests.support.chain import Chain, Raw, cs, sid
 
-SEED = int.from_bytes(os.urandom(4), "big")
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 RANDOM_CASES = 50
 SECP_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 DEV0 = Web3.to_checksum_address(DEV_ACCOUNTS[0][0])
@@ -50,19 +52,21 @@ def hx(s: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def rng() -> random.Random:
-    print(f"random seed {SEED}")
-    return random.Random(SEED)
+def rng(relaynet_seed: int) -> random.Random:
+    print(f"random seed {relaynet_seed}")
+    return random.Random(relaynet_seed)
 
 
 @pytest.fixture(scope="module", params=["kat", "generated"])
-def vectors(request: pytest.FixtureRequest, kat: dict[str, Any]) -> dict[str, Any]:
+def vectors(
+    request: pytest.FixtureRequest, kat: dict[str, Any], relaynet_seed: int
+) -> dict[str, Any]:
     """The known-answer file, and a fresh file from ``relaynet dev vectors`` (same format)."""
     if request.param == "kat":
         return kat
     from relaynet.vectors import generate
 
-    return generate(SEED)
+    return generate(relaynet_seed)
 
 
 @pytest.fixture(scope="module")

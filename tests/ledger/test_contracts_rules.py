@@ -25,7 +25,9 @@ from ledger.deploy import DeployParams, econ_tuple
 from protocol import settlement as ps
 from protocol.errors import ProtocolError
 from relaynet import vectors as vec
-from tests.ledger._chain import Chain, Raw, sid
+from tests.support.chain import Chain, Raw, sid
+
+pytestmark = pytest.mark.slow  # starts processes (anvil)
 
 SEED = int.from_bytes(os.urandom(4), "big")
 DEV0 = Web3.to_checksum_address(DEV_ACCOUNTS[0][0])
@@ -248,3 +250,24 @@ def test_withdrawn_gateway_keeps_its_records_and_restake_revives_nothing(
         assert c.call("Apps", "signer_ok", app, app, 0)
     finally:
         c.revert_to(snap)
+
+
+def test_production_defaults_are_the_kat_defaults_and_valid(
+    node: AnvilProcess, kat: dict[str, Any]
+) -> None:
+    d = DeployParams.production_defaults()
+    assert d.slash_multiplier_bps == 40000
+    (case,) = [c for c in kat["params"] if c["note"] == "defaults"]
+    assert {k: getattr(d, k) for k in ("L", "G", "CO", "CW", "PO", "PW")} == {
+        k: case[k] for k in ("L", "G", "CO", "CW", "PO", "PW")
+    }
+    assert (d.proof_probability_bps, d.slash_multiplier_bps, d.settle_bounty_bps) == (
+        case["proof_probability_bps"],
+        case["slash_multiplier_bps"],
+        case["settle_bounty_bps"],
+    )
+    raw = Raw(node)
+    harness = raw.deploy(DEV0, "MathHarness")
+    shape = [d.L, d.G, d.CO, d.CW, d.PO, d.PW, d.S]
+    assert raw.call("MathHarness", harness, "params_error", *shape, d.econ_tuple()) == ""
+    assert d.P == 2 and ps.params_error(vec.param_set(case)) is None

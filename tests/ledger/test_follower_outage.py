@@ -15,6 +15,9 @@ from ledger.follower import RegistryFollower
 from protocol.keys import AccountKey, ReceiptKey
 from session.windows import session_of
 
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
+
 UNIT = 10**18
 
 

@@ -72,14 +72,13 @@ def random_items(rng: random.Random, n: int, refs: bool = False) -> list[Any]:
 
 
 def test_the_accelerator_is_built_and_used_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RELAYNET_TRIE_PURE", raising=False)
+    monkeypatch.setenv("RELAYNET_TRIE_PURE", "1")  # the old switch: the environment is not read
     assert accel().SHA256_IMPL in {"portable", "x86-sha"}
     assert accelerated()
-    monkeypatch.setenv("RELAYNET_TRIE_PURE", "1")
-    assert not accelerated()
+    assert not accelerated(accelerate=False)
 
 
-def test_env_var_picks_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_caller_picks_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real_fast, real_pure = SumTrie._build_accelerated.__func__, SumTrie._build_pure.__func__  # type: ignore[attr-defined]
 
@@ -94,10 +93,9 @@ def test_env_var_picks_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SumTrie, "_build_accelerated", classmethod(fast))
     monkeypatch.setattr(SumTrie, "_build_pure", classmethod(pure))
     items = random_items(random.Random(1), 5)
-    monkeypatch.delenv("RELAYNET_TRIE_PURE", raising=False)
+    monkeypatch.setenv("RELAYNET_TRIE_PURE", "1")  # ignored
     first = SumTrie.build(items)
-    monkeypatch.setenv("RELAYNET_TRIE_PURE", "1")
-    second = SumTrie.build(items)
+    second = SumTrie.build(items, accelerate=False)
     assert calls == ["accelerated", "pure"]
     assert state(first) == state(second)
 

@@ -29,7 +29,7 @@ from session.snapshot import (
     SessionShape,
     SupplierInfo,
 )
-from tests.relayer.relayclient import high_s, rpc, sign_relay
+from tests.support.relay_client import high_s, rpc, sign_relay
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 DOMAIN = Domain(31337, b"\x5e" * 20)

@@ -21,15 +21,18 @@ from protocol.relay import (
     response_hash,
     verify_receipt,
 )
-from tests.relayer.netfixture import (
+from tests.support.relay_client import SignedRelay, high_s, rpc, sign_relay
+from tests.support.relayer_net import (
     BIG_APP_STAKE,
     POOR_APP_STAKE,
     CaptureBackend,
     Net,
     relayer_network,
 )
-from tests.relayer.relayclient import SignedRelay, high_s, rpc, sign_relay
 from tests.support.relayer_proc import ServiceBackend
+
+pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
+
 
 LIMIT = 64 * 1024
 

@@ -306,6 +306,7 @@ async def test_the_probe_against_the_stand_ins(
     assert gone.status is HealthStatus.UNREACHABLE
 
 
+@pytest.mark.slow  # starts the stand-ins as processes
 def test_python_m_entries_start_and_serve() -> None:
     port_c, port_n = free_port(), free_port()
     procs = [

@@ -23,6 +23,7 @@ from web3.exceptions import ContractLogicError
 
 from ledger.anvil import DEV_ACCOUNTS, AnvilProcess
 from ledger.artifacts import CONTRACT_NAMES, load_artifact
+from ledger.bootstrap import Network
 from ledger.deploy import TOKEN_UNIT, Deployment, DeployParams, deploy
 from protocol.encoding import service_id_to_bytes
 from protocol.keys import AccountKey, ReceiptKey
@@ -38,7 +39,7 @@ from protocol.relay import (
     value_hash,
 )
 
-__all__ = ["Chain", "Raw", "RelayFactory", "dev_key", "sid"]
+__all__ = ["Chain", "LedgerNet", "Raw", "RelayFactory", "dev_key", "sid"]
 
 TOKEN = TOKEN_UNIT
 
@@ -53,6 +54,16 @@ def sid(service_id: str) -> bytes:
 
 def cs(address: bytes | str) -> ChecksumAddress:
     return Web3.to_checksum_address(address)
+
+
+@dataclass(frozen=True)
+class LedgerNet:
+    """A chain and the network deployed on it (the ``ledger_net`` fixture: service ``eth``,
+    nothing staked, rolled back after each test)."""
+
+    anvil: AnvilProcess
+    net: Network
+    head: int  # the block number right after deployment (every test starts there)
 
 
 class Chain:

@@ -23,12 +23,12 @@ from protocol.relay import (
     request_digest,
     verify_receipt,
 )
-from tests.gateway.corpus import build_corpus
-from tests.gateway.harness import SERVICE, Net, post, start_gateway_proc, start_net
+from tests.support.gateway_corpus import build_corpus
+from tests.support.gateway_net import SERVICE, Net, post, start_gateway_proc, start_net
 from tests.support.gateway_proc import add_key
 from tests.support.redis_server import RedisServer
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 STORE_SRC = """
 # pragma version 0.4.3
