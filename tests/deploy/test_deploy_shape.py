@@ -103,6 +103,7 @@ def test_kubernetes_runs_the_deploy_job_first_and_as_non_root() -> None:
     assert "network-deploy.yaml" in (K8S / "kustomization.yaml").read_text()
 
 
+@pytest.mark.slow  # runs kubectl
 def test_kustomize_renders_every_manifest() -> None:
     # `kubectl apply --dry-run=client` needs an API server for discovery (none offline), so the
     # client-only check is rendering the kustomization; the structure is checked above.

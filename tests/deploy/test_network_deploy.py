@@ -15,6 +15,8 @@ from ledger.network import FAULT_ENV, FAULT_EXIT_CODE, code_problem, create_addr
 from relaynet.commands.staking_common import load_deployment
 from tests.deploy.netdeploy import CHAIN_ID, Chain, fresh_chain
 
+pytestmark = pytest.mark.slow  # starts anvil and `relaynet network` subprocesses
+
 STEPS = 9  # six CREATEs and three wiring calls
 
 
