@@ -26,8 +26,8 @@ from protocol.payload import RestRequest
 from rollups.answers import FloorRule, answer_cap
 from rollups.cometbft.routes import ROUTES, UNSAFE_ROUTES, WEBSOCKET_ONLY, Cache, Route
 from rollups.errors import (
-    InvalidRequestError,
     MethodDeniedError,
+    MethodNotAllowedError,
     MethodNotFoundError,
     WritesDisabledError,
 )
@@ -164,7 +164,7 @@ class CometBftHandler:
 
     def _call_of(self, request: RestRequest, payload: bytes) -> Call:
         if request.method != "GET":
-            raise InvalidRequestError(
+            raise MethodNotAllowedError(
                 f"invalid request: CometBFT URI calls are GETs (got {request.method}); "
                 "POST JSON-RPC to the service instead"
             )

@@ -15,7 +15,7 @@ from gateway.store.redis import RedisStore
 from tests.support.redis_server import RedisServer
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.slow)])
 async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, Store]]:
     """Two replicas' views of one shared store."""
     if request.param == "memory":
