@@ -1,5 +1,6 @@
 """What the ``relaynet network`` tests share: a fresh anvil on another chain id, a cheap
-keystore of the deployer, and ``relaynet network …`` run as a real subprocess."""
+keystore of the deployer, and ``relaynet network …`` (in-process, or a real subprocess when a
+fault is injected)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,24 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from typer.testing import CliRunner
 from web3 import Web3
 
 from ledger.anvil import AnvilProcess
 from ledger.bootstrap import dev_account
 from protocol.keys import AccountKey
 from relayer.keyfiles import write_account_key
+from relaynet.cli import app as cli
 
 CHAIN_ID = 4242  # not anvil's 31337: nothing may assume the devnet's chain
 PASSPHRASE = "deploy-test"
+
+
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 @dataclass
@@ -46,22 +56,26 @@ class Chain:
     def key_args(self) -> list[str]:
         return ["--keystore", str(self.keystore), "--passphrase-file", str(self.passphrase_file)]
 
-    def network(
-        self, *argv: str, env: Mapping[str, str] | None = None, timeout: float = 180
-    ) -> subprocess.CompletedProcess[str]:
-        """``relaynet network ARGV`` in a subprocess of this worktree's interpreter."""
-        return subprocess.run(
+    def network(self, *argv: str, env: Mapping[str, str] | None = None) -> Ran:
+        """``relaynet network ARGV``: in-process (the CLI runner), or — with ``env``, e.g. a
+        fault to inject that exits the process — in a subprocess of this interpreter."""
+        if env is None:
+            result = CliRunner().invoke(cli, ["network", *argv])
+            if result.exception and not isinstance(result.exception, SystemExit):
+                raise result.exception
+            return Ran(result.exit_code, result.stdout, result.stderr)
+        done = subprocess.run(
             [sys.executable, "-m", "relaynet", "network", *argv],
             capture_output=True,
             text=True,
-            timeout=timeout,
-            env={**os.environ, **(env or {})},
+            timeout=180,
+            env={**os.environ, **env},
             cwd=self.tmp,
+            check=False,
         )
+        return Ran(done.returncode, done.stdout, done.stderr)
 
-    def deploy(
-        self, out: Path, *extra: str, env: Mapping[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    def deploy(self, out: Path, *extra: str, env: Mapping[str, str] | None = None) -> Ran:
         return self.network(
             "deploy", "--rpc-url", self.url, *self.key_args(), "--out", str(out), *extra, env=env
         )
