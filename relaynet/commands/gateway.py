@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig
 from gateway.keys import ApiKey, KeyBackend, Limiter, generate_key, hash_key, revoked
 from protocol.encoding import address_from_hex, address_to_checksum, address_to_hex
 from protocol.errors import RelaynetError
 from relaynet.commands.problems import explain
+from relaynet.config import load_gateway
 
 __all__ = ["app"]
 
@@ -40,9 +40,9 @@ def _fail(message: str) -> typer.Exit:
 
 def _config(path: Path) -> GatewayConfig:
     try:
-        return load_config(path)
-    except (OSError, ValueError, ValidationError, RelaynetError) as exc:
-        raise _fail(explain(path, exc)) from None
+        return load_gateway(path)
+    except RelaynetError as exc:
+        raise _fail(exc.message) from None
 
 
 @app.command("run")

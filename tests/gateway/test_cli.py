@@ -9,9 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from gateway.config import load_config
 from gateway.keys import FileKeyBackend, KeyRing
 from relaynet.cli import app
+from relaynet.config import load_gateway as load_config
 from tests.support.redis_server import RedisServer
 
 APP = "0x" + "cd" * 20

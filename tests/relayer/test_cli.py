@@ -15,9 +15,9 @@ from ledger.anvil import AnvilProcess
 from protocol.encoding import address_to_checksum
 from protocol.keys import decrypt_keystore
 from relayer.claimer import ClaimRecord, ClaimState, ClaimStore
-from relayer.config import load_config
 from relayer.relaylog import RelayLog, SessionKey
 from relaynet.commands.relayer import app
+from relaynet.config import load_relayer as load_config
 
 runner = CliRunner()
 
