@@ -220,7 +220,7 @@ def status(
     from relaynet.config import load_relayer
 
     try:
-        cfg = load_relayer(config)
+        cfg = load_relayer(config, check_files=False)
     except RelaynetError as exc:
         raise _fail(exc.message) from None
     report = collect_status(cfg, with_chain=chain, progress=None if as_json else typer.echo)
@@ -240,3 +240,26 @@ def status(
             right=("session", "relays", "claimed", "reward"),
             caption=f"{len(rows)} of {len(report['claims'])} claims; --last N for more",
         )
+
+
+# --- check -------------------------------------------------------------------------------------
+
+
+@app.command("check")
+def check(
+    config: Annotated[Path, typer.Option("--config", "-c", help="relayer config (TOML)")],
+    devnet: Annotated[
+        bool, typer.Option(help="allow loopback/private endpoints, as devnet gateways do")
+    ] = False,
+    wait: Annotated[
+        float, typer.Option(help="seconds to keep trying an endpoint that does not answer yet")
+    ] = 0.0,
+) -> None:
+    """Is this relayer ready? Config, keys, chain and deployment, backends, gas, stake
+    headroom, the staked endpoints (✓/✗ each; exit 1 on any ✗)."""
+    from relaynet.checks import relayer_checks
+    from relaynet.commands.tables import print_checks
+
+    checks = relayer_checks(config, devnet=devnet, wait=wait)
+    if not print_checks(f"relayer check {config}", checks):
+        raise typer.Exit(code=1)

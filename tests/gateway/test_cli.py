@@ -103,7 +103,7 @@ def test_keys_in_redis_with_usage(tmp_path: Path, redis_server: RedisServer) -> 
         from gateway.app import build_store, key_backend
         from gateway.keys import Limiter
 
-        config = load_config(cfg)
+        config = load_config(cfg, check_files=False)
         store = build_store(config)
         try:
             ring = KeyRing(key_backend(config, store))
