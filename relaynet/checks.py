@@ -177,7 +177,8 @@ async def _relayer_network(
 
     address = address_to_checksum(account.address)
     for backend in await check_backends(cfg):
-        out.append(Check(backend.ok, f"backend {backend.service}", backend.message))
+        detail = backend.message.removeprefix(f"{backend.service}: ")
+        out.append(Check(backend.ok, f"backend {backend.service}", detail))
     client = await _settlement(out, cfg.chain.rpc_url, deployment)
     if client is None:
         return
