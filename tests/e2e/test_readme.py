@@ -80,7 +80,7 @@ def test_readme_journeys_run_as_written(tmp_path: Path) -> None:
     for n, (heading, code) in enumerate(journey_blocks(README.read_text())):
         for fixed, free in ports.items():
             code = re.sub(rf"\b{fixed}\b", free, code)
-        script += [f"echo '>>> {heading} (block {n})'", code]
+        script += [f"echo '>>> {heading} (block {n}) at' $SECONDS s", code]
     (clone / "journeys.sh").write_text("\n".join(script) + "\n")
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1"}
     env.pop("RELAYER_PASSPHRASE", None)
@@ -115,6 +115,8 @@ def test_readme_journeys_run_as_written(tmp_path: Path) -> None:
             out, _ = proc.communicate()
             pytest.fail(f"the journeys took over {SCRIPT_SECONDS} s:\n{out[-4000:]}")
         (tmp_path / "transcript.txt").write_text(out)
+        if os.environ.get("RELAYNET_README_TRANSCRIPT"):  # for the closing note
+            Path(os.environ["RELAYNET_README_TRANSCRIPT"]).write_text(out)
         assert proc.returncode == 0, out[-6000:]
     finally:
         if proc is not None:
