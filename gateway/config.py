@@ -51,7 +51,7 @@ __all__ = [
 
 #: options that no longer exist, refused with "was removed: delete the line" (and why)
 REMOVED_KEYS: dict[str, str] = {
-    "qos.prefetch_blocks": "rollover prefetch was never wired; sessions hydrate on demand",
+    "qos.prefetch_blocks": "rollover prefetch was never wired",
 }
 
 
