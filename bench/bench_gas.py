@@ -219,7 +219,9 @@ def run_scenario(n_suppliers: int, history: int) -> Row:
         min_stake_app=TOKEN_UNIT,
         service_registration_fee=0,
     )
-    with AnvilProcess(extra_args=["--order", "fifo"]) as anvil:
+    # base fee 0: hundreds of full blocks would otherwise price the later transactions out
+    # (anvil then drops them); gas used, what this measures, does not depend on the price
+    with AnvilProcess(extra_args=["--order", "fifo", "--block-base-fee-per-gas", "0"]) as anvil:
         deployer_key = bytes.fromhex(DEV_ACCOUNTS[0][1][2:])
         deployment = deploy(anvil.url, deployer_key, params)
         rpc = _Rpc(anvil, deployment)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
+import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -21,11 +24,13 @@ from aiohttp import web
 
 from gateway.cache import AnswerCache
 from gateway.config import GatewayConfig, parse_listen
-from gateway.endpoints import GuardedResolver
+from gateway.endpoints import AddressPolicy, GuardedConnector, no_redirects
 from gateway.health import Prober
-from gateway.keys import FileKeyBackend, KeyBackend, KeyRing, Limiter, RedisKeyBackend
+from gateway.keys import FileKeyBackend, KeyBackend, KeyRing, RedisKeyBackend
+from gateway.limiter import Limiter
 from gateway.metrics import GatewayMetrics
-from gateway.relay_client import RelayClient
+from gateway.outage import Outage
+from gateway.relay_client import AnswerBudget, RelayClient
 from gateway.router import Router
 from gateway.selection import Qos
 from gateway.server import GATEWAY, Gateway, add_routes, metrics_app
@@ -40,7 +45,7 @@ from protocol.keys import AccountKey
 from protocol.relay import Domain
 from session.snapshot import RegistrySnapshot
 
-__all__ = ["build_store", "create_app", "key_backend", "serve"]
+__all__ = ["build_outage", "build_store", "create_app", "key_backend", "serve"]
 
 log = logging.getLogger("relaynet.gateway")
 
@@ -52,13 +57,50 @@ def build_store(config: GatewayConfig, metrics: GatewayMetrics | None = None) ->
         return memory
 
     def changed(up: bool) -> None:
-        if metrics is not None:
-            metrics.store_degraded.set(0 if up else 1)
         log.warning("shared store %s", "back" if up else "unreachable: serving from memory")
 
     redis_store = RedisStore(config.redis.url.get_secret_value(), prefix=config.redis.prefix)
     return FallbackStore(
         redis_store, memory, retry_after=config.redis.retry_after, on_change=changed
+    )
+
+
+def build_outage(
+    config: GatewayConfig, store: Store, metrics: GatewayMetrics | None = None
+) -> Outage | None:
+    """The Redis outage rules (heartbeat, snapshot, journal) when Redis is the shared store."""
+    primary = store.primary if isinstance(store, FallbackStore) else store
+    if config.redis is None or not isinstance(primary, RedisStore):
+        return None
+    state_dir = config.redis.state_dir or Path(tempfile.gettempdir()) / (
+        "relaynet-gateway-" + hashlib.sha256(str(config.gateway.listen).encode()).hexdigest()[:12]
+    )
+
+    def changed(up: bool) -> None:
+        if metrics is not None:
+            metrics.store_degraded.set(0 if up else 1)
+
+    state = Path(state_dir)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        probe = state / ".writable"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        state = Path(tempfile.mkdtemp(prefix="relaynet-gateway-state-"))
+        log.warning(
+            "redis.state_dir %s is not writable (%s): using %s, which a restart may lose",
+            state_dir,
+            exc.strerror,
+            state,
+        )
+    return Outage(
+        primary,
+        state,
+        heartbeat_interval=config.redis.heartbeat_interval,
+        heartbeat_ttl=config.redis.heartbeat_ttl,
+        retry_after=config.redis.retry_after,
+        on_change=changed,
     )
 
 
@@ -85,6 +127,7 @@ async def create_app(
     metrics = GatewayMetrics()
     store = build_store(config, metrics)
     keys = KeyRing(key_backend(config, store), reload_interval=config.keys.reload_interval)
+    outage = build_outage(config, store, metrics)
     services = ServiceTable.from_config(config.services)
     follower = None
     if snapshot is None:
@@ -111,10 +154,14 @@ async def create_app(
         breaker_failures=config.qos.breaker_failures,
         breaker_cooldown=config.qos.breaker_cooldown,
     )
-    connector = aiohttp.TCPConnector(
+    # every supplier address (HTTP and WebSocket, names and literals) passes one check
+    policy = AddressPolicy(
+        devnet=config.gateway.devnet, allow_networks=config.gateway.allow_networks
+    )
+    connector = GuardedConnector(
+        policy=policy,
         limit=config.relay.connections,
         limit_per_host=config.relay.connections,
-        resolver=GuardedResolver(devnet=config.gateway.devnet),
         ttl_dns_cache=10,
         enable_cleanup_closed=True,
     )
@@ -123,6 +170,7 @@ async def create_app(
         connector=connector,
         auto_decompress=False,
         skip_auto_headers=("Accept", "Accept-Encoding"),
+        trace_configs=[no_redirects()],  # a supplier's redirect is never followed
     )
     client = RelayClient(
         http,
@@ -130,7 +178,13 @@ async def create_app(
         domain,
         devnet=config.gateway.devnet,
         receipt_check=config.relay.receipt_check,
+        chain_id_of=snapshot.chain_id,
+        budget=AnswerBudget(config.relay.answer_budget),
     )
+    budget = client.budget
+    metrics.answer_bytes.set_function(lambda: budget.in_use)
+    metrics.answer_bytes_peak.set_function(lambda: budget.high_water)
+    metrics.answer_shed.set_function(lambda: budget.shed)
     cache = AnswerCache(store, agreement=config.cache.agreement) if config.cache.enabled else None
     router = Router(
         sessions=sessions,
@@ -139,6 +193,7 @@ async def create_app(
         cache=cache,
         metrics=metrics,
         config=config.relay,
+        store=store,
     )
     prober = Prober(
         sessions=sessions,
@@ -153,7 +208,9 @@ async def create_app(
     gw = Gateway(
         config=config,
         keys=keys,
-        limiter=Limiter(store),
+        # with Redis, the limiter talks to it directly: a failure must reach the outage rules
+        # (journal), never the fallback store's silent per-replica memory
+        limiter=Limiter(outage.redis if outage is not None else store, outage=outage),
         services=services,
         sessions=sessions,
         router=router,
@@ -162,7 +219,13 @@ async def create_app(
     )
     metrics.inflight.set_function(lambda: gw.inflight)  # no per-request gauge updates
     gw.extras.update(
-        store=store, qos=qos, client=client, prober=prober, follower=follower, account=account
+        store=store,
+        qos=qos,
+        client=client,
+        prober=prober,
+        follower=follower,
+        account=account,
+        outage=outage,
     )
     app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
     app[GATEWAY] = gw
@@ -172,9 +235,19 @@ async def create_app(
         tasks: list[asyncio.Task[None]] = []
         with contextlib.suppress(Exception):  # first load; the loop below keeps retrying
             await keys.refresh()
+        after = None
+        if outage is not None:
+            if not keys.loaded:  # Redis unreachable at start: serve the snapshot's keys
+                snap = outage.load_snapshot()
+                if snap is not None:
+                    keys.adopt(snap.keys)
+                outage.lost()
+            o = outage
+            after = lambda records: o.after_reload(records, time.time())  # noqa: E731
+            tasks.append(asyncio.create_task(outage.run(), name="redis-heartbeat"))
         if follower is not None:
             await follower.start()
-        tasks.append(asyncio.create_task(keys.run(), name="keys-reload"))
+        tasks.append(asyncio.create_task(keys.run(after), name="keys-reload"))
         tasks.append(asyncio.create_task(prober.run(), name="qos-prober"))
         try:
             yield

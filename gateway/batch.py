@@ -3,7 +3,8 @@
 Each element is relayed as the exact bytes the client wrote; its answer comes back as the exact
 bytes its backend wrote. Notifications get no answer object; a batch of only notifications is
 answered ``204 No Content`` like a node does. The Relay-* headers list one entry per answered
-element, in order (``-`` for elements the gateway answered itself).
+answer object of the body, in body order (``-`` for objects the cache or the gateway
+answered).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class BatchAnswer:
     status: int
     body: bytes
     answers: tuple[CallAnswer, ...]  # one per element, in order
+    shown: tuple[CallAnswer, ...] = ()  # one per answer object in the body, in body order
 
 
 async def _one(
@@ -46,11 +48,12 @@ async def run_batch(
     """Answer every element (concurrently, bounded) and reassemble in the client's order."""
     sem = asyncio.Semaphore(concurrency)
     answers = await asyncio.gather(*(_one(router, ctx, c, sem) for c in calls))
-    parts = [
-        a.body
+    shown = tuple(
+        a
         for c, a in zip(calls, answers, strict=True)
         if a.body and not (c.is_notification and not c.invalid)
-    ]
-    if not parts:
+    )
+    if not shown:
         return BatchAnswer(204, b"", tuple(answers))
-    return BatchAnswer(200, b"[" + b",".join(parts) + b"]", tuple(answers))
+    body = b"[" + b",".join(a.body for a in shown) + b"]"
+    return BatchAnswer(200, body, tuple(answers), shown)

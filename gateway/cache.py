@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -22,7 +24,7 @@ from gateway.store.base import Store
 
 __all__ = ["AnswerCache", "CachedAnswer", "FrontCache", "split_id"]
 
-FINAL_TTL = 86_400.0  # a final answer is kept a day (LRU may evict it earlier)
+FINAL_TTL = 86_400.0  # a final answer is kept a day in every tier (LRU may evict it earlier)
 VOTE_TTL = 600.0
 _LEN = struct.Struct(">I")
 
@@ -37,6 +39,7 @@ class CachedAnswer:
     final: bool = False
     prefix: bytes = b""
     suffix: bytes = b""
+    expires: float = 0.0  # wall-clock time the entry's TTL ends (every tier honours it)
 
 
 _SIMPLE_ID = re.compile(rb'"id"\s*:\s*(-?[0-9]{1,15}|"[^"\\]{0,128}")(?=\s*[,}])')
@@ -56,20 +59,30 @@ def split_id(body: bytes) -> tuple[bytes, bytes] | None:
 class FrontCache:
     """Final answers by request template, in this process: a repeat of a request already
     answered from the cache is served without parsing it again (same bytes, same answer).
-    Only *final* answers (that never change) enter it; bounded, LRU."""
+    Only *final* answers (that never change) enter it; bounded, LRU; each entry keeps the
+    TTL it had in the shared cache (a final answer's is long, not endless)."""
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, max_entries: int = 10_000, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._max = max_entries
+        self._clock = clock
         self._items: OrderedDict[tuple[str, bytes], CachedAnswer] = OrderedDict()
 
     def get(self, service_id: str, template: bytes) -> CachedAnswer | None:
         key = (service_id, template)
         hit = self._items.get(key)
-        if hit is not None:
-            self._items.move_to_end(key)
+        if hit is None:
+            return None
+        if hit.expires <= self._clock():
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
         return hit
 
     def put(self, service_id: str, template: bytes, answer: CachedAnswer) -> None:
+        if answer.expires <= self._clock():
+            return
         self._items[(service_id, template)] = answer
         while len(self._items) > self._max:
             self._items.popitem(last=False)
@@ -97,6 +110,7 @@ def _decode(value: bytes, raw_id: bytes) -> CachedAnswer:
         final=bool(meta.get("final", False)),
         prefix=prefix,
         suffix=suffix,
+        expires=float(meta.get("exp", 0.0)),
     )
 
 
@@ -144,6 +158,7 @@ class AnswerCache:
             "relay_request": relay_request,
             "relay_receipt": relay_receipt,
             "final": ttl is None,
+            "exp": time.time() + life,
         }
         await self._store.cache_put(key, _encode(status, prefix, suffix, meta), life)
         return True

@@ -8,6 +8,7 @@ with :class:`GatewayConfig`. Secrets are ``SecretStr`` and never printed. Exampl
     listen = "0.0.0.0:8545"
     metrics_listen = "127.0.0.1:9100"
     devnet = false
+    allow_networks = []            # e.g. ["10.20.0.0/16"]: non-global supplier ranges allowed
     private_key = "0x…"            # or private_key_file = "gateway.key"
 
     [settlement]
@@ -16,6 +17,7 @@ with :class:`GatewayConfig`. Secrets are ``SecretStr`` and never printed. Exampl
 
     [redis]                         # optional: shared state of several replicas
     url = "redis://127.0.0.1:6379/0"
+    state_dir = "gateway-state"     # this replica's key snapshot and usage journal (outages)
 
     [keys]
     file = "keys.json"              # API keys when no Redis is configured
@@ -29,6 +31,7 @@ Every other table ([limits], [relay], [cache], [qos], [ws]) has defaults.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -71,6 +74,8 @@ class ServerConfig(_Strict):
     listen: str = "127.0.0.1:8545"
     metrics_listen: str | None = "127.0.0.1:9100"
     devnet: bool = False
+    # supplier address ranges called even though they are not global (CIDRs; DESIGN §4)
+    allow_networks: tuple[str, ...] = ()
     private_key: SecretStr | None = None
     private_key_file: Path | None = None
     drain_timeout: float = Field(default=10.0, gt=0)
@@ -80,6 +85,13 @@ class ServerConfig(_Strict):
     def _listen(cls, v: str | None) -> str | None:
         if v is not None:
             parse_listen(v)
+        return v
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in v:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
         return v
 
     @model_validator(mode="after")
@@ -112,6 +124,18 @@ class RedisConfig(_Strict):
     url: SecretStr
     prefix: str = "relaynet:gw:"
     retry_after: float = Field(default=2.0, gt=0)  # seconds before trying Redis again
+    # serving through an outage (DESIGN §4): heartbeats give R, the number of live replicas
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    heartbeat_ttl: float = Field(default=15.0, gt=0)
+    # this replica's own files: key snapshot, usage journal, replica id (default: beside the
+    # config file, "gateway-state-<listen port>"; a writable volume of its own in production)
+    state_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _ttl(self) -> RedisConfig:
+        if self.heartbeat_ttl <= self.heartbeat_interval:
+            raise ValueError("redis.heartbeat_ttl must exceed redis.heartbeat_interval")
+        return self
 
 
 class KeysConfig(_Strict):
@@ -134,6 +158,7 @@ class RelayConfig(_Strict):
     connections: int = Field(default=256, ge=1)
     session_lag: int = Field(default=1, ge=0)  # blocks a relayer may lag the gateway's head
     batch_concurrency: int = Field(default=32, ge=1)
+    answer_budget: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)  # bytes, all answers
 
 
 class CacheConfig(_Strict):
@@ -185,3 +210,13 @@ class GatewayConfig(_Strict):
         if self.redis is None and self.keys.file is None:
             raise ValueError("configure [redis] or keys.file: API keys must live somewhere")
         return self
+
+
+def file_defaults(data: dict[str, object]) -> None:
+    """Defaults that depend on other keys, filled in before paths resolve against the file's
+    folder: each replica's ``redis.state_dir`` is ``gateway-state-<listen port>`` (one directory
+    per replica, also when two configs share a folder)."""
+    redis, server = data.get("redis"), data.get("gateway")
+    if isinstance(redis, dict) and isinstance(server, dict):
+        port = str(server.get("listen", "127.0.0.1:8545")).rpartition(":")[2]
+        redis.setdefault("state_dir", f"gateway-state-{port}")

@@ -23,6 +23,7 @@ __all__ = [
     "NoSupplier",
     "ReasonInfo",
     "RelayFailed",
+    "ResponseTooLarge",
     "jsonrpc_error_body",
     "jsonrpc_error_object",
 ]
@@ -45,6 +46,8 @@ class ClientReason(StrEnum):
     NO_SUPPLIER = "NO_SUPPLIER"
     RELAY_FAILED = "RELAY_FAILED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
+    OVERLOADED = "OVERLOADED"  # too many answers buffered at once: shed load
+    RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"  # no supplier could answer within the cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,8 @@ CLIENT_ERRORS: dict[ClientReason, ReasonInfo] = {
     ClientReason.NO_SUPPLIER: ReasonInfo(503, -32603, ErrorCode.BACKEND_UNAVAILABLE),
     ClientReason.RELAY_FAILED: ReasonInfo(502, -32603, ErrorCode.BACKEND_UNAVAILABLE),
     ClientReason.SHUTTING_DOWN: ReasonInfo(503, -32603, ErrorCode.INTERNAL),
+    ClientReason.OVERLOADED: ReasonInfo(503, -32005, ErrorCode.RATE_LIMITED),
+    ClientReason.RESPONSE_TOO_LARGE: ReasonInfo(200, -32005, ErrorCode.PAYLOAD_TOO_LARGE),
 }
 
 
@@ -76,6 +81,7 @@ class GatewayError(RelaynetError):
     """Base of every expected gateway failure; carries a :class:`ClientReason`."""
 
     reason: ClientReason = ClientReason.RELAY_FAILED
+    retry_after: int | None = None  # seconds, sent as ``Retry-After`` when set
 
     def __init__(self, message: str, *, reason: ClientReason | None = None) -> None:
         if reason is not None:
@@ -104,13 +110,21 @@ class NoSupplier(GatewayError):
 
 
 class RelayFailed(GatewayError):
-    """Every attempt failed; ``relay_code`` is the last relay-layer code when there was one."""
+    """Every attempt failed. ``relay_code`` is the relay-layer code a client may see: set only
+    when every supplier tried refused from §3.3's view-dependent or retryable groups (a lie
+    or a supplier-specific refusal is never shown as the client's own)."""
 
     reason = ClientReason.RELAY_FAILED
 
     def __init__(self, message: str, *, relay_code: ErrorCode | None = None) -> None:
         super().__init__(message)
         self.relay_code = relay_code
+
+
+class ResponseTooLarge(GatewayError):
+    """Every supplier tried answered over the call's size cap (-32005)."""
+
+    reason = ClientReason.RESPONSE_TOO_LARGE
 
 
 def jsonrpc_error_object(raw_id: bytes, code: int, message: str) -> bytes:

@@ -7,7 +7,9 @@ them every ``reload_interval`` seconds (file mtime / Redis version counter), so 
 and revoked without a restart.
 
 Limits: a token bucket per key (``rate_limit`` requests per second, ``burst``), and a quota of
-``quota`` requests per ``quota_period`` seconds; usage is counted per key and service.
+``quota`` requests per ``quota_period`` seconds; usage is counted per key and service
+(:mod:`gateway.limiter`). A presented key is hashed on every look-up and never kept: nothing in
+this module holds a plaintext key.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ import json
 import os
 import secrets
 import tempfile
-import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,16 +30,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.errors import BadRequest, ClientReason
-from gateway.store.base import Store, StoreUnavailable
+from gateway.store.base import StoreUnavailable
 
 __all__ = [
     "ApiKey",
     "FileKeyBackend",
     "KeyBackend",
     "KeyRing",
-    "Limiter",
     "RedisKeyBackend",
-    "Usage",
     "generate_key",
     "hash_key",
 ]
@@ -186,7 +185,6 @@ class KeyRing:
         self.backend = backend
         self._interval = reload_interval
         self._keys: dict[str, ApiKey] = {}
-        self._digests: dict[str, str] = {}  # presented key -> sha256 (saves hashing repeats)
         self._version: str | None = None
 
     async def refresh(self) -> bool:
@@ -198,11 +196,31 @@ class KeyRing:
         self._version = version
         return True
 
-    async def run(self) -> None:
-        """Reload forever (a background task); a backend outage keeps the last known keys."""
+    @property
+    def records(self) -> dict[str, ApiKey]:
+        return dict(self._keys)
+
+    @property
+    def loaded(self) -> bool:
+        """True once the backend itself was read (not only a snapshot adopted)."""
+        return self._version is not None
+
+    def adopt(self, records: Mapping[str, ApiKey]) -> None:
+        """Serve ``records`` (a snapshot's) until the backend can be read: revoked records
+        stay revoked; the next successful :meth:`refresh` replaces them."""
+        if self._version is None:
+            self._keys = dict(records)
+
+    async def run(
+        self, after: Callable[[Mapping[str, ApiKey]], Awaitable[None]] | None = None
+    ) -> None:
+        """Reload forever (a background task); a backend outage keeps the last known keys.
+        ``after`` runs after every successful reload (the outage snapshot)."""
         while True:
             try:
                 await self.refresh()
+                if after is not None:
+                    await after(self._keys)
             except (StoreUnavailable, OSError, ValueError):
                 pass
             await asyncio.sleep(self._interval)
@@ -214,12 +232,7 @@ class KeyRing:
         """The record of a presented key; ``BadRequest(UNAUTHORIZED)`` for unknown or revoked."""
         if not presented:
             raise BadRequest("missing API key", reason=ClientReason.UNAUTHORIZED)
-        digest = self._digests.get(presented)
-        if digest is None:
-            digest = hash_key(presented)
-            if len(self._digests) > 10_000:
-                self._digests.clear()
-            self._digests[presented] = digest
+        digest = hash_key(presented)  # no cache: a plaintext key is never kept
         record = self._keys.get(digest)
         # constant-time comparison of the digests (the dict look-up itself works on hashes)
         if record is None or not hmac.compare_digest(record.key_hash, digest) or record.revoked:
@@ -243,54 +256,6 @@ class KeyRing:
                 reason=ClientReason.SERVICE_NOT_ALLOWED,
             )
         return app
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    key_id: str
-    period_requests: int
-    total_requests: int
-    by_service: dict[str, int] = field(default_factory=dict)
-
-
-class Limiter:
-    """Rate limit, quota and usage counting of keys on the shared store."""
-
-    def __init__(self, store: Store, *, clock: Any = time.time) -> None:
-        self._store = store
-        self._clock = clock
-
-    def _period(self, record: ApiKey) -> int:
-        return int(self._clock()) // max(1, record.quota_period)
-
-    async def admit(self, record: ApiKey, service_id: str, requests: int = 1) -> None:
-        """Count ``requests`` against the key's rate limit and quota; raise 429 when over."""
-        if record.rate_limit > 0 and not await self._store.take(
-            f"key:{record.key_hash}", record.rate_limit, max(record.burst, 1.0), float(requests)
-        ):
-            raise BadRequest("rate limit exceeded", reason=ClientReason.RATE_LIMITED)
-        period = self._period(record)
-        quota_counter = f"quota:{record.key_hash}:{period}"
-        if record.quota > 0:
-            used = await self._store.counter(quota_counter)
-            if used + requests > record.quota:
-                raise BadRequest("quota exceeded", reason=ClientReason.QUOTA_EXCEEDED)
-        await self._store.incr(quota_counter, requests, ttl=float(record.quota_period) + 60)
-        await self._store.incr(f"usage:{record.key_hash}:{service_id}", requests)
-        await self._store.incr(f"usage:{record.key_hash}", requests)
-
-    async def usage(self, record: ApiKey) -> Usage:
-        by_service = {
-            s: await self._store.counter(f"usage:{record.key_hash}:{s}") for s in record.services
-        }
-        return Usage(
-            key_id=record.key_id,
-            period_requests=await self._store.counter(
-                f"quota:{record.key_hash}:{self._period(record)}"
-            ),
-            total_requests=await self._store.counter(f"usage:{record.key_hash}"),
-            by_service=by_service,
-        )
 
 
 def revoked(record: ApiKey) -> ApiKey:

@@ -88,6 +88,28 @@ class GatewayMetrics:
         self.sessions = Counter(
             f"{NS}_sessions_hydrated", "Sessions hydrated", ["when"], registry=r
         )
+        self.lies = Counter(
+            f"{NS}_supplier_lies",
+            "Malformed or lying supplier answers (refusal codes of the lie group, bad status "
+            "or receipt hash, heights above the floor rule, answers over the cap)",
+            ["service", "supplier", "kind"],
+            registry=r,
+        )
+        self.error_rate = Gauge(
+            f"{NS}_supplier_error_rate",
+            "Selection's failure EWMA of a supplier (lies count in it)",
+            ["service", "supplier"],
+            registry=r,
+        )
+        self.answer_bytes = Gauge(
+            f"{NS}_answer_bytes", "Answer bytes buffered now (against the budget)", registry=r
+        )
+        self.answer_bytes_peak = Gauge(
+            f"{NS}_answer_bytes_peak", "Most answer bytes ever buffered at once", registry=r
+        )
+        self.answer_shed = Gauge(
+            f"{NS}_answer_shed", "Answers refused because the budget was full", registry=r
+        )
         self.store_degraded = Gauge(
             f"{NS}_store_degraded", "1 while the shared store (Redis) is unreachable", registry=r
         )

@@ -1,10 +1,18 @@
-"""Send one signed relay to one supplier and check what comes back (DESIGN §3.3).
+"""Send one signed relay to one supplier and check what comes back (DESIGN §3.3, §4).
 
 The gateway signs ``RH`` as EIP-712 typed data with its account key (the signer; apps delegate
 to it), POSTs the payload to the supplier's registered endpoint with ``Relay-Request``, and
-verifies the ``Relay-Receipt`` (ed25519 over the digest and ``sha256(status ‖ body)``) on all
-answers or a random share. Every transport failure and relay-layer error is classified as an
-:class:`~gateway.failsafe.retry.Outcome` so the router can decide on retries.
+validates the answer before anyone sees it:
+
+1. ``Relay-Backend-Status`` is a decimal in 100–599, and there is no ``Content-Encoding``;
+2. the body is read under the call's size cap (never buffered past it) and against the
+   gateway-wide :class:`AnswerBudget` (past it the gateway sheds load: :class:`Overloaded`);
+3. ``Relay-Receipt`` is 96 bytes of base64 whose ``response_hash`` equals
+   ``sha256(uint16(status) ‖ body)`` — on every answer; the ed25519 signature on every answer
+   or a random share (``receipt_check``).
+
+Every failure is a :class:`RelayError` whose ``outcome`` drives retries and whose ``refusal``
+says whose fault it is (``Refusal.LIE``: the supplier's, counted in selection).
 """
 
 from __future__ import annotations
@@ -12,16 +20,18 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
 
 from gateway.endpoints import EndpointRefused, EndpointRefusedOSError, check_literal
-from gateway.errors import GatewayError
+from gateway.errors import ClientReason, GatewayError
 from gateway.failsafe.retry import Outcome
-from protocol.errors import ErrorCode, ProtocolError
+from protocol.errors import ErrorCode, ProtocolError, Refusal, refusal_of
 from protocol.keys import AccountKey
 from protocol.relay import (
     RELAY_VERSION,
@@ -34,39 +44,93 @@ from protocol.relay import (
     verify_receipt,
 )
 
-__all__ = ["RelayAnswer", "RelayClient", "RelayError", "Signed", "Target", "classify_code"]
+__all__ = [
+    "DEFAULT_ANSWER_BUDGET",
+    "DEFAULT_ANSWER_CAP",
+    "AnswerBudget",
+    "Overloaded",
+    "RelayAnswer",
+    "RelayClient",
+    "RelayError",
+    "Signed",
+    "Target",
+    "classify_code",
+    "parse_backend_status",
+]
 
-# Refusals another supplier would repeat (they are about the request itself).
-_FATAL = frozenset(
-    {
-        ErrorCode.MALFORMED_HEADER,
-        ErrorCode.UNSUPPORTED_VERSION,
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        ErrorCode.PAYLOAD_HASH_MISMATCH,
-        ErrorCode.BATCH_NOT_RELAYABLE,
-        ErrorCode.METHOD_DENIED,
-        ErrorCode.BAD_COMPUTE_UNITS,
-        ErrorCode.BAD_SIGNATURE,
-        ErrorCode.MALFORMED_INPUT,
-    }
-)
-# Failures after the payload may have reached a backend.
-_MAYBE_SENT = frozenset(
-    {ErrorCode.BACKEND_UNAVAILABLE, ErrorCode.BACKEND_TIMEOUT, ErrorCode.INTERNAL}
-)
+DEFAULT_ANSWER_CAP = 16 * 1024 * 1024
+DEFAULT_ANSWER_BUDGET = 512 * 1024 * 1024
+_CHUNK = 64 * 1024
+_STATUS = re.compile(r"[1-5][0-9][0-9]")
+# Refused before the payload was forwarded: safe to send again, writes included.
+_UNSENT = frozenset({ErrorCode.APP_OVER_BUDGET, ErrorCode.RATE_LIMITED})
 
 
-def classify_code(code: ErrorCode) -> Outcome:
-    """How a relay-layer error code bears on retries.
+def classify_code(code: ErrorCode | None) -> Outcome:
+    """How a relayer's refusal bears on retries (DESIGN §3.3's refusal classes).
 
-    Relayers run every check before forwarding (DESIGN §3.3 order), so a refusal other than a
-    backend failure means the payload never reached a backend (safe even for writes).
+    A lie may hide anything (the payload may have reached a backend), so only idempotent calls
+    go again; a supplier-specific or view-dependent refusal, a budget or a rate limit come
+    before the payload is forwarded (safe even for writes); a backend failure or ``INTERNAL``
+    may come after it.
+
+    >>> classify_code(ErrorCode.METHOD_DENIED), classify_code(ErrorCode.BACKEND_TIMEOUT)
+    (<Outcome.UNSENT: 'unsent'>, <Outcome.RETRYABLE: 'retryable'>)
+    >>> classify_code(None)  # a code not in the table: a lie
+    <Outcome.MAYBE_SENT: 'maybe_sent'>
     """
-    if code in _FATAL:
-        return Outcome.FATAL
-    if code in _MAYBE_SENT:
+    refusal = Refusal.LIE if code is None else refusal_of(code.value)[1]
+    if refusal is Refusal.LIE:
+        return Outcome.MAYBE_SENT
+    if refusal is Refusal.RETRYABLE and code not in _UNSENT:
         return Outcome.RETRYABLE
     return Outcome.UNSENT
+
+
+def parse_backend_status(value: str | None) -> int | None:
+    """``Relay-Backend-Status`` as an int when it is a plain decimal in 100–599, else None.
+
+    >>> parse_backend_status("200"), parse_backend_status("70000"), parse_backend_status("+200")
+    (200, None, None)
+    """
+    if value is None or not _STATUS.fullmatch(value):
+        return None
+    return int(value)
+
+
+class Overloaded(GatewayError):
+    """The answers buffered at once would pass the gateway's budget: shed load (503)."""
+
+    reason = ClientReason.OVERLOADED
+    retry_after = 1
+
+
+class AnswerBudget:
+    """One budget for every answer body buffered at once (DESIGN §4, default 512 MiB).
+
+    >>> b = AnswerBudget(100)
+    >>> b.take(60), b.take(50), b.take(40), b.in_use, b.high_water
+    (True, False, True, 100, 100)
+    >>> b.give(100); b.in_use
+    0
+    """
+
+    def __init__(self, limit: int = DEFAULT_ANSWER_BUDGET) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self.high_water = 0
+        self.shed = 0
+
+    def take(self, n: int) -> bool:
+        if self.in_use + n > self.limit:
+            self.shed += 1
+            return False
+        self.in_use += n
+        self.high_water = max(self.high_water, self.in_use)
+        return True
+
+    def give(self, n: int) -> None:
+        self.in_use = max(0, self.in_use - n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +166,9 @@ class RelayAnswer:
 
 
 class RelayError(GatewayError):
-    """One attempt failed; ``outcome`` drives the retry decision."""
+    """One attempt failed; ``outcome`` drives the retry decision, ``refusal`` the blame
+    (``Refusal.LIE``: a malformed or lying answer, the supplier's fault), ``oversized`` an
+    answer over the call's size cap (blamed only once another supplier answered within it)."""
 
     def __init__(
         self,
@@ -112,12 +178,31 @@ class RelayError(GatewayError):
         relay_code: ErrorCode | None = None,
         supplier: bytes = b"",
         refused: bool = False,
+        refusal: Refusal | None = None,
+        oversized: bool = False,
     ) -> None:
         super().__init__(message)
         self.refused = refused  # the endpoint itself is refused (private address, bad URL)
         self.outcome = outcome
         self.relay_code = relay_code
         self.supplier = supplier
+        self.refusal = refusal
+        self.oversized = oversized
+
+    @property
+    def lie(self) -> bool:
+        return self.refusal is Refusal.LIE
+
+
+def _lie(message: str, target: Target) -> RelayError:
+    """A malformed answer: the backend answered (the relay may have acted), the supplier lies."""
+    return RelayError(
+        message,
+        outcome=Outcome.MAYBE_SENT,
+        relay_code=ErrorCode.BAD_RECEIPT,
+        supplier=target.supplier,
+        refusal=Refusal.LIE,
+    )
 
 
 class RelayClient:
@@ -132,15 +217,24 @@ class RelayClient:
         devnet: bool,
         receipt_check: float = 1.0,
         rng: random.Random | None = None,
+        chain_id_of: Callable[[int], int | None] | None = None,
+        budget: AnswerBudget | None = None,
     ) -> None:
         self.http = http
         self.key = key
         self.domain = domain
+        self.chain_id_of = chain_id_of  # session n -> its recorded chain id (DESIGN §3.5)
         self.devnet = devnet
         self.receipt_check = receipt_check
+        self.budget = budget or AnswerBudget()
         self._rng = rng or random.Random()
         self._allowed: set[str] = set()  # endpoints check_literal accepted (it is pure)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def domain_of(self, n: int) -> Domain:
+        """The EIP-712 domain of session ``n``: under its chain id when the registry knows it."""
+        chain_id = None if self.chain_id_of is None else self.chain_id_of(n)
+        return self.domain if chain_id is None else self.domain.for_chain(chain_id)
 
     @property
     def signer(self) -> bytes:
@@ -161,49 +255,46 @@ class RelayClient:
             max_index=max_index,
             compute_units=compute_units,
         )
-        digest = request_digest(header, self.domain)
+        digest = request_digest(header, self.domain_of(target.n))
         sig = sign_request(digest, self.key)
         return Signed(header, digest, encode_relay_request(header.encode(), sig))
 
     def check_receipt(
         self, target: Target, digest: bytes, status: int, body: bytes, receipt: str
     ) -> bool:
-        """Verify a receipt (always its shape; the signature on the configured share).
-        True when the signature was verified; raises ``RelayError`` when it is bad."""
+        """Verify a receipt: its shape and ``response_hash`` always, the signature on the
+        configured share. True when the signature was verified; raises ``RelayError`` (a lie)
+        when anything is wrong."""
         try:
             rhash, rsig = decode_receipt(receipt)
         except ProtocolError as exc:
-            raise RelayError(
-                f"bad receipt: {exc.message}",
-                outcome=Outcome.RETRYABLE,
-                relay_code=ErrorCode.BAD_RECEIPT,
-                supplier=target.supplier,
-            ) from exc
+            raise _lie(f"bad receipt: {exc.message}", target) from exc
+        if rhash != hashlib.sha256(status.to_bytes(2, "big") + body).digest():
+            raise _lie("bad receipt: response hash mismatch", target)
         if self.receipt_check < 1.0 and self._rng.random() >= self.receipt_check:
             return False
-        expected = hashlib.sha256(status.to_bytes(2, "big") + body).digest()
         try:
-            if rhash != expected:
-                raise ProtocolError("response hash mismatch", code=ErrorCode.BAD_RECEIPT)
             if target.receipt_key is None:
                 raise ProtocolError("supplier has no receipt key", code=ErrorCode.BAD_RECEIPT)
             verify_receipt(target.receipt_key, digest, 0, rhash, rsig)
         except ProtocolError as exc:
-            raise RelayError(
-                f"bad receipt: {exc.message}",
-                outcome=Outcome.RETRYABLE,
-                relay_code=ErrorCode.BAD_RECEIPT,
-                supplier=target.supplier,
-            ) from exc
+            raise _lie(f"bad receipt: {exc.message}", target) from exc
         return True
 
     async def relay(
-        self, target: Target, payload: bytes, compute_units: int, *, attempt_timeout: float
+        self,
+        target: Target,
+        payload: bytes,
+        compute_units: int,
+        *,
+        attempt_timeout: float,
+        max_bytes: int = DEFAULT_ANSWER_CAP,
     ) -> RelayAnswer:
-        """One attempt: sign, POST, check. Raises :class:`RelayError` on any failure."""
+        """One attempt: sign, POST, validate. Raises :class:`RelayError` on any failure,
+        :class:`Overloaded` when the answer does not fit the gateway's budget."""
         if target.endpoint not in self._allowed:
             try:
-                check_literal(target.endpoint, devnet=self.devnet)
+                check_literal(target.endpoint)  # addresses: GuardedConnector
             except EndpointRefused as exc:
                 raise RelayError(
                     exc.message, outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
@@ -218,6 +309,7 @@ class RelayClient:
                 self._timeouts.clear()
             timeout = self._timeouts[attempt_timeout] = aiohttp.ClientTimeout(total=attempt_timeout)
         started = time.perf_counter()
+        held = 0
         try:
             async with self.http.post(
                 target.endpoint,
@@ -226,13 +318,19 @@ class RelayClient:
                 timeout=timeout,
                 allow_redirects=False,
             ) as resp:
-                body = await resp.read()
                 status = resp.status
                 backend_status = resp.headers.get("Relay-Backend-Status")
                 receipt = resp.headers.get("Relay-Receipt")
+                encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+                if status == 200 and receipt is not None and encoding != "identity":
+                    raise _lie(f"answer has a content encoding ({encoding[:32]})", target)
+                # a relay-layer error body is small: no reason to buffer much of one
+                cap = max_bytes if status == 200 else min(max_bytes, _CHUNK)
+                body, held = await self._read(resp, target, cap)
         except aiohttp.ClientConnectorError as exc:
-            refused = isinstance(getattr(exc, "os_error", None), EndpointRefusedOSError)
-            why = "endpoint refused: private address" if refused else f"cannot connect: {exc}"
+            os_error = getattr(exc, "os_error", None)
+            refused = isinstance(os_error, EndpointRefusedOSError)
+            why = str(os_error) if refused else f"cannot connect: {exc}"
             raise RelayError(
                 why, outcome=Outcome.UNSENT, supplier=target.supplier, refused=refused
             ) from exc
@@ -244,18 +342,15 @@ class RelayClient:
             raise RelayError(
                 f"relay failed: {exc!r}", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
             ) from exc
+        finally:
+            # the body belongs to the caller from here; the budget bounds the reading
+            self.budget.give(held)
         latency = time.perf_counter() - started
         if status != 200 or receipt is None or backend_status is None:
             raise self._relay_layer_error(target, status, body)
-        try:
-            bstatus = int(backend_status)
-        except ValueError as exc:
-            raise RelayError(
-                "bad Relay-Backend-Status",
-                outcome=Outcome.RETRYABLE,
-                supplier=target.supplier,
-                relay_code=ErrorCode.BAD_RECEIPT,
-            ) from exc
+        bstatus = parse_backend_status(backend_status)
+        if bstatus is None:
+            raise _lie(f"bad Relay-Backend-Status {backend_status[:16]!r}", target)
         checked = self.check_receipt(target, signed.digest, bstatus, body, receipt)
         return RelayAnswer(
             supplier=target.supplier,
@@ -267,19 +362,70 @@ class RelayClient:
             receipt_checked=checked,
         )
 
+    async def _read(
+        self, resp: aiohttp.ClientResponse, target: Target, cap: int
+    ) -> tuple[bytes, int]:
+        """The body, read under ``cap`` and the budget: ``(body, bytes held in the budget)``.
+        Never buffers past the cap; the caller gives the held bytes back."""
+        declared = resp.content_length
+        if declared is not None and declared > cap:
+            raise self._oversized(target, cap)
+        held = 0
+        if declared is not None:
+            if not self.budget.take(declared):
+                raise Overloaded("too many answers in flight: try again shortly")
+            held = declared
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while chunk := await resp.content.read(_CHUNK):
+                size += len(chunk)
+                if size > cap:
+                    raise self._oversized(target, cap)
+                if size > held:
+                    if not self.budget.take(size - held):
+                        raise Overloaded("too many answers in flight: try again shortly")
+                    held = size
+                parts.append(chunk)
+        except BaseException:
+            self.budget.give(held)
+            raise
+        return b"".join(parts), held
+
+    @staticmethod
+    def _oversized(target: Target, cap: int) -> RelayError:
+        return RelayError(
+            f"answer over its cap of {cap} bytes",
+            outcome=Outcome.MAYBE_SENT,
+            supplier=target.supplier,
+            oversized=True,
+        )
+
     @staticmethod
     def _relay_layer_error(target: Target, status: int, body: bytes) -> RelayError:
-        code: ErrorCode | None = None
+        """A refusal: its code and class from the table (an invented code is a lie; so is a
+        refusal without the relay-layer body, or a '200' missing its receipt)."""
         message = f"relayer answered HTTP {status}"
+        data: object = None
         try:
             data = orjson.loads(body)
-            if isinstance(data, dict) and isinstance(data.get("code"), str):
-                code = ErrorCode(data["code"])
-                message = f"{code.value}: {data.get('message', '')}"
-        except (orjson.JSONDecodeError, ValueError):
-            code = None
-        if code is None:
-            outcome = Outcome.MAYBE_SENT if status >= 500 else Outcome.RETRYABLE
-        else:
-            outcome = classify_code(code)
-        return RelayError(message, outcome=outcome, relay_code=code, supplier=target.supplier)
+        except orjson.JSONDecodeError:
+            data = None
+        if status == 200 or not isinstance(data, dict) or not isinstance(data.get("code"), str):
+            return RelayError(
+                f"{message} without a receipt or a relay-layer error body",
+                outcome=Outcome.MAYBE_SENT,
+                supplier=target.supplier,
+                refusal=Refusal.LIE,
+            )
+        code, refusal = refusal_of(data["code"])
+        text = data.get("message")
+        shown = data["code"][:40] if code is None else code.value
+        message = f"{shown}: {text[:200] if isinstance(text, str) else ''}"
+        return RelayError(
+            message,
+            outcome=classify_code(code),
+            relay_code=code,
+            supplier=target.supplier,
+            refusal=refusal,
+        )

@@ -21,25 +21,36 @@ from dataclasses import dataclass
 
 from gateway.cache import AnswerCache, FrontCache, split_id
 from gateway.config import RelayConfig
-from gateway.errors import ClientReason, NoSupplier, RelayFailed, jsonrpc_error_object
+from gateway.errors import (
+    ClientReason,
+    NoSupplier,
+    RelayFailed,
+    ResponseTooLarge,
+    jsonrpc_error_object,
+)
 from gateway.failsafe.hedge import Hedger
 from gateway.failsafe.retry import Outcome, RetryState
 from gateway.jsonrpc import Call as ClientCall
 from gateway.metrics import CIRCUIT_VALUES, GatewayMetrics
-from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target, classify_code
+from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target
 from gateway.selection import Qos
 from gateway.services import Service
 from gateway.sessions import SessionBook, SessionView
-from gateway.store.base import StoreUnavailable
-from protocol.errors import ERROR_TABLE, ErrorCode
+from gateway.store.base import Store, StoreUnavailable
+from protocol.errors import ErrorCode, Refusal
+from rollups.answers import FloorRule
 from rollups.errors import MethodNotFoundError, RequestError
 from rollups.handler import Call, CallPlan, Heights, MethodClass, RetryMode
 
 __all__ = ["CallAnswer", "ClientContext", "Router"]
 
 _METHOD_NOT_FOUND = b"Method not found"
-# Refusals about session timing, not about the supplier's health.
-_NOT_ITS_FAULT = frozenset({ErrorCode.SESSION_NOT_STARTED, ErrorCode.SESSION_EXPIRED})
+# Refusals about session timing: sign for another session, costs no attempt.
+_SESSION_TIMING = frozenset({ErrorCode.SESSION_NOT_STARTED, ErrorCode.SESSION_EXPIRED})
+# Refusals a client may see (DESIGN §3.3): only when every supplier tried answered one of them.
+_SHOWN = frozenset({Refusal.VIEW, Refusal.RETRYABLE})
+FLOOR_TTL = 3600.0  # a client's floor outlives an hour of silence, no more
+PIN_TTL = 3600.0  # a filter a node forgot answers "filter not found" anyway
 # Cache hits only for ids every backend accepts (others get the backend's own refusal).
 _PLAIN_ID = re.compile(rb'-?[0-9]{1,15}|"[^"\\]{0,128}"')
 
@@ -66,6 +77,11 @@ class CallAnswer:
     relay_receipt: str | None = None
     method_class: str = "invalid"
 
+    @property
+    def backend_status(self) -> int | None:
+        """The backend's HTTP status (``Relay-Backend-Status``) of a relayed answer."""
+        return self.status if self.source == "relay" else None
+
 
 def _json_id(value: object) -> str | int | None:
     if isinstance(value, bool):
@@ -89,8 +105,10 @@ class Router:
         cache: AnswerCache | None,
         metrics: GatewayMetrics,
         config: RelayConfig,
+        store: Store | None = None,
     ) -> None:
         self.sessions = sessions
+        self.store = store  # floors and pins, shared by replicas (None: this process only)
         self.client = client
         self.qos = qos
         self.cache = cache
@@ -128,6 +146,7 @@ class Router:
             return _gateway_error(call, -32601, _METHOD_NOT_FOUND.decode(), cls)
         view = self.sessions.signing(svc.service_id, ctx.app)
         heights = self._heights(svc, view)
+        rule = svc.handler.floor_rule(svc.spec, rcall)
         policy = None
         if self.cache is not None and not call.is_notification and _PLAIN_ID.fullmatch(call.raw_id):
             policy = svc.handler.cache_policy(svc.spec, rcall, heights)
@@ -136,6 +155,12 @@ class Router:
                     hit = await self.cache.lookup(policy.key, call.raw_id)
                 except StoreUnavailable:
                     hit = None
+                if (
+                    hit is not None
+                    and rule is not None
+                    and not await self._above_floor(ctx, hit.body)
+                ):
+                    hit = None  # a floored answer never goes backwards, cached or not
                 if hit is not None:
                     self.metrics.child(self.metrics.cache, svc.service_id, "hit").inc()
                     if hit.final and not call.is_notification:
@@ -153,45 +178,58 @@ class Router:
                     )
                 self.metrics.child(self.metrics.cache, svc.service_id, "miss").inc()
         try:
-            answer = await self._route(ctx, view, plan, call.raw)
-        except RelayFailed as exc:
-            code = exc.relay_code
-            if code is not None and classify_code(code) is Outcome.FATAL:
-                # the relayer refused the request itself: a client mistake, answered as such
-                return _gateway_error(call, ERROR_TABLE[code].jsonrpc_code, exc.message, cls)
-            raise
-        answer = await self._settle(ctx, view, plan, call, answer)
+            relayed = await self._route(ctx, view, plan, call.raw)
+        except ResponseTooLarge as exc:
+            return _gateway_error(call, exc.jsonrpc_code, "response too large", cls)
+        if rule is not None:
+            floored = await self._settle_floor(ctx, view, plan, rule, call, relayed)
+            if isinstance(floored, bytes):  # the client's floor, answered by the gateway
+                return CallAnswer(200, floored, "gateway", method_class=cls)
+            relayed = floored
         if (
             self.cache is not None
             and not call.is_notification
             and policy is not None
             and policy.cacheable
         ):
-            store = svc.handler.store_policy(svc.spec, rcall, answer.body, heights)
-            if store.cacheable and store.key is not None:
-                try:
-                    stored = await self.cache.offer(
-                        store.key,
-                        store.ttl,
-                        status=answer.status,
-                        body=answer.body,
-                        supplier="0x" + answer.supplier.hex(),
-                        relay_request=answer.relay_request,
-                        relay_receipt=answer.relay_receipt,
-                    )
-                except StoreUnavailable:
-                    stored = False
-                if stored:
-                    self.metrics.cache.labels(svc.service_id, "store").inc()
+            await self._offer(svc, rcall, relayed, heights)
         return CallAnswer(
-            answer.status,
-            answer.body,
+            relayed.status,
+            relayed.body,
             "relay",
-            "0x" + answer.supplier.hex(),
-            answer.relay_request,
-            answer.relay_receipt,
+            "0x" + relayed.supplier.hex(),
+            relayed.relay_request,
+            relayed.relay_receipt,
             cls,
         )
+
+    async def _offer(
+        self, svc: Service, rcall: Call, answer: RelayAnswer, heights: Heights
+    ) -> None:
+        """Vote for a relayed answer in the cache; failures are never cached."""
+        assert self.cache is not None
+        if answer.status != 200:
+            return
+        check = svc.handler.check_answer(svc.spec, rcall, answer.status, answer.body)
+        if not check.valid or check.error:
+            return
+        store = svc.handler.store_policy(svc.spec, rcall, answer.body, heights)
+        if not store.cacheable or store.key is None:
+            return
+        try:
+            stored = await self.cache.offer(
+                store.key,
+                store.ttl,
+                status=answer.status,
+                body=answer.body,
+                supplier="0x" + answer.supplier.hex(),
+                relay_request=answer.relay_request,
+                relay_receipt=answer.relay_receipt,
+            )
+        except StoreUnavailable:
+            stored = False
+        if stored:
+            self.metrics.cache.labels(svc.service_id, "store").inc()
 
     async def execute_rest(self, ctx: ClientContext, call: Call) -> CallAnswer:
         """Answer one REST-like call (``call.raw`` is the canonical payload, DESIGN §3.3):
@@ -226,26 +264,43 @@ class Router:
     ) -> RelayAnswer:
         pin = plan.pinning
         if pin is not None and pin.handle is not None:
-            pinned = self._pinned(ctx, view, pin.handle)
+            pinned = await self._pinned(ctx, view, pin.handle)
             if pinned is not None:
                 return await self.relay(ctx.service, pinned[0], plan, payload, pinned_to=pinned[1])
         answer = await self.relay(ctx.service, view, plan, payload)
         if pin is not None and pin.creates and answer.status == 200:
             handle = ctx.service.handler.read_handle(answer.body)
             if handle is not None:
-                self._pins[(ctx.client_id, ctx.service.service_id, handle.lower())] = (
-                    view.n,
-                    answer.supplier,
-                )
-                while len(self._pins) > 100_000:
-                    self._pins.popitem(last=False)
+                await self._pin(ctx, handle, view.n, answer.supplier)
         return answer
 
-    def _pinned(
+    def _pin_key(self, ctx: ClientContext, handle: str) -> tuple[str, str, str]:
+        return (ctx.client_id, ctx.service.service_id, handle.lower())
+
+    async def _pin(self, ctx: ClientContext, handle: str, n: int, supplier: bytes) -> None:
+        """Pin a filter handle to the supplier holding it (shared by replicas)."""
+        key = self._pin_key(ctx, handle)
+        self._pins[key] = (n, supplier)
+        while len(self._pins) > 100_000:
+            self._pins.popitem(last=False)
+        if self.store is not None:
+            try:
+                await self.store.pin_put(":".join(key), n.to_bytes(8, "big") + supplier, PIN_TTL)
+            except StoreUnavailable:
+                return
+
+    async def _pinned(
         self, ctx: ClientContext, view: SessionView, handle: str
     ) -> tuple[SessionView, bytes] | None:
-        key = (ctx.client_id, ctx.service.service_id, handle.lower())
+        key = self._pin_key(ctx, handle)
         entry = self._pins.get(key)
+        if entry is None and self.store is not None:
+            try:
+                raw = await self.store.pin_get(":".join(key))
+            except StoreUnavailable:
+                raw = None
+            if raw is not None and len(raw) == 28:  # another replica created the filter
+                entry = (int.from_bytes(raw[:8], "big"), raw[8:])
         if entry is None:
             return None
         n, supplier = entry
@@ -257,23 +312,68 @@ class Router:
             return old, supplier
         return None
 
-    async def _settle(
+    # -- floors ------------------------------------------------------------------------
+    def _floor_key(self, ctx: ClientContext) -> tuple[str, str]:
+        return (ctx.client_id, ctx.service.service_id)
+
+    async def _floor(self, ctx: ClientContext) -> int | None:
+        """The client's floor: the shared store's (every replica's), else this process's."""
+        key = self._floor_key(ctx)
+        local = self._floors.get(key)
+        if self.store is None:
+            return local
+        try:
+            shared = await self.store.floor_get(f"{key[0]}:{key[1]}")
+        except StoreUnavailable:
+            return local
+        if shared is None or (local is not None and local > shared):
+            return local
+        return shared
+
+    async def _above_floor(self, ctx: ClientContext, body: bytes) -> bool:
+        """Is the height in ``body`` at or above the client's floor (or is there none)?"""
+        height = ctx.service.handler.read_height(body)
+        floor = await self._floor(ctx)
+        return floor is None or (height is not None and height >= floor)
+
+    async def _raise_floor(self, ctx: ClientContext, height: int) -> None:
+        key = self._floor_key(ctx)
+        if height > self._floors.get(key, -1):
+            self._floors[key] = height
+        self._floors.move_to_end(key)
+        while len(self._floors) > 100_000:
+            self._floors.popitem(last=False)
+        if self.store is not None:
+            try:
+                await self.store.floor_raise(f"{key[0]}:{key[1]}", height, FLOOR_TTL)
+            except StoreUnavailable:
+                return
+
+    def _height_limit(self, svc: Service, view: SessionView, rule: FloorRule) -> int | None:
+        """The highest height the rule lets in now (None: fewer than two recent reports)."""
+        return rule.limit(self.qos.recent_heights(svc.service_id, view.suppliers, rule.window))
+
+    async def _settle_floor(
         self,
         ctx: ClientContext,
         view: SessionView,
         plan: CallPlan,
+        rule: FloorRule,
         call: ClientCall,
         answer: RelayAnswer,
-    ) -> RelayAnswer:
+    ) -> RelayAnswer | bytes:
+        """The head height never goes backwards for a client, and enters the client's floor
+        only within the rule (DESIGN §4). Returns the answer, or the gateway's own answer
+        (bytes) holding the floor."""
         svc = ctx.service
-        if call.method != "eth_blockNumber" or answer.status != 200:
+        if answer.status != 200:
             return answer
         height = svc.handler.read_height(answer.body)
         if height is None:
             return answer
-        self.qos.observe_height(svc.service_id, answer.supplier, height)
-        key = (ctx.client_id, svc.service_id)
-        floor = self._floors.get(key)
+        self.qos.observe_height(svc.service_id, answer.supplier, height)  # a report too
+        limit = self._height_limit(svc, view, rule)
+        floor = await self._floor(ctx)
         if floor is not None and height < floor:
             # never backwards: ask the highest supplier once, else answer the floor ourselves
             best = max(
@@ -288,30 +388,17 @@ class Router:
                     retry = None
                 if retry is not None:
                     h2 = svc.handler.read_height(retry.body)
-                    if h2 is not None and h2 >= floor:
-                        self._floors[key] = h2
+                    if h2 is not None and h2 >= floor and (limit is None or h2 <= limit):
+                        if rule.admits(h2, self._recent(svc, view, rule)):
+                            await self._raise_floor(ctx, h2)
                         return retry
-            body = (
-                b'{"jsonrpc":"2.0","id":'
-                + call.raw_id
-                + b',"result":"'
-                + hex(floor).encode()
-                + b'"}'
-            )
-            return RelayAnswer(
-                answer.supplier,
-                200,
-                body,
-                answer.relay_request,
-                answer.relay_receipt,
-                answer.latency,
-                answer.receipt_checked,
-            )
-        self._floors[key] = height
-        self._floors.move_to_end(key)
-        while len(self._floors) > 100_000:
-            self._floors.popitem(last=False)
+            return svc.handler.height_answer(call.raw_id, floor)
+        if limit is not None and height <= limit:
+            await self._raise_floor(ctx, height)
         return answer
+
+    def _recent(self, svc: Service, view: SessionView, rule: FloorRule) -> list[int]:
+        return self.qos.recent_heights(svc.service_id, view.suppliers, rule.window)
 
     async def _other_session(
         self, sid: str, view: SessionView, code: ErrorCode | None
@@ -347,16 +434,14 @@ class Router:
         self.metrics.child(self.metrics.selected, sid, supplier_hex).inc()
         try:
             answer = await self.client.relay(
-                target, payload, plan.compute_units, attempt_timeout=per_try
+                target,
+                payload,
+                plan.compute_units,
+                attempt_timeout=per_try,
+                max_bytes=svc.handler.answer_cap(svc.spec, plan.call),
             )
         except RelayError as exc:
-            if exc.outcome is not Outcome.FATAL and exc.relay_code not in _NOT_ITS_FAULT:
-                if exc.refused:
-                    self.qos.refuse(sid, target.supplier, exc.message)
-                self.qos.record_failure(sid, target.supplier)
-                if exc.outcome is Outcome.UNSENT and exc.relay_code is None:
-                    # nothing listens there: open its breaker now, a probe comes back later
-                    self.qos.stats(sid, target.supplier).breaker.trip()
+            self._blame(sid, target.supplier, exc)
             self.metrics.child(self.metrics.relays, sid, supplier_hex, exc.outcome.value).inc()
             self._circuit(sid, target.supplier)
             raise
@@ -373,11 +458,45 @@ class Router:
         self._circuit(sid, target.supplier)
         return answer
 
+    def _blame(self, sid: str, supplier: bytes, exc: RelayError) -> None:
+        """Count a failed attempt in selection by §3.3's refusal classes: a lie is penalised,
+        a supplier-specific or view-dependent refusal is not, an outage counts as a failure;
+        an oversized answer waits until another supplier answered within the cap."""
+        if exc.oversized or exc.refusal in (Refusal.SUPPLIER, Refusal.VIEW):
+            return
+        if exc.lie:
+            self._lied(
+                sid, supplier, "refusal" if exc.relay_code != ErrorCode.BAD_RECEIPT else "answer"
+            )
+            return
+        if exc.refused:
+            self.qos.refuse(sid, supplier, exc.message)
+        self.qos.record_failure(sid, supplier)
+        if exc.outcome is Outcome.UNSENT and exc.relay_code is None:
+            # nothing listens there: open its breaker now, a probe comes back later
+            self.qos.stats(sid, supplier).breaker.trip()
+
+    def _lied(self, sid: str, supplier: bytes, kind: str) -> None:
+        self.qos.record_lie(sid, supplier)
+        self.metrics.child(self.metrics.lies, sid, "0x" + supplier.hex(), kind).inc()
+        self._circuit(sid, supplier)
+
     def _circuit(self, sid: str, supplier: bytes) -> None:
-        state = self.qos.stats(sid, supplier).breaker.state.value
-        self.metrics.child(self.metrics.circuit, sid, "0x" + supplier.hex()).set(
-            CIRCUIT_VALUES[state]
+        st = self.qos.stats(sid, supplier)
+        supplier_hex = "0x" + supplier.hex()
+        self.metrics.child(self.metrics.circuit, sid, supplier_hex).set(
+            CIRCUIT_VALUES[st.breaker.state.value]
         )
+        self.metrics.child(self.metrics.error_rate, sid, supplier_hex).set(st.error_rate)
+
+    def _bad_height(self, svc: Service, view: SessionView, plan: CallPlan, body: bytes) -> bool:
+        """A head height above what the floor rule admits: one supplier pushing it up."""
+        rule = svc.handler.floor_rule(svc.spec, plan.call)
+        if rule is None:
+            return False
+        height = svc.handler.read_height(body)
+        limit = self._height_limit(svc, view, rule)
+        return height is not None and limit is not None and height > limit
 
     async def relay(
         self,
@@ -388,7 +507,13 @@ class Router:
         *,
         pinned_to: bytes | None = None,
     ) -> RelayAnswer:
-        """Relay one payload within ``view``; retries and hedges by the plan's rules."""
+        """Relay one payload within ``view``; retries and hedges by the plan's rules.
+
+        A lie (DESIGN §3.3) is penalised and retried elsewhere when safe; an answer over the
+        call's cap is retried once elsewhere and blamed only when another answered within
+        it (:class:`ResponseTooLarge` when none could). The :class:`RelayFailed` raised at
+        the end shows a relay-layer code only when every supplier tried answered from the
+        view-dependent or retryable groups."""
         sid = svc.service_id
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(
@@ -408,12 +533,14 @@ class Router:
         hedge = plan.retry.hedge and self.cfg.hedge_delay is not None and pinned_to is None
         tried: set[bytes] = set()
         pending: dict[asyncio.Task[RelayAnswer], bytes] = {}
-        last_error: RelayError | None = None
+        failures: list[RelayError] = []
         last_answer: RelayAnswer | None = None
         hedged = False
         switches = 0
         dead: set[bytes] = set()
         first: list[bytes] = []
+        oversized: list[bytes] = []
+        oversize_retried = False
 
         def launch() -> bool:
             if pinned_to is not None:
@@ -431,6 +558,11 @@ class Router:
             task = asyncio.ensure_future(self._attempt(svc, target, plan, payload, timeout))
             pending[task] = supplier
             return True
+
+        def answered(answer: RelayAnswer) -> RelayAnswer:
+            for s in oversized:  # another answered within the cap: the oversized ones lied
+                self._lied(sid, s, "oversized")
+            return answer
 
         if not launch():
             refused = {
@@ -459,6 +591,18 @@ class Router:
                     exc = task.exception()
                     if exc is None:
                         answer = task.result()
+                        if self._bad_height(svc, view, plan, answer.body):
+                            self._lied(sid, supplier, "height")
+                            if (
+                                retry.idempotent
+                                and not pending
+                                and retry.after(Outcome.RETRYABLE)
+                                and launch()
+                            ):
+                                self.metrics.retries.labels(sid).inc()
+                                continue
+                            last_answer = last_answer or answer
+                            continue
                         check = svc.handler.check_answer(
                             svc.spec, plan.call, answer.status, answer.body
                         )
@@ -474,13 +618,25 @@ class Router:
                             continue
                         if hedged and supplier != first[0]:
                             self.metrics.hedges.labels(sid, "won").inc()
-                        return answer
+                        return answered(answer)
                     if not isinstance(exc, RelayError):
                         raise exc
-                    last_error = exc
-                    if exc.relay_code is None:
+                    failures.append(exc)
+                    if exc.oversized:
+                        oversized.append(supplier)
+                        if (
+                            not oversize_retried
+                            and retry.idempotent
+                            and not pending
+                            and pinned_to is None
+                            and launch()
+                        ):
+                            oversize_retried = True  # once elsewhere, whatever the attempts
+                            self.metrics.retries.labels(sid).inc()
+                        continue
+                    if exc.relay_code is None and exc.refusal is None:
                         dead.add(supplier)  # unreachable in any session
-                    if exc.relay_code in _NOT_ITS_FAULT and pinned_to is None and switches < 10:
+                    if exc.relay_code in _SESSION_TIMING and pinned_to is None and switches < 10:
                         # a matter of whose head is where: another session, or the same one a
                         # moment later (at most ~0.5 s of waiting), costs no attempt
                         switches += 1
@@ -498,10 +654,26 @@ class Router:
             for task in pending:
                 task.cancel()
         if last_answer is not None:
-            return last_answer
-        if last_error is not None:
-            raise RelayFailed(last_error.message, relay_code=last_error.relay_code)
+            return answered(last_answer)
+        if oversized and all(f.oversized for f in failures):
+            raise ResponseTooLarge("response too large")
+        if failures:
+            last = failures[-1]
+            shown = all(f.refusal in _SHOWN and f.relay_code is not None for f in failures)
+            if shown:
+                raise RelayFailed(last.message, relay_code=last.relay_code)
+            # in the gateway's words: a relayer's own text never reaches the client
+            causes = sorted({_cause(f) for f in failures})
+            raise RelayFailed(f"no supplier answered ({len(failures)} tried): {'; '.join(causes)}")
         raise NoSupplier(f"no eligible supplier for {sid!r}", reason=ClientReason.NO_SUPPLIER)
+
+
+def _cause(exc: RelayError) -> str:
+    if exc.lie:
+        return "malformed answer"
+    if exc.relay_code is not None:
+        return f"refused ({exc.relay_code.value})"
+    return exc.message  # the gateway's own words (transport, refused endpoint)
 
 
 def _parsed_id(call: ClientCall) -> object:

@@ -41,6 +41,7 @@ class SupplierStats:
     refused: str | None = None  # endpoint refused (private address …): never chosen
     requests: int = 0
     failures: int = 0
+    lies: int = 0  # malformed or lying answers (DESIGN §3.3's lie group, bad heights, caps)
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -95,10 +96,28 @@ class Qos:
         st.error_rate += self._alpha * (1.0 - st.error_rate)
         st.breaker.record_failure()
 
+    def record_lie(self, service: str, supplier: bytes) -> None:
+        """A malformed or lying answer: a failure that also opens the breaker at once, so the
+        liar is skipped until its cooldown ends and then only gets a single probe."""
+        st = self.stats(service, supplier)
+        st.lies += 1
+        self.record_failure(service, supplier)
+        st.breaker.trip()
+
+    def recent_heights(self, service: str, suppliers: Iterable[bytes], window: float) -> list[int]:
+        """Heights the suppliers reported within the last ``window`` seconds."""
+        now = self._clock()
+        out: list[int] = []
+        for s in suppliers:
+            st = self.stats(service, s)
+            if st.height is not None and now - st.height_at <= window:
+                out.append(st.height)
+        return out
+
     def observe_height(self, service: str, supplier: bytes, height: int) -> None:
         st = self.stats(service, supplier)
-        if st.height is None or height >= st.height:
-            st.height = height
+        if st.height is None or height >= st.height or self._clock() - st.height_at > 30.0:
+            st.height = height  # a height not repeated for 30 s may be replaced by a lower one
             st.height_at = self._clock()
 
     def observe_chain(self, service: str, supplier: bytes, ok: bool) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -24,23 +26,22 @@ from gateway.errors import (
     BadRequest,
     ClientReason,
     GatewayError,
-    RelayFailed,
+    ResponseTooLarge,
     jsonrpc_error_body,
 )
-from gateway.failsafe.retry import Outcome
 from gateway.jsonrpc import parse_body
-from gateway.keys import ApiKey, KeyRing, Limiter
+from gateway.keys import KEY_PREFIX, ApiKey, KeyRing
+from gateway.limiter import Limiter
 from gateway.metrics import GatewayMetrics
-from gateway.relay_client import classify_code
 from gateway.router import CallAnswer, ClientContext, Router
 from gateway.services import ServiceTable
 from gateway.sessions import SessionBook
 from protocol.encoding import address_from_hex
-from protocol.errors import ERROR_TABLE, ProtocolError
+from protocol.errors import ProtocolError
 from rollups.errors import RequestError
 from rollups.rest import rest_call, rest_error
 
-__all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app"]
+__all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app", "redact"]
 
 log = logging.getLogger("relaynet.gateway")
 
@@ -48,7 +49,9 @@ CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Expose-Headers": "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Cache",
+    "Access-Control-Expose-Headers": (
+        "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Backend-Status, Relay-Cache"
+    ),
     "Access-Control-Max-Age": "86400",
 }
 JSON = "application/json"
@@ -74,13 +77,30 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+def _refusal_headers(exc: GatewayError) -> dict[str, str]:
+    if exc.retry_after is not None:
+        return {**CORS_HEADERS, "Retry-After": str(exc.retry_after)}
+    return CORS_HEADERS
+
+
 def _error_response(exc: GatewayError, raw_id: bytes = b"null") -> web.Response:
     return web.Response(
         status=exc.http_status,
         body=jsonrpc_error_body(exc, raw_id),
         content_type=JSON,
-        headers=CORS_HEADERS,
+        headers=_refusal_headers(exc),
     )
+
+
+_KEY_LIKE = re.compile(re.escape(KEY_PREFIX) + r"[0-9A-Za-z]+")
+
+
+def redact(text: str, request: web.Request) -> str:
+    """``text`` without the request's API key (path or header) nor anything shaped like one."""
+    key = presented_key(request)
+    if key:
+        text = text.replace(key, "<key>")
+    return _KEY_LIKE.sub(KEY_PREFIX + "<key>", text)
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -120,17 +140,28 @@ def _app_address(app_hex: str) -> bytes:
     return address_from_hex(app_hex)
 
 
-def _answer_headers(answers: tuple[CallAnswer, ...] | list[CallAnswer]) -> dict[str, str]:
-    relayed = [a for a in answers if a.source != "gateway"]
-    if not relayed:
-        return dict(CORS_HEADERS)
+def _answer_headers(answers: Sequence[CallAnswer]) -> dict[str, str]:
+    """The Relay-* headers of a response (DESIGN §4): one entry per answer object in body
+    order, ``-`` for an object answered from the cache or by the gateway; ``Relay-Cache``
+    only when an entry is a hit; a lone hit carries only ``Relay-Cache: hit`` (the others
+    would not verify against the rewritten id)."""
     headers = dict(CORS_HEADERS)
-    headers["Relay-Supplier"] = ",".join(a.supplier or "-" for a in relayed)
-    headers["Relay-Request"] = ",".join(a.relay_request or "-" for a in relayed)
-    headers["Relay-Receipt"] = ",".join(a.relay_receipt or "-" for a in relayed)
-    if any(a.source == "cache" for a in relayed):
-        headers["Relay-Cache"] = ",".join(a.source for a in relayed)
+    relayed = any(a.source == "relay" for a in answers)
+    hits = any(a.source == "cache" for a in answers)
+    if relayed:
+        headers["Relay-Supplier"] = ",".join(_entry(a, a.supplier) for a in answers)
+        headers["Relay-Request"] = ",".join(_entry(a, a.relay_request) for a in answers)
+        headers["Relay-Receipt"] = ",".join(_entry(a, a.relay_receipt) for a in answers)
+        headers["Relay-Backend-Status"] = ",".join(
+            str(a.backend_status) if a.backend_status is not None else "-" for a in answers
+        )
+    if hits:
+        headers["Relay-Cache"] = ",".join("hit" if a.source == "cache" else "-" for a in answers)
     return headers
+
+
+def _entry(answer: CallAnswer, value: str | None) -> str:
+    return (value or "-") if answer.source == "relay" else "-"
 
 
 async def handle_rpc(request: web.Request) -> web.StreamResponse:
@@ -149,16 +180,17 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
             return await handle_ws(request, gw, ctx)
         if request.method != "POST":
             raise BadRequest("use POST (or a WebSocket upgrade)")
+        await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
         body = await _read_body(request, gw.config.limits.max_body_bytes)
         front = _front_hit(gw, ctx, body)
         if front is not None:  # a repeat of a final, cached answer: no parsing needed
-            await gw.limiter.admit(record, ctx.service.service_id, 1)
+            await gw.limiter.admit(record, ctx.service.service_id, 1, prepaid=1)
             gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc()
             return front
         req = parse_body(body, max_batch=gw.config.limits.max_batch)
         if not req.is_batch:
             raw_id = req.calls[0].raw_id
-        await gw.limiter.admit(record, ctx.service.service_id, len(req.calls))
+        await gw.limiter.admit(record, ctx.service.service_id, len(req.calls), prepaid=1)
         gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc(
             len(req.calls)
         )
@@ -172,7 +204,7 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
                 status=batch.status,
                 body=batch.body or None,
                 content_type=JSON if batch.body else None,
-                headers=_answer_headers(batch.answers),
+                headers=_answer_headers(batch.shown),
             )
         answer = await gw.router.execute(ctx, req.calls[0])
         _count(gw, service_label, answer)
@@ -201,10 +233,12 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
 _GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 3, 429: 8, 504: 4}
 
 
-def _rest_refusal(status: int, message: str) -> web.Response:
+def _rest_refusal(
+    status: int, message: str, headers: dict[str, str] = CORS_HEADERS
+) -> web.Response:
     grpc = _GRPC_CODES.get(status, 14 if status >= 500 else 3)  # else UNAVAILABLE / INVALID
     body = orjson.dumps({"code": grpc, "message": message, "details": []})
-    return web.Response(status=status, body=body, content_type=JSON, headers=CORS_HEADERS)
+    return web.Response(status=status, body=body, content_type=JSON, headers=headers)
 
 
 def _rest_target(request: web.Request) -> tuple[str, str]:
@@ -226,24 +260,21 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
     gw.inflight += 1
     try:
         ctx, record = client_context(gw, request)
+        await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
         body = await _read_body(request, gw.config.limits.max_body_bytes)
         path, query = _rest_target(request)
         svc = ctx.service
         try:
             call = rest_call(svc.handler, svc.spec, request.method, path, query, body)
-            await gw.limiter.admit(record, svc.service_id, 1)
+            await gw.limiter.admit(record, svc.service_id, 1, prepaid=1)
             gw.metrics.child(gw.metrics.key_requests, ctx.key_id, svc.service_id).inc()
             answer = await gw.router.execute_rest(ctx, call)
         except RequestError as exc:
             gw.metrics.child(gw.metrics.requests, service_label, "denied", "gateway").inc()
             status, err = rest_error(exc)
             return web.Response(status=status, body=err, content_type=JSON, headers=CORS_HEADERS)
-        except RelayFailed as exc:
-            code = exc.relay_code
-            if code is None or classify_code(code) is not Outcome.FATAL:
-                raise
-            # the relayer refused the request itself: a client mistake, answered as such
-            return _rest_refusal(ERROR_TABLE[code].http_status, exc.message)
+        except ResponseTooLarge:
+            return _rest_refusal(429, "response too large")  # grpc RESOURCE_EXHAUSTED
         _count(gw, service_label, answer)
         return web.Response(
             status=answer.status,
@@ -256,7 +287,7 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
             log.warning("%s: %s: %s", service_label, exc.reason.value, exc.message)
         gw.metrics.refused.labels(exc.reason.value).inc()
         gw.metrics.requests.labels(service_label, "none", exc.reason.value.lower()).inc()
-        return _rest_refusal(exc.http_status, exc.message)
+        return _rest_refusal(exc.http_status, exc.message, _refusal_headers(exc))
     finally:
         gw.inflight -= 1
         gw.metrics.child(gw.metrics.request_seconds, service_label).observe(
@@ -276,11 +307,7 @@ def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | N
         return None
     gw.metrics.child(gw.metrics.cache, sid, "hit").inc()
     gw.metrics.child(gw.metrics.requests, sid, "read", "cached").inc()
-    headers = dict(CORS_HEADERS)
-    headers["Relay-Supplier"] = hit.supplier
-    headers["Relay-Request"] = hit.relay_request
-    headers["Relay-Receipt"] = hit.relay_receipt
-    headers["Relay-Cache"] = "cache"
+    headers = {**CORS_HEADERS, "Relay-Cache": "hit"}
     return web.Response(
         status=hit.status,
         body=hit.prefix + parts[1] + hit.suffix,
@@ -316,12 +343,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 when ready. A Redis outage keeps it 200 with ``"redis": "degraded"`` (the replica
+    serves its key snapshot): replicas must not all leave the load balancer at once."""
     gw = request.app[GATEWAY]
     ready = gw.ready() and not gw.draining
-    return web.json_response(
-        {"ready": ready, "draining": gw.draining, "keys": len(gw.keys)},
-        status=200 if ready else 503,
-    )
+    body: dict[str, object] = {"ready": ready, "draining": gw.draining, "keys": len(gw.keys)}
+    outage = gw.limiter.outage
+    if outage is not None:
+        body["redis"] = "degraded" if outage.degraded else "ok"
+        body["replicas"] = outage.replicas
+    return web.json_response(body, status=200 if ready else 503)
 
 
 def outermost(
@@ -343,7 +374,11 @@ async def _guarded(
     except web.HTTPException:
         raise
     except Exception as exc:  # the outermost boundary: log, answer, keep serving
-        log.exception("unhandled error on %s", request.path)
+        # the path may hold the API key, and so may an exception's text: never logged
+        trace = "".join(traceback.format_exception(exc))
+        log.error(
+            "unhandled error on %s\n%s", redact(request.path, request), redact(trace, request)
+        )
         err = GatewayError(
             f"internal error: {type(exc).__name__}", reason=ClientReason.RELAY_FAILED
         )

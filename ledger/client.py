@@ -397,6 +397,22 @@ class LedgerClient:
     async def treasury(self) -> bytes:
         return _addr(await self._call("Sessions", "treasury"))
 
+    async def admin(self) -> bytes:
+        return _addr(await self._call("Sessions", "admin"))
+
+    async def propose_admin(self, new_admin: bytes) -> TxReceipt:
+        """Admin: step one of the two-step transfer (``new_admin`` then calls accept_admin)."""
+        return await self._send("Sessions", "propose_admin", _cs(new_admin))
+
+    async def accept_admin(self) -> TxReceipt:
+        """The proposed admin takes over."""
+        return await self._send("Sessions", "accept_admin")
+
+    async def chain_id_of(self, n: int) -> int | None:
+        """The chain id recorded with ``H_n`` (the EIP-712 domain of session ``n``), or None."""
+        value = int(await self._call("Sessions", "chain_id_of", n))
+        return value or None
+
     # -- services --------------------------------------------------------------------------
 
     async def register_service(
@@ -456,6 +472,15 @@ class LedgerClient:
             "Services", "transfer_service", service_id_to_bytes(service_id), _cs(new_owner)
         )
 
+    async def propose_service_owner(self, service_id: str, new_owner: bytes) -> TxReceipt:
+        """Owner: step one of the two-step transfer (``new_owner`` then accepts)."""
+        return await self._send(
+            "Services", "propose_service_owner", service_id_to_bytes(service_id), _cs(new_owner)
+        )
+
+    async def accept_service_owner(self, service_id: str) -> TxReceipt:
+        return await self._send("Services", "accept_service_owner", service_id_to_bytes(service_id))
+
     async def service(self, service_id: str) -> ServiceInfo | None:
         raw = service_id_to_bytes(service_id)
         if not await self._call("Services", "is_registered", raw):
@@ -504,6 +529,27 @@ class LedgerClient:
         return await self._send(
             "Suppliers", "set_endpoint", service_id_to_bytes(service_id), endpoint
         )
+
+    async def add_service(self, service_id: str, endpoint: str) -> TxReceipt:
+        """Staked supplier: serve ``service_id`` too, from the next session."""
+        return await self._send(
+            "Suppliers", "add_service", service_id_to_bytes(service_id), endpoint
+        )
+
+    async def remove_service(self, service_id: str) -> TxReceipt:
+        """Staked supplier: stop serving ``service_id`` from the next session."""
+        return await self._send("Suppliers", "remove_service", service_id_to_bytes(service_id))
+
+    async def rotate_receipt_key(self, receipt_key: bytes) -> TxReceipt:
+        """Staked supplier: a new ed25519 receipt key, in force from the next session."""
+        if len(receipt_key) != 32:
+            raise LedgerError("a receipt key is a 32-byte ed25519 public key")
+        return await self._send("Suppliers", "rotate_receipt_key", receipt_key)
+
+    async def receipt_key_at(self, supplier: bytes, n: int) -> bytes | None:
+        """``receipt_key(supplier, n)`` as the contract records it (None: no record)."""
+        value = bytes(await self._call("Suppliers", "receipt_key_at", _cs(supplier), n))
+        return None if value == _ZERO32 else value
 
     async def unstake_supplier(self) -> TxReceipt:
         return await self._send("Suppliers", "unstake_supplier")
@@ -585,6 +631,15 @@ class LedgerClient:
 
     async def delegated(self, app: bytes, gateway: bytes, n: int) -> bool:
         return bool(await self._call("Apps", "delegated", _cs(app), _cs(gateway), n))
+
+    async def signer_ok(self, app: bytes, signer: bytes, n: int) -> bool:
+        """``signer_ok(app, signer, n)`` of DESIGN §3.2, as the contract computes it."""
+        return bool(await self._call("Apps", "signer_ok", _cs(app), _cs(signer), n))
+
+    async def gateway_stake_at(self, gateway: bytes, n: int) -> tuple[bool, int]:
+        """``(staked(g, n), epoch(g, n))`` from the gateway's stake records."""
+        staked, epoch = _values(await self._call("Apps", "gateway_stake_at", _cs(gateway), n))
+        return bool(staked), int(epoch)
 
     # -- gateways --------------------------------------------------------------------------
 

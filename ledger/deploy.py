@@ -77,6 +77,21 @@ class DeployParams:
     initial_supply: int = 1_000_000_000 * TOKEN_UNIT
     treasury: bytes | None = None
 
+    @classmethod
+    def production_defaults(cls) -> DeployParams:
+        """DESIGN §3.1's "default" column where it gives a value."""
+        return cls(
+            L=60,
+            G=5,
+            CO=2,
+            CW=20,
+            PO=1,
+            PW=20,
+            S=24,
+            proof_probability_bps=2500,
+            slash_multiplier_bps=40000,
+        )
+
     @property
     def P(self) -> int:
         return pending_sessions(self.L, self.G, self.CO, self.CW, self.PO, self.PW)

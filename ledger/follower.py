@@ -18,9 +18,17 @@ event                                       snapshot
 ``SupplierWithdrawn``                       ``remove_supplier``
 ``AppStaked`` / ``AppStakeSet``             ``set_app`` / ``set_app_stake(app, from_session, …)``
 ``AppWithdrawn``                            ``set_app(app, None)``
-``DelegationSet``                           ``set_delegation(app, gateway, from_session, …)``
+``Delegated`` / ``Undelegated``             ``set_delegation(app, gateway, from_session, …)``
+``GatewayStakeSet``                         ``set_gateway_stake`` (records with epochs)
+``ServiceAdded`` / ``ServiceRemoved``       the supplier's endpoints (positions come from
+                                            ``PositionSet`` / ``LengthSet``)
+``ReceiptKeySet``                           ``set_receipt_key`` (history by session)
+``SessionChainId``                          ``set_chain_id`` (the chain id recorded with H_n)
 ``Gateway*``                                :attr:`gateways`
 ==========================================  ==================================================
+
+The chain id of a session whose ``H_n`` is not recorded yet is what ``eth_chainId`` answers
+when the follower first sees block ``start(n) - 1``; a ``SessionChainId`` event overrides it.
 
 It also fetches from the chain the hashes of every session boundary block — ``start(n) - 1``
 (H_n), ``grace_end(n)`` (H_g) and ``claim_close(n)`` (H_c) — once the head has reached them,
@@ -132,6 +140,8 @@ class RegistryFollower:
         self.checkpoints: dict[tuple[int, int], bytes] = {}  # (session, kind) -> hash
         self.gateways: dict[bytes, GatewayRecord] = {}
         self.events_applied = 0
+        self.snapshot.default_chain_id = deployment.chain_id
+        self._recorded_chain_ids: set[int] = set()
 
     # -- state -----------------------------------------------------------------------------
 
@@ -252,7 +262,8 @@ class RegistryFollower:
                 )
             events = self._decoder.decode_all(logs)  # type: ignore[arg-type]
             hashes = await self._fetch_boundary_hashes(to, events)
-            self._apply(events, hashes, to)
+            chain_ids = await self._observe_chain_ids(self._next_block, to)
+            self._apply(events, hashes, to, chain_ids)
             await self._advance(to)
         if target < self.deployment.genesis_block:  # nothing deployed yet at this height
             await self._advance(target)
@@ -298,14 +309,36 @@ class RegistryFollower:
             out[h] = bytes(block["hash"])  # type: ignore[typeddict-item]
         return out
 
+    async def _observe_chain_ids(self, first: int, to: int) -> dict[int, int]:
+        """``eth_chainId`` for the sessions whose block ``start(n) - 1`` is in ``[first, to]``
+        (one call per pass, only when a session starts in it; recent sessions only)."""
+        shape = self.deployment.shape
+        lo = max(0, -(-(first + 1 - shape.B0) // shape.L))
+        hi = (to + 1 - shape.B0) // shape.L
+        lo = max(lo, hi - self.hash_sessions)
+        if to < shape.B0 - 1 or hi < lo:
+            return {}
+        with translate_errors("eth_chainId"):
+            chain_id = int(await self._w3.eth.chain_id)
+        return dict.fromkeys(range(lo, hi + 1), chain_id)
+
     # -- applying events -------------------------------------------------------------------
 
-    def _apply(self, events: Iterable[Event], hashes: Mapping[int, bytes], head: int) -> None:
+    def _apply(
+        self,
+        events: Iterable[Event],
+        hashes: Mapping[int, bytes],
+        head: int,
+        chain_ids: Mapping[int, int] | None = None,
+    ) -> None:
         for event in events:
             handler = _HANDLERS.get(event.name)
             if handler is not None:
                 handler(self, event.args)
                 self.events_applied += 1
+        for n, chain_id in (chain_ids or {}).items():
+            if n not in self._recorded_chain_ids:
+                self.snapshot.set_chain_id(n, chain_id)
         for height, block_hash in hashes.items():
             self.snapshot.set_block_hash(height, block_hash)
         shape = self.deployment.shape
@@ -414,10 +447,40 @@ class RegistryFollower:
     def on_app_withdrawn(self, a: Mapping[str, Any]) -> None:
         self.snapshot.set_app(a["app"], None)
 
-    def on_delegation_set(self, a: Mapping[str, Any]) -> None:
+    def on_delegated(self, a: Mapping[str, Any]) -> None:
         self.snapshot.set_delegation(
-            a["app"], a["gateway"], int(a["from_session"]), bool(a["delegated"])
+            a["app"], a["gateway"], int(a["from_session"]), True, int(a["epoch"])
         )
+
+    def on_undelegated(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.set_delegation(a["app"], a["gateway"], int(a["from_session"]), False, 0)
+
+    def on_gateway_stake_set(self, a: Mapping[str, Any]) -> None:
+        self.snapshot.set_gateway_stake(
+            a["gateway"], int(a["from_session"]), bool(a["staked"]), int(a["epoch"])
+        )
+
+    def on_service_added(self, a: Mapping[str, Any]) -> None:
+        info = self._supplier(a["supplier"])
+        endpoints = dict(info.endpoints)
+        endpoints[service_id_from_bytes(a["service"])] = str(a["endpoint"])
+        self.snapshot.put_supplier(replace(info, endpoints=endpoints))
+
+    def on_service_removed(self, a: Mapping[str, Any]) -> None:
+        info = self._supplier(a["supplier"])
+        endpoints = dict(info.endpoints)
+        endpoints.pop(service_id_from_bytes(a["service"]), None)
+        self.snapshot.put_supplier(replace(info, endpoints=endpoints))
+
+    def on_receipt_key_set(self, a: Mapping[str, Any]) -> None:
+        key = bytes(a["receipt_key"])
+        self.snapshot.set_receipt_key(a["supplier"], int(a["from_session"]), key)
+        self.snapshot.put_supplier(replace(self._supplier(a["supplier"]), receipt_key=key))
+
+    def on_session_chain_id(self, a: Mapping[str, Any]) -> None:
+        n = int(a["session"])
+        self._recorded_chain_ids.add(n)
+        self.snapshot.set_chain_id(n, int(a["chain_id"]))
 
     def on_gateway_staked(self, a: Mapping[str, Any]) -> None:
         self.gateways[a["gateway"]] = GatewayRecord(a["gateway"], int(a["stake"]), str(a["url"]))
@@ -461,7 +524,13 @@ _HANDLERS: dict[str, _Handler] = {
     "AppStaked": RegistryFollower.on_app_staked,
     "AppStakeSet": RegistryFollower.on_app_stake_set,
     "AppWithdrawn": RegistryFollower.on_app_withdrawn,
-    "DelegationSet": RegistryFollower.on_delegation_set,
+    "Delegated": RegistryFollower.on_delegated,
+    "Undelegated": RegistryFollower.on_undelegated,
+    "GatewayStakeSet": RegistryFollower.on_gateway_stake_set,
+    "ServiceAdded": RegistryFollower.on_service_added,
+    "ServiceRemoved": RegistryFollower.on_service_removed,
+    "ReceiptKeySet": RegistryFollower.on_receipt_key_set,
+    "SessionChainId": RegistryFollower.on_session_chain_id,
     "GatewayStaked": RegistryFollower.on_gateway_staked,
     "GatewayToppedUp": RegistryFollower.on_gateway_topped_up,
     "GatewayUrlSet": RegistryFollower.on_gateway_url_set,

@@ -16,8 +16,10 @@ __all__ = [
     "CodeInfo",
     "ErrorCode",
     "ProtocolError",
+    "Refusal",
     "RelaynetError",
     "error_body",
+    "refusal_of",
 ]
 
 
@@ -51,40 +53,65 @@ class ErrorCode(StrEnum):
     BAD_PROOF = "BAD_PROOF"
 
 
+class Refusal(StrEnum):
+    """What a gateway makes of a relayer refusing a request the gateway built and checked
+    itself (DESIGN §3.3). The gateway's own request cannot be malformed, so:
+
+    ``LIE``       — the relayer blames a request that was fine: penalise it, retry elsewhere
+                    when safe (never a write that may have reached a backend);
+    ``SUPPLIER``  — true of this supplier only (its services, deny list, prices, size limit):
+                    retry elsewhere, no penalty;
+    ``VIEW``      — about whose view of the sessions is current: switch session or retry
+                    elsewhere;
+    ``RETRYABLE`` — a passing condition (budget, rate, backend down): retry elsewhere.
+
+    A client sees a relay-layer refusal only when every supplier tried answered from the last
+    two groups; any code a relayer invents is a lie.
+    """
+
+    LIE = "lie"
+    SUPPLIER = "supplier"
+    VIEW = "view"
+    RETRYABLE = "retryable"
+
+
 @dataclass(frozen=True, slots=True)
 class CodeInfo:
-    """How one code travels: HTTP status, retry rule, JSON-RPC code shown to clients."""
+    """How one code travels: HTTP status, retry rule, JSON-RPC code shown to clients, and
+    what a gateway makes of a relayer answering it (:class:`Refusal`; a code a relayer has no
+    business answering is a lie)."""
 
     http_status: int
     retryable: bool
     jsonrpc_code: int
+    refusal: Refusal = Refusal.LIE
 
 
 ERROR_TABLE: dict[ErrorCode, CodeInfo] = {
-    ErrorCode.MALFORMED_HEADER: CodeInfo(400, False, -32600),
-    ErrorCode.UNSUPPORTED_VERSION: CodeInfo(400, False, -32600),
-    ErrorCode.PAYLOAD_TOO_LARGE: CodeInfo(413, False, -32600),
-    ErrorCode.PAYLOAD_HASH_MISMATCH: CodeInfo(400, False, -32600),
-    ErrorCode.UNKNOWN_SERVICE: CodeInfo(404, False, -32601),
-    ErrorCode.WRONG_SUPPLIER: CodeInfo(421, False, -32603),
-    ErrorCode.SESSION_NOT_STARTED: CodeInfo(425, True, -32603),
-    ErrorCode.SESSION_EXPIRED: CodeInfo(410, False, -32603),
-    ErrorCode.NOT_IN_SESSION: CodeInfo(403, False, -32603),
-    ErrorCode.APP_NOT_STAKED: CodeInfo(403, False, -32003),
-    ErrorCode.SIGNER_NOT_DELEGATED: CodeInfo(403, False, -32003),
-    ErrorCode.BAD_SIGNATURE: CodeInfo(401, False, -32003),
-    ErrorCode.BAD_COMPUTE_UNITS: CodeInfo(400, False, -32602),
-    ErrorCode.REPLAYED_RELAY: CodeInfo(409, False, -32603),
-    ErrorCode.APP_OVER_BUDGET: CodeInfo(402, True, -32005),
-    ErrorCode.BATCH_NOT_RELAYABLE: CodeInfo(400, False, -32600),
-    ErrorCode.METHOD_DENIED: CodeInfo(403, False, -32601),
-    ErrorCode.BACKEND_UNAVAILABLE: CodeInfo(502, True, -32603),
-    ErrorCode.BACKEND_TIMEOUT: CodeInfo(504, True, -32603),
-    ErrorCode.RATE_LIMITED: CodeInfo(429, True, -32005),
-    ErrorCode.INTERNAL: CodeInfo(500, True, -32603),
-    ErrorCode.MALFORMED_INPUT: CodeInfo(400, False, -32602),
-    ErrorCode.BAD_RECEIPT: CodeInfo(502, True, -32603),
-    ErrorCode.BAD_PROOF: CodeInfo(400, False, -32602),
+    ErrorCode.MALFORMED_HEADER: CodeInfo(400, False, -32600, Refusal.LIE),
+    ErrorCode.UNSUPPORTED_VERSION: CodeInfo(400, False, -32600, Refusal.LIE),
+    ErrorCode.PAYLOAD_TOO_LARGE: CodeInfo(413, False, -32600, Refusal.SUPPLIER),
+    ErrorCode.PAYLOAD_HASH_MISMATCH: CodeInfo(400, False, -32600, Refusal.LIE),
+    ErrorCode.UNKNOWN_SERVICE: CodeInfo(404, False, -32601, Refusal.SUPPLIER),
+    ErrorCode.WRONG_SUPPLIER: CodeInfo(421, False, -32603, Refusal.LIE),
+    ErrorCode.SESSION_NOT_STARTED: CodeInfo(425, True, -32603, Refusal.VIEW),
+    ErrorCode.SESSION_EXPIRED: CodeInfo(410, False, -32603, Refusal.VIEW),
+    ErrorCode.NOT_IN_SESSION: CodeInfo(403, False, -32603, Refusal.VIEW),
+    ErrorCode.APP_NOT_STAKED: CodeInfo(403, False, -32003, Refusal.VIEW),
+    ErrorCode.SIGNER_NOT_DELEGATED: CodeInfo(403, False, -32003, Refusal.VIEW),
+    ErrorCode.BAD_SIGNATURE: CodeInfo(401, False, -32003, Refusal.LIE),
+    ErrorCode.BAD_COMPUTE_UNITS: CodeInfo(400, False, -32602, Refusal.SUPPLIER),
+    ErrorCode.REPLAYED_RELAY: CodeInfo(409, False, -32603, Refusal.LIE),
+    ErrorCode.APP_OVER_BUDGET: CodeInfo(402, True, -32005, Refusal.RETRYABLE),
+    ErrorCode.BATCH_NOT_RELAYABLE: CodeInfo(400, False, -32600, Refusal.LIE),
+    ErrorCode.METHOD_DENIED: CodeInfo(403, False, -32601, Refusal.SUPPLIER),
+    ErrorCode.BACKEND_UNAVAILABLE: CodeInfo(502, True, -32603, Refusal.RETRYABLE),
+    ErrorCode.BACKEND_TIMEOUT: CodeInfo(504, True, -32603, Refusal.RETRYABLE),
+    ErrorCode.RATE_LIMITED: CodeInfo(429, True, -32005, Refusal.RETRYABLE),
+    ErrorCode.INTERNAL: CodeInfo(500, True, -32603, Refusal.RETRYABLE),
+    ErrorCode.MALFORMED_INPUT: CodeInfo(400, False, -32602, Refusal.LIE),
+    ErrorCode.BAD_RECEIPT: CodeInfo(502, True, -32603, Refusal.LIE),
+    ErrorCode.BAD_PROOF: CodeInfo(400, False, -32602, Refusal.LIE),
 }
 
 
@@ -115,6 +142,22 @@ class ProtocolError(RelaynetError):
     """Bad protocol input: a malformed header, hex string, length, signature or proof."""
 
     code = ErrorCode.MALFORMED_INPUT
+
+
+def refusal_of(code: str) -> tuple[ErrorCode | None, Refusal]:
+    """The code a relayer answered and its refusal class; ``(None, LIE)`` for a code that is
+    not in the table (a relayer inventing codes is lying).
+
+    >>> refusal_of("RATE_LIMITED")
+    (<ErrorCode.RATE_LIMITED: 'RATE_LIMITED'>, <Refusal.RETRYABLE: 'retryable'>)
+    >>> refusal_of("FATAL_CLIENT_MISTAKE")
+    (None, <Refusal.LIE: 'lie'>)
+    """
+    try:
+        known = ErrorCode(code)
+    except ValueError:
+        return None, Refusal.LIE
+    return known, ERROR_TABLE[known].refusal
 
 
 def error_body(code: ErrorCode, message: str) -> dict[str, object]:

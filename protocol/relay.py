@@ -19,6 +19,7 @@ the chain spec, ``max_index`` is within ``max_stream_relays`` — is for the rel
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import struct
 from dataclasses import dataclass, field
@@ -248,6 +249,18 @@ class Domain:
         _expect_len(self.settlement, ADDRESS_SIZE, "settlement", ErrorCode.MALFORMED_INPUT)
         object.__setattr__(self, "settlement", bytes(self.settlement))
         object.__setattr__(self, "separator", _domain_separator(self.chain_id, self.settlement))
+
+    def for_chain(self, chain_id: int) -> Domain:
+        """The same verifying contract under ``chain_id``: the domain of a session whose
+        recorded chain id is ``chain_id`` (DESIGN §3.5). Cached; ``self`` when unchanged."""
+        if chain_id == self.chain_id:
+            return self
+        return _domain_for(chain_id, self.settlement)
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_for(chain_id: int, settlement: bytes) -> Domain:
+    return Domain(chain_id, settlement)
 
 
 _PAD12: Final = bytes(12)

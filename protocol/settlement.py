@@ -34,19 +34,24 @@ from protocol.errors import ProtocolError
 
 __all__ = [
     "BPS",
+    "MAX_SLASH_MULTIPLIER_BPS",
+    "MAX_UNBONDING_SESSIONS",
     "MAX_WINDOW_BLOCKS",
+    "ParamSet",
     "Payout",
     "Slash",
     "budget",
     "challenge",
     "claim_tokens",
     "claimed_amount",
+    "params_error",
     "pending_sessions",
     "proof_economics_ok",
     "proof_required",
     "settle_valid",
     "settle_void",
     "validate_mint_shares",
+    "validate_params",
     "validate_slots",
     "validate_windows",
 ]
@@ -54,6 +59,15 @@ __all__ = [
 BPS = 10_000
 MAX_WINDOW_BLOCKS = 200  # G+CO+CW+PO+PW must stay below this (DESIGN §3.1)
 MAX_DIFFICULTY_BITS = 64
+MAX_CLAIM_SPAN = 256  # L+G+CO+CW must stay below this, so a claim can itself record H_n
+MAX_SLOTS = 64
+MAX_LIST = 16  # most delegations per app and services per supplier the contracts can hold
+MAX_UNBONDING_SESSIONS = 10_000
+MAX_SLASH_MULTIPLIER_BPS = 1_000_000  # the contracts' upper cap on slash_multiplier_bps
+MIN_SUPPLIER_SHARE_BPS = 5_000
+MAX_SETTLE_BOUNTY_BPS = 5_000
+MAX_CU_PRICE = 2**128
+MAX_STREAM_RELAYS = 2**32 - 1
 _ROOT_SIZE = 48
 _HASH_SIZE = 32
 _ADDRESS_SIZE = 20
@@ -234,15 +248,147 @@ def validate_windows(G: int, CO: int, CW: int, PO: int, PW: int) -> None:
         raise ProtocolError(f"G+CO+CW+PO+PW = {total} must be below {MAX_WINDOW_BLOCKS}")
 
 
-def proof_economics_ok(proof_probability_bps: int, slash_multiplier_bps: int) -> bool:
-    """Whether skipping proofs never pays: ``p × m >= (1 − p)`` in bps (§3.1).
+def proof_economics_ok(
+    proof_probability_bps: int, slash_multiplier_bps: int, settle_bounty_bps: int
+) -> bool:
+    """Whether fabricating a claim never pays, counting the bounty a supplier takes back when it
+    settles its own void claim: ``p × m × (1 − b) >= (1 − p)`` in bps (§3.1).
 
-    >>> proof_economics_ok(2500, 30000), proof_economics_ok(2500, 29999)
+    >>> proof_economics_ok(2500, 33334, 1000), proof_economics_ok(2500, 33333, 1000)
     (True, False)
+    >>> proof_economics_ok(2500, 30000, 1000)  # the old rule p × m >= 1 − p is not enough
+    False
     """
     _require_bps(proof_probability_bps, "proof_probability_bps")
     _require_int(slash_multiplier_bps, "slash_multiplier_bps")
-    return proof_probability_bps * slash_multiplier_bps >= (BPS - proof_probability_bps) * BPS
+    _require_bps(settle_bounty_bps, "settle_bounty_bps")
+    return (
+        proof_probability_bps * slash_multiplier_bps * (BPS - settle_bounty_bps)
+        >= (BPS - proof_probability_bps) * BPS * BPS
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSet:
+    """Every parameter §3.1's rules speak about: the session shape and the global economics.
+
+    Defaults are the devnet column (a valid set); :func:`params_error` checks a whole set.
+    """
+
+    L: int = 10
+    G: int = 2
+    CO: int = 1
+    CW: int = 5
+    PO: int = 0
+    PW: int = 5
+    S: int = 6
+    min_stake_supplier: int = 1
+    min_stake_app: int = 1
+    min_stake_gateway: int = 1
+    unbonding_sessions: int = 3
+    max_delegations: int = 7
+    max_services_per_supplier: int = 16
+    proof_probability_bps: int = 10_000
+    slash_multiplier_bps: int = 10_000
+    settle_bounty_bps: int = 1_000
+    cu_price: int = 1
+    mint_shares: tuple[int, int, int] = (9000, 500, 500)
+    max_stream_relays: int = 1000
+
+
+def params_error(p: ParamSet) -> str | None:
+    """The first of DESIGN §3.1's rules the whole set ``p`` breaks, or None when it keeps all.
+
+    The message is the contracts' revert reason, word for word (the known answers' ``params``
+    section and the Python = Vyper tests hold both to it).
+
+    >>> params_error(ParamSet()) is None
+    True
+    >>> params_error(ParamSet(proof_probability_bps=2500, slash_multiplier_bps=30000))
+    'params: proof economics p*m*(1-b) >= (1-p) violated'
+    >>> params_error(ParamSet(L=200, CW=53))
+    'params: L+G+CO+CW must be < 256'
+    """
+    for name in (
+        "L", "G", "CO", "CW", "PO", "PW", "S", "min_stake_supplier", "min_stake_app",
+        "min_stake_gateway", "unbonding_sessions", "max_delegations", "max_services_per_supplier",
+        "proof_probability_bps", "slash_multiplier_bps", "settle_bounty_bps", "cu_price",
+        "max_stream_relays",
+    ):  # fmt: skip
+        _require_int(getattr(p, name), name)
+    if len(p.mint_shares) != 3:
+        raise ProtocolError("mint_shares must be (supplier, owner, treasury) bps")
+    for value in p.mint_shares:
+        _require_int(value, "mint_shares")
+    supplier_bps, owner_bps, treasury_bps = p.mint_shares
+    for broken, reason in (
+        (p.L < 1, "params: L must be >= 1"),
+        (not 1 <= p.S <= MAX_SLOTS, "params: S must be 1..64"),
+        (p.CW < 1, "params: CW must be >= 1"),
+        (p.PW < 1, "params: PW must be >= 1"),
+        (p.G + p.CO + p.CW + p.PO + p.PW >= MAX_WINDOW_BLOCKS, "params: G+CO+CW+PO+PW must be < 200"),  # noqa: E501
+        (p.L + p.G + p.CO + p.CW >= MAX_CLAIM_SPAN, "params: L+G+CO+CW must be < 256"),
+    ):  # fmt: skip
+        if broken:
+            return reason
+    P = pending_sessions(p.L, p.G, p.CO, p.CW, p.PO, p.PW)
+    rules: tuple[tuple[bool, str], ...] = (
+        (
+            min(p.min_stake_supplier, p.min_stake_app, p.min_stake_gateway) == 0,
+            "params: min stakes must be > 0",
+        ),
+        (p.unbonding_sessions < P, "params: unbonding_sessions must be >= P"),
+        (
+            p.unbonding_sessions > MAX_UNBONDING_SESSIONS,
+            f"params: unbonding_sessions must be <= {MAX_UNBONDING_SESSIONS}",
+        ),
+        (not 1 <= p.max_delegations <= MAX_LIST, "params: max_delegations must be 1..16"),
+        (
+            not 1 <= p.max_services_per_supplier <= MAX_LIST,
+            "params: max_services_per_supplier must be 1..16",
+        ),
+        (p.proof_probability_bps > BPS, "params: proof_probability_bps above 10000"),
+        (p.settle_bounty_bps > MAX_SETTLE_BOUNTY_BPS, "params: settle_bounty_bps above 5000"),
+        (
+            p.slash_multiplier_bps > MAX_SLASH_MULTIPLIER_BPS,
+            f"params: slash_multiplier_bps above {MAX_SLASH_MULTIPLIER_BPS}",
+        ),
+    )
+    for broken, reason in rules:
+        if broken:
+            return reason
+    if not proof_economics_ok(p.proof_probability_bps, p.slash_multiplier_bps, p.settle_bounty_bps):
+        return "params: proof economics p*m*(1-b) >= (1-p) violated"
+    for broken, reason in (
+        (not 1 <= p.cu_price <= MAX_CU_PRICE, "params: cu_price must be 1..2**128"),
+        (supplier_bps + owner_bps + treasury_bps != BPS, "params: mint shares must sum to 10000"),
+        (supplier_bps < MIN_SUPPLIER_SHARE_BPS, "params: supplier mint share must be >= 5000"),
+        (
+            not 1 <= p.max_stream_relays <= MAX_STREAM_RELAYS,
+            "params: max_stream_relays must be 1..2**32-1",
+        ),
+    ):  # fmt: skip
+        if broken:
+            return reason
+    return None
+
+
+def validate_params(p: ParamSet) -> None:
+    """:func:`params_error` as a check: ProtocolError with the broken rule's reason; a reason
+    about the multiplier also states the contracts' cap on it.
+
+    >>> try:
+    ...     validate_params(ParamSet(proof_probability_bps=2500, slash_multiplier_bps=30000))
+    ... except ProtocolError as exc:
+    ...     print(exc.message)
+    params: proof economics p*m*(1-b) >= (1-p) violated; slash_multiplier_bps is at most 1000000
+    """
+    reason = params_error(p)
+    if reason is None:
+        return
+    if "proof economics" in reason:
+        reason += f"; slash_multiplier_bps is at most {MAX_SLASH_MULTIPLIER_BPS}"
+    raise ProtocolError(reason)
 
 
 def validate_mint_shares(mint_shares: Sequence[int]) -> tuple[int, int, int]:

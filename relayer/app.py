@@ -118,7 +118,12 @@ class Relayer:
     probe_backends: bool = True
 
     def ready(self) -> bool:
-        return self.follower is None or self.follower.caught_up
+        return self.relay_log.healthy and (self.follower is None or self.follower.caught_up)
+
+    def not_ready_reason(self) -> str:
+        if not self.relay_log.healthy:
+            return "relay log failed (fsync and rewrite)"
+        return "follower catching up"
 
     # -- resources, in start order ----------------------------------------------------------
 
@@ -197,12 +202,15 @@ class Relayer:
         """Close the logs and caches of sessions whose grace ended."""
         while True:
             await asyncio.sleep(_HOUSEKEEPING_INTERVAL)
-            if not self.ready():
+            if self.follower is not None and not self.follower.caught_up:
                 continue
             head = self.snapshot.head()
             self.metrics.follower_head.set(head)
             for key in self.verifier.expire(head):
-                await self.relay_log.retire(key)
+                try:
+                    await self.relay_log.retire(key)
+                except RelaynetError as exc:  # the claimer retires it again before claiming
+                    log.warning("cannot retire session %s: %s", key.n, exc.message)
 
     def web_app(self) -> web.Application:
         app = relay_app(self.service, self.websocket.handle)
@@ -252,7 +260,9 @@ def build_relayer(
         chain = LedgerChain(client)
         closers.append(client.close)
     services = build_services(config, spec_base)
-    relay_log = RelayLog(config.data_dir / "logs", metrics)
+    relay_log = RelayLog(
+        config.data_dir / "logs", metrics, fsync_fault_file=config.log.fsync_fault_file
+    )
     meter = BudgetMeter()
     verifier = Verifier(
         snapshot,
@@ -300,6 +310,7 @@ def build_relayer(
         probe_backends=probe_backends,
     )
     service.ready = relayer.ready
+    service.not_ready_reason = relayer.not_ready_reason
     return relayer
 
 

@@ -24,8 +24,9 @@ import hashlib
 import json
 import logging
 import os
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -47,14 +48,16 @@ from protocol.trie import Root, SumTrie
 from relayer.config import ClaimsConfig
 from relayer.interfaces import ClaimStatus, SettlementChain, TxReceipt
 from relayer.metrics import RelayerMetrics
-from relayer.relaylog import RelayLog, SessionKey
+from relayer.relaylog import RelayLog, SessionKey, segment_of
 from session.hydrate import hydrate
 from session.snapshot import RegistrySnapshot
-from session.windows import Windows, windows
+from session.windows import Windows, session_of, windows
 
 __all__ = ["ClaimRecord", "ClaimState", "ClaimStore", "Claimer", "TrieSummary", "build_trie"]
 
 log = logging.getLogger("relaynet.relayer.claimer")
+
+_CHECKPOINT_LOOKBACK = 128  # blocks: older boundaries are left to the claims that need them
 
 _CU = slice(153, 157)
 
@@ -96,6 +99,7 @@ class ClaimRecord:
     paid: int = 0
     gas_wei: int = 0
     txs: tuple[str, ...] = ()
+    counted: tuple[tuple[int, int], ...] = ()  # (log segment, records) the claim's trie read
     reason: str = ""
     updated: float = 0.0
 
@@ -110,6 +114,7 @@ class ClaimRecord:
         data["state"] = ClaimState(data["state"])
         data["slots"] = tuple(data.get("slots", ()))
         data["txs"] = tuple(data.get("txs", ()))
+        data["counted"] = tuple((int(seg), int(n)) for seg, n in data.get("counted", ()))
         return cls(**data)
 
     def spent(self, receipt: TxReceipt) -> ClaimRecord:
@@ -167,6 +172,7 @@ class TrieSummary:
     trie: SumTrie
     relays: int
     mined: int
+    counted: tuple[tuple[int, int], ...] = ()
 
     @property
     def root(self) -> Root:
@@ -174,14 +180,24 @@ class TrieSummary:
 
 
 def build_trie(
-    relay_log: RelayLog, key: SessionKey, h_g: bytes, difficulty_bits: int
+    relay_log: RelayLog,
+    key: SessionKey,
+    h_g: bytes,
+    difficulty_bits: int,
+    counted: Mapping[int, int] | None = None,
 ) -> TrieSummary:
-    """One pass over the log: (relay_key, sha256(leaf), compute_units, ref) of mined relays."""
+    """One pass over the log: (relay_key, sha256(leaf), compute_units, ref) of mined relays.
+
+    ``counted`` (log segment → records) reads exactly the records a claim counted, so a
+    restart rebuilds the claimed trie; the summary says what this pass read."""
     relays = 0
+    per_segment: dict[int, int] = {}
     items: list[tuple[bytes, bytes, int, int]] = []
     sha = hashlib.sha256
-    for record in relay_log.records(key):
+    for record in relay_log.records(key, counted):
         relays += 1
+        seg = segment_of(record.ref)
+        per_segment[seg] = per_segment.get(seg, 0) + 1
         if difficulty_bits and not is_mined(record.relay_key, h_g, difficulty_bits):
             continue
         leaf = record.leaf
@@ -189,7 +205,7 @@ def build_trie(
             (record.relay_key, sha(leaf).digest(), int.from_bytes(leaf[_CU], "big"), record.ref)
         )
     mined = len(items)
-    return TrieSummary(SumTrie.build(items), relays, mined)
+    return TrieSummary(SumTrie.build(items), relays, mined, tuple(sorted(per_segment.items())))
 
 
 @dataclass
@@ -225,6 +241,9 @@ class Claimer:
         self._backoff: dict[SessionKey, _Backoff] = {}
         self._global_backoff = _Backoff(config.retry_initial)
         self._tries: dict[SessionKey, TrieSummary] = {}
+        self._random = random.Random()
+        self._checkpoint_due: dict[tuple[int, int], int] = {}  # (n, kind) -> height to act
+        self._checkpoint_done: set[tuple[int, int]] = set()
 
     async def run(self) -> None:
         """Tick forever (cancelled at shutdown)."""
@@ -246,6 +265,10 @@ class Claimer:
             self._failed(self._global_backoff, "head", exc)
             return
         self._global_backoff = _Backoff(self.config.retry_initial)
+        try:
+            await self.checkpoints(head)
+        except RelaynetError as exc:
+            self._failed(self._global_backoff, "checkpoint", exc)
         keys = set(self.relay_log.existing())
         for record in self.store.all():
             if not record.state.final:
@@ -266,6 +289,46 @@ class Claimer:
                 self._failed(backoff, f"session {key.service_id}/{key.n}", exc)
             else:
                 self._backoff.pop(key, None)
+
+    async def checkpoints(self, head: int) -> None:
+        """DESIGN §3.5: at each session start, grace end and claim close, after a random wait
+        of 1..``checkpoint_wait_blocks`` blocks, checkpoint if the hash is still missing."""
+        shape = self.snapshot.shape()
+        oldest = max(0, head - _CHECKPOINT_LOOKBACK)
+        tail = shape.L - 1 + shape.G + shape.CO + shape.CW  # start(n) .. claim_close(n)
+        first = session_of(max(oldest - tail, shape.B0), shape.B0, shape.L)
+        last = session_of(max(head + 1, shape.B0), shape.B0, shape.L)
+        wait = self.config.checkpoint_wait_blocks
+        checkpointed = False  # one checkpoint records every missing hash up to ``head``
+        for n in range(first, last + 1):
+            w = windows(shape, n)
+            recorded: tuple[bytes | None, ...] | None = None
+            for kind, block in ((0, w.h_n_block), (1, w.h_g_block), (2, w.h_c_block)):
+                event = (n, kind)
+                if block > head or block < oldest or event in self._checkpoint_done:
+                    continue
+                if n == 0 and kind == 0:
+                    continue  # H_0 is stored by the constructor
+                due = self._checkpoint_due.get(event)
+                if due is None:
+                    due = block + (self._random.randint(1, wait) if wait else 0)
+                    self._checkpoint_due[event] = due
+                if head < due:
+                    continue
+                if not checkpointed:
+                    if recorded is None:
+                        recorded = await self.chain.recorded_hashes(n)
+                    if recorded[kind] is None:
+                        receipt = await self.chain.checkpoint()
+                        checkpointed = True
+                        if self.metrics is not None:
+                            self.metrics.checkpoints.inc()
+                            self.metrics.gas.inc(receipt.cost_wei)
+                        log.info("checkpointed at %d (session %d, kind %d)", head, n, kind)
+                self._checkpoint_done.add(event)
+                self._checkpoint_due.pop(event, None)
+        self._checkpoint_done = {e for e in self._checkpoint_done if e[0] >= first}
+        self._checkpoint_due = {e: d for e, d in self._checkpoint_due.items() if e[0] >= first}
 
     def _failed(self, backoff: _Backoff, what: str, exc: RelaynetError) -> None:
         backoff.attempts += 1
@@ -332,10 +395,16 @@ class Claimer:
         if not all(recorded[k] is not None for k in kinds):
             raise RelaynetError(f"session {n}: block hashes could not be checkpointed")
 
-    def _trie(self, key: SessionKey, h_g: bytes, difficulty: int) -> TrieSummary:
+    def _trie(
+        self, key: SessionKey, h_g: bytes, difficulty: int, record: ClaimRecord
+    ) -> TrieSummary:
+        """The session's trie: from every record at claim time, afterwards from exactly the
+        records the claim counted (persisted with it)."""
         summary = self._tries.get(key)
         if summary is None:
-            summary = self._tries[key] = build_trie(self.relay_log, key, h_g, difficulty)
+            counted = dict(record.counted) if record.counted else None
+            summary = build_trie(self.relay_log, key, h_g, difficulty, counted)
+            self._tries[key] = summary
         return summary
 
     async def _claim(
@@ -348,8 +417,10 @@ class Claimer:
         h_g = await self._hash(w.h_g_block)
         sparams = self.snapshot.service_params(key.service_id, key.n)
         econ = self.snapshot.economic_params(key.n)
-        summary = self._trie(key, h_g, sparams.difficulty_bits)
-        record = replace(record, relays=summary.relays, mined=summary.mined)
+        summary = self._trie(key, h_g, sparams.difficulty_bits, record)
+        record = replace(
+            record, relays=summary.relays, mined=summary.mined, counted=summary.counted
+        )
         if summary.mined == 0:
             reason = "no relays" if summary.relays == 0 else "no mined relays"
             return self._final(key, record, ClaimState.SKIPPED, reason, "claims")
@@ -445,7 +516,7 @@ class Claimer:
         h_c = await self._hash(w.h_c_block)
         h_g = await self._hash(w.h_g_block)
         sparams = self.snapshot.service_params(key.service_id, key.n)
-        summary = self._trie(key, h_g, sparams.difficulty_bits)
+        summary = self._trie(key, h_g, sparams.difficulty_bits, record)
         if "0x" + summary.root.encode().hex() != record.root48:
             return self._final(
                 key, record, ClaimState.FAILED, "log no longer matches the claimed root", "proofs"

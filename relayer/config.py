@@ -49,6 +49,7 @@ __all__ = [
     "ChainConfig",
     "ClaimsConfig",
     "KeysConfig",
+    "LogConfig",
     "MetricsConfig",
     "RelayerConfig",
     "ServerConfig",
@@ -120,6 +121,19 @@ class ClaimsConfig(_Strict):
     tick: float = Field(default=0.5, gt=0)
     retry_initial: float = Field(default=1.0, gt=0)
     retry_max: float = Field(default=30.0, gt=0)
+    checkpoint_wait_blocks: int = Field(
+        default=3,
+        ge=0,
+        le=64,
+        description="checkpoint H_n, H_g, H_c after a random wait of 1..this many blocks",
+    )
+
+
+class LogConfig(_Strict):
+    """The relay log. ``fsync_fault_file`` is for tests only: while that file exists, the
+    number written in it is taken and that many following fsyncs fail (``EIO``)."""
+
+    fsync_fault_file: Path | None = None
 
 
 class ServiceConfig(_Strict):
@@ -163,6 +177,7 @@ class RelayerConfig(_Strict):
     server: ServerConfig = ServerConfig()
     metrics: MetricsConfig = MetricsConfig()
     claims: ClaimsConfig = ClaimsConfig()
+    log: LogConfig = LogConfig()
     services: dict[str, ServiceConfig]
 
     @model_validator(mode="after")
@@ -220,6 +235,8 @@ def dump_config(cfg: RelayerConfig) -> str:
     lines += _table("server", cfg.server)
     lines += _table("metrics", cfg.metrics)
     lines += _table("claims", cfg.claims)
+    if cfg.log != LogConfig():
+        lines += _table("log", cfg.log)
     for sid, svc in cfg.services.items():
         lines += _table(f"services.{sid}", svc)
     return "\n".join(lines)

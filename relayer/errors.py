@@ -14,6 +14,7 @@ __all__ = [
     "ClaimError",
     "ConfigError",
     "LogCorrupt",
+    "LogUnavailable",
     "RelayRefused",
     "RelayerError",
 ]
@@ -49,6 +50,14 @@ class LogCorrupt(RelayerError):
     """A session log cannot be used (not a relaynet log, or damaged before its tail)."""
 
     code = ErrorCode.INTERNAL
+
+
+class LogUnavailable(RelayRefused):
+    """The relay log cannot take a record now (a failed write or fsync): the relay is refused
+    with ``INTERNAL`` (retryable) rather than answered without a durable record."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.INTERNAL, message)
 
 
 class ClaimError(RelayerError):

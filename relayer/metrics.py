@@ -87,6 +87,27 @@ class RelayerMetrics:
             subsystem=SUBSYSTEM,
             registry=r,
         )
+        self.fsync_failures = Counter(
+            "log_fsync_failures",
+            "Relay log fsyncs that failed (the segment is sealed and its records rewritten)",
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=r,
+        )
+        self.log_write_failures = Counter(
+            "log_write_failures",
+            "Relay log writes that failed (the segment is sealed, the relay refused)",
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=r,
+        )
+        self.log_state = Gauge(
+            "log_state",
+            "Relay log state: 0 ok, 1 rewriting after a failed fsync (refusing), 2 broken",
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=r,
+        )
         self.ws_streams = Gauge(
             "ws_streams",
             "Open WebSocket relay streams",

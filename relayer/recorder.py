@@ -39,6 +39,10 @@ class Recorder:
         self._key = receipt_key
         self._verifier = verifier
 
+    def check_writable(self) -> None:
+        """Refuse (``INTERNAL``, retryable) while the relay log cannot take records."""
+        self._log.check_writable()
+
     def record(self, relay: VerifiedRelay, status: int, body: bytes) -> ServedRelay:
         """Record the answer to a plain relay (index 0); the relay key becomes *seen*."""
         served = self.record_leaf(

@@ -56,6 +56,7 @@ class RelayService:
         self.recorder = recorder
         self.metrics = metrics
         self.ready = ready
+        self.not_ready_reason: Callable[[], str] = lambda: "follower catching up"
         self._answered = {sid: metrics.relays.labels(sid, "answered") for sid in verifier.services}
         self._backend_error = {
             sid: metrics.relays.labels(sid, "backend_error") for sid in verifier.services
@@ -75,6 +76,7 @@ class RelayService:
         """``POST /v1/relay``: size → verify → forward → record → answer."""
         started = time.perf_counter()
         try:
+            self.recorder.check_writable()  # a failing relay log refuses before the backend
             self.verifier.check_size(request.content_length)
             try:
                 payload = await request.read()
@@ -84,6 +86,11 @@ class RelayService:
                 ) from None
             relay = self.verifier.verify(request.headers.get("Relay-Request"), payload)
         except RelaynetError as exc:
+            return self.refuse(exc)
+        try:  # a session retired for claims is refused before its backend is called
+            self.verifier.session_log(relay.ctx)
+        except RelaynetError as exc:
+            self.verifier.abandon(relay)
             return self.refuse(exc)
         forwarded = time.perf_counter()
         self.metrics.verify_seconds.observe(forwarded - started)
@@ -129,7 +136,7 @@ class RelayService:
     async def readyz(self, request: web.Request) -> web.Response:
         if self.ready():
             return web.json_response({"ready": True})
-        return web.json_response({"ready": False, "reason": "follower catching up"}, status=503)
+        return web.json_response({"ready": False, "reason": self.not_ready_reason()}, status=503)
 
 
 @web.middleware

@@ -17,11 +17,9 @@ from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.errors import RelaynetError
 from relayer.claimer import ClaimStore
 from relayer.config import RelayerConfig
-from relayer.relaylog import FILE_HEADER, SessionKey
+from relayer.relaylog import SessionKey, iter_records
 
 __all__ = ["CLAIM_COLUMNS", "claim_rows", "collect_status", "render_status"]
-
-_RECORD_SIZE = 2 + 4 + 32 + 326 + 4
 
 
 def _log_counts(cfg: RelayerConfig) -> dict[SessionKey, int]:
@@ -30,10 +28,9 @@ def _log_counts(cfg: RelayerConfig) -> dict[SessionKey, int]:
     for path in sorted(root.glob("*/*.log")):
         try:
             key = SessionKey.from_path(path)
-        except RelaynetError:
+            counts[key] = sum(1 for _ in iter_records(path))
+        except (RelaynetError, OSError):
             continue
-        size = path.stat().st_size
-        counts[key] = max(0, (size - len(FILE_HEADER)) // _RECORD_SIZE)
     return counts
 
 

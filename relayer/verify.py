@@ -2,7 +2,7 @@
 
     body size → header parses, version, service served, supplier is itself
     → session current or in grace, supplier holds a slot, app staked for this service,
-      signer is the app or a gateway delegated at n, compute units = the spec's price
+      signer is the app or a gateway with signer_ok at n, compute units = the spec's price
     → digest, relay_key not seen in this session (REPLAYED_RELAY)
     → signature (low-s, recovers to RH.signer) → payload_hash → budget
 
@@ -87,6 +87,7 @@ class SessionContext:
     difficulty_bits: int
     max_stream_relays: int
     budget: SessionBudget
+    domain: Domain  # under the chain id of session n (DESIGN §3.5)
     seen: set[bytes] = field(default_factory=set)
     inflight: set[bytes] = field(default_factory=set)
     delegated: dict[bytes, bool] = field(default_factory=dict)
@@ -199,13 +200,14 @@ class Verifier:
         if signer != header.application:
             ok = ctx.delegated.get(signer)
             if ok is None:
-                ok = ctx.delegated[signer] = self.snapshot.delegated(
+                ok = ctx.delegated[signer] = self.snapshot.signer_ok(
                     header.application, signer, header.session
                 )
             if not ok:
                 raise RelayRefused(
                     ErrorCode.SIGNER_NOT_DELEGATED,
-                    "the signer is neither the app nor a gateway it delegates to in this session",
+                    "the signer is neither the app nor a staked gateway it delegates to "
+                    "(under the gateway's current epoch) in this session",
                 )
         return VerifiedHeader(ctx, service, header, header_bytes, sig)
 
@@ -219,7 +221,7 @@ class Verifier:
                 ErrorCode.BAD_COMPUTE_UNITS,
                 f"{priced.method} costs {priced.compute_units} compute units, the header says {cu}",
             )
-        digest = request_digest_of_bytes(vh.header_bytes, self.domain)
+        digest = request_digest_of_bytes(vh.header_bytes, ctx.domain)
         key = relay_key(digest, index)
         if key in ctx.seen or key in ctx.inflight:
             raise RelayRefused(ErrorCode.REPLAYED_RELAY, "this signed request was already relayed")
@@ -267,7 +269,7 @@ class Verifier:
         ctx = self._contexts.get(key)
         if ctx is not None:
             w = ctx.windows
-            if head > w.grace_end:
+            if head >= w.grace_end:
                 raise RelayRefused(
                     ErrorCode.SESSION_EXPIRED,
                     f"session {key.n} ended its grace at block {w.grace_end}; head is {head}",
@@ -275,7 +277,7 @@ class Verifier:
             return ctx
         shape = self.shape()
         w = windows(shape, key.n)
-        if head > w.grace_end:
+        if head >= w.grace_end:
             raise RelayRefused(
                 ErrorCode.SESSION_EXPIRED,
                 f"session {key.n} ended its grace at block {w.grace_end}; head is {head}",
@@ -303,6 +305,7 @@ class Verifier:
         sparams = self.snapshot.service_params(key.service_id, key.n)
         pending = pending_sessions(shape.L, shape.G, shape.CO, shape.CW, shape.PO, shape.PW)
         limit = session_budget(len(slots), stake, shape.S, pending)
+        chain_id = self.snapshot.chain_id(key.n)
         ctx = SessionContext(
             key=key,
             windows=w,
@@ -313,6 +316,7 @@ class Verifier:
             difficulty_bits=sparams.difficulty_bits,
             max_stream_relays=econ.max_stream_relays,
             budget=self.meter.account(key, limit),
+            domain=self.domain if chain_id is None else self.domain.for_chain(chain_id),
         )
         self._restore(ctx)
         self._contexts[key] = ctx

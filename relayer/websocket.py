@@ -64,6 +64,7 @@ class WebSocketRelay:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
+            self._recorder.check_writable()
             vh = self._verifier.check_header(request.headers.get("Relay-Request"))
             if vh.service.ws_backend is None:
                 raise RelayRefused(
@@ -126,7 +127,7 @@ class WebSocketRelay:
         index = 0
         answered = False
         while True:
-            if self._verifier.snapshot.head() > ctx.windows.grace_end:
+            if self._verifier.snapshot.head() >= ctx.windows.grace_end:
                 await _close(ws, WS_CLOSE_GRACE_ENDED, "GRACE_ENDED")
                 return
             try:

@@ -29,7 +29,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from gateway.config import REMOVED_KEYS as GATEWAY_REMOVED
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, file_defaults
 from protocol.errors import ErrorCode, RelaynetError
 from relayer.config import RelayerConfig
 
@@ -73,6 +73,8 @@ class ConfigKind:
     inputs: tuple[str, ...] = ()
     #: dotted key → what replaced it (refused with "was removed: delete the line")
     removed: Mapping[str, str] = field(default_factory=dict)
+    #: defaults that depend on other keys, filled in (when loading a file) before paths resolve
+    defaults: Callable[[Data], None] | None = None
 
 
 GATEWAY = ConfigKind(
@@ -81,6 +83,7 @@ GATEWAY = ConfigKind(
     "RELAYNET_GATEWAY__",
     inputs=("gateway.private_key_file", "settlement.deployment", "services.*.spec"),
     removed=GATEWAY_REMOVED,
+    defaults=file_defaults,
 )
 RELAYER = ConfigKind(
     "relayer",
@@ -188,6 +191,8 @@ def _parse(
     problems += _overrides(kind, data, environ, origins)
     problems += _placeholders(data, origins)
     if not problems and base is not None:
+        if kind.defaults is not None:
+            kind.defaults(data)
         _resolve_paths(kind.model, data, base)
         if check_files:
             problems += _missing_files(kind, data, base, origins)

@@ -1,8 +1,9 @@
 """Protocol test vectors: generate fresh random cases, and check any vectors file.
 
 ``generate(seed)`` computes every answer with the project's own code (``protocol/`` and
-``session/``) in exactly the format of ``tests/vectors/protocol-kat.json`` (six sections:
-``windows``, ``histories``, ``sessions``, ``relays``, ``tries``, ``claims``), so that an
+``session/``) in exactly the format of ``tests/vectors/protocol-kat.json`` (sections
+``windows``, ``histories``, ``sessions``, ``relays``, ``tries``, ``claims``, ``params``, and
+``delegations``, which only generated files carry), so that an
 independent implementation — the Vyper contracts, another language — can recompute them.
 ``check(data)`` recomputes every answer of a vectors file and lists the disagreements; it is
 how the known-answer file and generated files are verified.
@@ -38,6 +39,7 @@ from protocol.relay import (
     verify_receipt,
 )
 from protocol.trie import EMPTY, Node, Root, SumTrie, proof_is_valid
+from session.delegations import DelegationBook
 from session.positions import PositionHistory
 from session.slots import distinct_suppliers, session_seed, slots
 from session.snapshot import SessionShape
@@ -45,7 +47,16 @@ from session.windows import session_of, windows
 
 __all__ = ["SECTIONS", "check", "generate"]
 
-SECTIONS = ("windows", "histories", "sessions", "relays", "tries", "claims")
+SECTIONS = (
+    "windows",
+    "histories",
+    "sessions",
+    "relays",
+    "tries",
+    "claims",
+    "params",
+    "delegations",
+)
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 Case = dict[str, Any]
 
@@ -72,6 +83,8 @@ def generate(seed: int) -> dict[str, list[Case]]:
         "relays": _gen_relays(rng),
         "tries": _gen_tries(rng),
         "claims": _gen_claims(rng),
+        "params": _gen_params(rng),
+        "delegations": _gen_delegations(rng),
     }
 
 
@@ -537,6 +550,164 @@ def _claim_out(case: Case) -> dict[str, Any]:
     }
 
 
+# params: §3.1's rules on whole parameter sets
+
+
+_PARAM_FIELDS = (
+    "L",
+    "G",
+    "CO",
+    "CW",
+    "PO",
+    "PW",
+    "proof_probability_bps",
+    "slash_multiplier_bps",
+    "settle_bounty_bps",
+    "unbonding_sessions",
+    "mint_shares",
+)
+
+
+def param_set(case: Case) -> st.ParamSet:
+    """The :class:`protocol.settlement.ParamSet` of a ``params`` case (other fields: devnet)."""
+    values = {k: case[k] for k in _PARAM_FIELDS}
+    values["mint_shares"] = tuple(case["mint_shares"])
+    return st.ParamSet(**values)
+
+
+def _gen_params(rng: random.Random) -> list[Case]:
+    """Random sets near each rule's boundary, about half of them valid."""
+    cases: list[Case] = []
+    for i in range(40):
+        case: Case = {
+            "L": rng.choice([1, 10, 60, 200, rng.randint(1, 255)]),
+            "G": rng.randint(0, 10),
+            "CO": rng.randint(0, 5),
+            "CW": rng.randint(1, 40),
+            "PO": rng.randint(0, 5),
+            "PW": rng.randint(1, 60),
+            "proof_probability_bps": rng.choice([0, 1, 2500, 2500, 5000, 9999, 10000, 10000]),
+            "settle_bounty_bps": rng.choice([0, 1000, 2500, 5000]),
+            "mint_shares": rng.choice([[9000, 500, 500], [5000, 2500, 2500], [10000, 0, 0]]),
+        }
+        p, b = case["proof_probability_bps"], case["settle_bounty_bps"]
+        # the smallest multiplier the bounty rule accepts, then one side of it
+        need = st.BPS**3 * (st.BPS - p)
+        m = 0 if p == 0 else -(-need // (p * (st.BPS - b))) // st.BPS
+        while p and p * m * (st.BPS - b) < (st.BPS - p) * st.BPS**2:
+            m += 1
+        offset = rng.choice([-1, 0, 0, 1, 500])
+        case["slash_multiplier_bps"] = min(max(m + offset, 0), 1_000_001)
+        P = st.pending_sessions(
+            case["L"], case["G"], case["CO"], case["CW"], case["PO"], case["PW"]
+        )
+        case["unbonding_sessions"] = P
+        kind = i % 8
+        if kind == 1:  # the claim span L+G+CO+CW around 256
+            case["L"] = 256 - case["G"] - case["CO"] - case["CW"] - rng.choice([0, 1])
+        elif kind == 2:  # the windows' sum around 200
+            case["PW"] = max(
+                1, 200 - case["G"] - case["CO"] - case["CW"] - case["PO"] - rng.choice([0, 1])
+            )
+        elif kind == 3:  # supplier's mint share around half
+            s = rng.choice([4999, 5000])
+            case["mint_shares"] = [s, 10000 - s - 100, 100]
+        elif kind == 4:  # bounty around half
+            case["settle_bounty_bps"] = rng.choice([5000, 5001])
+            case["slash_multiplier_bps"] = 1_000_000
+            case["proof_probability_bps"] = 5000
+        elif kind == 5:  # empty windows
+            case[rng.choice(["CW", "PW", "L"])] = 0
+        elif kind == 6:  # the old rule's multiplier
+            case["proof_probability_bps"], case["settle_bounty_bps"] = 2500, 1000
+            case["slash_multiplier_bps"] = 30000
+        P = (
+            st.pending_sessions(
+                case["L"], case["G"], case["CO"], case["CW"], case["PO"], case["PW"]
+            )
+            if case["L"] >= 1
+            else 1
+        )
+        case["unbonding_sessions"] = rng.choice(
+            [max(0, P - 1), P, P, P, P + 2, P + 2, 10_000, 10_001]
+        )
+        reason = st.params_error(param_set(case))
+        case["valid"] = reason is None
+        case["note"] = reason or "valid"
+        cases.append(case)
+    return cases
+
+
+# delegations: gateway stake records, epochs and signer_ok (§3.2)
+
+DELEGATION_UNBONDING = 2  # unbonding_sessions of the cases (P of the replaying test's shape)
+
+
+def _gen_delegations(rng: random.Random) -> list[Case]:
+    return [_gen_delegation(rng) for _ in range(6)]
+
+
+def _gen_delegation(rng: random.Random) -> Case:
+    """Operations by session, in transaction order, only those the contracts accept, then
+    ``signer_ok(app, g, n)`` queries. A restake after an unstake waits out the unbonding."""
+    apps = [_h(_addr(rng)) for _ in range(rng.randint(1, 2))]
+    gateways = [_h(_addr(rng)) for _ in range(rng.randint(1, 3))]
+    book = DelegationBook()
+    staked: dict[str, bool] = dict.fromkeys(gateways, False)
+    withdrawable: dict[str, int] = dict.fromkeys(gateways, 0)
+    delegated: set[tuple[str, str]] = set()
+    ops: list[Case] = []
+    last = rng.randint(5, 9)
+    for s in range(last):
+        for _ in range(rng.randint(0, 3)):
+            g, a = rng.choice(gateways), rng.choice(apps)
+            choice = rng.random()
+            if not staked[g] and s >= withdrawable[g]:
+                book.stake_gateway(address_from_hex(g), s)
+                staked[g] = True
+                ops.append({"session": s, "op": "stake", "gateway": g})
+            elif staked[g] and choice < 0.25:
+                book.unstake_gateway(address_from_hex(g), s)
+                staked[g] = False
+                withdrawable[g] = s + DELEGATION_UNBONDING
+                ops.append({"session": s, "op": "unstake", "gateway": g})
+            elif (a, g) in delegated and choice < 0.45:
+                book.undelegate(address_from_hex(a), address_from_hex(g), s)
+                delegated.discard((a, g))
+                ops.append({"session": s, "op": "undelegate", "app": a, "gateway": g})
+            elif staked[g] and (a, g) not in delegated:
+                book.delegate(address_from_hex(a), address_from_hex(g), s)
+                delegated.add((a, g))
+                ops.append({"session": s, "op": "delegate", "app": a, "gateway": g})
+    queries = [
+        {"app": a, "gateway": g, "n": n, "signer_ok": _signer_ok(book, a, g, n)}
+        for a in apps
+        for g in [*gateways, a]
+        for n in range(last + 2)
+    ]
+    return {"unbonding_sessions": DELEGATION_UNBONDING, "ops": ops, "queries": queries}
+
+
+def _signer_ok(book: DelegationBook, app: str, gateway: str, n: int) -> bool:
+    return book.signer_ok(address_from_hex(app), address_from_hex(gateway), n)
+
+
+def delegation_book(ops: list[Case]) -> DelegationBook:
+    """Replay a ``delegations`` case's operations with the contract rules of ``session/``."""
+    book = DelegationBook()
+    for op in ops:
+        g, s = address_from_hex(op["gateway"]), op["session"]
+        if op["op"] == "stake":
+            book.stake_gateway(g, s)
+        elif op["op"] == "unstake":
+            book.unstake_gateway(g, s)
+        elif op["op"] == "delegate":
+            book.delegate(address_from_hex(op["app"]), g, s)
+        else:
+            book.undelegate(address_from_hex(op["app"]), g, s)
+    return book
+
+
 # ---------------------------------------------------------------------------------------------
 # checking
 
@@ -551,6 +722,8 @@ def check(data: dict[str, list[Case]]) -> list[str]:
         "relays": _check_relay,
         "tries": _check_trie,
         "claims": _check_claim,
+        "params": _check_params,
+        "delegations": _check_delegations,
     }
     for section in SECTIONS:
         for i, case in enumerate(data.get(section, [])):
@@ -643,3 +816,19 @@ def _check_claim(case: Case) -> list[str]:
             return []
         return ["invalid slots accepted"]
     return _diff(case["out"], _claim_out(case))
+
+
+def _check_params(case: Case) -> list[str]:
+    reason = st.params_error(param_set(case))
+    if (reason is None) != case["valid"]:
+        return [f"valid: expected {case['valid']!r}, got {reason or 'valid'}"]
+    return []
+
+
+def _check_delegations(case: Case) -> list[str]:
+    book = delegation_book(case["ops"])
+    return [
+        f"signer_ok({q['app']}, {q['gateway']}, {q['n']}): expected {q['signer_ok']}"
+        for q in case["queries"]
+        if _signer_ok(book, q["app"], q["gateway"], q["n"]) != q["signer_ok"]
+    ]

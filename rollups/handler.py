@@ -64,6 +64,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from rollups.answers import FloorRule
     from rollups.errors import RequestError
     from rollups.spec import ChainSpec
 
@@ -491,4 +492,20 @@ class RpcHandler(Protocol):
 
     def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
         """Checks on a backend's answer to ``call`` (HTTP status + body)."""
+        ...
+
+    # -- what a gateway accepts from suppliers (rollups.answers) ----------------------------
+    def answer_cap(self, spec: ChainSpec, call: Call) -> int:
+        """The most bytes an answer to ``call`` may have (``spec.answers``: the large cap for
+        traces and logs, the default cap otherwise)."""
+        ...
+
+    def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
+        """The floor rule when ``call`` asks for the head height (never backwards for a
+        client), else None."""
+        ...
+
+    def height_answer(self, raw_id: bytes, height: int) -> bytes:
+        """The answer a backend would give to the head-height call, for ``height`` and the
+        client's id (raw JSON bytes): what the gateway answers from a client's floor."""
         ...

@@ -29,6 +29,9 @@ in compute units, finality, backend roles and method-policy overrides. Example::
 
     [cache]
     head_ttl = 1.0                     # seconds for latest / unfinalized answers (0 = never)
+    [answers]                          # what a gateway accepts from suppliers
+    max_bytes = 16777216               # one answer's cap (traces and logs: large_max_bytes)
+    allowed_lag = 10.0                 # seconds a height may lead the suppliers' lower median
     [timeouts]
     default = 10.0
     write = 30.0
@@ -63,6 +66,7 @@ from rollups.handler import DEFAULT_ROLE, MethodClass
 
 __all__ = [
     "SERVICE_ID_PATTERN",
+    "AnswerSettings",
     "ArbitrumSettings",
     "BackendRole",
     "CacheSettings",
@@ -214,6 +218,22 @@ class CacheSettings(BaseModel):
     head_ttl: float = Field(default=1.0, ge=0.0)
 
 
+class AnswerSettings(BaseModel):
+    """What a gateway accepts from suppliers for this service (DESIGN §4).
+
+    ``max_bytes``: the cap of one answer; ``large_max_bytes``: the cap of the handler's large
+    class (traces and logs); ``allowed_lag``: seconds a reported height may stand above the
+    lower median of the suppliers' heights and still enter a client's ``eth_blockNumber``
+    floor (divided by ``block_time`` to count blocks).
+    """
+
+    model_config = _STRICT
+
+    max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    large_max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024)
+    allowed_lag: float = Field(default=10.0, ge=0.0)
+
+
 class Timeouts(BaseModel):
     """Seconds to wait for a backend: ordinary calls, writes, long polls."""
 
@@ -252,6 +272,7 @@ class ChainSpec(BaseModel):
     backends: dict[str, BackendRole] = Field(default_factory=dict)
     methods: MethodSettings = Field(default_factory=MethodSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    answers: AnswerSettings = Field(default_factory=AnswerSettings)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     arbitrum: ArbitrumSettings | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)

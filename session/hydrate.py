@@ -103,7 +103,7 @@ def hydrate(snapshot: RegistrySnapshot, service_id: str, app: Address, n: int) -
             SessionSupplier(
                 address=address,
                 endpoint=None if info is None else info.endpoints.get(service_id),
-                receipt_key=None if info is None else info.receipt_key,
+                receipt_key=snapshot.receipt_key(address, n),
                 slots=tuple(held[address]),
             )
         )

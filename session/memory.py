@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from session.delegations import DelegationBook
 from session.errors import InvalidSessionInput, MissingHistory, SnapshotNotReady, UnknownService
 from session.history import History
 from session.positions import PositionHistory
@@ -51,8 +52,10 @@ class MemorySnapshot:
         self._suppliers: dict[Address, SupplierInfo] = {}
         self._app_services: dict[Address, str] = {}
         self._app_stakes: dict[Address, History[int]] = {}
-        self._delegations: dict[tuple[Address, Address], History[bool]] = {}
-        self._gateways_of: dict[Address, list[Address]] = {}
+        self.book = DelegationBook()
+        self._receipt_keys: dict[Address, History[bytes]] = {}
+        self._chain_ids: dict[int, int] = {}
+        self.default_chain_id: int | None = None
 
     # -- RegistrySnapshot ------------------------------------------------------------------
 
@@ -107,14 +110,31 @@ class MemorySnapshot:
         return self._app_services.get(app)
 
     def delegated(self, app: Address, gateway: Address, n: int) -> bool:
-        history = self._delegations.get((app, gateway))
-        return False if history is None else history.at(n) is True
+        return self.book.delegation(app, gateway, n).active
+
+    def signer_ok(self, app: Address, signer: Address, n: int) -> bool:
+        return self.book.signer_ok(app, signer, n)
+
+    def receipt_key(self, supplier: Address, n: int) -> bytes | None:
+        history = self._receipt_keys.get(supplier)
+        if history is not None:
+            return history.at(n)
+        info = self._suppliers.get(supplier)  # filled by hand, without a key history
+        return None if info is None else info.receipt_key
+
+    def chain_id(self, n: int) -> int | None:
+        return self._chain_ids.get(n, self.default_chain_id)
 
     # -- further reads ---------------------------------------------------------------------
 
     def delegations(self, app: Address, n: int) -> list[Address]:
-        """The gateways ``app`` delegates to in session ``n`` (in the order first delegated)."""
-        return [g for g in self._gateways_of.get(app, ()) if self.delegated(app, g, n)]
+        """The gateways ``app`` may be signed for by in session ``n`` (``signer_ok``), in the
+        order first delegated."""
+        return [g for g in self.book.gateways_of(app) if self.signer_ok(app, g, n)]
+
+    def receipt_key_records(self, supplier: Address) -> list[tuple[int, bytes]]:
+        history = self._receipt_keys.get(supplier)
+        return [] if history is None else history.records()
 
     def services(self) -> list[ServiceInfo]:
         """Every registered service."""
@@ -186,14 +206,34 @@ class MemorySnapshot:
         )
 
     def set_delegation(
-        self, app: Address, gateway: Address, from_session: int, delegated: bool
+        self, app: Address, gateway: Address, from_session: int, delegated: bool, epoch: int = 1
     ) -> None:
-        key = (_address(app, "an application"), _address(gateway, "a gateway"))
-        history = self._delegations.get(key)
-        if history is None:
-            history = self._delegations[key] = History()
-            self._gateways_of.setdefault(app, []).append(gateway)
-        history.set(from_session, delegated)
+        """Apply ``Delegated`` (``delegated`` true, under ``epoch``) or ``Undelegated``."""
+        self.book.set_delegation(
+            _address(app, "an application"),
+            _address(gateway, "a gateway"),
+            from_session,
+            delegated,
+            epoch,
+        )
+
+    def set_gateway_stake(
+        self, gateway: Address, from_session: int, staked: bool, epoch: int
+    ) -> None:
+        """Apply ``GatewayStakeSet(gateway, staked, epoch, from_session)``."""
+        self.book.set_gateway_stake(_address(gateway, "a gateway"), from_session, staked, epoch)
+
+    def set_receipt_key(self, supplier: Address, from_session: int, key: bytes) -> None:
+        """Apply ``ReceiptKeySet(supplier, key, from_session)``."""
+        if len(key) != HASH_SIZE:
+            raise InvalidSessionInput("a receipt key is 32 bytes")
+        self._receipt_keys.setdefault(_address(supplier, "a supplier"), History()).set(
+            from_session, key
+        )
+
+    def set_chain_id(self, n: int, chain_id: int) -> None:
+        """The chain id recorded with ``H_n`` (``SessionChainId``), or seen at ``start(n) - 1``."""
+        self._chain_ids[n] = chain_id
 
     # -- contract rules, for tests and tools -----------------------------------------------
 

@@ -136,5 +136,19 @@ class RegistrySnapshot(Protocol):
         ...
 
     def delegated(self, app: Address, gateway: Address, n: int) -> bool:
-        """Whether ``app`` delegates to ``gateway`` in session ``n``."""
+        """Whether ``app``'s delegation record for ``gateway`` is active in session ``n``."""
+        ...
+
+    def signer_ok(self, app: Address, signer: Address, n: int) -> bool:
+        """``signer_ok(app, g, n)`` of DESIGN §3.2: the app itself, or a gateway delegated at
+        ``n``, staked at ``n`` and under the delegation's epoch."""
+        ...
+
+    def receipt_key(self, supplier: Address, n: int) -> bytes | None:
+        """``receipt_key(supplier, n)``: the ed25519 key receipts of session ``n`` are checked
+        against (the latest record with ``from_session <= n``), or None."""
+        ...
+
+    def chain_id(self, n: int) -> int | None:
+        """The chain id of session ``n`` (its EIP-712 domain, §3.5), or None when unknown."""
         ...

@@ -21,11 +21,11 @@ Worked example with the devnet shape ``B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5
 >>> session_of(139, 100, 10), session_of(140, 100, 10)
 (3, 4)
 
-A relayer accepts session ``n`` once it has seen block ``start(n) - 1`` and while its head is at
-most ``grace_end(n)``:
+A relayer accepts session ``n`` once it has seen block ``start(n) - 1`` and while its head is
+below ``grace_end(n)`` (so ``H_g(n)`` is unknown to anyone while relays can still be added):
 
 >>> [relay_status(h, 3, shape).value for h in (128, 129, 139, 140, 141, 142)]
-['not_started', 'current', 'current', 'in_grace', 'in_grace', 'expired']
+['not_started', 'current', 'current', 'in_grace', 'expired', 'expired']
 """
 
 from __future__ import annotations
@@ -89,11 +89,11 @@ class Windows:
         """Whether a relayer whose head is ``head`` accepts relays of this session."""
         if head < self.h_n_block:
             return RelayStatus.NOT_STARTED
+        if head >= self.grace_end:
+            return RelayStatus.EXPIRED
         if head <= self.end:
             return RelayStatus.CURRENT
-        if head <= self.grace_end:
-            return RelayStatus.IN_GRACE
-        return RelayStatus.EXPIRED
+        return RelayStatus.IN_GRACE
 
     def in_claim_window(self, height: int) -> bool:
         """Whether a claim for this session can be made at ``height``."""
@@ -116,9 +116,9 @@ class RelayStatus(Enum):
     """Where a relayer's head stands for one session (DESIGN §3.2, "Whose height counts")."""
 
     NOT_STARTED = "not_started"  # head < start(n) - 1: answer SESSION_NOT_STARTED (retryable)
-    CURRENT = "current"  # start(n) - 1 <= head <= end(n): accepted
-    IN_GRACE = "in_grace"  # end(n) < head <= grace_end(n): accepted
-    EXPIRED = "expired"  # head > grace_end(n): answer SESSION_EXPIRED
+    CURRENT = "current"  # start(n) - 1 <= head <= end(n), head < grace_end(n): accepted
+    IN_GRACE = "in_grace"  # end(n) < head < grace_end(n): accepted
+    EXPIRED = "expired"  # head >= grace_end(n): answer SESSION_EXPIRED
 
     @property
     def accepted(self) -> bool:
@@ -173,7 +173,7 @@ def relay_status(head: int, n: int, shape: WindowShape) -> RelayStatus:
 
 def accepts_relays(head: int, n: int, shape: WindowShape) -> bool:
     """Whether a relayer whose head is ``head`` accepts relays of session ``n``: it has seen
-    block ``start(n) - 1`` and its head is at most ``grace_end(n)``."""
+    block ``start(n) - 1`` and its head is below ``grace_end(n)``."""
     return relay_status(head, n, shape).accepted
 
 
@@ -195,8 +195,10 @@ def signing_session(head: int, shape: WindowShape, lag: int = 0) -> int:
     The gateway signs for ``n(head)``, which every relayer at most ``lag`` blocks behind it
     already accepts whenever ``head - lag >= start(n) - 1``. Just after a session boundary, when
     a relayer ``lag`` blocks behind may not yet have seen block ``start(n) - 1``, it signs for
-    ``n - 1`` instead, as long as ``n - 1`` is still in grace at ``head``. With ``lag`` at most
-    ``min(L, G) + 1`` the answer is accepted by every relayer whose head is in
+    ``n - 1`` instead, as long as ``head < grace_end(n - 1)`` (relayers accept a session only
+    below its grace end, so the gateway stops signing for it one block earlier than it used to).
+    With ``lag`` at most
+    ``min(L, G)`` the answer is accepted by every relayer whose head is in
     ``[head - lag, head]``. ``lag`` 0 or 1 always gives ``n(head)`` (a relayer one block behind
     has seen ``start(n) - 1``); a relayer further behind that still answers
     ``SESSION_NOT_STARTED`` is handled with :func:`fallback_session`.
@@ -204,23 +206,25 @@ def signing_session(head: int, shape: WindowShape, lag: int = 0) -> int:
     >>> from session.snapshot import SessionShape
     >>> shape = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
     >>> [signing_session(h, shape, lag=3) for h in (139, 140, 141, 142, 143)]
-    [3, 3, 3, 4, 4]
+    [3, 3, 4, 4, 4]
     """
     if lag < 0:
         raise InvalidSessionInput(f"lag must be >= 0, got {lag}")
     n = session_of(head, shape.B0, shape.L)
+    if head >= windows(shape, n).grace_end:  # G = 0 and head = end(n): n is over, n+1 started
+        return n + 1
     if n > 0:
         h_n_block = windows(shape, n).h_n_block
-        if head - lag < h_n_block and head <= windows(shape, n - 1).grace_end:
+        if head - lag < h_n_block and head < windows(shape, n - 1).grace_end:
             return n - 1
     return n
 
 
 def fallback_session(head: int, n: int, shape: WindowShape) -> int | None:
     """The session to sign for after a relayer answered ``SESSION_NOT_STARTED`` for ``n``:
-    ``n - 1`` while it is still in grace at the gateway's ``head``, else None (retry ``n``
-    later)."""
+    ``n - 1`` while the gateway's ``head`` is below ``grace_end(n - 1)``, else None (retry
+    ``n`` later)."""
     if n <= 0:
         return None
     previous = windows(shape, n - 1)
-    return n - 1 if head <= previous.grace_end else None
+    return n - 1 if head < previous.grace_end else None

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from gateway.store.base import Store, StoreUnavailable
+from gateway.store.base import Admission, Charge, Store, StoreUnavailable
 
 __all__ = ["FallbackStore"]
 
@@ -63,6 +63,17 @@ class FallbackStore:
             lambda: self.fallback.take(bucket, rate, burst, cost),
         )
 
+    async def admit(self, charge: Charge) -> Admission:
+        return await self._run(
+            lambda: self.primary.admit(charge), lambda: self.fallback.admit(charge)
+        )
+
+    async def limit_counts(self, tag: str, period: int, services: list[str]) -> list[int]:
+        return await self._run(
+            lambda: self.primary.limit_counts(tag, period, services),
+            lambda: self.fallback.limit_counts(tag, period, services),
+        )
+
     async def incr(self, counter: str, amount: int = 1, ttl: float | None = None) -> int:
         return await self._run(
             lambda: self.primary.incr(counter, amount, ttl),
@@ -89,6 +100,28 @@ class FallbackStore:
         return await self._run(
             lambda: self.primary.vote(key, digest, voter, ttl),
             lambda: self.fallback.vote(key, digest, voter, ttl),
+        )
+
+    async def floor_raise(self, key: str, value: int, ttl: float) -> int:
+        return await self._run(
+            lambda: self.primary.floor_raise(key, value, ttl),
+            lambda: self.fallback.floor_raise(key, value, ttl),
+        )
+
+    async def floor_get(self, key: str) -> int | None:
+        return await self._run(
+            lambda: self.primary.floor_get(key), lambda: self.fallback.floor_get(key)
+        )
+
+    async def pin_put(self, key: str, value: bytes, ttl: float) -> None:
+        await self._run(
+            lambda: self.primary.pin_put(key, value, ttl),
+            lambda: self.fallback.pin_put(key, value, ttl),
+        )
+
+    async def pin_get(self, key: str) -> bytes | None:
+        return await self._run(
+            lambda: self.primary.pin_get(key), lambda: self.fallback.pin_get(key)
         )
 
     async def qos_publish(self, scope: str, member: str, value: bytes, ttl: float) -> None:

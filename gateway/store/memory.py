@@ -6,6 +6,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from gateway.store.base import Admission, Charge, limit_names
+
 __all__ = ["MemoryStore"]
 
 
@@ -24,6 +26,8 @@ class MemoryStore:
         self._max_cache = max_cache_entries
         self._votes: dict[str, tuple[dict[str, set[str]], float]] = {}
         self._qos: dict[str, dict[str, tuple[bytes, float]]] = {}
+        self._floors: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._pins: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
 
     def _time(self) -> float:
         return self._now()
@@ -37,6 +41,34 @@ class MemoryStore:
             tokens -= cost
         self._buckets[bucket] = (tokens, now)
         return ok
+
+    async def admit(self, charge: Charge) -> Admission:
+        """The Redis script's semantics, in one synchronous step (atomic in the event loop)."""
+        c = charge
+        bucket, quota, usage, usage_svc = limit_names(c.tag, c.period, c.service)
+        now = self._time()
+        bucketed = c.rate > 0 and c.tokens > 0
+        tokens = 0.0
+        if bucketed:
+            tokens, ts = self._buckets.get(bucket, (c.burst, now))
+            tokens = min(c.burst, tokens + max(0.0, now - ts) * c.rate)
+            if tokens < c.tokens:
+                return Admission(False, "rate", (c.tokens - tokens) / c.rate)
+        used = await self.counter(quota)
+        if c.quota > 0 and used + c.need > c.quota:
+            return Admission(False, "quota", 0.0, used)
+        if bucketed:
+            self._buckets[bucket] = (tokens - c.tokens, now)
+        if c.count > 0:
+            used = await self.incr(quota, c.count, ttl=c.period_ttl)
+            await self.incr(usage, c.count)
+            await self.incr(usage_svc, c.count)
+        return Admission(True, "", 0.0, used)
+
+    async def limit_counts(self, tag: str, period: int, services: list[str]) -> list[int]:
+        _, quota, usage, _ = limit_names(tag, period, "")
+        names = [quota, usage] + [limit_names(tag, period, s)[3] for s in services]
+        return [await self.counter(n) for n in names]
 
     async def incr(self, counter: str, amount: int = 1, ttl: float | None = None) -> int:
         now = self._time()
@@ -82,6 +114,40 @@ class MemoryStore:
         voters = entry[0].setdefault(digest, set())
         voters.add(voter)
         return len(voters)
+
+    async def floor_raise(self, key: str, value: int, ttl: float) -> int:
+        now = self._time()
+        current = await self.floor_get(key)
+        floor = value if current is None else max(current, value)
+        self._floors[key] = (floor, now + ttl)
+        self._floors.move_to_end(key)
+        while len(self._floors) > self._max_cache:
+            self._floors.popitem(last=False)
+        return floor
+
+    async def floor_get(self, key: str) -> int | None:
+        item = self._floors.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._time():
+            del self._floors[key]
+            return None
+        return item[0]
+
+    async def pin_put(self, key: str, value: bytes, ttl: float) -> None:
+        self._pins[key] = (value, self._time() + ttl)
+        self._pins.move_to_end(key)
+        while len(self._pins) > self._max_cache:
+            self._pins.popitem(last=False)
+
+    async def pin_get(self, key: str) -> bytes | None:
+        item = self._pins.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._time():
+            del self._pins[key]
+            return None
+        return item[0]
 
     async def qos_publish(self, scope: str, member: str, value: bytes, ttl: float) -> None:
         self._qos.setdefault(scope, {})[member] = (value, self._time() + ttl)

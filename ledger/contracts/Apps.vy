@@ -56,10 +56,21 @@ event AppStakeBurned:
     amount: uint256
     stake: uint256
 
-event DelegationSet:
+event Delegated:
     app: indexed(address)
     gateway: indexed(address)
-    delegated: bool
+    epoch: uint256
+    from_session: uint256
+
+event Undelegated:
+    app: indexed(address)
+    gateway: indexed(address)
+    from_session: uint256
+
+event GatewayStakeSet:
+    gateway: indexed(address)
+    staked: bool
+    epoch: uint256
     from_session: uint256
 
 event GatewayStaked:
@@ -151,6 +162,38 @@ def _delegation_key(app: address, gateway: address) -> bytes32:
 
 
 @internal
+@pure
+def _gateway_key(gateway: address) -> bytes32:
+    return keccak256(abi_encode(gateway, "gateway"))
+
+
+@internal
+@view
+def _gateway_latest(gateway: address) -> (bool, uint256):
+    """(staked, epoch) of the gateway's latest stake record."""
+    found: bool = False
+    f: uint256 = 0
+    v: uint256 = 0
+    found, f, v = history.latest(self._gateway_key(gateway))
+    return v & 1 == 1, v >> 1
+
+
+@internal
+def _record_gateway(gateway: address, staked: bool, epoch: uint256, from_session: uint256):
+    history.write(self._gateway_key(gateway), from_session, convert(staked, uint256) | (epoch << 1))
+    log GatewayStakeSet(gateway=gateway, staked=staked, epoch=epoch, from_session=from_session)
+
+
+@internal
+def _write_delegation(app: address, gateway: address, active: bool, epoch: uint256, from_session: uint256):
+    history.write(self._delegation_key(app, gateway), from_session, convert(active, uint256) | (epoch << 1))
+    if active:
+        log Delegated(app=app, gateway=gateway, epoch=epoch, from_session=from_session)
+    else:
+        log Undelegated(app=app, gateway=gateway, from_session=from_session)
+
+
+@internal
 @view
 def _current() -> uint256:
     return staticcall SESSIONS.current_session()
@@ -185,7 +228,6 @@ def stake_app(service: bytes32, amount: uint256):
 
 @external
 def top_up_app(amount: uint256):
-    assert not staticcall SESSIONS.paused(), "paused"
     extcall SESSIONS.checkpoint()
     a: App = self.app[msg.sender]
     assert a.status == STATUS_STAKED, "app: not staked"
@@ -219,8 +261,7 @@ def withdraw_app():
     assert m >= a.withdrawable_session, "app: still unbonding"
     assert a.open_claims == 0, "app: open claims"
     for gw: address in self._delegations[msg.sender]:
-        history.write(self._delegation_key(msg.sender, gw), m + 1, 0)
-        log DelegationSet(app=msg.sender, gateway=gw, delegated=False, from_session=m + 1)
+        self._write_delegation(msg.sender, gw, False, 0, m + 1)
     self._delegations[msg.sender] = []
     self.app[msg.sender] = empty(App)
     if a.stake > 0:
@@ -230,16 +271,27 @@ def withdraw_app():
 
 @external
 def delegate(gateway: address):
+    """Delegate from the next session to a gateway whose latest stake record is staked, under
+    that record's epoch; re-delegating is allowed only when the gateway has restaked since."""
+    assert not staticcall SESSIONS.paused(), "paused"
     extcall SESSIONS.checkpoint()
     assert self.app[msg.sender].status == STATUS_STAKED, "app: not staked"
-    assert self.gateway[gateway].status == STATUS_STAKED, "delegation: gateway not staked"
-    current: DynArray[address, MAX_DELEGATIONS] = self._delegations[msg.sender]
-    assert gateway not in current, "delegation: already delegated"
+    staked: bool = False
+    epoch: uint256 = 0
+    staked, epoch = self._gateway_latest(gateway)
+    assert staked, "delegation: gateway not staked"
     m: uint256 = self._current()
-    assert len(current) < (staticcall SESSIONS.econ_params(m)).max_delegations, "delegation: too many delegations"
-    self._delegations[msg.sender].append(gateway)
-    history.write(self._delegation_key(msg.sender, gateway), m + 1, 1)
-    log DelegationSet(app=msg.sender, gateway=gateway, delegated=True, from_session=m + 1)
+    if gateway in self._delegations[msg.sender]:
+        found: bool = False
+        f: uint256 = 0
+        v: uint256 = 0
+        found, f, v = history.latest(self._delegation_key(msg.sender, gateway))
+        assert v != 1 | (epoch << 1), "delegation: already delegated"
+    else:
+        n_current: uint256 = len(self._delegations[msg.sender])
+        assert n_current < (staticcall SESSIONS.econ_params(m)).max_delegations, "delegation: too many delegations"
+        self._delegations[msg.sender].append(gateway)
+    self._write_delegation(msg.sender, gateway, True, epoch, m + 1)
 
 
 @external
@@ -252,9 +304,7 @@ def undelegate(gateway: address):
         if gw != gateway:
             kept.append(gw)
     self._delegations[msg.sender] = kept
-    m: uint256 = self._current()
-    history.write(self._delegation_key(msg.sender, gateway), m + 1, 0)
-    log DelegationSet(app=msg.sender, gateway=gateway, delegated=False, from_session=m + 1)
+    self._write_delegation(msg.sender, gateway, False, 0, self._current() + 1)
 
 
 # ---- gateways ------------------------------------------------------------------------------
@@ -272,11 +322,14 @@ def stake_gateway(amount: uint256, url: String[256]):
     extcall TOKEN.transferFrom(msg.sender, self, amount)
     self.gateway[msg.sender] = Gateway(stake=amount, url=url, status=STATUS_STAKED, unstake_session=0, withdrawable_session=0)
     log GatewayStaked(gateway=msg.sender, stake=amount, url=url)
+    staked: bool = False
+    epoch: uint256 = 0
+    staked, epoch = self._gateway_latest(msg.sender)
+    self._record_gateway(msg.sender, True, epoch + 1, self._current() + 1)
 
 
 @external
 def top_up_gateway(amount: uint256):
-    assert not staticcall SESSIONS.paused(), "paused"
     extcall SESSIONS.checkpoint()
     assert self.gateway[msg.sender].status == STATUS_STAKED, "gateway: not staked"
     extcall TOKEN.transferFrom(msg.sender, self, amount)
@@ -303,6 +356,10 @@ def unstake_gateway():
     self.gateway[msg.sender].unstake_session = m
     self.gateway[msg.sender].withdrawable_session = w
     log GatewayUnstaked(gateway=msg.sender, withdrawable_session=w)
+    staked: bool = False
+    epoch: uint256 = 0
+    staked, epoch = self._gateway_latest(msg.sender)
+    self._record_gateway(msg.sender, False, epoch, m + 1)
 
 
 @external
@@ -391,7 +448,33 @@ def delegated(app: address, gateway: address, n: uint256) -> bool:
     found: bool = False
     v: uint256 = 0
     found, v = history.at(self._delegation_key(app, gateway), n)
-    return v == 1
+    return v & 1 == 1
+
+
+@external
+@view
+def gateway_stake_at(gateway: address, n: uint256) -> (bool, uint256):
+    """(staked(g, n), epoch(g, n)) from the latest stake record with from_session <= n."""
+    found: bool = False
+    v: uint256 = 0
+    found, v = history.at(self._gateway_key(gateway), n)
+    return v & 1 == 1, v >> 1
+
+
+@external
+@view
+def signer_ok(app: address, signer: address, n: uint256) -> bool:
+    """DESIGN §3.2: the app itself, or a gateway delegated at n, staked at n, same epoch."""
+    if signer == app:
+        return True
+    found: bool = False
+    d: uint256 = 0
+    found, d = history.at(self._delegation_key(app, signer), n)
+    if d & 1 == 0:
+        return False
+    g: uint256 = 0
+    found, g = history.at(self._gateway_key(signer), n)
+    return g & 1 == 1 and g >> 1 == d >> 1
 
 
 @external

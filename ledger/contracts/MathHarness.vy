@@ -4,6 +4,7 @@
 @notice Test-only: exposes relaymath (the math Settlement runs) for Python-vs-Vyper agreement tests.
 """
 import relaymath
+import structs
 
 
 @external
@@ -129,3 +130,11 @@ def slash_amounts(
     claimed: uint256, multiplier_bps: uint256, supplier_stake: uint256, bounty_bps: uint256
 ) -> (uint256, uint256, uint256):
     return relaymath.slash_amounts(claimed, multiplier_bps, supplier_stake, bounty_bps)
+
+
+@external
+@pure
+def params_error(
+    L: uint256, G: uint256, CO: uint256, CW: uint256, PO: uint256, PW: uint256, S: uint256, p: structs.EconParams
+) -> String[96]:
+    return relaymath.params_error(L, G, CO, CW, PO, PW, S, p)

@@ -15,6 +15,7 @@ interface ISessions:
     def current_session() -> uint256: view
     def econ_params(n: uint256) -> structs.EconParams: view
     def treasury() -> address: view
+    def paused() -> bool: view
 
 interface IToken:
     def transferFrom(sender: address, receiver: address, amount: uint256) -> bool: nonpayable
@@ -44,6 +45,11 @@ event ServiceOwnerSet:
     service: indexed(bytes32)
     owner: indexed(address)
 
+event ServiceOwnerProposed:
+    service: indexed(bytes32)
+    owner: indexed(address)
+    proposed: indexed(address)
+
 struct Service:
     owner: address
     name: String[64]
@@ -56,6 +62,7 @@ TOKEN: public(immutable(IToken))
 services: HashMap[bytes32, Service]
 service_count: public(uint256)
 service_at: public(HashMap[uint256, bytes32])
+pending_owner: public(HashMap[bytes32, address])
 
 
 @deploy
@@ -118,6 +125,7 @@ def register_service(
     max_cu_per_relay: uint256,
     difficulty_bits: uint256,
 ):
+    assert not staticcall SESSIONS.paused(), "paused"
     extcall SESSIONS.checkpoint()
     assert self._valid_id(service), "services: bad service id"
     assert self.services[service].owner == empty(address), "services: already registered"
@@ -158,7 +166,27 @@ def transfer_service(service: bytes32, new_owner: address):
     self._only_owner(service)
     assert new_owner != empty(address), "services: zero address"
     self.services[service].owner = new_owner
+    self.pending_owner[service] = empty(address)
     log ServiceOwnerSet(service=service, owner=new_owner)
+
+
+@external
+def propose_service_owner(service: bytes32, new_owner: address):
+    """Step one of the two-step transfer: `new_owner` owns the service once it accepts."""
+    extcall SESSIONS.checkpoint()
+    self._only_owner(service)
+    self.pending_owner[service] = new_owner
+    log ServiceOwnerProposed(service=service, owner=msg.sender, proposed=new_owner)
+
+
+@external
+def accept_service_owner(service: bytes32):
+    extcall SESSIONS.checkpoint()
+    assert self.services[service].owner != empty(address), "services: unknown service"
+    assert msg.sender == self.pending_owner[service] and msg.sender != empty(address), "services: not proposed"
+    self.services[service].owner = msg.sender
+    self.pending_owner[service] = empty(address)
+    log ServiceOwnerSet(service=service, owner=msg.sender)
 
 
 @external

@@ -60,8 +60,14 @@ event AdminTransferred:
     previous: indexed(address)
     admin: indexed(address)
 
-MAX_SLOTS: constant(uint256) = 64
-MAX_LIST: constant(uint256) = 16
+event AdminProposed:
+    admin: indexed(address)
+    proposed: indexed(address)
+
+event SessionChainId:
+    session: indexed(uint256)
+    chain_id: uint256
+
 ECON_KEY: constant(bytes32) = keccak256("relaynet/econ")
 KIND_H_N: constant(uint8) = 0
 KIND_H_G: constant(uint8) = 1
@@ -79,12 +85,14 @@ P: public(immutable(uint256))
 
 token: public(address)
 admin: public(address)
+pending_admin: public(address)
 treasury: public(address)
 paused: public(bool)
 
 h_n: public(HashMap[uint256, bytes32])
 h_g: public(HashMap[uint256, bytes32])
 h_c: public(HashMap[uint256, bytes32])
+chain_id_of: public(HashMap[uint256, uint256])  # recorded with H_n: the EIP-712 chain id of session n
 last_checkpoint_block: public(uint256)
 
 econ: HashMap[uint256, structs.EconParams]
@@ -103,11 +111,8 @@ def __init__(
     S_: uint256,
     econ: structs.EconParams,
 ):
-    assert L_ >= 1, "sessions: L must be >= 1"
-    assert S_ >= 1 and S_ <= MAX_SLOTS, "sessions: S must be 1..64"
-    assert CW_ >= 1, "sessions: CW must be >= 1"
-    assert PW_ >= 1, "sessions: PW must be >= 1"
-    assert G_ + CO_ + CW_ + PO_ + PW_ < 200, "sessions: G+CO+CW+PO+PW must be < 200"
+    err: String[96] = relaymath.params_error(L_, G_, CO_, CW_, PO_, PW_, S_, econ)
+    assert len(err) == 0, err
     assert token != empty(address) and treasury != empty(address), "sessions: zero address"
     genesis_block = block.number
     L = L_
@@ -125,12 +130,14 @@ def __init__(
         genesis_block=block.number, L=L_, G=G_, CO=CO_, CW=CW_, PO=PO_, PW=PW_, S=S_, P=P
     )
     log TreasurySet(treasury=treasury)
-    self._set_econ(0, econ)
+    self._write_econ(0, econ)
     assert block.number >= 1, "sessions: deploy after block 0"
     h0: bytes32 = blockhash(block.number - 1)
     if h0 != empty(bytes32):
         self.h_n[0] = h0
+        self.chain_id_of[0] = chain.id
         log Checkpoint(session=0, kind=KIND_H_N, block_number=block.number - 1, block_hash=h0)
+        log SessionChainId(session=0, chain_id=chain.id)
     self.last_checkpoint_block = block.number - 1
 
 
@@ -210,6 +217,8 @@ def _store(kind: uint8, n: uint256, b: uint256):
         return
     if kind == KIND_H_N:
         self.h_n[n] = h
+        self.chain_id_of[n] = chain.id
+        log SessionChainId(session=n, chain_id=chain.id)
     elif kind == KIND_H_G:
         self.h_g[n] = h
     else:
@@ -254,23 +263,14 @@ def checkpoint():
 
 
 @internal
-def _validate(p: structs.EconParams):
-    assert p.min_stake_supplier > 0 and p.min_stake_app > 0 and p.min_stake_gateway > 0, "params: min stakes must be > 0"
-    assert p.unbonding_sessions >= P, "params: unbonding_sessions must be >= P"
-    assert p.max_delegations >= 1 and p.max_delegations <= MAX_LIST, "params: max_delegations must be 1..16"
-    assert p.max_services_per_supplier >= 1 and p.max_services_per_supplier <= MAX_LIST, "params: max_services_per_supplier must be 1..16"
-    assert p.proof_probability_bps <= 10000, "params: proof_probability_bps above 10000"
-    assert p.slash_multiplier_bps <= 1000000, "params: slash_multiplier_bps too large"
-    assert p.proof_probability_bps * p.slash_multiplier_bps >= (10000 - p.proof_probability_bps) * 10000, "params: proof economics p*m >= (1-p) violated"
-    assert p.settle_bounty_bps <= 10000, "params: settle_bounty_bps above 10000"
-    assert p.cu_price >= 1 and p.cu_price <= 2**128, "params: cu_price must be 1..2**128"
-    assert p.mint_supplier_bps + p.mint_owner_bps + p.mint_treasury_bps == 10000, "params: mint shares must sum to 10000"
-    assert p.max_stream_relays >= 1 and p.max_stream_relays <= 2**32 - 1, "params: max_stream_relays must be 1..2**32-1"
+def _set_econ(from_session: uint256, p: structs.EconParams):
+    err: String[96] = relaymath.params_error(L, G, CO, CW, PO, PW, S, p)
+    assert len(err) == 0, err
+    self._write_econ(from_session, p)
 
 
 @internal
-def _set_econ(from_session: uint256, p: structs.EconParams):
-    self._validate(p)
+def _write_econ(from_session: uint256, p: structs.EconParams):
     found: bool = False
     last_from: uint256 = 0
     idx: uint256 = 0
@@ -341,9 +341,28 @@ def set_treasury(treasury: address):
 
 
 @external
+def propose_admin(admin: address):
+    """Step one of the two-step transfer: `admin` becomes admin when it calls accept_admin()."""
+    self._only_admin()
+    self._checkpoint()
+    self.pending_admin = admin
+    log AdminProposed(admin=msg.sender, proposed=admin)
+
+
+@external
+def accept_admin():
+    assert msg.sender == self.pending_admin and msg.sender != empty(address), "admin: not proposed"
+    self._checkpoint()
+    log AdminTransferred(previous=self.admin, admin=msg.sender)
+    self.admin = msg.sender
+    self.pending_admin = empty(address)
+
+
+@external
 def transfer_admin(admin: address):
     self._only_admin()
     assert admin != empty(address), "sessions: zero address"
     self._checkpoint()
     log AdminTransferred(previous=self.admin, admin=admin)
     self.admin = admin
+    self.pending_admin = empty(address)

@@ -16,6 +16,7 @@ interface ISessions:
     def h_n(n: uint256) -> bytes32: view
     def h_g(n: uint256) -> bytes32: view
     def h_c(n: uint256) -> bytes32: view
+    def chain_id_of(n: uint256) -> uint256: view
     def econ_params(n: uint256) -> structs.EconParams: view
     def treasury() -> address: view
     def genesis_block() -> uint256: view
@@ -42,7 +43,7 @@ interface ISuppliers:
 
 interface IApps:
     def app_staked_for(app: address, service: bytes32, n: uint256) -> uint256: view
-    def delegated(app: address, gateway: address, n: uint256) -> bool: view
+    def signer_ok(app: address, signer: address, n: uint256) -> bool: view
     def burn_stake(app: address, claim_id: bytes32, amount: uint256) -> uint256: nonpayable
     def claim_opened(app: address): nonpayable
     def claim_closed(app: address): nonpayable
@@ -130,7 +131,6 @@ PO: immutable(uint256)
 PW: immutable(uint256)
 S: immutable(uint256)
 P: immutable(uint256)
-DOMAIN: immutable(bytes32)
 
 _claims: HashMap[bytes32, StoredClaim]
 
@@ -150,7 +150,6 @@ def __init__(sessions: address, services: address, suppliers: address, apps: add
     PW = staticcall SESSIONS.PW()
     S = staticcall SESSIONS.S()
     P = staticcall SESSIONS.P()
-    DOMAIN = relaymath.domain_separator(chain.id, self)
 
 
 @internal
@@ -199,7 +198,17 @@ def _claim_close(n: uint256) -> uint256:
 @external
 @view
 def domain_separator() -> bytes32:
-    return DOMAIN
+    """The EIP-712 domain under the chain's id now (a session's own is domain_of(n))."""
+    return relaymath.domain_separator(chain.id, self)
+
+
+@external
+@view
+def domain_of(n: uint256) -> bytes32:
+    """The EIP-712 domain of session n: under the chain id recorded with H_n (DESIGN §3.5)."""
+    cid: uint256 = staticcall SESSIONS.chain_id_of(n)
+    assert cid != 0, "settle: H_n not recorded"
+    return relaymath.domain_separator(cid, self)
 
 
 @external
@@ -246,7 +255,6 @@ def challenge_of(claim_id: bytes32) -> uint256:
 
 @external
 def claim(app: address, service: bytes32, session: uint256, slots: DynArray[uint256, MAX_SLOTS], root: Bytes[48]) -> bytes32:
-    assert not staticcall SESSIONS.paused(), "paused"
     extcall SESSIONS.checkpoint()
     close: uint256 = self._claim_close(session)
     assert block.number + CW > close and block.number <= close, "claim: outside claim window"
@@ -324,7 +332,8 @@ def _check_leaf(c: Claim, leaf: Bytes[326]) -> (bytes32, uint256):
     assert h.max_index <= max_stream, "proof: max_index above max_stream_relays"
     index: uint256 = convert(slice(leaf, 222, 8), uint256)
     assert index <= h.max_index, "proof: index above max_index"
-    digest: bytes32 = relaymath.request_digest(h, DOMAIN)
+    domain: bytes32 = relaymath.domain_separator(staticcall SESSIONS.chain_id_of(c.session), self)
+    digest: bytes32 = relaymath.request_digest(h, domain)
     key: bytes32 = relaymath.relay_key(digest, index)
     h_g: bytes32 = staticcall SESSIONS.h_g(c.session)
     assert relaymath.is_mined(key, h_g, sp.difficulty_bits), "proof: relay not mined"
@@ -339,7 +348,7 @@ def _check_leaf(c: Claim, leaf: Bytes[326]) -> (bytes32, uint256):
     assert code != relaymath.E_BAD_V, "proof: bad signature v"
     assert code != relaymath.E_HIGH_S, "proof: signature not low-s"
     assert code == 0 and signer == h.signer, "proof: signature does not recover to signer"
-    assert signer == c.app or staticcall APPS.delegated(c.app, signer, c.session), "proof: signer not app or delegated gateway"
+    assert signer == c.app or staticcall APPS.signer_ok(c.app, signer, c.session), "proof: signer not app or delegated gateway"
     return key, h.compute_units
 
 

@@ -82,6 +82,22 @@ event LengthSet:
     length: uint256
     from_session: uint256
 
+event ServiceAdded:
+    supplier: indexed(address)
+    service: indexed(bytes32)
+    endpoint: String[256]
+    from_session: uint256
+
+event ServiceRemoved:
+    supplier: indexed(address)
+    service: indexed(bytes32)
+    from_session: uint256
+
+event ReceiptKeySet:
+    supplier: indexed(address)
+    receipt_key: bytes32
+    from_session: uint256
+
 event SettlementSet:
     settlement: indexed(address)
 
@@ -110,6 +126,7 @@ _services: HashMap[address, DynArray[bytes32, MAX_SERVICES]]
 _endpoint: HashMap[address, HashMap[bytes32, String[256]]]
 _staked_for: HashMap[address, HashMap[bytes32, bool]]
 _position: HashMap[bytes32, HashMap[address, uint256]]
+_receipt_keys: HashMap[address, HashMap[uint256, bytes32]]  # record index -> key (history holds the index)
 
 
 @deploy
@@ -251,6 +268,40 @@ def position_record(service: bytes32, p: uint256, i: uint256) -> (uint256, addre
     return f, convert(v, address)
 
 
+@internal
+@pure
+def _key_key(supplier: address) -> bytes32:
+    return keccak256(abi_encode(supplier, "receipt_key"))
+
+
+@internal
+def _set_receipt_key(supplier: address, receipt_key: bytes32, from_session: uint256):
+    assert receipt_key != empty(bytes32), "supplier: zero receipt key"
+    k: bytes32 = self._key_key(supplier)
+    found: bool = False
+    last_from: uint256 = 0
+    idx: uint256 = 0
+    found, last_from, idx = history.latest(k)
+    if not found or last_from != from_session:
+        idx = history.count(k)
+    self._receipt_keys[supplier][idx] = receipt_key
+    history.write(k, from_session, idx)
+    self.supplier[supplier].receipt_key = receipt_key
+    log ReceiptKeySet(supplier=supplier, receipt_key=receipt_key, from_session=from_session)
+
+
+@external
+@view
+def receipt_key_at(supplier: address, n: uint256) -> bytes32:
+    """receipt_key(supplier, n): the latest record with from_session <= n (zero if none)."""
+    found: bool = False
+    idx: uint256 = 0
+    found, idx = history.at(self._key_key(supplier), n)
+    if not found:
+        return empty(bytes32)
+    return self._receipt_keys[supplier][idx]
+
+
 # ---- staking -------------------------------------------------------------------------------
 
 
@@ -298,6 +349,7 @@ def stake_supplier(
         open_claims=self.supplier[msg.sender].open_claims,
     )
     log SupplierStaked(supplier=msg.sender, stake=amount, receipt_key=receipt_key)
+    self._set_receipt_key(msg.sender, receipt_key, m + 1)
     for i: uint256 in range(MAX_SERVICES):
         if i >= len(services):
             break
@@ -314,7 +366,6 @@ def stake_supplier(
 
 @external
 def top_up_supplier(amount: uint256):
-    assert not staticcall SESSIONS.paused(), "paused"
     extcall SESSIONS.checkpoint()
     assert self.supplier[msg.sender].status == STATUS_STAKED, "supplier: not staked"
     extcall TOKEN.transferFrom(msg.sender, self, amount)
@@ -330,6 +381,53 @@ def set_endpoint(service: bytes32, endpoint: String[256]):
     assert len(endpoint) > 0, "supplier: empty endpoint"
     self._endpoint[msg.sender][service] = endpoint
     log SupplierServiceSet(supplier=msg.sender, service=service, endpoint=endpoint)
+
+
+@external
+def add_service(service: bytes32, endpoint: String[256]):
+    """Serve one more service from the next session (appended at `length`, like staking)."""
+    assert not staticcall SESSIONS.paused(), "paused"
+    extcall SESSIONS.checkpoint()
+    assert self.supplier[msg.sender].status == STATUS_STAKED, "supplier: not staked"
+    assert staticcall SERVICES.is_registered(service), "supplier: unknown service"
+    assert not self._staked_for[msg.sender][service], "supplier: duplicate service"
+    assert len(endpoint) > 0, "supplier: empty endpoint"
+    m: uint256 = staticcall SESSIONS.current_session()
+    n_services: uint256 = len(self._services[msg.sender])
+    assert n_services < (staticcall SESSIONS.econ_params(m)).max_services_per_supplier, "supplier: too many services"
+    self._services[msg.sender].append(service)
+    self._staked_for[msg.sender][service] = True
+    self._endpoint[msg.sender][service] = endpoint
+    self._append(service, msg.sender, m + 1)
+    log ServiceAdded(supplier=msg.sender, service=service, endpoint=endpoint, from_session=m + 1)
+
+
+@external
+def remove_service(service: bytes32):
+    """Stop serving one service from the next session (the unstake swap for that service)."""
+    extcall SESSIONS.checkpoint()
+    assert self.supplier[msg.sender].status == STATUS_STAKED, "supplier: not staked"
+    assert self._staked_for[msg.sender][service], "supplier: not staked for service"
+    current: DynArray[bytes32, MAX_SERVICES] = self._services[msg.sender]
+    assert len(current) > 1, "supplier: last service, unstake instead"
+    kept: DynArray[bytes32, MAX_SERVICES] = []
+    for sv: bytes32 in current:
+        if sv != service:
+            kept.append(sv)
+    self._services[msg.sender] = kept
+    self._staked_for[msg.sender][service] = False
+    m: uint256 = staticcall SESSIONS.current_session()
+    self._remove(service, msg.sender, m + 1)
+    log ServiceRemoved(supplier=msg.sender, service=service, from_session=m + 1)
+
+
+@external
+def rotate_receipt_key(receipt_key: bytes32):
+    """A new ed25519 receipt key from the next session; receipts of earlier sessions stay
+    checked against the key valid then."""
+    extcall SESSIONS.checkpoint()
+    assert self.supplier[msg.sender].status == STATUS_STAKED, "supplier: not staked"
+    self._set_receipt_key(msg.sender, receipt_key, staticcall SESSIONS.current_session() + 1)
 
 
 @external

@@ -7,7 +7,12 @@
         claim / settlement arithmetic (§3.5). No state.
 """
 
+import structs
+
 HEADER_SIZE: constant(uint256) = 157
+MAX_SLASH_MULTIPLIER_BPS: constant(uint256) = 1000000
+MAX_UNBONDING_SESSIONS: constant(uint256) = 10000
+MAX_LIST: constant(uint256) = 16
 LEAF_SIZE: constant(uint256) = 326
 MAX_DEPTH: constant(uint256) = 256
 MAX_UINT64: constant(uint256) = 2**64 - 1
@@ -307,3 +312,53 @@ def slash_amounts(
     slash: uint256 = min(claimed * multiplier_bps // 10000, supplier_stake)
     bounty: uint256 = slash * bounty_bps // 10000
     return slash, bounty, slash - bounty
+
+
+# ---- §3.1 parameter rules ------------------------------------------------------------------
+
+
+@internal
+@pure
+def params_error(
+    L: uint256, G: uint256, CO: uint256, CW: uint256, PO: uint256, PW: uint256, S: uint256, p: structs.EconParams
+) -> String[96]:
+    """The first of DESIGN §3.1's rules the whole parameter set breaks ("" when it keeps all)."""
+    if L < 1:
+        return "params: L must be >= 1"
+    if S < 1 or S > MAX_SLOTS:
+        return "params: S must be 1..64"
+    if CW < 1:
+        return "params: CW must be >= 1"
+    if PW < 1:
+        return "params: PW must be >= 1"
+    if G + CO + CW + PO + PW >= 200:
+        return "params: G+CO+CW+PO+PW must be < 200"
+    if L + G + CO + CW >= 256:
+        return "params: L+G+CO+CW must be < 256"
+    if p.min_stake_supplier == 0 or p.min_stake_app == 0 or p.min_stake_gateway == 0:
+        return "params: min stakes must be > 0"
+    if p.unbonding_sessions < self.pending_sessions(L, G, CO, CW, PO, PW):
+        return "params: unbonding_sessions must be >= P"
+    if p.unbonding_sessions > MAX_UNBONDING_SESSIONS:
+        return "params: unbonding_sessions must be <= 10000"
+    if p.max_delegations < 1 or p.max_delegations > MAX_LIST:
+        return "params: max_delegations must be 1..16"
+    if p.max_services_per_supplier < 1 or p.max_services_per_supplier > MAX_LIST:
+        return "params: max_services_per_supplier must be 1..16"
+    if p.proof_probability_bps > 10000:
+        return "params: proof_probability_bps above 10000"
+    if p.settle_bounty_bps > 5000:
+        return "params: settle_bounty_bps above 5000"
+    if p.slash_multiplier_bps > MAX_SLASH_MULTIPLIER_BPS:
+        return "params: slash_multiplier_bps above 1000000"
+    if p.proof_probability_bps * p.slash_multiplier_bps * (10000 - p.settle_bounty_bps) < (10000 - p.proof_probability_bps) * 10000 * 10000:
+        return "params: proof economics p*m*(1-b) >= (1-p) violated"
+    if p.cu_price < 1 or p.cu_price > 2**128:
+        return "params: cu_price must be 1..2**128"
+    if p.mint_supplier_bps + p.mint_owner_bps + p.mint_treasury_bps != 10000:
+        return "params: mint shares must sum to 10000"
+    if p.mint_supplier_bps < 5000:
+        return "params: supplier mint share must be >= 5000"
+    if p.max_stream_relays < 1 or p.max_stream_relays > 2**32 - 1:
+        return "params: max_stream_relays must be 1..2**32-1"
+    return ""

@@ -18,7 +18,8 @@ from typing import Annotated
 import typer
 
 from gateway.config import GatewayConfig
-from gateway.keys import ApiKey, KeyBackend, Limiter, generate_key, hash_key, revoked
+from gateway.keys import ApiKey, KeyBackend, generate_key, hash_key, revoked
+from gateway.limiter import Limiter
 from protocol.encoding import address_from_hex, address_to_checksum, address_to_hex
 from protocol.errors import RelaynetError
 from relaynet.commands.problems import explain

@@ -53,8 +53,8 @@ async def set_url(
 
 async def delegators(client: LedgerClient, gateway: bytes) -> dict[bytes, str | None]:
     """Apps delegating to ``gateway`` now (app address -> its service), from the chain's
-    ``DelegationSet`` events checked against each app's current delegation list."""
-    events = await common.event_args(client, "Apps", "DelegationSet", None, gateway)
+    ``Delegated`` events checked against each app's current delegation list."""
+    events = await common.event_args(client, "Apps", "Delegated", None, gateway)
     seen = {bytes(e["app"]) for e in events}
     out: dict[bytes, str | None] = {}
     for app in sorted(seen):

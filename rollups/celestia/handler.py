@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from rollups.answers import FloorRule, answer_cap
 from rollups.celestia.methods import (
     ADMIN_PREFIXES,
     METHODS,
@@ -384,6 +385,15 @@ class CelestiaHandler:
                         HealthStatus.SYNCING,
                     )
         return Health(True, height, chain, "ok", HealthStatus.OK)
+
+    def answer_cap(self, spec: ChainSpec, call: Call) -> int:
+        return answer_cap(spec, large=False)
+
+    def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
+        return None  # no client-visible head call is floored for this RPC type
+
+    def height_answer(self, raw_id: bytes, height: int) -> bytes:
+        raise NotImplementedError("no floored call: floor_rule is always None")
 
     def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
         if status == 401:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import orjson
 
 from protocol.payload import RestRequest
+from rollups.answers import FloorRule, answer_cap
 from rollups.cometbft.routes import ROUTES, UNSAFE_ROUTES, WEBSOCKET_ONLY, Cache, Route
 from rollups.errors import (
     InvalidRequestError,
@@ -423,6 +424,15 @@ class CometBftHandler:
                 False, height, network, f"catching up: at block {height}", HealthStatus.SYNCING
             )
         return Health(True, height, network, "ok", HealthStatus.OK)
+
+    def answer_cap(self, spec: ChainSpec, call: Call) -> int:
+        return answer_cap(spec, large=False)
+
+    def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
+        return None  # no client-visible head call is floored for this RPC type
+
+    def height_answer(self, raw_id: bytes, height: int) -> bytes:
+        raise NotImplementedError("no floored call: floor_rule is always None")
 
     def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
         data = decode_answer(body)

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import orjson
 
 from protocol.payload import RestRequest, rest_payload
+from rollups.answers import FloorRule, answer_cap
 from rollups.errors import (
     InvalidRequestError,
     MethodDeniedError,
@@ -358,6 +359,15 @@ class CosmosRestHandler:
                     False, height, chain, f"syncing: at block {height}", HealthStatus.SYNCING
                 )
         return Health(True, height, chain, "ok", HealthStatus.OK)
+
+    def answer_cap(self, spec: ChainSpec, call: Call) -> int:
+        return answer_cap(spec, large=False)
+
+    def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
+        return None  # no client-visible head call is floored for this RPC type
+
+    def height_answer(self, raw_id: bytes, height: int) -> bytes:
+        raise NotImplementedError("no floored call: floor_rule is always None")
 
     def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
         if status == 429 or (status >= 500 and status != 501):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
+from rollups.answers import FloorRule, answer_cap, floor_rule
 from rollups.errors import (
     MethodDeniedError,
     MethodNotFoundError,
@@ -485,6 +486,15 @@ class EvmHandler:
                 )
         return Health(True, height, str(chain_id), "ok", HealthStatus.OK)
 
+    def answer_cap(self, spec: ChainSpec, call: Call) -> int:
+        return answer_cap(spec, large=call.method.startswith(_LARGE_ANSWERS))
+
+    def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
+        return floor_rule(spec) if call.method == "eth_blockNumber" else None
+
+    def height_answer(self, raw_id: bytes, height: int) -> bytes:
+        return b'{"jsonrpc":"2.0","id":' + raw_id + b',"result":"' + hex(height).encode() + b'"}'
+
     def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
         data = decode_answer(body)
         if data is None:
@@ -505,5 +515,8 @@ class EvmHandler:
         )
         return AnswerCheck(True, True, retry, f"error {code}: {message}")
 
+
+# Methods whose answers may be large (traces and logs): ``spec.answers.large_max_bytes``.
+_LARGE_ANSWERS = ("debug_trace", "trace_", "arbtrace_", "eth_getLogs", "eth_getFilterLogs")
 
 _EVM_HEADERS = HeaderPolicy(auth_scheme="bearer", auth_required=False)

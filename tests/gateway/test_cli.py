@@ -101,7 +101,7 @@ def test_keys_in_redis_with_usage(tmp_path: Path, redis_server: RedisServer) -> 
 
     async def use() -> None:
         from gateway.app import build_store, key_backend
-        from gateway.keys import Limiter
+        from gateway.limiter import Limiter
 
         config = load_config(cfg, check_files=False)
         store = build_store(config)

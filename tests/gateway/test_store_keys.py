@@ -17,11 +17,11 @@ from gateway.keys import (
     ApiKey,
     FileKeyBackend,
     KeyRing,
-    Limiter,
     RedisKeyBackend,
     generate_key,
     hash_key,
 )
+from gateway.limiter import Limiter
 from gateway.store import FallbackStore, MemoryStore, RedisStore, Store, StoreUnavailable
 from tests.support.redis_server import RedisServer
 

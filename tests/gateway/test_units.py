@@ -138,8 +138,12 @@ def test_relay_codes_map_to_retry_outcomes() -> None:
     assert classify_code(ErrorCode.RATE_LIMITED) is Outcome.UNSENT
     assert classify_code(ErrorCode.BACKEND_TIMEOUT) is Outcome.RETRYABLE
     assert classify_code(ErrorCode.BACKEND_UNAVAILABLE) is Outcome.RETRYABLE
-    assert classify_code(ErrorCode.METHOD_DENIED) is Outcome.FATAL
-    assert classify_code(ErrorCode.BAD_COMPUTE_UNITS) is Outcome.FATAL
+    # supplier-specific (DESIGN §3.3): refused before forwarding, retried elsewhere
+    assert classify_code(ErrorCode.METHOD_DENIED) is Outcome.UNSENT
+    assert classify_code(ErrorCode.BAD_COMPUTE_UNITS) is Outcome.UNSENT
+    # a lie may hide a forwarded payload: reads go again, writes never
+    assert classify_code(ErrorCode.BAD_SIGNATURE) is Outcome.MAYBE_SENT
+    assert classify_code(None) is Outcome.MAYBE_SENT
 
 
 def test_hedger_follows_latency_with_a_floor() -> None:
@@ -210,8 +214,8 @@ def test_choose_excludes_tried() -> None:
         ("169.254.169.254", "link-local"),
         ("::1", "loopback"),
         ("fe80::1", "link-local"),
-        ("::ffff:127.0.0.1", "loopback"),
-        ("0.0.0.0", "private"),
+        ("::ffff:127.0.0.1", "v4-mapped loopback (127.0.0.1)"),
+        ("0.0.0.0", "unspecified"),
         ("8.8.8.8", None),
         ("2606:4700::1111", None),
     ],
@@ -220,15 +224,13 @@ def test_forbidden_ip(ip: str, why: str | None) -> None:
     assert forbidden_ip(ip) == why
 
 
-def test_literal_endpoints_refused_outside_devnet() -> None:
+def test_endpoint_urls_must_be_http_or_ws() -> None:
     with pytest.raises(EndpointRefused):
-        check_literal("http://127.0.0.1:8545/v1/relay", devnet=False)
+        check_literal("ftp://example.com/")
     with pytest.raises(EndpointRefused):
-        check_literal("http://[::1]:8545/", devnet=False)
-    with pytest.raises(EndpointRefused):
-        check_literal("ftp://example.com/", devnet=True)
-    check_literal("http://127.0.0.1:8545/v1/relay", devnet=True)
-    check_literal("https://relay.example.com/v1/relay", devnet=False)  # names: resolver checks
+        check_literal("http:///no-host")
+    check_literal("http://127.0.0.1:8545/v1/relay")  # addresses: GuardedConnector checks
+    check_literal("wss://relay.example.com/v1/relay")
 
 
 async def test_resolver_checks_the_resolved_address() -> None:

@@ -553,34 +553,47 @@ def test_padded_claim_fails_its_proof(world: World) -> None:
     assert c.events("Settlement", "Voided", rcpt)
 
 
-def test_pause_early_withdraw_and_params(world: World) -> None:
+def test_pause_leaves_claims_proofs_settlements_and_top_ups_working(world: World) -> None:
+    """DESIGN §3.5: a pause stops new stakes, added services, delegations and service
+    registrations; claims, proofs, settlements, top-ups, unstakes and checkpoints go on."""
     w, c = world, world.chain
     w.restore()
     admin = c.deployer
     c.reverts(c.fn("Sessions", "pause"), w.stranger.address, "admin: not admin")
     app, slots = find_claimable(w, 0)
-    trie, _ = build_claim(w, 0, app, [app], [1])
+    sup = w.suppliers[0]
+    trie, leaves = build_claim(w, 0, app, [app, app], [1, 2])
     c.tx("Sessions", "pause", admin)
-    c.reverts(
-        c.fn("Settlement", "claim", cs(app.address), sid("eth"), w.n, slots, trie.root.encode()),
-        w.suppliers[0].address,
-        "paused",
-    )
-    c.tx("Sessions", "unpause", admin)
+    assert c.call("Sessions", "paused") is True
+    # claims, proofs, checkpoints and top-ups work while paused
     c.tx(
         "Settlement",
         "claim",
-        w.suppliers[0].address,
+        sup.address,
         cs(app.address),
         sid("eth"),
         w.n,
         slots,
         trie.root.encode(),
     )
-    c.tx("Sessions", "pause", admin)
+    cid = claim_id(w, sup.address, app.address)
+    mine_to_proof(w)
+    c.checkpoint()
+    proof = trie.prove(c.call("Settlement", "challenge_of", cid))
+    c.tx("Settlement", "prove", sup.address, cid, leaves[proof.key], siblings_arg(proof))
+    for who, spender, fn in (
+        (sup.address, "Suppliers", ("Suppliers", "top_up_supplier")),
+        (app.address, "Apps", ("Apps", "top_up_app")),
+        (w.gateway.address, "Apps", ("Apps", "top_up_gateway")),
+    ):
+        c.fund(who, 5 * TOKEN_UNIT)
+        c.approve(who, spender, 5 * TOKEN_UNIT)
+        c.tx(*fn, who, 5 * TOKEN_UNIT)
+    assert c.call("Suppliers", "supplier", cs(sup.address))[0] == 105 * TOKEN_UNIT
+    # new stakes, added services, delegations and registrations are refused
     newbie = AccountKey.generate()
     c.fund(newbie.address, 10**6 * TOKEN_UNIT)
-    for spender in ("Suppliers", "Apps"):
+    for spender in ("Suppliers", "Apps", "Services"):
         c.approve(newbie.address, spender, 10**6 * TOKEN_UNIT)
     c.reverts(
         c.fn(
@@ -596,37 +609,71 @@ def test_pause_early_withdraw_and_params(world: World) -> None:
     )
     c.reverts(c.fn("Apps", "stake_app", sid("eth"), 100 * TOKEN_UNIT), newbie.address, "paused")
     c.reverts(c.fn("Apps", "stake_gateway", 100 * TOKEN_UNIT, "http://x"), newbie.address, "paused")
-    c.reverts(c.fn("Suppliers", "top_up_supplier", 1), w.suppliers[0].address, "paused")
+    c.reverts(c.fn("Apps", "delegate", cs(w.stranger.address)), w.apps[1].address, "paused")
+    c.reverts(
+        c.fn("Suppliers", "add_service", sid("mined"), "http://x"), w.suppliers[1].address, "paused"
+    )
+    c.reverts(
+        c.fn("Services", "register_service", sid("new"), "new", "evm", "", 1, 10, 0),
+        newbie.address,
+        "paused",
+    )
     # unstaking still works while paused; withdrawing too early does not
     c.tx("Apps", "unstake_app", w.apps[2].address)
     c.reverts(c.fn("Apps", "withdraw_app"), w.apps[2].address, "app: still unbonding")
     c.tx("Apps", "unstake_gateway", w.stranger.address)
     c.reverts(c.fn("Apps", "withdraw_gateway"), w.stranger.address, "gateway: still unbonding")
+    # the claim settles while still paused
+    mine_past_proof(w)
+    rcpt = c.tx("Settlement", "settle", w.stranger.address, cid)
+    assert c.events("Settlement", "Settled", rcpt)[0]["args"]["paid"] > 0
+    assert c.call("Sessions", "paused") is True
     c.tx("Sessions", "unpause", admin)
-    # parameters: proof economics and windows
+
+
+def test_params_refused_with_their_reason(world: World) -> None:
+    w, c = world, world.chain
+    w.restore()
+    admin = c.deployer
     base = c.params
-    bad_econ = base.with_(proof_probability_bps=2500, slash_multiplier_bps=29999).econ_tuple()
-    c.reverts(
-        c.fn("Sessions", "set_econ_params", bad_econ),
-        admin,
-        "params: proof economics p*m >= (1-p) violated",
-    )
-    c.reverts(
-        c.fn("Sessions", "set_econ_params", base.with_(mint_shares=(9000, 500, 501)).econ_tuple()),
-        admin,
-        "params: mint shares must sum to 10000",
-    )
-    c.reverts(
-        c.fn("Sessions", "set_econ_params", base.with_(unbonding_sessions=1).econ_tuple()),
-        admin,
-        "params: unbonding_sessions must be >= P",
-    )
+    refusals = [
+        # the old rule's boundary (p·m = 1 − p) no longer passes: the bounty counts
+        (
+            dict(proof_probability_bps=2500, slash_multiplier_bps=30000),
+            "params: proof economics p*m*(1-b) >= (1-p) violated",
+        ),
+        (
+            dict(proof_probability_bps=2500, slash_multiplier_bps=33333),
+            "params: proof economics p*m*(1-b) >= (1-p) violated",
+        ),
+        (dict(settle_bounty_bps=5001), "params: settle_bounty_bps above 5000"),
+        (dict(slash_multiplier_bps=1_000_001), "params: slash_multiplier_bps above 1000000"),
+        (dict(unbonding_sessions=10_001), "params: unbonding_sessions must be <= 10000"),
+        (dict(unbonding_sessions=1), "params: unbonding_sessions must be >= P"),
+        (dict(mint_shares=(4999, 2501, 2500)), "params: supplier mint share must be >= 5000"),
+        (dict(mint_shares=(9000, 500, 501)), "params: mint shares must sum to 10000"),
+    ]
+    for changes, reason in refusals:
+        c.reverts(
+            c.fn("Sessions", "set_econ_params", base.with_(**changes).econ_tuple()), admin, reason
+        )
+        shape = dict(L=base.L, G=base.G, CO=base.CO, CW=base.CW, PO=base.PO, PW=base.PW, S=base.S)
+        p = base.with_(**changes).economic_params()
+        py = ps.ParamSet(
+            **shape,
+            unbonding_sessions=p.unbonding_sessions,
+            proof_probability_bps=p.proof_probability_bps,
+            slash_multiplier_bps=p.slash_multiplier_bps,
+            settle_bounty_bps=p.settle_bounty_bps,
+            mint_shares=p.mint_shares,
+        )
+        assert ps.params_error(py) == reason
     c.reverts(
         c.fn("Sessions", "set_econ_params", base.econ_tuple()),
         w.stranger.address,
         "admin: not admin",
     )
-    ok = base.with_(proof_probability_bps=2500, slash_multiplier_bps=30000)
+    ok = base.with_(proof_probability_bps=2500, slash_multiplier_bps=33334)
     rcpt = c.tx("Sessions", "set_econ_params", admin, ok.econ_tuple())
     (ev,) = c.events("Sessions", "EconParamsSet", rcpt)
     m = c.session()
@@ -648,14 +695,18 @@ def test_pause_early_withdraw_and_params(world: World) -> None:
         w.stranger.address,
         "services: not owner",
     )
-    # windows that break G+CO+CW+PO+PW < 200 are refused at deployment
+    # the shape is checked with the economics, at deployment
     from ledger.artifacts import load_artifact
 
     art = load_artifact("Sessions")
-    ctor = c.w3.eth.contract(abi=art.abi, bytecode=art.bytecode).constructor(
-        c.deployment.token, admin, 10, 100, 1, 50, 0, 49, 6, base.econ_tuple()
-    )
-    c.reverts(ctor, admin, "sessions: G+CO+CW+PO+PW must be < 200")
+    for shape, reason in (
+        ((10, 100, 1, 50, 0, 49, 6), "params: G+CO+CW+PO+PW must be < 200"),
+        ((200, 5, 2, 49, 1, 20, 6), "params: L+G+CO+CW must be < 256"),
+    ):
+        ctor = c.w3.eth.contract(abi=art.abi, bytecode=art.bytecode).constructor(
+            c.deployment.token, admin, *shape, base.with_(unbonding_sessions=10).econ_tuple()
+        )
+        c.reverts(ctor, admin, reason)
 
 
 def test_staking_histories_and_withdrawals(world: World) -> None:

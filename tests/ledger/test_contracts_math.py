@@ -112,7 +112,8 @@ def random_shape(rng: random.Random) -> dict[str, int]:
             "PO": rng.randint(0, 5),
             "PW": rng.randint(1, 60),
         }
-        if shape["G"] + shape["CO"] + shape["CW"] + shape["PO"] + shape["PW"] < 200:
+        span = shape["L"] + shape["G"] + shape["CO"] + shape["CW"]  # must stay below 256
+        if shape["G"] + shape["CO"] + shape["CW"] + shape["PO"] + shape["PW"] < 200 and span < 256:
             return shape
 
 

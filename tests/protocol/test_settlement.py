@@ -176,14 +176,20 @@ def test_validate_windows() -> None:
 
 
 def test_proof_economics() -> None:
-    assert proof_economics_ok(10_000, 10_000)  # devnet
-    assert proof_economics_ok(2500, 30_000)  # defaults: 0.25 × 3 = 0.75 = 1 − 0.25
-    assert not proof_economics_ok(2500, 29_999)
-    assert proof_economics_ok(5000, 10_000)
-    assert not proof_economics_ok(0, 10**9)
-    assert proof_economics_ok(10_000, 0)
+    assert proof_economics_ok(10_000, 10_000, 1000)  # devnet
+    # defaults: 0.25 × 4 × 0.9 = 0.9 >= 0.75; the old rule's 30000 no longer passes
+    assert proof_economics_ok(2500, 40_000, 1000)
+    assert not proof_economics_ok(2500, 30_000, 1000)
+    assert proof_economics_ok(2500, 30_000, 0)  # without a bounty the old boundary holds
+    assert not proof_economics_ok(2500, 29_999, 0)
+    assert proof_economics_ok(2500, 33_334, 1000)
+    assert not proof_economics_ok(2500, 33_333, 1000)
+    assert proof_economics_ok(5000, 20_000, 5000)
+    assert not proof_economics_ok(5000, 19_999, 5000)
+    assert not proof_economics_ok(0, 10**9, 0)
+    assert proof_economics_ok(10_000, 0, 1000)
     with pytest.raises(ProtocolError):
-        proof_economics_ok(10_001, 10_000)
+        proof_economics_ok(10_001, 10_000, 0)
 
 
 def test_mint_shares() -> None:
@@ -245,8 +251,9 @@ def test_claimed_never_exceeds_the_budget(n_slots: int, stake: int, total: int, 
     assert cap * 24 * 2 <= n_slots * stake
 
 
-@given(p=bps, m=st.integers(0, 10**6))
-def test_economics_rule_is_monotonic(p: int, m: int) -> None:
-    if proof_economics_ok(p, m):
-        assert proof_economics_ok(p, m + 1)
-        assert p == 10_000 or proof_economics_ok(min(p + 1, 10_000), m)
+@given(p=bps, m=st.integers(0, 10**6), b=st.integers(0, 5000))
+def test_economics_rule_is_monotonic(p: int, m: int, b: int) -> None:
+    if proof_economics_ok(p, m, b):
+        assert proof_economics_ok(p, m + 1, b)
+        assert p == 10_000 or proof_economics_ok(min(p + 1, 10_000), m, b)
+        assert b == 0 or proof_economics_ok(p, m, b - 1)

@@ -4,6 +4,7 @@ reward arrives (real anvils, the relayer as a subprocess, its claimer driving th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
 
 
 CONCURRENCY = 12
+KILL_AT = 300  # relays sent before the kill at the latest (the app's budget is 3,000)
+MAX_SENT = 1_000  # a bound on the load whatever the machine's speed
 
 
 def _sign(net: Net, n: int, i: int) -> SignedRelay:
@@ -36,18 +39,25 @@ def _sign(net: Net, n: int, i: int) -> SignedRelay:
 
 
 async def _load(net: Net, n: int, kill_after: float) -> tuple[int, list[SignedRelay]]:
-    """Workers relay until the relayer dies under them (killed after ``kill_after`` s)."""
+    """Workers relay until the relayer dies under them (killed after ``kill_after`` s or
+    ``KILL_AT`` relays); the load is bounded in count too, so the app's budget never runs out."""
     sent = 0
     answered: list[SignedRelay] = []
     stop = asyncio.Event()
+    enough = asyncio.Event()
 
     async def worker(s: aiohttp.ClientSession, w: int) -> None:
         nonlocal sent
         i = 0
         while not stop.is_set():
+            if sent >= MAX_SENT:
+                await stop.wait()
+                return
             relay = _sign(net, n, w * 1_000_000 + i)
             i += 1
             sent += 1
+            if sent >= KILL_AT:
+                enough.set()
             try:
                 async with s.post(
                     net.relayer.relay_url, data=relay.payload, headers=relay.headers()
@@ -61,7 +71,9 @@ async def _load(net: Net, n: int, kill_after: float) -> tuple[int, list[SignedRe
                 return
 
     async def killer() -> None:
-        await asyncio.sleep(kill_after)
+        # kill after ``kill_after`` s or once KILL_AT relays were sent, whichever comes first
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(enough.wait(), kill_after)
         await asyncio.to_thread(net.relayer.kill)
         stop.set()
 

@@ -38,6 +38,9 @@ CU_PRICE = 10
 COSMOS_APP = AccountKey.generate()
 
 
+EX_GATEWAY = AccountKey(bytes(31) + b"\x07")
+
+
 @dataclass
 class World:
     snapshot: MemorySnapshot
@@ -81,7 +84,12 @@ def _snapshot(
     for a, stake in ((app, 10**9), (poor, 3 * 3 * CU_PRICE)):  # poor: budget of 3 relays
         snap.set_app(a.address, SID)
         snap.set_app_stake(a.address, 1, stake)
-    snap.set_delegation(app.address, gateway.address, 1, True)
+    snap.set_gateway_stake(gateway.address, 1, True, 1)
+    snap.set_delegation(app.address, gateway.address, 1, True, 1)
+    snap.set_gateway_stake(EX_GATEWAY.address, 0, True, 1)
+    snap.set_delegation(app.address, EX_GATEWAY.address, 0, True, 1)
+    snap.set_gateway_stake(EX_GATEWAY.address, 1, False, 1)
+    snap.set_gateway_stake(EX_GATEWAY.address, 2, True, 2)
     snap.register_service(ServiceInfo("cosmos", b"\x01" * 20, rpc_type="cosmos-rest"))
     snap.set_service_params("cosmos", 0, ServiceParams(1, 100, 0))
     snap.stake_supplier("cosmos", SupplierInfo(supplier.address, 10**20, receipt.public_key, {}), 0)
@@ -208,6 +216,15 @@ async def test_gateway_signer_delegated_or_not(world: World) -> None:
     assert await _code(world, bad) == "SIGNER_NOT_DELEGATED"
 
 
+async def test_delegated_gateway_that_restaked_is_refused(world: World) -> None:
+    """signer_ok, not the bare delegation record: EX_GATEWAY is delegated to under epoch 1,
+    unstaked in session 1 and staked again (epoch 2) from session 2; the old delegation is dead."""
+    snap, app, ex = world.snapshot, world.app.address, EX_GATEWAY.address
+    assert snap.delegated(app, ex, world.n) and not snap.signer_ok(app, ex, world.n)
+    assert not snap.signer_ok(app, ex, 1) and snap.signer_ok(app, ex, 0)
+    assert await _code(world, _sign(world, key=EX_GATEWAY)) == "SIGNER_NOT_DELEGATED"
+
+
 async def test_refusals_each_with_its_code(world: World) -> None:
     w = world
     good = _sign(w)
@@ -279,3 +296,31 @@ async def test_rest_payload_is_sent_as_its_http_request(world: World) -> None:
     assert (status, body) == (200, b'{"balances":[]}'), body
     assert world.backend_hits == [b"GET /cosmos/bank/v1beta1/balances/cosmos1xyz?a=1&b=2"]
     relay.check_receipt(world.receipt.public_key, 200, body, headers["Relay-Receipt"])
+
+
+async def test_relays_accepted_only_below_grace_end(world: World) -> None:
+    """At grace_end(n) H_g(n) is known, so relays of n are refused from that block on."""
+    w = world
+    grace_end = SHAPE.B0 + (w.n + 1) * SHAPE.L - 1 + SHAPE.G
+    w.snapshot.set_head(grace_end - 1)
+    assert (await _post(w, _sign(w)))[0] == 200
+    w.snapshot.set_head(grace_end)
+    assert await _code(w, _sign(w)) == "SESSION_EXPIRED"
+
+
+async def test_session_verified_under_its_recorded_chain_id(world: World) -> None:
+    """After a chain split the session's recorded chain id is the EIP-712 domain's."""
+    w = world
+    split = Domain(DOMAIN.chain_id + 7, DOMAIN.settlement)
+    w.snapshot.set_chain_id(w.n, split.chain_id)
+    assert await _code(w, _sign(w)) == "BAD_SIGNATURE"  # signed under the deployment's id
+    relay = sign_relay(
+        split,
+        w.app,
+        service_id=SID,
+        app=w.app.address,
+        supplier=w.supplier.address,
+        n=w.n,
+        payload=rpc("eth_blockNumber"),
+    )
+    assert (await _post(w, relay))[0] == 200

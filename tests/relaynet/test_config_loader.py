@@ -96,7 +96,7 @@ def test_expansion_is_on_parsed_values_with_defaults_and_never_recursive(tmp_pat
 
 
 def test_environment_overrides_file_overrides_default(tmp_path: Path) -> None:
-    path = _gateway(tmp_path, GATEWAY + '\n[qos]\nprobe_interval = 2.5\nmax_height_lag = 7\n')
+    path = _gateway(tmp_path, GATEWAY + "\n[qos]\nprobe_interval = 2.5\nmax_height_lag = 7\n")
     env = {
         "GW_KEY": KEY,
         "RPC": "http://chain.example:8545",
@@ -193,7 +193,7 @@ def test_missing_config_file_and_bad_toml(tmp_path: Path) -> None:
 
 
 def test_out_of_range_value_shows_what_was_given(tmp_path: Path) -> None:
-    rel = _relayer(tmp_path, RELAYER + 'timeout = 0\n')
+    rel = _relayer(tmp_path, RELAYER + "timeout = 0\n")
     assert _problem(rel, {"PW": "x"}, relayer=True) == (
         f"{rel}: `services.eth.timeout`: input should be greater than 0 (got 0)"
     )

@@ -109,11 +109,14 @@ def test_histories_read_latest_record_at_or_before_n() -> None:
     snap.set_app(app, None)
     assert snap.app_service(app) is None
 
-    snap.set_delegation(app, gw1, 3, True)
-    snap.set_delegation(app, gw2, 4, True)
+    snap.set_gateway_stake(gw1, 1, True, 1)
+    snap.set_gateway_stake(gw2, 1, True, 1)
+    snap.set_delegation(app, gw1, 3, True, 1)
+    snap.set_delegation(app, gw2, 4, True, 1)
     snap.set_delegation(app, gw1, 6, False)
     assert [snap.delegated(app, gw1, n) for n in (2, 3, 5, 6)] == [False, True, True, False]
     assert snap.delegations(app, 5) == [gw1, gw2]
+    assert [snap.signer_ok(app, gw1, n) for n in (2, 3, 5, 6)] == [False, True, True, False]
     assert snap.delegations(app, 6) == [gw2]
     assert not snap.delegated(app, addr(0x52), 5)
 

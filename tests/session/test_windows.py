@@ -105,7 +105,7 @@ def test_relay_status_boundaries() -> None:
         130: RelayStatus.CURRENT,
         139: RelayStatus.CURRENT,
         140: RelayStatus.IN_GRACE,
-        141: RelayStatus.IN_GRACE,
+        141: RelayStatus.EXPIRED,  # H_g(3) is known at grace_end: no relay may be added then
         142: RelayStatus.EXPIRED,
         10_000: RelayStatus.EXPIRED,
     }
@@ -119,14 +119,16 @@ def test_relay_status_boundaries() -> None:
         check_relay_session(142, 3, shape)
     assert expired.value.code.value == "SESSION_EXPIRED" and not expired.value.retryable
     assert check_relay_session(129, 3, shape).start == 130
-    assert check_relay_session(141, 3, shape).grace_end == 141
+    assert check_relay_session(140, 3, shape).grace_end == 141
+    with pytest.raises(SessionExpired):
+        check_relay_session(141, 3, shape)
 
 
 @given(shape=shapes, n=st.integers(0, 500), offset=st.integers(-50, 200))
 def test_accepts_relays_matches_design_rule(shape: SessionShape, n: int, offset: int) -> None:
     w = windows(shape, n)
     head = w.start + offset
-    assert accepts_relays(head, n, shape) == (w.start - 1 <= head <= w.grace_end)
+    assert accepts_relays(head, n, shape) == (w.start - 1 <= head < w.grace_end)
 
 
 @given(shape=shapes, head_offset=st.integers(0, 5_000), data=st.data())
@@ -134,21 +136,26 @@ def test_signing_session_is_accepted_by_lagging_relayers(
     shape: SessionShape, head_offset: int, data: st.DataObject
 ) -> None:
     head = shape.B0 + head_offset
-    lag = data.draw(st.integers(0, min(shape.L, shape.G) + 1))
+    lag = data.draw(st.integers(0, min(shape.L, shape.G)))
     n = signing_session(head, shape, lag=lag)
-    assert n in (session_of(head, shape.B0, shape.L), session_of(head, shape.B0, shape.L) - 1)
+    current = session_of(head, shape.B0, shape.L)
+    last_block_without_grace = shape.G == 0 and head == windows(shape, current).end
+    assert n in (current, current - 1, current + 1)
+    assert n != current + 1 or last_block_without_grace
     for relayer_head in range(max(shape.B0, head - lag), head + 1):
         assert accepts_relays(relayer_head, n, shape), (relayer_head, n, lag)
-    assert signing_session(head, shape) == session_of(head, shape.B0, shape.L)
+    assert signing_session(head, shape) == current + (1 if last_block_without_grace else 0)
 
 
 def test_signing_and_fallback_sessions() -> None:
     shape = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
-    assert [signing_session(h, shape, lag=3) for h in (139, 140, 141, 142, 143)] == [3, 3, 3, 4, 4]
+    # relayers accept session 3 while their head is below grace_end(3) = 141, so the gateway
+    # stops signing for it at 141 (one block earlier than under the old rule)
+    assert [signing_session(h, shape, lag=3) for h in (139, 140, 141, 142, 143)] == [3, 3, 4, 4, 4]
     assert [signing_session(h, shape, lag=1) for h in (139, 140, 141)] == [3, 4, 4]
     assert signing_session(100, shape, lag=5) == 0
     assert fallback_session(140, 4, shape) == 3
-    assert fallback_session(141, 4, shape) == 3
+    assert fallback_session(141, 4, shape) is None
     assert fallback_session(142, 4, shape) is None
     assert fallback_session(105, 0, shape) is None
 

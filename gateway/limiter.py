@@ -1,0 +1,142 @@
+"""Rate limit, quota and usage of API keys (DESIGN §4).
+
+Each check-and-count is one :class:`gateway.store.base.Charge`, applied atomically by the store
+(one Lua script on Redis, one synchronous step in memory); a refusal consumes nothing. How the
+gateway uses it:
+
+- :meth:`Limiter.gate` — one rate token, before the body is parsed (nothing counted yet);
+- :meth:`Limiter.admit` — after parsing: the rest of the tokens (``requests - prepaid``) and
+  ``requests`` counted against quota and usage;
+- :meth:`Limiter.count` — quota and usage only, no rate token (e.g. a delivered WebSocket push).
+
+Refusals raise :class:`Limited` (HTTP 429, -32005) carrying ``retry_after`` in seconds: the
+HTTP surface sends it as ``Retry-After``, a WebSocket as ``data.retry_after``. While Redis is
+unreachable the :class:`gateway.outage.Outage` serves this replica's share locally.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.errors import BadRequest, ClientReason
+from gateway.keys import ApiKey
+from gateway.outage import Outage
+from gateway.store.base import Admission, Charge, Store, StoreUnavailable
+
+__all__ = ["Limited", "Limiter", "Usage"]
+
+
+class Limited(BadRequest):
+    """A refusal by the limiter: 429 with ``Retry-After``."""
+
+    def __init__(self, message: str, *, reason: ClientReason, retry_after: float) -> None:
+        super().__init__(message, reason=reason)
+        self.wait = retry_after  # seconds, as the limiter computed it
+        self.retry_after = max(1, math.ceil(retry_after))  # whole seconds (RFC 9110)
+
+    @property
+    def retry_after_header(self) -> str:
+        """Whole seconds, at least 1 (RFC 9110 delay-seconds)."""
+        return str(self.retry_after)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    key_id: str
+    period_requests: int
+    total_requests: int
+    by_service: dict[str, int] = field(default_factory=dict)
+
+
+class Limiter:
+    """The key limits on the shared store, with the outage rules when Redis is the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        outage: Outage | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self.outage = outage
+        self._clock = clock
+
+    def _period(self, record: ApiKey) -> int:
+        return int(self._clock()) // max(1, record.quota_period)
+
+    def _charge(
+        self, record: ApiKey, service_id: str, *, tokens: float, need: int, count: int
+    ) -> Charge:
+        return Charge(
+            tag=record.key_hash,
+            rate=record.rate_limit if record.rate_limit > 0 else 0.0,
+            burst=max(record.burst, 1.0),
+            tokens=tokens,
+            quota=max(record.quota, 0),
+            period=self._period(record),
+            period_ttl=float(record.quota_period) + 60.0,
+            need=need,
+            count=count,
+            service=service_id,
+        )
+
+    async def _apply(self, record: ApiKey, charge: Charge) -> None:
+        adm: Admission | None = None
+        if self.outage is None:
+            adm = await self._store.admit(charge)
+        else:
+            if not self.outage.degraded:
+                try:
+                    adm = await self._store.admit(charge)
+                except StoreUnavailable:
+                    self.outage.lost()
+            if adm is None:
+                adm = await self.outage.admit_local(record, charge)
+        if adm.ok:
+            return
+        if adm.reason == "rate":
+            raise Limited(
+                "rate limit exceeded",
+                reason=ClientReason.RATE_LIMITED,
+                retry_after=adm.retry_after,
+            )
+        period = max(1, record.quota_period)
+        left = period - self._clock() % period
+        raise Limited("quota exceeded", reason=ClientReason.QUOTA_EXCEEDED, retry_after=left)
+
+    async def gate(self, record: ApiKey, service_id: str) -> None:
+        """One rate token before the body is parsed; refused too when the quota is spent."""
+        await self._apply(record, self._charge(record, service_id, tokens=1.0, need=1, count=0))
+
+    async def admit(
+        self, record: ApiKey, service_id: str, requests: int = 1, *, prepaid: int = 0
+    ) -> None:
+        """Take ``requests - prepaid`` rate tokens and count ``requests`` against quota and
+        usage, all or nothing; :class:`Limited` when over."""
+        charge = self._charge(
+            record,
+            service_id,
+            tokens=float(max(0, requests - prepaid)),
+            need=requests,
+            count=requests,
+        )
+        await self._apply(record, charge)
+
+    async def count(self, record: ApiKey, service_id: str, requests: int = 1) -> None:
+        """Count ``requests`` against quota and usage without a rate token (a push)."""
+        charge = self._charge(record, service_id, tokens=0.0, need=requests, count=requests)
+        await self._apply(record, charge)
+
+    async def usage(self, record: ApiKey) -> Usage:
+        services = list(record.services)
+        counts = await self._store.limit_counts(record.key_hash, self._period(record), services)
+        return Usage(
+            key_id=record.key_id,
+            period_requests=counts[0],
+            total_requests=counts[1],
+            by_service=dict(zip(services, counts[2:], strict=True)),
+        )
