@@ -167,3 +167,29 @@ def test_gateway_check_passes_on_a_staked_gateway(env: ChainEnv) -> None:
     assert result.exit_code == 1 and "✗ service base: " in result.output
     path.write_text(path.read_text().replace('[services.base]\ncatalogue = "devnet"\n', ""))
     ok(env.run("gateway", "check", "--config", str(path)))
+
+
+def test_a_receipt_key_other_than_the_staked_one_is_caught(env: ChainEnv) -> None:
+    path = _relayer_toml(env, name="other-receipt.toml")
+    path.write_text(path.read_text().replace("staked-receipt.key", env.receipt_key.name))
+    checks = _by_what(relayer_checks(path, devnet=True))
+    assert not checks["receipt key"].ok
+    assert checks["receipt key"].detail.startswith("the receipt key on chain is not the configured")
+
+
+def test_gateway_check_catches_redis_down(env: ChainEnv) -> None:
+    path = env.tmp / "gateway-redis.toml"
+    path.write_text(
+        "[gateway]\n"
+        f'private_key = "0x{env.keys["gateway"].private_key.hex()}"\n'
+        "[settlement]\n"
+        f'rpc_url = "{env.net.rpc_url}"\n'
+        'deployment = "deployment.json"\n'
+        "[redis]\n"
+        f'url = "redis://127.0.0.1:{_closed_port()}/0"\n'
+        "[services.eth]\n"
+        'catalogue = "devnet"\n'
+    )
+    store = _by_what(gateway_checks(path))["key store"]
+    assert not store.ok
+    assert store.detail.startswith("Redis does not answer (") and store.detail.endswith("start it")
