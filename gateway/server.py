@@ -394,9 +394,9 @@ def add_routes(app: web.Application) -> None:
         resource.add_route("GET", rpc)
         resource.add_route("OPTIONS", handle_options)
     rest = app.router.add_resource("/v1/{service}/{key}/{path:.+}")
-    for method in ("GET", "POST"):
-        rest.add_route(method, outermost(handle_rest))
     rest.add_route("OPTIONS", handle_options)
+    # every other method reaches the handler: GET and POST are calls, the rest 405 / code 12
+    rest.add_route("*", outermost(handle_rest))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

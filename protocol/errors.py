@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     REPLAYED_RELAY = "REPLAYED_RELAY"
     APP_OVER_BUDGET = "APP_OVER_BUDGET"
     BATCH_NOT_RELAYABLE = "BATCH_NOT_RELAYABLE"
+    INVALID_PAYLOAD = "INVALID_PAYLOAD"
     METHOD_DENIED = "METHOD_DENIED"
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
     BACKEND_TIMEOUT = "BACKEND_TIMEOUT"
@@ -104,6 +105,7 @@ ERROR_TABLE: dict[ErrorCode, CodeInfo] = {
     ErrorCode.REPLAYED_RELAY: CodeInfo(409, False, -32603, Refusal.LIE),
     ErrorCode.APP_OVER_BUDGET: CodeInfo(402, True, -32005, Refusal.RETRYABLE),
     ErrorCode.BATCH_NOT_RELAYABLE: CodeInfo(400, False, -32600, Refusal.LIE),
+    ErrorCode.INVALID_PAYLOAD: CodeInfo(400, False, -32600, Refusal.LIE),
     ErrorCode.METHOD_DENIED: CodeInfo(403, False, -32601, Refusal.SUPPLIER),
     ErrorCode.BACKEND_UNAVAILABLE: CodeInfo(502, True, -32603, Refusal.RETRYABLE),
     ErrorCode.BACKEND_TIMEOUT: CodeInfo(504, True, -32603, Refusal.RETRYABLE),

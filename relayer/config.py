@@ -90,6 +90,8 @@ class ServerConfig(_Strict):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     shutdown_grace: float = Field(default=5.0, ge=0)
+    #: concurrent WebSocket streams one app may hold here (DESIGN §4; RATE_LIMITED past it)
+    max_streams_per_app: int = Field(default=2048, gt=0)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:

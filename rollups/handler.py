@@ -457,6 +457,11 @@ class RpcHandler(Protocol):
         """The pushed message with its subscription id replaced (the gateway's stable id)."""
         ...
 
+    def notification_identity(self, body: bytes) -> bytes:
+        """What makes a pushed message the same event on two suppliers' streams (each node
+        writes its own subscription id): a digest, equal for the same event from any node."""
+        ...
+
     def write_landed(self, call: Call, body: bytes) -> bool:
         """After a *retried* write: does this answer mean the first try landed
         ("already known", "nonce too low", "known transaction")?"""

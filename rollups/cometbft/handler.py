@@ -17,6 +17,7 @@ waits for the block: the spec's write timeout). Health: ``status`` →
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -26,8 +27,8 @@ from protocol.payload import RestRequest
 from rollups.answers import FloorRule, answer_cap
 from rollups.cometbft.routes import ROUTES, UNSAFE_ROUTES, WEBSOCKET_ONLY, Cache, Route
 from rollups.errors import (
-    InvalidRequestError,
     MethodDeniedError,
+    MethodNotAllowedError,
     MethodNotFoundError,
     WritesDisabledError,
 )
@@ -164,7 +165,7 @@ class CometBftHandler:
 
     def _call_of(self, request: RestRequest, payload: bytes) -> Call:
         if request.method != "GET":
-            raise InvalidRequestError(
+            raise MethodNotAllowedError(
                 f"invalid request: CometBFT URI calls are GETs (got {request.method}); "
                 "POST JSON-RPC to the service instead"
             )
@@ -306,6 +307,14 @@ class CometBftHandler:
             int(subscription_id) if subscription_id.lstrip("-").isdigit() else subscription_id
         )
         return orjson.dumps(data)
+
+    def notification_identity(self, body: bytes) -> bytes:
+        """An event by its result (query, data, events); the id is the subscriber's own."""
+        data = decode_answer(body)
+        result = data.get("result") if data is not None else None
+        if result is None:
+            return hashlib.sha256(body).digest()
+        return hashlib.sha256(orjson.dumps(result, option=orjson.OPT_SORT_KEYS)).digest()
 
     def write_landed(self, call: Call, body: bytes) -> bool:
         error = answer_error(body)

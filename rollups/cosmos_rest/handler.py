@@ -19,6 +19,7 @@ head). Health: ``GET …/tendermint/v1beta1/blocks/latest`` (height and chain id
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -255,6 +256,9 @@ class CosmosRestHandler:
 
     def rewrite_notification(self, body: bytes, subscription_id: str) -> bytes:
         return body
+
+    def notification_identity(self, body: bytes) -> bytes:
+        return hashlib.sha256(body).digest()  # no subscriptions: never called for a push
 
     def write_landed(self, call: Call, body: bytes) -> bool:
         lower = body.lower()
