@@ -1,12 +1,12 @@
 """The README's journeys run exactly as written, against a devnet started with the launcher.
 
 Every ```sh block under a "### Journey" heading runs, in order, in one ``bash -euo pipefail``
-(one shell, as a reader pasting them would: variables and files carry over), from a folder that
-looks like a fresh clone (``rollups/`` is the only repository folder the journeys read). A block
-preceded by ``<!-- readme-test: skip (why) -->`` is left out (it needs a tool the project does
-not install). The README's fixed ports are swapped for free ones so parallel runs cannot clash.
-Bounded in time; everything started is stopped afterwards (devnet down, the script's process
-group, Redis).
+(one shell, as a reader pasting them would: variables and files carry over), from a folder
+that looks like a fresh clone (``rollups/`` and ``deploy/`` are the repository folders they
+read). A block preceded by ``<!-- readme-test: skip (why) -->`` is left out (it needs a tool
+the project does not install). The README's fixed ports are swapped for free ones so
+parallel runs cannot clash. Bounded in time; everything started is stopped afterwards
+(devnet down, the script's process group, Redis).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _free_port() -> int:
 def test_the_journeys_are_found_and_nothing_is_left_out_silently() -> None:
     blocks = journey_blocks(README.read_text())
     headings = {h.split(" — ")[0] for h, _ in blocks}
-    assert headings == {"Journey 1", "Journey 2", "Journey 3", "Journey 4"}
+    assert headings == {"Journey 1", "Journey 2", "Journey 3", "Journey 4", "Journey 5"}
     skipped = [m.group(1) for m in map(SKIP.search, README.read_text().splitlines()) if m]
     assert skipped == ["needs Foundry's cast"]
     for _, code in blocks:  # no placeholder left to fill in by hand
@@ -74,7 +74,8 @@ def test_readme_journeys_run_as_written(tmp_path: Path) -> None:
         pytest.fail("redis-server and jq are part of the set-up (make setup)")
     clone = tmp_path / "relaynet"
     clone.mkdir()
-    (clone / "rollups").symlink_to(REPO / "rollups")
+    for folder in ("rollups", "deploy"):  # the repository folders the journeys read
+        (clone / folder).symlink_to(REPO / folder)
     ports = {p: str(_free_port()) for p in FIXED_PORTS}
     script = ["set -euo pipefail"]
     for n, (heading, code) in enumerate(journey_blocks(README.read_text())):
@@ -144,9 +145,11 @@ def test_readme_journeys_run_as_written(tmp_path: Path) -> None:
     j3 = out.split(">>> Journey 3")[1].split(">>> Journey 4")[0]
     assert "myrollup" in j3
     # Journey 4: a relay through the second replica, usage counted, the key revoked
-    j4 = out.split(">>> Journey 4")[-1]
+    j4 = out.split(">>> Journey 4")[1].split(">>> Journey 5")[0]
     assert "✓ key store: Redis answers" in j4 and "✗" not in j4
     assert '"result":"0x' in j4 and "total=" in j4 and "revoked " in j4
+    # Journey 5: a second deployment on the devnet's chain, its code checked
+    assert (clone / "deployment.json").exists()
     # nothing written into the clone by Redis, and the relayer stopped by its pid file
     assert not (clone / "dump.rdb").exists()
     pid = int((clone / "myrelayer" / "relayer.pid").read_text())
