@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,31 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _group(pgid: int) -> list[str]:
+    """The command lines of the processes still in process group ``pgid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append((stat.parent / "cmdline").read_text().replace("\0", " ").strip())
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _stop_group(pgid: int) -> list[str]:
+    """Give what is left in the group 30 s to finish stopping (a gateway drains after SIGTERM),
+    then SIGKILL it. Returns what had to be killed."""
+    deadline = time.monotonic() + 30
+    while _group(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _group(pgid)
+    if left:
+        os.killpg(pgid, signal.SIGKILL)
+    return left
 
 
 def test_the_journeys_are_found_and_nothing_is_left_out_silently() -> None:
@@ -121,10 +147,7 @@ def test_readme_journeys_run_as_written(tmp_path: Path) -> None:
         assert proc.returncode == 0, out[-6000:]
     finally:
         if proc is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)  # anything a journey left running
-            except ProcessLookupError:
-                pass
+            leftovers = _stop_group(proc.pid)  # anything a journey left running
         subprocess.run(
             ["redis-cli", "-p", ports["6379"], "shutdown", "nosave"],
             capture_output=True,
@@ -132,6 +155,7 @@ def test_readme_journeys_run_as_written(tmp_path: Path) -> None:
         )
         down = relaynet("devnet", "down")
     assert down.returncode == 0, down.stdout + down.stderr
+    assert leftovers == [], f"still running after the journeys stopped them: {leftovers}"
 
     # Journey 1: the URL answers
     assert '"result":"0x' in out.split(">>> Journey 2")[0]
