@@ -63,8 +63,9 @@ from rollups.jsonrpc import (
     is_cacheable_answer,
     jsonrpc_error,
 )
+from rollups.loading import load_spec, parse_spec
 from rollups.registry import handler_for, register, rpc_types
-from rollups.spec import ChainSpec, load_spec, parse_spec
+from rollups.spec import ChainSpec
 
 __all__ = [
     "DEFAULT_ROLE",

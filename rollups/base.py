@@ -1,0 +1,270 @@
+"""The table-driven handler every RPC type builds on: the defaults, and ``plan()`` as a template.
+
+A handler names its RPC type, gives its method table (:class:`~rollups.methods.MethodInfo` by
+method) and overrides only what differs. The base resolves a method under a spec in one order:
+
+1. :meth:`TableHandler.refused` — never relayable whatever the spec says (node
+   administration, removed modules); ``known`` tells "denied" from "method not found";
+2. :meth:`TableHandler.info` — the table entry (default: ``methods[method]``);
+3. the spec's override (``[methods.overrides]``): class and cacheability;
+4. no class at all: unknown, refused as "method not found".
+
+``plan()`` then refuses denied methods, writes when writes are off, and whatever
+:meth:`TableHandler.check_params` refuses, in that order; the refusals' wording comes from the
+class attributes (``noun``, ``not_found``, ``writes_refused``). Resolutions are remembered per
+spec. Caching asks :meth:`TableHandler.decide_cache` only for reads that may be cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from rollups.answers import FloorRule, answer_cap
+from rollups.errors import MethodDeniedError, MethodNotFoundError, WritesDisabledError
+from rollups.finality import not_cached
+from rollups.handler import (
+    CachePolicy,
+    Call,
+    CallPlan,
+    HeaderPolicy,
+    Heights,
+    MethodPolicy,
+    Pinning,
+    RetryMode,
+    RetryPolicy,
+    SubscriptionCall,
+)
+from rollups.jsonrpc import cache_key, is_cacheable_answer, parse_single
+from rollups.methods import DEFAULT_ROLE, CacheRule, MethodClass, MethodInfo
+from rollups.spec import match_method
+
+if TYPE_CHECKING:
+    from rollups.spec import ChainSpec
+
+__all__ = ["Resolved", "TableHandler", "retry_of"]
+
+_MEMO_LIMIT = 4096  # resolved methods kept per spec (unknown ones never)
+_SPEC_LIMIT = 256  # specs remembered per handler
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A method resolved under one spec: its policy and the cache rule that applies."""
+
+    policy: MethodPolicy
+    rule: CacheRule
+    info: MethodInfo | None
+
+
+@dataclass(slots=True)
+class _SpecTable:
+    spec: ChainSpec
+    methods: dict[str, Resolved]
+    retry: dict[MethodClass, RetryPolicy]
+
+
+def retry_of(spec: ChainSpec, cls: MethodClass) -> RetryPolicy:
+    """Retry, hedging and timeout of a method class under ``spec``."""
+    t = spec.timeouts
+    if cls is MethodClass.READ:
+        return RetryPolicy(RetryMode.ANY, hedge=True, timeout=t.default)
+    if cls is MethodClass.WRITE:
+        return RetryPolicy(RetryMode.UNSENT_ONLY, hedge=False, timeout=t.write)
+    if cls is MethodClass.LONG_POLL:
+        return RetryPolicy(RetryMode.ANY, hedge=False, timeout=t.long_poll)
+    return RetryPolicy(RetryMode.NEVER, hedge=False, timeout=t.default)
+
+
+class TableHandler:
+    """Defaults of an :class:`~rollups.handler.RpcHandler`; see the module docstring."""
+
+    rpc_type: ClassVar[str]
+    #: method → class and cache rule.
+    methods: ClassVar[Mapping[str, MethodInfo]] = {}
+    #: method or ``prefix*`` → backend role, used when the spec routes it nowhere.
+    default_roles: ClassVar[Mapping[str, str]] = {}
+    headers: ClassVar[HeaderPolicy] = HeaderPolicy(auth_scheme="bearer", auth_required=False)
+    #: What a refusal calls a method ("method", "route").
+    noun: ClassVar[str] = "method"
+    #: The "method not found" message, as the RPC type's own nodes word it.
+    not_found: ClassVar[str] = "the method {method} does not exist/is not available"
+    #: Why a write is refused when writes are off.
+    writes_refused: ClassVar[str] = "this relay does not accept transactions"
+    #: Why a read that is never cacheable is not cached.
+    volatile: ClassVar[str] = "node-local or volatile answers are never cached"
+
+    def __init__(self) -> None:
+        # id(spec) -> what was resolved for it. Holding the spec keeps its id unique.
+        self._tables: dict[int, _SpecTable] = {}
+
+    # -- what subclasses give --------------------------------------------------------------
+    def refused(self, method: str) -> tuple[str, bool] | None:
+        """``(reason, known)`` when no spec may relay ``method``; else None."""
+        return None
+
+    def info(self, method: str) -> MethodInfo | None:
+        """The table entry of ``method`` (None: not in the table)."""
+        return self.methods.get(method)
+
+    def check_params(self, spec: ChainSpec, call: Call) -> None:
+        """Refuse a call this chain cannot serve (raise a ``RequestError``); hook."""
+
+    def decide_cache(
+        self, spec: ChainSpec, call: Call, resolved: Resolved, key: str, heights: Heights
+    ) -> CachePolicy:
+        """The cache policy of a read that may be cached; default: by the rule alone."""
+        from rollups.finality import Finality, policy_for
+
+        ttl = spec.cache.head_ttl
+        if resolved.rule is CacheRule.FINAL:
+            return policy_for(key, Finality.FINAL, f"{call.method} never changes", ttl)
+        return policy_for(key, Finality.BRIEF, f"{call.method} follows the head", ttl)
+
+    def cache_key(self, spec: ChainSpec, call: Call) -> str:
+        return cache_key(spec.service_id, call.method, call.params)
+
+    # -- methods ---------------------------------------------------------------------------
+    def resolve(self, spec: ChainSpec, method: str) -> Resolved:
+        """``method`` under ``spec`` (remembered per spec)."""
+        table = self._table(spec)
+        hit = table.methods.get(method)
+        if hit is not None:
+            return hit
+        resolved = self._resolve(spec, method)
+        if resolved.policy.known and len(table.methods) < _MEMO_LIMIT:
+            table.methods[method] = resolved
+        return resolved
+
+    def _table(self, spec: ChainSpec) -> _SpecTable:
+        table = self._tables.get(id(spec))
+        if table is None or table.spec is not spec:
+            if len(self._tables) >= _SPEC_LIMIT:
+                self._tables.clear()
+            table = _SpecTable(spec, {}, {cls: retry_of(spec, cls) for cls in MethodClass})
+            self._tables[id(spec)] = table
+        return table
+
+    def _role(self, spec: ChainSpec, method: str) -> str:
+        role = spec.role_for(method)
+        if role is not None:
+            return role
+        key = match_method(self.default_roles, method)
+        return DEFAULT_ROLE if key is None else self.default_roles[key]
+
+    def _resolve(self, spec: ChainSpec, method: str) -> Resolved:
+        cu = spec.compute_units.price(method)
+        role = self._role(spec, method)
+
+        def denied(reason: str, known: bool = True) -> Resolved:
+            policy = MethodPolicy(method, MethodClass.DENIED, cu, role, False, known, reason)
+            return Resolved(policy, CacheRule.NEVER, None)
+
+        refusal = self.refused(method)
+        if refusal is not None:
+            return denied(*refusal)
+        info = self.info(method)
+        cls = info.method_class if info else None
+        rule = info.cache if info else CacheRule.NEVER
+        why = info.reason if info else ""
+        override = spec.override_for(method)
+        if override is not None:
+            if override.method_class is not None and override.method_class is not cls:
+                cls = override.method_class
+                why = "denied by the chain spec" if cls is MethodClass.DENIED else ""
+                if cls is not MethodClass.READ:
+                    rule = CacheRule.NEVER
+            if override.cacheable is True and rule is CacheRule.NEVER:
+                rule = CacheRule.HEAD
+            elif override.cacheable is False:
+                rule = CacheRule.NEVER
+        if cls is None:
+            return denied("method not found", known=False)
+        if cls is MethodClass.DENIED:
+            return denied(why or "denied")
+        cacheable = cls is MethodClass.READ and rule is not CacheRule.NEVER
+        policy = MethodPolicy(method, cls, cu, role, cacheable, True, "")
+        return Resolved(policy, rule if cacheable else CacheRule.NEVER, info)
+
+    def method_policy(self, spec: ChainSpec, method: str) -> MethodPolicy:
+        return self.resolve(spec, method).policy
+
+    def plan(self, spec: ChainSpec, call: Call, *, allow_writes: bool | None = None) -> CallPlan:
+        policy = self.resolve(spec, call.method).policy
+        cls = policy.method_class
+        if cls is MethodClass.DENIED:
+            if not policy.known:
+                raise MethodNotFoundError(self.not_found.format(method=call.method))
+            raise MethodDeniedError(
+                f"the {self.noun} {call.method} is not available on {spec.service_id}: "
+                f"{policy.reason}"
+            )
+        if cls is MethodClass.WRITE:
+            allowed = spec.methods.allow_writes if allow_writes is None else allow_writes
+            if not allowed:
+                raise WritesDisabledError(
+                    f"the {self.noun} {call.method} is not available: {self.writes_refused}"
+                )
+        self.check_params(spec, call)
+        return CallPlan(
+            call=call,
+            method_class=cls,
+            compute_units=policy.compute_units,
+            role=policy.role,
+            retry=self._table(spec).retry[cls],
+            pinning=self.pinning(call),
+            subscription=self.subscription(call),
+        )
+
+    def compute_units(self, spec: ChainSpec, call: Call) -> int:
+        return self.resolve(spec, call.method).policy.compute_units
+
+    def parse_relay(self, payload: bytes) -> Call:
+        return parse_single(payload)
+
+    def pinning(self, call: Call) -> Pinning | None:
+        """Stateful calls: which node-local handle they create, use or release."""
+        return None
+
+    def read_handle(self, body: bytes) -> str | None:
+        return None
+
+    def subscription(self, call: Call) -> SubscriptionCall | None:
+        return None
+
+    def rewrite_notification(self, body: bytes, subscription_id: str) -> bytes:
+        return body
+
+    # -- caching ---------------------------------------------------------------------------
+    def cache_policy(self, spec: ChainSpec, call: Call, heights: Heights) -> CachePolicy:
+        resolved = self.resolve(spec, call.method)
+        policy = resolved.policy
+        if policy.method_class is not MethodClass.READ:
+            return not_cached(f"{policy.method_class.value} calls are never cached")
+        if not policy.cacheable:
+            return not_cached(f"{call.method}: {self.volatile}")
+        return self.decide_cache(spec, call, resolved, self.cache_key(spec, call), heights)
+
+    def store_policy(
+        self, spec: ChainSpec, call: Call, body: bytes, heights: Heights
+    ) -> CachePolicy:
+        policy = self.cache_policy(spec, call, heights)
+        if not policy.cacheable:
+            return policy
+        if not is_cacheable_answer(body):
+            return not_cached("failures and null results are never cached")
+        return policy
+
+    # -- headers, answers ------------------------------------------------------------------
+    def header_policy(self, spec: ChainSpec) -> HeaderPolicy:
+        return self.headers
+
+    def answer_cap(self, spec: ChainSpec, call: Call) -> int:
+        return answer_cap(spec, large=False)
+
+    def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
+        return None  # no client-visible head call is floored for this RPC type
+
+    def height_answer(self, raw_id: bytes, height: int) -> bytes:
+        raise NotImplementedError("no floored call: floor_rule is always None")
