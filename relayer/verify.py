@@ -41,7 +41,7 @@ from protocol.settlement import budget as session_budget
 from protocol.settlement import pending_sessions
 from relayer.budget import BudgetMeter, SessionBudget
 from relayer.errors import RelayRefused
-from relayer.interfaces import PricedCall, PricingPolicy
+from relayer.priced import PricedCall, PricingPolicy
 from relayer.relaylog import LogRecord, SessionKey, SessionLog
 from session.hydrate import hydrate
 from session.snapshot import RegistrySnapshot, SessionShape
