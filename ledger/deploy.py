@@ -21,6 +21,8 @@ from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.types import Nonce, TxParams, TxReceipt
 
 from ledger.artifacts import CONTRACT_NAMES, load_artifact
+from ledger.econ import econ_tuple
+from protocol.settlement import pending_sessions
 from session.snapshot import EconomicParams, SessionShape
 
 __all__ = [
@@ -29,8 +31,6 @@ __all__ = [
     "DeployParams",
     "Deployment",
     "deploy",
-    "econ_tuple",
-    "pending_sessions",
 ]
 
 TOKEN_UNIT = 10**18
@@ -38,11 +38,6 @@ TOKEN_UNIT = 10**18
 
 class DeployError(RuntimeError):
     """A deployment transaction failed."""
-
-
-def pending_sessions(L: int, G: int, CO: int, CW: int, PO: int, PW: int) -> int:
-    """P = ceil((G+CO+CW+PO+PW) / L) + 1 (DESIGN §3.5)."""
-    return -(-(G + CO + CW + PO + PW) // L) + 1
 
 
 @dataclass(frozen=True)
@@ -118,33 +113,10 @@ class DeployParams:
 
     def econ_tuple(self) -> tuple[int, ...]:
         """The ``EconParams`` struct of the contracts, field order exact."""
-        p = self.economic_params()
-        return econ_tuple(p)
+        return econ_tuple(self.economic_params())
 
     def with_(self, **changes: Any) -> DeployParams:
         return replace(self, **changes)
-
-
-def econ_tuple(p: EconomicParams) -> tuple[int, ...]:
-    """An :class:`EconomicParams` as the contracts' ``EconParams`` tuple."""
-    return (
-        p.min_stake_supplier,
-        p.min_stake_app,
-        p.min_stake_gateway,
-        p.unbonding_sessions,
-        p.max_delegations,
-        p.max_services_per_supplier,
-        p.proof_probability_bps,
-        p.proof_threshold,
-        p.slash_multiplier_bps,
-        p.settle_bounty_bps,
-        p.cu_price,
-        p.service_registration_fee,
-        p.mint_shares[0],
-        p.mint_shares[1],
-        p.mint_shares[2],
-        p.max_stream_relays,
-    )
 
 
 @dataclass(frozen=True)
