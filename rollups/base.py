@@ -19,16 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rollups.answers import FloorRule, answer_cap
 from rollups.errors import MethodDeniedError, MethodNotFoundError, WritesDisabledError
 from rollups.finality import not_cached
 from rollups.handler import (
+    AnswerCheck,
     CachePolicy,
     Call,
     CallPlan,
     HeaderPolicy,
+    Health,
+    HealthStatus,
     Heights,
     MethodPolicy,
     Pinning,
@@ -36,7 +39,13 @@ from rollups.handler import (
     RetryPolicy,
     SubscriptionCall,
 )
-from rollups.jsonrpc import cache_key, is_cacheable_answer, parse_single
+from rollups.jsonrpc import (
+    answer_error,
+    cache_key,
+    decode_answer,
+    is_cacheable_answer,
+    parse_single,
+)
 from rollups.methods import DEFAULT_ROLE, CacheRule, MethodClass, MethodInfo
 from rollups.spec import match_method
 
@@ -94,12 +103,25 @@ class TableHandler:
     writes_refused: ClassVar[str] = "this relay does not accept transactions"
     #: Why a read that is never cacheable is not cached.
     volatile: ClassVar[str] = "node-local or volatile answers are never cached"
+    #: The spec field that names the chain a backend must serve ("chain_id" or "network"),
+    #: and what to say when it is missing (``{rpc_type}`` is filled in) or the other one is set.
+    identity_field: ClassVar[str] = "network"
+    identity_missing: ClassVar[str]
+    identity_extra: ClassVar[str]
+    #: Health when a backend serves another chain (``{served}``, ``{service}``, ``{identity}``).
+    wrong_chain: ClassVar[str] = (
+        "wrong chain: the node serves {served!r}, {service} is {identity!r}"
+    )
 
     def __init__(self) -> None:
         # id(spec) -> what was resolved for it. Holding the spec keeps its id unique.
         self._tables: dict[int, _SpecTable] = {}
 
     # -- what subclasses give --------------------------------------------------------------
+    def never_allowable(self, name: str) -> str | None:
+        """Why a spec override naming ``name`` (a method or ``prefix*``) may not allow it."""
+        return None
+
     def refused(self, method: str) -> tuple[str, bool] | None:
         """``(reason, known)`` when no spec may relay ``method``; else None."""
         return None
@@ -124,6 +146,23 @@ class TableHandler:
 
     def cache_key(self, spec: ChainSpec, call: Call) -> str:
         return cache_key(spec.service_id, call.method, call.params)
+
+    # -- spec ------------------------------------------------------------------------------
+    def check_spec(self, spec: ChainSpec) -> tuple[str, ...]:
+        problems: list[str] = []
+        other = "network" if self.identity_field == "chain_id" else "chain_id"
+        if getattr(spec, self.identity_field) is None:
+            problems.append(self.identity_missing.format(rpc_type=self.rpc_type))
+        if getattr(spec, other) is not None:
+            problems.append(self.identity_extra)
+        if spec.arbitrum is not None and self.rpc_type != "arbitrum":
+            problems.append('arbitrum: only for rpc_type "arbitrum" — remove the [arbitrum] table')
+        for name, override in spec.methods.overrides.items():
+            if override.method_class not in (None, MethodClass.DENIED):
+                reason = self.never_allowable(name)
+                if reason:
+                    problems.append(f"methods.overrides.{name}: {reason} — remove this override")
+        return tuple(problems)
 
     # -- methods ---------------------------------------------------------------------------
     def resolve(self, spec: ChainSpec, method: str) -> Resolved:
@@ -256,9 +295,42 @@ class TableHandler:
             return not_cached("failures and null results are never cached")
         return policy
 
-    # -- headers, answers ------------------------------------------------------------------
+    # -- headers, health, answers ----------------------------------------------------------
     def header_policy(self, spec: ChainSpec) -> HeaderPolicy:
         return self.headers
+
+    def served_health(self, spec: ChainSpec, height: int | None, served: str) -> Health | None:
+        """``WRONG_CHAIN`` when a backend reports another chain than the spec's, else None."""
+        if served == spec.identity:
+            return None
+        reason = self.wrong_chain.format(
+            served=served, service=spec.service_id, identity=spec.identity
+        )
+        return Health.failed(HealthStatus.WRONG_CHAIN, reason, height, served)
+
+    def answer_has_id(self, call: Call) -> bool:
+        """Whether the answer to ``call`` must carry the call's id."""
+        return not call.notification
+
+    def retry_error(self, status: int, code: int, message: str, data: dict[str, Any]) -> bool:
+        """Whether a JSON-RPC error answer is the backend's problem (another may answer)."""
+        return False
+
+    def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
+        """A JSON-RPC answer: well-formed, with the call's id; an error is retried elsewhere
+        when :meth:`retry_error` says so."""
+        data = decode_answer(body)
+        if data is None:
+            retry = status >= 500 or status == 429 or status == 200
+            return AnswerCheck(False, False, retry, f"not a JSON-RPC answer (HTTP {status})")
+        if self.answer_has_id(call) and data.get("id") != call.id:
+            return AnswerCheck(False, False, True, "the answer's id does not match the request")
+        error = answer_error(body)
+        if error is None:
+            return AnswerCheck(True, False, False, "ok")
+        code, message = error
+        retry = self.retry_error(status, code, message, data)
+        return AnswerCheck(True, True, retry, f"error {code}: {message}")
 
     def answer_cap(self, spec: ChainSpec, call: Call) -> int:
         return answer_cap(spec, large=False)

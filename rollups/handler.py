@@ -355,6 +355,12 @@ class Health:
     reason: str
     status: HealthStatus = field(default=HealthStatus.OK)
 
+    @classmethod
+    def failed(
+        cls, status: HealthStatus, reason: str, height: int | None = None, chain: str | None = None
+    ) -> Health:
+        return cls(False, height, chain, reason, status)
+
 
 @dataclass(frozen=True, slots=True)
 class AnswerCheck:

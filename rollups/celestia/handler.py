@@ -41,7 +41,7 @@ from rollups.handler import (
     ProbeRequest,
     SubscriptionCall,
 )
-from rollups.jsonrpc import answer_error, answer_result, decode_answer
+from rollups.jsonrpc import answer_error, answer_result
 from rollups.methods import CacheRule, MethodClass, MethodInfo
 from rollups.spec import ChainSpec
 
@@ -101,27 +101,16 @@ class CelestiaHandler(TableHandler):
         "it spends the node operator's wallet and this relay does not accept writes"
     )
 
-    # -- spec ------------------------------------------------------------------------------
-    def check_spec(self, spec: ChainSpec) -> tuple[str, ...]:
-        problems: list[str] = []
-        if spec.network is None:
-            problems.append(
-                "network: missing — a Celestia node is identified by header.chain_id, "
-                'e.g. network = "celestia" or "mocha-4"'
-            )
-        if spec.chain_id is not None:
-            problems.append("chain_id: Celestia networks are identified by `network` — remove it")
-        if spec.arbitrum is not None:
-            problems.append('arbitrum: only for rpc_type "arbitrum" — remove the [arbitrum] table')
-        for name, override in spec.methods.overrides.items():
-            if override.method_class in (None, MethodClass.DENIED):
-                continue
-            reason = self._never_allowable(name)
-            if reason:
-                problems.append(f"methods.overrides.{name}: {reason} — remove this override")
-        return tuple(problems)
+    identity_missing: ClassVar[str] = (
+        "network: missing — a Celestia node is identified by header.chain_id, "
+        'e.g. network = "celestia" or "mocha-4"'
+    )
+    identity_extra: ClassVar[str] = (
+        "chain_id: Celestia networks are identified by `network` — remove it"
+    )
 
-    def _never_allowable(self, name: str) -> str | None:
+    # -- spec ------------------------------------------------------------------------------
+    def never_allowable(self, name: str) -> str | None:
         prefix = name[:-1] if name.endswith("*") else None
         for denied in ADMIN_PREFIXES:
             if name.startswith(denied) or (prefix is not None and denied.startswith(prefix)):
@@ -228,32 +217,22 @@ class CelestiaHandler(TableHandler):
         local = answers.get("local_head")
         network = answers.get("network_head")
         if local is None and network is None:
-            return Health(False, None, None, "backend unreachable", HealthStatus.UNREACHABLE)
+            return Health.failed(HealthStatus.UNREACHABLE, "backend unreachable")
         height, chain, problem = self._read(local if local is not None else network)
         if problem:
-            return Health(
-                False, height, chain, f"header.LocalHead: {problem}", HealthStatus.BAD_ANSWER
-            )
-        if spec.network is not None and chain != spec.network:
-            return Health(
-                False,
-                height,
-                chain,
-                f"wrong chain: the node serves {chain!r}, {spec.service_id} is {spec.network!r}",
-                HealthStatus.WRONG_CHAIN,
-            )
+            reason = f"header.LocalHead: {problem}"
+            return Health.failed(HealthStatus.BAD_ANSWER, reason, height, chain)
+        assert chain is not None  # no problem: the header names its chain
+        wrong = self.served_health(spec, height, chain)
+        if wrong is not None:
+            return wrong
         if local is not None and network is not None:
             net_height, net_chain, net_problem = self._read(network)
             if not net_problem and net_chain == chain and net_height is not None:
                 assert height is not None
                 if net_height - height > SYNC_TOLERANCE:
-                    return Health(
-                        False,
-                        height,
-                        chain,
-                        f"syncing: local head {height}, network head {net_height}",
-                        HealthStatus.SYNCING,
-                    )
+                    reason = f"syncing: local head {height}, network head {net_height}"
+                    return Health.failed(HealthStatus.SYNCING, reason, height, chain)
         return Health(True, height, chain, "ok", HealthStatus.OK)
 
     def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
@@ -261,21 +240,13 @@ class CelestiaHandler(TableHandler):
             return AnswerCheck(
                 False, False, True, "the node refused the relayer's token (HTTP 401)"
             )
-        data = decode_answer(body)
-        if data is None:
-            retry = status >= 500 or status == 429 or status == 200
-            return AnswerCheck(False, False, retry, f"not a JSON-RPC answer (HTTP {status})")
-        if not call.notification and data.get("id") != call.id:
-            return AnswerCheck(False, False, True, "the answer's id does not match the request")
-        error = answer_error(body)
-        if error is None:
-            return AnswerCheck(True, False, False, "ok")
-        code, message = error
+        return super().check_answer(spec, call, status, body)
+
+    def retry_error(self, status: int, code: int, message: str, data: dict[str, Any]) -> bool:
         lower = message.lower()
-        retry = (
+        return (
             "missing permission" in lower  # the relayer's token is too weak: its problem
             or status == 429
             or status >= 500
             or any(marker in lower for marker in _RETRY_MARKERS)
         )
-        return AnswerCheck(True, True, retry, f"error {code}: {message}")

@@ -28,7 +28,6 @@ from rollups.cometbft.routes import ROUTES, TABLE, UNSAFE_ROUTES, WEBSOCKET_ONLY
 from rollups.errors import MethodNotAllowedError, MethodNotFoundError
 from rollups.finality import Finality, height_finality, not_cached, policy_for
 from rollups.handler import (
-    AnswerCheck,
     CachePolicy,
     Call,
     Health,
@@ -103,30 +102,21 @@ class CometBftHandler(TableHandler):
     routes: ClassVar[Mapping[str, Route]] = ROUTES
     not_found: ClassVar[str] = "Method not found: {method}"
 
-    # -- spec ------------------------------------------------------------------------------
-    def check_spec(self, spec: ChainSpec) -> tuple[str, ...]:
-        problems: list[str] = []
-        if spec.network is None:
-            problems.append(
-                f"network: missing — rpc_type {self.rpc_type!r} is identified by its chain id "
-                'as CometBFT reports it (node_info.network), e.g. network = "mocha-4"'
-            )
-        if spec.chain_id is not None:
-            problems.append(
-                "chain_id: CometBFT chains are identified by `network` — remove `chain_id`"
-            )
-        if spec.arbitrum is not None:
-            problems.append('arbitrum: only for rpc_type "arbitrum" — remove the [arbitrum] table')
-        for name, override in spec.methods.overrides.items():
-            if override.method_class not in (None, MethodClass.DENIED):
-                prefix = name[:-1] if name.endswith("*") else None
-                hit = [u for u in sorted(_UNSAFE) if u == name or (prefix and u.startswith(prefix))]
-                if hit:
-                    problems.append(
-                        f"methods.overrides.{name}: {hit[0]} is an unsafe route and always "
-                        "denied — remove this override"
-                    )
-        return tuple(problems)
+    identity_missing: ClassVar[str] = (
+        "network: missing — rpc_type {rpc_type!r} is identified by its chain id "
+        'as CometBFT reports it (node_info.network), e.g. network = "mocha-4"'
+    )
+    identity_extra: ClassVar[str] = (
+        "chain_id: CometBFT chains are identified by `network` — remove `chain_id`"
+    )
+    wrong_chain: ClassVar[str] = (
+        "wrong chain: the backend serves network {served!r}, {service} is {identity!r}"
+    )
+
+    def never_allowable(self, name: str) -> str | None:
+        prefix = name[:-1] if name.endswith("*") else None
+        hit = [u for u in sorted(_UNSAFE) if u == name or (prefix and u.startswith(prefix))]
+        return f"{hit[0]} is an unsafe route and always denied" if hit else None
 
     # -- parsing ---------------------------------------------------------------------------
     def parse_relay(self, payload: bytes) -> Call:
@@ -256,63 +246,36 @@ class CometBftHandler(TableHandler):
     def read_health(self, spec: ChainSpec, answers: Mapping[str, ProbeAnswer | None]) -> Health:
         answer = answers.get("status")
         if answer is None:
-            return Health(False, None, None, "backend unreachable", HealthStatus.UNREACHABLE)
+            return Health.failed(HealthStatus.UNREACHABLE, "backend unreachable")
         try:
             result = answer_result(answer.body) if answer.status == 200 else None
         except ValueError:
             result = None
         if not isinstance(result, dict):
-            return Health(
-                False,
-                None,
-                None,
-                f"status: no result (HTTP {answer.status})",
-                HealthStatus.BAD_ANSWER,
-            )
+            reason = f"status: no result (HTTP {answer.status})"
+            return Health.failed(HealthStatus.BAD_ANSWER, reason)
         node_info = result.get("node_info")
         network = node_info.get("network") if isinstance(node_info, dict) else None
-        network = network if isinstance(network, str) else None
         height = self.read_height(answer.body)
-        if network is None:
-            return Health(
-                False, height, None, "status: no node_info.network", HealthStatus.BAD_ANSWER
-            )
-        if spec.network is not None and network != spec.network:
-            return Health(
-                False,
-                height,
-                network,
-                f"wrong chain: the backend serves network {network!r}, "
-                f"{spec.service_id} is {spec.network!r}",
-                HealthStatus.WRONG_CHAIN,
-            )
+        if not isinstance(network, str):
+            return Health.failed(HealthStatus.BAD_ANSWER, "status: no node_info.network", height)
+        wrong = self.served_health(spec, height, network)
+        if wrong is not None:
+            return wrong
         if height is None:
-            return Health(
-                False,
-                None,
-                network,
-                "status: no sync_info.latest_block_height",
-                HealthStatus.BAD_ANSWER,
-            )
+            reason = "status: no sync_info.latest_block_height"
+            return Health.failed(HealthStatus.BAD_ANSWER, reason, None, network)
         sync = result.get("sync_info")
         if isinstance(sync, dict) and sync.get("catching_up") is True:
-            return Health(
-                False, height, network, f"catching up: at block {height}", HealthStatus.SYNCING
-            )
+            reason = f"catching up: at block {height}"
+            return Health.failed(HealthStatus.SYNCING, reason, height, network)
         return Health(True, height, network, "ok", HealthStatus.OK)
 
-    def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
-        data = decode_answer(body)
-        if data is None:
-            retry = status >= 500 or status == 429 or status == 200
-            return AnswerCheck(False, False, retry, f"not a JSON-RPC answer (HTTP {status})")
-        if not _is_uri(call) and not call.notification and data.get("id") != call.id:
-            return AnswerCheck(False, False, True, "the answer's id does not match the request")
-        error = answer_error(body)
-        if error is None:
-            return AnswerCheck(True, False, False, "ok")
-        code, message = error
-        detail = data["error"].get("data") if isinstance(data.get("error"), dict) else None
+    def answer_has_id(self, call: Call) -> bool:
+        return not _is_uri(call) and not call.notification
+
+    def retry_error(self, status: int, code: int, message: str, data: dict[str, Any]) -> bool:
+        error = data.get("error")
+        detail = error.get("data") if isinstance(error, dict) else None
         text = (message + " " + (detail if isinstance(detail, str) else "")).lower()
-        retry = status in (429, 502, 503, 504) or any(m in text for m in _RETRY_MARKERS)
-        return AnswerCheck(True, True, retry, f"error {code}: {message}")
+        return status in (429, 502, 503, 504) or any(m in text for m in _RETRY_MARKERS)

@@ -113,21 +113,13 @@ class CosmosRestHandler(TableHandler):
     not_found: ClassVar[str] = "Not Implemented: {method}"
     volatile: ClassVar[str] = "not cacheable"
 
-    # -- spec ------------------------------------------------------------------------------
-    def check_spec(self, spec: ChainSpec) -> tuple[str, ...]:
-        problems: list[str] = []
-        if spec.network is None:
-            problems.append(
-                "network: missing — a Cosmos chain is identified by its chain id as the node "
-                'reports it (block.header.chain_id), e.g. network = "rollchain-1"'
-            )
-        if spec.chain_id is not None:
-            problems.append(
-                "chain_id: Cosmos REST services are identified by `network` — remove `chain_id`"
-            )
-        if spec.arbitrum is not None:
-            problems.append('arbitrum: only for rpc_type "arbitrum" — remove the [arbitrum] table')
-        return tuple(problems)
+    identity_missing: ClassVar[str] = (
+        "network: missing — a Cosmos chain is identified by its chain id as the node "
+        'reports it (block.header.chain_id), e.g. network = "rollchain-1"'
+    )
+    identity_extra: ClassVar[str] = (
+        "chain_id: Cosmos REST services are identified by `network` — remove `chain_id`"
+    )
 
     # -- parsing ---------------------------------------------------------------------------
     def _call(self, request: RestRequest, payload: bytes) -> Call:
@@ -238,24 +230,14 @@ class CosmosRestHandler(TableHandler):
     def read_health(self, spec: ChainSpec, answers: Mapping[str, ProbeAnswer | None]) -> Health:
         latest = answers.get("latest_block")
         if latest is None:
-            return Health(False, None, None, "backend unreachable", HealthStatus.UNREACHABLE)
+            return Health.failed(HealthStatus.UNREACHABLE, "backend unreachable")
         height, chain = self._latest(latest.body) if latest.status == 200 else (None, None)
         if height is None or chain is None:
-            return Health(
-                False,
-                height,
-                chain,
-                f"blocks/latest: no block header in the answer (HTTP {latest.status})",
-                HealthStatus.BAD_ANSWER,
-            )
-        if spec.network is not None and chain != spec.network:
-            return Health(
-                False,
-                height,
-                chain,
-                f"wrong chain: the node serves {chain!r}, {spec.service_id} is {spec.network!r}",
-                HealthStatus.WRONG_CHAIN,
-            )
+            reason = f"blocks/latest: no block header in the answer (HTTP {latest.status})"
+            return Health.failed(HealthStatus.BAD_ANSWER, reason, height, chain)
+        wrong = self.served_health(spec, height, chain)
+        if wrong is not None:
+            return wrong
         syncing = answers.get("syncing")
         if syncing is not None and syncing.status == 200:
             try:
@@ -263,9 +245,8 @@ class CosmosRestHandler(TableHandler):
             except orjson.JSONDecodeError:
                 state = None
             if isinstance(state, dict) and state.get("syncing") is True:
-                return Health(
-                    False, height, chain, f"syncing: at block {height}", HealthStatus.SYNCING
-                )
+                reason = f"syncing: at block {height}"
+                return Health.failed(HealthStatus.SYNCING, reason, height, chain)
         return Health(True, height, chain, "ok", HealthStatus.OK)
 
     def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:

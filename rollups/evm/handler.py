@@ -32,7 +32,6 @@ from rollups.evm.methods import (
 )
 from rollups.finality import Finality, not_cached, policy_for
 from rollups.handler import (
-    AnswerCheck,
     CachePolicy,
     Call,
     Health,
@@ -43,7 +42,7 @@ from rollups.handler import (
     ProbeRequest,
     SubscriptionCall,
 )
-from rollups.jsonrpc import answer_error, answer_result, decode_answer
+from rollups.jsonrpc import answer_error, answer_result
 from rollups.methods import CacheRule, MethodClass, MethodInfo
 from rollups.spec import match_method
 
@@ -92,20 +91,20 @@ class EvmHandler(TableHandler):
     default_denied_prefixes: ClassVar[Mapping[str, str]] = DEFAULT_DENIED_PREFIXES
     volatile: ClassVar[str] = "node-local or pending answers are never cached"
 
-    # -- spec ------------------------------------------------------------------------------
+    identity_field: ClassVar[str] = "chain_id"
+    identity_missing: ClassVar[str] = (
+        "chain_id: missing — rpc_type {rpc_type!r} needs an EVM chain id"
+    )
+    identity_extra: ClassVar[str] = (
+        "network: EVM services are identified by chain_id — remove `network`"
+    )
+    wrong_chain: ClassVar[str] = (
+        "wrong chain: the backend serves chain id {served}, {service} is chain id {identity}"
+    )
+
     def check_spec(self, spec: ChainSpec) -> tuple[str, ...]:
-        problems: list[str] = []
-        if spec.chain_id is None:
-            problems.append(f"chain_id: missing — rpc_type {self.rpc_type!r} needs an EVM chain id")
-        if spec.network is not None:
-            problems.append("network: EVM services are identified by chain_id — remove `network`")
-        if spec.arbitrum is not None and self.rpc_type != "arbitrum":
-            problems.append('arbitrum: only for rpc_type "arbitrum" — remove the [arbitrum] table')
+        problems = list(super().check_spec(spec))
         for name, override in spec.methods.overrides.items():
-            if override.method_class not in (None, MethodClass.DENIED):
-                reason = self._never_allowable(name)
-                if reason:
-                    problems.append(f"methods.overrides.{name}: {reason} — remove this override")
             if override.cacheable and override.method_class not in (None, MethodClass.READ):
                 problems.append(
                     f"methods.overrides.{name}: only reads can be cacheable — "
@@ -113,7 +112,7 @@ class EvmHandler(TableHandler):
                 )
         return tuple(problems)
 
-    def _never_allowable(self, name: str) -> str | None:
+    def never_allowable(self, name: str) -> str | None:
         """Why an override naming ``name`` (a method or ``prefix*``) may not allow it."""
         if name.endswith("*"):
             prefix = name[:-1]
@@ -255,34 +254,18 @@ class EvmHandler(TableHandler):
         chain_answer = answers.get("chain_id")
         height_answer = answers.get("height")
         if chain_answer is None or height_answer is None:
-            return Health(False, None, None, "backend unreachable", HealthStatus.UNREACHABLE)
+            return Health.failed(HealthStatus.UNREACHABLE, "backend unreachable")
         chain_id = self.read_height(chain_answer.body) if chain_answer.status == 200 else None
         height = self.read_height(height_answer.body) if height_answer.status == 200 else None
         if chain_id is None:
-            return Health(
-                False,
-                height,
-                None,
-                f"eth_chainId: no chain id in the answer (HTTP {chain_answer.status})",
-                HealthStatus.BAD_ANSWER,
-            )
-        if spec.chain_id is not None and chain_id != spec.chain_id:
-            return Health(
-                False,
-                height,
-                str(chain_id),
-                f"wrong chain: the backend serves chain id {chain_id}, "
-                f"{spec.service_id} is chain id {spec.chain_id}",
-                HealthStatus.WRONG_CHAIN,
-            )
+            reason = f"eth_chainId: no chain id in the answer (HTTP {chain_answer.status})"
+            return Health.failed(HealthStatus.BAD_ANSWER, reason, height)
+        wrong = self.served_health(spec, height, str(chain_id))
+        if wrong is not None:
+            return wrong
         if height is None:
-            return Health(
-                False,
-                None,
-                str(chain_id),
-                f"eth_blockNumber: no height in the answer (HTTP {height_answer.status})",
-                HealthStatus.BAD_ANSWER,
-            )
+            reason = f"eth_blockNumber: no height in the answer (HTTP {height_answer.status})"
+            return Health.failed(HealthStatus.BAD_ANSWER, reason, None, str(chain_id))
         syncing = answers.get("syncing")
         if syncing is not None and syncing.status == 200:
             try:
@@ -291,13 +274,8 @@ class EvmHandler(TableHandler):
                 state = False  # eth_syncing unsupported: not a reason to call it unhealthy
             if isinstance(state, dict):
                 highest = parse_quantity(state.get("highestBlock"))
-                return Health(
-                    False,
-                    height,
-                    str(chain_id),
-                    f"syncing: at block {height} of {highest}",
-                    HealthStatus.SYNCING,
-                )
+                reason = f"syncing: at block {height} of {highest}"
+                return Health.failed(HealthStatus.SYNCING, reason, height, str(chain_id))
         return Health(True, height, str(chain_id), "ok", HealthStatus.OK)
 
     def answer_cap(self, spec: ChainSpec, call: Call) -> int:
@@ -309,25 +287,14 @@ class EvmHandler(TableHandler):
     def height_answer(self, raw_id: bytes, height: int) -> bytes:
         return b'{"jsonrpc":"2.0","id":' + raw_id + b',"result":"' + hex(height).encode() + b'"}'
 
-    def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
-        data = decode_answer(body)
-        if data is None:
-            retry = status >= 500 or status == 429 or status == 200
-            return AnswerCheck(False, False, retry, f"not a JSON-RPC answer (HTTP {status})")
-        if not call.notification and data.get("id") != call.id:
-            return AnswerCheck(False, False, True, "the answer's id does not match the request")
-        error = answer_error(body)
-        if error is None:
-            return AnswerCheck(True, False, False, "ok")
-        code, message = error
+    def retry_error(self, status: int, code: int, message: str, data: dict[str, Any]) -> bool:
         lower = message.lower()
-        retry = (
+        return (
             code in (-32005, -32603, -32601, 429)
             or status == 429
             or status >= 500
             or any(marker in lower for marker in _RETRY_MARKERS)
         )
-        return AnswerCheck(True, True, retry, f"error {code}: {message}")
 
 
 # Methods whose answers may be large (traces and logs): ``spec.answers.large_max_bytes``.
