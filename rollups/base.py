@@ -103,11 +103,11 @@ class TableHandler:
     writes_refused: ClassVar[str] = "this relay does not accept transactions"
     #: Why a read that is never cacheable is not cached.
     volatile: ClassVar[str] = "node-local or volatile answers are never cached"
-    #: The spec field that names the chain a backend must serve ("chain_id" or "network"),
-    #: and what to say when it is missing (``{rpc_type}`` is filled in) or the other one is set.
+    #: The spec field that names the chain a backend must serve ("chain_id" or "network"), where
+    #: a node reports it, and an example value (for the "missing" message).
     identity_field: ClassVar[str] = "network"
-    identity_missing: ClassVar[str]
-    identity_extra: ClassVar[str]
+    reported_as: ClassVar[str] = ""
+    example: ClassVar[str] = ""
     #: Health when a backend serves another chain (``{served}``, ``{service}``, ``{identity}``).
     wrong_chain: ClassVar[str] = (
         "wrong chain: the node serves {served!r}, {service} is {identity!r}"
@@ -150,11 +150,18 @@ class TableHandler:
     # -- spec ------------------------------------------------------------------------------
     def check_spec(self, spec: ChainSpec) -> tuple[str, ...]:
         problems: list[str] = []
-        other = "network" if self.identity_field == "chain_id" else "chain_id"
-        if getattr(spec, self.identity_field) is None:
-            problems.append(self.identity_missing.format(rpc_type=self.rpc_type))
+        field, other = self.identity_field, "network"
+        if field == "network":
+            other = "chain_id"
+            needs = f"the chain id its nodes report ({self.reported_as}), e.g. {self.example!r}"
+        else:
+            needs = "an EVM chain id"
+        if getattr(spec, field) is None:
+            problems.append(f"{field}: missing — rpc_type {self.rpc_type!r} needs {needs}")
         if getattr(spec, other) is not None:
-            problems.append(self.identity_extra)
+            problems.append(
+                f"{other}: rpc_type {self.rpc_type!r} is identified by `{field}` — remove `{other}`"
+            )
         if spec.arbitrum is not None and self.rpc_type != "arbitrum":
             problems.append('arbitrum: only for rpc_type "arbitrum" — remove the [arbitrum] table')
         for name, override in spec.methods.overrides.items():

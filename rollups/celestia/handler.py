@@ -22,7 +22,7 @@ pushes ``{"method":"xrpc.ch.val","params":[<channel id>, <value>]}`` (and ``xrpc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -31,19 +31,18 @@ from rollups.celestia.methods import ADMIN_PREFIXES, REMOVED_MODULES, TABLE
 from rollups.finality import Finality, height_finality, not_cached, policy_for
 from rollups.handler import (
     AnswerCheck,
-    CachePolicy,
-    Call,
     HeaderPolicy,
     Health,
     HealthStatus,
-    Heights,
-    ProbeAnswer,
     ProbeRequest,
     SubscriptionCall,
 )
 from rollups.jsonrpc import answer_error, answer_result
 from rollups.methods import CacheRule, MethodClass, MethodInfo
 from rollups.spec import ChainSpec
+
+if TYPE_CHECKING:
+    from rollups.handler import CachePolicy, Call, Heights, ProbeAnswer
 
 __all__ = ["CelestiaHandler", "read_header"]
 
@@ -95,18 +94,12 @@ class CelestiaHandler(TableHandler):
 
     rpc_type: ClassVar[str] = "celestia"
     methods: ClassVar[Mapping[str, MethodInfo]] = TABLE
+    reported_as: ClassVar[str] = "header.chain_id"
+    example: ClassVar[str] = "mocha-4"
     headers: ClassVar[HeaderPolicy] = HeaderPolicy(auth_scheme="bearer", auth_required=True)
     not_found: ClassVar[str] = "method '{method}' not found"
     writes_refused: ClassVar[str] = (
         "it spends the node operator's wallet and this relay does not accept writes"
-    )
-
-    identity_missing: ClassVar[str] = (
-        "network: missing — a Celestia node is identified by header.chain_id, "
-        'e.g. network = "celestia" or "mocha-4"'
-    )
-    identity_extra: ClassVar[str] = (
-        "chain_id: Celestia networks are identified by `network` — remove it"
     )
 
     # -- spec ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ waits for the block: the spec's write timeout). Health: ``status`` →
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -28,12 +28,9 @@ from rollups.cometbft.routes import ROUTES, TABLE, UNSAFE_ROUTES, WEBSOCKET_ONLY
 from rollups.errors import MethodNotAllowedError, MethodNotFoundError
 from rollups.finality import Finality, height_finality, not_cached, policy_for
 from rollups.handler import (
-    CachePolicy,
     Call,
     Health,
     HealthStatus,
-    Heights,
-    ProbeAnswer,
     ProbeRequest,
     SubscriptionCall,
 )
@@ -41,6 +38,9 @@ from rollups.jsonrpc import answer_error, answer_result, cache_key, decode_answe
 from rollups.methods import CacheRule, MethodClass, MethodInfo
 from rollups.rest import HttpRequest, is_rest_payload, parse_rest_call, query_params
 from rollups.spec import ChainSpec
+
+if TYPE_CHECKING:
+    from rollups.handler import CachePolicy, Heights, ProbeAnswer
 
 __all__ = ["CometBftHandler", "call_arg", "parse_height"]
 
@@ -101,14 +101,9 @@ class CometBftHandler(TableHandler):
     methods: ClassVar[Mapping[str, MethodInfo]] = TABLE
     routes: ClassVar[Mapping[str, Route]] = ROUTES
     not_found: ClassVar[str] = "Method not found: {method}"
+    reported_as: ClassVar[str] = "node_info.network"
+    example: ClassVar[str] = "mocha-4"
 
-    identity_missing: ClassVar[str] = (
-        "network: missing — rpc_type {rpc_type!r} is identified by its chain id "
-        'as CometBFT reports it (node_info.network), e.g. network = "mocha-4"'
-    )
-    identity_extra: ClassVar[str] = (
-        "chain_id: CometBFT chains are identified by `network` — remove `chain_id`"
-    )
     wrong_chain: ClassVar[str] = (
         "wrong chain: the backend serves network {served!r}, {service} is {identity!r}"
     )

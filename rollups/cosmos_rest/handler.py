@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -31,18 +31,18 @@ from rollups.errors import InvalidRequestError, MethodNotFoundError
 from rollups.finality import Finality, height_finality, not_cached, policy_for
 from rollups.handler import (
     AnswerCheck,
-    CachePolicy,
     Call,
     Health,
     HealthStatus,
-    Heights,
-    ProbeAnswer,
     ProbeRequest,
 )
 from rollups.jsonrpc import cache_key
 from rollups.methods import CacheRule, MethodClass, MethodInfo
 from rollups.rest import HttpRequest, is_rest_payload, parse_rest_call, query_params
 from rollups.spec import ChainSpec
+
+if TYPE_CHECKING:
+    from rollups.handler import CachePolicy, Heights, ProbeAnswer
 
 __all__ = ["CosmosRestHandler", "route_name"]
 
@@ -112,14 +112,8 @@ class CosmosRestHandler(TableHandler):
     noun: ClassVar[str] = "route"
     not_found: ClassVar[str] = "Not Implemented: {method}"
     volatile: ClassVar[str] = "not cacheable"
-
-    identity_missing: ClassVar[str] = (
-        "network: missing — a Cosmos chain is identified by its chain id as the node "
-        'reports it (block.header.chain_id), e.g. network = "rollchain-1"'
-    )
-    identity_extra: ClassVar[str] = (
-        "chain_id: Cosmos REST services are identified by `network` — remove `chain_id`"
-    )
+    reported_as: ClassVar[str] = "block.header.chain_id"
+    example: ClassVar[str] = "rollchain-1"
 
     # -- parsing ---------------------------------------------------------------------------
     def _call(self, request: RestRequest, payload: bytes) -> Call:

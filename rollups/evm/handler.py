@@ -33,12 +33,9 @@ from rollups.evm.methods import (
 from rollups.finality import Finality, not_cached, policy_for
 from rollups.handler import (
     CachePolicy,
-    Call,
     Health,
     HealthStatus,
-    Heights,
     Pinning,
-    ProbeAnswer,
     ProbeRequest,
     SubscriptionCall,
 )
@@ -47,6 +44,7 @@ from rollups.methods import CacheRule, MethodClass, MethodInfo
 from rollups.spec import match_method
 
 if TYPE_CHECKING:
+    from rollups.handler import Call, Heights, ProbeAnswer
     from rollups.spec import ChainSpec
 
 __all__ = ["EvmHandler"]
@@ -92,12 +90,6 @@ class EvmHandler(TableHandler):
     volatile: ClassVar[str] = "node-local or pending answers are never cached"
 
     identity_field: ClassVar[str] = "chain_id"
-    identity_missing: ClassVar[str] = (
-        "chain_id: missing — rpc_type {rpc_type!r} needs an EVM chain id"
-    )
-    identity_extra: ClassVar[str] = (
-        "network: EVM services are identified by chain_id — remove `network`"
-    )
     wrong_chain: ClassVar[str] = (
         "wrong chain: the backend serves chain id {served}, {service} is chain id {identity}"
     )
