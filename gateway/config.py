@@ -177,8 +177,14 @@ class QosConfig(_Strict):
 
 
 class WsConfig(_Strict):
-    max_index: int = Field(default=1000, ge=1)  # messages paid per signed stream
+    """Subscriptions over WebSocket (DESIGN §4): stream windows, redundancy and limits."""
+
+    window: int = Field(default=32, ge=1)  # pushes a stream signature pays for at first
     redundancy: int = Field(default=2, ge=1)  # upstream streams per subscription
+    heartbeat: float = Field(default=30.0, gt=0)  # an upstream's pong is due within this
+    max_subscriptions_per_socket: int = Field(default=64, ge=1)
+    max_subscriptions_per_key: int = Field(default=1000, ge=1)  # across replicas (leases)
+    lease_ttl: float = Field(default=30.0, gt=0)  # a replica renews its leases at ttl/3
 
 
 class ServiceConfig(_Strict):

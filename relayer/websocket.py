@@ -13,6 +13,7 @@ the session log before it is sent, index 0 first. The stream closes with 4000 on
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import aiohttp
@@ -138,10 +139,14 @@ class WebSocketRelay:
             self._verifier.abandon(relay)
             await _close(ws, WS_CLOSE_RELAY_ERROR, ErrorCode.BACKEND_UNAVAILABLE.value)
             return
+        # read the gateway's side too: pings are answered and its close is seen (aiohttp
+        # handles both inside receive(); a gateway counts a missing pong as a fault)
+        reader = asyncio.create_task(_drain(ws))
         try:
             await (backend.send_str(payload.decode()) if text else backend.send_bytes(payload))
             await self._pump(ws, backend, relay)
         finally:
+            reader.cancel()
             await backend.close()
             if not ws.closed:
                 await ws.close()
@@ -183,9 +188,12 @@ class WebSocketRelay:
                 )
                 return
             answered = True
-            await ws.send_bytes(
-                encode_ws_frame(index, served.response_hash, served.receipt_sig, body)
-            )
+            try:
+                await ws.send_bytes(
+                    encode_ws_frame(index, served.response_hash, served.receipt_sig, body)
+                )
+            except (ConnectionError, RuntimeError):
+                return  # the gateway closed the stream meanwhile
             if index >= relay.header.max_index:
                 await _close(ws, WS_CLOSE_MAX_INDEX, "MAX_INDEX")
                 return
@@ -211,6 +219,13 @@ class WebSocketRelay:
         except BaseException:  # not logged, so never claimed: the push costs the app nothing
             relay.ctx.budget.refund(relay.cost)
             raise
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    """Discard what the gateway sends after its first frame (nothing is expected)."""
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        async for _msg in ws:
+            pass
 
 
 async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:

@@ -17,6 +17,7 @@ spec. Caching asks :meth:`TableHandler.decide_cache` only for reads that may be 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -281,6 +282,11 @@ class TableHandler:
 
     def rewrite_notification(self, body: bytes, subscription_id: str) -> bytes:
         return body
+
+    def notification_identity(self, body: bytes) -> bytes:
+        """The same event on two suppliers' streams; default: the message itself (an RPC type
+        without subscriptions never gets a push)."""
+        return hashlib.sha256(body).digest()
 
     # -- caching ---------------------------------------------------------------------------
     def cache_policy(self, spec: ChainSpec, call: Call, heights: Heights) -> CachePolicy:

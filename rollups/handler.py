@@ -430,6 +430,11 @@ class RpcHandler(Protocol):
         """The pushed message with its subscription id replaced (the gateway's stable id)."""
         ...
 
+    def notification_identity(self, body: bytes) -> bytes:
+        """What makes a pushed message the same event on two suppliers' streams (each node
+        writes its own subscription id): a digest, equal for the same event from any node."""
+        ...
+
     # -- caching ---------------------------------------------------------------------------
     def cache_policy(self, spec: ChainSpec, call: Call, heights: Heights) -> CachePolicy:
         """Before relaying: may an answer be in the cache, under which key (look-up)."""

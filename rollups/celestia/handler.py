@@ -21,6 +21,7 @@ pushes ``{"method":"xrpc.ch.val","params":[<channel id>, <value>]}`` (and ``xrpc
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -161,6 +162,15 @@ class CelestiaHandler(TableHandler):
         data = orjson.loads(body)
         data["params"][0] = int(subscription_id) if subscription_id.isdigit() else subscription_id
         return orjson.dumps(data)
+
+    def notification_identity(self, body: bytes) -> bytes:
+        """A channel message by its value (the channel id is each node's own)."""
+        try:
+            data = orjson.loads(body)
+            value = data["params"][1:]
+        except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+            return hashlib.sha256(body).digest()
+        return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).digest()
 
     # -- caching ---------------------------------------------------------------------------
     def decide_cache(

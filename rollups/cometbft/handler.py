@@ -17,6 +17,7 @@ waits for the block: the spec's write timeout). Health: ``status`` →
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -188,6 +189,14 @@ class CometBftHandler(TableHandler):
             int(subscription_id) if subscription_id.lstrip("-").isdigit() else subscription_id
         )
         return orjson.dumps(data)
+
+    def notification_identity(self, body: bytes) -> bytes:
+        """An event by its result (query, data, events); the id is the subscriber's own."""
+        data = decode_answer(body)
+        result = data.get("result") if data is not None else None
+        if result is None:
+            return hashlib.sha256(body).digest()
+        return hashlib.sha256(orjson.dumps(result, option=orjson.OPT_SORT_KEYS)).digest()
 
     def write_landed(self, call: Call, body: bytes) -> bool:
         """A retried broadcast's answer meaning the first try landed (already in the mempool

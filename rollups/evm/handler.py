@@ -15,6 +15,7 @@ roles and parameter checks by overriding the class attributes and :meth:`check_p
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -180,6 +181,24 @@ class EvmHandler(TableHandler):
         data = orjson.loads(body)
         data["params"]["subscription"] = subscription_id
         return orjson.dumps(data)
+
+    def notification_identity(self, body: bytes) -> bytes:
+        """A log by (block hash, log index, removed); a head by its hash; else the result."""
+        try:
+            data = orjson.loads(body)
+            result = data["params"]["result"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return hashlib.sha256(body).digest()
+        if isinstance(result, dict):
+            ident: tuple[object, ...]
+            if "logIndex" in result:
+                ident = (result.get("blockHash"), result.get("logIndex"), result.get("removed"))
+            elif "hash" in result:
+                ident = ("head", result.get("hash"))
+            else:
+                ident = ("obj", orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode())
+            return hashlib.sha256(orjson.dumps(ident)).digest()
+        return hashlib.sha256(orjson.dumps(result)).digest()
 
     def write_landed(self, call: Call, body: bytes) -> bool:
         """True when a retried write's answer is an error meaning the first try landed
