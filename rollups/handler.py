@@ -39,7 +39,7 @@ Relayer, per relay (DESIGN §3.3 order; everything is in memory)::
 
 Gateway, per client request::
 
-    parsed = handler.parse(body)                   # ParseError -> jsonrpc_error(None, -32700 …)
+    parsed = parse_payload(body)                   # rollups.jsonrpc; the gateway splits raw bytes
     for item in parsed.calls:                      # one relay per element, answers in order
         if isinstance(item, InvalidCall): answer item.error (error_response) ; continue
         plan = handler.plan(spec, item)            # denied -> error_response(item.id, exc)
@@ -167,9 +167,8 @@ class RetryMode(StrEnum):
 class RetryPolicy:
     """Retry, hedging and timeout of one call.
 
-    Writes are ``UNSENT_ONLY`` and never hedged; when one was retried anyway and the answer says
-    "already known" / "nonce too low", :meth:`RpcHandler.write_landed` says the first try
-    landed. Long polls are never hedged and get ``timeout`` from the spec's long-poll timeout.
+    Writes are ``UNSENT_ONLY`` and never hedged. Long polls are never hedged and get
+    ``timeout`` from the spec's long-poll timeout.
     """
 
     mode: RetryMode
