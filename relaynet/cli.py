@@ -33,6 +33,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "chain": ("chain", "Register and list chains (rollup teams)."),
     "network": ("network", "Deploy the contracts to any EVM chain; administer them."),
     "devnet": ("devnet", "A whole local network in one command."),
+    "verify": ("verify", "Verify a gateway's answer against the chain (receipts, sessions)."),
 }
 
 
