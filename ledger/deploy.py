@@ -1,6 +1,6 @@
 """Deploy and wire the settlement contracts (DESIGN §3.1) onto an EVM chain with web3.py.
 
-:func:`deploy` (:func:`ledger.network.deploy_network`) sends, from one deployer key:
+:func:`ledger.network.deploy_network` sends, from one deployer key:
 ``Token(initial_supply)``, ``Sessions`` (shape and economic parameters; its block is
 ``B0``), ``Services``, ``Suppliers``, ``Apps``, ``Settlement``, then wires
 ``Token.set_minter``, ``Suppliers.set_settlement`` and ``Apps.set_settlement`` to the
@@ -15,6 +15,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ledger.econ import econ_tuple
+from protocol.settlement import pending_sessions
 from session.snapshot import EconomicParams, SessionShape
 
 __all__ = [
@@ -22,9 +24,6 @@ __all__ = [
     "DeployError",
     "DeployParams",
     "Deployment",
-    "deploy",
-    "econ_tuple",
-    "pending_sessions",
 ]
 
 TOKEN_UNIT = 10**18
@@ -32,11 +31,6 @@ TOKEN_UNIT = 10**18
 
 class DeployError(RuntimeError):
     """A deployment transaction failed."""
-
-
-def pending_sessions(L: int, G: int, CO: int, CW: int, PO: int, PW: int) -> int:
-    """P = ceil((G+CO+CW+PO+PW) / L) + 1 (DESIGN §3.5)."""
-    return -(-(G + CO + CW + PO + PW) // L) + 1
 
 
 @dataclass(frozen=True)
@@ -112,33 +106,10 @@ class DeployParams:
 
     def econ_tuple(self) -> tuple[int, ...]:
         """The ``EconParams`` struct of the contracts, field order exact."""
-        p = self.economic_params()
-        return econ_tuple(p)
+        return econ_tuple(self.economic_params())
 
     def with_(self, **changes: Any) -> DeployParams:
         return replace(self, **changes)
-
-
-def econ_tuple(p: EconomicParams) -> tuple[int, ...]:
-    """An :class:`EconomicParams` as the contracts' ``EconParams`` tuple."""
-    return (
-        p.min_stake_supplier,
-        p.min_stake_app,
-        p.min_stake_gateway,
-        p.unbonding_sessions,
-        p.max_delegations,
-        p.max_services_per_supplier,
-        p.proof_probability_bps,
-        p.proof_threshold,
-        p.slash_multiplier_bps,
-        p.settle_bounty_bps,
-        p.cu_price,
-        p.service_registration_fee,
-        p.mint_shares[0],
-        p.mint_shares[1],
-        p.mint_shares[2],
-        p.max_stream_relays,
-    )
 
 
 @dataclass(frozen=True)
@@ -178,13 +149,3 @@ class Deployment:
             deployer=str(data.get("deployer", "")),
             extra=dict(data.get("extra", {})),
         )
-
-
-def deploy(
-    rpc_url: str, deployer_private_key: bytes, params: DeployParams | None = None
-) -> Deployment:
-    """Deploy and wire every contract; returns the :class:`Deployment`. The one code path of
-    ``relaynet network deploy`` (:func:`ledger.network.deploy_network`), journal kept in memory."""
-    from ledger.network import deploy_network  # it imports this module
-
-    return deploy_network(rpc_url, deployer_private_key, params)

@@ -1,7 +1,7 @@
 """Deploy and wire the settlement contracts on any EVM chain, resumably (DESIGN §3.1).
 
 :func:`deploy_network` is the one code path behind ``relaynet network deploy``, the devnet's
-bootstrap and :func:`ledger.deploy.deploy`. It runs the :func:`plan` — six ``CREATE``\\ s (in
+bootstrap, the test chains and the gas bench. It runs the :func:`plan` — six ``CREATE``\\ s (in
 :data:`~ledger.artifacts.CONTRACT_NAMES` order), the three wiring calls, and optionally the
 proposal of a new admin — one transaction at a time from the deployer's key:
 

@@ -38,10 +38,9 @@ from protocol.relay import (
     request_digest_of_bytes,
 )
 from protocol.settlement import budget as session_budget
-from protocol.settlement import pending_sessions
 from relayer.budget import BudgetMeter, SessionBudget
 from relayer.errors import RelayRefused
-from relayer.interfaces import PricedCall, PricingPolicy
+from relayer.priced import PricedCall, PricingPolicy
 from relayer.relaylog import LogRecord, SessionKey, SessionLog
 from session.hydrate import hydrate
 from session.snapshot import RegistrySnapshot, SessionShape
@@ -360,8 +359,7 @@ class Verifier:
             raise RelayRefused(ErrorCode.APP_NOT_STAKED, "the app has no stake in this session")
         econ = self.snapshot.economic_params(key.n)
         sparams = self.snapshot.service_params(key.service_id, key.n)
-        pending = pending_sessions(shape.L, shape.G, shape.CO, shape.CW, shape.PO, shape.PW)
-        limit = session_budget(len(slots), stake, shape.S, pending)
+        limit = session_budget(len(slots), stake, shape.S, shape.P)
         chain_id = self.snapshot.chain_id(key.n)
         ctx = SessionContext(
             key=key,

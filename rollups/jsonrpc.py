@@ -101,7 +101,7 @@ def _id_of(raw: bytes) -> JsonId:
             except orjson.JSONDecodeError:
                 return None
             if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
-                return value  # type: ignore[no-any-return]
+                return value
             return None
     return None
 

@@ -19,12 +19,11 @@ import typer.main
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from gateway.config import load_config as load_gateway_config
 from gateway.config import parse_listen
 from gateway.metrics import GatewayMetrics
-from relayer.config import load_config as load_relayer_config
 from relayer.metrics import RelayerMetrics
 from relaynet.cli import app as cli_app
+from relaynet.config import load_gateway, load_relayer
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -83,9 +82,9 @@ def test_every_file_parses() -> None:
 
 
 def test_configs_validate_against_the_servers_models() -> None:
-    relayer = load_relayer_config(DEPLOY / "config" / "relayer.toml", env=ENV)
+    relayer = load_relayer(DEPLOY / "config" / "relayer.toml", env=ENV, check_files=False)
     assert relayer.server.host == "0.0.0.0" and relayer.metrics.host == "0.0.0.0"
-    gateway = load_gateway_config(DEPLOY / "config" / "gateway.toml", env=ENV)
+    gateway = load_gateway(DEPLOY / "config" / "gateway.toml", env=ENV, check_files=False)
     assert gateway.redis is not None and not gateway.gateway.devnet
 
 
@@ -96,8 +95,8 @@ def _container_port(mapping: str) -> int:
 def test_ports_agree_across_compose_kubernetes_prometheus_and_configs(
     compose: dict[str, Any], k8s: dict[tuple[str, str], dict[str, Any]]
 ) -> None:
-    relayer = load_relayer_config(DEPLOY / "config" / "relayer.toml", env=ENV)
-    gateway = load_gateway_config(DEPLOY / "config" / "gateway.toml", env=ENV)
+    relayer = load_relayer(DEPLOY / "config" / "relayer.toml", env=ENV, check_files=False)
+    gateway = load_gateway(DEPLOY / "config" / "gateway.toml", env=ENV, check_files=False)
     gw_port = parse_listen(gateway.gateway.listen)[1]
     assert gateway.gateway.metrics_listen is not None
     gw_metrics = parse_listen(gateway.gateway.metrics_listen)[1]

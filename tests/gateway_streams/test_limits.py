@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from gateway.app import build_store, key_backend
-from gateway.config import load_config
 from gateway.keys import hash_key
+from relaynet.config import load_gateway as load_config
 from tests.gateway_streams.net import SERVICE, StreamNet, gateway_files
 from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key
 from tests.support.redis_server import RedisServer

@@ -24,6 +24,7 @@ from rollups.catalogue import catalogue
 from rollups.cometbft import SERVED_ROUTES, UNSAFE_ROUTES, CometBftHandler
 from rollups.errors import InvalidRequestError, MethodNotAllowedError, SpecError
 from rollups.handler import HealthStatus
+from rollups.jsonrpc import parse_payload
 from rollups.rest import backend_request, rest_call, rest_error
 
 SPEC = catalogue()["rollchain-rpc"]
@@ -134,7 +135,7 @@ def test_unknown_method_is_not_found_and_batches_are_not_relayable() -> None:
     assert H.method_policy(SPEC, "eth_blockNumber").known is False
     with pytest.raises(BatchNotRelayableError):
         H.parse_relay(b'[{"jsonrpc":"2.0","id":1,"method":"status"}]')
-    parsed = H.parse(
+    parsed = parse_payload(
         b'[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","id":2,"method":"health"}]'
     )
     assert parsed.batch and [c.method for c in parsed.calls] == ["status", "health"]  # type: ignore[union-attr]
