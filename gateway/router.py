@@ -19,6 +19,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from gateway import quorum
 from gateway.cache import AnswerCache, FrontCache, split_id
 from gateway.config import RelayConfig
 from gateway.errors import (
@@ -63,6 +64,7 @@ class ClientContext:
     key_id: str
     service: Service
     app: bytes
+    quorum: int = 1  # DESIGN §4: legs that must agree (Relay-Quorum, ?quorum=, key default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +78,19 @@ class CallAnswer:
     relay_request: str | None = None
     relay_receipt: str | None = None
     method_class: str = "invalid"
+    legs: int = 1  # a quorum read's group: the Relay-* entries list this many legs
 
     @property
     def backend_status(self) -> int | None:
         """The backend's HTTP status (``Relay-Backend-Status``) of a relayed answer."""
         return self.status if self.source == "relay" else None
+
+    @property
+    def backend_statuses(self) -> str:
+        """The ``Relay-Backend-Status`` entry: one status per leg, space-separated."""
+        if self.source != "relay":
+            return "-"
+        return " ".join([str(self.status)] * self.legs)
 
 
 def _json_id(value: object) -> str | int | None:
@@ -144,6 +154,8 @@ class Router:
             )
             return _gateway_error(call, exc.jsonrpc_code, message, "denied")
         cls = plan.method_class.value
+        if ctx.quorum > 1:
+            return await self._quorum(ctx, call, rcall, plan)
         if plan.method_class is MethodClass.SUBSCRIPTION:
             return _gateway_error(call, -32601, _METHOD_NOT_FOUND.decode(), cls)
         view = self.sessions.signing(svc.service_id, ctx.app)
@@ -203,6 +215,45 @@ class Router:
             relayed.relay_request,
             relayed.relay_receipt,
             cls,
+        )
+
+    async def _quorum(
+        self, ctx: ClientContext, call: ClientCall, rcall: Call, plan: CallPlan
+    ) -> CallAnswer:
+        """A quorum read (DESIGN §4, :mod:`gateway.quorum`): never from the cache; an
+        agreement may fill it, a disagreement is the -32098 answer with every signed leg."""
+        svc = ctx.service
+        cls = plan.method_class.value
+        view = self.sessions.signing(svc.service_id, ctx.app)
+        try:
+            quorum.admit(plan, view, ctx.quorum)
+        except quorum.QuorumRefused as exc:
+            body = jsonrpc_error_object(call.raw_id, -32602, exc.message)
+            return CallAnswer(400, body, "gateway", method_class=cls)
+        heights = self._heights(svc, view)
+        try:
+            result = await quorum.quorum_read(self, svc, view, plan, call.raw, ctx.quorum)
+        except ResponseTooLarge as exc:
+            return _gateway_error(call, exc.jsonrpc_code, "response too large", cls)
+        if isinstance(result, quorum.Disagreed):
+            quorum.log_disagreement(svc.service_id, call.method, result.legs)
+            self.metrics.child(self.metrics.disagreements, svc.service_id, call.method).inc()
+            body = quorum.disagreement_body(call.raw_id, result.legs)
+            return CallAnswer(200, body, "gateway", method_class=cls)
+        legs = result.legs
+        if self.cache is not None and not call.is_notification and _PLAIN_ID.fullmatch(call.raw_id):
+            if svc.handler.cache_policy(svc.spec, rcall, heights).cacheable:
+                for leg in legs:
+                    await self._offer(svc, rcall, leg, heights)
+        return CallAnswer(
+            legs[0].status,
+            legs[0].body,
+            "relay",
+            " ".join("0x" + a.supplier.hex() for a in legs),
+            " ".join(a.relay_request for a in legs),
+            " ".join(a.relay_receipt for a in legs),
+            cls,
+            legs=len(legs),
         )
 
     async def _offer(
