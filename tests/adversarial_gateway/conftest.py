@@ -187,7 +187,9 @@ def liarnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiarNet]:
         quorum_key = add_key(gw_files, paying, name="quorum", quorum=2)
         quota_key = add_key(gw_files, paying, name="quota", quota=3)
         gateway = GatewayProcess(gw_files).start()
-        net = LiarNet(settlement, backend, network, procs, liar, gateway, key, quorum_key, quota_key)
+        net = LiarNet(
+            settlement, backend, network, procs, liar, gateway, key, quorum_key, quota_key
+        )
     except BaseException:
         for thing in reversed(started):
             with contextlib.suppress(Exception):

@@ -109,7 +109,9 @@ def test_quorum_refusals(net: LiarNet, what: str, body: bytes, quorum: str) -> N
 
 def test_a_quorum_above_the_sessions_distinct_suppliers_is_refused(net: LiarNet) -> None:
     distinct = len(net.session_suppliers())
-    status, data, _ = post(net.rpc_url, _call("eth_chainId", []), {"Relay-Quorum": str(distinct + 1)})
+    status, data, _ = post(
+        net.rpc_url, _call("eth_chainId", []), {"Relay-Quorum": str(distinct + 1)}
+    )
     assert status == 400 and orjson.loads(data)["error"]["code"] == -32602, data
     assert "distinct supplier" in orjson.loads(data)["error"]["message"]
     status, data, _ = post(net.rpc_url, _call("eth_chainId", []), {"Relay-Quorum": str(distinct)})
@@ -143,18 +145,14 @@ def _disagreement(net: LiarNet, block: str) -> tuple[bytes, bytes, dict[str, Any
 
 
 def test_a_disagreement_returns_every_signed_answer_and_each_verifies(net: LiarNet) -> None:
-    before = _metric(
-        net, "relaynet_gateway_quorum_disagreements_total", method="eth_getBalance"
-    )
+    before = _metric(net, "relaynet_gateway_quorum_disagreements_total", method="eth_getBalance")
     net.liar.mode = "differ"
     served = net.liar.served["differ"]
     request, body, _ = _disagreement(net, "0x0")
     assert net.liar.served["differ"] == served + 1  # a fixed block: asked once, no retry
     report = _verify(net, request, body, {})
     assert report.ok, report.lines()
-    assert {"0x" + r.proven.supplier.hex() for r in report.results if r.proven} >= {
-        net.liar_hex
-    }
+    assert {"0x" + r.proven.supplier.hex() for r in report.results if r.proven} >= {net.liar_hex}
     after = _metric(net, "relaynet_gateway_quorum_disagreements_total", method="eth_getBalance")
     assert after == before + 1
     log = net.gateway.log_path.read_text()
