@@ -57,6 +57,11 @@ class FastRpcRequest:
     async def read(self) -> bytes:
         return self._body
 
+    @property
+    def query(self) -> dict[str, str]:
+        """Always empty: the front hands a URL with a query to aiohttp."""
+        return {}
+
 
 def _match(path: str) -> dict[str, str] | None:
     """``/v1/{service}`` or ``/v1/{service}/{key}`` (aiohttp's patterns: no empty segment)."""

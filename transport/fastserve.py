@@ -238,7 +238,11 @@ class FrontProtocol(asyncio.Protocol):
         ):
             self._hand_over()
             return
-        path = httptools.parse_url(head.url).path.decode("latin-1")
+        url = httptools.parse_url(head.url)
+        if url.query:  # e.g. ``?quorum=2``: aiohttp's request reads the query
+            self._hand_over()
+            return
+        path = url.path.decode("latin-1")
         handler = self.front.route(path)
         if handler is None:
             self._hand_over()
