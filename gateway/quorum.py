@@ -133,7 +133,10 @@ async def _legs(
     failures: list[RelayError] = []
 
     def launch() -> bool:
-        supplier = router.qos.choose(sid, view.suppliers, exclude=tried)
+        # only suppliers selection admits now (an open breaker is not a leg, not even as
+        # choose's last resort): too few of them is -32005, not a leg sure to fail
+        eligible = router.qos.eligible(sid, view.suppliers, exclude=tried)
+        supplier = router.qos.choose(sid, eligible) if eligible else None
         if supplier is None:
             return False
         tried.add(supplier)

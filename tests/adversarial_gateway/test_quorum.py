@@ -179,3 +179,21 @@ def test_every_legs_receipt_signature_is_checked(net: LiarNet) -> None:
         assert net.liar_hex not in headers.get("Relay-Supplier", ""), (status, body)
         assert "result" not in orjson.loads(body), body
     assert net.liar.served["signature"] >= 1
+
+
+def test_too_few_eligible_suppliers_is_32005_with_retry_after(net: LiarNet) -> None:
+    """A caught liar's breaker is open for a moment: a quorum needing it is then -32005
+    with ``Retry-After`` (never a leg sent to it as a last resort)."""
+    distinct = len(net.session_suppliers())
+    net.liar.mode = "signature"
+    seen: list[tuple[int, dict[str, Any], dict[str, str]]] = []
+    for i in range(60):  # bounded: a lie opens the breaker, the next call finds it open
+        request = _call("eth_getBalance", [ACCOUNT, "0x0"], f"t-e{i}")
+        status, body, headers = post(net.rpc_url, request, {"Relay-Quorum": str(distinct)})
+        seen.append((status, orjson.loads(body), headers))
+        if status == 503:
+            break
+    status, body, headers = seen[-1]
+    assert status == 503, seen
+    assert body["error"]["code"] == -32005 and "eligible" in body["error"]["message"], body
+    assert int(headers["Retry-After"]) >= 1
