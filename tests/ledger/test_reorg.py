@@ -277,15 +277,15 @@ async def test_reorg_deeper_than_a_session_boundary_while_relays_and_claims_flow
         state = await s.claimer.chain.claim_state(app.address, "eth", n)
         return state.status is ClaimStatus.SETTLED
 
-    await follower.start()
-    a.start()
-    b.start()
-    try:
+    async def scenario() -> None:
+        nonlocal fresh
         await follower.wait_caught_up(timeout=30)
         m = session_now()
         w_m = windows(shape, m)
         # session m: only A is staked; relays flow to it
-        await mine_until("H_m confirmed", lambda: follower.snapshot.block_hash(w_m.h_n_block) is not None)
+        await mine_until(
+            "H_m confirmed", lambda: follower.snapshot.block_hash(w_m.h_n_block) is not None
+        )
         for _ in range(5):
             a.relay(domain, app, m)
         # B stakes during m (in force from n = m + 1): the block the reorg will cut above
@@ -298,7 +298,14 @@ async def test_reorg_deeper_than_a_session_boundary_while_relays_and_claims_flow
         fork_parent = staked.block_number - 1
         n = m + 1
         w_n = windows(shape, n)
-        await mine_until("H_n confirmed", lambda: follower.snapshot.block_hash(w_n.h_n_block) is not None)
+        # confirmation depth 1: H_n enters the snapshot one block after its block
+        await mine_until("block start(n) - 1", lambda: anvil.block_number() >= w_n.h_n_block)
+        if anvil.block_number() == w_n.h_n_block:
+            assert follower.snapshot.block_hash(w_n.h_n_block) is None
+        await mine_until(
+            "H_n confirmed", lambda: follower.snapshot.block_hash(w_n.h_n_block) is not None
+        )
+        assert anvil.block_number() >= w_n.h_n_block + 1
         drawn = holders(follower.snapshot, app.address, n)
         assert drawn == {a_key.address, b_key.address}
         for _ in range(4):
@@ -307,8 +314,10 @@ async def test_reorg_deeper_than_a_session_boundary_while_relays_and_claims_flow
         # A's claim of session m lands; then the chain reorganises from just before B's stake
         await mine_until(
             "A's claim of session m",
-            lambda: (r := a.record(app.address, m)) is not None and r.state is ClaimState.PROVING
-            or (r is not None and r.state is ClaimState.CLAIMED),
+            lambda: (
+                (r := a.record(app.address, m)) is not None
+                and r.state in (ClaimState.CLAIMED, ClaimState.PROVING)
+            ),
         )
         a_state = await a.claimer.chain.claim_state(app.address, "eth", m)
         assert a_state.status is not ClaimStatus.NONE
@@ -327,12 +336,14 @@ async def test_reorg_deeper_than_a_session_boundary_while_relays_and_claims_flow
 
         await mine_until(
             "sessions m and n settled",
-            lambda: (r1 := a.record(app.address, m)) is not None
-            and r1.state is ClaimState.SETTLED
-            and (r2 := a.record(app.address, n)) is not None
-            and r2.state is ClaimState.SETTLED
-            and (r3 := b.record(app.address, n)) is not None
-            and r3.state.final,
+            lambda: (
+                (r1 := a.record(app.address, m)) is not None
+                and r1.state is ClaimState.SETTLED
+                and (r2 := a.record(app.address, n)) is not None
+                and r2.state is ClaimState.SETTLED
+                and (r3 := b.record(app.address, n)) is not None
+                and r3.state.final
+            ),
         )
 
         # every relay A answered is in exactly one claim per session, and rewards arrived
@@ -367,6 +378,13 @@ async def test_reorg_deeper_than_a_session_boundary_while_relays_and_claims_flow
         assert fresh.head == follower.head
         assert snapshot_state(follower.snapshot) == snapshot_state(fresh.snapshot)
         assert follower.checkpoints == fresh.checkpoints
+
+    await follower.start()
+    a.start()
+    b.start()
+    try:
+        async with asyncio.timeout(240):  # a claimer stuck on a transaction fails, not hangs
+            await scenario()
     finally:
         await a.stop()
         await b.stop()
