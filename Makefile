@@ -7,7 +7,7 @@ ANVIL_DIR := tools/anvil
 ANVIL_STAMP := $(ANVIL_DIR)/node_modules/.relaynet-installed
 VENV_STAMP := $(VENV)/.relaynet-installed
 
-.PHONY: setup venv anvil redis promtool bench-tools test lint unit unit-fast bench devnet contracts vectors clean
+.PHONY: setup venv anvil redis promtool bench-tools test lint unit unit-fast fuzz bench devnet contracts vectors clean
 
 PROMTOOL_DIR := tools/prometheus
 export PATH := $(CURDIR)/$(PROMTOOL_DIR)/usr/bin:$(PATH)
@@ -66,6 +66,10 @@ unit-fast: setup
 	$(VENV)/bin/pytest -m "not slow"
 
 test: setup lint unit
+
+# The fuzzers of tests/adversarial with a long budget (make test runs them for a few seconds).
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest tests/adversarial -q --timeout=0
 
 bench: setup bench-tools
 	$(PY) -m bench

@@ -35,7 +35,8 @@ from web3 import Web3
 
 from ledger.anvil import DEV_ACCOUNTS, AnvilProcess
 from ledger.artifacts import load_artifact
-from ledger.deploy import TOKEN_UNIT, Deployment, DeployParams, deploy
+from ledger.deploy import TOKEN_UNIT, Deployment, DeployParams
+from ledger.network import deploy_network
 from protocol.encoding import service_id_to_bytes
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import (
@@ -223,7 +224,7 @@ def run_scenario(n_suppliers: int, history: int) -> Row:
     # (anvil then drops them); gas used, what this measures, does not depend on the price
     with AnvilProcess(extra_args=["--order", "fifo", "--block-base-fee-per-gas", "0"]) as anvil:
         deployer_key = bytes.fromhex(DEV_ACCOUNTS[0][1][2:])
-        deployment = deploy(anvil.url, deployer_key, params)
+        deployment = deploy_network(anvil.url, deployer_key, params)
         rpc = _Rpc(anvil, deployment)
         deployer = Web3.to_checksum_address(DEV_ACCOUNTS[0][0])
         shape = deployment.shape

@@ -14,7 +14,7 @@ The hot path of one call is :meth:`gateway.router.Router.execute`.
 """
 
 from gateway.app import create_app, serve
-from gateway.config import GatewayConfig, load_config, parse_config
+from gateway.config import GatewayConfig
 from gateway.errors import BadRequest, ClientReason, GatewayError, NoSupplier, RelayFailed
 from gateway.router import CallAnswer, ClientContext, Router
 
@@ -29,7 +29,5 @@ __all__ = [
     "RelayFailed",
     "Router",
     "create_app",
-    "load_config",
-    "parse_config",
     "serve",
 ]

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import signal
 import tempfile
 import time
@@ -40,6 +41,7 @@ from gateway.store.base import Store
 from gateway.store.fallback import FallbackStore
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from gateway.ws import handle_ws
 from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.errors import RelaynetError
 from protocol.keys import AccountKey
@@ -242,7 +244,7 @@ async def create_app(
     )
     app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
     app[GATEWAY] = gw
-    add_routes(app)
+    add_routes(app, handle_ws)
 
     async def resources(_app: web.Application) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []
@@ -306,7 +308,24 @@ async def serve(config: GatewayConfig, *, stop: asyncio.Event | None = None) -> 
     await stop.wait()
     log.info("draining %d in-flight requests", gw.inflight)
     gw.draining = True  # /readyz answers 503 from now on
-    # stops listening, closes idle connections, waits for in-flight handlers (drain_timeout)
+    # stops listening, closes idle connections, waits for in-flight handlers (drain_timeout),
+    # then closes the resources; bounded, so that SIGTERM always ends the process
+    closing = asyncio.ensure_future(_close(runner, metrics_runner))
+    done, _ = await asyncio.wait({closing}, timeout=config.gateway.drain_timeout + SHUTDOWN_GRACE)
+    if not done:
+        log.error(
+            "shutdown not finished %.0f s after the drain timeout: exiting without it",
+            SHUTDOWN_GRACE,
+        )
+        logging.shutdown()
+        os._exit(1)
+    closing.result()
+
+
+SHUTDOWN_GRACE = 5.0  # seconds past drain_timeout for closing resources after SIGTERM
+
+
+async def _close(runner: web.AppRunner, metrics_runner: web.AppRunner | None) -> None:
     await runner.cleanup()
     if metrics_runner is not None:
         await metrics_runner.cleanup()

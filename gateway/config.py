@@ -1,7 +1,8 @@
 """The gateway's configuration: one TOML file, read once, strictly validated.
 
-Loaded in one fixed sequence (read → expand ``${ENV}`` → strict decode → defaults → validate);
-secrets are ``SecretStr`` and never printed. Example::
+The models only: :mod:`relaynet.config` reads the file and the environment (``${VAR}``,
+``${VAR:-default}``, ``RELAYNET_GATEWAY__…`` overrides, paths relative to the file) and validates
+with :class:`GatewayConfig`. Secrets are ``SecretStr`` and never printed. Example::
 
     [gateway]
     listen = "0.0.0.0:8545"
@@ -31,14 +32,12 @@ Every other table ([limits], [relay], [cache], [qos], [ws]) has defaults.
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
-import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
+    "REMOVED_KEYS",
     "CacheConfig",
     "GatewayConfig",
     "KeysConfig",
@@ -50,12 +49,13 @@ __all__ = [
     "ServiceConfig",
     "SettlementConfig",
     "WsConfig",
-    "load_config",
-    "parse_config",
     "parse_listen",
 ]
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: options that no longer exist, refused with "was removed: delete the line" (and why)
+REMOVED_KEYS: dict[str, str] = {
+    "qos.prefetch_blocks": "rollover prefetch was never wired",
+}
 
 
 class _Strict(BaseModel):
@@ -176,12 +176,17 @@ class QosConfig(_Strict):
     max_height_lag: int = Field(default=3, ge=0)
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown: float = Field(default=5.0, gt=0)
-    prefetch_blocks: int = Field(default=2, ge=0)
 
 
 class WsConfig(_Strict):
-    max_index: int = Field(default=1000, ge=1)  # messages paid per signed stream
+    """Subscriptions over WebSocket (DESIGN §4): stream windows, redundancy and limits."""
+
+    window: int = Field(default=32, ge=1)  # pushes a stream signature pays for at first
     redundancy: int = Field(default=2, ge=1)  # upstream streams per subscription
+    heartbeat: float = Field(default=30.0, gt=0)  # an upstream's pong is due within this
+    max_subscriptions_per_socket: int = Field(default=64, ge=1)
+    max_subscriptions_per_key: int = Field(default=1000, ge=1)  # across replicas (leases)
+    lease_ttl: float = Field(default=30.0, gt=0)  # a replica renews its leases at ttl/3
 
 
 class ServiceConfig(_Strict):
@@ -216,51 +221,11 @@ class GatewayConfig(_Strict):
         return self
 
 
-def _expand(text: str, env: dict[str, str]) -> str:
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in env:
-            raise ValueError(f"environment variable {name} is not set")
-        return env[name]
-
-    return _ENV.sub(sub, text)
-
-
-def _resolve_paths(data: dict[str, object], base: Path) -> None:
-    for table, key in (
-        ("gateway", "private_key_file"),
-        ("settlement", "deployment"),
-        ("keys", "file"),
-        ("redis", "state_dir"),
-    ):
-        section = data.get(table)
-        if isinstance(section, dict) and isinstance(section.get(key), str):
-            p = Path(section[key])
-            section[key] = str(p if p.is_absolute() else base / p)
-
-
-def parse_config(
-    text: str, *, base: Path | None = None, env: dict[str, str] | None = None
-) -> GatewayConfig:
-    """Expand ``${VAR}``, decode TOML, validate. Relative paths are relative to ``base``."""
-    data = tomllib.loads(_expand(text, dict(os.environ) if env is None else env))
-    if base is not None:
-        redis, server = data.get("redis"), data.get("gateway")
-        if isinstance(redis, dict) and isinstance(server, dict):
-            # one directory per replica, also when two configs share a folder
-            port = str(server.get("listen", "127.0.0.1:8545")).rpartition(":")[2]
-            redis.setdefault("state_dir", f"gateway-state-{port}")
-        _resolve_paths(data, base)
-        services = data.get("services")
-        if isinstance(services, dict):
-            for entry in services.values():
-                if isinstance(entry, dict) and isinstance(entry.get("spec"), str):
-                    p = Path(entry["spec"])
-                    entry["spec"] = str(p if p.is_absolute() else base / p)
-    return GatewayConfig.model_validate(data)
-
-
-def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> GatewayConfig:
-    """Read and validate a gateway config file."""
-    p = Path(path)
-    return parse_config(p.read_text(), base=p.resolve().parent, env=env)
+def file_defaults(data: dict[str, object]) -> None:
+    """Defaults that depend on other keys, filled in before paths resolve against the file's
+    folder: each replica's ``redis.state_dir`` is ``gateway-state-<listen port>`` (one directory
+    per replica, also when two configs share a folder)."""
+    redis, server = data.get("redis"), data.get("gateway")
+    if isinstance(redis, dict) and isinstance(server, dict):
+        port = str(server.get("listen", "127.0.0.1:8545")).rpartition(":")[2]
+        redis.setdefault("state_dir", f"gateway-state-{port}")

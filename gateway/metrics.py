@@ -85,6 +85,30 @@ class GatewayMetrics:
         self.resubscriptions = Counter(
             f"{NS}_resubscriptions", "Upstream streams replaced", ["reason"], registry=r
         )
+        self.stream_faults = Counter(
+            f"{NS}_stream_faults",
+            "Upstream streams a supplier broke (DESIGN §4 faults), by kind",
+            ["service", "supplier", "kind"],
+            registry=r,
+        )
+        self.stream_frames = Counter(
+            f"{NS}_stream_frames",
+            "Pushed frames received from upstream streams (duplicates included)",
+            ["service", "supplier"],
+            registry=r,
+        )
+        self.stream_windows = Counter(
+            f"{NS}_stream_windows",
+            "Upstream streams signed, by max_index",
+            ["service", "max_index"],
+            registry=r,
+        )
+        self.pushes = Counter(
+            f"{NS}_pushes",
+            "Pushes delivered to clients (counted against quotas)",
+            ["service"],
+            registry=r,
+        )
         self.sessions = Counter(
             f"{NS}_sessions_hydrated", "Sessions hydrated", ["when"], registry=r
         )

@@ -31,7 +31,7 @@ import orjson
 from gateway.endpoints import EndpointRefused, EndpointRefusedOSError, check_literal
 from gateway.errors import ClientReason, GatewayError
 from gateway.failsafe.retry import Outcome
-from protocol.errors import ErrorCode, ProtocolError, Refusal, refusal_of
+from protocol.errors import ERROR_TABLE, ErrorCode, ProtocolError, Refusal, refusal_of
 from protocol.keys import AccountKey
 from protocol.relay import (
     RELAY_VERSION,
@@ -62,8 +62,6 @@ DEFAULT_ANSWER_CAP = 16 * 1024 * 1024
 DEFAULT_ANSWER_BUDGET = 512 * 1024 * 1024
 _CHUNK = 64 * 1024
 _STATUS = re.compile(r"[1-5][0-9][0-9]")
-# Refused before the payload was forwarded: safe to send again, writes included.
-_UNSENT = frozenset({ErrorCode.APP_OVER_BUDGET, ErrorCode.RATE_LIMITED})
 
 
 def classify_code(code: ErrorCode | None) -> Outcome:
@@ -80,9 +78,9 @@ def classify_code(code: ErrorCode | None) -> Outcome:
     <Outcome.MAYBE_SENT: 'maybe_sent'>
     """
     refusal = Refusal.LIE if code is None else refusal_of(code.value)[1]
-    if refusal is Refusal.LIE:
+    if code is None or refusal is Refusal.LIE:
         return Outcome.MAYBE_SENT
-    if refusal is Refusal.RETRYABLE and code not in _UNSENT:
+    if ERROR_TABLE[code].forwarded:  # a backend failure: the payload may have reached it
         return Outcome.RETRYABLE
     return Outcome.UNSENT
 

@@ -76,6 +76,12 @@ class Gateway:
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
+#: Serves a client's WebSocket upgrade (``gateway.ws.handle_ws``). The composition root
+#: (``gateway.app``) passes it to :func:`add_routes`, so this module does not import
+#: ``gateway.ws`` (which imports it back for the ``Gateway`` type).
+WsHandler = Callable[[web.Request, Gateway, ClientContext], Awaitable[web.StreamResponse]]
+WEBSOCKETS: web.AppKey[WsHandler] = web.AppKey("websockets")
+
 
 def _refusal_headers(exc: GatewayError) -> dict[str, str]:
     if exc.retry_after is not None:
@@ -175,9 +181,7 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
     try:
         ctx, record = client_context(gw, request)
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            from gateway.ws import handle_ws
-
-            return await handle_ws(request, gw, ctx)
+            return await request.app[WEBSOCKETS](request, gw, ctx)
         if request.method != "POST":
             raise BadRequest("use POST (or a WebSocket upgrade)")
         await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
@@ -385,7 +389,8 @@ async def _guarded(
         return _error_response(err)
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, websocket: WsHandler) -> None:
+    app[WEBSOCKETS] = websocket
     rpc = outermost(handle_rpc)
     # one resource per path (each request is matched against 1-2 patterns, not up to 6)
     for path in ("/v1/{service}/{key}", "/v1/{service}"):
@@ -394,9 +399,9 @@ def add_routes(app: web.Application) -> None:
         resource.add_route("GET", rpc)
         resource.add_route("OPTIONS", handle_options)
     rest = app.router.add_resource("/v1/{service}/{key}/{path:.+}")
-    for method in ("GET", "POST"):
-        rest.add_route(method, outermost(handle_rest))
     rest.add_route("OPTIONS", handle_options)
+    # every other method reaches the handler: GET and POST are calls, the rest 405 / code 12
+    rest.add_route("*", outermost(handle_rest))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

@@ -13,8 +13,9 @@ from gateway.config import ServiceConfig
 from gateway.errors import BadRequest, ClientReason
 from rollups.catalogue import catalogue_spec
 from rollups.handler import RpcHandler
+from rollups.loading import load_spec
 from rollups.registry import handler_for
-from rollups.spec import ChainSpec, load_spec
+from rollups.spec import ChainSpec
 
 __all__ = ["Service", "ServiceTable"]
 

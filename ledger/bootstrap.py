@@ -2,7 +2,7 @@
 
 :func:`bootstrap_network` runs these steps, in order:
 
-1. ``deploy`` — the contracts (:func:`ledger.deploy.deploy`) from the deployer account;
+1. ``deploy`` — the contracts (:func:`ledger.network.deploy_network`) from the deployer account;
 2. ``fund`` — every account gets native gas money (``anvil_setBalance``, anvil only) and
    tokens from the deployer's initial supply;
 3. ``register services`` — each :class:`ServiceSpec` by its owner (default: the deployer);
@@ -24,8 +24,9 @@ from typing import TypeVar
 
 from ledger.anvil import DEV_ACCOUNTS
 from ledger.client import LedgerClient
-from ledger.deploy import DeployError, Deployment, DeployParams, deploy
+from ledger.deploy import DeployError, Deployment, DeployParams
 from ledger.errors import LedgerError, translate_errors
+from ledger.network import deploy_network
 from protocol.encoding import hex_to_bytes
 from protocol.keys import AccountKey, ReceiptKey
 from session.windows import session_of, windows
@@ -123,7 +124,7 @@ async def bootstrap_network(
     try:
         with translate_errors("deploy"):
             deployment = await asyncio.to_thread(
-                deploy,
+                deploy_network,
                 rpc_url,
                 deployer.private_key,
                 params if params is not None else DeployParams(),

@@ -26,6 +26,7 @@ from web3.contract import AsyncContract
 
 from ledger.artifacts import load_artifact
 from ledger.deploy import Deployment
+from ledger.econ import econ_params_from_values, econ_tuple
 from ledger.errors import LedgerError, translate_errors
 from ledger.events import Event, EventDecoder
 from ledger.tx import TxReceipt, TxSender
@@ -46,7 +47,7 @@ __all__ = [
     "StakeStatus",
     "SupplierState",
     "claim_id_of",
-    "econ_params_to_tuple",
+    "econ_params_from_values",  # lives in ledger.econ; ledger.follower imports it from here
     "make_web3",
 ]
 
@@ -150,49 +151,6 @@ def claim_id_of(supplier: bytes, app: bytes, service_id: str, n: int) -> bytes:
         + app.rjust(32, b"\x00")
         + service_id_to_bytes(service_id)
         + n.to_bytes(32, "big")
-    )
-
-
-def econ_params_to_tuple(p: EconomicParams) -> tuple[int, ...]:
-    """The contract's ``EconParams`` struct, field order exact."""
-    s, o, t = p.mint_shares
-    return (
-        p.min_stake_supplier,
-        p.min_stake_app,
-        p.min_stake_gateway,
-        p.unbonding_sessions,
-        p.max_delegations,
-        p.max_services_per_supplier,
-        p.proof_probability_bps,
-        p.proof_threshold,
-        p.slash_multiplier_bps,
-        p.settle_bounty_bps,
-        p.cu_price,
-        p.service_registration_fee,
-        s,
-        o,
-        t,
-        p.max_stream_relays,
-    )
-
-
-def econ_params_from_values(v: Sequence[int]) -> EconomicParams:
-    """Build :class:`EconomicParams` from the struct's 16 values, in the contract's order."""
-    return EconomicParams(
-        min_stake_supplier=int(v[0]),
-        min_stake_app=int(v[1]),
-        min_stake_gateway=int(v[2]),
-        unbonding_sessions=int(v[3]),
-        max_delegations=int(v[4]),
-        max_services_per_supplier=int(v[5]),
-        proof_probability_bps=int(v[6]),
-        proof_threshold=int(v[7]),
-        slash_multiplier_bps=int(v[8]),
-        settle_bounty_bps=int(v[9]),
-        cu_price=int(v[10]),
-        service_registration_fee=int(v[11]),
-        mint_shares=(int(v[12]), int(v[13]), int(v[14])),
-        max_stream_relays=int(v[15]),
     )
 
 
@@ -371,7 +329,7 @@ class LedgerClient:
 
     async def set_economic_params(self, params: EconomicParams) -> TxReceipt:
         """Admin: new global parameters, in force from the next session."""
-        return await self._send("Sessions", "set_econ_params", econ_params_to_tuple(params))
+        return await self._send("Sessions", "set_econ_params", econ_tuple(params))
 
     async def checkpoints(self, n: int) -> tuple[bytes | None, bytes | None, bytes | None]:
         """``(H_n, H_g, H_c)`` of session ``n`` as recorded by the contract (None: missing)."""

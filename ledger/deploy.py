@@ -1,11 +1,12 @@
 """Deploy and wire the settlement contracts (DESIGN §3.1) onto an EVM chain with web3.py.
 
-:func:`deploy` sends, from one deployer key: ``Token(initial_supply)``, ``Sessions`` (shape and
-economic parameters; its block is ``B0``), ``Services``, ``Suppliers``, ``Apps``,
-``Settlement``, then wires ``Token.set_minter``, ``Suppliers.set_settlement`` and
-``Apps.set_settlement`` to the Settlement contract. :class:`DeployParams` defaults are the
-"devnet" column of DESIGN §3.1; :class:`Deployment` is what every other component reads
-(addresses, chain id, ``B0`` and the session shape), serialisable to JSON.
+:func:`ledger.network.deploy_network` sends, from one deployer key:
+``Token(initial_supply)``, ``Sessions`` (shape and economic parameters; its block is
+``B0``), ``Services``, ``Suppliers``, ``Apps``, ``Settlement``, then wires
+``Token.set_minter``, ``Suppliers.set_settlement`` and ``Apps.set_settlement`` to the
+Settlement contract. :class:`DeployParams` defaults are the "devnet" column of DESIGN §3.1;
+:class:`Deployment` is what every other component reads (addresses, chain id, ``B0`` and the
+session shape), serialisable to JSON.
 """
 
 from __future__ import annotations
@@ -14,13 +15,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from eth_account import Account
-from eth_typing import ChecksumAddress
-from web3 import Web3
-from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.types import Nonce, TxParams, TxReceipt
-
-from ledger.artifacts import CONTRACT_NAMES, load_artifact
+from ledger.econ import econ_tuple
+from protocol.settlement import pending_sessions
 from session.snapshot import EconomicParams, SessionShape
 
 __all__ = [
@@ -28,9 +24,6 @@ __all__ = [
     "DeployError",
     "DeployParams",
     "Deployment",
-    "deploy",
-    "econ_tuple",
-    "pending_sessions",
 ]
 
 TOKEN_UNIT = 10**18
@@ -38,11 +31,6 @@ TOKEN_UNIT = 10**18
 
 class DeployError(RuntimeError):
     """A deployment transaction failed."""
-
-
-def pending_sessions(L: int, G: int, CO: int, CW: int, PO: int, PW: int) -> int:
-    """P = ceil((G+CO+CW+PO+PW) / L) + 1 (DESIGN §3.5)."""
-    return -(-(G + CO + CW + PO + PW) // L) + 1
 
 
 @dataclass(frozen=True)
@@ -118,33 +106,10 @@ class DeployParams:
 
     def econ_tuple(self) -> tuple[int, ...]:
         """The ``EconParams`` struct of the contracts, field order exact."""
-        p = self.economic_params()
-        return econ_tuple(p)
+        return econ_tuple(self.economic_params())
 
     def with_(self, **changes: Any) -> DeployParams:
         return replace(self, **changes)
-
-
-def econ_tuple(p: EconomicParams) -> tuple[int, ...]:
-    """An :class:`EconomicParams` as the contracts' ``EconParams`` tuple."""
-    return (
-        p.min_stake_supplier,
-        p.min_stake_app,
-        p.min_stake_gateway,
-        p.unbonding_sessions,
-        p.max_delegations,
-        p.max_services_per_supplier,
-        p.proof_probability_bps,
-        p.proof_threshold,
-        p.slash_multiplier_bps,
-        p.settle_bounty_bps,
-        p.cu_price,
-        p.service_registration_fee,
-        p.mint_shares[0],
-        p.mint_shares[1],
-        p.mint_shares[2],
-        p.max_stream_relays,
-    )
 
 
 @dataclass(frozen=True)
@@ -184,109 +149,3 @@ class Deployment:
             deployer=str(data.get("deployer", "")),
             extra=dict(data.get("extra", {})),
         )
-
-
-class _Sender:
-    """Signs and sends the deployer's transactions in order (local nonce)."""
-
-    def __init__(self, w3: Web3, private_key: bytes) -> None:
-        self.w3 = w3
-        self.account = Account.from_key(private_key)
-        self.nonce: int = int(w3.eth.get_transaction_count(self.account.address, "pending"))
-
-    def _send(self, tx: TxParams) -> TxReceipt:
-        # Estimates run against the latest block; checkpoints written by the mined block may
-        # cost more, so leave headroom.
-        tx["gas"] = int(tx["gas"]) * 5 // 4 + 100_000
-        signed = self.account.sign_transaction(tx)
-        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        self.nonce += 1
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
-        if receipt["status"] != 1:
-            raise DeployError(f"deployment transaction {tx_hash.hex()} reverted")
-        return receipt
-
-    def _params(self) -> TxParams:
-        return {
-            "from": self.account.address,
-            "nonce": Nonce(self.nonce),
-            "chainId": self.w3.eth.chain_id,
-        }
-
-    def create(self, ctor: ContractConstructor) -> TxReceipt:
-        return self._send(ctor.build_transaction(self._params()))
-
-    def call(self, fn: ContractFunction) -> TxReceipt:
-        return self._send(fn.build_transaction(self._params()))
-
-
-def deploy(
-    rpc_url: str, deployer_private_key: bytes, params: DeployParams | None = None
-) -> Deployment:
-    """Deploy and wire every contract; returns the :class:`Deployment`."""
-    params = params or DeployParams()
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 60}))
-    sender = _Sender(w3, deployer_private_key)
-    me = sender.account.address
-    treasury = Web3.to_checksum_address(params.treasury) if params.treasury else me
-
-    def factory(name: str) -> Any:
-        art = load_artifact(name)
-        return w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
-
-    addresses: dict[str, ChecksumAddress] = {}
-
-    def create(name: str, *args: Any) -> ChecksumAddress:
-        receipt = sender.create(factory(name).constructor(*args))
-        address = receipt["contractAddress"]
-        assert address is not None
-        addresses[name] = Web3.to_checksum_address(address)
-        return addresses[name]
-
-    token = create("Token", params.initial_supply)
-    sessions = create(
-        "Sessions",
-        token,
-        treasury,
-        params.L,
-        params.G,
-        params.CO,
-        params.CW,
-        params.PO,
-        params.PW,
-        params.S,
-        params.econ_tuple(),
-    )
-    sessions_contract = w3.eth.contract(address=sessions, abi=load_artifact("Sessions").abi)
-    sessions_receipt_block = int(sessions_contract.functions.genesis_block().call())
-    services = create("Services", sessions, token)
-    suppliers = create("Suppliers", sessions, services, token)
-    apps = create("Apps", sessions, services, token)
-    settlement = create("Settlement", sessions, services, suppliers, apps, token)
-
-    def contract(name: str) -> Any:
-        return w3.eth.contract(address=addresses[name], abi=load_artifact(name).abi)
-
-    sender.call(contract("Token").functions.set_minter(settlement))
-    sender.call(contract("Suppliers").functions.set_settlement(settlement))
-    sender.call(contract("Apps").functions.set_settlement(settlement))
-    assert tuple(addresses) == CONTRACT_NAMES
-    return Deployment(
-        chain_id=int(w3.eth.chain_id),
-        rpc_url=rpc_url,
-        contracts=dict(addresses),
-        token=token,
-        settlement=settlement,
-        genesis_block=sessions_receipt_block,
-        shape=SessionShape(
-            B0=sessions_receipt_block,
-            L=params.L,
-            G=params.G,
-            CO=params.CO,
-            CW=params.CW,
-            PO=params.PO,
-            PW=params.PW,
-            S=params.S,
-        ),
-        deployer=me,
-    )

@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     REPLAYED_RELAY = "REPLAYED_RELAY"
     APP_OVER_BUDGET = "APP_OVER_BUDGET"
     BATCH_NOT_RELAYABLE = "BATCH_NOT_RELAYABLE"
+    INVALID_PAYLOAD = "INVALID_PAYLOAD"
     METHOD_DENIED = "METHOD_DENIED"
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
     BACKEND_TIMEOUT = "BACKEND_TIMEOUT"
@@ -79,12 +80,15 @@ class Refusal(StrEnum):
 class CodeInfo:
     """How one code travels: HTTP status, retry rule, JSON-RPC code shown to clients, and
     what a gateway makes of a relayer answering it (:class:`Refusal`; a code a relayer has no
-    business answering is a lie)."""
+    business answering is a lie). ``forwarded``: the code may come back after the payload
+    reached a backend (a backend failure, ``INTERNAL``), so only an idempotent call may be sent
+    again; every other refusal comes before forwarding."""
 
     http_status: int
     retryable: bool
     jsonrpc_code: int
     refusal: Refusal = Refusal.LIE
+    forwarded: bool = False
 
 
 ERROR_TABLE: dict[ErrorCode, CodeInfo] = {
@@ -104,11 +108,12 @@ ERROR_TABLE: dict[ErrorCode, CodeInfo] = {
     ErrorCode.REPLAYED_RELAY: CodeInfo(409, False, -32603, Refusal.LIE),
     ErrorCode.APP_OVER_BUDGET: CodeInfo(402, True, -32005, Refusal.RETRYABLE),
     ErrorCode.BATCH_NOT_RELAYABLE: CodeInfo(400, False, -32600, Refusal.LIE),
+    ErrorCode.INVALID_PAYLOAD: CodeInfo(400, False, -32600, Refusal.LIE),
     ErrorCode.METHOD_DENIED: CodeInfo(403, False, -32601, Refusal.SUPPLIER),
-    ErrorCode.BACKEND_UNAVAILABLE: CodeInfo(502, True, -32603, Refusal.RETRYABLE),
-    ErrorCode.BACKEND_TIMEOUT: CodeInfo(504, True, -32603, Refusal.RETRYABLE),
+    ErrorCode.BACKEND_UNAVAILABLE: CodeInfo(502, True, -32603, Refusal.RETRYABLE, True),
+    ErrorCode.BACKEND_TIMEOUT: CodeInfo(504, True, -32603, Refusal.RETRYABLE, True),
     ErrorCode.RATE_LIMITED: CodeInfo(429, True, -32005, Refusal.RETRYABLE),
-    ErrorCode.INTERNAL: CodeInfo(500, True, -32603, Refusal.RETRYABLE),
+    ErrorCode.INTERNAL: CodeInfo(500, True, -32603, Refusal.RETRYABLE, True),
     ErrorCode.MALFORMED_INPUT: CodeInfo(400, False, -32602, Refusal.LIE),
     ErrorCode.BAD_RECEIPT: CodeInfo(502, True, -32603, Refusal.LIE),
     ErrorCode.BAD_PROOF: CodeInfo(400, False, -32602, Refusal.LIE),

@@ -28,7 +28,6 @@ __all__ = [
     "RelayerConfig",
     "RelayerKeys",
     "build_relayer",
-    "load_config",
     "serve",
 ]
 
@@ -38,7 +37,6 @@ _HOME = {
     "build_relayer": "relayer.app",
     "serve": "relayer.app",
     "RelayerConfig": "relayer.config",
-    "load_config": "relayer.config",
 }
 
 

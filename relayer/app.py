@@ -288,7 +288,13 @@ def build_relayer(
         limit_per_host=max(s.max_connections for s in config.services.values())
     )
     service = RelayService(verifier, transport, recorder, metrics, ready=lambda: True)
-    websocket = WebSocketRelay(service, verifier, recorder, metrics)
+    websocket = WebSocketRelay(
+        service,
+        verifier,
+        recorder,
+        metrics,
+        max_streams_per_app=config.server.max_streams_per_app,
+    )
     store = ClaimStore(config.data_dir / "claims")
     claimer = None
     if chain is not None and config.claims.enabled:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import yarl
 
 from protocol.errors import ErrorCode
 from relayer.errors import BackendError
@@ -58,7 +59,9 @@ class AiohttpTransport:
         try:
             async with self._client().request(
                 request.http_method,
-                request.url,
+                # path and query exactly as the client's payload has them: never normalised
+                # (yarl would resolve "..", "%2e%2e" and re-quote otherwise)
+                yarl.URL(request.url, encoded=True),
                 data=request.body,
                 headers=request.headers,
                 timeout=self._timeout(request),

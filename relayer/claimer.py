@@ -54,7 +54,6 @@ from protocol.settlement import (
     challenge,
     claim_tokens,
     claimed_amount,
-    pending_sessions,
     proof_required,
 )
 from protocol.trie import Root, SumTrie
@@ -541,7 +540,7 @@ class Claimer:
             len(slots),
             self.snapshot.app_stake(key.app, key.n),
             shape.S,
-            pending_sessions(shape.L, shape.G, shape.CO, shape.CW, shape.PO, shape.PW),
+            shape.P,
         )
         claimed = claimed_amount(tokens, limit)
         record = replace(

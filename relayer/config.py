@@ -1,7 +1,8 @@
 """The relayer's one configuration, parsed once per process (TOML file, pydantic, strict).
 
-Loading is a fixed sequence: read the TOML → expand ``${VAR}`` in strings → strict decode
-(``extra="forbid"``) → defaults → validate → resolve relative paths against the file's folder.
+The models only: :mod:`relaynet.config` reads the file and the environment (``${VAR}``,
+``${VAR:-default}``, ``RELAYNET_RELAYER__…`` overrides, paths relative to the file) and validates
+with :class:`RelayerConfig` (strict: ``extra="forbid"``).
 Secrets (the keystore passphrase, backend headers such as a node's token) are ``SecretStr`` and
 are redacted whenever the config is printed. ``dump_config`` writes the same format back
 (``relaynet relayer init`` uses it).
@@ -36,13 +37,11 @@ Example::
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from relayer.errors import ConfigError
 
@@ -56,13 +55,10 @@ __all__ = [
     "ServerConfig",
     "ServiceConfig",
     "dump_config",
-    "load_config",
-    "parse_config",
 ]
 
 DEFAULT_BACKEND_ROLE = "rpc"
 _SERVICE_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class _Strict(BaseModel):
@@ -97,6 +93,8 @@ class ServerConfig(_Strict):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     shutdown_grace: float = Field(default=5.0, ge=0)
+    #: concurrent WebSocket streams one app may hold here (DESIGN §4; RATE_LIMITED past it)
+    max_streams_per_app: int = Field(default=2048, gt=0)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:
@@ -204,76 +202,6 @@ class RelayerConfig(_Strict):
             except OSError as exc:
                 raise ConfigError(f"passphrase file: {exc}") from exc
         return self.keys.passphrase.get_secret_value()
-
-
-def _expand(value: Any, env: dict[str, str]) -> Any:
-    if isinstance(value, str):
-
-        def sub(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in env:
-                raise ConfigError(f"environment variable {name} is not set")
-            return env[name]
-
-        return _ENV_VAR.sub(sub, value)
-    if isinstance(value, dict):
-        return {k: _expand(v, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, env) for v in value]
-    return value
-
-
-def _resolve_paths(cfg: RelayerConfig, base: Path) -> RelayerConfig:
-    def rel(p: Path | None) -> Path | None:
-        if p is None or p.is_absolute():
-            return p
-        return (base / p).resolve()
-
-    keys = cfg.keys.model_copy(
-        update={
-            "supplier_keystore": rel(cfg.keys.supplier_keystore),
-            "receipt_key": rel(cfg.keys.receipt_key),
-            "passphrase_file": rel(cfg.keys.passphrase_file),
-        }
-    )
-    chain = cfg.chain.model_copy(update={"deployment": rel(cfg.chain.deployment)})
-    server = cfg.server.model_copy(
-        update={"tls_cert": rel(cfg.server.tls_cert), "tls_key": rel(cfg.server.tls_key)}
-    )
-    log_cfg = cfg.log.model_copy(update={"fsync_fault_file": rel(cfg.log.fsync_fault_file)})
-    return cfg.model_copy(
-        update={
-            "data_dir": rel(cfg.data_dir),
-            "keys": keys,
-            "chain": chain,
-            "server": server,
-            "log": log_cfg,
-        }
-    )
-
-
-def parse_config(
-    data: dict[str, Any], *, base: Path | None = None, env: dict[str, str] | None = None
-) -> RelayerConfig:
-    """Validate a decoded config mapping; relative paths resolve against ``base``."""
-    expanded = _expand(data, dict(os.environ) if env is None else env)
-    try:
-        cfg = RelayerConfig.model_validate(expanded)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid relayer config: {exc}") from exc
-    return _resolve_paths(cfg, base) if base is not None else cfg
-
-
-def load_config(path: Path | str, *, env: dict[str, str] | None = None) -> RelayerConfig:
-    """Read, expand, decode and validate the TOML config at ``path``."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    return parse_config(data, base=path.resolve().parent, env=env)
 
 
 def _toml_value(value: Any) -> str:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from relayer.priced import PricedCall, PricingPolicy
+
 if TYPE_CHECKING:
     from relayer.recorder import ServedRelay
     from relayer.verify import VerifiedRelay
@@ -79,33 +81,6 @@ class BackendTransport(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PricedCall:
-    """What the service's chain spec says about one relay payload.
-
-    For a REST-like payload (DESIGN §3.3, canonical ``{"body","method","path","query"}``)
-    ``http_method``, ``path`` (path and query, appended to the role's backend URL) and ``body``
-    say what to send; for JSON-RPC the payload itself is POSTed (``body`` None).
-    """
-
-    compute_units: int
-    role: str
-    method: str
-    write: bool = False
-    http_method: str = "POST"
-    path: str = ""
-    body: bytes | None = None
-
-
-class PricingPolicy(Protocol):
-    """The service's chain spec, as the verifier asks it (``rollups/`` handler adapter)."""
-
-    def price(self, payload: bytes) -> PricedCall:
-        """Compute units and backend role of a relay payload. Raises RelaynetError with
-        BATCH_NOT_RELAYABLE for batches and METHOD_DENIED for denied methods."""
-        ...
 
 
 class RelayVerifier(Protocol):

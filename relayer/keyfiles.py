@@ -6,7 +6,8 @@
   ``{"kind": "relaynet-receipt-key", "version": 1, "public_key": "0x…", "seed": "0x…"}``.
 
 Files are written with mode 0600 (created that way, never widened) and refused on read when
-group or others may access them. Passphrases come from an environment variable named by a flag,
+others may access them; group-read is accepted only for a group of this process (Kubernetes
+``fsGroup``), see :func:`check_mode`. Passphrases come from an environment variable named by a flag,
 a file, or an interactive prompt (:func:`resolve_passphrase`). Keys are never printed: the
 errors of this module name files, never their contents.
 """
@@ -65,16 +66,24 @@ def _write_private(path: Path, data: bytes, *, overwrite: bool) -> None:
 
 
 def check_mode(path: Path) -> None:
-    """Refuse a key file that group or others may read or write (it must be 0600 or 0400)."""
+    """Refuse a key file others may access. Accepted: 0600/0400 (owner only), and group-read
+    (0640/0440) when the file's group is one of this process's groups and no one else may
+    read, nor the group write — what a Kubernetes secret mounted with ``fsGroup`` gives."""
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        st = os.stat(path)
     except FileNotFoundError as exc:
         raise KeyFileError(f"key file {path} not found") from exc
-    if mode & 0o077:
-        raise KeyFileError(
-            f"key file {path} has mode {mode:04o}, readable by others; "
-            f"run `chmod 600 {path}` and try again"
-        )
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077:
+        return
+    ours = st.st_gid == os.getegid() or st.st_gid in os.getgroups()
+    if mode & 0o037 == 0 and ours:
+        return
+    why = "readable by others" if mode & 0o007 or not ours else "writable by its group"
+    raise KeyFileError(
+        f"key file {path} has mode {mode:04o}, {why}; run `chmod 600 {path}` "
+        "(or 0440 with a group of this process) and try again"
+    )
 
 
 def _read_private(path: Path) -> bytes:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from protocol.errors import RelaynetError
 from relayer.errors import ConfigError, RelayRefused
-from relayer.interfaces import PricedCall
+from relayer.priced import PricedCall
 from rollups.handler import MethodClass, RpcHandler
+from rollups.loading import load_spec
 from rollups.rest import backend_request
-from rollups.spec import ChainSpec, load_spec
+from rollups.spec import ChainSpec
 
 __all__ = ["SpecPricing", "resolve_spec"]
 

@@ -119,6 +119,10 @@ class RelayService:
         except RelaynetError as exc:  # the session closed while the backend answered
             self.verifier.abandon(relay)
             return self.refuse(exc)
+        except OSError:  # the log write failed: nothing recorded, nothing charged
+            self.verifier.abandon(relay)
+            log.exception("%s: writing the relay log failed", service.service_id)
+            return error_response(ErrorCode.INTERNAL, "the relay could not be recorded")
         self._answered[service.service_id].inc()
         return web.Response(
             body=answer.body,

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from protocol.encoding import address_to_checksum
 from protocol.errors import ErrorCode, RelaynetError
 from protocol.keys import AccountKey, ReceiptKey
-from relayer.config import RelayerConfig, dump_config, parse_config
+from relayer.config import RelayerConfig, dump_config
 from relayer.keyfiles import write_account_key, write_receipt_key
 
 __all__ = [
@@ -154,9 +156,14 @@ def create_relayer(plan: RelayerPlan, passphrase: str, *, force: bool = False) -
         raise SetupError(f"{plan.config_path} exists (use --force to overwrite)")
     rpc_url = plan.rpc_url or deployment_rpc_url(plan.deployment)
     raw = _raw_config(plan, rpc_url)
-    # ${VAR} stays literal in the written file: expand it to itself.
-    literal = {plan.passphrase_env: "${" + plan.passphrase_env + "}"} if plan.passphrase_env else {}
-    config = parse_config(raw, env=literal)  # refuse a bad plan before any key is written
+    # refuse a bad plan before any key is written (${VAR} stays literal in the written file)
+    try:
+        config = RelayerConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SetupError(f"the relayer config would be refused: `{key}`: {message}") from None
 
     keys_dir = plan.keystore.parent
     keys_dir.mkdir(parents=True, exist_ok=True)

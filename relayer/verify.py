@@ -2,9 +2,13 @@
 
     body size → header parses, version, service served, supplier is itself
     → session current or in grace, supplier holds a slot, app staked for this service,
-      signer is the app or a gateway with signer_ok at n, compute units = the spec's price
+      signer is the app or a gateway delegated at n, payload well formed (the payload rule),
+      compute units = the spec's price
     → digest, relay_key not seen in this session (REPLAYED_RELAY)
     → signature (low-s, recovers to RH.signer) → payload_hash → budget
+
+A POST with ``max_index ≠ 0`` and a WebSocket upgrade with ``max_index = 0`` are
+MALFORMED_HEADER.
 
 The first failing check raises :class:`relayer.errors.RelayRefused` with its wire code. What
 does not change within a session (hydrated session, slots held, app stake and budget, params,
@@ -12,8 +16,10 @@ delegations, seen relay keys) is computed once per (service, app, n) into a
 :class:`SessionContext`; the per-request work is a header decode, a keccak digest, one
 ecrecover and one sha256. The registry is only ever read from the in-memory snapshot.
 
-WebSocket relays run the same checks in two steps: :meth:`Verifier.check_header` on the
-upgrade request and :meth:`Verifier.check_payload` on the first frame.
+WebSocket relays run the same checks in two steps: the header-only ones through the signature
+(:meth:`Verifier.check_header` then :meth:`Verifier.check_signature`) on the upgrade request,
+before it is accepted; the payload ones (well formed, compute units, payload hash, budget:
+:meth:`Verifier.check_first_frame`) on the first frame.
 """
 
 from __future__ import annotations
@@ -32,10 +38,9 @@ from protocol.relay import (
     request_digest_of_bytes,
 )
 from protocol.settlement import budget as session_budget
-from protocol.settlement import pending_sessions
 from relayer.budget import BudgetMeter, SessionBudget
 from relayer.errors import RelayRefused
-from relayer.interfaces import PricedCall, PricingPolicy
+from relayer.priced import PricedCall, PricingPolicy
 from relayer.relaylog import LogRecord, SessionKey, SessionLog
 from session.hydrate import hydrate
 from session.snapshot import RegistrySnapshot, SessionShape
@@ -44,6 +49,7 @@ from session.windows import Windows, windows
 __all__ = [
     "ServiceRuntime",
     "SessionContext",
+    "SignedHeader",
     "VerifiedHeader",
     "VerifiedRelay",
     "Verifier",
@@ -104,6 +110,14 @@ class VerifiedHeader:
     header: RelayHeader
     header_bytes: bytes
     request_sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHeader:
+    """A header whose signature verified: its request digest and index-0 relay key."""
+
+    digest: bytes
+    relay_key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +183,26 @@ class Verifier:
         vh = self.check_header(header_value, body_size=len(payload))
         return self.check_payload(vh, payload)
 
-    def check_header(self, header_value: str | None, *, body_size: int = 0) -> VerifiedHeader:
-        """Header, service, supplier, session, slot, app stake, delegation."""
+    def check_header(
+        self, header_value: str | None, *, body_size: int = 0, stream: bool = False
+    ) -> VerifiedHeader:
+        """Header, service, supplier, session, slot, app stake, delegation. ``stream``: the
+        header rides on a WebSocket upgrade (``max_index`` ≥ 1), else on a POST (0)."""
         if not header_value:
             raise RelayRefused(ErrorCode.MALFORMED_HEADER, "the Relay-Request header is missing")
         try:
             header, header_bytes, sig = decode_relay_request(header_value)
         except ProtocolError as exc:
             raise _refuse(exc) from None
+        if stream and header.max_index == 0:
+            raise RelayRefused(
+                ErrorCode.MALFORMED_HEADER, "a WebSocket relay needs max_index of at least 1"
+            )
+        if not stream and header.max_index != 0:
+            raise RelayRefused(
+                ErrorCode.MALFORMED_HEADER,
+                f"a plain relay has max_index 0, not {header.max_index} (streams are WebSockets)",
+            )
         service = self.services.get(header.service_id)
         if service is None or self.snapshot.service(header.service_id) is None:
             raise RelayRefused(
@@ -211,41 +237,71 @@ class Verifier:
                 )
         return VerifiedHeader(ctx, service, header, header_bytes, sig)
 
-    def check_payload(self, vh: VerifiedHeader, payload: bytes, index: int = 0) -> VerifiedRelay:
-        """Compute units → digest and replay → signature → payload hash → budget."""
-        header, ctx = vh.header, vh.ctx
-        priced = vh.service.pricing.price(payload)
-        cu = header.compute_units
-        if cu != priced.compute_units or cu > ctx.max_cu:
-            raise RelayRefused(
-                ErrorCode.BAD_COMPUTE_UNITS,
-                f"{priced.method} costs {priced.compute_units} compute units, the header says {cu}",
-            )
-        digest = request_digest_of_bytes(vh.header_bytes, ctx.domain)
-        key = relay_key(digest, index)
-        if key in ctx.seen or key in ctx.inflight:
-            raise RelayRefused(ErrorCode.REPLAYED_RELAY, "this signed request was already relayed")
+    def check_payload(self, vh: VerifiedHeader, payload: bytes) -> VerifiedRelay:
+        """A POST's remaining checks: payload well formed and compute units → digest and
+        replay → signature → payload hash → budget."""
+        priced = self._price(vh, payload)
+        signed = self.check_signature(vh)
+        return self._admit(vh, signed, payload, priced)
+
+    def check_signature(self, vh: VerifiedHeader) -> SignedHeader:
+        """Digest, ``relay_key`` not seen in the session, signature recovering to the signer."""
+        digest = request_digest_of_bytes(vh.header_bytes, vh.ctx.domain)
+        key = relay_key(digest, 0)
+        self._check_fresh(vh.ctx, key)
         try:
             signer = recover_signer(digest, vh.request_sig)
         except ProtocolError as exc:
             raise _refuse(exc) from None
-        if signer != header.signer:
+        if signer != vh.header.signer:
             raise RelayRefused(ErrorCode.BAD_SIGNATURE, "the signature is not the signer's")
+        return SignedHeader(digest, key)
+
+    def check_first_frame(
+        self, vh: VerifiedHeader, signed: SignedHeader, payload: bytes
+    ) -> VerifiedRelay:
+        """A WebSocket relay's first frame: payload well formed, compute units, payload
+        hash, budget (the header and signature were checked on the upgrade)."""
+        priced = self._price(vh, payload)
+        self._check_fresh(vh.ctx, signed.relay_key)  # another copy may have come in since
+        return self._admit(vh, signed, payload, priced)
+
+    def _price(self, vh: VerifiedHeader, payload: bytes) -> PricedCall:
+        """The payload rule (the spec's handler applies it) and the compute units."""
+        priced = vh.service.pricing.price(payload)
+        cu = vh.header.compute_units
+        if cu != priced.compute_units or cu > vh.ctx.max_cu:
+            raise RelayRefused(
+                ErrorCode.BAD_COMPUTE_UNITS,
+                f"{priced.method} costs {priced.compute_units} compute units, the header says {cu}",
+            )
+        return priced
+
+    @staticmethod
+    def _check_fresh(ctx: SessionContext, key: bytes) -> None:
+        if key in ctx.seen or key in ctx.inflight:
+            raise RelayRefused(ErrorCode.REPLAYED_RELAY, "this signed request was already relayed")
+
+    def _admit(
+        self, vh: VerifiedHeader, signed: SignedHeader, payload: bytes, priced: PricedCall
+    ) -> VerifiedRelay:
+        """Payload hash → budget; then the relay key is reserved."""
+        header, ctx = vh.header, vh.ctx
         if hashlib.sha256(payload).digest() != header.payload_hash:
             raise RelayRefused(
                 ErrorCode.PAYLOAD_HASH_MISMATCH, "payload_hash does not match the body"
             )
-        cost = cu * ctx.cu_price
+        cost = header.compute_units * ctx.cu_price
         ctx.budget.charge(cost)
-        ctx.inflight.add(key)
+        ctx.inflight.add(signed.relay_key)
         return VerifiedRelay(
             ctx,
             vh.service,
             header,
             vh.header_bytes,
             vh.request_sig,
-            digest,
-            key,
+            signed.digest,
+            signed.relay_key,
             payload,
             priced,
             cost,
@@ -303,8 +359,7 @@ class Verifier:
             raise RelayRefused(ErrorCode.APP_NOT_STAKED, "the app has no stake in this session")
         econ = self.snapshot.economic_params(key.n)
         sparams = self.snapshot.service_params(key.service_id, key.n)
-        pending = pending_sessions(shape.L, shape.G, shape.CO, shape.CW, shape.PO, shape.PW)
-        limit = session_budget(len(slots), stake, shape.S, pending)
+        limit = session_budget(len(slots), stake, shape.S, shape.P)
         chain_id = self.snapshot.chain_id(key.n)
         ctx = SessionContext(
             key=key,

@@ -31,7 +31,9 @@ GROUPS: dict[str, tuple[str, str]] = {
     "app": ("application", "Stake an application and delegate to gateways."),
     "token": ("token", "Token balances and transfers."),
     "chain": ("chain", "Register and list chains (rollup teams)."),
+    "network": ("network", "Deploy the contracts to any EVM chain; administer them."),
     "devnet": ("devnet", "A whole local network in one command."),
+    "verify": ("verify", "Verify a gateway's answer against the chain (receipts, sessions)."),
 }
 
 

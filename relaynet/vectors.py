@@ -2,8 +2,9 @@
 
 ``generate(seed)`` computes every answer with the project's own code (``protocol/`` and
 ``session/``) in exactly the format of ``tests/vectors/protocol-kat.json`` (sections
-``windows``, ``histories``, ``sessions``, ``relays``, ``tries``, ``claims``, ``params``, and
-``delegations``, which only generated files carry), so that an
+``windows``, ``histories``, ``sessions``, ``relays``, ``tries``, ``claims``, ``params``,
+``delegations``, which only generated files carry, and ``payloads`` from
+:mod:`relaynet.payload_vectors`), so that an
 independent implementation — the Vyper contracts, another language — can recompute them.
 ``check(data)`` recomputes every answer of a vectors file and lists the disagreements; it is
 how the known-answer file and generated files are verified.
@@ -39,6 +40,7 @@ from protocol.relay import (
     verify_receipt,
 )
 from protocol.trie import EMPTY, Node, Root, SumTrie, proof_is_valid
+from relaynet import payload_vectors
 from session.delegations import DelegationBook
 from session.positions import PositionHistory
 from session.slots import distinct_suppliers, session_seed, slots
@@ -56,6 +58,7 @@ SECTIONS = (
     "claims",
     "params",
     "delegations",
+    "payloads",
 )
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 Case = dict[str, Any]
@@ -83,6 +86,7 @@ def generate(seed: int) -> dict[str, list[Case]]:
         "relays": _gen_relays(rng),
         "tries": _gen_tries(rng),
         "claims": _gen_claims(rng),
+        "payloads": payload_vectors.generate(seed),
         "params": _gen_params(rng),
         "delegations": _gen_delegations(rng),
     }
@@ -722,6 +726,7 @@ def check(data: dict[str, list[Case]]) -> list[str]:
         "relays": _check_relay,
         "tries": _check_trie,
         "claims": _check_claim,
+        "payloads": payload_vectors.check,
         "params": _check_params,
         "delegations": _check_delegations,
     }

@@ -14,10 +14,12 @@ Entry points::
     plan = handler.plan(spec, call)        # class, compute units, role, retry rules
     health = await probe(spec, backend_url, http_session)
 
-Modules: ``handler`` (the interface and its dataclasses — start there), ``spec`` (the TOML
-chain spec), ``registry`` (rpc_type → handler), ``jsonrpc`` (parsing, error bodies, cache
-keys), ``health`` (the HTTP probe), ``catalogue`` (shipped specs), ``evm`` (Ethereum, OP stack,
-Arbitrum), ``errors``.
+Modules: ``handler`` (the interface and its dataclasses — start there), ``base`` (the
+table-driven handler every RPC type builds on), ``methods`` (the one method-table shape),
+``finality`` (cache decisions by finality), ``spec`` (the TOML chain spec model), ``loading``
+(reading specs and checking them against their handler), ``registry`` (rpc_type → handler),
+``jsonrpc`` (parsing, error bodies, cache keys), ``health`` (the HTTP probe), ``catalogue``
+(shipped specs), ``evm`` (Ethereum, OP stack, Arbitrum), ``errors``.
 """
 
 from rollups.catalogue import catalogue, catalogue_spec, load_catalogue
@@ -63,8 +65,9 @@ from rollups.jsonrpc import (
     is_cacheable_answer,
     jsonrpc_error,
 )
+from rollups.loading import load_spec, parse_spec
 from rollups.registry import handler_for, register, rpc_types
-from rollups.spec import ChainSpec, load_spec, parse_spec
+from rollups.spec import ChainSpec
 
 __all__ = [
     "DEFAULT_ROLE",

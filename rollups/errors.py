@@ -28,6 +28,7 @@ __all__ = [
     "InvalidParamsError",
     "InvalidRequestError",
     "MethodDeniedError",
+    "MethodNotAllowedError",
     "MethodNotFoundError",
     "ParseError",
     "RequestError",
@@ -82,6 +83,13 @@ class BatchNotRelayableError(RequestError):
 
 class MethodNotFoundError(RequestError):
     """The method is unknown to this RPC type (and no spec override names it)."""
+
+    code = ErrorCode.METHOD_DENIED
+    jsonrpc_code = -32601
+
+
+class MethodNotAllowedError(RequestError):
+    """A REST-like route called with an HTTP method it does not take (405, gRPC code 12)."""
 
     code = ErrorCode.METHOD_DENIED
     jsonrpc_code = -32601

@@ -39,7 +39,7 @@ Relayer, per relay (DESIGN §3.3 order; everything is in memory)::
 
 Gateway, per client request::
 
-    parsed = handler.parse(body)                   # ParseError -> jsonrpc_error(None, -32700 …)
+    parsed = parse_payload(body)                   # rollups.jsonrpc; the gateway splits raw bytes
     for item in parsed.calls:                      # one relay per element, answers in order
         if isinstance(item, InvalidCall): answer item.error (error_response) ; continue
         plan = handler.plan(spec, item)            # denied -> error_response(item.id, exc)
@@ -62,6 +62,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from rollups.methods import DEFAULT_ROLE, MethodClass
 
 if TYPE_CHECKING:
     from rollups.answers import FloorRule
@@ -93,22 +95,8 @@ __all__ = [
     "SubscriptionCall",
 ]
 
-#: The backend role that serves every call a spec does not route elsewhere.
-DEFAULT_ROLE = "rpc"
-
 #: A JSON-RPC id as it arrived: a string, an integer, or null (``None``).
 JsonId = str | int | None
-
-
-class MethodClass(StrEnum):
-    """How a method behaves; decides routing, retries, caching and pinning."""
-
-    READ = "read"  # idempotent read: retried elsewhere, hedged, maybe cached
-    WRITE = "write"  # changes chain state (eth_sendRawTransaction): never retried blindly
-    STATEFUL = "stateful"  # node-local state (eth_newFilter …): pinned to one supplier
-    SUBSCRIPTION = "subscription"  # eth_subscribe / eth_unsubscribe: WebSocket only, sticky
-    LONG_POLL = "long_poll"  # waits server-side (header.WaitForHeight): own timeout, no hedge
-    DENIED = "denied"  # never relayed (admin_, personal_, miner_, test methods, unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +167,8 @@ class RetryMode(StrEnum):
 class RetryPolicy:
     """Retry, hedging and timeout of one call.
 
-    Writes are ``UNSENT_ONLY`` and never hedged; when one was retried anyway and the answer says
-    "already known" / "nonce too low", :meth:`RpcHandler.write_landed` says the first try
-    landed. Long polls are never hedged and get ``timeout`` from the spec's long-poll timeout.
+    Writes are ``UNSENT_ONLY`` and never hedged. Long polls are never hedged and get
+    ``timeout`` from the spec's long-poll timeout.
     """
 
     mode: RetryMode
@@ -367,6 +354,12 @@ class Health:
     reason: str
     status: HealthStatus = field(default=HealthStatus.OK)
 
+    @classmethod
+    def failed(
+        cls, status: HealthStatus, reason: str, height: int | None = None, chain: str | None = None
+    ) -> Health:
+        return cls(False, height, chain, reason, status)
+
 
 @dataclass(frozen=True, slots=True)
 class AnswerCheck:
@@ -403,13 +396,6 @@ class RpcHandler(Protocol):
         ...
 
     # -- parsing ---------------------------------------------------------------------------
-    def parse(self, payload: bytes, *, max_batch: int | None = None) -> ParsedRequest:
-        """Parse a client payload (single object or batch). Raises ``ParseError`` (-32700)
-        for bytes that are not JSON, ``InvalidRequestError`` (-32600) for a single object that
-        is not a request, an empty batch or one longer than ``max_batch``; invalid batch
-        elements become ``InvalidCall`` (answer each with its error, in place)."""
-        ...
-
     def parse_relay(self, payload: bytes) -> Call:
         """Parse a relay payload: exactly one request. Batches raise
         ``BatchNotRelayableError`` (BATCH_NOT_RELAYABLE, -32600)."""
@@ -433,33 +419,19 @@ class RpcHandler(Protocol):
         """Compute units of one call per the spec (what RH.compute_units must equal)."""
         ...
 
-    def backend_role(self, spec: ChainSpec, call: Call) -> str:
-        """The backend role that serves the call (``"rpc"`` unless routed, e.g. ``"op-node"``)."""
-        ...
-
-    def retry_policy(self, spec: ChainSpec, call: Call) -> RetryPolicy: ...
-
-    def pinning(self, call: Call) -> Pinning | None:
-        """Stateful calls: which node-local handle they create, use or release."""
-        ...
-
     def read_handle(self, body: bytes) -> str | None:
         """The handle (filter id) in the answer to a call whose pinning ``creates``."""
         ...
 
     def subscription(self, call: Call) -> SubscriptionCall | None: ...
 
-    def read_notification(self, body: bytes) -> str | None:
-        """The subscription id of a message a backend pushed (``eth_subscription``), else None."""
-        ...
-
     def rewrite_notification(self, body: bytes, subscription_id: str) -> bytes:
         """The pushed message with its subscription id replaced (the gateway's stable id)."""
         ...
 
-    def write_landed(self, call: Call, body: bytes) -> bool:
-        """After a *retried* write: does this answer mean the first try landed
-        ("already known", "nonce too low", "known transaction")?"""
+    def notification_identity(self, body: bytes) -> bytes:
+        """What makes a pushed message the same event on two suppliers' streams (each node
+        writes its own subscription id): a digest, equal for the same event from any node."""
         ...
 
     # -- caching ---------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from protocol.errors import ErrorCode
+from protocol.payload import PayloadError, check_jsonrpc_payload, member_spans, split_batch
 from rollups.errors import (
     BatchNotRelayableError,
     InvalidRequestError,
@@ -68,75 +70,70 @@ def error_response(id_: JsonId, exc: RequestError) -> bytes:
     return jsonrpc_error(id_, exc.jsonrpc_code, exc.message)
 
 
-def _loads(payload: bytes) -> Any:
+def _refusal(exc: PayloadError) -> RequestError:
+    """The rollups error of a payload-rule refusal, keeping its relay code."""
+    if exc.code is ErrorCode.BATCH_NOT_RELAYABLE:
+        return BatchNotRelayableError(
+            "a relay carries exactly one JSON-RPC request; the gateway splits batches"
+        )
+    cls = ParseError if exc.not_json else InvalidRequestError
+    what = "parse error" if exc.not_json else "invalid request"
+    return cls(f"{what}: {exc.message}", code=ErrorCode.INVALID_PAYLOAD)
+
+
+def _call(raw: bytes) -> Call:
     try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"parse error: {exc}") from exc
+        p = check_jsonrpc_payload(raw)
+    except PayloadError as exc:
+        raise _refusal(exc) from None
+    return Call(method=p.method, params=p.params, id=p.id, raw=raw, notification=p.notification)
 
 
-def _valid_id(value: Any) -> bool:
-    # JSON-RPC ids are strings, numbers or null; booleans are not numbers here.
-    return value is None or (isinstance(value, str | int) and not isinstance(value, bool))
-
-
-def _call_from_object(obj: Any, raw: bytes | None) -> Call:
-    if not isinstance(obj, dict):
-        raise InvalidRequestError("invalid request: a request must be a JSON object")
-    if obj.get("jsonrpc") != "2.0":
-        raise InvalidRequestError('invalid request: "jsonrpc" must be "2.0"')
-    method = obj.get("method")
-    if not isinstance(method, str) or not method:
-        raise InvalidRequestError('invalid request: "method" must be a non-empty string')
-    params = obj.get("params")
-    if params is not None and not isinstance(params, list | dict):
-        raise InvalidRequestError('invalid request: "params" must be an array or an object')
-    notification = "id" not in obj
-    id_ = obj.get("id")
-    if not _valid_id(id_):
-        raise InvalidRequestError('invalid request: "id" must be a string, a number or null')
-    if raw is None:
-        raw = orjson.dumps(obj)
-    return Call(method=method, params=params, id=id_, raw=raw, notification=notification)
-
-
-def _id_of(obj: Any) -> JsonId:
-    if isinstance(obj, dict):
-        id_ = obj.get("id")
-        if _valid_id(id_):
-            return id_  # type: ignore[no-any-return]
+def _id_of(raw: bytes) -> JsonId:
+    try:
+        spans = member_spans(raw) or ()
+    except PayloadError:
+        return None
+    for key, start, end in spans:
+        if key == b"id":
+            try:
+                value = orjson.loads(raw[start:end])
+            except orjson.JSONDecodeError:
+                return None
+            if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
+                return value
+            return None
     return None
 
 
 def parse_single(payload: bytes) -> Call:
-    """One request object (the relay payload); a batch raises ``BatchNotRelayableError``."""
-    first = payload[:1]
-    if first in (b" ", b"\t", b"\r", b"\n"):
-        first = payload.lstrip()[:1]
-    if first == b"[":
-        raise BatchNotRelayableError(
-            "a relay carries exactly one JSON-RPC request; the gateway splits batches"
-        )
-    return _call_from_object(_loads(payload), payload)
+    """One request object (the relay payload) under the payload rule (DESIGN §3.3): a batch
+    raises ``BatchNotRelayableError``, bytes that are not JSON ``ParseError`` and any other
+    breach ``InvalidRequestError``, both with the relay code ``INVALID_PAYLOAD``."""
+    return _call(payload)
 
 
 def parse_payload(payload: bytes, max_batch: int | None = None) -> ParsedRequest:
-    """A client payload: one object or a batch (elements keep the client's order)."""
-    data = _loads(payload)
-    if not isinstance(data, list):
-        return ParsedRequest(calls=(_call_from_object(data, payload),), batch=False)
-    if not data:
+    """A client payload: one object or a batch (elements keep the client's order and their
+    raw bytes; each is held to the payload rule)."""
+    try:
+        elements = split_batch(payload)
+    except PayloadError as exc:
+        raise _refusal(exc) from None
+    if elements is None:
+        return ParsedRequest(calls=(_call(payload),), batch=False)
+    if not elements:
         raise InvalidRequestError("invalid request: empty batch")
-    if max_batch is not None and len(data) > max_batch:
+    if max_batch is not None and len(elements) > max_batch:
         raise InvalidRequestError(
-            f"invalid request: batch of {len(data)} requests exceeds the limit of {max_batch}"
+            f"invalid request: batch of {len(elements)} requests exceeds the limit of {max_batch}"
         )
     calls: list[Call | InvalidCall] = []
-    for element in data:
+    for raw in elements:
         try:
-            calls.append(_call_from_object(element, None))
-        except InvalidRequestError as exc:
-            calls.append(InvalidCall(id=_id_of(element), error=exc))
+            calls.append(_call(raw))
+        except RequestError as exc:
+            calls.append(InvalidCall(id=_id_of(raw), error=exc))
     return ParsedRequest(calls=tuple(calls), batch=True)
 
 

@@ -39,16 +39,17 @@ in compute units, finality, backend roles and method-policy overrides. Example::
     [metadata]
     website = "https://optimism.io"
 
-Everything refused comes back as one :class:`~rollups.errors.SpecError` listing each problem as
+This module is the model alone: it knows no handler. Read a spec with
+:func:`rollups.loading.parse_spec` / :func:`rollups.loading.load_spec`, which also check it
+against its RPC type's handler; everything refused comes back as one
+:class:`~rollups.errors.SpecError` listing each problem as
 ``<file>: <field>: <what is wrong> — <what to do>``.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
@@ -56,13 +57,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from rollups.errors import SpecError
-from rollups.handler import DEFAULT_ROLE, MethodClass
+from rollups.methods import DEFAULT_ROLE, MethodClass
 
 __all__ = [
     "SERVICE_ID_PATTERN",
@@ -75,9 +74,7 @@ __all__ = [
     "MethodOverride",
     "MethodSettings",
     "Timeouts",
-    "load_spec",
     "match_method",
-    "parse_spec",
 ]
 
 SERVICE_ID_PATTERN = r"^[a-z0-9_-]{1,32}$"
@@ -277,16 +274,6 @@ class ChainSpec(BaseModel):
     arbitrum: ArbitrumSettings | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
 
-    @field_validator("rpc_type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        from rollups.registry import rpc_types  # registry imports handlers, which import us
-
-        known = rpc_types()
-        if value not in known:
-            raise ValueError(f"unknown RPC type {value!r} — use one of {', '.join(sorted(known))}")
-        return value
-
     @field_validator("backends")
     @classmethod
     def _roles(cls, value: dict[str, BackendRole]) -> dict[str, BackendRole]:
@@ -311,16 +298,11 @@ class ChainSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _identity_and_type(self) -> ChainSpec:
+    def _identity(self) -> ChainSpec:
         if self.chain_id is None and self.network is None:
             raise ValueError(
                 "missing chain identity — set `chain_id` (EVM) or `network` (CometBFT, Celestia)"
             )
-        from rollups.registry import handler_for
-
-        problems = handler_for(self.rpc_type).check_spec(self)
-        if problems:
-            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -337,53 +319,3 @@ class ChainSpec(BaseModel):
     def override_for(self, method: str) -> MethodOverride | None:
         key = match_method(self.methods.overrides, method)
         return None if key is None else self.methods.overrides[key]
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    loc = tuple(error.get("loc", ()))
-    # Field validators report under the field; model validators with an empty location.
-    where = _location(tuple(p for p in loc if not str(p).startswith("function-")))
-    kind = error.get("type")
-    if kind == "missing":
-        return f"{where}: missing field — add `{loc[-1]}`"
-    if kind == "extra_forbidden":
-        return f"{where}: unknown field — remove it or check its spelling"
-    message = str(error.get("msg", "invalid"))
-    message = message.removeprefix("Value error, ")
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        message = f"{message} (got {error.get('input')!r})"
-    if kind == "string_pattern_mismatch" and loc and loc[-1] == "service_id":
-        message = f"{error.get('input')!r} is not a service id — use 1-32 of [a-z0-9_-]"
-    return f"{where}: {message}"
-
-
-def parse_spec(source: str | bytes | Mapping[str, Any], *, origin: str = "<spec>") -> ChainSpec:
-    """A spec from TOML text or an already-decoded mapping; ``SpecError`` saying what to fix."""
-    if isinstance(source, bytes):
-        source = source.decode("utf-8", errors="replace")
-    if isinstance(source, str):
-        try:
-            data: Mapping[str, Any] = tomllib.loads(source)
-        except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{origin}: not valid TOML: {exc}") from exc
-    else:
-        data = source
-    try:
-        return ChainSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = [_describe(e) for e in exc.errors()]
-        raise SpecError(f"{origin}: chain spec refused:\n  " + "\n  ".join(problems)) from exc
-
-
-def load_spec(path: str | Path) -> ChainSpec:
-    """Read and validate a spec file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read chain spec: {exc.strerror or exc}") from exc
-    return parse_spec(text, origin=str(path))

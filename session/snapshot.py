@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from protocol.settlement import pending_sessions
+
 __all__ = [
     "Address",
     "EconomicParams",
@@ -39,6 +41,15 @@ class SessionShape:
     PO: int  # proof window opens PO blocks after the claim window closes
     PW: int  # proof window length
     S: int  # slots per session
+
+    @property
+    def P(self) -> int:
+        """Sessions whose claims may still be open (:func:`protocol.settlement.pending_sessions`).
+
+        >>> SessionShape(B0=0, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6).P
+        3
+        """
+        return pending_sessions(self.L, self.G, self.CO, self.CW, self.PO, self.PW)
 
 
 @dataclass(frozen=True, slots=True)

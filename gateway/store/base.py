@@ -2,10 +2,10 @@
 
 A driver holds: token buckets (rate limits), counters (quota and usage), a cache of answers
 with a time to live, agreement votes (which suppliers returned which answer digest), clients'
-height floors and filter pins (DESIGN §4: shared by replicas), and QoS observations published
-by each replica. ``memory.MemoryStore`` serves one process;
-``redis.RedisStore`` shares it between replicas; ``fallback.FallbackStore`` keeps serving from
-memory while Redis is away.
+height floors and filter pins (DESIGN §4: shared by replicas), QoS observations published by
+each replica, and leases (subscriptions per key across replicas). ``memory.MemoryStore``
+serves one process; ``redis.RedisStore`` shares it between replicas;
+``fallback.FallbackStore`` keeps serving from memory while Redis is away.
 """
 
 from __future__ import annotations
@@ -109,6 +109,15 @@ class Store(Protocol):
 
     async def qos_read(self, scope: str) -> dict[str, bytes]:
         """Every live observation of ``scope`` by member."""
+        ...
+
+    async def lease(self, scope: str, holder: str, limit: int, ttl: float) -> bool:
+        """Take or renew ``holder``'s lease in ``scope`` for ``ttl`` seconds: True when it is
+        held (renewed, or taken while fewer than ``limit`` live leases exist)."""
+        ...
+
+    async def release(self, scope: str, holder: str) -> None:
+        """Give a lease back (nothing when it is not held)."""
         ...
 
     async def ping(self) -> bool: ...

@@ -135,6 +135,18 @@ class FallbackStore:
             lambda: self.primary.qos_read(scope), lambda: self.fallback.qos_read(scope)
         )
 
+    async def lease(self, scope: str, holder: str, limit: int, ttl: float) -> bool:
+        return await self._run(
+            lambda: self.primary.lease(scope, holder, limit, ttl),
+            lambda: self.fallback.lease(scope, holder, limit, ttl),
+        )
+
+    async def release(self, scope: str, holder: str) -> None:
+        await self._run(
+            lambda: self.primary.release(scope, holder),
+            lambda: self.fallback.release(scope, holder),
+        )
+
     async def ping(self) -> bool:
         return await self.primary.ping()
 

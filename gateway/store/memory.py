@@ -28,6 +28,7 @@ class MemoryStore:
         self._qos: dict[str, dict[str, tuple[bytes, float]]] = {}
         self._floors: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._pins: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._leases: dict[str, dict[str, float]] = {}
 
     def _time(self) -> float:
         return self._now()
@@ -155,6 +156,23 @@ class MemoryStore:
     async def qos_read(self, scope: str) -> dict[str, bytes]:
         now = self._time()
         return {m: v for m, (v, exp) in self._qos.get(scope, {}).items() if exp > now}
+
+    async def lease(self, scope: str, holder: str, limit: int, ttl: float) -> bool:
+        now = self._time()
+        held = {h: exp for h, exp in self._leases.get(scope, {}).items() if exp > now}
+        if holder not in held and len(held) >= limit:
+            self._leases[scope] = held
+            return False
+        held[holder] = now + ttl
+        self._leases[scope] = held
+        return True
+
+    async def release(self, scope: str, holder: str) -> None:
+        held = self._leases.get(scope)
+        if held is not None:
+            held.pop(holder, None)
+            if not held:
+                del self._leases[scope]
 
     async def ping(self) -> bool:
         return True

@@ -94,6 +94,19 @@ if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) 
 return redis.call('SCARD', KEYS[1])
 """
 
+# leases: a sorted set of holders scored by expiry (Redis's clock), pruned on every call
+_LEASE = """
+local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ttl + 1000)
+  return 1
+end
+return 0
+"""
+
 
 _FLOOR = """
 local v = tonumber(redis.call('GET', KEYS[1]))
@@ -121,6 +134,7 @@ class RedisStore:
         self._take = self._r.register_script(_TAKE)
         self._incr = self._r.register_script(_INCR)
         self._vote = self._r.register_script(_VOTE)
+        self._lease = self._r.register_script(_LEASE)
         self._admit = self._r.register_script(_ADMIT)
         self._replay = self._r.register_script(_REPLAY)
         self._floor = self._r.register_script(_FLOOR)
@@ -295,6 +309,21 @@ class RedisStore:
             if v is not None:
                 out[_b(k).decode()[len(base) :]] = _b(v)
         return out
+
+    async def lease(self, scope: str, holder: str, limit: int, ttl: float) -> bool:
+        try:
+            ok = await self._lease(
+                keys=[f"{self._p}l:{scope}"], args=[holder, limit, max(1, math.ceil(ttl * 1000))]
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return bool(ok)
+
+    async def release(self, scope: str, holder: str) -> None:
+        try:
+            await self._r.zrem(f"{self._p}l:{scope}", holder)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
 
     async def ping(self) -> bool:
         try:

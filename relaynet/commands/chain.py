@@ -30,7 +30,8 @@ from relaynet.commands.tables import print_table
 from rollups.catalogue import catalogue
 from rollups.handler import Health, HealthStatus
 from rollups.health import probe as probe_backend
-from rollups.spec import ChainSpec, load_spec
+from rollups.loading import load_spec
+from rollups.spec import ChainSpec
 
 __all__ = ["ChainCommandError", "app", "check_probe", "probe_endpoint"]
 

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig
 from gateway.keys import ApiKey, KeyBackend, generate_key, hash_key, revoked
 from gateway.limiter import Limiter
 from protocol.encoding import address_from_hex, address_to_checksum, address_to_hex
 from protocol.errors import RelaynetError
 from relaynet.commands.problems import explain
+from relaynet.config import load_gateway
 
 __all__ = ["app"]
 
@@ -39,11 +39,12 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def _config(path: Path) -> GatewayConfig:
+def _config(path: Path, *, check_files: bool = False) -> GatewayConfig:
+    """The config; ``check_files``: refuse missing input files too (what ``run`` needs)."""
     try:
-        return load_config(path)
-    except (OSError, ValueError, ValidationError, RelaynetError) as exc:
-        raise _fail(explain(path, exc)) from None
+        return load_gateway(path, check_files=check_files)
+    except RelaynetError as exc:
+        raise _fail(exc.message) from None
 
 
 @app.command("run")
@@ -52,7 +53,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Serve dApps: POST /v1/{service} (Bearer key) or /v1/{service}/{key}, WebSocket too."""
-    cfg = _config(config)
+    cfg = _config(config, check_files=True)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -68,6 +69,18 @@ def run(
         asyncio.run(serve(cfg))
     except (RelaynetError, OSError) as exc:
         raise _fail(explain(config, exc)) from None
+
+
+@app.command("check")
+def check(config: ConfigOpt) -> None:
+    """Is this gateway ready? Config, key, key store, chain and deployment, stake, services
+    (✓/✗ each; exit 1 on any ✗)."""
+    from relaynet.checks import gateway_checks
+    from relaynet.commands.tables import print_checks
+
+    checks = gateway_checks(config)
+    if not print_checks(f"gateway check {config}", checks):
+        raise typer.Exit(code=1)
 
 
 def _with_backend(cfg: GatewayConfig) -> tuple[KeyBackend, object]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from protocol.errors import RelaynetError
 from relaynet.commands import staking_common as common
 from relaynet.commands.problems import explain
 
@@ -65,13 +66,13 @@ async def delegators(client: LedgerClient, gateway: bytes) -> dict[bytes, str | 
 
 def _gateway_from_config(path: Path) -> tuple[bytes, str, Path]:
     """The address, settlement RPC URL and deployment file a gateway config names."""
-    from gateway.config import load_config
     from protocol.keys import AccountKey
+    from relaynet.config import load_gateway
 
     try:
-        cfg = load_config(path)
+        cfg = load_gateway(path)
         key = AccountKey(cfg.gateway.key_bytes())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RelaynetError) as exc:
         raise common.CliError(explain(path, exc)) from None
     return key.address, cfg.settlement.rpc_url, cfg.settlement.deployment
 

@@ -43,14 +43,14 @@ def run(
 ) -> None:
     """Serve relays, record them durably, claim and prove automatically."""
     from relayer.app import RelayerKeys, build_relayer, serve
-    from relayer.config import load_config
     from relayer.keyfiles import read_account_key, read_receipt_key
+    from relaynet.config import load_relayer
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        cfg = load_config(config)
+        cfg = load_relayer(config)
         keys = RelayerKeys(
             account=read_account_key(cfg.keys.supplier_keystore, cfg.passphrase()),
             receipt=read_receipt_key(cfg.keys.receipt_key),
@@ -215,14 +215,14 @@ def status(
     ] = 10,
 ) -> None:
     """Sessions served, relays per service, claims and proofs, rewards, gas, stake, balance."""
-    from relayer.config import load_config
     from relayer.status import CLAIM_COLUMNS, claim_rows, collect_status, render_status
     from relaynet.commands.tables import print_table
+    from relaynet.config import load_relayer
 
     try:
-        cfg = load_config(config)
+        cfg = load_relayer(config, check_files=False)
     except RelaynetError as exc:
-        raise _fail(explain(config, exc)) from None
+        raise _fail(exc.message) from None
     report = collect_status(cfg, with_chain=chain, progress=None if as_json else typer.echo)
     sessions = sorted({c["session"] for c in report["claims"]}, reverse=True)[:last]
     if as_json:
@@ -240,3 +240,26 @@ def status(
             right=("session", "relays", "claimed", "reward"),
             caption=f"{len(rows)} of {len(report['claims'])} claims; --last N for more",
         )
+
+
+# --- check -------------------------------------------------------------------------------------
+
+
+@app.command("check")
+def check(
+    config: Annotated[Path, typer.Option("--config", "-c", help="relayer config (TOML)")],
+    devnet: Annotated[
+        bool, typer.Option(help="allow loopback/private endpoints, as devnet gateways do")
+    ] = False,
+    wait: Annotated[
+        float, typer.Option(help="seconds to keep trying an endpoint that does not answer yet")
+    ] = 0.0,
+) -> None:
+    """Is this relayer ready? Config, keys, chain and deployment, backends, gas, stake
+    headroom, the staked endpoints (✓/✗ each; exit 1 on any ✗)."""
+    from relaynet.checks import relayer_checks
+    from relaynet.commands.tables import print_checks
+
+    checks = relayer_checks(config, devnet=devnet, wait=wait)
+    if not print_checks(f"relayer check {config}", checks):
+        raise typer.Exit(code=1)

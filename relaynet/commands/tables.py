@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["print_table", "render_table"]
+__all__ = ["print_checks", "print_table", "render_table"]
 
 _PIPED_WIDTH = 240
 
@@ -57,3 +57,17 @@ def render_table(
         table.add_row(*(Text(str(cell)) for cell in row))
     console.print(table)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+
+
+def print_checks(title: str, checks: Iterable[Any]) -> bool:
+    """A ✓/✗ list (``checks``: objects with ``ok``, ``what``, ``detail``); True when all pass."""
+    console = Console(
+        highlight=False, width=None if sys.stdout.isatty() else _PIPED_WIDTH, soft_wrap=True
+    )
+    console.print(Text(title, style="bold"))
+    ok = True
+    for check in checks:
+        ok = ok and check.ok
+        mark = Text("✓ ", style="green") if check.ok else Text("✗ ", style="red")
+        console.print(mark + Text(f"{check.what}: ", style="bold") + Text(check.detail))
+    return ok

@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.config import parse_config as parse_gateway_config
 from gateway.keys import ApiKey, FileKeyBackend, generate_key, hash_key
 from ledger.deploy import Deployment
 from protocol.encoding import address_to_hex
 from protocol.keys import encrypt_keystore
 from relayer.config import dump_config
-from relayer.config import parse_config as parse_relayer_config
 from relayer.keyfiles import write_receipt_key
+from relaynet.config import parse_gateway, parse_relayer
 from relaynet.devnet.plan import DevnetPlan, RelayerPlan
 from relaynet.devnet.state import Layout
 from rollups.standins.jwt import make_token
@@ -90,7 +89,7 @@ def write_relayer_files(layout: Layout, plan: DevnetPlan, relayer: RelayerPlan) 
         "claims": {"tick": 0.5, "retry_initial": 0.5, "retry_max": 5.0},
         "services": services,
     }
-    cfg = parse_relayer_config(data, base=directory.resolve(), env={})
+    cfg = parse_relayer(data, base=directory.resolve(), env={})
     config = directory / "relayer.toml"
     _write_private(config, dump_config(cfg).encode())
     return config
@@ -137,7 +136,7 @@ def write_gateway_files(layout: Layout, plan: DevnetPlan) -> Path:
     for svc in plan.services:
         tables[f"services.{svc.service_id}"] = {"catalogue": svc.spec}
     text = gateway_toml(tables)
-    parse_gateway_config(text, base=directory.resolve(), env={})  # refuse what it would refuse
+    parse_gateway(text, base=directory.resolve(), env={})  # refuse what it would refuse
     config = directory / "gateway.toml"
     _write_private(config, text.encode())
     return config

@@ -21,8 +21,8 @@ from ledger.client import LedgerClient, SupplierState
 from ledger.deploy import Deployment
 from ledger.errors import LedgerError
 from protocol.encoding import address_from_hex, address_to_checksum, address_to_hex
-from relayer.config import load_config
 from relayer.status import collect_status
+from relaynet.config import load_relayer
 from relaynet.devnet.state import DevnetError, DevnetState, Layout
 from relaynet.devnet.supervisor import is_alive
 from session.windows import session_of
@@ -124,7 +124,7 @@ def collect(state: DevnetState, layout: Layout) -> DevnetStatus:
         row["pid"] = relayer.pid
         row["running"] = is_alive(relayer.pid)
         if i < len(configs):
-            report = collect_status(load_config(configs[i]), with_chain=False)
+            report = collect_status(load_relayer(configs[i], check_files=False), with_chain=False)
             row["sessions"] = report["sessions_served"]
             row["relays"] = sum(report["relays_per_service"].values())
             row["relays_per_service"] = report["relays_per_service"]

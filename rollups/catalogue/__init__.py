@@ -15,7 +15,8 @@ from importlib.abc import Traversable
 from pathlib import Path
 
 from rollups.errors import SpecError
-from rollups.spec import ChainSpec, parse_spec
+from rollups.loading import parse_spec
+from rollups.spec import ChainSpec
 
 __all__ = ["catalogue", "catalogue_spec", "load_catalogue"]
 

@@ -8,17 +8,17 @@ from rollups.celestia.handler import CelestiaHandler, read_header
 from rollups.celestia.methods import (
     METHODS,
     P2P_METHODS,
-    CacheRule,
-    MethodInfo,
+    TABLE,
+    NodeMethod,
     Permission,
 )
 
 __all__ = [
     "METHODS",
     "P2P_METHODS",
-    "CacheRule",
+    "TABLE",
     "CelestiaHandler",
-    "MethodInfo",
+    "NodeMethod",
     "Permission",
     "read_header",
 ]

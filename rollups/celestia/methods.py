@@ -24,15 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from rollups.handler import MethodClass
+from rollups.methods import CacheRule, MethodClass, MethodInfo
 
 __all__ = [
     "ADMIN_PREFIXES",
     "METHODS",
     "P2P_METHODS",
     "REMOVED_MODULES",
-    "CacheRule",
-    "MethodInfo",
+    "TABLE",
+    "NodeMethod",
     "Permission",
 ]
 
@@ -60,20 +60,25 @@ class Permission(StrEnum):
 _RANK = {Permission.PUBLIC: 0, Permission.READ: 1, Permission.WRITE: 2, Permission.ADMIN: 3}
 
 
-class CacheRule(StrEnum):
-    NEVER = "never"
-    HEIGHT = "height"  # about the block at the height argument: final once finalized
-    FINAL = "final"  # addressed by hash: final once found
-    HEAD = "head"  # about the node's head: head_ttl at most
-
-
 @dataclass(frozen=True, slots=True)
-class MethodInfo:
+class NodeMethod:
+    """One celestia-node method: its name, the permission a node token needs, and how relaynet
+    treats it (``info``, the one method-table shape of :mod:`rollups.methods`)."""
+
     name: str
     permission: Permission
-    method_class: MethodClass
-    cache: CacheRule = CacheRule.NEVER
-    arg: int | None = None
+    info: MethodInfo
+
+
+def _m(
+    name: str,
+    permission: Permission,
+    cls: MethodClass,
+    cache: CacheRule = CacheRule.NEVER,
+    arg: int | None = None,
+) -> NodeMethod:
+    reason = "admin method" if cls is MethodClass.DENIED else ""
+    return NodeMethod(name, permission, MethodInfo(cls, cache, arg, reason))
 
 
 _R, _W, _L, _S, _D = (
@@ -84,7 +89,7 @@ _R, _W, _L, _S, _D = (
     MethodClass.DENIED,
 )
 _READ, _WRITE, _ADMIN = Permission.READ, Permission.WRITE, Permission.ADMIN
-_H, _F, _HD = CacheRule.HEIGHT, CacheRule.FINAL, CacheRule.HEAD
+_H, _F, _HD = CacheRule.BLOCK, CacheRule.FINAL, CacheRule.HEAD
 
 P2P_METHODS: tuple[str, ...] = tuple(
     "p2p." + name
@@ -114,69 +119,72 @@ P2P_METHODS: tuple[str, ...] = tuple(
     )
 )
 
-_TABLE: tuple[MethodInfo, ...] = (
+_TABLE: tuple[NodeMethod, ...] = (
     # header (read)
-    MethodInfo("header.LocalHead", _READ, _R, _HD),
-    MethodInfo("header.GetByHash", _READ, _R, _F),
-    MethodInfo("header.GetByHeight", _READ, _R, _H, 0),
-    MethodInfo("header.GetRangeByHeight", _READ, _R, _H, 1),
-    MethodInfo("header.WaitForHeight", _READ, _L),
-    MethodInfo("header.SyncState", _READ, _R),
-    MethodInfo("header.SyncWait", _READ, _L),
-    MethodInfo("header.NetworkHead", _READ, _R, _HD),
-    MethodInfo("header.Tail", _READ, _R, _HD),
-    MethodInfo("header.Subscribe", _READ, _S),
+    _m("header.LocalHead", _READ, _R, _HD),
+    _m("header.GetByHash", _READ, _R, _F),
+    _m("header.GetByHeight", _READ, _R, _H, 0),
+    _m("header.GetRangeByHeight", _READ, _R, _H, 1),
+    _m("header.WaitForHeight", _READ, _L),
+    _m("header.SyncState", _READ, _R),
+    _m("header.SyncWait", _READ, _L),
+    _m("header.NetworkHead", _READ, _R, _HD),
+    _m("header.Tail", _READ, _R, _HD),
+    _m("header.Subscribe", _READ, _S),
     # blob
-    MethodInfo("blob.Submit", _WRITE, _W),
-    MethodInfo("blob.Get", _READ, _R, _H, 0),
-    MethodInfo("blob.GetAll", _READ, _R, _H, 0),
-    MethodInfo("blob.GetProof", _READ, _R, _H, 0),
-    MethodInfo("blob.Included", _READ, _R, _H, 0),
-    MethodInfo("blob.GetCommitmentProof", _READ, _R, _H, 0),
-    MethodInfo("blob.Subscribe", _READ, _S),
+    _m("blob.Submit", _WRITE, _W),
+    _m("blob.Get", _READ, _R, _H, 0),
+    _m("blob.GetAll", _READ, _R, _H, 0),
+    _m("blob.GetProof", _READ, _R, _H, 0),
+    _m("blob.Included", _READ, _R, _H, 0),
+    _m("blob.GetCommitmentProof", _READ, _R, _H, 0),
+    _m("blob.Subscribe", _READ, _S),
     # share (read)
-    MethodInfo("share.SharesAvailable", _READ, _R),
-    MethodInfo("share.GetShare", _READ, _R, _H, 0),
-    MethodInfo("share.GetSamples", _READ, _R),
-    MethodInfo("share.GetEDS", _READ, _R, _H, 0),
-    MethodInfo("share.GetRow", _READ, _R, _H, 0),
-    MethodInfo("share.GetNamespaceData", _READ, _R, _H, 0),
-    MethodInfo("share.GetRange", _READ, _R, _H, 0),
+    _m("share.SharesAvailable", _READ, _R),
+    _m("share.GetShare", _READ, _R, _H, 0),
+    _m("share.GetSamples", _READ, _R),
+    _m("share.GetEDS", _READ, _R, _H, 0),
+    _m("share.GetRow", _READ, _R, _H, 0),
+    _m("share.GetNamespaceData", _READ, _R, _H, 0),
+    _m("share.GetRange", _READ, _R, _H, 0),
     # state: reads
-    MethodInfo("state.AccountAddress", _READ, _R),
-    MethodInfo("state.Balance", _READ, _R, _HD),
-    MethodInfo("state.BalanceForAddress", _READ, _R, _HD),
-    MethodInfo("state.QueryDelegation", _READ, _R, _HD),
-    MethodInfo("state.QueryDelegationRewards", _READ, _R, _HD),
-    MethodInfo("state.QueryUnbonding", _READ, _R, _HD),
-    MethodInfo("state.QueryRedelegations", _READ, _R, _HD),
+    _m("state.AccountAddress", _READ, _R),
+    _m("state.Balance", _READ, _R, _HD),
+    _m("state.BalanceForAddress", _READ, _R, _HD),
+    _m("state.QueryDelegation", _READ, _R, _HD),
+    _m("state.QueryDelegationRewards", _READ, _R, _HD),
+    _m("state.QueryUnbonding", _READ, _R, _HD),
+    _m("state.QueryRedelegations", _READ, _R, _HD),
     # state: writes (the node operator's wallet)
-    MethodInfo("state.Transfer", _WRITE, _W),
-    MethodInfo("state.SubmitPayForBlob", _WRITE, _W),
-    MethodInfo("state.Delegate", _WRITE, _W),
-    MethodInfo("state.Undelegate", _WRITE, _W),
-    MethodInfo("state.BeginRedelegate", _WRITE, _W),
-    MethodInfo("state.CancelUnbondingDelegation", _WRITE, _W),
-    MethodInfo("state.WithdrawDelegatorReward", _WRITE, _W),
-    MethodInfo("state.GrantFee", _WRITE, _W),
-    MethodInfo("state.RevokeGrantFee", _WRITE, _W),
+    _m("state.Transfer", _WRITE, _W),
+    _m("state.SubmitPayForBlob", _WRITE, _W),
+    _m("state.Delegate", _WRITE, _W),
+    _m("state.Undelegate", _WRITE, _W),
+    _m("state.BeginRedelegate", _WRITE, _W),
+    _m("state.CancelUnbondingDelegation", _WRITE, _W),
+    _m("state.WithdrawDelegatorReward", _WRITE, _W),
+    _m("state.GrantFee", _WRITE, _W),
+    _m("state.RevokeGrantFee", _WRITE, _W),
     # das, blobstream (read)
-    MethodInfo("das.SamplingStats", _READ, _R),
-    MethodInfo("das.WaitCatchUp", _READ, _L),
-    MethodInfo("blobstream.GetDataRootTupleRoot", _READ, _R, _H, 1),
-    MethodInfo("blobstream.GetDataRootTupleInclusionProof", _READ, _R, _H, 2),
+    _m("das.SamplingStats", _READ, _R),
+    _m("das.WaitCatchUp", _READ, _L),
+    _m("blobstream.GetDataRootTupleRoot", _READ, _R, _H, 1),
+    _m("blobstream.GetDataRootTupleInclusionProof", _READ, _R, _H, 2),
     # node
-    MethodInfo("node.Ready", _READ, _R),
-    MethodInfo("node.Info", _ADMIN, _D),
-    MethodInfo("node.LogLevelSet", _ADMIN, _D),
-    MethodInfo("node.AuthVerify", _ADMIN, _D),
-    MethodInfo("node.AuthNew", _ADMIN, _D),
-    MethodInfo("node.AuthNewWithExpiry", _ADMIN, _D),
-    *(MethodInfo(name, _ADMIN, _D) for name in P2P_METHODS),
+    _m("node.Ready", _READ, _R),
+    _m("node.Info", _ADMIN, _D),
+    _m("node.LogLevelSet", _ADMIN, _D),
+    _m("node.AuthVerify", _ADMIN, _D),
+    _m("node.AuthNew", _ADMIN, _D),
+    _m("node.AuthNewWithExpiry", _ADMIN, _D),
+    *(_m(name, _ADMIN, _D) for name in P2P_METHODS),
 )
 
 #: Every method of celestia-node by name (72).
-METHODS: dict[str, MethodInfo] = {m.name: m for m in _TABLE}
+METHODS: dict[str, NodeMethod] = {m.name: m for m in _TABLE}
+
+#: The handler's method table.
+TABLE: dict[str, MethodInfo] = {m.name: m.info for m in _TABLE}
 
 #: Prefixes that are node administration: denied whatever the name after them.
 ADMIN_PREFIXES: tuple[str, ...] = ("p2p.",)

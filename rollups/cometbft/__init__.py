@@ -9,9 +9,9 @@ from rollups.cometbft.routes import (
     ALL_ROUTES,
     ROUTES,
     SERVED_ROUTES,
+    TABLE,
     UNSAFE_ROUTES,
     WEBSOCKET_ONLY,
-    Cache,
     Route,
 )
 
@@ -19,9 +19,9 @@ __all__ = [
     "ALL_ROUTES",
     "ROUTES",
     "SERVED_ROUTES",
+    "TABLE",
     "UNSAFE_ROUTES",
     "WEBSOCKET_ONLY",
-    "Cache",
     "CometBftHandler",
     "Route",
     "call_arg",

@@ -17,52 +17,31 @@ waits for the block: the spec's write timeout). Health: ``status`` →
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from protocol.payload import RestRequest
-from rollups.answers import FloorRule, answer_cap
-from rollups.cometbft.routes import ROUTES, UNSAFE_ROUTES, WEBSOCKET_ONLY, Cache, Route
-from rollups.errors import (
-    InvalidRequestError,
-    MethodDeniedError,
-    MethodNotFoundError,
-    WritesDisabledError,
-)
-from rollups.evm.cache import Finality, not_cached, policy_for
+from protocol.payload import RestRequest, rest_payload
+from rollups.base import Resolved, TableHandler
+from rollups.cometbft.routes import ROUTES, TABLE, UNSAFE_ROUTES, WEBSOCKET_ONLY, Route
+from rollups.errors import MethodNotAllowedError, MethodNotFoundError
+from rollups.finality import Finality, height_finality, not_cached, policy_for
 from rollups.handler import (
-    DEFAULT_ROLE,
-    AnswerCheck,
-    CachePolicy,
     Call,
-    CallPlan,
-    HeaderPolicy,
     Health,
     HealthStatus,
-    Heights,
-    MethodClass,
-    MethodPolicy,
-    ParsedRequest,
-    Pinning,
-    ProbeAnswer,
     ProbeRequest,
-    RetryMode,
-    RetryPolicy,
     SubscriptionCall,
 )
-from rollups.jsonrpc import (
-    answer_error,
-    answer_result,
-    cache_key,
-    decode_answer,
-    is_cacheable_answer,
-    parse_payload,
-    parse_single,
-)
+from rollups.jsonrpc import answer_error, answer_result, cache_key, decode_answer, parse_single
+from rollups.methods import CacheRule, MethodClass, MethodInfo
 from rollups.rest import HttpRequest, is_rest_payload, parse_rest_call, query_params
 from rollups.spec import ChainSpec
+
+if TYPE_CHECKING:
+    from rollups.handler import CachePolicy, Heights, ProbeAnswer
 
 __all__ = ["CometBftHandler", "call_arg", "parse_height"]
 
@@ -116,43 +95,26 @@ def _is_uri(call: Call) -> bool:
     return call.id is None and is_rest_payload(call.raw)
 
 
-class CometBftHandler:
+class CometBftHandler(TableHandler):
     """The CometBFT handler; see the module docstring. Stateless; share one instance."""
 
     rpc_type: ClassVar[str] = "cometbft"
+    methods: ClassVar[Mapping[str, MethodInfo]] = TABLE
     routes: ClassVar[Mapping[str, Route]] = ROUTES
+    not_found: ClassVar[str] = "Method not found: {method}"
+    reported_as: ClassVar[str] = "node_info.network"
+    example: ClassVar[str] = "mocha-4"
 
-    # -- spec ------------------------------------------------------------------------------
-    def check_spec(self, spec: ChainSpec) -> tuple[str, ...]:
-        problems: list[str] = []
-        if spec.network is None:
-            problems.append(
-                f"network: missing — rpc_type {self.rpc_type!r} is identified by its chain id "
-                'as CometBFT reports it (node_info.network), e.g. network = "mocha-4"'
-            )
-        if spec.chain_id is not None:
-            problems.append(
-                "chain_id: CometBFT chains are identified by `network` — remove `chain_id`"
-            )
-        if spec.arbitrum is not None:
-            problems.append('arbitrum: only for rpc_type "arbitrum" — remove the [arbitrum] table')
-        for name, override in spec.methods.overrides.items():
-            if override.method_class not in (None, MethodClass.DENIED):
-                prefix = name[:-1] if name.endswith("*") else None
-                hit = [u for u in sorted(_UNSAFE) if u == name or (prefix and u.startswith(prefix))]
-                if hit:
-                    problems.append(
-                        f"methods.overrides.{name}: {hit[0]} is an unsafe route and always "
-                        "denied — remove this override"
-                    )
-        return tuple(problems)
+    wrong_chain: ClassVar[str] = (
+        "wrong chain: the backend serves network {served!r}, {service} is {identity!r}"
+    )
+
+    def never_allowable(self, name: str) -> str | None:
+        prefix = name[:-1] if name.endswith("*") else None
+        hit = [u for u in sorted(_UNSAFE) if u == name or (prefix and u.startswith(prefix))]
+        return f"{hit[0]} is an unsafe route and always denied" if hit else None
 
     # -- parsing ---------------------------------------------------------------------------
-    def parse(self, payload: bytes, *, max_batch: int | None = None) -> ParsedRequest:
-        if is_rest_payload(payload):
-            return ParsedRequest(calls=(self._uri_call(payload),), batch=False)
-        return parse_payload(payload, max_batch)
-
     def parse_relay(self, payload: bytes) -> Call:
         if is_rest_payload(payload):
             return self._uri_call(payload)
@@ -164,7 +126,7 @@ class CometBftHandler:
 
     def _call_of(self, request: RestRequest, payload: bytes) -> Call:
         if request.method != "GET":
-            raise InvalidRequestError(
+            raise MethodNotAllowedError(
                 f"invalid request: CometBFT URI calls are GETs (got {request.method}); "
                 "POST JSON-RPC to the service instead"
             )
@@ -175,8 +137,6 @@ class CometBftHandler:
 
     # REST-like extension (rollups.rest.RestCapable)
     def rest_call(self, spec: ChainSpec, request: RestRequest) -> Call:
-        from protocol.payload import rest_payload
-
         payload = rest_payload(request.method, request.path, request.query, request.body)
         return self._call_of(request, payload)
 
@@ -187,97 +147,20 @@ class CometBftHandler:
         return HttpRequest(request.method, request.path, request.query, request.body)
 
     # -- methods ---------------------------------------------------------------------------
-    def method_policy(self, spec: ChainSpec, method: str) -> MethodPolicy:
-        cu = spec.compute_units.price(method)
-        role = spec.role_for(method) or DEFAULT_ROLE
-        route = self.routes.get(method)
+    def refused(self, method: str) -> tuple[str, bool] | None:
         if method in _UNSAFE:
-            return MethodPolicy(
-                method,
-                MethodClass.DENIED,
-                cu,
-                role,
-                False,
-                True,
-                route.reason if route else "unsafe route",
-            )
-        cls = route.method_class if route else None
-        cacheable = route is not None and route.cache is not Cache.NEVER
-        reason = ""
-        override = spec.override_for(method)
-        if override is not None:
-            if override.method_class is not None and override.method_class is not cls:
-                cls = override.method_class
-                reason = "denied by the chain spec" if cls is MethodClass.DENIED else ""
-            if override.cacheable is not None:
-                cacheable = override.cacheable
-        if cls is None:
-            return MethodPolicy(
-                method, MethodClass.DENIED, cu, role, False, False, "method not found"
-            )
-        if cls is MethodClass.DENIED:
-            return MethodPolicy(method, cls, cu, role, False, True, reason or "denied")
-        return MethodPolicy(method, cls, cu, role, cacheable and cls is MethodClass.READ, True, "")
+            return self.methods[method].reason, True
+        return None
 
-    def plan(self, spec: ChainSpec, call: Call, *, allow_writes: bool | None = None) -> CallPlan:
-        policy = self.method_policy(spec, call.method)
-        cls = policy.method_class
-        if cls is MethodClass.DENIED:
-            if not policy.known:
-                raise MethodNotFoundError(f"Method not found: {call.method}")
-            raise MethodDeniedError(
-                f"the method {call.method} is not available on {spec.service_id}: {policy.reason}"
-            )
-        if cls is MethodClass.WRITE:
-            allowed = spec.methods.allow_writes if allow_writes is None else allow_writes
-            if not allowed:
-                raise WritesDisabledError(
-                    f"the method {call.method} is not available: this relay does not accept "
-                    "transactions"
-                )
+    def check_params(self, spec: ChainSpec, call: Call) -> None:
         if _is_uri(call) and call.method in WEBSOCKET_ONLY:
             raise MethodNotFoundError(
                 f"Method not found: {call.method} is only available over the WebSocket"
             )
-        return CallPlan(
-            call=call,
-            method_class=cls,
-            compute_units=policy.compute_units,
-            role=policy.role,
-            retry=self._retry(spec, call.method, cls),
-            pinning=None,
-            subscription=self.subscription(call),
-        )
-
-    def compute_units(self, spec: ChainSpec, call: Call) -> int:
-        return spec.compute_units.price(call.method)
-
-    def backend_role(self, spec: ChainSpec, call: Call) -> str:
-        return spec.role_for(call.method) or DEFAULT_ROLE
-
-    def _retry(self, spec: ChainSpec, method: str, cls: MethodClass) -> RetryPolicy:
-        t = spec.timeouts
-        if cls is MethodClass.READ:
-            return RetryPolicy(RetryMode.ANY, hedge=True, timeout=t.default)
-        if cls is MethodClass.WRITE:
-            return RetryPolicy(RetryMode.UNSENT_ONLY, hedge=False, timeout=t.write)
-        if cls is MethodClass.LONG_POLL:
-            return RetryPolicy(RetryMode.ANY, hedge=False, timeout=t.long_poll)
-        return RetryPolicy(RetryMode.NEVER, hedge=False, timeout=t.default)
-
-    def retry_policy(self, spec: ChainSpec, call: Call) -> RetryPolicy:
-        cls = self.method_policy(spec, call.method).method_class
-        return self._retry(spec, call.method, cls)
-
-    def pinning(self, call: Call) -> Pinning | None:
-        return None
-
-    def read_handle(self, body: bytes) -> str | None:
-        return None
 
     def subscription(self, call: Call) -> SubscriptionCall | None:
         route = self.routes.get(call.method)
-        if route is None or route.method_class is not MethodClass.SUBSCRIPTION:
+        if route is None or route.info.method_class is not MethodClass.SUBSCRIPTION:
             return None
         query = call_arg(route, call, "query")
         query = query if isinstance(query, str) else None
@@ -307,7 +190,17 @@ class CometBftHandler:
         )
         return orjson.dumps(data)
 
+    def notification_identity(self, body: bytes) -> bytes:
+        """An event by its result (query, data, events); the id is the subscriber's own."""
+        data = decode_answer(body)
+        result = data.get("result") if data is not None else None
+        if result is None:
+            return hashlib.sha256(body).digest()
+        return hashlib.sha256(orjson.dumps(result, option=orjson.OPT_SORT_KEYS)).digest()
+
     def write_landed(self, call: Call, body: bytes) -> bool:
+        """A retried broadcast's answer meaning the first try landed (already in the mempool
+        cache). Not on ``RpcHandler``: no caller retries a sent write yet."""
         error = answer_error(body)
         if error is None:
             return False
@@ -319,50 +212,27 @@ class CometBftHandler:
         return any(marker in message for marker in _LANDED_MARKERS)
 
     # -- caching ---------------------------------------------------------------------------
-    def _key(self, spec: ChainSpec, call: Call) -> str:
+    def cache_key(self, spec: ChainSpec, call: Call) -> str:
         prefix = "uri:" if _is_uri(call) else ""
         return cache_key(spec.service_id, prefix + call.method, call.params)
 
-    def cache_policy(self, spec: ChainSpec, call: Call, heights: Heights) -> CachePolicy:
-        policy = self.method_policy(spec, call.method)
-        if policy.method_class is not MethodClass.READ:
-            return not_cached(f"{policy.method_class.value} calls are never cached")
-        if not policy.cacheable:
-            return not_cached(f"{call.method}: node-local or volatile answers are never cached")
+    def decide_cache(
+        self, spec: ChainSpec, call: Call, resolved: Resolved, key: str, heights: Heights
+    ) -> CachePolicy:
         route = self.routes.get(call.method)
-        rule = route.cache if route is not None else Cache.HEAD
-        key = self._key(spec, call)
+        rule = resolved.rule
+        if route is None or rule not in (CacheRule.BLOCK, CacheRule.RANGE):
+            return super().decide_cache(spec, call, resolved, key, heights)
         ttl = spec.cache.head_ttl
-        if rule is Cache.FINAL:
-            return policy_for(key, Finality.FINAL, f"{call.method} never changes", ttl)
-        if rule is Cache.HEAD or route is None:
-            return policy_for(key, Finality.BRIEF, f"{call.method} follows the head", ttl)
-        name = "maxHeight" if rule is Cache.RANGE else "height"
+        name = "maxHeight" if rule is CacheRule.RANGE else "height"
         height = parse_height(call_arg(route, call, name))
         if height is None:
             if call.method == "abci_query":
                 return not_cached("abci_query without a height is about the head")
             return policy_for(key, Finality.BRIEF, f"{call.method} at the head", ttl)
-        if heights.latest is not None and height > heights.latest:
-            return not_cached(f"height {height} is above the head {heights.latest}")
-        if heights.finalized is not None and height <= heights.finalized:
-            return policy_for(key, Finality.FINAL, f"height {height} is final", ttl)
-        return policy_for(key, Finality.BRIEF, f"height {height} is not final yet", ttl)
+        return policy_for(key, *height_finality(height, heights), ttl)
 
-    def store_policy(
-        self, spec: ChainSpec, call: Call, body: bytes, heights: Heights
-    ) -> CachePolicy:
-        policy = self.cache_policy(spec, call, heights)
-        if not policy.cacheable:
-            return policy
-        if not is_cacheable_answer(body):
-            return not_cached("failures and null results are never cached")
-        return policy
-
-    # -- headers, health, answers ----------------------------------------------------------
-    def header_policy(self, spec: ChainSpec) -> HeaderPolicy:
-        return _HEADERS
-
+    # -- health, answers -------------------------------------------------------------------
     def probe_requests(self, spec: ChainSpec) -> tuple[ProbeRequest, ...]:
         return (ProbeRequest("status", _PROBE_STATUS),)
 
@@ -380,75 +250,36 @@ class CometBftHandler:
     def read_health(self, spec: ChainSpec, answers: Mapping[str, ProbeAnswer | None]) -> Health:
         answer = answers.get("status")
         if answer is None:
-            return Health(False, None, None, "backend unreachable", HealthStatus.UNREACHABLE)
+            return Health.failed(HealthStatus.UNREACHABLE, "backend unreachable")
         try:
             result = answer_result(answer.body) if answer.status == 200 else None
         except ValueError:
             result = None
         if not isinstance(result, dict):
-            return Health(
-                False,
-                None,
-                None,
-                f"status: no result (HTTP {answer.status})",
-                HealthStatus.BAD_ANSWER,
-            )
+            reason = f"status: no result (HTTP {answer.status})"
+            return Health.failed(HealthStatus.BAD_ANSWER, reason)
         node_info = result.get("node_info")
         network = node_info.get("network") if isinstance(node_info, dict) else None
-        network = network if isinstance(network, str) else None
         height = self.read_height(answer.body)
-        if network is None:
-            return Health(
-                False, height, None, "status: no node_info.network", HealthStatus.BAD_ANSWER
-            )
-        if spec.network is not None and network != spec.network:
-            return Health(
-                False,
-                height,
-                network,
-                f"wrong chain: the backend serves network {network!r}, "
-                f"{spec.service_id} is {spec.network!r}",
-                HealthStatus.WRONG_CHAIN,
-            )
+        if not isinstance(network, str):
+            return Health.failed(HealthStatus.BAD_ANSWER, "status: no node_info.network", height)
+        wrong = self.served_health(spec, height, network)
+        if wrong is not None:
+            return wrong
         if height is None:
-            return Health(
-                False,
-                None,
-                network,
-                "status: no sync_info.latest_block_height",
-                HealthStatus.BAD_ANSWER,
-            )
+            reason = "status: no sync_info.latest_block_height"
+            return Health.failed(HealthStatus.BAD_ANSWER, reason, None, network)
         sync = result.get("sync_info")
         if isinstance(sync, dict) and sync.get("catching_up") is True:
-            return Health(
-                False, height, network, f"catching up: at block {height}", HealthStatus.SYNCING
-            )
+            reason = f"catching up: at block {height}"
+            return Health.failed(HealthStatus.SYNCING, reason, height, network)
         return Health(True, height, network, "ok", HealthStatus.OK)
 
-    def answer_cap(self, spec: ChainSpec, call: Call) -> int:
-        return answer_cap(spec, large=False)
+    def answer_has_id(self, call: Call) -> bool:
+        return not _is_uri(call) and not call.notification
 
-    def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
-        return None  # no client-visible head call is floored for this RPC type
-
-    def height_answer(self, raw_id: bytes, height: int) -> bytes:
-        raise NotImplementedError("no floored call: floor_rule is always None")
-
-    def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
-        data = decode_answer(body)
-        if data is None:
-            retry = status >= 500 or status == 429 or status == 200
-            return AnswerCheck(False, False, retry, f"not a JSON-RPC answer (HTTP {status})")
-        if not _is_uri(call) and not call.notification and data.get("id") != call.id:
-            return AnswerCheck(False, False, True, "the answer's id does not match the request")
-        error = answer_error(body)
-        if error is None:
-            return AnswerCheck(True, False, False, "ok")
-        code, message = error
-        detail = data["error"].get("data") if isinstance(data.get("error"), dict) else None
+    def retry_error(self, status: int, code: int, message: str, data: dict[str, Any]) -> bool:
+        error = data.get("error")
+        detail = error.get("data") if isinstance(error, dict) else None
         text = (message + " " + (detail if isinstance(detail, str) else "")).lower()
-        retry = status in (429, 502, 503, 504) or any(m in text for m in _RETRY_MARKERS)
-        return AnswerCheck(True, True, retry, f"error {code}: {message}")
-
-
-_HEADERS = HeaderPolicy(auth_scheme="bearer", auth_required=False)
+        return status in (429, 502, 503, 504) or any(m in text for m in _RETRY_MARKERS)

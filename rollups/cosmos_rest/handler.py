@@ -21,42 +21,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
 from protocol.payload import RestRequest, rest_payload
-from rollups.answers import FloorRule, answer_cap
-from rollups.errors import (
-    InvalidRequestError,
-    MethodDeniedError,
-    MethodNotFoundError,
-    WritesDisabledError,
-)
-from rollups.evm.cache import Finality, not_cached, policy_for
+from rollups.base import Resolved, TableHandler
+from rollups.errors import InvalidRequestError, MethodNotFoundError
+from rollups.finality import Finality, height_finality, not_cached, policy_for
 from rollups.handler import (
-    DEFAULT_ROLE,
     AnswerCheck,
-    CachePolicy,
     Call,
-    CallPlan,
-    HeaderPolicy,
     Health,
     HealthStatus,
-    Heights,
-    MethodClass,
-    MethodPolicy,
-    ParsedRequest,
-    Pinning,
-    ProbeAnswer,
     ProbeRequest,
-    RetryMode,
-    RetryPolicy,
-    SubscriptionCall,
 )
 from rollups.jsonrpc import cache_key
+from rollups.methods import CacheRule, MethodClass, MethodInfo
 from rollups.rest import HttpRequest, is_rest_payload, parse_rest_call, query_params
 from rollups.spec import ChainSpec
+
+if TYPE_CHECKING:
+    from rollups.handler import CachePolicy, Heights, ProbeAnswer
 
 __all__ = ["CosmosRestHandler", "route_name"]
 
@@ -77,7 +63,9 @@ _POST_READS = frozenset(
 )
 _POST_WRITES = frozenset({"post.cosmos.tx.v1beta1.txs"})
 
-_LANDED_MARKERS = ("tx already exists in cache",)
+_GET = MethodInfo(MethodClass.READ, CacheRule.HEAD)
+_POST_READ = MethodInfo(MethodClass.READ)
+_POST_WRITE = MethodInfo(MethodClass.WRITE)
 
 
 def route_name(method: str, path: str) -> str | None:
@@ -117,26 +105,15 @@ def _dig(data: Any, *names: str) -> Any:
     return data
 
 
-class CosmosRestHandler:
+class CosmosRestHandler(TableHandler):
     """The Cosmos REST handler; see the module docstring. Stateless; share one instance."""
 
     rpc_type: ClassVar[str] = "cosmos-rest"
-
-    # -- spec ------------------------------------------------------------------------------
-    def check_spec(self, spec: ChainSpec) -> tuple[str, ...]:
-        problems: list[str] = []
-        if spec.network is None:
-            problems.append(
-                "network: missing — a Cosmos chain is identified by its chain id as the node "
-                'reports it (block.header.chain_id), e.g. network = "rollchain-1"'
-            )
-        if spec.chain_id is not None:
-            problems.append(
-                "chain_id: Cosmos REST services are identified by `network` — remove `chain_id`"
-            )
-        if spec.arbitrum is not None:
-            problems.append('arbitrum: only for rpc_type "arbitrum" — remove the [arbitrum] table')
-        return tuple(problems)
+    noun: ClassVar[str] = "route"
+    not_found: ClassVar[str] = "Not Implemented: {method}"
+    volatile: ClassVar[str] = "not cacheable"
+    reported_as: ClassVar[str] = "block.header.chain_id"
+    example: ClassVar[str] = "rollchain-1"
 
     # -- parsing ---------------------------------------------------------------------------
     def _call(self, request: RestRequest, payload: bytes) -> Call:
@@ -151,9 +128,6 @@ class CosmosRestHandler:
             "query": query_params(request.query),
         }
         return Call(method=name, params=params, id=None, raw=payload)
-
-    def parse(self, payload: bytes, *, max_batch: int | None = None) -> ParsedRequest:
-        return ParsedRequest(calls=(self.parse_relay(payload),), batch=False)
 
     def parse_relay(self, payload: bytes) -> Call:
         if not is_rest_payload(payload):
@@ -172,112 +146,35 @@ class CosmosRestHandler:
         return HttpRequest(request.method, request.path, request.query, request.body)
 
     # -- methods ---------------------------------------------------------------------------
-    def _class(self, method: str) -> MethodClass | None:
+    def info(self, method: str) -> MethodInfo | None:
+        """Every ``GET`` route is a read; broadcast is a write; simulate / encode / decode are
+        reads never cached; other routes are unknown."""
         if method in _POST_WRITES:
-            return MethodClass.WRITE
-        if method in _POST_READS or method.startswith("get."):
-            return MethodClass.READ
-        return None
-
-    def method_policy(self, spec: ChainSpec, method: str) -> MethodPolicy:
-        cu = spec.compute_units.price(method)
-        role = spec.role_for(method) or DEFAULT_ROLE
-        cls = self._class(method)
-        cacheable = method.startswith("get.")
-        reason = ""
-        override = spec.override_for(method)
-        if override is not None:
-            if override.method_class is not None and override.method_class is not cls:
-                cls = override.method_class
-                reason = "denied by the chain spec" if cls is MethodClass.DENIED else ""
-            if override.cacheable is not None:
-                cacheable = override.cacheable
-        if cls is None:
-            return MethodPolicy(method, MethodClass.DENIED, cu, role, False, False, "no such route")
-        if cls is MethodClass.DENIED:
-            return MethodPolicy(method, cls, cu, role, False, True, reason or "denied")
-        return MethodPolicy(method, cls, cu, role, cacheable and cls is MethodClass.READ, True, "")
-
-    def plan(self, spec: ChainSpec, call: Call, *, allow_writes: bool | None = None) -> CallPlan:
-        policy = self.method_policy(spec, call.method)
-        cls = policy.method_class
-        if cls is MethodClass.DENIED:
-            if not policy.known:
-                raise MethodNotFoundError(f"Not Implemented: {call.method}")
-            raise MethodDeniedError(
-                f"the route {call.method} is not available on {spec.service_id}: {policy.reason}"
-            )
-        if cls is MethodClass.WRITE:
-            allowed = spec.methods.allow_writes if allow_writes is None else allow_writes
-            if not allowed:
-                raise WritesDisabledError(
-                    f"the route {call.method} is not available: this relay does not accept "
-                    "transactions"
-                )
-        return CallPlan(
-            call=call,
-            method_class=cls,
-            compute_units=policy.compute_units,
-            role=policy.role,
-            retry=self._retry(spec, cls),
-        )
-
-    def compute_units(self, spec: ChainSpec, call: Call) -> int:
-        return spec.compute_units.price(call.method)
-
-    def backend_role(self, spec: ChainSpec, call: Call) -> str:
-        return spec.role_for(call.method) or DEFAULT_ROLE
-
-    def _retry(self, spec: ChainSpec, cls: MethodClass) -> RetryPolicy:
-        t = spec.timeouts
-        if cls is MethodClass.READ:
-            return RetryPolicy(RetryMode.ANY, hedge=True, timeout=t.default)
-        if cls is MethodClass.WRITE:
-            return RetryPolicy(RetryMode.UNSENT_ONLY, hedge=False, timeout=t.write)
-        if cls is MethodClass.LONG_POLL:
-            return RetryPolicy(RetryMode.ANY, hedge=False, timeout=t.long_poll)
-        return RetryPolicy(RetryMode.NEVER, hedge=False, timeout=t.default)
-
-    def retry_policy(self, spec: ChainSpec, call: Call) -> RetryPolicy:
-        return self._retry(spec, self.method_policy(spec, call.method).method_class)
-
-    def pinning(self, call: Call) -> Pinning | None:
-        return None
-
-    def read_handle(self, body: bytes) -> str | None:
-        return None
-
-    def subscription(self, call: Call) -> SubscriptionCall | None:
-        return None
-
-    def read_notification(self, body: bytes) -> str | None:
-        return None
-
-    def rewrite_notification(self, body: bytes, subscription_id: str) -> bytes:
-        return body
-
-    def write_landed(self, call: Call, body: bytes) -> bool:
-        lower = body.lower()
-        return any(marker.encode() in lower for marker in _LANDED_MARKERS)
+            return _POST_WRITE
+        if method in _POST_READS:
+            return _POST_READ
+        return _GET if method.startswith("get.") else None
 
     # -- caching ---------------------------------------------------------------------------
-    def cache_policy(self, spec: ChainSpec, call: Call, heights: Heights) -> CachePolicy:
-        policy = self.method_policy(spec, call.method)
-        if policy.method_class is not MethodClass.READ or not policy.cacheable:
-            return not_cached(f"{call.method}: not cacheable")
+    def cache_key(self, spec: ChainSpec, call: Call) -> str:
         request = parse_rest_call(call.raw)
-        key = cache_key(spec.service_id, call.method, [request.path, request.query])
+        return cache_key(spec.service_id, call.method, [request.path, request.query])
+
+    def decide_cache(
+        self, spec: ChainSpec, call: Call, resolved: Resolved, key: str, heights: Heights
+    ) -> CachePolicy:
+        path = parse_rest_call(call.raw).path
         ttl = spec.cache.head_ttl
-        if request.path.startswith(_TX_BASE + "txs/"):
+        if path.startswith(_TX_BASE + "txs/"):
             return policy_for(key, Finality.FINAL, "a transaction by hash never changes", ttl)
-        if request.path.startswith(_BLOCKS):
-            tail = request.path[len(_BLOCKS) :]
-            if tail.isdigit():
-                height = int(tail)
-                if heights.latest is not None and height > heights.latest:
-                    return not_cached(f"height {height} is above the head {heights.latest}")
-                if heights.finalized is not None and height <= heights.finalized:
-                    return policy_for(key, Finality.FINAL, f"block {height} is final", ttl)
+        tail = path[len(_BLOCKS) :] if path.startswith(_BLOCKS) else ""
+        if tail.isdigit():
+            height = int(tail)
+            finality, reason = height_finality(height, heights)
+            if finality is Finality.NEVER:
+                return not_cached(reason)
+            if finality is Finality.FINAL:
+                return policy_for(key, finality, f"block {height} is final", ttl)
         return policy_for(key, Finality.BRIEF, f"{call.method} follows the head", ttl)
 
     def store_policy(
@@ -289,9 +186,6 @@ class CosmosRestHandler:
         return policy
 
     # -- headers, health, answers ----------------------------------------------------------
-    def header_policy(self, spec: ChainSpec) -> HeaderPolicy:
-        return _HEADERS
-
     def probe_requests(self, spec: ChainSpec) -> tuple[ProbeRequest, ...]:
         # ``body`` is the canonical payload (what a gateway relays); ``path`` + GET is what a
         # direct probe (rollups.health.probe) sends.
@@ -330,24 +224,14 @@ class CosmosRestHandler:
     def read_health(self, spec: ChainSpec, answers: Mapping[str, ProbeAnswer | None]) -> Health:
         latest = answers.get("latest_block")
         if latest is None:
-            return Health(False, None, None, "backend unreachable", HealthStatus.UNREACHABLE)
+            return Health.failed(HealthStatus.UNREACHABLE, "backend unreachable")
         height, chain = self._latest(latest.body) if latest.status == 200 else (None, None)
         if height is None or chain is None:
-            return Health(
-                False,
-                height,
-                chain,
-                f"blocks/latest: no block header in the answer (HTTP {latest.status})",
-                HealthStatus.BAD_ANSWER,
-            )
-        if spec.network is not None and chain != spec.network:
-            return Health(
-                False,
-                height,
-                chain,
-                f"wrong chain: the node serves {chain!r}, {spec.service_id} is {spec.network!r}",
-                HealthStatus.WRONG_CHAIN,
-            )
+            reason = f"blocks/latest: no block header in the answer (HTTP {latest.status})"
+            return Health.failed(HealthStatus.BAD_ANSWER, reason, height, chain)
+        wrong = self.served_health(spec, height, chain)
+        if wrong is not None:
+            return wrong
         syncing = answers.get("syncing")
         if syncing is not None and syncing.status == 200:
             try:
@@ -355,19 +239,9 @@ class CosmosRestHandler:
             except orjson.JSONDecodeError:
                 state = None
             if isinstance(state, dict) and state.get("syncing") is True:
-                return Health(
-                    False, height, chain, f"syncing: at block {height}", HealthStatus.SYNCING
-                )
+                reason = f"syncing: at block {height}"
+                return Health.failed(HealthStatus.SYNCING, reason, height, chain)
         return Health(True, height, chain, "ok", HealthStatus.OK)
-
-    def answer_cap(self, spec: ChainSpec, call: Call) -> int:
-        return answer_cap(spec, large=False)
-
-    def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
-        return None  # no client-visible head call is floored for this RPC type
-
-    def height_answer(self, raw_id: bytes, height: int) -> bytes:
-        raise NotImplementedError("no floored call: floor_rule is always None")
 
     def check_answer(self, spec: ChainSpec, call: Call, status: int, body: bytes) -> AnswerCheck:
         if status == 429 or (status >= 500 and status != 501):
@@ -379,6 +253,3 @@ class CosmosRestHandler:
         if status >= 400 or _grpc_error(body):
             return AnswerCheck(True, True, False, f"HTTP {status}: the request was refused")
         return AnswerCheck(True, False, False, "ok")
-
-
-_HEADERS = HeaderPolicy(auth_scheme="bearer", auth_required=False)

@@ -1,7 +1,7 @@
 """EVM handlers: Ethereum and plain EVM chains, OP stack, Arbitrum.
 
 Owns the explicit EVM method table (:mod:`rollups.evm.methods`), block-parameter reading
-(:mod:`rollups.evm.blocks`), finality-aware cache rules (:mod:`rollups.evm.cache`), the base
+(:mod:`rollups.evm.blocks`) and its use in cache decisions (:mod:`rollups.evm.cache`), the EVM
 handler (:mod:`rollups.evm.handler`) and the two rollup flavours.
 """
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rollups.errors import InvalidParamsError, MethodDeniedError
 from rollups.evm.blocks import block_ref
 from rollups.evm.handler import EvmHandler
-from rollups.evm.methods import EVM_METHODS, CacheRule, MethodInfo
-from rollups.handler import Call, MethodClass
+from rollups.evm.methods import EVM_METHODS
+from rollups.handler import Call
+from rollups.methods import CacheRule, MethodClass, MethodInfo
 
 if TYPE_CHECKING:
     from rollups.spec import ChainSpec
@@ -28,7 +29,7 @@ __all__ = ["ARBITRUM_METHODS", "ARBITRUM_ONE_CLASSIC_LAST_BLOCK", "ArbitrumHandl
 ARBITRUM_ONE_CLASSIC_LAST_BLOCK = 22_207_815
 
 # Classic history is long final: whatever an admitted arbtrace_* call returns never changes.
-_CLASSIC = MethodInfo(MethodClass.READ, CacheRule.FOREVER)
+_CLASSIC = MethodInfo(MethodClass.READ, CacheRule.FINAL)
 
 ARBITRUM_METHODS: dict[str, MethodInfo] = {
     **EVM_METHODS,

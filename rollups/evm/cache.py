@@ -1,4 +1,4 @@
-"""Finality-aware cache decisions for EVM reads (the rules eRPC uses).
+"""EVM block parameters read for cache decisions (:mod:`rollups.finality` decides).
 
 * about a block at or below the finalized height, or pinned by a block hash: final
   (``ttl=None``) — it can never change;
@@ -12,32 +12,13 @@ Transactions looked up by hash are decided by the answer's ``blockNumber``.
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import Any
 
 from rollups.evm.blocks import BlockRef, block_ref, parse_quantity
-from rollups.handler import CachePolicy, Heights
+from rollups.finality import Finality
+from rollups.handler import Heights
 
-__all__ = [
-    "Finality",
-    "answer_block_number",
-    "logs_finality",
-    "not_cached",
-    "policy_for",
-    "ref_finality",
-]
-
-
-class Finality(IntEnum):
-    """How settled an answer is; the lower of two wins when combining."""
-
-    NEVER = 0
-    BRIEF = 1
-    FINAL = 2
-
-
-def not_cached(reason: str) -> CachePolicy:
-    return CachePolicy(cacheable=False, key=None, ttl=0.0, reason=reason)
+__all__ = ["answer_block_number", "logs_finality", "ref_finality"]
 
 
 def ref_finality(ref: BlockRef, heights: Heights) -> tuple[Finality, str]:
@@ -84,14 +65,3 @@ def answer_block_number(result: Any) -> int | None:
         if name in result:
             return parse_quantity(result[name])
     return None
-
-
-def policy_for(key: str, finality: Finality, reason: str, head_ttl: float) -> CachePolicy:
-    """The cache policy of a decided finality."""
-    if finality is Finality.FINAL:
-        return CachePolicy(cacheable=True, key=key, ttl=None, reason=reason)
-    if finality is Finality.BRIEF and head_ttl > 0:
-        return CachePolicy(cacheable=True, key=key, ttl=head_ttl, reason=reason)
-    if finality is Finality.BRIEF:
-        return not_cached(f"{reason}; head answers are not cached (head_ttl = 0)")
-    return not_cached(reason)

@@ -1,20 +1,17 @@
 """The EVM method table: every method the EVM handlers know, classified explicitly.
 
-Each entry gives the :class:`~rollups.handler.MethodClass` and the :class:`CacheRule` of one
-method. Covered: every method of ethereum/execution-apis (``tests/fixtures/evm/methods.tsv``),
-the common non-spec ones (``web3_*``, ``net_listening``, ``net_peerCount``, subscriptions,
-PoW leftovers, uncles, geth/erigon ``debug_*`` and ``trace_*``), OP stack's
-``eth_sendRawTransactionConditional``. Prefix rules deny node administration (always) and test
-chains' methods (by default). A method in none of these is unknown: refused as "method not
-found", never given a default class.
+Each entry (:class:`rollups.methods.MethodInfo`, the shape of every handler's table) gives the
+class and the cache rule of one method. Covered: every method of ethereum/execution-apis
+(``tests/fixtures/evm/methods.tsv``), the common non-spec ones (``web3_*``,
+``net_listening``, ``net_peerCount``, subscriptions, PoW leftovers, uncles, geth/erigon
+``debug_*`` and ``trace_*``), OP stack's ``eth_sendRawTransactionConditional``. Prefix rules
+deny node administration (always) and test chains' methods (by default). A method in none of
+these is unknown: refused as "method not found", never given a default class.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
-
-from rollups.handler import MethodClass
+from rollups.methods import CacheRule, MethodClass, MethodInfo
 
 __all__ = [
     "ALWAYS_DENIED",
@@ -25,26 +22,6 @@ __all__ = [
     "MethodInfo",
     "block_rule",
 ]
-
-
-class CacheRule(StrEnum):
-    """How finality decides whether a read may be cached."""
-
-    NEVER = "never"  # node-local, pending state or a write: never cached
-    FOREVER = "forever"  # never changes (eth_chainId)
-    HEAD = "head"  # about the head: briefly at most (spec.cache.head_ttl)
-    BLOCK = "block"  # a block tag / number / hash at ``block_arg`` decides
-    HASH = "hash"  # pinned by a block hash: final (answer's block number checked if present)
-    TX = "tx"  # by transaction hash: the answer's blockNumber decides
-    LOGS = "logs"  # a log filter: blockHash, or fromBlock/toBlock decide
-
-
-@dataclass(frozen=True, slots=True)
-class MethodInfo:
-    method_class: MethodClass
-    cache: CacheRule
-    block_arg: int | None = None  # index of the block parameter (BLOCK rule)
-    reason: str = ""  # why DENIED
 
 
 R, W, S, SUB, D = (
@@ -65,11 +42,11 @@ _NODE = MethodInfo(R, CacheRule.NEVER)  # node-local read: differs per supplier
 _HEAD = MethodInfo(R, CacheRule.HEAD)
 _HASH = MethodInfo(R, CacheRule.HASH)
 _TX = MethodInfo(R, CacheRule.TX)
-_FOREVER = MethodInfo(R, CacheRule.FOREVER)
+_FOREVER = MethodInfo(R, CacheRule.FINAL)
 
 
 def _denied(reason: str) -> MethodInfo:
-    return MethodInfo(D, CacheRule.NEVER, None, reason)
+    return MethodInfo(D, reason=reason)
 
 
 _KEYS = _denied("signs with keys held by the node; sign locally and use eth_sendRawTransaction")

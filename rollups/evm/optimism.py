@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from rollups.evm.handler import EvmHandler
-from rollups.evm.methods import EVM_METHODS, CacheRule, MethodInfo, block_rule
-from rollups.handler import MethodClass
+from rollups.evm.methods import EVM_METHODS, block_rule
+from rollups.methods import CacheRule, MethodClass, MethodInfo
 
 __all__ = ["OP_NODE_ROLE", "OP_STACK_METHODS", "OpStackHandler"]
 

@@ -38,10 +38,11 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from protocol.errors import ProtocolError
+from protocol.errors import ErrorCode, ProtocolError
 from protocol.payload import RestRequest, parse_rest_payload, rest_payload
 from rollups.errors import (
     InvalidRequestError,
+    MethodNotAllowedError,
     MethodNotFoundError,
     RequestError,
     WritesDisabledError,
@@ -136,7 +137,9 @@ def parse_rest_call(payload: bytes) -> RestRequest:
     try:
         return parse_rest_payload(payload)
     except ProtocolError as exc:
-        raise InvalidRequestError(f"invalid request: {exc.message}") from exc
+        raise InvalidRequestError(
+            f"invalid request: {exc.message}", code=ErrorCode.INVALID_PAYLOAD
+        ) from exc
 
 
 def rest_call(
@@ -151,15 +154,19 @@ def rest_call(
     letters or the path does not start with ``/``.
     """
     path, query = escape_url_part(path), escape_url_part(query)
+    if method not in ("GET", "POST"):
+        raise MethodNotAllowedError(f"Method Not Allowed: {spec.service_id} takes GET and POST")
     if not isinstance(handler, RestCapable):
         raise MethodNotFoundError(
             f"{spec.service_id} is a {spec.rpc_type} service: it takes JSON-RPC POSTs, "
             "not REST calls"
         )
     try:
-        rest_payload(method, path, query, body)  # validates the fields
+        rest_payload(method, path, query, body)  # validates the fields, path rule included
     except ProtocolError as exc:
-        raise InvalidRequestError(f"invalid request: {exc.message}") from exc
+        raise InvalidRequestError(
+            f"invalid request: {exc.message}", code=ErrorCode.INVALID_PAYLOAD
+        ) from exc
     return handler.rest_call(spec, RestRequest(method, path, query, body))
 
 
@@ -174,7 +181,8 @@ def backend_request(handler: RpcHandler, call: Call) -> HttpRequest | None:
 _REST_STATUS: tuple[tuple[type[RequestError], int, int], ...] = (
     # (class, HTTP status, gRPC code as grpc-gateway reports it)
     (WritesDisabledError, 403, 7),  # PERMISSION_DENIED
-    (MethodNotFoundError, 501, 12),  # UNIMPLEMENTED
+    (MethodNotAllowedError, 405, 12),  # UNIMPLEMENTED (grpc-gateway answers 501 there)
+    (MethodNotFoundError, 404, 5),  # NOT_FOUND, body {"code": 5, "message": "Not Found"}
 )
 
 
@@ -191,5 +199,6 @@ def rest_error(exc: RequestError) -> tuple[int, bytes]:
     else:
         if isinstance(exc, MethodDeniedError):
             status, grpc = 403, 7
-    body = orjson.dumps({"code": grpc, "message": exc.message, "details": []})
+    message = "Not Found" if grpc == 5 else exc.message
+    body = orjson.dumps({"code": grpc, "message": message, "details": []})
     return status, body

@@ -216,7 +216,7 @@ class CelestiaStandIn:
         if not isinstance(params, list):
             return _error(id_, -32602, f"unmarshaling params for '{method}': expected an array")
         try:
-            if info.method_class.value == "subscription":
+            if info.info.method_class.value == "subscription":
                 if conn is None:
                     return _error(
                         id_, -32603, f"{method}: channels are only served over a WebSocket"

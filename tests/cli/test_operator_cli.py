@@ -267,12 +267,18 @@ def test_file_mistakes_name_the_file_and_the_fix(env: Env, tmp_path: Path) -> No
     line = one_error(env.run("app", "delegate", "0xzz", *env.args("app"), "--yes"))
     assert line == "error: GATEWAY '0xzz' is not an address — give 0x and 40 hex digits"
 
-    bad = tmp_path / "gw.toml"
+    bad = env.gateway_toml.parent / "gw-bad.toml"  # beside it: its relative paths still hold
     bad.write_text(env.gateway_toml.read_text().replace("[keys]", "[keys]\nfiel = 1"))
     line = one_error(env.run("gateway", "keys", "list", "--config", str(bad)))
-    assert line == f"error: {bad}: unknown key `keys.fiel` — delete it or check its spelling"
+    assert line == (
+        f"error: {bad}: unknown key `keys.fiel` (did you mean `file`?) — delete it or check its "
+        "spelling"
+    )
     line = one_error(env.run("gateway", "keys", "list", "--config", str(tmp_path / "no.toml")))
-    assert line == f"error: cannot read {tmp_path / 'no.toml'}: No such file or directory"
+    assert line == (
+        f"error: cannot read {tmp_path / 'no.toml'}: No such file or directory — check the "
+        "--config path"
+    )
 
     relayer = tmp_path / "relayer.toml"
     relayer.write_text('data_dir = "d"\n')

@@ -66,8 +66,13 @@ def test_cosmos_rest_through_the_gateway(net: Net) -> None:
 
 def test_rest_refusals_are_grpc_gateway_shaped(net: Net) -> None:
     # an EVM service takes JSON-RPC POSTs only: refused at the gateway, nothing relayed
+    not_found = {"code": 5, "message": "Not Found", "details": []}
     status, body, headers = _get(f"{net.gateway.rpc_url(EVM_A, net.key)}/block?height=3")
-    assert status == 501 and orjson.loads(body)["code"] == 12
+    assert (status, orjson.loads(body)) == (404, not_found)
+    assert "relay-supplier" not in headers
+    # a route CometBFT does not have: grpc-gateway's 404 (it was a 501)
+    status, body, headers = _get(f"{net.gateway.rpc_url(COMET, net.key)}/no_such_route")
+    assert (status, orjson.loads(body)) == (404, not_found)
     assert "relay-supplier" not in headers
     # a wrong key: 401, in the same shape
     status, body, _ = _get(f"{net.gateway.rpc_url(COMET, 'not-a-key')}/status")

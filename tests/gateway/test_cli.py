@@ -9,9 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from gateway.config import load_config
 from gateway.keys import FileKeyBackend, KeyRing
 from relaynet.cli import app
+from relaynet.config import load_gateway as load_config
 from tests.support.redis_server import RedisServer
 
 APP = "0x" + "cd" * 20
@@ -103,7 +103,7 @@ def test_keys_in_redis_with_usage(tmp_path: Path, redis_server: RedisServer) -> 
         from gateway.app import build_store, key_backend
         from gateway.limiter import Limiter
 
-        config = load_config(cfg)
+        config = load_config(cfg, check_files=False)
         store = build_store(config)
         try:
             ring = KeyRing(key_backend(config, store))

@@ -9,9 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import ValidationError
 
-from gateway.config import parse_config
 from gateway.endpoints import (
     EndpointRefused,
     EndpointRefusedOSError,
@@ -25,6 +23,8 @@ from gateway.jsonrpc import id_template, member_span, parse_body, split_array, v
 from gateway.relay_client import classify_code
 from gateway.selection import Qos
 from protocol.errors import ErrorCode
+from relaynet.config import ConfigProblem
+from relaynet.config import parse_gateway as parse_config
 
 # -- JSON-RPC framing ---------------------------------------------------------------------
 
@@ -284,12 +284,12 @@ def test_config_expands_env_forbids_extras_and_hides_secrets(tmp_path: Any) -> N
     assert cfg.gateway.key_bytes() == bytes.fromhex("11" * 32)
     assert key[2:] not in repr(cfg) and key[2:] not in str(cfg.model_dump())
     assert cfg.settlement.deployment == tmp_path / "deployment.json"
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigProblem, match="max_batchh"):
         parse_config(CONFIG + "\n[limits]\nmax_batchh = 3\n", env={"GW_KEY": key})
-    with pytest.raises(ValueError, match="GW_KEY"):
+    with pytest.raises(ConfigProblem, match="GW_KEY"):
         parse_config(CONFIG, env={})
     no_keys = CONFIG.replace('[keys]\nfile = "keys.json"\n', "")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigProblem, match="redis"):
         parse_config(no_keys, env={"GW_KEY": key})
 
 

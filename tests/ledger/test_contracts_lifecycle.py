@@ -171,7 +171,7 @@ def test_full_life_cycle(world: World) -> None:
     # the contract's value of the claim is protocol/'s
     ep = c.params.economic_params()
     stake_n = c.call("Apps", "app_stake", cs(app.address), w.n)
-    P = ps.pending_sessions(c.shape.L, c.shape.G, c.shape.CO, c.shape.CW, c.shape.PO, c.shape.PW)
+    P = c.shape.P
     budget = ps.budget(len(slots), stake_n, c.shape.S, P)
     claimed = ps.claimed_amount(ps.claim_tokens(trie.root.sum, ep.cu_price, 0), budget)
     assert ev["args"]["claimed"] == claimed

@@ -19,7 +19,8 @@ import pytest
 from web3 import Web3
 
 from ledger.anvil import DEV_ACCOUNTS, AnvilProcess
-from ledger.deploy import DeployParams, econ_tuple, pending_sessions
+from ledger.deploy import DeployParams
+from ledger.econ import econ_tuple
 from protocol import settlement as ps
 from protocol.errors import RelaynetError
 from protocol.keys import AccountKey
@@ -32,6 +33,7 @@ from protocol.relay import (
     request_digest,
     sign_request,
 )
+from protocol.settlement import pending_sessions
 from protocol.trie import Node, SumTrie, proof_is_valid
 from session.positions import PositionHistory
 from session.slots import session_seed, slot_positions

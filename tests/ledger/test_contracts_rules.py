@@ -21,7 +21,8 @@ from web3 import Web3
 
 from ledger.anvil import DEV_ACCOUNTS, AnvilProcess
 from ledger.artifacts import load_artifact
-from ledger.deploy import DeployParams, econ_tuple
+from ledger.deploy import DeployParams
+from ledger.econ import econ_tuple
 from protocol import settlement as ps
 from protocol.errors import ProtocolError
 from relaynet import vectors as vec

@@ -15,9 +15,9 @@ from ledger.anvil import AnvilProcess
 from protocol.encoding import address_to_checksum
 from protocol.keys import decrypt_keystore
 from relayer.claimer import ClaimRecord, ClaimState, ClaimStore
-from relayer.config import load_config
 from relayer.relaylog import RelayLog, SessionKey
 from relaynet.commands.relayer import app
+from relaynet.config import load_relayer as load_config
 
 runner = CliRunner()
 
@@ -75,7 +75,7 @@ def test_init_writes_keys_config_checks_backend_and_prints_stake_command(
     assert "--passphrase-env TEST_RELAYER_PW" in out
     text = (base / "relayer.toml").read_text()
     assert "pw-123" not in text and "${TEST_RELAYER_PW}" in text
-    cfg = load_config(base / "relayer.toml", env={"TEST_RELAYER_PW": "pw-123"})
+    cfg = load_config(base / "relayer.toml", env={"TEST_RELAYER_PW": "pw-123"}, check_files=False)
     assert cfg.passphrase() == "pw-123"
     assert cfg.services["devnet"].backends == {"rpc": anvil.url}
     assert cfg.services["devnet"].header_values() == {"X-Node-Token": "tok"}
@@ -164,7 +164,7 @@ def test_init_takes_the_rpc_url_from_the_deployment_file(tmp_path: Path) -> None
     assert not (tmp_path / "r" / "keys").exists()  # nothing written before the refusal
     result = runner.invoke(app, [*args, "--deployment", str(deployment)], env=env)
     assert result.exit_code == 0, result.output
-    cfg = load_config(tmp_path / "r" / "relayer.toml", env=env)
+    cfg = load_config(tmp_path / "r" / "relayer.toml", env=env, check_files=False)
     assert cfg.chain.rpc_url == "http://127.0.0.1:8545"
     assert "--rpc-url http://127.0.0.1:8545" in result.output  # in the stake command
 

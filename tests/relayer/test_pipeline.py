@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain, Leaf, encode_relay_request
 from relayer.app import Relayer, RelayerKeys, build_relayer
-from relayer.config import parse_config
 from relayer.relaylog import SessionKey
+from relaynet.config import parse_relayer as parse_config
 from session.memory import MemorySnapshot
 from session.snapshot import (
     EconomicParams,

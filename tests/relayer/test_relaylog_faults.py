@@ -445,6 +445,8 @@ async def test_failed_fsyncs_rewrite_then_stop_serving_and_lose_nothing(net: Net
     assert _readyz(net) == 200
     for _ in range(2):
         await _relay_ok(net, n, answered)
+    # the fault must hit the next relay's fsync, not theirs: wait until they are synced
+    await _until("the relays synced", lambda: _metric(net, synced) >= len(answered))
 
     fault.write_text("2")  # the next fsync and the rewrite's fsync fail: the log is broken
     await _relay_ok(net, n, answered)

@@ -128,14 +128,14 @@ def test_compute_units_follow_the_spec(eth: ChainSpec) -> None:
 
 
 def test_retry_and_hedge_rules_per_class(eth: ChainSpec) -> None:
-    read = EVM.retry_policy(eth, call("eth_getBalance"))
+    read = EVM.plan(eth, call("eth_getBalance"), allow_writes=True).retry
     assert read.mode is RetryMode.ANY and read.hedge and read.idempotent
-    write = EVM.retry_policy(eth, call("eth_sendRawTransaction", ["0x00"]))
+    write = EVM.plan(eth, call("eth_sendRawTransaction", ["0x00"]), allow_writes=True).retry
     assert write.mode is RetryMode.UNSENT_ONLY and not write.hedge and not write.idempotent
     assert write.timeout == eth.timeouts.write
-    stateful = EVM.retry_policy(eth, call("eth_getFilterChanges", ["0x1"]))
+    stateful = EVM.plan(eth, call("eth_getFilterChanges", ["0x1"]), allow_writes=True).retry
     assert stateful.mode is RetryMode.NEVER and not stateful.hedge
-    sub = EVM.retry_policy(eth, call("eth_subscribe", ["newHeads"]))
+    sub = EVM.plan(eth, call("eth_subscribe", ["newHeads"]), allow_writes=True).retry
     assert sub.mode is RetryMode.NEVER and not sub.hedge
 
 
@@ -233,4 +233,4 @@ def test_header_policy(eth: ChainSpec) -> None:
 
 
 def test_default_role_is_rpc(eth: ChainSpec) -> None:
-    assert EVM.backend_role(eth, call("eth_chainId")) == "rpc"
+    assert EVM.plan(eth, call("eth_chainId")).role == "rpc"

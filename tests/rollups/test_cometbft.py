@@ -22,9 +22,10 @@ from rollups import (
 )
 from rollups.catalogue import catalogue
 from rollups.cometbft import SERVED_ROUTES, UNSAFE_ROUTES, CometBftHandler
-from rollups.errors import InvalidRequestError, SpecError
+from rollups.errors import InvalidRequestError, MethodNotAllowedError, SpecError
 from rollups.handler import HealthStatus
-from rollups.rest import backend_request, rest_call
+from rollups.jsonrpc import parse_payload
+from rollups.rest import backend_request, rest_call, rest_error
 
 SPEC = catalogue()["rollchain-rpc"]
 H = handler_for("cometbft")
@@ -134,7 +135,7 @@ def test_unknown_method_is_not_found_and_batches_are_not_relayable() -> None:
     assert H.method_policy(SPEC, "eth_blockNumber").known is False
     with pytest.raises(BatchNotRelayableError):
         H.parse_relay(b'[{"jsonrpc":"2.0","id":1,"method":"status"}]')
-    parsed = H.parse(
+    parsed = parse_payload(
         b'[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","id":2,"method":"health"}]'
     )
     assert parsed.batch and [c.method for c in parsed.calls] == ["status", "health"]  # type: ignore[union-attr]
@@ -174,12 +175,18 @@ def test_uri_get_is_a_rest_like_payload_turned_back_into_the_get() -> None:
         "GET", "/abci_query", "path=%22/store/bank%22&data=0x00", b""
     )
     assert built.params == {"path": '"/store/bank"', "data": "0x00"}
-    with pytest.raises(InvalidRequestError, match="GETs"):
+    with pytest.raises(MethodNotAllowedError, match="GETs"):
         H.parse_relay(rest_payload("POST", "/block", "", b"{}"))
     with pytest.raises(MethodNotFoundError):
         H.plan(SPEC, H.parse_relay(rest_payload("GET", "/subscribe", "query=x", b"")))
-    with pytest.raises(MethodNotFoundError):
+    with pytest.raises(MethodNotFoundError) as unknown:
         H.parse_relay(rest_payload("GET", "/a/b", "", b""))
+    # an unknown route is grpc-gateway's 404 (it used to be 501), a wrong method 405
+    status, body = rest_error(unknown.value)
+    assert (status, orjson.loads(body)) == (404, {"code": 5, "message": "Not Found", "details": []})
+    with pytest.raises(MethodNotAllowedError) as wrong:
+        rest_call(H, SPEC, "POST", "/block", "", b"")
+    assert rest_error(wrong.value)[0] == 405
     with pytest.raises(InvalidRequestError, match="canonical"):
         H.parse_relay(b'{"body":"", "method":"GET","path":"/block","query":""}')
 

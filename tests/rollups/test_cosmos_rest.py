@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from protocol.errors import ErrorCode
 from protocol.payload import parse_rest_payload, rest_payload
 from rollups import (
     Heights,
@@ -17,6 +18,7 @@ from rollups import (
 )
 from rollups.catalogue import catalogue
 from rollups.cosmos_rest import route_name
+from rollups.errors import MethodNotAllowedError
 from rollups.handler import HealthStatus
 from rollups.rest import backend_request, rest_call, rest_error
 
@@ -76,9 +78,19 @@ def test_refusals_with_status_and_grpc_shape() -> None:
     with pytest.raises(MethodNotFoundError, match="Not Implemented") as not_found:
         rest_call(H, SPEC, "GET", "/node_info", "", b"")
     status, body = rest_error(not_found.value)
-    assert status == 501 and orjson.loads(body)["code"] == 12
-    with pytest.raises(MethodNotFoundError):
-        H.plan(SPEC, rest_call(H, SPEC, "DELETE", "/cosmos/bank/v1beta1/x", "", b""))
+    assert status == 404 and orjson.loads(body) == {
+        "code": 5,
+        "message": "Not Found",
+        "details": [],
+    }
+    with pytest.raises(MethodNotAllowedError) as not_allowed:
+        rest_call(H, SPEC, "DELETE", "/cosmos/bank/v1beta1/x", "", b"")
+    status, body = rest_error(not_allowed.value)
+    assert status == 405 and orjson.loads(body)["code"] == 12
+    with pytest.raises(InvalidRequestError) as traversal:
+        rest_call(H, SPEC, "POST", "/cosmos/tx/v1beta1/simulate/../txs", "", b"{}")
+    assert traversal.value.code is ErrorCode.INVALID_PAYLOAD
+    assert rest_error(traversal.value)[0] == 400
     write = rest_call(H, SPEC, "POST", "/cosmos/tx/v1beta1/txs", "", b"{}")
     with pytest.raises(WritesDisabledError) as refused:
         H.plan(SPEC, write, allow_writes=False)

@@ -26,7 +26,7 @@ def test_single_request_keeps_its_bytes() -> None:
     payload = b'  {"jsonrpc": "2.0", "id": "a", "method": "eth_chainId", "params": []}\n'
     call = EVM.parse_relay(payload)
     assert call == Call("eth_chainId", [], "a", payload, False)
-    parsed = EVM.parse(payload)
+    parsed = parse_payload(payload)
     assert not parsed.batch and parsed.calls == (call,)
 
 
@@ -61,7 +61,7 @@ def test_relay_refuses_batches() -> None:
 )
 def test_refusals_carry_backend_codes(payload: bytes, error: type[Exception], code: int) -> None:
     with pytest.raises(error) as exc:
-        EVM.parse(payload)
+        parse_payload(payload)
     refusal = exc.value
     assert getattr(refusal, "jsonrpc_code") == code  # noqa: B009
     body = orjson.loads(error_response(None, refusal))  # type: ignore[arg-type]
@@ -70,7 +70,7 @@ def test_refusals_carry_backend_codes(payload: bytes, error: type[Exception], co
 
 
 def test_batch_keeps_order_and_marks_invalid_elements() -> None:
-    parsed = EVM.parse(
+    parsed = parse_payload(
         b'[{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber"},'
         b" 7,"
         b' {"jsonrpc":"2.0","id":"x"},'

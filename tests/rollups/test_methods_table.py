@@ -83,5 +83,5 @@ def test_every_table_entry_has_a_consistent_class() -> None:
     for name, info in EVM_METHODS.items():
         if info.method_class is MethodClass.DENIED:
             assert info.reason, name
-        if info.block_arg is not None:
+        if info.arg is not None:
             assert info.method_class is MethodClass.READ, name

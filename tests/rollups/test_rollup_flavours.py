@@ -44,14 +44,14 @@ def test_optimism_methods_go_to_the_op_node(service: str, method: str) -> None:
     assert plan.role == "op-node"
     assert plan.method_class is MethodClass.READ
     # execution-layer methods stay on the default role
-    assert OP.backend_role(spec, call("eth_blockNumber")) == "rpc"
+    assert OP.plan(spec, call("eth_blockNumber")).role == "rpc"
 
 
 def test_op_node_is_the_default_role_even_without_a_backends_table() -> None:
     spec = parse_spec(
         'service_id = "opx"\nname = "x"\nrpc_type = "op-stack"\nchain_id = 5\nfinality_depth = 1\n'
     )
-    assert OP.backend_role(spec, call("optimism_syncStatus")) == "op-node"
+    assert OP.plan(spec, call("optimism_syncStatus")).role == "op-node"
 
 
 def test_optimism_methods_are_unknown_on_plain_evm() -> None:

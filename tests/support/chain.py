@@ -24,7 +24,8 @@ from web3.exceptions import ContractLogicError
 from ledger.anvil import DEV_ACCOUNTS, AnvilProcess
 from ledger.artifacts import CONTRACT_NAMES, load_artifact
 from ledger.bootstrap import Network
-from ledger.deploy import TOKEN_UNIT, Deployment, DeployParams, deploy
+from ledger.deploy import TOKEN_UNIT, Deployment, DeployParams
+from ledger.network import deploy_network
 from protocol.encoding import service_id_to_bytes
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import (
@@ -73,7 +74,7 @@ class Chain:
         self.anvil = anvil
         self.params = params or DeployParams()
         self.w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 60}))
-        self.deployment: Deployment = deploy(anvil.url, dev_key(0).private_key, self.params)
+        self.deployment: Deployment = deploy_network(anvil.url, dev_key(0).private_key, self.params)
         self.deployer = cs(DEV_ACCOUNTS[0][0])
         self.c: dict[str, Any] = {
             name: self.w3.eth.contract(

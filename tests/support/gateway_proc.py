@@ -143,8 +143,8 @@ def add_key(
 ) -> str:
     """Create an API key in the gateway's key store (file or Redis); returns the key."""
     from gateway.app import build_store, key_backend
-    from gateway.config import load_config
     from gateway.keys import ApiKey, generate_key, hash_key
+    from relaynet.config import load_gateway as load_config
 
     cfg = load_config(files.config)
     key = generate_key()

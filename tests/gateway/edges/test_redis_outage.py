@@ -243,9 +243,16 @@ def test_two_replicas_through_redis_outages(net: Net, tmp_path: Path) -> None:
             ["INCR", PREFIX + "keys:version"],
         )
         redis.start()
+        late_after: list[int] = []  # calls answered before the revocation was honoured
+
+        def late_refused(gw: GatewayProcess) -> bool:
+            status = call(gw, late)[0]
+            late_after.append(status)
+            return status == 401
+
         for gw in gws:
             wait_for("redis back", lambda gw=gw: redis_state(gw) == "ok")
-            wait_for("late revocation honoured", lambda gw=gw: call(gw, late)[0] == 401, 20)
+            wait_for("late revocation honoured", lambda gw=gw: late_refused(gw), 20)
 
         # usage counted during the outage is in Redis, exactly once
         q = usage(redis, quota)
@@ -255,7 +262,9 @@ def test_two_replicas_through_redis_outages(net: Net, tmp_path: Path) -> None:
         # replica then counted it locally too (never less than once; see gateway/outage.py)
         load_counted = usage(redis, load).total_requests
         assert load_ok <= load_counted <= load_ok + 2
-        assert usage(redis, late).total_requests == 2
+        # the two calls of the outage, plus any answered after Redis returned but before the
+        # revocation reached that replica (counted in Redis directly, once)
+        assert usage(redis, late).total_requests == 2 + late_after.count(200)
 
         # -- Redis down before the replicas start: they serve their snapshots
         for f in files:
