@@ -110,6 +110,8 @@ class Router:
         self.sessions = sessions
         self.store = store  # floors and pins, shared by replicas (None: this process only)
         self.client = client
+        client.on_late_lie = self._late_lie
+        self._evictions: set[asyncio.Task[None]] = set()
         self.qos = qos
         self.cache = cache
         self.metrics = metrics
@@ -209,6 +211,12 @@ class Router:
         """Vote for a relayed answer in the cache; failures are never cached."""
         assert self.cache is not None
         if answer.status != 200:
+            return
+        try:  # an answer enters the cache (or counts in its quorum) only verified
+            self.client.confirm(answer)
+        except RelayError:
+            self._lied(svc.service_id, answer.supplier, "answer")
+            self.metrics.child(self.metrics.receipts, "failed").inc()
             return
         check = svc.handler.check_answer(svc.spec, rcall, answer.status, answer.body)
         if not check.valid or check.error:
@@ -427,7 +435,13 @@ class Router:
         return h
 
     async def _attempt(
-        self, svc: Service, target: Target, plan: CallPlan, payload: bytes, per_try: float
+        self,
+        svc: Service,
+        target: Target,
+        plan: CallPlan,
+        payload: bytes,
+        per_try: float,
+        inline: bool = False,
     ) -> RelayAnswer:
         sid = svc.service_id
         supplier_hex = "0x" + target.supplier.hex()
@@ -439,6 +453,7 @@ class Router:
                 plan.compute_units,
                 attempt_timeout=per_try,
                 max_bytes=svc.handler.answer_cap(svc.spec, plan.call),
+                inline=inline,
             )
         except RelayError as exc:
             self._blame(sid, target.supplier, exc)
@@ -475,6 +490,25 @@ class Router:
         if exc.outcome is Outcome.UNSENT and exc.relay_code is None:
             # nothing listens there: open its breaker now, a probe comes back later
             self.qos.stats(sid, supplier).breaker.trip()
+
+    def _late_lie(self, target: Target) -> None:
+        """A sampled receipt signature failed after its answer went out (DESIGN §6): a lie
+        against the supplier, and what it put in the caches is evicted."""
+        self.metrics.child(self.metrics.receipts, "failed").inc()
+        self._lied(target.service_id, target.supplier, "late receipt")
+        supplier = "0x" + target.supplier.hex()
+        self.front.evict_supplier(supplier)
+        if self.cache is not None:
+            task = asyncio.get_running_loop().create_task(self._evict(supplier))
+            self._evictions.add(task)
+            task.add_done_callback(self._evictions.discard)
+
+    async def _evict(self, supplier: str) -> None:
+        assert self.cache is not None
+        try:
+            await self.cache.evict_supplier(supplier)
+        except StoreUnavailable:
+            return  # the entries expire on their own; the supplier is penalised already
 
     def _lied(self, sid: str, supplier: bytes, kind: str) -> None:
         self.qos.record_lie(sid, supplier)
@@ -555,7 +589,10 @@ class Router:
             target = view.target(supplier)
             if target is None:
                 return False
-            task = asyncio.ensure_future(self._attempt(svc, target, plan, payload, timeout))
+            # after a failure the answer's receipt is verified inline (DESIGN §6)
+            task = asyncio.ensure_future(
+                self._attempt(svc, target, plan, payload, timeout, inline=bool(failures))
+            )
             pending[task] = supplier
             return True
 
