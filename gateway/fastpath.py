@@ -9,6 +9,7 @@ health and anything odd never reach here: the front hands them to aiohttp untouc
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -43,7 +44,16 @@ class _Headers:
 class FastRpcRequest:
     """What ``handle_rpc`` reads of a request, for a body the front already read."""
 
-    __slots__ = ("_body", "app", "content_length", "headers", "match_info", "method", "path")
+    __slots__ = (
+        "_body",
+        "_query",
+        "app",
+        "content_length",
+        "headers",
+        "match_info",
+        "method",
+        "path",
+    )
 
     def __init__(self, app: web.Application, match: dict[str, str], request: FastRequest) -> None:
         self.app = app
@@ -51,6 +61,7 @@ class FastRpcRequest:
         self.method = "POST"
         self.path = request.path
         self._body = request.body
+        self._query = request.query
         self.content_length = len(request.body)
         self.headers = _Headers(request.headers)
 
@@ -59,8 +70,10 @@ class FastRpcRequest:
 
     @property
     def query(self) -> dict[str, str]:
-        """Always empty: the front hands a URL with a query to aiohttp."""
-        return {}
+        """The URL's query (first value of each name), as ``web.Request.query`` gives it."""
+        if not self._query:
+            return {}
+        return dict(reversed(urllib.parse.parse_qsl(self._query)))
 
 
 def _match(path: str) -> dict[str, str] | None:

@@ -53,6 +53,7 @@ class FastRequest:
     headers: dict[bytes, bytes]  # lower-case names; a repeated name is refused (400)
     body: bytes
     peer: Any
+    query: str = ""  # the raw query string (no ``?``), as sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,9 +240,6 @@ class FrontProtocol(asyncio.Protocol):
             self._hand_over()
             return
         url = httptools.parse_url(head.url)
-        if url.query:  # e.g. ``?quorum=2``: aiohttp's request reads the query
-            self._hand_over()
-            return
         path = url.path.decode("latin-1")
         handler = self.front.route(path)
         if handler is None:
@@ -261,7 +259,8 @@ class FrontProtocol(asyncio.Protocol):
         body = buf[end + 4 : total]
         self.buf = buf[total:]
         keep_alive = headers.get(b"connection", b"").lower() != b"close"
-        request = FastRequest(path, headers, body, self.transport.get_extra_info("peername"))
+        peer = self.transport.get_extra_info("peername")
+        request = FastRequest(path, headers, body, peer, (url.query or b"").decode("latin-1"))
         task = asyncio.get_running_loop().create_task(self._serve(handler, request, keep_alive))
         self.task = task
         self.front.inflight.add(task)
