@@ -20,18 +20,17 @@ import asyncio
 import base64
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import orjson
 
+from gateway.config import RelayConfig
 from gateway.errors import ClientReason, NoSupplier, RelayFailed
-from gateway.relay_client import RelayAnswer, RelayError
+from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target
+from gateway.selection import Qos
+from gateway.services import Service
+from gateway.sessions import SessionBook, SessionView
 from rollups.handler import CallPlan, MethodClass
-
-if TYPE_CHECKING:
-    from gateway.router import Router
-    from gateway.services import Service
-    from gateway.sessions import SessionView
 
 __all__ = [
     "DISAGREE_CODE",
@@ -47,6 +46,27 @@ log = logging.getLogger("relaynet.gateway.quorum")
 MAX_QUORUM = 5
 DISAGREE_CODE = -32098
 RETRY_AFTER = 2  # seconds: selection's breakers re-admit suppliers about this fast
+
+
+class Router(Protocol):
+    """What a quorum needs of :class:`gateway.router.Router` (which imports this module)."""
+
+    sessions: SessionBook
+    client: RelayClient
+    qos: Qos
+    cfg: RelayConfig
+
+    async def _attempt(
+        self,
+        svc: Service,
+        target: Target,
+        plan: CallPlan,
+        payload: bytes,
+        per_try: float,
+        inline: bool = False,
+    ) -> RelayAnswer: ...
+
+    def _lied(self, sid: str, supplier: bytes, kind: str) -> None: ...
 
 
 class QuorumRefused(Exception):

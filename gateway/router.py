@@ -19,7 +19,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from gateway import quorum
+import gateway.quorum as quorum
 from gateway.cache import AnswerCache, FrontCache, split_id
 from gateway.config import RelayConfig
 from gateway.errors import (
