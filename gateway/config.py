@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -79,6 +80,9 @@ class ServerConfig(_Strict):
     private_key: SecretStr | None = None
     private_key_file: Path | None = None
     drain_timeout: float = Field(default=10.0, gt=0)
+    log_format: Literal["text", "json"] = "text"
+    #: one log line per request (logger ``relaynet.gateway.access``)
+    access_log: bool = False
 
     @field_validator("listen", "metrics_listen")
     @classmethod

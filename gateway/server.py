@@ -40,17 +40,21 @@ from protocol.encoding import address_from_hex
 from protocol.errors import ProtocolError
 from rollups.errors import RequestError
 from rollups.rest import rest_call, rest_error
+from transport.logs import REQUEST, new_request_id
 
 __all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app", "redact"]
 
 log = logging.getLogger("relaynet.gateway")
+access = logging.getLogger("relaynet.gateway.access")
+REQUEST_ID = "Relay-Request-Id"
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Expose-Headers": (
-        "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Backend-Status, Relay-Cache"
+        "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Backend-Status, Relay-Cache, "
+        "Relay-Request-Id"
     ),
     "Access-Control-Max-Age": "86400",
 }
@@ -194,6 +198,7 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
         req = parse_body(body, max_batch=gw.config.limits.max_batch)
         if not req.is_batch:
             raw_id = req.calls[0].raw_id
+        _note_method("batch" if req.is_batch else req.calls[0].method)
         await gw.limiter.admit(record, ctx.service.service_id, len(req.calls), prepaid=1)
         gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc(
             len(req.calls)
@@ -370,7 +375,49 @@ def outermost(
     return guarded
 
 
+def _note_method(method: str) -> None:
+    fields = REQUEST.get()
+    if fields is not None:
+        fields["method"] = method[:64]  # the client's text: bounded
+
+
 async def _guarded(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], request: web.Request
+) -> web.StreamResponse:
+    """Runs ``handler`` with a request id: logged with every line of the request, answered in
+    ``Relay-Request-Id``, and (``access_log``) one access line: never the path nor the key."""
+    gw = request.app.get(GATEWAY)
+    service = request.match_info.get("service", "")
+    fields: dict[str, object] = {
+        "request_id": new_request_id(),
+        "service": service if gw is not None and service in gw.services else "unknown",
+    }
+    token = REQUEST.set(fields)
+    started = time.perf_counter()
+    try:
+        response = await _answer(handler, request)
+        if not response.prepared:  # a WebSocket upgrade has sent its headers already
+            response.headers[REQUEST_ID] = str(fields["request_id"])
+        if gw is not None and gw.config.gateway.access_log:
+            fields["status"] = response.status
+            fields["supplier"] = response.headers.get("Relay-Supplier", "-")
+            fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            fields.setdefault("method", "-")
+            access.info(
+                "%s %s %s %d %.1fms supplier=%s",
+                fields["request_id"],
+                fields["service"],
+                fields["method"],
+                response.status,
+                fields["latency_ms"],
+                fields["supplier"],
+            )
+        return response
+    finally:
+        REQUEST.reset(token)
+
+
+async def _answer(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]], request: web.Request
 ) -> web.StreamResponse:
     try:

@@ -9,7 +9,6 @@ restart. ``stake``/``unstake``/``withdraw`` come from :mod:`relaynet.commands.ga
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import urllib.request
 from pathlib import Path
@@ -54,9 +53,9 @@ def run(
 ) -> None:
     """Serve dApps: POST /v1/{service} (Bearer key) or /v1/{service}/{key}, WebSocket too."""
     cfg = _config(config, check_files=True)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from transport.logs import configure
+
+    configure(log_level, cfg.gateway.log_format)
     from gateway.app import serve
 
     try:

@@ -565,3 +565,47 @@ def test_sigterm_drains_in_flight_requests(net: Net) -> None:
     assert all(s == 200 and len(orjson.loads(b)) == 100 for s, b, _ in results), [
         r[0] for r in results
     ]
+
+
+def test_json_logs_and_request_ids(net: Net) -> None:
+    """``log_format = "json"`` + ``access_log``: each answer carries ``Relay-Request-Id`` (the
+    fast front's POST and aiohttp's paths alike) and the log has one line per request with
+    that id, service, method, status, supplier and latency, never the key."""
+    tables = {"gateway": {"log_format": "json", "access_log": True}}
+    gw = start_gateway_proc(net, tables=tables, name="gw-json")
+    try:
+        key = add_key(gw.files, {SERVICE: net.app_hex})
+        ok = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":1}'
+        deadline = time.monotonic() + 30
+        while (answer := post(gw.rpc_url(SERVICE, key), ok))[0] != 200:  # the key is reloaded
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.1)
+        headers = answer[2]
+        fast_id = headers["Relay-Request-Id"]
+        assert "Relay-Request-Id" in headers["Access-Control-Expose-Headers"]
+        # a percent-encoded path is left to aiohttp by the fast front; a bad key: 401
+        encoded = f"%{ord(SERVICE[0]):02x}{SERVICE[1:]}"
+        status2, _, headers2 = post(gw.rpc_url(encoded, key + "x"), ok)
+        assert status2 == 401
+        slow_id = headers2["Relay-Request-Id"]
+        assert len({fast_id, slow_id}) == 2 and all(len(i) == 16 for i in (fast_id, slow_id))
+
+        def access_lines() -> dict[str, dict[str, Any]]:
+            text = gw.log_path.read_text().splitlines()
+            lines = [orjson.loads(x) for x in text if x.startswith("{")]
+            return {d["request_id"]: d for d in lines if d["logger"].endswith(".access")}
+
+        deadline = time.monotonic() + 30
+        while not {fast_id, slow_id} <= access_lines().keys():
+            assert time.monotonic() < deadline, gw.log_tail()
+            time.sleep(0.1)
+        lines = access_lines()
+        first = lines[fast_id]
+        assert (first["service"], first["method"], first["status"]) == (SERVICE, "eth_chainId", 200)
+        assert first["supplier"].startswith("0x") and first["latency_ms"] >= 0
+        assert (lines[slow_id]["service"], lines[slow_id]["status"]) == (SERVICE, 401)
+        assert key not in gw.log_path.read_text()
+    finally:
+        gw.stop()
+        net.extra.remove(gw)
+
