@@ -311,6 +311,9 @@ async def serve(config: GatewayConfig, *, stop: asyncio.Event | None = None) -> 
     await stop.wait()
     log.info("draining %d in-flight requests", gw.inflight)
     gw.draining = True  # /readyz answers 503 from now on
+    if config.gateway.drain_seconds > 0:  # load balancers see the 503 before the listener goes
+        log.info("closing the listener in %.1f s", config.gateway.drain_seconds)
+        await asyncio.sleep(config.gateway.drain_seconds)
     # stops listening, closes idle connections, waits for in-flight handlers (drain_timeout),
     # then closes the resources; bounded, so that SIGTERM always ends the process
     closing = asyncio.ensure_future(_close(runner, metrics_runner))

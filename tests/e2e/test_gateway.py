@@ -609,3 +609,34 @@ def test_json_logs_and_request_ids(net: Net) -> None:
         gw.stop()
         net.extra.remove(gw)
 
+
+def test_drain_seconds_keeps_the_listener_after_readiness_turns_503(net: Net) -> None:
+    """On SIGTERM ``/readyz`` turns 503 ``drain_seconds`` before the listener closes: a new
+    connection is still answered while it is 503, and the process then exits 0."""
+    import urllib.request
+
+    gw = start_gateway_proc(net, tables={"gateway": {"drain_seconds": 20}}, name="gw-drain")
+    try:
+        key = add_key(gw.files, {SERVICE: net.app_hex})
+        ok = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":1}'
+        deadline = time.monotonic() + 30
+        while (answer := post(gw.rpc_url(SERVICE, key), ok))[0] != 200:  # the key is reloaded
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.1)
+        gw.terminate()
+        deadline = time.monotonic() + 30
+        while True:  # readiness turns 503 while the listener still accepts
+            try:
+                with urllib.request.urlopen(f"{gw.url}/readyz", timeout=5):  # noqa: S310
+                    pass
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # well inside drain_seconds: a new connection is still served
+        assert post(gw.rpc_url(SERVICE, key), ok)[0] == 200
+        assert gw.wait(timeout=60) == 0
+    finally:
+        gw.stop()
+        net.extra.remove(gw)
