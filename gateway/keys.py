@@ -68,6 +68,8 @@ class ApiKey:
     quota_period: int = 86_400
     created: float = 0.0
     revoked: bool = False
+    #: browser origins allowed by CORS (exact ``scheme://host[:port]``); empty: any (``*``)
+    origins: tuple[str, ...] = ()
 
     @property
     def key_id(self) -> str:
@@ -77,6 +79,7 @@ class ApiKey:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["services"] = dict(self.services)
+        data["origins"] = list(self.origins)
         return data
 
     @classmethod
@@ -91,6 +94,7 @@ class ApiKey:
             quota_period=int(data.get("quota_period", 86_400)),
             created=float(data.get("created", 0.0)),
             revoked=bool(data.get("revoked", False)),
+            origins=tuple(str(o) for o in data.get("origins", ())),
         )
 
 

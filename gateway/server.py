@@ -135,6 +135,10 @@ def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, Ap
             f"service {service_id!r} is not registered", reason=ClientReason.UNKNOWN_SERVICE
         )
     app_hex = KeyRing.app_for(record, service_id)
+    if record.origins:  # the outermost boundary narrows CORS to them (see _guarded)
+        fields = REQUEST.get()
+        if fields is not None:
+            fields["_origins"] = record.origins
     try:
         app = _app_address(app_hex)
     except ProtocolError as exc:
@@ -343,7 +347,38 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return body
 
 
+def _narrow_cors(response: web.StreamResponse, origin: str | None, origins: Sequence[str]) -> None:
+    """A key with allowed origins: CORS headers only for a listed origin, naming it."""
+    for name in CORS_HEADERS:
+        response.headers.popall(name, None)
+    if origin is not None and origin in origins:
+        response.headers.update(_cors_for(origin))
+
+
+def _cors_for(origin: str) -> dict[str, str]:
+    return {**CORS_HEADERS, "Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
 async def handle_options(request: web.Request) -> web.Response:
+    """A preflight. A key in the path with allowed origins: refused (403, no CORS headers)
+    for an origin not listed; otherwise ``*`` as for every other key."""
+    gw = request.app.get(GATEWAY)
+    key = request.match_info.get("key")
+    if gw is not None and key:
+        try:
+            origins = gw.keys.lookup(key).origins
+        except GatewayError:
+            origins = ()
+        if origins:
+            origin = request.headers.get("Origin")
+            if origin is None or origin not in origins:
+                err = BadRequest(
+                    "this origin may not use the key", reason=ClientReason.ORIGIN_NOT_ALLOWED
+                )
+                return web.Response(
+                    status=err.http_status, body=jsonrpc_error_body(err), content_type=JSON
+                )
+            return web.Response(status=204, headers=_cors_for(origin))
     return web.Response(status=204, headers=CORS_HEADERS)
 
 
@@ -396,6 +431,9 @@ async def _guarded(
     started = time.perf_counter()
     try:
         response = await _answer(handler, request)
+        origins = fields.pop("_origins", None)
+        if origins and not response.prepared:
+            _narrow_cors(response, request.headers.get("Origin"), origins)  # type: ignore[arg-type]
         if not response.prepared:  # a WebSocket upgrade has sent its headers already
             response.headers[REQUEST_ID] = str(fields["request_id"])
         if gw is not None and gw.config.gateway.access_log:

@@ -640,3 +640,92 @@ def test_drain_seconds_keeps_the_listener_after_readiness_turns_503(net: Net) ->
     finally:
         gw.stop()
         net.extra.remove(gw)
+
+
+def _wait_status(url: str, body: bytes, want: int, headers: dict[str, str] | None = None) -> Any:
+    deadline = time.monotonic() + 30
+    while (answer := post(url, body, headers))[0] != want:  # keys are reloaded, not pushed
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.1)
+    return answer
+
+
+def _preflight(url: str, origin: str) -> tuple[int, dict[str, str]]:
+    import urllib.request
+
+    req = urllib.request.Request(url, method="OPTIONS", headers={"Origin": origin})  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
+
+
+def test_keys_update_rotate_and_allowed_origins(net: Net) -> None:
+    """``keys add --origin``: a listed origin gets CORS headers naming it, another none and a
+    refused preflight; ``keys update --any-origin`` brings back ``*``; ``keys update`` changes
+    the quota in place; ``keys rotate`` gives a working key and revokes the old one."""
+    from typer.testing import CliRunner
+
+    from relaynet.cli import app
+
+    assert net.gateway is not None and net.gateway_files is not None
+    runner = CliRunner()
+    config = str(net.gateway_files.config)
+    added = runner.invoke(
+        app,
+        [
+            *("gateway", "keys", "add", "--config", config),
+            *("--service", f"{SERVICE}={net.app_hex}", "--origin", "https://ok.example"),
+        ],
+    )
+    assert added.exit_code == 0, added.output
+    key = added.stdout.strip().splitlines()[0]
+    url = net.gateway.rpc_url(SERVICE, key)
+    ok = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":1}'
+    good = _wait_status(url, ok, 200, {"Origin": "https://ok.example"})[2]
+    assert good["Access-Control-Allow-Origin"] == "https://ok.example"
+    evil = post(url, ok, {"Origin": "https://evil.example"})
+    assert evil[0] == 200 and "Access-Control-Allow-Origin" not in evil[2]
+    status, headers = _preflight(url, "https://evil.example")
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+    status, headers = _preflight(url, "https://ok.example")
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == "https://ok.example"
+    # a key without a list keeps "*"
+    assert (
+        post(net.rpc_url, ok, {"Origin": "https://evil.example"})[2]["Access-Control-Allow-Origin"]
+        == "*"
+    )
+
+    key_id = hashlib.sha256(key.encode()).hexdigest()[:12]
+    bad = runner.invoke(
+        app, ["gateway", "keys", "update", "--config", config, key_id, "--origin", "ok.example"]
+    )
+    assert bad.exit_code == 1 and "scheme://host" in bad.output
+    updated = runner.invoke(
+        app,
+        [
+            *("gateway", "keys", "update", "--config", config, key_id),
+            "--any-origin",
+            "--quota",
+            "1",
+        ],
+    )
+    assert updated.exit_code == 0, updated.output
+    deadline = time.monotonic() + 30
+    while (
+        post(url, ok, {"Origin": "https://evil.example"})[2].get("Access-Control-Allow-Origin")
+        != "*"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert orjson.loads(_wait_status(url, ok, 429)[1])["error"]["message"]  # quota 1 now
+    listed = runner.invoke(app, ["gateway", "keys", "list", "--config", config]).stdout
+    assert key_id in listed and "1/86400s" in listed
+
+    rotated = runner.invoke(app, ["gateway", "keys", "rotate", "--config", config, key_id])
+    assert rotated.exit_code == 0, rotated.output
+    new_key = rotated.stdout.strip().splitlines()[0]
+    assert new_key.startswith("rn_") and new_key != key
+    _wait_status(net.gateway.rpc_url(SERVICE, new_key), ok, 200)
+    _wait_status(url, ok, 401)

@@ -85,6 +85,7 @@ def test_client_errors_are_never_5xx() -> None:
         ClientReason.PAYLOAD_TOO_LARGE,
         ClientReason.BATCH_TOO_LARGE,
         ClientReason.METHOD_DENIED,
+        ClientReason.ORIGIN_NOT_ALLOWED,
     }
     for reason in client_mistakes:
         assert CLIENT_ERRORS[reason].http_status < 500, reason
