@@ -203,6 +203,8 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
         if not req.is_batch:
             raw_id = req.calls[0].raw_id
         _note_method("batch" if req.is_batch else req.calls[0].method)
+        for call in req.calls:
+            _count_method(gw, ctx, call.method)
         await gw.limiter.admit(record, ctx.service.service_id, len(req.calls), prepaid=1)
         gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc(
             len(req.calls)
@@ -408,6 +410,19 @@ def outermost(
         return await _guarded(handler, request)
 
     return guarded
+
+
+def _count_method(gw: Gateway, ctx: ClientContext, method: str) -> None:
+    """Per-method counter; a method outside the handler's table is ``unknown`` (bounded)."""
+    svc = ctx.service
+    key = (svc.service_id, method)
+    known = gw.metrics.known_methods.get(key)
+    if known is None:
+        known = svc.handler.method_policy(svc.spec, method).known
+        if known:  # only the table's methods are remembered: the dict stays bounded
+            gw.metrics.known_methods[key] = True
+    label = method if known else "unknown"
+    gw.metrics.child(gw.metrics.method_calls, svc.service_id, label).inc()
 
 
 def _note_method(method: str) -> None:

@@ -571,6 +571,8 @@ def test_json_logs_and_request_ids(net: Net) -> None:
     """``log_format = "json"`` + ``access_log``: each answer carries ``Relay-Request-Id`` (the
     fast front's POST and aiohttp's paths alike) and the log has one line per request with
     that id, service, method, status, supplier and latency, never the key."""
+    import urllib.request
+
     tables = {"gateway": {"log_format": "json", "access_log": True}}
     gw = start_gateway_proc(net, tables=tables, name="gw-json")
     try:
@@ -605,6 +607,15 @@ def test_json_logs_and_request_ids(net: Net) -> None:
         assert first["supplier"].startswith("0x") and first["latency_ms"] >= 0
         assert (lines[slow_id]["service"], lines[slow_id]["status"]) == (SERVICE, 401)
         assert key not in gw.log_path.read_text()
+        # per-method counters bounded by the handler's table; process CPU and memory
+        unknown = b'{"jsonrpc":"2.0","method":"no_such_method_x","params":[],"id":2}'
+        post(gw.rpc_url(SERVICE, key), unknown)
+        with urllib.request.urlopen(gw.metrics_url, timeout=10) as r:  # noqa: S310
+            text = r.read().decode()
+        calls = "relaynet_gateway_method_calls_total{method=%s,service=" + f'"{SERVICE}"}}'
+        assert calls % '"eth_chainId"' in text and calls % '"unknown"' + " 1.0" in text
+        assert "no_such_method_x" not in text
+        assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text
     finally:
         gw.stop()
         net.extra.remove(gw)

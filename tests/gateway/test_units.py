@@ -303,3 +303,60 @@ def test_error_bodies_are_jsonrpc() -> None:
         "id": "x",
         "error": {"code": -32001, "message": "nope"},
     }
+
+
+# -- metrics: suppliers that leave --------------------------------------------------------
+
+
+def _samples(metrics: Any, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for fam in metrics.registry.collect()
+        for s in fam.samples
+        if s.name == name
+    }
+
+
+def test_a_supplier_that_leaves_loses_its_series_and_cached_children() -> None:
+    from gateway.metrics import GatewayMetrics
+
+    m = GatewayMetrics()
+    m.child(m.relays, "eth", "0xaa", "success").inc()
+    m.child(m.circuit, "eth", "0xaa").set(2)  # open: the alert that never stopped firing
+    m.child(m.relays, "eth", "0xbb", "success").inc()
+    m.supplier_height.labels("eth", "0xaa").set(10)
+    m.forget_supplier("eth", "0xaa")
+    text = m.render().decode()
+    assert "0xaa" not in text and '"0xbb"' in text
+    # a cached child would keep counting into a series no longer exported
+    m.child(m.relays, "eth", "0xaa", "success").inc()
+    relays = _samples(m, "relaynet_gateway_relays_total")
+    assert relays[(("outcome", "success"), ("service", "eth"), ("supplier", "0xaa"))] == 1.0
+
+
+async def test_the_prober_forgets_suppliers_no_session_in_use_has() -> None:
+    from gateway.health import Prober
+    from gateway.metrics import GatewayMetrics
+    from gateway.store.memory import MemoryStore
+
+    class NoSessions:  # every session in use is gone (e.g. the app unstaked)
+        def upcoming(self) -> list[Any]:
+            return []
+
+    m = GatewayMetrics()
+    m.child(m.circuit, "eth", "0xaa").set(2)
+    store = MemoryStore()
+    prober = Prober(
+        sessions=NoSessions(),  # type: ignore[arg-type]
+        services=None,  # type: ignore[arg-type]
+        client=None,  # type: ignore[arg-type]
+        qos=Qos(),
+        store=store,
+        metrics=m,
+        interval=1.0,
+        timeout=1.0,
+    )
+    prober._in_use = {("eth", "0xaa")}
+    await prober.round()
+    assert "0xaa" not in m.render().decode()
+    await store.close()
