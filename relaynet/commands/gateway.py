@@ -66,7 +66,7 @@ def run(
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
     try:
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, reload=lambda: load_gateway(config, check_files=True)))
     except (RelaynetError, OSError) as exc:
         raise _fail(explain(config, exc)) from None
 

@@ -7,6 +7,7 @@ import base64
 import concurrent.futures
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -740,3 +741,28 @@ def test_keys_update_rotate_and_allowed_origins(net: Net) -> None:
     assert new_key.startswith("rn_") and new_key != key
     _wait_status(net.gateway.rpc_url(SERVICE, new_key), ok, 200)
     _wait_status(url, ok, 401)
+
+
+def test_sighup_reloads_the_limits(net: Net) -> None:
+    """SIGHUP reads the config again: a batch over ``max_batch`` is refused, then accepted
+    once the file allows it, without a restart (the process stays the same)."""
+    import signal
+
+    gw = start_gateway_proc(net, tables={"limits": {"max_batch": 2}}, name="gw-hup")
+    try:
+        key = add_key(gw.files, {SERVICE: net.app_hex})
+        call = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":%d}'
+        batch = b"[" + b",".join(call % i for i in range(3)) + b"]"
+        refused = _wait_status(gw.rpc_url(SERVICE, key), batch, 413)
+        assert b"batch" in refused[1].lower()
+        text = gw.files.config.read_text().replace("max_batch = 2", "max_batch = 10")
+        gw.files.config.write_text(text)
+        pid = gw.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGHUP)
+        body = _wait_status(gw.rpc_url(SERVICE, key), batch, 200)[1]
+        assert len(orjson.loads(body)) == 3 and gw.pid == pid
+        assert "need a restart" not in gw.log_path.read_text()
+    finally:
+        gw.stop()
+        net.extra.remove(gw)

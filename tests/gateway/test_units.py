@@ -360,3 +360,21 @@ async def test_the_prober_forgets_suppliers_no_session_in_use_has() -> None:
     await prober.round()
     assert "0xaa" not in m.render().decode()
     await store.close()
+
+
+def test_sighup_applies_limits_ws_and_access_log_and_names_the_rest(tmp_path: Any) -> None:
+    from gateway.app import reloaded
+
+    env = {"GW_KEY": "0x" + "11" * 32}
+    old = parse_config(CONFIG + "[limits]\nmax_batch = 2\n", base=tmp_path, env=env)
+    new = parse_config(
+        CONFIG.replace("127.0.0.1:8545", "127.0.0.1:9999")
+        + "[limits]\nmax_batch = 7\nmax_body_bytes = 1000\n",
+        base=tmp_path,
+        env=env,
+    )
+    applied, fixed = reloaded(old, new)
+    assert applied.limits.max_batch == 7
+    assert applied.limits.max_body_bytes == old.limits.max_body_bytes  # the listener's
+    assert applied.gateway.listen == "127.0.0.1:8545"
+    assert sorted(fixed) == ["gateway.listen", "limits.max_body_bytes"]
