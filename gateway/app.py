@@ -45,6 +45,7 @@ from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.ws import handle_ws
 from protocol.encoding import address_from_hex, address_to_checksum
+from protocol.errors import RelaynetError
 from protocol.keys import AccountKey
 from protocol.relay import Domain
 from session.snapshot import RegistrySnapshot
@@ -138,12 +139,21 @@ async def create_app(
     follower = None
     if snapshot is None:
         from ledger.deploy import Deployment
-        from ledger.follower import RegistryFollower
+        from ledger.follower import RegistryFollower, check_confirmations
 
         text = await asyncio.to_thread(Path(config.settlement.deployment).read_text)
         deployment = Deployment.from_json(text)
+        try:
+            confirmations = check_confirmations(
+                config.settlement.confirmations, deployment.shape, "settlement.confirmations"
+            )
+        except ValueError as exc:
+            raise RelaynetError(str(exc)) from None
         follower = RegistryFollower(
-            config.settlement.rpc_url, deployment, poll_interval=config.settlement.poll_interval
+            config.settlement.rpc_url,
+            deployment,
+            poll_interval=config.settlement.poll_interval,
+            confirmations=confirmations,
         )
         snapshot = follower.snapshot
         domain = Domain(deployment.chain_id, address_from_hex(deployment.settlement))
@@ -153,7 +163,10 @@ async def create_app(
         raise ValueError("a domain is needed with an injected snapshot")
     is_ready: Callable[[], bool] = ready or (lambda: True)
     account = AccountKey(config.gateway.key_bytes())
-    sessions = SessionBook(snapshot, lag=config.relay.session_lag)
+    lag = max(config.relay.session_lag, config.settlement.confirmations)
+    sessions = SessionBook(snapshot, lag=lag)
+    if follower is not None:
+        follower.add_reorg_listener(lambda reorg: sessions.forget())
     qos = Qos(
         alpha=config.qos.ewma_alpha,
         max_height_lag=config.qos.max_height_lag,

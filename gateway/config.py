@@ -124,6 +124,9 @@ class SettlementConfig(_Strict):
     rpc_url: str
     deployment: Path
     poll_interval: float = Field(default=0.2, gt=0)
+    # blocks a session's H_n must be deep before the gateway signs for it (at most the
+    # deployment's G, checked when the deployment is read)
+    confirmations: int = Field(default=0, ge=0)
 
 
 class RedisConfig(_Strict):

@@ -246,12 +246,22 @@ def build_relayer(
     if domain is None:
         assert deployment is not None
         domain = Domain(deployment.chain_id, address_from_hex(deployment.settlement))
+    if deployment is not None:
+        from ledger.follower import check_confirmations
+
+        try:
+            check_confirmations(config.chain.confirmations, deployment.shape, "chain.confirmations")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
     if snapshot is None:
         from ledger.follower import RegistryFollower
 
         assert deployment is not None
         follower = RegistryFollower(
-            config.chain.rpc_url, deployment, poll_interval=config.chain.poll_interval
+            config.chain.rpc_url,
+            deployment,
+            poll_interval=config.chain.poll_interval,
+            confirmations=config.chain.confirmations,
         )
         snapshot = follower.snapshot
     if chain is None and config.claims.enabled:
@@ -298,7 +308,11 @@ def build_relayer(
             store=store,
             supplier=keys.account.address,
             metrics=metrics,
+            confirmations=config.chain.confirmations,
         )
+        add_reorg_listener = getattr(follower, "add_reorg_listener", None)
+        if add_reorg_listener is not None:
+            add_reorg_listener(claimer.on_reorg)
     relayer = Relayer(
         config=config,
         keys=keys,
