@@ -293,8 +293,38 @@ async def create_app(
     return app
 
 
-async def serve(config: GatewayConfig, *, stop: asyncio.Event | None = None) -> None:
-    """Run the gateway until SIGTERM/SIGINT (or ``stop``); drain in-flight requests, exit."""
+def reloaded(old: GatewayConfig, new: GatewayConfig) -> tuple[GatewayConfig, list[str]]:
+    """What SIGHUP applies: ``[limits]`` (but ``max_body_bytes``, fixed by the listener),
+    ``[ws]`` and ``gateway.access_log``; keys reload on their own. Returns the config in force
+    and the changed settings that need a restart (named, and left as they were)."""
+    limits = new.limits.model_copy(update={"max_body_bytes": old.limits.max_body_bytes})
+    server = old.gateway.model_copy(update={"access_log": new.gateway.access_log})
+    applied = old.model_copy(update={"limits": limits, "ws": new.ws, "gateway": server})
+    fixed = [
+        f"{section}.{name}"
+        for section in type(old).model_fields
+        for name, value in _fields(getattr(new, section)).items()
+        if _fields(getattr(applied, section)).get(name) != value
+    ]
+    return applied, fixed
+
+
+def _fields(value: object) -> dict[str, object]:
+    if hasattr(value, "model_dump"):
+        return dict(value.model_dump())
+    if isinstance(value, dict):
+        return {k: _fields(v) for k, v in value.items()}
+    return {"": value}
+
+
+async def serve(
+    config: GatewayConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    reload: Callable[[], GatewayConfig] | None = None,
+) -> None:
+    """Run the gateway until SIGTERM/SIGINT (or ``stop``); drain in-flight requests, exit.
+    SIGHUP reads the config again through ``reload`` and applies what :func:`reloaded` can."""
     app = await create_app(config)
     gw = app[GATEWAY]
     runner = web.AppRunner(
@@ -321,9 +351,29 @@ async def serve(config: GatewayConfig, *, stop: asyncio.Event | None = None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        read = reload
+
+        def hangup() -> None:
+            try:
+                new = read()
+            except Exception as exc:  # a broken file keeps the settings in force
+                log.warning("SIGHUP: config not reloaded, the old one stays: %s", exc)
+                return
+            gw.config, fixed = reloaded(gw.config, new)
+            log.info("SIGHUP: config reloaded (limits, ws, access_log)")
+            if fixed:
+                log.warning(
+                    "SIGHUP: these need a restart and were left as they were: %s", ", ".join(fixed)
+                )
+
+        loop.add_signal_handler(signal.SIGHUP, hangup)
     await stop.wait()
     log.info("draining %d in-flight requests", gw.inflight)
     gw.draining = True  # /readyz answers 503 from now on
+    if config.gateway.drain_seconds > 0:  # load balancers see the 503 before the listener goes
+        log.info("closing the listener in %.1f s", config.gateway.drain_seconds)
+        await asyncio.sleep(config.gateway.drain_seconds)
     # stops listening, closes idle connections, waits for in-flight handlers (drain_timeout),
     # then closes the resources; bounded, so that SIGTERM always ends the process
     closing = asyncio.ensure_future(_close(runner, metrics_runner))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -79,6 +80,11 @@ class ServerConfig(_Strict):
     private_key: SecretStr | None = None
     private_key_file: Path | None = None
     drain_timeout: float = Field(default=10.0, gt=0)
+    #: seconds between /readyz turning 503 and closing the listener on SIGTERM
+    drain_seconds: float = Field(default=5.0, ge=0, le=300)
+    log_format: Literal["text", "json"] = "text"
+    #: one log line per request (logger ``relaynet.gateway.access``)
+    access_log: bool = False
 
     @field_validator("listen", "metrics_listen")
     @classmethod

@@ -50,6 +50,7 @@ class ClientReason(StrEnum):
     SHUTTING_DOWN = "SHUTTING_DOWN"
     OVERLOADED = "OVERLOADED"  # too many answers buffered at once: shed load
     RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"  # no supplier could answer within the cap
+    ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"  # a browser origin outside the key's allowlist
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ CLIENT_ERRORS: dict[ClientReason, ReasonInfo] = {
     ClientReason.SHUTTING_DOWN: ReasonInfo(503, -32603, ErrorCode.INTERNAL),
     ClientReason.OVERLOADED: ReasonInfo(503, -32005, ErrorCode.RATE_LIMITED),
     ClientReason.RESPONSE_TOO_LARGE: ReasonInfo(200, -32005, ErrorCode.PAYLOAD_TOO_LARGE),
+    ClientReason.ORIGIN_NOT_ALLOWED: ReasonInfo(403, -32001, ErrorCode.APP_NOT_STAKED),
 }
 
 

@@ -46,6 +46,7 @@ class Prober:
         self.interval = interval
         self.timeout = timeout
         self._probed: set[tuple[str, bytes, int]] = set()
+        self._in_use: set[tuple[str, str]] = set()  # (service, 0xsupplier) of the last round
 
     async def probe(self, target: Target) -> None:
         """Probe one supplier once (every probe request of its service's handler)."""
@@ -87,6 +88,10 @@ class Prober:
                 targets.setdefault((t.service_id, t.supplier), t)
         if targets:
             await asyncio.gather(*(self.probe(t) for t in targets.values()))
+        in_use = {(sid, "0x" + sup.hex()) for sid, sup in targets}
+        for sid, supplier in self._in_use - in_use:  # left every session in use
+            self.metrics.forget_supplier(sid, supplier)
+        self._in_use = in_use
         await self._share({sid for sid, _ in targets})
 
     async def _share(self, service_ids: set[str]) -> None:

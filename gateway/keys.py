@@ -69,6 +69,8 @@ class ApiKey:
     created: float = 0.0
     revoked: bool = False
     quorum: int = 1  # default quorum of the key's reads (DESIGN §4), 1–5
+    #: browser origins allowed by CORS (exact ``scheme://host[:port]``); empty: any (``*``)
+    origins: tuple[str, ...] = ()
 
     @property
     def key_id(self) -> str:
@@ -78,6 +80,7 @@ class ApiKey:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["services"] = dict(self.services)
+        data["origins"] = list(self.origins)
         return data
 
     @classmethod
@@ -93,6 +96,7 @@ class ApiKey:
             created=float(data.get("created", 0.0)),
             revoked=bool(data.get("revoked", False)),
             quorum=int(data.get("quorum", 1)),
+            origins=tuple(str(o) for o in data.get("origins", ())),
         )
 
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 __all__ = ["CIRCUIT_VALUES", "GatewayMetrics"]
 
@@ -20,7 +27,17 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        if registry is None:  # process_cpu_seconds, process_resident_memory_bytes, …
+            ProcessCollector(registry=r)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        #: (service, method) → True for methods in the handler's table (see method_calls)
+        self.known_methods: dict[tuple[str, str], bool] = {}
+        self.method_calls = Counter(
+            f"{NS}_method_calls",
+            "Client calls by service and method (methods outside the handler's table: unknown)",
+            ["service", "method"],
+            registry=r,
+        )
         self.requests = Counter(
             f"{NS}_requests",
             "Client calls by service, method class and outcome",
@@ -151,6 +168,20 @@ class GatewayMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
+
+    def forget_supplier(self, service: str, supplier: str) -> None:
+        """Drop every series (and memoised child) of a supplier that left the sessions in use,
+        so that its last values (an open circuit, say) do not stay on the dashboard."""
+        for metric in vars(self).values():
+            names = getattr(metric, "_labelnames", ())
+            if "supplier" not in names or "service" not in names:
+                continue
+            at_service, at_supplier = names.index("service"), names.index("supplier")
+            for values in list(metric._metrics):  # prometheus_client keeps no public index
+                if values[at_service] == service and values[at_supplier] == supplier:
+                    metric.remove(*values)
+        for key in [k for k in self._children if service in k[1] and supplier in k[1]]:
+            del self._children[key]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

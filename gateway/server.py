@@ -42,17 +42,21 @@ from protocol.encoding import address_from_hex
 from protocol.errors import ProtocolError
 from rollups.errors import RequestError
 from rollups.rest import rest_call, rest_error
+from transport.logs import REQUEST, new_request_id
 
 __all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app", "redact"]
 
 log = logging.getLogger("relaynet.gateway")
+access = logging.getLogger("relaynet.gateway.access")
+REQUEST_ID = "Relay-Request-Id"
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, Relay-Quorum",
     "Access-Control-Expose-Headers": (
-        "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Backend-Status, Relay-Cache"
+        "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Backend-Status, Relay-Cache, "
+        "Relay-Request-Id"
     ),
     "Access-Control-Max-Age": "86400",
 }
@@ -133,6 +137,10 @@ def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, Ap
             f"service {service_id!r} is not registered", reason=ClientReason.UNKNOWN_SERVICE
         )
     app_hex = KeyRing.app_for(record, service_id)
+    if record.origins:  # the outermost boundary narrows CORS to them (see _guarded)
+        fields = REQUEST.get()
+        if fields is not None:
+            fields["_origins"] = record.origins
     try:
         app = _app_address(app_hex)
     except ProtocolError as exc:
@@ -195,6 +203,9 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
         req = parse_body(body, max_batch=gw.config.limits.max_batch)
         if not req.is_batch:
             raw_id = req.calls[0].raw_id
+        _note_method("batch" if req.is_batch else req.calls[0].method)
+        for call in req.calls:
+            _count_method(gw, ctx, call.method)
         # N legs count N against the key's limits (DESIGN §4)
         await gw.limiter.admit(
             record, ctx.service.service_id, len(req.calls) * ctx.quorum, prepaid=1
@@ -352,7 +363,38 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return body
 
 
+def _narrow_cors(response: web.StreamResponse, origin: str | None, origins: Sequence[str]) -> None:
+    """A key with allowed origins: CORS headers only for a listed origin, naming it."""
+    for name in CORS_HEADERS:
+        response.headers.popall(name, None)
+    if origin is not None and origin in origins:
+        response.headers.update(_cors_for(origin))
+
+
+def _cors_for(origin: str) -> dict[str, str]:
+    return {**CORS_HEADERS, "Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
 async def handle_options(request: web.Request) -> web.Response:
+    """A preflight. A key in the path with allowed origins: refused (403, no CORS headers)
+    for an origin not listed; otherwise ``*`` as for every other key."""
+    gw = request.app.get(GATEWAY)
+    key = request.match_info.get("key")
+    if gw is not None and key:
+        try:
+            origins = gw.keys.lookup(key).origins
+        except GatewayError:
+            origins = ()
+        if origins:
+            origin = request.headers.get("Origin")
+            if origin is None or origin not in origins:
+                err = BadRequest(
+                    "this origin may not use the key", reason=ClientReason.ORIGIN_NOT_ALLOWED
+                )
+                return web.Response(
+                    status=err.http_status, body=jsonrpc_error_body(err), content_type=JSON
+                )
+            return web.Response(status=204, headers=_cors_for(origin))
     return web.Response(status=204, headers=CORS_HEADERS)
 
 
@@ -384,7 +426,65 @@ def outermost(
     return guarded
 
 
+def _count_method(gw: Gateway, ctx: ClientContext, method: str) -> None:
+    """Per-method counter; a method outside the handler's table is ``unknown`` (bounded)."""
+    svc = ctx.service
+    key = (svc.service_id, method)
+    known = gw.metrics.known_methods.get(key)
+    if known is None:
+        known = svc.handler.method_policy(svc.spec, method).known
+        if known:  # only the table's methods are remembered: the dict stays bounded
+            gw.metrics.known_methods[key] = True
+    label = method if known else "unknown"
+    gw.metrics.child(gw.metrics.method_calls, svc.service_id, label).inc()
+
+
+def _note_method(method: str) -> None:
+    fields = REQUEST.get()
+    if fields is not None:
+        fields["method"] = method[:64]  # the client's text: bounded
+
+
 async def _guarded(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], request: web.Request
+) -> web.StreamResponse:
+    """Runs ``handler`` with a request id: logged with every line of the request, answered in
+    ``Relay-Request-Id``, and (``access_log``) one access line: never the path nor the key."""
+    gw = request.app.get(GATEWAY)
+    service = request.match_info.get("service", "")
+    fields: dict[str, object] = {
+        "request_id": new_request_id(),
+        "service": service if gw is not None and service in gw.services else "unknown",
+    }
+    token = REQUEST.set(fields)
+    started = time.perf_counter()
+    try:
+        response = await _answer(handler, request)
+        origins = fields.pop("_origins", None)
+        if origins and not response.prepared:
+            _narrow_cors(response, request.headers.get("Origin"), origins)  # type: ignore[arg-type]
+        if not response.prepared:  # a WebSocket upgrade has sent its headers already
+            response.headers[REQUEST_ID] = str(fields["request_id"])
+        if gw is not None and gw.config.gateway.access_log:
+            fields["status"] = response.status
+            fields["supplier"] = response.headers.get("Relay-Supplier", "-")
+            fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            fields.setdefault("method", "-")
+            access.info(
+                "%s %s %s %d %.1fms supplier=%s",
+                fields["request_id"],
+                fields["service"],
+                fields["method"],
+                response.status,
+                fields["latency_ms"],
+                fields["supplier"],
+            )
+        return response
+    finally:
+        REQUEST.reset(token)
+
+
+async def _answer(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]], request: web.Request
 ) -> web.StreamResponse:
     try:

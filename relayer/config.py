@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -93,6 +93,7 @@ class ServerConfig(_Strict):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     shutdown_grace: float = Field(default=5.0, ge=0)
+    log_format: Literal["text", "json"] = "text"
     #: concurrent WebSocket streams one app may hold here (DESIGN §4; RATE_LIMITED past it)
     max_streams_per_app: int = Field(default=2048, gt=0)
 

@@ -7,7 +7,14 @@ tests). Label sets are fixed: ``service`` is a configured service id, ``outcome`
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 __all__ = ["OUTCOMES", "RelayerMetrics"]
 
@@ -24,6 +31,7 @@ class RelayerMetrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)  # process CPU, memory, open files of this process
         self.relays = Counter(
             "relays",
             "Relays by service and outcome",

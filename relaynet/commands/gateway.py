@@ -9,7 +9,7 @@ restart. ``stake``/``unstake``/``withdraw`` come from :mod:`relaynet.commands.ga
 from __future__ import annotations
 
 import asyncio
-import logging
+import dataclasses
 import time
 import urllib.request
 from pathlib import Path
@@ -54,9 +54,9 @@ def run(
 ) -> None:
     """Serve dApps: POST /v1/{service} (Bearer key) or /v1/{service}/{key}, WebSocket too."""
     cfg = _config(config, check_files=True)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from transport.logs import configure
+
+    configure(log_level, cfg.gateway.log_format)
     from gateway.app import serve
 
     try:
@@ -66,7 +66,7 @@ def run(
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
     try:
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, reload=lambda: load_gateway(config, check_files=True)))
     except (RelaynetError, OSError) as exc:
         raise _fail(explain(config, exc)) from None
 
@@ -106,22 +106,19 @@ def _find(records: dict[str, ApiKey], key_id: str) -> ApiKey:
     return matches[0]
 
 
-@keys_app.command("add")
-def keys_add(
-    config: ConfigOpt,
-    service: Annotated[
-        list[str], typer.Option("--service", "-s", help="SERVICE=0xAPP (the app that pays)")
-    ],
-    name: Annotated[str, typer.Option(help="a label for the key")] = "",
-    rate_limit: Annotated[float, typer.Option(help="requests per second (0: none)")] = 50.0,
-    burst: Annotated[float, typer.Option(help="token bucket size")] = 100.0,
-    quota: Annotated[int, typer.Option(help="requests per quota period (0: none)")] = 0,
-    quota_period: Annotated[int, typer.Option(help="quota period, seconds")] = 86_400,
-) -> None:
-    """Create a key; it is printed once and stored only as its sha256."""
-    cfg = _config(config)
+OriginOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--origin",
+        help="a browser origin allowed by CORS, e.g. https://app.example (repeat; none: any)",
+    ),
+]
+
+
+def _services(cfg: GatewayConfig, config: Path, items: list[str]) -> dict[str, str]:
+    """``SERVICE=0xAPP`` items → {service: app}, each service one the gateway serves."""
     services: dict[str, str] = {}
-    for item in service:
+    for item in items:
         sid, sep, app_hex = item.partition("=")
         if not sep:
             raise _fail(f"--service {item!r}: use SERVICE=0xAPP")
@@ -135,16 +132,49 @@ def keys_add(
             services[sid] = address_to_hex(address_from_hex(app_hex))
         except RelaynetError as exc:
             raise _fail(f"--service {item!r}: {exc.message}") from exc
+    return services
+
+
+def _origins(items: list[str] | None) -> tuple[str, ...]:
+    """Origins as browsers send them: ``scheme://host[:port]``, no path, no trailing slash."""
+    out: list[str] = []
+    for item in items or ():
+        scheme, sep, rest = item.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise _fail(
+                f"--origin {item!r}: an origin is scheme://host[:port] with no path, "
+                "e.g. https://app.example"
+            )
+        out.append(item)
+    return tuple(out)
+
+
+@keys_app.command("add")
+def keys_add(
+    config: ConfigOpt,
+    service: Annotated[
+        list[str], typer.Option("--service", "-s", help="SERVICE=0xAPP (the app that pays)")
+    ],
+    name: Annotated[str, typer.Option(help="a label for the key")] = "",
+    rate_limit: Annotated[float, typer.Option(help="requests per second (0: none)")] = 50.0,
+    burst: Annotated[float, typer.Option(help="token bucket size")] = 100.0,
+    quota: Annotated[int, typer.Option(help="requests per quota period (0: none)")] = 0,
+    quota_period: Annotated[int, typer.Option(help="quota period, seconds")] = 86_400,
+    origin: OriginOpt = None,
+) -> None:
+    """Create a key; it is printed once and stored only as its sha256."""
+    cfg = _config(config)
     key = generate_key()
     record = ApiKey(
         key_hash=hash_key(key),
         name=name,
-        services=services,
+        services=_services(cfg, config, service),
         rate_limit=rate_limit,
         burst=burst,
         quota=quota,
         quota_period=quota_period,
         created=time.time(),
+        origins=_origins(origin),
     )
 
     async def action() -> None:
@@ -186,12 +216,13 @@ def keys_list(config: ConfigOpt) -> None:
                 f"{s}={address_to_checksum(address_from_hex(a))}"
                 for s, a in sorted(r.services.items())
             ),
+            " ".join(r.origins) or "*",
         ]
         for r in sorted(records.values(), key=lambda r: r.created)
     ]
     print_table(
         f"API keys of {config} ({len(rows)})",
-        ["key id", "state", "name", "rate", "burst", "quota", "services (service=app)"],
+        ["key id", "state", "name", "rate", "burst", "quota", "services (service=app)", "origins"],
         rows,
         right=("rate", "burst"),
     )
@@ -216,6 +247,96 @@ def keys_revoke(
 
     record = asyncio.run(action())
     typer.echo(f"revoked {record.key_id}")
+
+
+@keys_app.command("update")
+def keys_update(
+    config: ConfigOpt,
+    key_id: Annotated[str, typer.Argument(help="key id (a prefix of its hash) or the key")],
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", "-s", help="SERVICE=0xAPP (replaces the key's services)"),
+    ] = None,
+    rate_limit: Annotated[float | None, typer.Option(help="requests per second (0: none)")] = None,
+    burst: Annotated[float | None, typer.Option(help="token bucket size")] = None,
+    quota: Annotated[int | None, typer.Option(help="requests per quota period (0: none)")] = None,
+    quota_period: Annotated[int | None, typer.Option(help="quota period, seconds")] = None,
+    origin: OriginOpt = None,
+    any_origin: Annotated[
+        bool, typer.Option("--any-origin", help="drop the origin allowlist (CORS: *)")
+    ] = False,
+) -> None:
+    """Change a key's limits, services or allowed origins; the key itself stays the same."""
+    cfg = _config(config)
+    if origin and any_origin:
+        raise _fail("--origin and --any-origin exclude each other — give one")
+    changes: dict[str, object] = {
+        k: v
+        for k, v in {
+            "rate_limit": rate_limit,
+            "burst": burst,
+            "quota": quota,
+            "quota_period": quota_period,
+        }.items()
+        if v is not None
+    }
+    if service:
+        changes["services"] = _services(cfg, config, service)
+    if origin:
+        changes["origins"] = _origins(origin)
+    if any_origin:
+        changes["origins"] = ()
+    if not changes:
+        raise _fail(
+            "nothing to change — give --rate-limit, --burst, --quota, --quota-period, "
+            "--service, --origin or --any-origin"
+        )
+
+    async def action() -> ApiKey:
+        backend, store = _with_backend(cfg)
+        try:
+            record = _find(await backend.load(), key_id)
+            if record.revoked:
+                raise _fail(f"key {record.key_id} is revoked — add a new one")
+            updated = dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+            await backend.put(updated)
+            return updated
+        finally:
+            await _close(store)
+
+    record = asyncio.run(action())
+    typer.echo(f"updated {record.key_id}: " + ", ".join(sorted(changes)))
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    config: ConfigOpt,
+    key_id: Annotated[str, typer.Argument(help="key id (a prefix of its hash) or the key")],
+) -> None:
+    """A new secret with the same services, limits and origins; the old one is revoked."""
+    cfg = _config(config)
+    key = generate_key()
+
+    async def action() -> tuple[ApiKey, ApiKey]:
+        backend, store = _with_backend(cfg)
+        try:
+            old = _find(await backend.load(), key_id)
+            if old.revoked:
+                raise _fail(f"key {old.key_id} is revoked — add a new one")
+            new = dataclasses.replace(old, key_hash=hash_key(key), created=time.time())
+            await backend.put(new)  # the new key first: no moment without a valid key
+            await backend.put(revoked(old))
+            return old, new
+        finally:
+            await _close(store)
+
+    old, new = asyncio.run(action())
+    typer.echo(key)
+    typer.echo(
+        f"key id {new.key_id} replaces {old.key_id} (revoked) — store the key now, "
+        "it is not shown again",
+        err=True,
+    )
 
 
 @keys_app.command("usage")

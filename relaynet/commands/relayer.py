@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -45,12 +44,12 @@ def run(
     from relayer.app import RelayerKeys, build_relayer, serve
     from relayer.keyfiles import read_account_key, read_receipt_key
     from relaynet.config import load_relayer
+    from transport.logs import configure
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure(log_level)
     try:
         cfg = load_relayer(config)
+        configure(log_level, cfg.server.log_format)
         keys = RelayerKeys(
             account=read_account_key(cfg.keys.supplier_keystore, cfg.passphrase()),
             receipt=read_receipt_key(cfg.keys.receipt_key),

@@ -124,6 +124,7 @@ def write_gateway_files(layout: Layout, plan: DevnetPlan) -> Path:
             "devnet": True,
             "private_key_file": "gateway.key",
             "drain_timeout": 3.0,
+            "drain_seconds": 0,
         },
         "settlement": {
             "rpc_url": plan.settlement_url,

@@ -198,6 +198,15 @@ SELECTOR = re.compile(r"(relaynet_[a-z_]+)(\{[^}]*\})?")
 GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 LABEL_MATCH = re.compile(r"([a-z_]+)\s*(?:=~|!~|!=|=)")
 SCRAPE_LABELS = {"instance", "job"}
+PROCESS = re.compile(r"\bprocess_(cpu_seconds_total|resident_memory_bytes)\b")
+
+
+def test_both_servers_export_process_cpu_and_memory() -> None:
+    from prometheus_client import generate_latest
+
+    for metrics in (RelayerMetrics(), GatewayMetrics()):
+        text = generate_latest(metrics.registry).decode()
+        assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text
 
 
 def test_rules_and_dashboard_use_only_exported_metrics_and_their_labels() -> None:
@@ -205,7 +214,7 @@ def test_rules_and_dashboard_use_only_exported_metrics_and_their_labels() -> Non
     used: set[str] = set()
     for where, expr in _exprs():
         selectors = SELECTOR.findall(expr)
-        assert selectors or "up{" in expr, f"{where}: no relaynet metric in {expr!r}"
+        assert selectors or "up{" in expr or PROCESS.search(expr), f"{where}: no metric: {expr!r}"
         labels_in_expr: set[str] = set()
         for name, braces in selectors:
             assert name in exported, f"{where}: {name} is not exported"

@@ -7,6 +7,7 @@ import base64
 import concurrent.futures
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -565,3 +566,214 @@ def test_sigterm_drains_in_flight_requests(net: Net) -> None:
     assert all(s == 200 and len(orjson.loads(b)) == 100 for s, b, _ in results), [
         r[0] for r in results
     ]
+
+
+def test_json_logs_and_request_ids(net: Net) -> None:
+    """``log_format = "json"`` + ``access_log``: each answer carries ``Relay-Request-Id`` (the
+    fast front's POST and aiohttp's paths alike) and the log has one line per request with
+    that id, service, method, status, supplier and latency, never the key."""
+    import urllib.request
+
+    tables = {"gateway": {"log_format": "json", "access_log": True}}
+    gw = start_gateway_proc(net, tables=tables, name="gw-json")
+    try:
+        key = add_key(gw.files, {SERVICE: net.app_hex})
+        ok = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":1}'
+        deadline = time.monotonic() + 30
+        while (answer := post(gw.rpc_url(SERVICE, key), ok))[0] != 200:  # the key is reloaded
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.1)
+        headers = answer[2]
+        fast_id = headers["Relay-Request-Id"]
+        assert "Relay-Request-Id" in headers["Access-Control-Expose-Headers"]
+        # a percent-encoded path is left to aiohttp by the fast front; a bad key: 401
+        encoded = f"%{ord(SERVICE[0]):02x}{SERVICE[1:]}"
+        status2, _, headers2 = post(gw.rpc_url(encoded, key + "x"), ok)
+        assert status2 == 401
+        slow_id = headers2["Relay-Request-Id"]
+        assert len({fast_id, slow_id}) == 2 and all(len(i) == 16 for i in (fast_id, slow_id))
+
+        def access_lines() -> dict[str, dict[str, Any]]:
+            text = gw.log_path.read_text().splitlines()
+            lines = [orjson.loads(x) for x in text if x.startswith("{")]
+            return {d["request_id"]: d for d in lines if d["logger"].endswith(".access")}
+
+        deadline = time.monotonic() + 30
+        while not {fast_id, slow_id} <= access_lines().keys():
+            assert time.monotonic() < deadline, gw.log_tail()
+            time.sleep(0.1)
+        lines = access_lines()
+        first = lines[fast_id]
+        assert (first["service"], first["method"], first["status"]) == (SERVICE, "eth_chainId", 200)
+        assert first["supplier"].startswith("0x") and first["latency_ms"] >= 0
+        assert (lines[slow_id]["service"], lines[slow_id]["status"]) == (SERVICE, 401)
+        assert key not in gw.log_path.read_text()
+        # per-method counters bounded by the handler's table; process CPU and memory
+        unknown = b'{"jsonrpc":"2.0","method":"no_such_method_x","params":[],"id":2}'
+        post(gw.rpc_url(SERVICE, key), unknown)
+        with urllib.request.urlopen(gw.metrics_url, timeout=10) as r:  # noqa: S310
+            text = r.read().decode()
+        calls = "relaynet_gateway_method_calls_total{method=%s,service=" + f'"{SERVICE}"}}'
+        assert calls % '"eth_chainId"' in text and calls % '"unknown"' + " 1.0" in text
+        assert "no_such_method_x" not in text
+        assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text
+    finally:
+        gw.stop()
+        net.extra.remove(gw)
+
+
+def test_drain_seconds_keeps_the_listener_after_readiness_turns_503(net: Net) -> None:
+    """On SIGTERM ``/readyz`` turns 503 ``drain_seconds`` before the listener closes: a new
+    connection is still answered while it is 503, and the process then exits 0."""
+    import urllib.request
+
+    gw = start_gateway_proc(net, tables={"gateway": {"drain_seconds": 20}}, name="gw-drain")
+    try:
+        key = add_key(gw.files, {SERVICE: net.app_hex})
+        ok = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":1}'
+        deadline = time.monotonic() + 30
+        while (answer := post(gw.rpc_url(SERVICE, key), ok))[0] != 200:  # the key is reloaded
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.1)
+        gw.terminate()
+        deadline = time.monotonic() + 30
+        while True:  # readiness turns 503 while the listener still accepts
+            try:
+                with urllib.request.urlopen(f"{gw.url}/readyz", timeout=5):  # noqa: S310
+                    pass
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # well inside drain_seconds: a new connection is still served
+        assert post(gw.rpc_url(SERVICE, key), ok)[0] == 200
+        assert gw.wait(timeout=60) == 0
+    finally:
+        gw.stop()
+        net.extra.remove(gw)
+
+
+def _wait_status(url: str, body: bytes, want: int, headers: dict[str, str] | None = None) -> Any:
+    deadline = time.monotonic() + 30
+    while (answer := post(url, body, headers))[0] != want:  # keys are reloaded, not pushed
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.1)
+    return answer
+
+
+def _preflight(url: str, origin: str) -> tuple[int, dict[str, str]]:
+    import urllib.request
+
+    req = urllib.request.Request(url, method="OPTIONS", headers={"Origin": origin})  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
+
+
+def test_keys_update_rotate_and_allowed_origins(net: Net) -> None:
+    """``keys add --origin``: a listed origin gets CORS headers naming it, another none and a
+    refused preflight; ``keys update --any-origin`` brings back ``*``; ``keys update`` changes
+    the quota in place; ``keys rotate`` gives a working key and revokes the old one."""
+    gw = start_gateway_proc(net, name="gw-keys")  # the module's gateway may be stopped already
+    try:
+        _keys_update_rotate_and_origins(net, gw)
+    finally:
+        gw.stop()
+        net.extra.remove(gw)
+
+
+def _keys_update_rotate_and_origins(net: Net, gw: Any) -> None:
+    from typer.testing import CliRunner
+
+    from relaynet.cli import app
+
+    runner = CliRunner()
+    config = str(gw.files.config)
+    added = runner.invoke(
+        app,
+        [
+            *("gateway", "keys", "add", "--config", config),
+            *("--service", f"{SERVICE}={net.app_hex}", "--origin", "https://ok.example"),
+        ],
+    )
+    assert added.exit_code == 0, added.output
+    key = added.stdout.strip().splitlines()[0]
+    url = gw.rpc_url(SERVICE, key)
+    ok = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":1}'
+    good = _wait_status(url, ok, 200, {"Origin": "https://ok.example"})[2]
+    assert good["Access-Control-Allow-Origin"] == "https://ok.example"
+    evil = post(url, ok, {"Origin": "https://evil.example"})
+    assert evil[0] == 200 and "Access-Control-Allow-Origin" not in evil[2]
+    status, headers = _preflight(url, "https://evil.example")
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+    status, headers = _preflight(url, "https://ok.example")
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == "https://ok.example"
+    # a key without a list keeps "*"
+    plain = gw.rpc_url(SERVICE, add_key(gw.files, {SERVICE: net.app_hex}))
+    assert (
+        _wait_status(plain, ok, 200, {"Origin": "https://evil.example"})[2][
+            "Access-Control-Allow-Origin"
+        ]
+        == "*"
+    )
+
+    key_id = hashlib.sha256(key.encode()).hexdigest()[:12]
+    bad = runner.invoke(
+        app, ["gateway", "keys", "update", "--config", config, key_id, "--origin", "ok.example"]
+    )
+    assert bad.exit_code == 1 and "scheme://host" in bad.output
+    updated = runner.invoke(
+        app,
+        [
+            *("gateway", "keys", "update", "--config", config, key_id),
+            "--any-origin",
+            "--quota",
+            "1",
+        ],
+    )
+    assert updated.exit_code == 0, updated.output
+    deadline = time.monotonic() + 30
+    while (
+        post(url, ok, {"Origin": "https://evil.example"})[2].get("Access-Control-Allow-Origin")
+        != "*"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert orjson.loads(_wait_status(url, ok, 429)[1])["error"]["message"]  # quota 1 now
+    listed = runner.invoke(app, ["gateway", "keys", "list", "--config", config]).stdout
+    assert key_id in listed and "1/86400s" in listed
+
+    rotated = runner.invoke(app, ["gateway", "keys", "rotate", "--config", config, key_id])
+    assert rotated.exit_code == 0, rotated.output
+    new_key = rotated.stdout.strip().splitlines()[0]
+    assert new_key.startswith("rn_") and new_key != key
+    _wait_status(gw.rpc_url(SERVICE, new_key), ok, 200)
+    _wait_status(url, ok, 401)
+
+
+def test_sighup_reloads_the_limits(net: Net) -> None:
+    """SIGHUP reads the config again: a batch over ``max_batch`` is refused, then accepted
+    once the file allows it, without a restart (the process stays the same)."""
+    import signal
+
+    gw = start_gateway_proc(net, tables={"limits": {"max_batch": 2}}, name="gw-hup")
+    try:
+        key = add_key(gw.files, {SERVICE: net.app_hex})
+        call = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":%d}'
+        batch = b"[" + b",".join(call % i for i in range(3)) + b"]"
+        refused = _wait_status(gw.rpc_url(SERVICE, key), batch, 413)
+        assert b"batch" in refused[1].lower()
+        text = gw.files.config.read_text().replace("max_batch = 2", "max_batch = 10")
+        gw.files.config.write_text(text)
+        pid = gw.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGHUP)
+        body = _wait_status(gw.rpc_url(SERVICE, key), batch, 200)[1]
+        assert len(orjson.loads(body)) == 3 and gw.pid == pid
+        assert "need a restart" not in gw.log_path.read_text()
+    finally:
+        gw.stop()
+        net.extra.remove(gw)

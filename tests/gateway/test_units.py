@@ -85,6 +85,7 @@ def test_client_errors_are_never_5xx() -> None:
         ClientReason.PAYLOAD_TOO_LARGE,
         ClientReason.BATCH_TOO_LARGE,
         ClientReason.METHOD_DENIED,
+        ClientReason.ORIGIN_NOT_ALLOWED,
     }
     for reason in client_mistakes:
         assert CLIENT_ERRORS[reason].http_status < 500, reason
@@ -302,3 +303,78 @@ def test_error_bodies_are_jsonrpc() -> None:
         "id": "x",
         "error": {"code": -32001, "message": "nope"},
     }
+
+
+# -- metrics: suppliers that leave --------------------------------------------------------
+
+
+def _samples(metrics: Any, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for fam in metrics.registry.collect()
+        for s in fam.samples
+        if s.name == name
+    }
+
+
+def test_a_supplier_that_leaves_loses_its_series_and_cached_children() -> None:
+    from gateway.metrics import GatewayMetrics
+
+    m = GatewayMetrics()
+    m.child(m.relays, "eth", "0xaa", "success").inc()
+    m.child(m.circuit, "eth", "0xaa").set(2)  # open: the alert that never stopped firing
+    m.child(m.relays, "eth", "0xbb", "success").inc()
+    m.supplier_height.labels("eth", "0xaa").set(10)
+    m.forget_supplier("eth", "0xaa")
+    text = m.render().decode()
+    assert "0xaa" not in text and '"0xbb"' in text
+    # a cached child would keep counting into a series no longer exported
+    m.child(m.relays, "eth", "0xaa", "success").inc()
+    relays = _samples(m, "relaynet_gateway_relays_total")
+    assert relays[(("outcome", "success"), ("service", "eth"), ("supplier", "0xaa"))] == 1.0
+
+
+async def test_the_prober_forgets_suppliers_no_session_in_use_has() -> None:
+    from gateway.health import Prober
+    from gateway.metrics import GatewayMetrics
+    from gateway.store.memory import MemoryStore
+
+    class NoSessions:  # every session in use is gone (e.g. the app unstaked)
+        def upcoming(self) -> list[Any]:
+            return []
+
+    m = GatewayMetrics()
+    m.child(m.circuit, "eth", "0xaa").set(2)
+    store = MemoryStore()
+    prober = Prober(
+        sessions=NoSessions(),  # type: ignore[arg-type]
+        services=None,  # type: ignore[arg-type]
+        client=None,  # type: ignore[arg-type]
+        qos=Qos(),
+        store=store,
+        metrics=m,
+        interval=1.0,
+        timeout=1.0,
+    )
+    prober._in_use = {("eth", "0xaa")}
+    await prober.round()
+    assert "0xaa" not in m.render().decode()
+    await store.close()
+
+
+def test_sighup_applies_limits_ws_and_access_log_and_names_the_rest(tmp_path: Any) -> None:
+    from gateway.app import reloaded
+
+    env = {"GW_KEY": "0x" + "11" * 32}
+    old = parse_config(CONFIG + "[limits]\nmax_batch = 2\n", base=tmp_path, env=env)
+    new = parse_config(
+        CONFIG.replace("127.0.0.1:8545", "127.0.0.1:9999")
+        + "[limits]\nmax_batch = 7\nmax_body_bytes = 1000\n",
+        base=tmp_path,
+        env=env,
+    )
+    applied, fixed = reloaded(old, new)
+    assert applied.limits.max_batch == 7
+    assert applied.limits.max_body_bytes == old.limits.max_body_bytes  # the listener's
+    assert applied.gateway.listen == "127.0.0.1:8545"
+    assert sorted(fixed) == ["gateway.listen", "limits.max_body_bytes"]

@@ -102,6 +102,7 @@ def write_gateway_files(
             "devnet": devnet,
             "private_key_file": "gateway.key",
             "drain_timeout": 5.0,
+            "drain_seconds": 0,
         },
         "settlement": {"rpc_url": rpc_url, "deployment": "deployment.json", "poll_interval": 0.1},
         "keys": {"reload_interval": 0.2},

@@ -1,0 +1,62 @@
+"""transport.logs: JSON lines carry the current request's fields; text lines its id."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import orjson
+
+from transport.logs import REQUEST, JsonFormatter, RequestFilter, configure
+
+
+def _capture(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RequestFilter())
+    handler.setFormatter(formatter)
+    logger = logging.getLogger("relaynet.test.logs")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, out
+
+
+def test_json_line_has_the_request_fields_inside_a_request_only() -> None:
+    logger, out = _capture(JsonFormatter())
+    token = REQUEST.set({"request_id": "00aa", "service": "eth", "method": "eth_call"})
+    try:
+        logger.warning("slow %s", "supplier")
+    finally:
+        REQUEST.reset(token)
+    logger.info("outside")
+    inside, outside = (orjson.loads(x) for x in out.getvalue().splitlines())
+    assert inside["msg"] == "slow supplier" and inside["level"] == "warning"
+    assert (inside["request_id"], inside["service"], inside["method"]) == (
+        "00aa",
+        "eth",
+        "eth_call",
+    )
+    assert outside["msg"] == "outside" and "request_id" not in outside
+
+
+def test_text_format_stays_the_default_and_names_the_request() -> None:
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    try:
+        configure("info")
+        (handler,) = root.handlers
+        assert not isinstance(handler.formatter, JsonFormatter)
+        configure("info", "json")
+        (handler,) = root.handlers
+        assert isinstance(handler.formatter, JsonFormatter)
+        logger, out = _capture(logging.Formatter("%(message)s%(request_fields)s"))
+        token = REQUEST.set({"request_id": "00bb"})
+        try:
+            logger.info("hello")
+        finally:
+            REQUEST.reset(token)
+        assert out.getvalue().strip() == "hello [request_id=00bb]"
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
