@@ -136,6 +136,9 @@ class Net:
         return self
 
     def start_redis(self) -> None:
+        """redis-server with its AOF fsynced on every write (a restart keeps the API keys)."""
+        data = self.tmp / "redis-data"
+        data.mkdir(exist_ok=True)
         self.hosts["redis"].popen(
             [
                 "redis-server",
@@ -146,7 +149,11 @@ class Net:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(data),
                 "--protected-mode",
                 "no",
             ],

@@ -66,7 +66,13 @@ def cleanup_stale() -> None:
         if name.startswith(f"{PREFIX}-"):
             _kill_pids(_netns_pids(name))
             _ip("netns", "del", name, check=False)
-    _ip("link", "del", BRIDGE, check=False)
+    # our root-side veth ends and the bridge (a namespace's removal takes its veth pair with it
+    # only asynchronously)
+    for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
+        parts = line.split(": ")
+        link = parts[1].split("@")[0] if len(parts) > 1 else ""
+        if link.startswith(PREFIX):
+            _ip("link", "del", link, check=False)
 
 
 @dataclass

@@ -1,0 +1,98 @@
+"""The full multi-host run (``make multihost``; not collected by ``make test``, which runs the
+smoke): faults one after the other under bounded load, zero failed reads through each while
+another supplier of the session is healthy. Phases and their counts go to stdout and to
+``$MULTIHOST_REPORT`` (JSON lines).
+
+``MULTIHOST_OUTAGE_S`` (default 60) is how long the settlement RPC stays unreachable."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+import pytest
+
+from tests.multihost.faults import healthy_others, phase, ready
+from tests.multihost.net import GATEWAYS, Net, http_ok
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+OUTAGE_S = float(os.environ.get("MULTIHOST_OUTAGE_S", "60"))
+
+
+def unreachable(url: str) -> bool:
+    try:
+        http_ok(url)
+    except OSError:
+        return True
+    return False
+
+
+def redis_state(net: Net, name: str) -> str:
+    url = f"http://{net.hosts[name].address}:8080/readyz"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return str(json.loads(resp.read()).get("redis"))
+
+
+def test_faults_one_after_the_other(net: Net) -> None:
+    hosts = net.hosts
+    n = 0
+
+    def go(fault: str, cause, lift, seconds: float, recovered=None) -> None:  # type: ignore[no-untyped-def]
+        nonlocal n
+        result, failed = phase(net, fault, cause, lift, seconds, recovered, first=n)
+        n += result.reads
+        assert failed == [], (fault, failed[:5])
+        assert result.reads == int(seconds * 20)
+
+    go("baseline", lambda: None, lambda: None, 5)
+
+    # one relayer's link cut
+    healthy_others(net, "r1")
+    relay_r1 = f"http://{hosts['r1'].address}:8081/readyz"
+
+    def cut_r1() -> None:
+        hosts["r1"].link(up=False)
+        assert unreachable(relay_r1)
+
+    go("r1 link down", cut_r1, lambda: hosts["r1"].link(up=True), 15, ready(net, "r1", 8081))
+
+    # the settlement RPC unreachable (the chain host's link down; anvil keeps mining)
+    chain_rpc = f"{net.chain_url}"
+
+    def cut_chain() -> None:
+        hosts["chain"].link(up=False)
+        assert unreachable(chain_rpc)
+
+    go(
+        "settlement RPC unreachable",
+        cut_chain,
+        lambda: hosts["chain"].link(up=True),
+        OUTAGE_S,
+        lambda: all(http_ok(f"http://{hosts[r].address}:8081/readyz") for r in ("r1", "r2", "r3")),
+    )
+
+    # Redis stopped (killed), then started again empty of nothing but what the gateways replay
+    def stop_redis() -> None:
+        hosts["redis"].kill_all()
+
+    def degraded() -> bool:
+        return all(redis_state(net, g) == "degraded" for g in GATEWAYS)
+
+    def start_redis() -> None:
+        assert degraded()  # both replicas noticed the outage while the load ran
+        net.start_redis()
+
+    go(
+        "redis stopped",
+        stop_redis,
+        start_redis,
+        20,
+        lambda: all(redis_state(net, g) == "ok" for g in GATEWAYS),
+    )
+
+    # a relayer host killed (every process of r2, SIGKILL); it stays dead
+    healthy_others(net, "r2")
+    go("r2 host killed", hosts["r2"].kill_all, lambda: None, 15)
+    go("after the faults", lambda: None, lambda: None, 5)
