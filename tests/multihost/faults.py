@@ -65,14 +65,16 @@ def report(net: Net, result: Phase) -> None:
         fh.write(line + "\n")
 
 
-def healthy_others(net: Net, victim: str) -> list[str]:
-    """Assert the app's current session holds ``victim`` and at least one other relayer (the
-    claim "zero failed reads while another supplier is healthy" needs one); return the others."""
-    held = session_suppliers(net)
-    assert victim in held, held
-    others = [name for name in held if name != victim]
-    assert others, f"no other supplier in the session: {held}"
-    return others
+def healthy_others(net: Net, victim: str, first: int | None = None) -> int:
+    """Assert that each of the app's sessions from ``first`` (default: the head's) to the
+    head's holds ``victim`` and at least one other relayer — the claim "zero failed reads while
+    another supplier of the session is healthy" needs one. Returns the head's session; call it
+    before a phase and again after it with ``first`` = what it returned."""
+    found = session_suppliers(net, first)
+    for n, held in found.items():
+        assert victim in held, (n, held)
+        assert [name for name in held if name != victim], f"session {n}: no other supplier {held}"
+    return max(found)
 
 
 def ready(net: Net, name: str, port: int) -> Callable[[], bool]:

@@ -34,6 +34,7 @@ SERVICE = "eth"
 PASSPHRASE = "multihost-pw"
 RELAYERS = ("r1", "r2", "r3")
 GATEWAYS = ("gw1", "gw2")
+DELAYED = "r3"  # the relayer behind the delaying proxy
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 
 
@@ -181,7 +182,16 @@ class Net:
         pw = self.tmp / "passphrase"
         pw.write_text(PASSPHRASE + "\n")
         self.cli(
-            ["network", "deploy", "--rpc-url", self.chain_url, "--out", str(out)],
+            [
+                "network",
+                "deploy",
+                "--rpc-url",
+                self.chain_url,
+                "--out",
+                str(out),
+                "--params",
+                str(REPO / "deploy" / "config" / "params.toml"),
+            ],
             ["--keystore", str(stores["deployer"]), "--passphrase-file", str(pw)],
         )
         self.deployment = out
@@ -240,7 +250,10 @@ class Net:
                 root / "etc/keys/supplier.json", self.accounts[name], PASSPHRASE, iterations=1024
             )
             write_receipt_key(root / "etc/keys/receipt-key.json", self.receipts[name])
-            (root / "relayer.toml").write_text(_production("relayer.toml", root, {}))
+            # r3 listens on 8082 behind a delaying proxy on its staked port 8081 (delay 0 until
+            # a test sets one with set_delay)
+            ports = {"port = 8081": "port = 8082"} if name == DELAYED else {}
+            (root / "relayer.toml").write_text(_production("relayer.toml", root, ports))
         env = {
             **os.environ,
             "RELAYER_PASSPHRASE": PASSPHRASE,
@@ -248,11 +261,29 @@ class Net:
             "ETH_NODE_URL": self.eth_url,
             "ETH_NODE_WS_URL": self.eth_url.replace("http", "ws", 1),
         }
+        if name == DELAYED:
+            self.set_delay(0)
+            self.hosts[name].popen(
+                [
+                    PYTHON,
+                    "-m",
+                    "tests.support.delay_proxy",
+                    "8081",
+                    "127.0.0.1:8082",
+                    str(self.tmp / "delay"),
+                ],
+                log=root / "proxy.log",
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
         self.hosts[name].popen(
             [PYTHON, "-m", "relaynet", "relayer", "run", "--config", str(root / "relayer.toml")],
             log=root / "relayer.log",
             env=env,
         )
+
+    def set_delay(self, seconds: float) -> None:
+        """The delay the proxy in front of r3 adds to each chunk towards the relayer."""
+        (self.tmp / "delay").write_text(f"{seconds}\n")
 
     def gateway_env(self) -> dict[str, str]:
         return {
@@ -357,9 +388,17 @@ def run_load(urls: list[str], seconds: float, rate: float = 20.0, first: int = 0
     return load
 
 
-def session_suppliers(net: Net, ahead: int = 0) -> dict[str, str]:
-    """The suppliers of the app's session ``ahead`` sessions after the head's, read from the
-    chain (a follower of our own): host name -> endpoint, of the staked relayers it holds."""
+def session_number(net: Net) -> int:
+    from session.windows import session_of
+
+    shape = load_deployment(net.deployment).shape
+    return session_of(int(str(rpc(net.chain_url, "eth_blockNumber")), 16), shape.B0, shape.L)
+
+
+def session_suppliers(net: Net, first: int | None = None) -> dict[int, dict[str, str]]:
+    """The suppliers of the app's sessions ``first`` … the head's (default: the head's only),
+    read from the chain by a follower of our own: session -> {host name: endpoint} of the
+    staked relayers it holds."""
     from ledger.follower import RegistryFollower
     from session.hydrate import hydrate
     from session.windows import session_of
@@ -367,14 +406,19 @@ def session_suppliers(net: Net, ahead: int = 0) -> dict[str, str]:
     deployment = load_deployment(net.deployment)
     shape = deployment.shape
     head = int(str(rpc(net.chain_url, "eth_blockNumber")), 16)
-    n = session_of(head, shape.B0, shape.L) + ahead
+    last = session_of(head, shape.B0, shape.L)
 
-    async def read() -> dict[str, str]:
+    async def read() -> dict[int, dict[str, str]]:
+        found: dict[int, dict[str, str]] = {}
         async with RegistryFollower(net.chain_url, deployment, poll_interval=0.2) as follower:
             await follower.wait_for_block(head, timeout=60)
-            session = hydrate(follower.snapshot, SERVICE, net.accounts["app"].address, n)
-            assert session is not None, f"no session {n} of the app"
-            held = {"0x" + s.address.hex(): s.endpoint or "" for s in session.suppliers}
-        return {name: held[addr] for name, addr in net.suppliers.items() if addr in held}
+            for n in range(last if first is None else first, last + 1):
+                session = hydrate(follower.snapshot, SERVICE, net.accounts["app"].address, n)
+                assert session is not None, f"no session {n} of the app"
+                held = {"0x" + s.address.hex(): s.endpoint or "" for s in session.suppliers}
+                found[n] = {
+                    name: held[addr] for name, addr in net.suppliers.items() if addr in held
+                }
+        return found
 
     return asyncio.run(read())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 
 import pytest
@@ -18,6 +19,16 @@ from tests.multihost.net import GATEWAYS, Net, http_ok
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
+LOSS = """
+table inet rnmh_loss {
+  chain in {
+    type filter hook input priority 0; policy accept; numgen random mod 100 < 5 counter drop;
+  }
+  chain out {
+    type filter hook output priority 0; policy accept; numgen random mod 100 < 5 counter drop;
+  }
+}
+"""
 OUTAGE_S = float(os.environ.get("MULTIHOST_OUTAGE_S", "60"))
 
 
@@ -39,9 +50,12 @@ def test_faults_one_after_the_other(net: Net) -> None:
     hosts = net.hosts
     n = 0
 
-    def go(fault: str, cause, lift, seconds: float, recovered=None) -> None:  # type: ignore[no-untyped-def]
+    def go(fault: str, cause, lift, seconds: float, recovered=None, victim=None) -> None:  # type: ignore[no-untyped-def]
         nonlocal n
+        first = healthy_others(net, victim) if victim else None
         result, failed = phase(net, fault, cause, lift, seconds, recovered, first=n)
+        if victim:  # the premise held in every session the phase ran through
+            healthy_others(net, victim, first)
         n += result.reads
         assert failed == [], (fault, failed[:5])
         assert result.reads == int(seconds * 20)
@@ -49,14 +63,46 @@ def test_faults_one_after_the_other(net: Net) -> None:
     go("baseline", lambda: None, lambda: None, 5)
 
     # one relayer's link cut
-    healthy_others(net, "r1")
     relay_r1 = f"http://{hosts['r1'].address}:8081/readyz"
 
     def cut_r1() -> None:
         hosts["r1"].link(up=False)
         assert unreachable(relay_r1)
 
-    go("r1 link down", cut_r1, lambda: hosts["r1"].link(up=True), 15, ready(net, "r1", 8081))
+    go(
+        "r1 link down",
+        cut_r1,
+        lambda: hosts["r1"].link(up=True),
+        15,
+        ready(net, "r1", 8081),
+        victim="r1",
+    )
+
+    # 5 % packet loss on r3's host, both directions (nftables in its namespace: input and
+    # output hooks, each dropping a random 5 % of packets)
+    r3 = hosts["r3"]
+    dropped: list[int] = []
+
+    def lose() -> None:
+        r3.run(["nft", "-f", "-"], stdin=LOSS)
+
+    def unlose() -> None:
+        listing = r3.run(["nft", "list", "table", "inet", "rnmh_loss"])
+        dropped.extend(int(m) for m in re.findall(r"counter packets (\d+)", listing))
+        r3.run(["nft", "delete", "table", "inet", "rnmh_loss"])
+
+    go("5% packet loss on r3 (in and out)", lose, unlose, 20, victim="r3")
+    assert sum(dropped) > 0, dropped  # the rule did drop packets
+    print(f"packets dropped (input, output): {dropped}")
+
+    # 200 ms more on every chunk towards r3 (the delaying proxy registered as its endpoint)
+    go(
+        "200 ms delay towards r3",
+        lambda: net.set_delay(0.2),
+        lambda: net.set_delay(0),
+        15,
+        victim="r3",
+    )
 
     # the settlement RPC unreachable (the chain host's link down; anvil keeps mining)
     chain_rpc = f"{net.chain_url}"
@@ -93,6 +139,5 @@ def test_faults_one_after_the_other(net: Net) -> None:
     )
 
     # a relayer host killed (every process of r2, SIGKILL); it stays dead
-    healthy_others(net, "r2")
-    go("r2 host killed", hosts["r2"].kill_all, lambda: None, 15)
+    go("r2 host killed", hosts["r2"].kill_all, lambda: None, 15, victim="r2")
     go("after the faults", lambda: None, lambda: None, 5)

@@ -108,6 +108,20 @@ class Host:
         self.procs.append(proc)
         return proc
 
+    def run(self, argv: Sequence[str], stdin: str | None = None) -> str:
+        """Run a short command in the host (``ip netns exec``); its stdout; raises on failure."""
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.ns, *argv],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} in {self.ns}: {done.stderr.strip()}")
+        return done.stdout
+
     def link(self, *, up: bool) -> None:
         _ip("-n", self.ns, "link", "set", "eth0", "up" if up else "down")
 
