@@ -5,7 +5,7 @@ the other end of its veth pair sits in a bridge ``rnmh-br`` of the root namespac
 ``10.213.7.1/24`` so the test process reaches every host. 10.213.7.0/24 is the project's own
 test range: nothing here sends traffic to any other address. Typical use::
 
-    with Lab(tmp_path) as lab:                   # removes stale rnmh-* namespaces first
+    with Lab(tmp_path) as lab:                   # waits for the lock, removes stale rnmh-* first
         chain = lab.host("chain", 2)             # 10.213.7.2
         proc = chain.popen(["anvil", ...], log=tmp_path / "chain.log")
         chain.link(up=False)                     # cut the host's link; link(up=True) restores
@@ -15,6 +15,7 @@ test range: nothing here sends traffic to any other address. Typical use::
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -28,6 +29,9 @@ __all__ = ["PREFIX", "SUBNET", "Host", "Lab", "cleanup_stale", "usable"]
 PREFIX = "rnmh"
 SUBNET = "10.213.7"  # 10.213.7.0/24: our own test hosts
 BRIDGE = f"{PREFIX}-br"
+#: held for a lab's lifetime: two runs on one machine (two worktrees) take turns, and the stale
+#: clean-up at the start only ever meets what a dead run left
+LOCK = Path("/run/lock/relaynet-multihost.lock")
 
 
 def _ip(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -140,8 +144,12 @@ class Lab:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.hosts: dict[str, Host] = {}
+        self._lock: int | None = None
 
     def __enter__(self) -> Lab:
+        LOCK.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         cleanup_stale()
         try:
             _ip("link", "add", BRIDGE, "type", "bridge")
@@ -182,7 +190,12 @@ class Lab:
                     proc.wait(timeout=10)
             host.procs.clear()
         self.hosts.clear()
-        cleanup_stale()  # namespaces (their veth ends go with them) and the bridge
+        try:
+            cleanup_stale()  # namespaces, veth ends and the bridge
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)  # releases the lock
+                self._lock = None
 
     def __exit__(
         self,
