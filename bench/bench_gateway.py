@@ -9,6 +9,9 @@ Paths, each behind its own process, servers pinned to CPU 0 and ``wrk`` to CPU 1
 * **gateway full path** — ``relaynet gateway run`` (cache off) → ``relaynet relayer run`` →
   anvil: key check, limits, session, selection, EIP-712 signing, receipt check on the gateway;
   every relayer check, durable log and receipt on the relayer. Bar: ≥ 50 % of the forwarder;
+* **gateway quorum 2** — the full path with ``?quorum=2`` (DESIGN §4): two legs on distinct
+  suppliers, both receipts checked in full, answered when the bytes agree (the cost of a
+  quorum read against a plain one; needs two distinct suppliers in the session);
 * **trivial handler** — an aiohttp handler answering a constant: the cache-hit reference;
 * **gateway cache hit** — a final answer (``eth_chainId``) served from the gateway's cache once
   two suppliers agreed. Bar: ≥ 70 % of the trivial handler.
@@ -262,11 +265,13 @@ def main(argv: list[str] | None = None) -> None:
         cached_url = cached.rpc_url(SERVICE, key_cached)
         for _ in range(30):  # two suppliers must agree before the answer is cached
             post(cached_url, FINAL)
+        quorum_ok = post(full_url + "?quorum=2", READ)[0] == 200  # two distinct suppliers
         c, d = args.connections, args.duration
         paths = [
             ("anvil (direct)", net.backend.url, READ),
             ("bare forwarder", f"http://127.0.0.1:{fport}/", READ),
             ("gateway full path", full_url, READ),
+            ("gateway quorum 2", full_url + "?quorum=2", READ),
             ("trivial handler", f"http://127.0.0.1:{tport}/", FINAL),
             ("gateway cache hit", cached_url, FINAL),
         ]
@@ -297,6 +302,15 @@ def main(argv: list[str] | None = None) -> None:
     cache_ratio = by["gateway cache hit"].rps / by["trivial handler"].rps
     added = (lat["gateway full path"] - lat["anvil (direct)"]) / 2
     print(f"\nfull path / bare forwarder : {ratio:6.1%}  (bar >= 50%)")
+    if quorum_ok:
+        q = by["gateway quorum 2"]
+        plain = by["gateway full path"]
+        print(
+            f"quorum 2 / plain read     : {q.rps / plain.rps:6.1%} of the throughput, "
+            f"p50 {q.p50_ms:.2f} ms vs {plain.p50_ms:.2f} ms"
+        )
+    else:
+        print("quorum 2: the session has one distinct supplier (refused, as it should be)")
     print(f"cache hit / trivial handler: {cache_ratio:6.1%}  (bar >= 70%)")
     print(
         f"p50 at half peak ({half:.0f} req/s): anvil {lat['anvil (direct)']:.2f} ms, "

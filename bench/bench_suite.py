@@ -1,7 +1,9 @@
 """The performance table of the README: one proxy hop's physical limit against our full path.
 
-In one run, on this machine, each target answering the same JSON-RPC read
-(``eth_chainId``):
+In one run, on this machine, each forwarding target answering a read the gateway never caches
+(``eth_getBalance`` at ``pending``; the trivial handler and the cache hit answer
+``eth_chainId``). Every server process is pinned to the servers' CPUs; the table gives CPU
+per request per process (user and system), p50 unloaded and at about half the peak rate:
 
 * **anvil direct** — the backend itself;
 * **trivial aiohttp** — an aiohttp handler (uvloop) returning a fixed answer: the reference of
@@ -47,6 +49,16 @@ __all__ = ["main"]
 REPO = Path(__file__).resolve().parent.parent
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
 BODY = json.dumps(CALL, separators=(",", ":")).encode()
+# the forwarding rows: a request the gateway never caches (DESIGN §6)
+UNCACHED = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "eth_getBalance",
+        "params": ["0x" + "11" * 20, "pending"],
+    },
+    separators=(",", ":"),
+).encode()
 ANSWER = b'{"jsonrpc":"2.0","id":1,"result":"0x7a69"}'
 TOOLS = {"wrk": "wrk", "nginx": "nginx", "taskset": "util-linux"}
 
@@ -62,9 +74,11 @@ class Row:
     p50_ms: float
     p99_ms: float
     idle_p50_ms: float
+    half_p50_ms: float  # p50 at about half the peak rate
     requests: int
     errors: int
     cpu_ms: dict[str, float]  # server process -> CPU ms per request at peak
+    sys_ms: dict[str, float]  # of which in the kernel (system time)
 
 
 # --- reference servers (each runs as its own process: `python -m bench.bench_suite --serve …`) --
@@ -237,11 +251,22 @@ def _lua_string(data: bytes) -> str:
 
 
 def _wrk(
-    url: str, *, connections: int, duration: float, cpu: str | None, workdir: Path
+    url: str,
+    *,
+    connections: int,
+    duration: float,
+    cpu: str | None,
+    workdir: Path,
+    body: bytes = BODY,
+    delay_ms: float | None = None,
 ) -> tuple[float, float, float, int, int]:
-    """(requests/s, p50 ms, p99 ms, requests, bad answers + socket errors)."""
+    """(requests/s, p50 ms, p99 ms, requests, bad answers + socket errors); with
+    ``delay_ms`` each connection pauses that long between requests (a rate below peak)."""
     script = workdir / "bench.lua"
-    script.write_text(_LUA % _lua_string(BODY))
+    lua = _LUA % _lua_string(body)
+    if delay_ms is not None:
+        lua += f"function delay() return {max(1, round(delay_ms))} end\n"
+    script.write_text(lua)
     cmd = [
         "wrk",
         "-t1",
@@ -469,36 +494,113 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _profile(
+    pids: dict[str, int], duration: float, out: Path | None
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy (native frames, speedscope) on each Python server while the peak run lasts."""
+    if out is None:
+        return []
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name, pid in pids.items():
+        if name == "anvil":
+            continue
+        procs.append(
+            subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "--native",
+                    "-r",
+                    "200",
+                    "-f",
+                    "speedscope",
+                    "-d",
+                    str(max(1, round(duration))),
+                    "-p",
+                    str(pid),
+                    "-o",
+                    str(out / f"{name}.speedscope.json"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    return procs
 
 
 def _measure(
     name: str,
     url: str,
+    body: bytes,
     *,
     args: argparse.Namespace,
     load_cpu: str | None,
     workdir: Path,
     servers: dict[str, int],
 ) -> Row:
-    status, body = _post(url)
-    if status != 200 or b'"result"' not in body:
-        raise BenchError(f"{name}: {url} answered {status} {body[:200]!r}")
-    _wrk(url, connections=args.connections, duration=1, cpu=load_cpu, workdir=workdir)  # warm
+    status, answer = _post(url, body)
+    if status != 200 or b'"result"' not in answer:
+        raise BenchError(f"{name}: {url} answered {status} {answer[:200]!r}")
+    load = {"cpu": load_cpu, "workdir": workdir, "body": body}
+    _wrk(url, connections=args.connections, duration=1, **load)  # type: ignore[arg-type]
     before = {n: _cpu_seconds(pid) for n, pid in servers.items()}
     rps, p50, p99, requests, errors = _wrk(
-        url, connections=args.connections, duration=args.duration, cpu=load_cpu, workdir=workdir
+        url,
+        connections=args.connections,
+        duration=args.duration,
+        **load,  # type: ignore[arg-type]
     )
-    cpu_ms = {
-        n: (_cpu_seconds(pid) - before[n]) * 1000 / max(1, requests) for n, pid in servers.items()
-    }
+    after = {n: _cpu_seconds(pid) for n, pid in servers.items()}
+    if args.profile:  # a run of its own: py-spy's pauses must not count in the figures
+        spies = _profile(servers, args.duration, Path(args.profile) / _slug(name))
+        _wrk(
+            url, connections=args.connections, duration=args.duration, cpu=load_cpu, workdir=workdir
+        )
+        for spy in spies:
+            spy.wait(timeout=60)
+    n_req = max(1, requests)
+    cpu_ms = {n: (sum(after[n]) - sum(before[n])) * 1000 / n_req for n in servers}
+    sys_ms = {n: (after[n][1] - before[n][1]) * 1000 / n_req for n in servers}
     _, idle_p50, _, _, idle_errors = _wrk(
-        url, connections=1, duration=args.idle_duration, cpu=load_cpu, workdir=workdir
+        url,
+        connections=1,
+        duration=args.idle_duration,
+        **load,  # type: ignore[arg-type]
     )
-    return Row(name, rps, p50, p99, idle_p50, requests, errors + idle_errors, cpu_ms)
+    # half of peak: each connection waits so that together they send about rps / 2
+    delay = 1000 * args.connections / max(1.0, rps / 2)
+    _, half_p50, _, _, half_errors = _wrk(
+        url,
+        connections=args.connections,
+        duration=args.idle_duration,
+        delay_ms=delay,
+        **load,  # type: ignore[arg-type]
+    )
+    return Row(
+        name,
+        rps,
+        p50,
+        p99,
+        idle_p50,
+        half_p50,
+        requests,
+        errors + idle_errors + half_errors,
+        cpu_ms,
+        sys_ms,
+    )
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -525,10 +627,10 @@ def run(args: argparse.Namespace) -> list[Row]:
             _pin(procs.pid("anvil"), server_cpus)
             _pin(procs.pid("settlement"), server_cpus)
 
-            def measure(name: str, url: str, *servers: str) -> None:
+            def measure(name: str, url: str, *servers: str, body: bytes = UNCACHED) -> None:
                 pids = {s: procs.pid(s) for s in servers}
                 row = _measure(
-                    name, url, args=args, load_cpu=load_cpu, workdir=workdir, servers=pids
+                    name, url, body, args=args, load_cpu=load_cpu, workdir=workdir, servers=pids
                 )
                 rows.append(row)
                 print(f"  measured {name}: {row.rps:,.0f} req/s", file=sys.stderr, flush=True)
@@ -558,7 +660,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                 url = f"http://127.0.0.1:{port}/"
                 procs.wait(kind, lambda url=url: _answers(url))
                 _pin(procs.pid(kind), server_cpus)
-                measure(label, url, kind, "anvil")
+                measure(label, url, kind, "anvil", body=BODY if kind == "trivial" else UNCACHED)
                 procs.stop(kind)
 
             nginx_port = _free_port()
@@ -615,7 +717,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                 )
                 procs.wait(name, lambda port=port: _get_ok(f"http://127.0.0.1:{port}/readyz"))
                 _pin(procs.pid(name), server_cpus)
-                measure(label, url, name, "relayer", "anvil")
+                measure(label, url, name, "relayer", "anvil", body=BODY if cache else UNCACHED)
                 procs.stop(name)
         finally:
             procs.stop()
@@ -629,18 +731,21 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
         f"servers on CPU {server_cpus}, wrk on CPU {load_cpu}" if load_cpu else "no pinning (1 CPU)"
     )
     lines = [
-        f"eth_chainId, wrk -t1 -c{args.connections} for {args.duration:g}s (p50 idle: -c1 for "
-        f"{args.idle_duration:g}s); {pinning}; {os.cpu_count()} CPUs",
+        "eth_getBalance at pending (trivial handler and cache hit: eth_chainId), "
+        f"wrk -t1 -c{args.connections} for {args.duration:g}s (p50 idle: -c1 for "
+        f"{args.idle_duration:g}s); {pinning}; {os.cpu_count()} CPUs; load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "",
         f"| {'target':<26} | {'req/s':>9} | {'× forwarder':>11} | {'p50 ms':>7} | {'p99 ms':>7} "
-        f"| {'p50 idle ms':>11} | {'errors':>6} |",
-        f"|{'-' * 28}|{'-' * 10}:|{'-' * 12}:|{'-' * 8}:|{'-' * 8}:|{'-' * 12}:|{'-' * 7}:|",
+        f"| {'p50 idle ms':>11} | {'p50 ½ peak':>10} | {'errors':>6} |",
+        f"|{'-' * 28}|{'-' * 10}:|{'-' * 12}:|{'-' * 8}:|{'-' * 8}:|{'-' * 12}:|{'-' * 11}:"
+        f"|{'-' * 7}:|",
     ]
     for r in rows:
         ratio = f"{r.rps / base.rps:.2f}" if base and base.rps else "-"
         lines.append(
             f"| {r.name:<26} | {r.rps:>9,.0f} | {ratio:>11} | {r.p50_ms:>7.2f} | {r.p99_ms:>7.2f} "
-            f"| {r.idle_p50_ms:>11.2f} | {r.errors:>6} |"
+            f"| {r.idle_p50_ms:>11.2f} | {r.half_p50_ms:>10.2f} | {r.errors:>6} |"
         )
     by = {r.name: r for r in rows}
     full, hit, trivial = (
@@ -661,12 +766,25 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
         if r.cpu_ms:
             lines.append(
                 f"CPU ms per request, {r.name}: "
-                + ", ".join(f"{n} {ms:.2f}" for n, ms in r.cpu_ms.items())
+                + ", ".join(
+                    f"{n} {ms:.2f} (sys {r.sys_ms.get(n, 0):.2f})" for n, ms in r.cpu_ms.items()
+                )
             )
     anvil = by.get("anvil direct")
     if full and anvil:
         added = (full.idle_p50_ms - anvil.idle_p50_ms) / 2
-        lines.append(f"added p50 per hop (idle, gateway and relayer hops): {added:.2f} ms")
+        half = (full.half_p50_ms - anvil.half_p50_ms) / 2
+        lines.append(
+            f"added p50 per hop (gateway and relayer hops; bar ≤ 1 ms): idle {added:.2f} ms, "
+            f"at half of peak {half:.2f} ms"
+        )
+    fwd_cpu = base and sum(base.cpu_ms.values())
+    if full and fwd_cpu:
+        lines.append(
+            f"CPU per relay: full path {sum(full.cpu_ms.values()):.2f} ms, forwarder (with "
+            f"anvil) {fwd_cpu:.2f} ms: ratio {fwd_cpu / sum(full.cpu_ms.values()):.2f} "
+            "(the throughput ratio when the servers' CPU is the limit)"
+        )
     return "\n".join(lines)
 
 
@@ -675,6 +793,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per peak run")
     parser.add_argument("--idle-duration", type=float, default=2.0, help="seconds at -c1")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--profile", default="", help="write py-spy profiles (speedscope) of each server here"
+    )
     parser.add_argument("--serve", choices=("trivial", "forwarder"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--target", default="", help=argparse.SUPPRESS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -25,7 +26,8 @@ from aiohttp import web
 
 from gateway.cache import AnswerCache
 from gateway.config import GatewayConfig, parse_listen
-from gateway.endpoints import AddressPolicy, GuardedConnector, no_redirects
+from gateway.endpoints import AddressPolicy, GuardedConnector, GuardedResolve, no_redirects
+from gateway.fastpath import rpc_route
 from gateway.health import Prober
 from gateway.keys import FileKeyBackend, KeyBackend, KeyRing, RedisKeyBackend
 from gateway.limiter import Limiter
@@ -34,7 +36,7 @@ from gateway.outage import Outage
 from gateway.relay_client import AnswerBudget, RelayClient
 from gateway.router import Router
 from gateway.selection import Qos
-from gateway.server import GATEWAY, Gateway, add_routes, metrics_app
+from gateway.server import GATEWAY, Gateway, add_routes, handle_rpc, metrics_app, outermost
 from gateway.services import ServiceTable
 from gateway.sessions import SessionBook
 from gateway.store.base import Store
@@ -43,9 +45,12 @@ from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.ws import handle_ws
 from protocol.encoding import address_from_hex, address_to_checksum
+from protocol.errors import RelaynetError
 from protocol.keys import AccountKey
 from protocol.relay import Domain
 from session.snapshot import RegistrySnapshot
+from transport.fastserve import FastSite
+from transport.http1 import HttpClient
 
 __all__ = ["build_outage", "build_store", "create_app", "key_backend", "serve"]
 
@@ -134,12 +139,21 @@ async def create_app(
     follower = None
     if snapshot is None:
         from ledger.deploy import Deployment
-        from ledger.follower import RegistryFollower
+        from ledger.follower import RegistryFollower, check_confirmations
 
         text = await asyncio.to_thread(Path(config.settlement.deployment).read_text)
         deployment = Deployment.from_json(text)
+        try:
+            confirmations = check_confirmations(
+                config.settlement.confirmations, deployment.shape, "settlement.confirmations"
+            )
+        except ValueError as exc:
+            raise RelaynetError(str(exc)) from None
         follower = RegistryFollower(
-            config.settlement.rpc_url, deployment, poll_interval=config.settlement.poll_interval
+            config.settlement.rpc_url,
+            deployment,
+            poll_interval=config.settlement.poll_interval,
+            confirmations=confirmations,
         )
         snapshot = follower.snapshot
         domain = Domain(deployment.chain_id, address_from_hex(deployment.settlement))
@@ -149,7 +163,10 @@ async def create_app(
         raise ValueError("a domain is needed with an injected snapshot")
     is_ready: Callable[[], bool] = ready or (lambda: True)
     account = AccountKey(config.gateway.key_bytes())
-    sessions = SessionBook(snapshot, lag=config.relay.session_lag)
+    lag = max(config.relay.session_lag, config.settlement.confirmations)
+    sessions = SessionBook(snapshot, lag=lag)
+    if follower is not None:
+        follower.add_reorg_listener(lambda reorg: sessions.forget())
     qos = Qos(
         alpha=config.qos.ewma_alpha,
         max_height_lag=config.qos.max_height_lag,
@@ -182,6 +199,12 @@ async def create_app(
         receipt_check=config.relay.receipt_check,
         chain_id_of=snapshot.chain_id,
         budget=AnswerBudget(config.relay.answer_budget),
+        # relays on the hot path's own HTTP/1.1 client, behind the same address check
+        fast=HttpClient(
+            resolve=GuardedResolve(policy),
+            max_idle_per_origin=config.relay.connections,
+            limit_per_origin=config.relay.connections,
+        ),
     )
     budget = client.budget
     metrics.answer_bytes.set_function(lambda: budget.in_use)
@@ -262,6 +285,8 @@ async def create_app(
             if follower is not None:
                 await follower.stop()
             await http.close()
+            if client.fast is not None:
+                await client.fast.close()
             await store.close()
 
     app.cleanup_ctx.append(resources)
@@ -277,13 +302,17 @@ async def serve(config: GatewayConfig, *, stop: asyncio.Event | None = None) -> 
     )
     await runner.setup()
     host, port = parse_listen(config.gateway.listen)
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    # POST /v1/{service}[/{key}] off aiohttp's per-request cost; the rest stays on aiohttp
+    route = rpc_route(app, outermost(handle_rpc))
+    max_body = config.limits.max_body_bytes
+    await FastSite(runner, host, port, route=route, max_body=max_body, reuse_address=True).start()
     metrics_runner = None
     if config.gateway.metrics_listen:
         metrics_runner = web.AppRunner(metrics_app(gw.metrics), access_log=None)
         await metrics_runner.setup()
         mhost, mport = parse_listen(config.gateway.metrics_listen)
         await web.TCPSite(metrics_runner, mhost, mport, reuse_address=True).start()
+    gc.freeze()  # start-up's objects (snapshot, tables, modules) leave the collector's scans
     log.info("gateway listening on %s", config.gateway.listen)
     log.info(
         "gateway address %s", address_to_checksum(AccountKey(config.gateway.key_bytes()).address)

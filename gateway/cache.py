@@ -87,6 +87,13 @@ class FrontCache:
         while len(self._items) > self._max:
             self._items.popitem(last=False)
 
+    def evict_supplier(self, supplier: str) -> int:
+        """Drop every entry ``supplier`` put in (a failed late receipt check); how many."""
+        gone = [k for k, v in self._items.items() if v.supplier == supplier]
+        for k in gone:
+            del self._items[k]
+        return len(gone)
+
 
 def _encode(status: int, prefix: bytes, suffix: bytes, meta: dict[str, object]) -> bytes:
     m = orjson.dumps({**meta, "status": status})
@@ -115,9 +122,35 @@ def _decode(value: bytes, raw_id: bytes) -> CachedAnswer:
 
 
 class AnswerCache:
-    def __init__(self, store: Store, *, agreement: int = 2) -> None:
+    def __init__(self, store: Store, *, agreement: int = 2, tracked: int = 10_000) -> None:
         self._store = store
         self._agreement = agreement
+        # keys each supplier's answers were stored under (this process), newest last, so a
+        # supplier caught lying has them evicted (DESIGN §6); bounded per supplier and overall
+        self._tracked = tracked
+        self._by_supplier: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
+
+    async def evict_supplier(self, supplier: str) -> int:
+        """Evict the entries this process stored from ``supplier``'s answers: each is
+        overwritten by a tombstone that reads as a miss (shared with other replicas through
+        the store) and expires at once. Returns how many."""
+        keys = self._by_supplier.pop(supplier, None)
+        if not keys:
+            return 0
+        for key in keys:
+            await self._store.cache_put(key, b"", 0.001)
+        return len(keys)
+
+    def _track(self, supplier: str, key: str) -> None:
+        keys = self._by_supplier.get(supplier)
+        if keys is None:
+            keys = self._by_supplier[supplier] = OrderedDict()
+            while len(self._by_supplier) > 1024:
+                self._by_supplier.popitem(last=False)
+        keys[key] = None
+        keys.move_to_end(key)
+        while len(keys) > self._tracked:
+            keys.popitem(last=False)
 
     async def lookup(self, key: str, raw_id: bytes) -> CachedAnswer | None:
         value = await self._store.cache_get(key)
@@ -161,4 +194,5 @@ class AnswerCache:
             "exp": time.time() + life,
         }
         await self._store.cache_put(key, _encode(status, prefix, suffix, meta), life)
+        self._track(supplier, key)
         return True

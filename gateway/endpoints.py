@@ -35,6 +35,7 @@ __all__ = [
     "EndpointRefused",
     "EndpointRefusedOSError",
     "GuardedConnector",
+    "GuardedResolve",
     "GuardedResolver",
     "check_literal",
     "embedded_ipv4",
@@ -201,13 +202,17 @@ class GuardedResolver(AbstractResolver):
 
 
 def check_results(policy: AddressPolicy, host: str, results: Sequence[ResolveResult]) -> None:
-    if not results:
+    check_addresses(policy, host, [r["host"] for r in results])
+
+
+def check_addresses(policy: AddressPolicy, host: str, addresses: Sequence[str]) -> None:
+    if not addresses:
         raise EndpointRefusedOSError(f"{host} resolves to no address")
-    for r in results:
-        why = policy.why_refused(r["host"])
+    for addr in addresses:
+        why = policy.why_refused(addr)
         if why is not None:
             raise EndpointRefusedOSError(
-                f"endpoint refused: {host} resolves to a {why} address ({r['host']})"
+                f"endpoint refused: {host} resolves to a {why} address ({addr})"
             )
 
 
@@ -227,6 +232,41 @@ class GuardedConnector(aiohttp.TCPConnector):
         results = await super()._resolve_host(host, port, traces=traces)
         check_results(self.policy, host, results)
         return results
+
+
+class GuardedResolve:
+    """The address check for :class:`transport.http1.HttpClient` (its ``resolve`` hook): the
+    same rule as :class:`GuardedConnector` — every address of a name, IP literals included —
+    with resolved names cached for ``ttl`` seconds."""
+
+    def __init__(self, policy: AddressPolicy, *, ttl: float = 10.0, size: int = 4096) -> None:
+        self.policy = policy
+        self.ttl = ttl
+        self.size = size
+        self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        import asyncio
+        import time
+
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            pass
+        else:  # a literal: checked every time (cheap), never cached
+            check_addresses(self.policy, host, [host])
+            return [host]
+        now = time.monotonic()
+        hit = self._cache.get((host, port))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        check_addresses(self.policy, host, addrs)
+        if len(self._cache) >= self.size:
+            self._cache.clear()
+        self._cache[(host, port)] = (now + self.ttl, addrs)
+        return addrs
 
 
 class RedirectRefused(aiohttp.ClientError):

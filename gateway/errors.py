@@ -34,6 +34,7 @@ class ClientReason(StrEnum):
 
     PARSE_ERROR = "PARSE_ERROR"
     INVALID_REQUEST = "INVALID_REQUEST"
+    INVALID_PARAMS = "INVALID_PARAMS"  # e.g. a quorum out of 1–5 (DESIGN §4)
     UNAUTHORIZED = "UNAUTHORIZED"
     RATE_LIMITED = "RATE_LIMITED"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
@@ -44,6 +45,7 @@ class ClientReason(StrEnum):
     METHOD_DENIED = "METHOD_DENIED"
     NO_SESSION = "NO_SESSION"
     NO_SUPPLIER = "NO_SUPPLIER"
+    QUORUM_UNAVAILABLE = "QUORUM_UNAVAILABLE"  # fewer eligible suppliers than the quorum
     RELAY_FAILED = "RELAY_FAILED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     OVERLOADED = "OVERLOADED"  # too many answers buffered at once: shed load
@@ -60,6 +62,7 @@ class ReasonInfo:
 CLIENT_ERRORS: dict[ClientReason, ReasonInfo] = {
     ClientReason.PARSE_ERROR: ReasonInfo(200, -32700, ErrorCode.MALFORMED_INPUT),
     ClientReason.INVALID_REQUEST: ReasonInfo(200, -32600, ErrorCode.MALFORMED_INPUT),
+    ClientReason.INVALID_PARAMS: ReasonInfo(400, -32602, ErrorCode.MALFORMED_INPUT),
     ClientReason.UNAUTHORIZED: ReasonInfo(401, -32001, ErrorCode.SIGNER_NOT_DELEGATED),
     ClientReason.RATE_LIMITED: ReasonInfo(429, -32005, ErrorCode.RATE_LIMITED),
     ClientReason.QUOTA_EXCEEDED: ReasonInfo(429, -32005, ErrorCode.RATE_LIMITED),
@@ -70,6 +73,7 @@ CLIENT_ERRORS: dict[ClientReason, ReasonInfo] = {
     ClientReason.METHOD_DENIED: ReasonInfo(200, -32601, ErrorCode.METHOD_DENIED),
     ClientReason.NO_SESSION: ReasonInfo(503, -32603, ErrorCode.APP_NOT_STAKED),
     ClientReason.NO_SUPPLIER: ReasonInfo(503, -32603, ErrorCode.BACKEND_UNAVAILABLE),
+    ClientReason.QUORUM_UNAVAILABLE: ReasonInfo(503, -32005, ErrorCode.BACKEND_UNAVAILABLE),
     ClientReason.RELAY_FAILED: ReasonInfo(502, -32603, ErrorCode.BACKEND_UNAVAILABLE),
     ClientReason.SHUTTING_DOWN: ReasonInfo(503, -32603, ErrorCode.INTERNAL),
     ClientReason.OVERLOADED: ReasonInfo(503, -32005, ErrorCode.RATE_LIMITED),

@@ -68,6 +68,7 @@ class ApiKey:
     quota_period: int = 86_400
     created: float = 0.0
     revoked: bool = False
+    quorum: int = 1  # default quorum of the key's reads (DESIGN §4), 1–5
 
     @property
     def key_id(self) -> str:
@@ -91,6 +92,7 @@ class ApiKey:
             quota_period=int(data.get("quota_period", 86_400)),
             created=float(data.get("created", 0.0)),
             revoked=bool(data.get("revoked", False)),
+            quorum=int(data.get("quorum", 1)),
         )
 
 

@@ -109,7 +109,11 @@ class Limiter:
         raise Limited("quota exceeded", reason=ClientReason.QUOTA_EXCEEDED, retry_after=left)
 
     async def gate(self, record: ApiKey, service_id: str) -> None:
-        """One rate token before the body is parsed; refused too when the quota is spent."""
+        """One rate token before the body is parsed; refused too when the quota is spent.
+        A key without a rate limit or a quota has nothing to gate: on the single-machine
+        store (no Redis, no outage rules) that is answered without a store call."""
+        if self.outage is None and record.rate_limit <= 0 and record.quota <= 0:
+            return
         await self._apply(record, self._charge(record, service_id, tokens=1.0, need=1, count=0))
 
     async def admit(

@@ -112,6 +112,12 @@ class GatewayMetrics:
         self.sessions = Counter(
             f"{NS}_sessions_hydrated", "Sessions hydrated", ["when"], registry=r
         )
+        self.disagreements = Counter(
+            f"{NS}_quorum_disagreements",
+            "Quorum reads whose suppliers answered different bytes (DESIGN §4)",
+            ["service", "method"],
+            registry=r,
+        )
         self.lies = Counter(
             f"{NS}_supplier_lies",
             "Malformed or lying supplier answers (refusal codes of the lie group, bad status "

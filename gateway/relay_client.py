@@ -17,6 +17,7 @@ says whose fault it is (``Refusal.LIE``: the supplier's, counted in selection).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import random
@@ -43,6 +44,7 @@ from protocol.relay import (
     sign_request,
     verify_receipt,
 )
+from transport.http1 import BodyTooLarge, ConnectFailed, HttpClient, HttpError, OverBudget
 
 __all__ = [
     "DEFAULT_ANSWER_BUDGET",
@@ -61,6 +63,7 @@ __all__ = [
 DEFAULT_ANSWER_CAP = 16 * 1024 * 1024
 DEFAULT_ANSWER_BUDGET = 512 * 1024 * 1024
 _CHUNK = 64 * 1024
+_JSON_HEADERS = {"Content-Type": "application/json"}
 _STATUS = re.compile(r"[1-5][0-9][0-9]")
 
 
@@ -161,6 +164,9 @@ class RelayAnswer:
     relay_receipt: str
     latency: float
     receipt_checked: bool
+    # an unverified signature, for :meth:`RelayClient.confirm` before the answer is trusted
+    # further (cache, quorum): (target, digest, response hash, signature)
+    unverified: tuple[Target, bytes, bytes, bytes] | None = None
 
 
 class RelayError(GatewayError):
@@ -217,8 +223,10 @@ class RelayClient:
         rng: random.Random | None = None,
         chain_id_of: Callable[[int], int | None] | None = None,
         budget: AnswerBudget | None = None,
+        fast: HttpClient | None = None,
     ) -> None:
-        self.http = http
+        self.http = http  # upstream WebSockets (and relays when ``fast`` is None)
+        self.fast = fast  # the hot path's HTTP/1.1 client (transport.http1)
         self.key = key
         self.domain = domain
         self.chain_id_of = chain_id_of  # session n -> its recorded chain id (DESIGN §3.5)
@@ -228,6 +236,9 @@ class RelayClient:
         self._rng = rng or random.Random()
         self._allowed: set[str] = set()  # endpoints check_literal accepted (it is pure)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self.on_late_lie: Callable[[Target], None] | None = None
+        self.late_checks = 0
+        self.late_lies = 0
 
     def domain_of(self, n: int) -> Domain:
         """The EIP-712 domain of session ``n``: under its chain id when the registry knows it."""
@@ -258,26 +269,58 @@ class RelayClient:
         return Signed(header, digest, encode_relay_request(header.encode(), sig))
 
     def check_receipt(
-        self, target: Target, digest: bytes, status: int, body: bytes, receipt: str
-    ) -> bool:
-        """Verify a receipt: its shape and ``response_hash`` always, the signature on the
-        configured share. True when the signature was verified; raises ``RelayError`` (a lie)
-        when anything is wrong."""
+        self,
+        target: Target,
+        digest: bytes,
+        status: int,
+        body: bytes,
+        receipt: str,
+        *,
+        inline: bool = True,
+    ) -> tuple[bytes, bytes] | None:
+        """Check a receipt per DESIGN §6: its shape and ``response_hash`` always; the ed25519
+        signature now when ``inline`` (answers after a failure) or when every receipt is
+        checked (``receipt_check`` 1.0), else on a ``receipt_check`` share off the critical
+        path (:meth:`_late_check`, scheduled after the answer is returned). Returns None when
+        the signature was verified, else ``(rhash, signature)`` for :meth:`confirm`; raises
+        ``RelayError`` (a lie) when anything checked is wrong."""
         try:
             rhash, rsig = decode_receipt(receipt)
         except ProtocolError as exc:
             raise _lie(f"bad receipt: {exc.message}", target) from exc
         if rhash != hashlib.sha256(status.to_bytes(2, "big") + body).digest():
             raise _lie("bad receipt: response hash mismatch", target)
-        if self.receipt_check < 1.0 and self._rng.random() >= self.receipt_check:
-            return False
+        if inline or self.receipt_check >= 1.0:
+            self._verify(target, digest, rhash, rsig)
+            return None
+        if self._rng.random() < self.receipt_check:
+            asyncio.get_running_loop().call_soon(self._late_check, target, digest, rhash, rsig)
+            self.late_checks += 1
+        return rhash, rsig
+
+    def _verify(self, target: Target, digest: bytes, rhash: bytes, rsig: bytes) -> None:
         try:
             if target.receipt_key is None:
                 raise ProtocolError("supplier has no receipt key", code=ErrorCode.BAD_RECEIPT)
             verify_receipt(target.receipt_key, digest, 0, rhash, rsig)
         except ProtocolError as exc:
             raise _lie(f"bad receipt: {exc.message}", target) from exc
-        return True
+
+    def _late_check(self, target: Target, digest: bytes, rhash: bytes, rsig: bytes) -> None:
+        """A sampled signature check after the answer went out: a failure counts against the
+        supplier (``on_late_lie``)."""
+        try:
+            self._verify(target, digest, rhash, rsig)
+        except RelayError:
+            self.late_lies += 1
+            if self.on_late_lie is not None:
+                self.on_late_lie(target)
+
+    def confirm(self, answer: RelayAnswer) -> None:
+        """Verify an answer's signature now if it was not yet (before it enters the cache or
+        counts in a quorum); raises ``RelayError`` (a lie) when it is bad."""
+        if answer.unverified is not None:
+            self._verify(*answer.unverified)
 
     async def relay(
         self,
@@ -287,9 +330,11 @@ class RelayClient:
         *,
         attempt_timeout: float,
         max_bytes: int = DEFAULT_ANSWER_CAP,
+        inline: bool = False,
     ) -> RelayAnswer:
-        """One attempt: sign, POST, validate. Raises :class:`RelayError` on any failure,
-        :class:`Overloaded` when the answer does not fit the gateway's budget."""
+        """One attempt: sign, POST, validate (the receipt's signature now when ``inline``).
+        Raises :class:`RelayError` on any failure, :class:`Overloaded` when the answer does
+        not fit the gateway's budget."""
         if target.endpoint not in self._allowed:
             try:
                 check_literal(target.endpoint)  # addresses: GuardedConnector
@@ -300,13 +345,43 @@ class RelayClient:
             if len(self._allowed) < 65536:
                 self._allowed.add(target.endpoint)
         signed = self.sign(target, payload, compute_units)
+        started = time.perf_counter()
+        post = self._post_fast if self.fast is not None else self._post_aiohttp
+        status, body, backend_status, receipt = await post(
+            target, payload, signed, attempt_timeout, max_bytes
+        )
+        latency = time.perf_counter() - started
+        if status != 200 or receipt is None or backend_status is None:
+            raise self._relay_layer_error(target, status, body)
+        bstatus = parse_backend_status(backend_status)
+        if bstatus is None:
+            raise _lie(f"bad Relay-Backend-Status {backend_status[:16]!r}", target)
+        pending = self.check_receipt(target, signed.digest, bstatus, body, receipt, inline=inline)
+        return RelayAnswer(
+            supplier=target.supplier,
+            status=bstatus,
+            body=body,
+            relay_request=signed.relay_request,
+            relay_receipt=receipt,
+            latency=latency,
+            receipt_checked=pending is None,
+            unverified=None if pending is None else (target, signed.digest, *pending),
+        )
+
+    async def _post_aiohttp(
+        self,
+        target: Target,
+        payload: bytes,
+        signed: Signed,
+        attempt_timeout: float,
+        max_bytes: int,
+    ) -> tuple[int, bytes, str | None, str | None]:
         headers = {"Content-Type": "application/json", "Relay-Request": signed.relay_request}
         timeout = self._timeouts.get(attempt_timeout)
         if timeout is None:
             if len(self._timeouts) > 256:
                 self._timeouts.clear()
             timeout = self._timeouts[attempt_timeout] = aiohttp.ClientTimeout(total=attempt_timeout)
-        started = time.perf_counter()
         held = 0
         try:
             async with self.http.post(
@@ -343,22 +418,55 @@ class RelayClient:
         finally:
             # the body belongs to the caller from here; the budget bounds the reading
             self.budget.give(held)
-        latency = time.perf_counter() - started
-        if status != 200 or receipt is None or backend_status is None:
-            raise self._relay_layer_error(target, status, body)
-        bstatus = parse_backend_status(backend_status)
-        if bstatus is None:
-            raise _lie(f"bad Relay-Backend-Status {backend_status[:16]!r}", target)
-        checked = self.check_receipt(target, signed.digest, bstatus, body, receipt)
-        return RelayAnswer(
-            supplier=target.supplier,
-            status=bstatus,
-            body=body,
-            relay_request=signed.relay_request,
-            relay_receipt=receipt,
-            latency=latency,
-            receipt_checked=checked,
-        )
+        return status, body, backend_status, receipt
+
+    async def _post_fast(
+        self,
+        target: Target,
+        payload: bytes,
+        signed: Signed,
+        attempt_timeout: float,
+        max_bytes: int,
+    ) -> tuple[int, bytes, str | None, str | None]:
+        """The same exchange on transport.http1: the body read under the cap (a small one for
+        a relay-layer error) and the budget, then the same checks as the aiohttp path."""
+        assert self.fast is not None
+        try:
+            route = self.fast.route("POST", target.endpoint, _JSON_HEADERS)
+            resp = await self.fast.request(
+                route,
+                payload,
+                extra_headers=(("Relay-Request", signed.relay_request),),
+                within=attempt_timeout,
+                max_body=max_bytes,
+                max_error_body=min(max_bytes, _CHUNK),
+                budget=self.budget,
+            )
+        except EndpointRefusedOSError as exc:
+            raise RelayError(
+                str(exc), outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
+            ) from exc
+        except OverBudget as exc:
+            raise Overloaded("too many answers in flight: try again shortly") from exc
+        except BodyTooLarge as exc:
+            raise self._oversized(target, max_bytes) from exc
+        except (ConnectFailed, OSError) as exc:
+            raise RelayError(
+                f"cannot connect: {exc}", outcome=Outcome.UNSENT, supplier=target.supplier
+            ) from exc
+        except TimeoutError as exc:
+            raise RelayError(
+                "relay timed out", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
+            ) from exc
+        except (HttpError, ValueError) as exc:
+            raise RelayError(
+                f"relay failed: {exc!r}", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
+            ) from exc
+        receipt = resp.header(b"relay-receipt")
+        encoding = (resp.header(b"content-encoding") or "identity").strip().lower()
+        if resp.status == 200 and receipt is not None and encoding != "identity":
+            raise _lie(f"answer has a content encoding ({encoding[:32]})", target)
+        return resp.status, resp.body, resp.header(b"relay-backend-status"), receipt
 
     async def _read(
         self, resp: aiohttp.ClientResponse, target: Target, cap: int

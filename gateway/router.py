@@ -19,6 +19,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import gateway.quorum as quorum
 from gateway.cache import AnswerCache, FrontCache, split_id
 from gateway.config import RelayConfig
 from gateway.errors import (
@@ -63,6 +64,7 @@ class ClientContext:
     key_id: str
     service: Service
     app: bytes
+    quorum: int = 1  # DESIGN §4: legs that must agree (Relay-Quorum, ?quorum=, key default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +78,19 @@ class CallAnswer:
     relay_request: str | None = None
     relay_receipt: str | None = None
     method_class: str = "invalid"
+    legs: int = 1  # a quorum read's group: the Relay-* entries list this many legs
 
     @property
     def backend_status(self) -> int | None:
         """The backend's HTTP status (``Relay-Backend-Status``) of a relayed answer."""
         return self.status if self.source == "relay" else None
+
+    @property
+    def backend_statuses(self) -> str:
+        """The ``Relay-Backend-Status`` entry: one status per leg, space-separated."""
+        if self.source != "relay":
+            return "-"
+        return " ".join([str(self.status)] * self.legs)
 
 
 def _json_id(value: object) -> str | int | None:
@@ -110,6 +120,8 @@ class Router:
         self.sessions = sessions
         self.store = store  # floors and pins, shared by replicas (None: this process only)
         self.client = client
+        client.on_late_lie = self._late_lie
+        self._evictions: set[asyncio.Task[None]] = set()
         self.qos = qos
         self.cache = cache
         self.metrics = metrics
@@ -142,6 +154,8 @@ class Router:
             )
             return _gateway_error(call, exc.jsonrpc_code, message, "denied")
         cls = plan.method_class.value
+        if ctx.quorum > 1:
+            return await self._quorum(ctx, call, rcall, plan)
         if plan.method_class is MethodClass.SUBSCRIPTION:
             return _gateway_error(call, -32601, _METHOD_NOT_FOUND.decode(), cls)
         view = self.sessions.signing(svc.service_id, ctx.app)
@@ -203,12 +217,57 @@ class Router:
             cls,
         )
 
+    async def _quorum(
+        self, ctx: ClientContext, call: ClientCall, rcall: Call, plan: CallPlan
+    ) -> CallAnswer:
+        """A quorum read (DESIGN §4, :mod:`gateway.quorum`): never from the cache; an
+        agreement may fill it, a disagreement is the -32098 answer with every signed leg."""
+        svc = ctx.service
+        cls = plan.method_class.value
+        view = self.sessions.signing(svc.service_id, ctx.app)
+        try:
+            quorum.admit(plan, view, ctx.quorum)
+        except quorum.QuorumRefused as exc:
+            body = jsonrpc_error_object(call.raw_id, -32602, exc.message)
+            return CallAnswer(400, body, "gateway", method_class=cls)
+        heights = self._heights(svc, view)
+        try:
+            result = await quorum.quorum_read(self, svc, view, plan, call.raw, ctx.quorum)
+        except ResponseTooLarge as exc:
+            return _gateway_error(call, exc.jsonrpc_code, "response too large", cls)
+        if isinstance(result, quorum.Disagreed):
+            quorum.log_disagreement(svc.service_id, call.method, result.legs)
+            self.metrics.child(self.metrics.disagreements, svc.service_id, call.method).inc()
+            body = quorum.disagreement_body(call.raw_id, result.legs)
+            return CallAnswer(200, body, "gateway", method_class=cls)
+        legs = result.legs
+        if self.cache is not None and not call.is_notification and _PLAIN_ID.fullmatch(call.raw_id):
+            if svc.handler.cache_policy(svc.spec, rcall, heights).cacheable:
+                for leg in legs:
+                    await self._offer(svc, rcall, leg, heights)
+        return CallAnswer(
+            legs[0].status,
+            legs[0].body,
+            "relay",
+            " ".join("0x" + a.supplier.hex() for a in legs),
+            " ".join(a.relay_request for a in legs),
+            " ".join(a.relay_receipt for a in legs),
+            cls,
+            legs=len(legs),
+        )
+
     async def _offer(
         self, svc: Service, rcall: Call, answer: RelayAnswer, heights: Heights
     ) -> None:
         """Vote for a relayed answer in the cache; failures are never cached."""
         assert self.cache is not None
         if answer.status != 200:
+            return
+        try:  # an answer enters the cache (or counts in its quorum) only verified
+            self.client.confirm(answer)
+        except RelayError:
+            self._lied(svc.service_id, answer.supplier, "answer")
+            self.metrics.child(self.metrics.receipts, "failed").inc()
             return
         check = svc.handler.check_answer(svc.spec, rcall, answer.status, answer.body)
         if not check.valid or check.error:
@@ -427,7 +486,13 @@ class Router:
         return h
 
     async def _attempt(
-        self, svc: Service, target: Target, plan: CallPlan, payload: bytes, per_try: float
+        self,
+        svc: Service,
+        target: Target,
+        plan: CallPlan,
+        payload: bytes,
+        per_try: float,
+        inline: bool = False,
     ) -> RelayAnswer:
         sid = svc.service_id
         supplier_hex = "0x" + target.supplier.hex()
@@ -439,6 +504,7 @@ class Router:
                 plan.compute_units,
                 attempt_timeout=per_try,
                 max_bytes=svc.handler.answer_cap(svc.spec, plan.call),
+                inline=inline,
             )
         except RelayError as exc:
             self._blame(sid, target.supplier, exc)
@@ -475,6 +541,25 @@ class Router:
         if exc.outcome is Outcome.UNSENT and exc.relay_code is None:
             # nothing listens there: open its breaker now, a probe comes back later
             self.qos.stats(sid, supplier).breaker.trip()
+
+    def _late_lie(self, target: Target) -> None:
+        """A sampled receipt signature failed after its answer went out (DESIGN §6): a lie
+        against the supplier, and what it put in the caches is evicted."""
+        self.metrics.child(self.metrics.receipts, "failed").inc()
+        self._lied(target.service_id, target.supplier, "late receipt")
+        supplier = "0x" + target.supplier.hex()
+        self.front.evict_supplier(supplier)
+        if self.cache is not None:
+            task = asyncio.get_running_loop().create_task(self._evict(supplier))
+            self._evictions.add(task)
+            task.add_done_callback(self._evictions.discard)
+
+    async def _evict(self, supplier: str) -> None:
+        assert self.cache is not None
+        try:
+            await self.cache.evict_supplier(supplier)
+        except StoreUnavailable:
+            return  # the entries expire on their own; the supplier is penalised already
 
     def _lied(self, sid: str, supplier: bytes, kind: str) -> None:
         self.qos.record_lie(sid, supplier)
@@ -555,7 +640,10 @@ class Router:
             target = view.target(supplier)
             if target is None:
                 return False
-            task = asyncio.ensure_future(self._attempt(svc, target, plan, payload, timeout))
+            # after a failure the answer's receipt is verified inline (DESIGN §6)
+            task = asyncio.ensure_future(
+                self._attempt(svc, target, plan, payload, timeout, inline=bool(failures))
+            )
             pending[task] = supplier
             return True
 

@@ -8,6 +8,7 @@ Every refusal is a JSON-RPC error body with a stable code; a client's mistake is
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -33,6 +34,7 @@ from gateway.jsonrpc import parse_body
 from gateway.keys import KEY_PREFIX, ApiKey, KeyRing
 from gateway.limiter import Limiter
 from gateway.metrics import GatewayMetrics
+from gateway.quorum import QuorumRefused, parse_quorum
 from gateway.router import CallAnswer, ClientContext, Router
 from gateway.services import ServiceTable
 from gateway.sessions import SessionBook
@@ -48,7 +50,7 @@ log = logging.getLogger("relaynet.gateway")
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Relay-Quorum",
     "Access-Control-Expose-Headers": (
         "Relay-Supplier, Relay-Request, Relay-Receipt, Relay-Backend-Status, Relay-Cache"
     ),
@@ -158,9 +160,7 @@ def _answer_headers(answers: Sequence[CallAnswer]) -> dict[str, str]:
         headers["Relay-Supplier"] = ",".join(_entry(a, a.supplier) for a in answers)
         headers["Relay-Request"] = ",".join(_entry(a, a.relay_request) for a in answers)
         headers["Relay-Receipt"] = ",".join(_entry(a, a.relay_receipt) for a in answers)
-        headers["Relay-Backend-Status"] = ",".join(
-            str(a.backend_status) if a.backend_status is not None else "-" for a in answers
-        )
+        headers["Relay-Backend-Status"] = ",".join(a.backend_statuses for a in answers)
     if hits:
         headers["Relay-Cache"] = ",".join("hit" if a.source == "cache" else "-" for a in answers)
     return headers
@@ -184,6 +184,7 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
             return await request.app[WEBSOCKETS](request, gw, ctx)
         if request.method != "POST":
             raise BadRequest("use POST (or a WebSocket upgrade)")
+        ctx = _with_quorum(ctx, request, record)
         await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
         body = await _read_body(request, gw.config.limits.max_body_bytes)
         front = _front_hit(gw, ctx, body)
@@ -194,7 +195,10 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
         req = parse_body(body, max_batch=gw.config.limits.max_batch)
         if not req.is_batch:
             raw_id = req.calls[0].raw_id
-        await gw.limiter.admit(record, ctx.service.service_id, len(req.calls), prepaid=1)
+        # N legs count N against the key's limits (DESIGN §4)
+        await gw.limiter.admit(
+            record, ctx.service.service_id, len(req.calls) * ctx.quorum, prepaid=1
+        )
         gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc(
             len(req.calls)
         )
@@ -231,6 +235,16 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
         gw.metrics.child(gw.metrics.request_seconds, service_label).observe(
             time.perf_counter() - started
         )
+
+
+def _with_quorum(ctx: ClientContext, request: web.Request, record: ApiKey) -> ClientContext:
+    """The call's quorum: ``Relay-Quorum``, else ``?quorum=``, else the key's default."""
+    try:
+        n = parse_quorum(request.headers.get("Relay-Quorum", request.query.get("quorum")))
+    except QuorumRefused as exc:
+        raise BadRequest(exc.message, reason=ClientReason.INVALID_PARAMS) from exc
+    n = n if n is not None else record.quorum
+    return ctx if n == ctx.quorum else dataclasses.replace(ctx, quorum=n)
 
 
 # grpc-gateway codes of the gateway's own refusals of REST calls, by HTTP status

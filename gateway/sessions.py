@@ -55,6 +55,11 @@ class SessionBook:
         self.active: dict[tuple[str, bytes], int] = {}  # (service, app) -> last n used
         self.hydrations = 0
 
+    def forget(self) -> None:
+        """Drop every hydrated session (a settlement-chain reorganisation may have re-drawn
+        them); the next request hydrates again from the snapshot."""
+        self._views.clear()
+
     def view(self, service_id: str, app: bytes, n: int) -> SessionView | None:
         """Session ``n`` (cached); None when it does not exist (yet)."""
         key = (app, service_id, n)

@@ -39,8 +39,26 @@ Each pass reads everything it needs from the chain first and then applies it in 
 failing RPC never leaves a half-applied batch: the next pass simply starts again from the
 first unapplied block. The poll loop survives the RPC going away (``ChainUnavailable``),
 backing off up to ``max_backoff`` seconds, and carries on when it comes back.
-Chain reorganisations are not handled (the settlement chain is assumed final at the head;
-anvil and most L2 sequencers are).
+
+Reorganisations. The follower keeps the hash of the last block of every pass (and its parent)
+for the last ``reorg_window`` blocks, and a copy of its whole state (snapshot, checkpoints,
+gateways) every ``save_every`` blocks over the same window. Each pass first asks the chain for
+the hash of its own head; when that hash changed (or the head no longer exists), it walks back
+through the hashes it kept to the newest one the chain still has — the common ancestor —
+restores the newest saved copy at or below it and reads the events again from there. The
+restore and the replayed events are applied in one synchronous step, so a reader never sees the
+older head in between. A reorganisation deeper than the window replays from the deployment's
+genesis (slower, equally correct). Listeners added with :meth:`add_reorg_listener` are told
+(:class:`Reorg`) once the snapshot holds the new branch. A read that straddles a reorganisation
+(the hash of its last block changed while its logs were read) is discarded and retried.
+
+Confirmation depth ``confirmations`` (d): the boundary hashes ``H_n``, ``H_g`` and ``H_c``
+enter the snapshot only once their block is d blocks deep (a ``Checkpoint`` event's hash too),
+so a relayer accepts session n, and a gateway signs for it, only once ``H_n`` is confirmed, and
+the claimer uses ``H_g``/``H_c`` only when confirmed. Events and the head are applied at once
+(staking changes take effect from the next session, whose ``H_n`` is confirmed later still).
+Servers validate ``d <= G`` (:func:`check_confirmations`): a gateway d blocks behind a new
+session keeps signing for the previous one, which relayers accept only during its grace.
 """
 
 from __future__ import annotations
@@ -53,6 +71,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import BlockNotFound
 
 from ledger.artifacts import load_artifact
 from ledger.client import CONTRACTS, econ_params_from_values, make_web3
@@ -64,7 +83,7 @@ from session.memory import MemorySnapshot
 from session.snapshot import ServiceInfo, ServiceParams, SessionShape, SupplierInfo
 from session.windows import session_of, windows
 
-__all__ = ["GatewayRecord", "RegistryFollower"]
+__all__ = ["GatewayRecord", "RegistryFollower", "Reorg", "check_confirmations"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +117,50 @@ class GatewayRecord:
     staked: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Reorg:
+    """A reorganisation the follower saw: blocks above ``ancestor`` were replaced.
+
+    ``ancestor`` is the newest block the follower had recorded that the chain still has (the
+    fork point or below it; -1 when none was left); ``old_head`` the follower's head before,
+    ``new_head`` the head it replayed to."""
+
+    ancestor: int
+    old_head: int
+    new_head: int
+
+    @property
+    def depth(self) -> int:
+        return self.old_head - self.ancestor
+
+
+@dataclass(slots=True)
+class _Saved:
+    """The follower's whole state as of block ``height`` (a point to roll back to)."""
+
+    height: int
+    snapshot: MemorySnapshot
+    checkpoints: dict[tuple[int, int], bytes]
+    gateways: dict[bytes, GatewayRecord]
+    recorded_chain_ids: set[int]
+
+
+def check_confirmations(
+    confirmations: int, shape: SessionShape, what: str = "confirmations"
+) -> int:
+    """``confirmations`` when ``0 <= d <= G``; otherwise ValueError with a message saying why."""
+    if confirmations < 0:
+        raise ValueError(f"{what} must be 0 or more, got {confirmations}")
+    if confirmations > shape.G:
+        raise ValueError(
+            f"{what} = {confirmations} exceeds the deployment's grace period G = {shape.G}: "
+            f"a gateway waiting for {confirmations} confirmations of a new session would keep "
+            f"signing for the previous one after relayers stopped accepting it; use at most "
+            f"{shape.G}"
+        )
+    return confirmations
+
+
 class RegistryFollower:
     """Keeps ``snapshot`` current from the chain; ``start()`` it, read ``snapshot``."""
 
@@ -112,7 +175,12 @@ class RegistryFollower:
         hash_sessions: int = 64,
         request_timeout: float = 10.0,
         max_backoff: float = 2.0,
+        confirmations: int = 0,
+        reorg_window: int = 256,
+        save_every: int = 16,
     ) -> None:
+        if confirmations < 0 or reorg_window < 1 or save_every < 1:
+            raise ValueError("confirmations >= 0, reorg_window >= 1 and save_every >= 1")
         self.rpc_url = rpc_url
         self.deployment = deployment
         self.snapshot = snapshot if snapshot is not None else MemorySnapshot()
@@ -121,6 +189,9 @@ class RegistryFollower:
         self.batch_blocks = batch_blocks
         self.hash_sessions = hash_sessions
         self.max_backoff = max_backoff
+        self.confirmations = confirmations
+        self.reorg_window = reorg_window
+        self.save_every = save_every
         self._w3 = make_web3(rpc_url, request_timeout)
         decoder_input: dict[str, tuple[bytes, list[dict[str, Any]]]] = {}
         for name in CONTRACTS:
@@ -136,6 +207,12 @@ class RegistryFollower:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._listeners: list[Callable[[int], None]] = []
+        self._reorg_listeners: list[Callable[[Reorg], None]] = []
+        self._hashes: dict[int, bytes] = {}  # recent block -> hash, as applied
+        self._saved: list[_Saved] = []  # oldest first
+        self._pending: _Saved | None = None  # to restore before the next apply (a reorg)
+        self._applying_to = -1
+        self.reorgs: list[Reorg] = []
         self.last_error: LedgerError | None = None
         self.checkpoints: dict[tuple[int, int], bytes] = {}  # (session, kind) -> hash
         self.gateways: dict[bytes, GatewayRecord] = {}
@@ -167,6 +244,11 @@ class RegistryFollower:
     def add_listener(self, callback: Callable[[int], None]) -> None:
         """Call ``callback(head)`` after each advance of the head (from the event loop)."""
         self._listeners.append(callback)
+
+    def add_reorg_listener(self, callback: Callable[[Reorg], None]) -> None:
+        """Call ``callback(reorg)`` once the snapshot holds the branch that replaced blocks
+        (after the rollback and replay; from the event loop)."""
+        self._reorg_listeners.append(callback)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -249,13 +331,18 @@ class RegistryFollower:
         Raises a :class:`LedgerError` when the RPC fails (nothing is half-applied)."""
         with translate_errors("eth_blockNumber"):
             target = int(await self._w3.eth.block_number)
-        if target < self._head:
+        old_head = self._head
+        ancestor = await self._find_reorg(target)
+        if ancestor is not None:
+            self._roll_back(ancestor)
+        elif target < self._head:
             raise ChainUnavailable(
                 f"the chain's head {target} is below the follower's {self._head}: "
                 "the settlement chain was reset"
             )
         while self._next_block <= target:
             to = min(target, self._next_block + self.batch_blocks - 1)
+            top = await self._header(to)
             with translate_errors("eth_getLogs"):
                 logs = await self._w3.eth.get_logs(
                     {"fromBlock": self._next_block, "toBlock": to, "address": self._addresses}
@@ -263,10 +350,26 @@ class RegistryFollower:
             events = self._decoder.decode_all(logs)  # type: ignore[arg-type]
             hashes = await self._fetch_boundary_hashes(to, events)
             chain_ids = await self._observe_chain_ids(self._next_block, to)
+            again = await self._header(to)
+            if top is None or again is None or again[0] != top[0]:
+                raise ChainUnavailable(
+                    f"block {to} changed while its logs were read (a reorganisation): retrying"
+                )
             self._apply(events, hashes, to, chain_ids)
+            self._remember(to, top[0], top[1])
             await self._advance(to)
         if target < self.deployment.genesis_block:  # nothing deployed yet at this height
             await self._advance(target)
+        if self._pending is not None:  # rolled back to the chain's very head: nothing to read
+            height = self._pending.height
+            self._apply([], {}, height)
+            self._head = -1  # let the head go back
+            await self._advance(height)
+        if ancestor is not None:
+            reorg = Reorg(ancestor, old_head, self._head)
+            self.reorgs.append(reorg)
+            for listener in self._reorg_listeners:
+                listener(reorg)
         self._caught_up.set()
         return self._head
 
@@ -278,27 +381,108 @@ class RegistryFollower:
         for callback in self._listeners:
             callback(head)
 
+    # -- reorganisations -------------------------------------------------------------------
+
+    async def _header(self, height: int) -> tuple[bytes, bytes] | None:
+        """``(hash, parent hash)`` of block ``height``; None when the chain has no such block."""
+        with translate_errors("eth_getBlockByNumber"):
+            try:
+                block = await self._w3.eth.get_block(height)
+            except BlockNotFound:
+                return None
+        if block is None or block.get("hash") is None:
+            return None
+        return bytes(block["hash"]), bytes(block["parentHash"])
+
+    async def _find_reorg(self, target: int) -> int | None:
+        """None when the block the follower applied last is still on the chain; otherwise the
+        newest recorded block that still is (-1 when none is: replay from genesis)."""
+        if self._pending is not None:  # a rollback whose replay failed half-way: carry on
+            return None
+        if not self._hashes:
+            return None
+        recorded = sorted(self._hashes, reverse=True)
+        top = recorded[0]
+        current = await self._header(top) if top <= target else None
+        if current is not None and current[0] == self._hashes[top]:
+            return None
+        for height in recorded[1:]:
+            if height > target:
+                continue
+            current = await self._header(height)
+            if current is not None and current[0] == self._hashes[height]:
+                return height
+        return -1
+
+    def _roll_back(self, ancestor: int) -> None:
+        """Prepare to restore the newest saved state at or below ``ancestor`` (applied with the
+        next batch, see :meth:`_apply`) and to read the chain again from just above it."""
+        saved = [s for s in self._saved if s.height <= ancestor]
+        point = saved[-1] if saved else self._initial()
+        self._saved = saved
+        self._pending = point
+        self._next_block = point.height + 1
+        self._hashes = {h: v for h, v in self._hashes.items() if h <= point.height}
+        log.warning(
+            "registry follower: the settlement chain reorganised above block %d (head was %d);"
+            " rolling the snapshot back to block %d and replaying",
+            ancestor,
+            self._head,
+            point.height,
+        )
+
+    def _initial(self) -> _Saved:
+        fresh = MemorySnapshot()
+        fresh.set_shape(self.deployment.shape)
+        fresh.default_chain_id = self.deployment.chain_id
+        return _Saved(self.deployment.genesis_block - 1, fresh, {}, {}, set())
+
+    def _remember(self, height: int, block_hash: bytes, parent: bytes) -> None:
+        """Keep the hash of the block just applied (and its parent) and, every ``save_every``
+        blocks, a copy of the whole state; forget what is older than ``reorg_window``."""
+        self._hashes[height] = block_hash
+        if height > 0:
+            self._hashes.setdefault(height - 1, parent)
+        floor = height - self.reorg_window
+        self._hashes = {h: v for h, v in self._hashes.items() if h >= floor}
+        if not self._saved or height - self._saved[-1].height >= self.save_every:
+            self._saved.append(
+                _Saved(
+                    height,
+                    self.snapshot.copy(),
+                    dict(self.checkpoints),
+                    dict(self.gateways),
+                    set(self._recorded_chain_ids),
+                )
+            )
+        # keep the newest copy at or below the window's floor, and every copy above it
+        while len(self._saved) > 1 and self._saved[1].height <= floor:
+            self._saved.pop(0)
+
     # -- boundary hashes -------------------------------------------------------------------
 
     def _boundary_heights(self, head: int) -> list[int]:
         shape = self.deployment.shape
         if head < shape.B0 - 1:
             return []
+        snapshot = self._pending.snapshot if self._pending is not None else self.snapshot
+        confirmed = head - self.confirmations
         current = session_of(max(head, shape.B0), shape.B0, shape.L)
         first = max(0, current - self.hash_sessions)
         heights: list[int] = []
         for n in range(first, current + 2):
             w = windows(shape, n)
             for h in (w.h_n_block, w.h_g_block, w.h_c_block):
-                if 0 <= h <= head and self.snapshot.block_hash(h) is None:
+                if 0 <= h <= confirmed and snapshot.block_hash(h) is None:
                     heights.append(h)
         return sorted(set(heights))
 
     async def _fetch_boundary_hashes(self, head: int, events: Iterable[Event]) -> dict[int, bytes]:
+        confirmed = head - self.confirmations
         known = {
             int(e.args["block_number"]): bytes(e.args["block_hash"])
             for e in events
-            if e.name == "Checkpoint"
+            if e.name == "Checkpoint" and int(e.args["block_number"]) <= confirmed
         }
         out: dict[int, bytes] = {}
         for h in self._boundary_heights(head):
@@ -331,6 +515,13 @@ class RegistryFollower:
         head: int,
         chain_ids: Mapping[int, int] | None = None,
     ) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:  # a rollback: restore and replay in one synchronous step
+            self.snapshot.restore(pending.snapshot)
+            self.checkpoints = dict(pending.checkpoints)
+            self.gateways = dict(pending.gateways)
+            self._recorded_chain_ids = set(pending.recorded_chain_ids)
+        self._applying_to = head
         for event in events:
             handler = _HANDLERS.get(event.name)
             if handler is not None:
@@ -377,7 +568,9 @@ class RegistryFollower:
     def on_checkpoint(self, a: Mapping[str, Any]) -> None:
         block_hash = bytes(a["block_hash"])
         self.checkpoints[(int(a["session"]), int(a["kind"]))] = block_hash
-        self.snapshot.set_block_hash(int(a["block_number"]), block_hash)
+        height = int(a["block_number"])
+        if height <= self._applying_to - self.confirmations:  # else fetched once confirmed
+            self.snapshot.set_block_hash(height, block_hash)
 
     def on_service_registered(self, a: Mapping[str, Any]) -> None:
         sid = service_id_from_bytes(a["service"])

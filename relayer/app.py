@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +32,7 @@ from protocol.encoding import address_from_hex
 from protocol.errors import RelaynetError
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain
-from relayer.backend import AiohttpTransport
+from relayer.backend import Http1Transport
 from relayer.budget import BudgetMeter
 from relayer.claimer import Claimer, ClaimStore
 from relayer.config import RelayerConfig
@@ -41,10 +42,11 @@ from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
 from relayer.recorder import Recorder
 from relayer.relaylog import RelayLog
-from relayer.server import RelayService, metrics_app, relay_app
+from relayer.server import RELAY_PATH, RelayService, metrics_app, relay_app
 from relayer.verify import ServiceRuntime, Verifier
 from relayer.websocket import WebSocketRelay
 from session.snapshot import RegistrySnapshot
+from transport.fastserve import FastSite
 
 __all__ = ["Follower", "Relayer", "RelayerKeys", "build_relayer", "build_services", "serve"]
 
@@ -244,12 +246,22 @@ def build_relayer(
     if domain is None:
         assert deployment is not None
         domain = Domain(deployment.chain_id, address_from_hex(deployment.settlement))
+    if deployment is not None:
+        from ledger.follower import check_confirmations
+
+        try:
+            check_confirmations(config.chain.confirmations, deployment.shape, "chain.confirmations")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
     if snapshot is None:
         from ledger.follower import RegistryFollower
 
         assert deployment is not None
         follower = RegistryFollower(
-            config.chain.rpc_url, deployment, poll_interval=config.chain.poll_interval
+            config.chain.rpc_url,
+            deployment,
+            poll_interval=config.chain.poll_interval,
+            confirmations=config.chain.confirmations,
         )
         snapshot = follower.snapshot
     if chain is None and config.claims.enabled:
@@ -274,7 +286,7 @@ def build_relayer(
         existing_records=relay_log.records,
     )
     recorder = Recorder(relay_log, keys.receipt, verifier)
-    transport = transport or AiohttpTransport(
+    transport = transport or Http1Transport(
         limit_per_host=max(s.max_connections for s in config.services.values())
     )
     service = RelayService(verifier, transport, recorder, metrics, ready=lambda: True)
@@ -296,7 +308,11 @@ def build_relayer(
             store=store,
             supplier=keys.account.address,
             metrics=metrics,
+            confirmations=config.chain.confirmations,
         )
+        add_reorg_listener = getattr(follower, "add_reorg_listener", None)
+        if add_reorg_listener is not None:
+            add_reorg_listener(claimer.on_reorg)
     relayer = Relayer(
         config=config,
         keys=keys,
@@ -341,12 +357,15 @@ async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None
         ssl_context.load_cert_chain(cfg.server.tls_cert, cfg.server.tls_key)
     runner = web.AppRunner(relayer.web_app(), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(
+    runner._shutdown_timeout = cfg.server.shutdown_grace
+    fast = relayer.service.relay_fast
+    site = FastSite(  # POST /v1/relay off aiohttp's per-request cost; the rest on aiohttp
         runner,
         cfg.server.host,
         cfg.server.port,
+        route=lambda path: fast if path == RELAY_PATH else None,
+        max_body=relayer.verifier.max_body_bytes,
         ssl_context=ssl_context,
-        shutdown_timeout=cfg.server.shutdown_grace,
         backlog=1024,
     )
     await site.start()
@@ -359,6 +378,7 @@ async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None
         msite = web.TCPSite(metrics_runner, cfg.metrics.host, cfg.metrics.port)
         await msite.start()
         metrics_port = _bound_port(msite)
+    gc.freeze()  # start-up's objects (snapshot, sessions, modules) leave the collector's scans
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

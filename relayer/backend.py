@@ -1,6 +1,9 @@
-"""Forwarding to the backend node over a keep-alive aiohttp pool (the transport seam).
+"""Forwarding to the backend node over a keep-alive pool (the transport seam).
 
-:class:`AiohttpTransport` sends the payload byte for byte with only the configured headers
+:class:`Http1Transport` (the default) is the hot path's own HTTP/1.1 client
+(:mod:`transport.http1`): the request head of each backend URL is built once and the answer is
+read under ``max_answer_bytes``. :class:`AiohttpTransport` is the general client it replaced;
+both send the payload byte for byte with only the configured headers
 (``Content-Type`` and the operator's, e.g. a node token) — no client header ever reaches the
 backend — and returns the complete response, whatever its status. aiohttp's failures are
 translated at this boundary: a timeout is ``BACKEND_TIMEOUT``, a refused or reset connection or
@@ -18,8 +21,59 @@ import yarl
 from protocol.errors import ErrorCode
 from relayer.errors import BackendError
 from relayer.interfaces import BackendRequest, BackendResponse
+from transport.http1 import BodyTooLarge, HttpClient, HttpError
 
-__all__ = ["AiohttpTransport", "MockTransport"]
+__all__ = ["DEFAULT_MAX_ANSWER", "AiohttpTransport", "Http1Transport", "MockTransport"]
+
+DEFAULT_MAX_ANSWER = 64 * 1024 * 1024
+
+
+class Http1Transport:
+    """The backend pool on :class:`transport.http1.HttpClient`; errors as AiohttpTransport's."""
+
+    def __init__(
+        self, *, limit_per_host: int = 256, max_answer_bytes: int = DEFAULT_MAX_ANSWER
+    ) -> None:
+        self._client = HttpClient(
+            max_idle_per_origin=limit_per_host, limit_per_origin=limit_per_host
+        )
+        self._max_answer = max_answer_bytes
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        try:
+            route = self._client.route(request.http_method, request.url, request.headers)
+            answer = await self._client.request(
+                route,
+                request.body,
+                within=request.timeout,
+                connect_timeout=request.connect_timeout,
+                max_body=self._max_answer,
+            )
+        except TimeoutError as exc:
+            raise BackendError(
+                f"{request.service_id}: backend did not answer within {request.timeout}s",
+                code=ErrorCode.BACKEND_TIMEOUT,
+            ) from exc
+        except BodyTooLarge as exc:
+            raise BackendError(
+                f"{request.service_id}: backend answer over {self._max_answer} bytes",
+                code=ErrorCode.BACKEND_UNAVAILABLE,
+            ) from exc
+        except (HttpError, OSError) as exc:
+            raise BackendError(
+                f"{request.service_id}: backend unavailable ({type(exc).__name__})",
+                code=ErrorCode.BACKEND_UNAVAILABLE,
+            ) from exc
+        except ValueError as exc:  # a backend URL the client cannot send to
+            raise BackendError(
+                f"{request.service_id}: bad backend URL", code=ErrorCode.BACKEND_UNAVAILABLE
+            ) from exc
+        return BackendResponse(
+            answer.status, answer.body, answer.header(b"content-type") or "application/json"
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
 
 
 class AiohttpTransport:

@@ -46,6 +46,10 @@ class LedgerChain:
     async def head(self) -> int:
         return await self.client.block_number()
 
+    async def resync(self) -> None:
+        if self.client.sender is not None:
+            await self.client.sender.resync()
+
     async def block_hash(self, height: int) -> bytes | None:
         with translate_errors("eth_getBlockByNumber"):
             block = await self.client.w3.eth.get_block(height)

@@ -14,6 +14,19 @@ claiming) and ``H_c`` (after the claim window) when nobody has; claim inside the
 every slot held; when a proof is required, open the leaf drawn by ``r`` and submit it in the
 proof window; settle after the proof window. A failing chain call is retried with exponential
 backoff (``claims.retry_initial`` … ``retry_max``).
+
+Confirmation depth d (``confirmations``): the claim waits until ``H_g`` is d blocks deep, the
+proof requirement until ``H_c`` is.
+
+Reorganisations (:meth:`Claimer.on_reorg`, a listener of the registry follower): before its
+next step the claimer forgets its nonce and cached tries, then re-checks on the chain every
+claim it has acted on — what was dropped goes back to the state before it (a dropped claim to
+``pending``, so slots, session id and the rest are recomputed from the new branch; a dropped
+proof or settlement to ``claimed``/``proved``), and every claim still open has its proof
+requirement and challenge recomputed from the post-reorg ``H_c``. A claim is never sent twice:
+the chain is read first, and a claim refused because one with the same root already exists
+counts as made. Relays of a session the reorganisation re-drew so that this supplier holds no
+slot in it are unclaimable: counted (``unclaimable_relays``) and logged, never claimed.
 """
 
 from __future__ import annotations
@@ -228,6 +241,7 @@ class Claimer:
         supplier: bytes,
         metrics: RelayerMetrics | None = None,
         on_session_closed: Callable[[SessionKey], object] | None = None,
+        confirmations: int = 0,
     ) -> None:
         self.config = config
         self.snapshot = snapshot
@@ -243,6 +257,14 @@ class Claimer:
         self._random = random.Random()
         self._checkpoint_due: dict[tuple[int, int], int] = {}  # (n, kind) -> height to act
         self._checkpoint_done: set[tuple[int, int]] = set()
+        self.confirmations = confirmations
+        self._reorg_from: int | None = None  # ancestor of a reorganisation not yet handled
+
+    def on_reorg(self, reorg: Any) -> None:
+        """The follower saw blocks above ``reorg.ancestor`` replaced: re-check before acting."""
+        ancestor = int(reorg.ancestor)
+        if self._reorg_from is None or ancestor < self._reorg_from:
+            self._reorg_from = ancestor
 
     async def run(self) -> None:
         """Tick forever (cancelled at shutdown)."""
@@ -264,6 +286,12 @@ class Claimer:
             self._failed(self._global_backoff, "head", exc)
             return
         self._global_backoff = _Backoff(self.config.retry_initial)
+        if self._reorg_from is not None:
+            try:
+                await self.after_reorg(self._reorg_from, head)
+            except RelaynetError as exc:
+                self._failed(self._global_backoff, "reorg", exc)
+                return
         try:
             await self.checkpoints(head)
         except RelaynetError as exc:
@@ -328,6 +356,82 @@ class Claimer:
                 self._checkpoint_due.pop(event, None)
         self._checkpoint_done = {e for e in self._checkpoint_done if e[0] >= first}
         self._checkpoint_due = {e: d for e, d in self._checkpoint_due.items() if e[0] >= first}
+
+    async def after_reorg(self, ancestor: int, head: int) -> None:
+        """Re-check on the chain every claim acted on since a reorganisation (module doc)."""
+        await self.chain.resync()
+        self._tries.clear()  # H_g may have changed, and with it which relays are mined
+        self._checkpoint_done.clear()
+        self._checkpoint_due.clear()
+        shape = self.snapshot.shape()
+        for record in self.store.all():
+            if record.state in (ClaimState.PENDING, ClaimState.SKIPPED, ClaimState.FAILED):
+                continue
+            w = windows(shape, record.n)
+            if (
+                record.state is ClaimState.SETTLED
+                and w.proof_close + _CHECKPOINT_LOOKBACK < ancestor
+            ):
+                continue  # settled long before the fork point
+            key = SessionKey(record.service_id, bytes.fromhex(record.app[2:]), record.n)
+            onchain = await self.chain.claim_state(key.app, key.service_id, key.n)
+            outcome = self._recheck(record, onchain.status)
+            if outcome is None:
+                continue
+            state, what = outcome
+            log.warning(
+                "session %s/%s n=%d: after the reorganisation above block %d the chain says %s"
+                " — %s",
+                key.service_id,
+                record.app,
+                key.n,
+                ancestor,
+                onchain.status.value,
+                what,
+            )
+            if self.metrics is not None:
+                self.metrics.reorg_rechecks.labels(state.value).inc()
+            if state is ClaimState.PENDING:
+                record = replace(
+                    record,
+                    root48="",
+                    sum=0,
+                    count=0,
+                    slots=(),
+                    session_id="",
+                    claimed=0,
+                    required=None,
+                )
+            else:
+                record = replace(record, required=None)
+            self._save(key, replace(record, state=state, reason=what))
+            self._backoff.pop(key, None)
+        self._reorg_from = None
+
+    @staticmethod
+    def _recheck(record: ClaimRecord, onchain: ClaimStatus) -> tuple[ClaimState, str] | None:
+        """Where a claim goes back to once the chain says ``onchain`` after a reorganisation
+        (None: it stays)."""
+        acted = record.state
+        if onchain is ClaimStatus.NONE:
+            if acted is ClaimState.CLAIMING:
+                return None  # never confirmed sent: resumes (reading the chain first)
+            if acted is ClaimState.SETTLED:
+                return (
+                    ClaimState.FAILED,
+                    "claim dropped by a reorganisation after its log was deleted",
+                )
+            return ClaimState.PENDING, "claim dropped by the reorganisation: claiming again"
+        if onchain is ClaimStatus.OPEN and acted in (
+            ClaimState.PROVING,
+            ClaimState.PROVED,
+            ClaimState.NOT_REQUIRED,
+            ClaimState.SETTLED,
+        ):
+            return ClaimState.CLAIMED, "claim open: proof requirement recomputed from the new H_c"
+        if onchain is ClaimStatus.PROVED and acted is ClaimState.SETTLED:
+            return ClaimState.PROVED, "settlement dropped by the reorganisation: settling again"
+        return None
 
     def _failed(self, backoff: _Backoff, what: str, exc: RelaynetError) -> None:
         backoff.attempts += 1
@@ -413,6 +517,8 @@ class Claimer:
             return record
         if head > w.claim_close:
             return self._final(key, record, ClaimState.FAILED, "claim window missed", "claims")
+        if head < w.h_g_block + self.confirmations:
+            return record  # H_g not confirmed yet
         h_g = await self._hash(w.h_g_block)
         sparams = self.snapshot.service_params(key.service_id, key.n)
         econ = self.snapshot.economic_params(key.n)
@@ -426,7 +532,7 @@ class Claimer:
         session = hydrate(self.snapshot, key.service_id, key.app, key.n)
         slots = () if session is None else session.slot_indexes(self.supplier)
         if session is None or not slots:
-            return self._final(key, record, ClaimState.FAILED, "no slot held", "claims")
+            return self._unclaimable(key, record, summary)
         shape = self.snapshot.shape()
         root = summary.root
         tokens = claim_tokens(root.sum, econ.cu_price, sparams.difficulty_bits)
@@ -475,9 +581,25 @@ class Claimer:
         if head > w.claim_close:
             return self._final(key, record, ClaimState.FAILED, "claim window missed", "claims")
         await self._ensure_recorded(key.n, 0, 1)
-        receipt = await self.chain.claim(
-            key.app, key.service_id, key.n, record.slots, bytes.fromhex(record.root48[2:])
-        )
+        root48 = bytes.fromhex(record.root48[2:])
+        try:
+            receipt = await self.chain.claim(key.app, key.service_id, key.n, record.slots, root48)
+        except RelaynetError:
+            # e.g. "already claimed": an earlier copy landed after all (a dropped transaction
+            # re-included from a mempool). The same root on the chain is success.
+            onchain = await self.chain.claim_state(key.app, key.service_id, key.n)
+            if (
+                onchain.status is ClaimStatus.NONE
+                or onchain.root48 != root48[: len(onchain.root48)]
+            ):
+                raise
+            log.info(
+                "session %s/%s n=%d: already claimed with this root",
+                key.service_id,
+                record.app,
+                key.n,
+            )
+            return self._save(key, replace(record, state=ClaimState.CLAIMED))
         self._spent(receipt)
         if self.metrics is not None:
             self.metrics.claims.labels("submitted").inc()
@@ -487,7 +609,7 @@ class Claimer:
     async def _after_claim_window(
         self, key: SessionKey, w: Windows, head: int, record: ClaimRecord
     ) -> ClaimRecord:
-        if head <= w.claim_close:
+        if head <= w.claim_close or head < w.h_c_block + self.confirmations:
             return record
         await self._ensure_recorded(key.n, 2)
         h_c = await self._hash(w.h_c_block)
@@ -547,6 +669,24 @@ class Claimer:
             self.metrics.rewards.inc(reward)
         record = replace(record.spent(receipt), reward=reward, paid=paid)
         return self._final(key, record, ClaimState.SETTLED, "", "")
+
+    def _unclaimable(
+        self, key: SessionKey, record: ClaimRecord, summary: TrieSummary
+    ) -> ClaimRecord:
+        """The relayer answered these relays while it held a slot; a reorganisation re-drew
+        the session (a new ``H_n``) and it holds none now: report them, claim nothing."""
+        if self.metrics is not None:
+            self.metrics.unclaimable_relays.inc(summary.relays)
+        log.warning(
+            "session %s/%s n=%d: %d relays unclaimable — the session was re-drawn (settlement"
+            " chain reorganisation) and this supplier holds no slot in it",
+            key.service_id,
+            record.app,
+            key.n,
+            summary.relays,
+        )
+        reason = "unclaimable: no slot held in the session as drawn now (re-drawn by a reorg)"
+        return self._final(key, record, ClaimState.FAILED, reason, "claims")
 
     def _final(
         self, key: SessionKey, record: ClaimRecord, state: ClaimState, reason: str, metric: str

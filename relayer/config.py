@@ -80,6 +80,9 @@ class ChainConfig(_Strict):
     rpc_url: str
     deployment: Path
     poll_interval: float = Field(default=0.2, gt=0, le=60)
+    # blocks a boundary hash must be deep before the relayer acts on it (at most the
+    # deployment's G, checked when the deployment is read)
+    confirmations: int = Field(default=0, ge=0)
 
 
 class ServerConfig(_Strict):

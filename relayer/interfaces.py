@@ -145,6 +145,10 @@ class SettlementChain(Protocol):
 
     async def head(self) -> int: ...
 
+    async def resync(self) -> None:
+        """Forget local transaction state (the nonce) after a reorganisation dropped blocks."""
+        ...
+
     async def block_hash(self, height: int) -> bytes | None: ...
 
     async def recorded_hashes(self, n: int) -> tuple[bytes | None, bytes | None, bytes | None]:

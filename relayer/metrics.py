@@ -168,6 +168,22 @@ class RelayerMetrics:
             subsystem=SUBSYSTEM,
             registry=r,
         )
+        self.unclaimable_relays = Counter(
+            "unclaimable_relays",
+            "Answered relays of sessions a settlement-chain reorganisation re-drew so that this"
+            " supplier holds no slot in them (never claimed)",
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=r,
+        )
+        self.reorg_rechecks = Counter(
+            "reorg_rechecks",
+            "Claims re-checked after a settlement-chain reorganisation, by what was found",
+            ["outcome"],
+            namespace=NAMESPACE,
+            subsystem=SUBSYSTEM,
+            registry=r,
+        )
         self.follower_head = Gauge(
             "follower_head",
             "Latest block the registry snapshot saw",

@@ -351,5 +351,10 @@ class TableHandler:
     def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
         return None  # no client-visible head call is floored for this RPC type
 
+    def head_dependent(self, spec: ChainSpec, call: Call) -> bool:
+        """Whether the answer follows the head (DESIGN §4: a quorum read that disagrees is
+        retried once after one block time); default: the method's cache rule is the head's."""
+        return self.resolve(spec, call.method).rule is CacheRule.HEAD
+
     def height_answer(self, raw_id: bytes, height: int) -> bytes:
         raise NotImplementedError("no floored call: floor_rule is always None")

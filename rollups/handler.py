@@ -477,6 +477,11 @@ class RpcHandler(Protocol):
         client), else None."""
         ...
 
+    def head_dependent(self, spec: ChainSpec, call: Call) -> bool:
+        """Whether the answer follows the head (``latest``, ``pending``, the head height): a
+        quorum read whose legs disagree is retried once after one block time (DESIGN §4)."""
+        ...
+
     def height_answer(self, raw_id: bytes, height: int) -> bytes:
         """The answer a backend would give to the head-height call, for ``height`` and the
         client's id (raw JSON bytes): what the gateway answers from a client's floor."""

@@ -10,6 +10,7 @@ Not thread-safe: one event loop owns it.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
 from session.delegations import DelegationBook
@@ -146,6 +147,18 @@ class MemorySnapshot:
         if history is None:
             history = self._positions[service_id] = PositionHistory()
         return history
+
+    # -- copies (the ledger follower rolls back to one after a chain reorganisation) ---------
+
+    def copy(self) -> MemorySnapshot:
+        """An independent deep copy of the whole registry as it is now."""
+        return copy.deepcopy(self)
+
+    def restore(self, saved: MemorySnapshot) -> None:
+        """Become a copy of ``saved`` in place, so readers holding this object see it at once."""
+        state = copy.deepcopy(saved).__dict__
+        self.__dict__.clear()
+        self.__dict__.update(state)
 
     # -- writers ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"protocol"}),
     frozenset({"session"}),
-    frozenset({"ledger", "rollups", "verify"}),
+    frozenset({"ledger", "rollups", "verify", "transport"}),  # transport: no project imports
     frozenset({"relayer", "gateway"}),
     frozenset({"relaynet"}),
 )

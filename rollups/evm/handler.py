@@ -79,6 +79,8 @@ _PROBE_CHAIN_ID = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
 _PROBE_HEIGHT = b'{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber","params":[]}'
 _PROBE_SYNCING = b'{"jsonrpc":"2.0","id":3,"method":"eth_syncing","params":[]}'
 
+_MOVING_TAGS = frozenset({"latest", "pending", "safe", "finalized"})
+
 
 class EvmHandler(TableHandler):
     """The EVM handler; see the module docstring. Stateless; share one instance."""
@@ -294,6 +296,22 @@ class EvmHandler(TableHandler):
 
     def floor_rule(self, spec: ChainSpec, call: Call) -> FloorRule | None:
         return floor_rule(spec) if call.method == "eth_blockNumber" else None
+
+    def head_dependent(self, spec: ChainSpec, call: Call) -> bool:
+        """``eth_blockNumber`` and head-cached methods, a block parameter that is absent or a
+        moving tag (``latest``, ``pending``, ``safe``, ``finalized``), any ``pending`` param."""
+        resolved = self.resolve(spec, call.method)
+        if resolved.rule is CacheRule.HEAD or call.method == "eth_blockNumber":
+            return True
+        params = call.param_list
+        if any(p in _MOVING_TAGS for p in params if isinstance(p, str)):
+            return True
+        info = resolved.info
+        if resolved.rule is CacheRule.BLOCK and info is not None:
+            arg = info.arg or 0
+            ref = block_ref(params[arg] if len(params) > arg else None)
+            return ref.tag in _MOVING_TAGS
+        return False
 
     def height_answer(self, raw_id: bytes, height: int) -> bytes:
         return b'{"jsonrpc":"2.0","id":' + raw_id + b',"result":"' + hex(height).encode() + b'"}'

@@ -50,6 +50,8 @@ class LiarNet:
     liar: LyingRelayer
     gateway: GatewayProcess
     key: str
+    quorum_key: str  # default quorum 2 (DESIGN §4: per key)
+    quota_key: str  # quota 3 a day: a quorum read counts one per leg
 
     @property
     def rpc_url(self) -> str:
@@ -180,9 +182,14 @@ def liarnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiarNet]:
                 "cache": {"enabled": False},
             },
         )
-        key = add_key(gw_files, {SERVICE: "0x" + app.address.hex()})
+        paying = {SERVICE: "0x" + app.address.hex()}
+        key = add_key(gw_files, paying)
+        quorum_key = add_key(gw_files, paying, name="quorum", quorum=2)
+        quota_key = add_key(gw_files, paying, name="quota", quota=3)
         gateway = GatewayProcess(gw_files).start()
-        net = LiarNet(settlement, backend, network, procs, liar, gateway, key)
+        net = LiarNet(
+            settlement, backend, network, procs, liar, gateway, key, quorum_key, quota_key
+        )
     except BaseException:
         for thing in reversed(started):
             with contextlib.suppress(Exception):

@@ -15,6 +15,9 @@ where every ``eth_blockNumber`` is answered ``0xffffffffff``):
 ``receipt``    the backend's answer with a receipt over other bytes (hash mismatch)
 ``encoding``   the backend's answer marked ``Content-Encoding: gzip``
 ``height``     ``eth_blockNumber`` answered ``0xffffffffff`` (probes included)
+``differ``     the backend's answer with ``"result":"0x`` → ``"result":"0x1``, correctly
+               signed (one supplier's word against another's: a quorum disagreement)
+``signature``  the backend's answer, its receipt signed by a key that is not its own
 =============  ============================================================================
 
 ``served`` counts the lies told per mode, so a test knows the liar was actually asked.
@@ -51,6 +54,7 @@ class LyingRelayer:
         self.port = free_port()
         self.domain: Domain | None = None  # set once the deployment is known
         self.mode = "honest"
+        self.other_key = ReceiptKey.generate()  # signs the ``signature`` mode's receipts
         self.oversized_bytes = 200 * 1024 * 1024
         self.served: Counter[str] = Counter()
         self.streamed = 0  # bytes of oversized answers actually written to the gateway
@@ -153,6 +157,13 @@ class LyingRelayer:
             headers = self._headers(digest, status, body + b" ")
         elif mode == "encoding":
             headers["Content-Encoding"] = "gzip"
+        elif mode == "differ":
+            body = body.replace(b'"result":"0x', b'"result":"0x1', 1)
+            headers = self._headers(digest, status, body)
+        elif mode == "signature":
+            rhash = response_hash(status, body)
+            forged = sign_receipt(self.other_key, digest, 0, rhash)
+            headers["Relay-Receipt"] = encode_receipt(rhash, forged)
         return web.Response(status=200, body=body, headers=headers)
 
     async def _stream_oversized(

@@ -35,6 +35,7 @@ from protocol.relay import (
     sign_receipt,
 )
 from tests.gateway.test_router import READ, SUPPLIERS, WRITE, call, make_router
+from transport.http1 import HttpClient
 
 DOMAIN = Domain(31337, b"\x11" * 20)
 RECEIPT = ReceiptKey.generate()
@@ -93,10 +94,20 @@ async def _honest(request: web.Request) -> web.Response:
     return web.Response(body=OK_BODY, headers=receipt_headers(request, 200, OK_BODY))
 
 
+_KIND = ["aiohttp"]
+
+
+@pytest.fixture(autouse=True, params=["aiohttp", "http1"])
+def _transport(request: pytest.FixtureRequest) -> None:
+    """Every wire test on both relay transports: aiohttp and the hot path's transport.http1."""
+    _KIND[0] = request.param
+
+
 async def _client(budget: AnswerBudget | None = None, check: float = 1.0) -> RelayClient:
     http = aiohttp.ClientSession(auto_decompress=False)
+    fast = HttpClient() if _KIND[0] == "http1" else None
     return RelayClient(
-        http, dev_account(8), DOMAIN, devnet=True, receipt_check=check, budget=budget
+        http, dev_account(8), DOMAIN, devnet=True, receipt_check=check, budget=budget, fast=fast
     )
 
 
@@ -308,6 +319,7 @@ class Scripted:
         *,
         attempt_timeout: float,
         max_bytes: int = 0,
+        inline: bool = False,
     ) -> RelayAnswer:
         self.calls.append(target.supplier)
         what = self.script.get(target.supplier, '"0x1"')
@@ -316,6 +328,9 @@ class Scripted:
         rid = orjson.dumps(orjson.loads(payload)["id"])
         body = b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + what.encode() + b"}"
         return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+
+    def confirm(self, answer: RelayAnswer) -> None:
+        return None  # every scripted answer was verified
 
 
 def oversized() -> RelayError:
@@ -515,11 +530,15 @@ async def test_failures_and_invalid_answers_are_never_cached(answer: bytes) -> N
             *,
             attempt_timeout: float,
             max_bytes: int = 0,
+            inline: bool = False,
         ) -> RelayAnswer:
             self.calls.append(target.supplier)
             rid = orjson.dumps(orjson.loads(payload)["id"])
             body = answer.replace(b"%s", rid)
             return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+
+        def confirm(self, answer: RelayAnswer) -> None:
+            return None
 
     client = Failing()
     router, ctx, _ = make_router(client, hedge=None, cache=True)  # type: ignore[arg-type]
@@ -551,3 +570,74 @@ async def test_floors_and_pins_hold_across_replicas_through_the_shared_store() -
     for _ in range(5):
         polled = await b.execute(ctx, call(changes))
         assert polled.supplier == holder
+
+
+# -- receipts per DESIGN §6: the signature sampled off the critical path -------------------------
+def _forged(request: web.Request, status: int, body: bytes) -> dict[str, str]:
+    """The right response hash under a signature by another key."""
+    headers = receipt_headers(request, status, body)
+    _h, header_bytes, _s = decode_relay_request(request.headers["Relay-Request"])
+    digest = request_digest_of_bytes(header_bytes, DOMAIN)
+    rhash = response_hash(status, body)
+    headers["Relay-Receipt"] = encode_receipt(
+        rhash, sign_receipt(ReceiptKey.generate(), digest, 0, rhash)
+    )
+    return headers
+
+
+class _Rng:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+async def test_a_sampled_signature_is_checked_after_the_answer_and_a_failure_is_counted(
+    wire: Wire,
+) -> None:
+    async def forged(request: web.Request, _: bytes) -> web.Response:
+        return web.Response(body=OK_BODY, headers=_forged(request, 200, OK_BODY))
+
+    wire.handler = forged
+    client = await _client(check=0.5)
+    client._rng = _Rng(0.1)  # type: ignore[assignment]  # sampled
+    late: list[bytes] = []
+    client.on_late_lie = lambda target: late.append(target.supplier)
+    try:
+        answer = await _relay(wire, client)  # the answer is not held up by the signature
+        assert answer.body == OK_BODY and not answer.receipt_checked and late == []
+        for _ in range(100):  # the late check runs on the loop right after
+            if late:
+                break
+            await asyncio.sleep(0.01)
+        assert late == [wire.target().supplier] and client.late_lies == 1
+        with pytest.raises(RelayError) as err:  # confirm (cache, quorum) checks it now
+            client.confirm(answer)
+        assert err.value.lie
+        with pytest.raises(RelayError):  # an answer after a failure: checked inline
+            await client.relay(
+                wire.target(), b'{"jsonrpc":"2.0","id":1}', 1, attempt_timeout=10, inline=True
+            )
+        client._rng = _Rng(0.9)  # type: ignore[assignment]  # not sampled: no late check
+        await _relay(wire, client)
+        await asyncio.sleep(0.05)
+        assert client.late_checks == 1 and client.late_lies == 1
+    finally:
+        await client.http.close()
+        if client.fast is not None:
+            await client.fast.close()
+
+
+async def test_every_signature_is_checked_inline_when_receipt_check_is_one(wire: Wire) -> None:
+    async def forged(request: web.Request, _: bytes) -> web.Response:
+        return web.Response(body=OK_BODY, headers=_forged(request, 200, OK_BODY))
+
+    wire.handler = forged
+    client = await _client(check=1.0)
+    try:
+        with pytest.raises(RelayError) as err:
+            await _relay(wire, client)
+        assert err.value.lie
+    finally:
+        await client.http.close()

@@ -25,6 +25,7 @@ from gateway.selection import Qos
 from gateway.services import Service
 from gateway.sessions import SessionView
 from gateway.store import MemoryStore
+from protocol.errors import Refusal
 from rollups.catalogue import catalogue_spec
 from rollups.registry import handler_for
 
@@ -39,6 +40,9 @@ class ScriptedClient:
     script: dict[bytes, str] = field(default_factory=dict)
     results: dict[bytes, Callable[[bytes], bytes]] = field(default_factory=dict)
     calls: list[tuple[bytes, bytes]] = field(default_factory=list)
+    inline: list[bool] = field(default_factory=list)  # each attempt: signature checked inline?
+    confirmed: list[bytes] = field(default_factory=list)
+    on_late_lie: object = None
 
     async def relay(
         self,
@@ -48,8 +52,10 @@ class ScriptedClient:
         *,
         attempt_timeout: float,
         max_bytes: int = 0,
+        inline: bool = False,
     ) -> RelayAnswer:
         self.calls.append((target.supplier, payload))
+        self.inline.append(inline)
         mode = self.script.get(target.supplier, "ok")
         if mode == "unsent":
             raise RelayError("refused", outcome=Outcome.UNSENT, supplier=target.supplier)
@@ -59,7 +65,20 @@ class ScriptedClient:
             await asyncio.sleep(1.0)
         make = self.results.get(target.supplier, _echo_result)
         body = make(payload)
+        if mode == "forged_sig":  # right hash, bad signature: caught only when verified
+            unverified = (target, b"d", b"h", b"s")
+            return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, False, unverified)
         return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+
+    def confirm(self, answer: RelayAnswer) -> None:
+        self.confirmed.append(answer.supplier)
+        if answer.unverified is not None and self.script.get(answer.supplier) == "forged_sig":
+            raise RelayError(
+                "bad receipt",
+                outcome=Outcome.MAYBE_SENT,
+                supplier=answer.supplier,
+                refusal=Refusal.LIE,
+            )
 
 
 def _echo_result(payload: bytes) -> bytes:
@@ -273,3 +292,73 @@ async def test_final_hits_enter_the_front_cache() -> None:
     assert hit is not None and hit.prefix + b'"q"' + hit.suffix == (
         b'{"jsonrpc":"2.0","id":"q","result":"0x7a69"}'
     )
+
+
+async def test_an_answer_after_a_failure_has_its_receipt_signature_checked_inline() -> None:
+    client = ScriptedClient(script={SUPPLIERS[0]: "unsent", SUPPLIERS[1]: "unsent"})
+    router, ctx, _ = make_router(client, hedge=None)
+    for _ in range(6):  # whichever supplier is tried first
+        client.inline.clear()
+        answer = await router.execute(ctx, call(READ))
+        assert answer.source == "relay"
+        assert client.inline[0] is False and all(client.inline[1:])
+        if len(client.inline) > 1:
+            return
+    raise AssertionError("no call needed a second attempt")
+
+
+async def test_an_unverified_answer_enters_the_cache_only_once_verified() -> None:
+    client = ScriptedClient(script=dict.fromkeys(SUPPLIERS, "forged_sig"))
+    router, ctx, metrics = make_router(client, hedge=None, cache=True)
+    block = b'{"jsonrpc":"2.0","method":"eth_getBlockByNumber","params":["0x1",false],"id":3}'
+    for _ in range(3):
+        await router.execute(ctx, call(block))
+    assert client.confirmed  # checked before the offer
+    assert metrics.receipts.labels("failed")._value.get() == len(client.confirmed)
+    assert router.cache is not None
+    assert await router.cache.lookup(_block_key(router, ctx, block), b"3") is None
+
+
+def _block_key(router: Router, ctx: ClientContext, body: bytes) -> str:
+    from rollups.handler import Call, Heights
+
+    c = call(body)
+    svc = ctx.service
+    rcall = Call(method=c.method, params=c.params, id=3, raw=c.raw, notification=False)
+    policy = svc.handler.cache_policy(svc.spec, rcall, Heights(None, None))
+    assert policy.key is not None
+    return policy.key
+
+
+async def test_a_failed_late_receipt_check_evicts_what_the_supplier_put_in_the_caches() -> None:
+    from gateway.cache import CachedAnswer
+
+    client = ScriptedClient()
+    router, _ctx, metrics = make_router(client, hedge=None, cache=True)
+    cache = router.cache
+    assert cache is not None
+    liar, other = SUPPLIERS[0], SUPPLIERS[1]
+    body = b'{"jsonrpc":"2.0","id":1,"result":"0x1"}'
+
+    async def store(key: str, last: bytes) -> None:
+        for s in (other if last == liar else liar, last):  # agreement 2: `last` stores it
+            await cache.offer(
+                key, None, status=200, body=body, supplier="0x" + s.hex(),
+                relay_request="rq", relay_receipt="rc",
+            )  # fmt: skip
+
+    await store("k-liar", liar)
+    await store("k-other", other)
+    assert await cache.lookup("k-liar", b"1") is not None
+    hit = CachedAnswer(200, body, "0x" + liar.hex(), "rq", "rc", True, b"", b"", 1e12)
+    router.front.put("devnet", b"tmpl", hit)
+    target = Target("devnet", APP, 5, liar, "http://r0.example/v1/relay", b"k" * 32)
+    router._late_lie(target)
+    for _ in range(100):
+        if await cache.lookup("k-liar", b"1") is None:
+            break
+        await asyncio.sleep(0.01)
+    assert await cache.lookup("k-liar", b"1") is None  # evicted, shared store included
+    assert await cache.lookup("k-other", b"1") is not None  # others' entries stay
+    assert router.front.get("devnet", b"tmpl") is None
+    assert metrics.receipts.labels("failed")._value.get() == 1

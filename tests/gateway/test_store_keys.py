@@ -190,3 +190,29 @@ async def test_redis_going_away_falls_back_to_memory() -> None:
     finally:
         await store.close()
         server.stop()
+
+
+async def test_gate_on_a_key_without_limits_needs_no_store_but_limited_keys_still_gate() -> None:
+    class Counting(MemoryStore):
+        calls = 0
+
+        async def admit(self, charge):  # type: ignore[no-untyped-def]
+            Counting.calls += 1
+            return await super().admit(charge)
+
+    store = Counting()
+    limiter = Limiter(store)
+    _, free = record(rate_limit=0, quota=0)
+    await limiter.gate(free, "eth")
+    assert Counting.calls == 0  # nothing to gate: no store call on the hot path
+    await limiter.admit(free, "eth")  # usage is still counted
+    assert (await limiter.usage(free)).total_requests == 1
+    _, spent = record(rate_limit=0, quota=1, quota_period=3600)
+    await limiter.admit(spent, "eth")
+    with pytest.raises(BadRequest) as info:  # a spent quota is refused at the gate
+        await limiter.gate(spent, "eth")
+    assert info.value.reason is ClientReason.QUOTA_EXCEEDED
+    _, slow = record(rate_limit=0.001, burst=1)
+    await limiter.gate(slow, "eth")
+    with pytest.raises(BadRequest):  # and a rate limit too
+        await limiter.gate(slow, "eth")

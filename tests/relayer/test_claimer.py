@@ -63,6 +63,9 @@ class FakeChain:
         self._up("head")
         return self.height
 
+    async def resync(self) -> None:
+        self._up("resync")
+
     async def block_hash(self, height: int) -> bytes | None:
         return _hash(height) if height <= self.height else None
 
@@ -262,3 +265,93 @@ async def test_missed_claim_window_fails_with_a_reason(parts: Parts) -> None:
     record = store.load(KEY)
     assert record is not None and record.state is ClaimState.FAILED
     assert record.reason == "claim window missed"
+
+
+# -- after a settlement-chain reorganisation (the end-to-end case: tests/ledger/test_reorg.py) --
+
+
+@dataclass(frozen=True)
+class _Reorg:
+    ancestor: int
+
+
+class _LaggingChain(FakeChain):
+    """Answers one claim-state read from before the claim (a node still on the old branch,
+    or a dropped claim that a mempool re-included), and refuses a second claim the way the
+    contract does."""
+
+    stale_reads: int = 0
+
+    async def claim_state(self, app: bytes, service_id: str, n: int) -> ChainClaim:
+        if self.stale_reads:
+            self.stale_reads -= 1
+            self._up("claim_state")
+            return ChainClaim(ClaimStatus.NONE)
+        return await super().claim_state(app, service_id, n)
+
+    async def claim(
+        self, app: bytes, service_id: str, n: int, slots: tuple[int, ...], root48: bytes
+    ) -> TxReceipt:
+        if (app, service_id, n) in self.claims:
+            self._up("claim")
+            raise RelaynetError("claim: already claimed")
+        return await super().claim(app, service_id, n, slots, root48)
+
+
+async def test_already_claimed_with_the_same_root_is_success(tmp_path: Path) -> None:
+    snap = _snapshot()
+    chain = _LaggingChain(snap, height=W.grace_end + 1)
+    rlog = RelayLog(tmp_path / "logs")
+    log = rlog.open(KEY)
+    for i in range(3):
+        log.append(_relay_key(_leaf(i, 1)), _leaf(i, 1))
+    log.close()
+    store = ClaimStore(tmp_path / "claims")
+    claimer = _claimer((snap, chain, rlog, store))
+    await claimer.tick()
+    assert store.load(KEY).state is ClaimState.CLAIMED  # type: ignore[union-attr]
+    chain.stale_reads = 2  # the re-check and the resume both read "no claim"
+    claimer.on_reorg(_Reorg(W.grace_end))
+    await claimer.tick()
+    record = store.load(KEY)
+    assert record is not None and record.state is ClaimState.CLAIMED
+    assert chain.calls.count("claim") == 2 and "resync" in chain.calls
+    assert len(chain.claims) == 1  # never twice
+
+
+async def test_a_reorg_recomputes_the_proof_requirement_from_the_new_h_c(parts: Parts) -> None:
+    """Claimed, then "no proof required" under the old H_c; the reorganisation replaces H_c
+    and under the new one a proof is required: the claimer proves instead of settling void."""
+    from dataclasses import replace as dc_replace
+
+    from protocol.settlement import proof_required
+
+    snap, chain, _rlog, store = parts
+    claimer = _claimer(parts)
+    await claimer.tick()
+    record = store.load(KEY)
+    assert record is not None and record.state is ClaimState.CLAIMED
+    root48 = bytes.fromhex(record.root48[2:])
+    new_h_c = _hash(W.h_c_block)  # what the fake chain challenges with
+    draw = int.from_bytes(hashlib.sha256(root48 + new_h_c).digest(), "big") % 10_000
+    bps = draw + 1  # required under the new H_c …
+    old_h_c = next(
+        h
+        for h in (hashlib.sha256(b"old" + bytes([i])).digest() for i in range(256))
+        if not proof_required(record.claimed, 2**200, root48, h, bps)
+    )  # … and not under the old one
+    econ = dc_replace(snap.economic_params(N), proof_probability_bps=bps, proof_threshold=2**200)
+    snap.set_economic_params(0, econ)
+    snap.set_block_hash(W.h_c_block, old_h_c)
+    chain.height = W.claim_close + 1
+    await claimer.tick()
+    assert store.load(KEY).state is ClaimState.NOT_REQUIRED  # type: ignore[union-attr]
+
+    snap.set_block_hash(W.h_c_block, new_h_c)  # the reorganisation, as the follower replays it
+    claimer.on_reorg(_Reorg(W.claim_close - 1))
+    chain.height = W.proof_open
+    await claimer.tick()
+    assert chain.claims[(APP, "devnet", N)][0] is ClaimStatus.PROVED
+    chain.height = W.proof_close + 1
+    await claimer.tick()
+    assert store.load(KEY).state is ClaimState.SETTLED  # type: ignore[union-attr]

@@ -140,6 +140,7 @@ def add_key(
     burst: float = 100.0,
     quota: int = 0,
     quota_period: int = 86_400,
+    quorum: int = 1,
 ) -> str:
     """Create an API key in the gateway's key store (file or Redis); returns the key."""
     from gateway.app import build_store, key_backend
@@ -156,6 +157,7 @@ def add_key(
         burst=burst,
         quota=quota,
         quota_period=quota_period,
+        quorum=quorum,
         created=time.time(),
     )
 

@@ -1,0 +1,118 @@
+"""``POST /v1/{service}[/{key}]`` on the fast front (:mod:`transport.fastserve`).
+
+The front frames plain POSTs to the two JSON-RPC paths itself; this module runs the same
+guarded ``handle_rpc`` on them through :class:`FastRpcRequest`, the subset of
+``web.Request`` the handler reads (app, match info, headers, method, body), and turns its
+``web.Response`` into the front's answer. WebSocket upgrades, REST paths, ``OPTIONS``,
+health and anything odd never reach here: the front hands them to aiohttp untouched.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from transport.fastserve import FastRequest, FastResponse, Handler
+
+__all__ = ["FastRpcRequest", "rpc_route"]
+
+
+class _Headers:
+    """Case-insensitive ``get`` over the front's lower-case header dict (what handle_rpc uses)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict[bytes, bytes]) -> None:
+        self._raw = raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self._raw.get(name.lower().encode("latin-1"))
+        return default if value is None else value.decode("latin-1")
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower().encode("latin-1") in self._raw
+
+
+class FastRpcRequest:
+    """What ``handle_rpc`` reads of a request, for a body the front already read."""
+
+    __slots__ = (
+        "_body",
+        "_query",
+        "app",
+        "content_length",
+        "headers",
+        "match_info",
+        "method",
+        "path",
+    )
+
+    def __init__(self, app: web.Application, match: dict[str, str], request: FastRequest) -> None:
+        self.app = app
+        self.match_info = match
+        self.method = "POST"
+        self.path = request.path
+        self._body = request.body
+        self._query = request.query
+        self.content_length = len(request.body)
+        self.headers = _Headers(request.headers)
+
+    async def read(self) -> bytes:
+        return self._body
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The URL's query (first value of each name), as ``web.Request.query`` gives it."""
+        if not self._query:
+            return {}
+        return dict(reversed(urllib.parse.parse_qsl(self._query)))
+
+
+def _match(path: str) -> dict[str, str] | None:
+    """``/v1/{service}`` or ``/v1/{service}/{key}`` (aiohttp's patterns: no empty segment)."""
+    parts = path.split("/")
+    if len(parts) not in (3, 4) or parts[0] or parts[1] != "v1" or not all(parts[2:]):
+        return None
+    if "%" in path:  # percent-encoded segments: aiohttp's router decodes them
+        return None
+    if len(parts) == 3:
+        return {"service": parts[2]}
+    return {"service": parts[2], "key": parts[3]}
+
+
+def rpc_route(
+    app: web.Application, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> Callable[[str], Handler | None]:
+    """The front's route table: the JSON-RPC paths run ``handler``, others go to aiohttp."""
+
+    def route(path: str) -> Handler | None:
+        match = _match(path)
+        if match is None:
+            return None
+
+        async def serve(request: FastRequest) -> FastResponse:
+            shim = FastRpcRequest(app, match, request)
+            response = await handler(shim)  # type: ignore[arg-type]
+            assert isinstance(response, web.Response)
+            body = response.body
+            assert body is None or isinstance(body, bytes)
+            headers = tuple(
+                (k, v)
+                for k, v in response.headers.items()
+                if k not in ("Content-Type", "Content-Length")
+            )
+            return FastResponse(
+                response.status, body or b"", response.headers.get("Content-Type"), headers
+            )
+
+        return serve
+
+    return route

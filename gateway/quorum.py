@@ -1,0 +1,237 @@
+"""Quorum reads (DESIGN §4): one read relayed to N distinct suppliers at once, answered only
+when every leg's status and body are byte-identical.
+
+The rules, in the order :func:`quorum_read` applies them:
+
+1. ``admit``   — N is 1–5; only calls the handler classes as reads; N above the signing
+                 session's distinct suppliers is the client's mistake (-32602, HTTP 400);
+2. ``legs``    — N distinct suppliers chosen by selection; fewer eligible ones is -32005 with
+                 ``Retry-After``; a failed leg is replaced by a fresh supplier until the
+                 deadline; every leg's receipt is verified in full (never sampled);
+3. ``agree``   — identical (status, body) → the answer, every leg listed in its group;
+                 head-dependent reads that differ are asked again, once, one block time later;
+4. ``disagree``— -32098 "suppliers disagree" with every signed answer (HTTP 200), logged and
+                 counted; nothing is cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from gateway.config import RelayConfig
+from gateway.errors import ClientReason, NoSupplier, RelayFailed
+from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target
+from gateway.selection import Qos
+from gateway.services import Service
+from gateway.sessions import SessionBook, SessionView
+from rollups.handler import CallPlan, MethodClass
+
+__all__ = [
+    "DISAGREE_CODE",
+    "MAX_QUORUM",
+    "QuorumRefused",
+    "disagreement_body",
+    "parse_quorum",
+    "quorum_read",
+]
+
+log = logging.getLogger("relaynet.gateway.quorum")
+
+MAX_QUORUM = 5
+DISAGREE_CODE = -32098
+RETRY_AFTER = 2  # seconds: selection's breakers re-admit suppliers about this fast
+
+
+class Router(Protocol):
+    """What a quorum needs of :class:`gateway.router.Router` (which imports this module)."""
+
+    sessions: SessionBook
+    client: RelayClient
+    qos: Qos
+    cfg: RelayConfig
+
+    async def _attempt(
+        self,
+        svc: Service,
+        target: Target,
+        plan: CallPlan,
+        payload: bytes,
+        per_try: float,
+        inline: bool = False,
+    ) -> RelayAnswer: ...
+
+    def _lied(self, sid: str, supplier: bytes, kind: str) -> None: ...
+
+
+class QuorumRefused(Exception):
+    """A quorum the call cannot have (-32602, HTTP 400): the client's mistake."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def parse_quorum(text: str | None) -> int | None:
+    """``Relay-Quorum`` / ``?quorum=`` as an int in 1–5; None when absent; raises
+    :class:`QuorumRefused` otherwise."""
+    if text is None:
+        return None
+    value = text.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 2):
+        raise QuorumRefused(f"quorum must be a number from 1 to {MAX_QUORUM}")
+    n = int(value)
+    if not 1 <= n <= MAX_QUORUM:
+        raise QuorumRefused(f"quorum must be a number from 1 to {MAX_QUORUM}")
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class Agreed:
+    """N legs with byte-identical status and body."""
+
+    legs: tuple[RelayAnswer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Disagreed:
+    """Legs whose answers differ (each one verified)."""
+
+    legs: tuple[RelayAnswer, ...]
+
+
+def admit(plan: CallPlan, view: SessionView, n: int) -> None:
+    """Refuse what a quorum cannot serve (DESIGN §4)."""
+    if plan.method_class is not MethodClass.READ:
+        raise QuorumRefused(
+            f"quorum {n} is for reads only ({plan.call.method} is {plan.method_class.value})"
+        )
+    distinct = len(set(view.suppliers))
+    if n > distinct:
+        raise QuorumRefused(
+            f"quorum {n} is more than the session's {distinct} distinct supplier(s)"
+        )
+
+
+async def quorum_read(
+    router: Router, svc: Service, view: SessionView, plan: CallPlan, payload: bytes, n: int
+) -> Agreed | Disagreed:
+    """Relay ``payload`` to ``n`` distinct suppliers; retry head-dependent disagreements once."""
+    legs = await _legs(router, svc, view, plan, payload, n)
+    if _identical(legs):
+        return Agreed(legs)
+    if svc.handler.head_dependent(svc.spec, plan.call):
+        await asyncio.sleep(svc.spec.block_time or 1.0)  # one block time: the heads catch up
+        fresh = router.sessions.signing(svc.service_id, view.app)
+        legs = await _legs(router, svc, fresh, plan, payload, n)
+        if _identical(legs):
+            return Agreed(legs)
+    return Disagreed(legs)
+
+
+def _identical(legs: tuple[RelayAnswer, ...]) -> bool:
+    first = legs[0]
+    return all(a.status == first.status and a.body == first.body for a in legs[1:])
+
+
+async def _legs(
+    router: Router, svc: Service, view: SessionView, plan: CallPlan, payload: bytes, n: int
+) -> tuple[RelayAnswer, ...]:
+    """N verified answers from N distinct suppliers; failed legs replaced until the deadline."""
+    sid = svc.service_id
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + router.cfg.deadline
+    timeout = min(router.cfg.timeout, plan.retry.timeout)
+    tried: set[bytes] = set()
+    pending: dict[asyncio.Task[RelayAnswer], bytes] = {}
+    answers: dict[bytes, RelayAnswer] = {}
+    failures: list[RelayError] = []
+
+    def launch() -> bool:
+        # only suppliers selection admits now (an open breaker is not a leg, not even as
+        # choose's last resort): too few of them is -32005, not a leg sure to fail
+        eligible = router.qos.eligible(sid, view.suppliers, exclude=tried)
+        supplier = router.qos.choose(sid, eligible) if eligible else None
+        if supplier is None:
+            return False
+        tried.add(supplier)
+        target = view.target(supplier)
+        if target is None:
+            return False
+        # inline: every leg's receipt signature is verified now, never sampled
+        task = asyncio.ensure_future(
+            router._attempt(svc, target, plan, payload, timeout, inline=True)
+        )
+        pending[task] = supplier
+        return True
+
+    for _ in range(n):
+        if not launch():
+            for task in pending:
+                task.cancel()
+            err = NoSupplier(
+                f"quorum {n}: only {len(pending)} eligible supplier(s) for {sid!r} "
+                f"in session {view.n}",
+                reason=ClientReason.QUORUM_UNAVAILABLE,
+            )
+            err.retry_after = RETRY_AFTER
+            raise err
+    try:
+        while len(answers) < n:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not pending:
+                causes = "; ".join(sorted({f.message for f in failures})) or "deadline exceeded"
+                raise RelayFailed(f"quorum {n}: {len(answers)} of {n} legs answered: {causes}")
+            done, _ = await asyncio.wait(
+                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                supplier = pending.pop(task)
+                exc = task.exception()
+                if exc is None:
+                    answer = task.result()
+                    try:
+                        router.client.confirm(answer)  # a leg counts only verified
+                    except RelayError as bad:
+                        router._lied(sid, supplier, "answer")
+                        failures.append(bad)
+                        launch()
+                        continue
+                    answers[supplier] = answer
+                    continue
+                if not isinstance(exc, RelayError):
+                    raise exc
+                failures.append(exc)
+                launch()  # replace the failed leg with a fresh supplier, if any is left
+    finally:
+        for task in pending:
+            task.cancel()
+    return tuple(answers.values())
+
+
+def disagreement_body(raw_id: bytes, legs: tuple[RelayAnswer, ...]) -> bytes:
+    """DESIGN §4's -32098 answer with every signed answer, the client's id as sent."""
+    answers = [
+        {
+            "supplier": "0x" + a.supplier.hex(),
+            "relay_request": a.relay_request,
+            "relay_receipt": a.relay_receipt,
+            "backend_status": a.status,
+            "body_base64": base64.b64encode(a.body).decode(),
+        }
+        for a in legs
+    ]
+    error = {"code": DISAGREE_CODE, "message": "suppliers disagree", "data": {"answers": answers}}
+    return b'{"jsonrpc":"2.0","id":' + raw_id + b',"error":' + orjson.dumps(error) + b"}"
+
+
+def log_disagreement(service: str, method: str, legs: tuple[RelayAnswer, ...]) -> None:
+    suppliers = " ".join("0x" + a.supplier.hex() for a in legs)
+    log.warning(
+        "quorum disagreement: service=%s method=%s suppliers=%s", service, method, suppliers
+    )

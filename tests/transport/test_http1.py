@@ -1,0 +1,371 @@
+"""transport.http1 against real sockets: raw asyncio servers that answer as we script them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from transport.http1 import (
+    BodyTooLarge,
+    ConnectFailed,
+    ConnectionLost,
+    HeadTooLarge,
+    HttpClient,
+    Route,
+)
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+    """(head, body) of one request, or None at EOF."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head, await reader.readexactly(length)
+
+
+class Server:
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/rpc?x=1"
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
+    servers: list[Server] = []
+
+    async def start(handler: Handler) -> Server:
+        s = Server(handler)
+        s.server = await asyncio.start_server(s._serve, "127.0.0.1", 0)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        assert s.server is not None
+        s.server.close()
+
+
+def echo(server_ref: list[Server], extra: bytes = b"") -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (req := await _read_request(reader)) is not None:
+            server_ref[0].requests.append(req)
+            body = b"echo:" + req[1]
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Twice: a\r\nX-Twice: b\r\n"
+                + extra
+                + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            await writer.drain()
+
+    return handler
+
+
+def test_keep_alive_under_uvloop() -> None:
+    """The servers run on uvloop, whose transports are not asyncio's classes."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(test_keep_alive_reuses_one_connection_and_sends_headers_once_built())
+
+
+async def test_keep_alive_reuses_one_connection_and_sends_headers_once_built() -> None:
+    ref: list[Server] = []
+    server = Server(echo(ref))
+    ref.append(server)
+    server.server = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+    client = HttpClient()
+    try:
+        route = client.route("POST", server.url, {"Content-Type": "application/json"})
+        assert client.route("POST", server.url, {"Content-Type": "application/json"}) is route
+        for i in range(5):
+            answer = await client.request(
+                route, b"[%d]" % i, extra_headers=[("Relay-Request", f"r{i}")], within=5
+            )
+            assert answer.status == 200
+            assert answer.body == b"echo:[%d]" % i
+            assert answer.header(b"content-type") == "text/plain"
+            assert answer.header(b"x-twice") == "a"  # the first of repeated names
+        assert server.connections == 1
+        head, body = server.requests[3]
+        assert head.startswith(b"POST /rpc?x=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+        assert b"\r\nContent-Type: application/json\r\n" in head
+        assert b"\r\nRelay-Request: r3\r\n" in head
+        assert body == b"[3]"
+    finally:
+        await client.close()
+        server.server.close()
+
+
+async def test_concurrent_calls_open_their_own_connections(serve) -> None:  # type: ignore[no-untyped-def]
+    ref: list[Server] = []
+    server = await serve(echo(ref))
+    ref.append(server)
+    client = HttpClient()
+    try:
+        route = client.route("POST", server.url)
+        answers = await asyncio.gather(
+            *(client.request(route, b"%d" % i, within=5) for i in range(8))
+        )
+        assert sorted(a.body for a in answers) == sorted(b"echo:%d" % i for i in range(8))
+        assert server.connections == 8
+        await client.request(route, b"again", within=5)
+        assert server.connections == 8  # pooled
+    finally:
+        await client.close()
+
+
+async def test_chunked_and_close_delimited_bodies(serve) -> None:  # type: ignore[no-untyped-def]
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(
+            b"HTTP/1.1 500 Internal\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        )
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+
+    server = await serve(chunked)
+    client = HttpClient()
+    try:
+        route = client.route("POST", server.url)
+        answer = await client.request(route, b"x", within=5)
+        assert (answer.status, answer.body) == (500, b"abcde")
+        answer = await client.request(route, b"y", within=5)
+        assert (answer.status, answer.body) == (200, b"until the end")
+    finally:
+        await client.close()
+
+
+async def test_oversized_body_is_cut_off(serve) -> None:  # type: ignore[no-untyped-def]
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await _read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(100):
+                writer.write(b"400\r\n" + b"x" * 1024 + b"\r\n")
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async def declared(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    client = HttpClient()
+    try:
+        for handler in (big, declared):
+            server = await serve(handler)
+            route = client.route("POST", server.url)
+            with pytest.raises(BodyTooLarge):
+                await client.request(route, b"x", within=5, max_body=10_000)
+        server = await serve(big)
+        answer = await client.request(client.route("POST", server.url), b"x", within=5)
+        assert len(answer.body) == 100 * 1024  # the same answer under the default cap
+    finally:
+        await client.close()
+
+
+async def test_oversized_head_is_refused(serve) -> None:  # type: ignore[no-untyped-def]
+    async def fat(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(200):
+            writer.write(b"X-Pad-%d: %s\r\n" % (i, b"p" * 100))
+        writer.write(b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    server = await serve(fat)
+    client = HttpClient(max_head_bytes=8 * 1024)
+    try:
+        with pytest.raises(HeadTooLarge):
+            await client.request(client.route("POST", server.url), b"x", within=5)
+    finally:
+        await client.close()
+
+
+async def test_timeout_and_refused_connection(serve) -> None:  # type: ignore[no-untyped-def]
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(30)
+
+    server = await serve(silent)
+    client = HttpClient()
+    try:
+        with pytest.raises(TimeoutError):
+            await client.request(client.route("POST", server.url), b"x", within=0.2)
+        assert server.server is not None
+        port = server.server.sockets[0].getsockname()[1]
+        server.server.close()
+        await server.server.wait_closed()
+        dead = client.route("POST", f"http://127.0.0.1:{port}/")
+        with pytest.raises(ConnectFailed):
+            await client.request(dead, b"x", within=5)
+    finally:
+        await client.close()
+
+
+async def test_stale_pooled_connection_is_retried_once_but_a_mid_answer_loss_is_not(
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    async def one_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        # closes without "Connection: close": the client learns it only on its next call
+
+    server = await serve(one_per_connection)
+    client = HttpClient()
+    try:
+        route = client.route("POST", server.url)
+        for _ in range(3):
+            assert (await client.request(route, b"x", within=5)).body == b"ok"
+        assert server.connections == 3
+
+        async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\npart")
+            await writer.drain()
+
+        cutter = await serve(cut)
+        with pytest.raises(ConnectionLost):
+            await client.request(client.route("POST", cutter.url), b"x", within=5)
+        assert cutter.connections == 1  # maybe sent: never repeated
+    finally:
+        await client.close()
+
+
+async def test_redirect_is_returned_not_followed_and_bad_urls_refused(serve) -> None:  # type: ignore[no-untyped-def]
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(
+            b"HTTP/1.1 307 Moved\r\nLocation: http://10.0.0.1/\r\nContent-Length: 0\r\n\r\n"
+        )
+        await writer.drain()
+
+    server = await serve(redirect)
+    client = HttpClient()
+    try:
+        answer = await client.request(client.route("POST", server.url), b"x", within=5)
+        assert answer.status == 307
+        assert server.connections == 1
+        with pytest.raises(ValueError):
+            Route.build("POST", "ftp://example.com/")
+        with pytest.raises(ValueError):
+            Route.build("POST", "http://example.com/", {"X": "a\r\nInjected: 1"})
+        with pytest.raises(ValueError):  # nothing smuggled into the request line
+            Route.build("GET", "http://example.com/a HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /b")
+        with pytest.raises(ValueError):
+            Route.build("GET", "http://example.com/a\r\nX-Injected:1")
+        with pytest.raises(ValueError):
+            await client.request(
+                client.route("POST", server.url), b"", extra_headers=[("X", "b\nc")], within=5
+            )
+    finally:
+        await client.close()
+
+
+async def test_resolve_hook_decides_the_address_and_can_refuse(serve) -> None:  # type: ignore[no-untyped-def]
+    ref: list[Server] = []
+    server = await serve(echo(ref))
+    ref.append(server)
+    assert server.server is not None
+    port = server.server.sockets[0].getsockname()[1]
+    asked: list[tuple[str, int]] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        if host == "refused.example":
+            raise ConnectFailed("refused by policy")
+        return ["127.0.0.1"]
+
+    client = HttpClient(resolve=resolve)
+    try:
+        answer = await client.request(
+            client.route("POST", f"http://node.example:{port}/"), b"x", within=5
+        )
+        assert answer.body == b"echo:x"
+        assert b"Host: node.example:%d\r\n" % port in server.requests[0][0]
+        with pytest.raises(ConnectFailed, match="policy"):
+            await client.request(
+                client.route("POST", f"http://refused.example:{port}/"), b"x", within=5
+            )
+        assert asked == [("node.example", port), ("refused.example", port)]
+    finally:
+        await client.close()
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self.high = 0
+
+    def take(self, n: int) -> bool:
+        if self.in_use + n > self.limit:
+            return False
+        self.in_use += n
+        self.high = max(self.high, self.in_use)
+        return True
+
+    def give(self, n: int) -> None:
+        self.in_use -= n
+
+
+async def test_budget_bounds_reading_and_is_given_back_and_errors_have_their_own_cap(
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    async def sized(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (req := await _read_request(reader)) is not None:
+            n = int(req[1])
+            status = b"200 OK" if n < 50_000 else b"503 Busy"
+            writer.write(b"HTTP/1.1 %s\r\nTransfer-Encoding: chunked\r\n\r\n" % status)
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (n % 50_000, b"b" * (n % 50_000)))
+            await writer.drain()
+
+    server = await serve(sized)
+    client = HttpClient()
+    budget = _Budget(10_000)
+    try:
+        route = client.route("POST", server.url)
+        answer = await client.request(route, b"8000", within=5, budget=budget)
+        assert len(answer.body) == 8000 and budget.high == 8000 and budget.in_use == 0
+        from transport.http1 import OverBudget
+
+        with pytest.raises(OverBudget):
+            await client.request(route, b"12000", within=5, budget=budget)
+        assert budget.in_use == 0
+        # a non-200 answer is read under its own (smaller) cap
+        with pytest.raises(BodyTooLarge):
+            await client.request(route, b"52000", within=5, max_error_body=1000)
+        answer = await client.request(route, b"50500", within=5, max_error_body=1000)
+        assert (answer.status, len(answer.body)) == (503, 500)
+    finally:
+        await client.close()
