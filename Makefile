@@ -7,7 +7,7 @@ ANVIL_DIR := tools/anvil
 ANVIL_STAMP := $(ANVIL_DIR)/node_modules/.relaynet-installed
 VENV_STAMP := $(VENV)/.relaynet-installed
 
-.PHONY: setup venv anvil redis promtool bench-tools test lint unit unit-fast fuzz bench devnet contracts vectors clean
+.PHONY: setup venv anvil redis promtool bench-tools test lint unit unit-fast fuzz bench devnet contracts vectors clean multihost
 
 PROMTOOL_DIR := tools/prometheus
 export PATH := $(CURDIR)/$(PROMTOOL_DIR)/usr/bin:$(PATH)
@@ -66,6 +66,13 @@ unit-fast: setup
 	$(VENV)/bin/pytest -m "not slow"
 
 test: setup lint unit
+
+# The multi-host run in Linux network namespaces (root): eight hosts on 10.213.7.0/24, faults one
+# after the other under bounded load (tests/multihost/scenario.py). MULTIHOST_REPORT=FILE keeps
+# the phases' counts and timings as JSON lines.
+multihost: setup
+	$(call apt,nft,nftables)
+	$(VENV)/bin/pytest tests/multihost/scenario.py -s -p no:cacheprovider
 
 # The fuzzers of tests/adversarial with a long budget (make test runs them for a few seconds).
 fuzz: setup
