@@ -7,12 +7,12 @@ ANVIL_DIR := tools/anvil
 ANVIL_STAMP := $(ANVIL_DIR)/node_modules/.relaynet-installed
 VENV_STAMP := $(VENV)/.relaynet-installed
 
-.PHONY: setup venv anvil redis promtool bench-tools test lint unit unit-fast fuzz bench devnet contracts vectors clean multihost
+.PHONY: setup venv anvil redis netns promtool bench-tools test lint unit unit-fast fuzz bench devnet contracts vectors clean multihost
 
 PROMTOOL_DIR := tools/prometheus
 export PATH := $(CURDIR)/$(PROMTOOL_DIR)/usr/bin:$(PATH)
 
-setup: venv anvil redis promtool
+setup: venv anvil redis netns promtool
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml setup.py protocol/_trie_accel.c
@@ -38,6 +38,10 @@ endef
 
 redis:
 	$(call apt,redis-server,redis-server)
+
+# iproute2 for the multi-host tests' network namespaces (tests/support/netns.py)
+netns:
+	$(call apt,ip,iproute2)
 
 # promtool (Debian's prometheus package) checks the alert rules in deploy/. The package is
 # unpacked into tools/ rather than installed, so no Prometheus daemon is started.
