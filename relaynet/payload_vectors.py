@@ -159,7 +159,9 @@ def _breaches() -> list[tuple[str, _Breach]]:
         good = _encode(rng, m)
         kind = rng.randrange(7)
         if kind == 0:
-            return good[: rng.randrange(1, len(good))].rstrip(b"}") + b" ", "truncated"
+            # cut before the object's closing brace (a cut in trailing white space would be valid)
+            cut = rng.randrange(1, good.rindex(b"}") + 1)
+            return good[:cut].rstrip(b"}") + b" ", "truncated"
         if kind == 1:
             return good + b" x", "trailing bytes"
         if kind == 2:
