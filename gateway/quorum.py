@@ -56,7 +56,7 @@ class Router(Protocol):
     qos: Qos
     cfg: RelayConfig
 
-    async def _attempt(
+    async def attempt(
         self,
         svc: Service,
         target: Target,
@@ -66,7 +66,7 @@ class Router(Protocol):
         inline: bool = False,
     ) -> RelayAnswer: ...
 
-    def _lied(self, sid: str, supplier: bytes, kind: str) -> None: ...
+    def lied(self, sid: str, supplier: bytes, kind: str) -> None: ...
 
 
 class QuorumRefused(Exception):
@@ -165,7 +165,7 @@ async def _legs(
             return False
         # inline: every leg's receipt signature is verified now, never sampled
         task = asyncio.ensure_future(
-            router._attempt(svc, target, plan, payload, timeout, inline=True)
+            router.attempt(svc, target, plan, payload, timeout, inline=True)
         )
         pending[task] = supplier
         return True
@@ -198,7 +198,7 @@ async def _legs(
                     try:
                         router.client.confirm(answer)  # a leg counts only verified
                     except RelayError as bad:
-                        router._lied(sid, supplier, "answer")
+                        router.lied(sid, supplier, "answer")
                         failures.append(bad)
                         launch()
                         continue

@@ -7,8 +7,10 @@ The hot path, in order (:meth:`Router.execute`):
 3. ``route``     — stateful calls go to the supplier pinned to their filter id; others to
                    a supplier picked by QoS score (weighted random);
 4. ``relay``     — signed per DESIGN §3.3; retried on another supplier (idempotent calls, or
-                   writes that provably never reached a backend), hedged after a delay (reads);
-5. ``settle``    — ``eth_blockNumber`` never goes backwards for a client; heights feed QoS;
+                   writes that provably never reached a backend), hedged after a delay (reads):
+                   :class:`gateway.failsafe.attempts.Attempts`;
+5. ``settle``    — a head height (the handler's floor rule) never goes backwards for a client;
+                   heights feed QoS;
                    agreeing answers enter the cache; filter handles are pinned.
 """
 
@@ -22,13 +24,8 @@ from dataclasses import dataclass
 import gateway.quorum as quorum
 from gateway.cache import AnswerCache, FrontCache, split_id
 from gateway.config import RelayConfig
-from gateway.errors import (
-    ClientReason,
-    NoSupplier,
-    RelayFailed,
-    ResponseTooLarge,
-    jsonrpc_error_object,
-)
+from gateway.errors import NoSupplier, RelayFailed, ResponseTooLarge, jsonrpc_error_object
+from gateway.failsafe.attempts import Attempts
 from gateway.failsafe.hedge import Hedger
 from gateway.failsafe.retry import Outcome, RetryState
 from gateway.jsonrpc import Call as ClientCall
@@ -41,15 +38,11 @@ from gateway.store.base import Store, StoreUnavailable
 from protocol.errors import ErrorCode, Refusal
 from rollups.answers import FloorRule
 from rollups.errors import MethodNotFoundError, RequestError
-from rollups.handler import Call, CallPlan, Heights, MethodClass, RetryMode
+from rollups.handler import CachePolicy, Call, CallPlan, Heights, MethodClass, RetryMode
 
 __all__ = ["CallAnswer", "ClientContext", "Router"]
 
 _METHOD_NOT_FOUND = b"Method not found"
-# Refusals about session timing: sign for another session, costs no attempt.
-_SESSION_TIMING = frozenset({ErrorCode.SESSION_NOT_STARTED, ErrorCode.SESSION_EXPIRED})
-# Refusals a client may see (DESIGN §3.3): only when every supplier tried answered one of them.
-_SHOWN = frozenset({Refusal.VIEW, Refusal.RETRYABLE})
 FLOOR_TTL = 3600.0  # a client's floor outlives an hour of silence, no more
 PIN_TTL = 3600.0  # a filter a node forgot answers "filter not found" anyway
 # Cache hits only for ids every backend accepts (others get the backend's own refusal).
@@ -93,6 +86,26 @@ class CallAnswer:
         return " ".join([str(self.status)] * self.legs)
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """Step 1's result: the call as ``rollups/`` sees it, and its plan."""
+
+    rcall: Call
+    plan: CallPlan
+    cls: str  # the plan's method class (metrics label)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """What the later steps of one (non-quorum) call share."""
+
+    planned: _Planned
+    view: SessionView
+    heights: Heights
+    rule: FloorRule | None
+    policy: CachePolicy | None
+
+
 def _json_id(value: object) -> str | int | None:
     if isinstance(value, bool):
         return None
@@ -131,9 +144,28 @@ class Router:
         self._floors: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._pins: OrderedDict[tuple[str, str, str], tuple[int, bytes]] = OrderedDict()
 
-    # -- the hot path ------------------------------------------------------------------
+    # -- the hot path: plan → cache → route → relay → settle ---------------------------
     async def execute(self, ctx: ClientContext, call: ClientCall) -> CallAnswer:
         """Answer one call; never raises for the client's input (GatewayError for outages)."""
+        planned = self._plan(ctx, call)
+        if isinstance(planned, CallAnswer):  # invalid or denied: the gateway answers
+            return planned
+        if ctx.quorum > 1:
+            return await self._quorum(ctx, call, planned.rcall, planned.plan)
+        if planned.plan.method_class is MethodClass.SUBSCRIPTION:
+            return _gateway_error(call, -32601, _METHOD_NOT_FOUND.decode(), planned.cls)
+        step = self._prepare(ctx, call, planned)
+        hit = await self._cached(ctx, call, step)
+        if hit is not None:
+            return hit
+        try:
+            relayed = await self._route(ctx, step.view, planned.plan, call.raw)
+        except ResponseTooLarge as exc:
+            return _gateway_error(call, exc.jsonrpc_code, "response too large", planned.cls)
+        return await self._settle(ctx, call, step, relayed)
+
+    def _plan(self, ctx: ClientContext, call: ClientCall) -> _Planned | CallAnswer:
+        """Step 1: classify and price the call (``rollups/``); a refusal is an answer."""
         if call.invalid:
             return _gateway_error(call, -32600, "Invalid request", "invalid")
         svc = ctx.service
@@ -153,60 +185,63 @@ class Router:
                 else exc.message
             )
             return _gateway_error(call, exc.jsonrpc_code, message, "denied")
-        cls = plan.method_class.value
-        if ctx.quorum > 1:
-            return await self._quorum(ctx, call, rcall, plan)
-        if plan.method_class is MethodClass.SUBSCRIPTION:
-            return _gateway_error(call, -32601, _METHOD_NOT_FOUND.decode(), cls)
+        return _Planned(rcall, plan, plan.method_class.value)
+
+    def _prepare(self, ctx: ClientContext, call: ClientCall, planned: _Planned) -> _Step:
+        """The session to sign for, the heights the handler judges by, the floor rule and the
+        cache policy (only for ids every backend accepts: others get the backend's refusal)."""
+        svc = ctx.service
         view = self.sessions.signing(svc.service_id, ctx.app)
         heights = self._heights(svc, view)
-        rule = svc.handler.floor_rule(svc.spec, rcall)
+        rule = svc.handler.floor_rule(svc.spec, planned.rcall)
         policy = None
         if self.cache is not None and not call.is_notification and _PLAIN_ID.fullmatch(call.raw_id):
-            policy = svc.handler.cache_policy(svc.spec, rcall, heights)
-            if policy.cacheable and policy.key is not None:
-                try:
-                    hit = await self.cache.lookup(policy.key, call.raw_id)
-                except StoreUnavailable:
-                    hit = None
-                if (
-                    hit is not None
-                    and rule is not None
-                    and not await self._above_floor(ctx, hit.body)
-                ):
-                    hit = None  # a floored answer never goes backwards, cached or not
-                if hit is not None:
-                    self.metrics.child(self.metrics.cache, svc.service_id, "hit").inc()
-                    if hit.final and not call.is_notification:
-                        parts = split_id(call.raw)
-                        if parts is not None and parts[1] == call.raw_id:
-                            self.front.put(svc.service_id, parts[0], hit)
-                    return CallAnswer(
-                        hit.status,
-                        hit.body,
-                        "cache",
-                        hit.supplier,
-                        hit.relay_request,
-                        hit.relay_receipt,
-                        cls,
-                    )
-                self.metrics.child(self.metrics.cache, svc.service_id, "miss").inc()
+            policy = svc.handler.cache_policy(svc.spec, planned.rcall, heights)
+        return _Step(planned, view, heights, rule, policy)
+
+    async def _cached(self, ctx: ClientContext, call: ClientCall, step: _Step) -> CallAnswer | None:
+        """Step 2: a finality-aware hit, answered with the client's own id."""
+        policy, sid = step.policy, ctx.service.service_id
+        if self.cache is None or policy is None or not policy.cacheable or policy.key is None:
+            return None
         try:
-            relayed = await self._route(ctx, view, plan, call.raw)
-        except ResponseTooLarge as exc:
-            return _gateway_error(call, exc.jsonrpc_code, "response too large", cls)
-        if rule is not None:
-            floored = await self._settle_floor(ctx, view, plan, rule, call, relayed)
+            hit = await self.cache.lookup(policy.key, call.raw_id)
+        except StoreUnavailable:
+            hit = None
+        if hit is not None and step.rule is not None and not await self._above_floor(ctx, hit.body):
+            hit = None  # a floored answer never goes backwards, cached or not
+        if hit is None:
+            self.metrics.child(self.metrics.cache, sid, "miss").inc()
+            return None
+        self.metrics.child(self.metrics.cache, sid, "hit").inc()
+        if hit.final:  # a repeat of the same bytes is answered before parsing
+            parts = split_id(call.raw)
+            if parts is not None and parts[1] == call.raw_id:
+                self.front.put(sid, parts[0], hit)
+        return CallAnswer(
+            hit.status,
+            hit.body,
+            "cache",
+            hit.supplier,
+            hit.relay_request,
+            hit.relay_receipt,
+            step.planned.cls,
+        )
+
+    async def _settle(
+        self, ctx: ClientContext, call: ClientCall, step: _Step, relayed: RelayAnswer
+    ) -> CallAnswer:
+        """Step 5: the client's floor holds, heights feed QoS, agreeing answers enter the cache."""
+        cls = step.planned.cls
+        if step.rule is not None:
+            floored = await self._settle_floor(
+                ctx, step.view, step.planned.plan, step.rule, call, relayed
+            )
             if isinstance(floored, bytes):  # the client's floor, answered by the gateway
                 return CallAnswer(200, floored, "gateway", method_class=cls)
             relayed = floored
-        if (
-            self.cache is not None
-            and not call.is_notification
-            and policy is not None
-            and policy.cacheable
-        ):
-            await self._offer(svc, rcall, relayed, heights)
+        if step.policy is not None and step.policy.cacheable:
+            await self._offer(ctx.service, step.planned.rcall, relayed, step.heights)
         return CallAnswer(
             relayed.status,
             relayed.body,
@@ -266,7 +301,7 @@ class Router:
         try:  # an answer enters the cache (or counts in its quorum) only verified
             self.client.confirm(answer)
         except RelayError:
-            self._lied(svc.service_id, answer.supplier, "answer")
+            self.lied(svc.service_id, answer.supplier, "answer")
             self.metrics.child(self.metrics.receipts, "failed").inc()
             return
         check = svc.handler.check_answer(svc.spec, rcall, answer.status, answer.body)
@@ -459,7 +494,7 @@ class Router:
     def _recent(self, svc: Service, view: SessionView, rule: FloorRule) -> list[int]:
         return self.qos.recent_heights(svc.service_id, view.suppliers, rule.window)
 
-    async def _other_session(
+    async def other_session(
         self, sid: str, view: SessionView, code: ErrorCode | None
     ) -> SessionView | None:
         """The session to sign for after a relayer refused ``view.n`` for its timing:
@@ -485,7 +520,7 @@ class Router:
             h = self._hedgers[service_id] = Hedger(floor=self.cfg.hedge_delay or 1.0)
         return h
 
-    async def _attempt(
+    async def attempt(
         self,
         svc: Service,
         target: Target,
@@ -531,7 +566,7 @@ class Router:
         if exc.oversized or exc.refusal in (Refusal.SUPPLIER, Refusal.VIEW):
             return
         if exc.lie:
-            self._lied(
+            self.lied(
                 sid, supplier, "refusal" if exc.relay_code != ErrorCode.BAD_RECEIPT else "answer"
             )
             return
@@ -546,7 +581,7 @@ class Router:
         """A sampled receipt signature failed after its answer went out (DESIGN §6): a lie
         against the supplier, and what it put in the caches is evicted."""
         self.metrics.child(self.metrics.receipts, "failed").inc()
-        self._lied(target.service_id, target.supplier, "late receipt")
+        self.lied(target.service_id, target.supplier, "late receipt")
         supplier = "0x" + target.supplier.hex()
         self.front.evict_supplier(supplier)
         if self.cache is not None:
@@ -561,7 +596,7 @@ class Router:
         except StoreUnavailable:
             return  # the entries expire on their own; the supplier is penalised already
 
-    def _lied(self, sid: str, supplier: bytes, kind: str) -> None:
+    def lied(self, sid: str, supplier: bytes, kind: str) -> None:
         self.qos.record_lie(sid, supplier)
         self.metrics.child(self.metrics.lies, sid, "0x" + supplier.hex(), kind).inc()
         self._circuit(sid, supplier)
@@ -574,7 +609,7 @@ class Router:
         )
         self.metrics.child(self.metrics.error_rate, sid, supplier_hex).set(st.error_rate)
 
-    def _bad_height(self, svc: Service, view: SessionView, plan: CallPlan, body: bytes) -> bool:
+    def bad_height(self, svc: Service, view: SessionView, plan: CallPlan, body: bytes) -> bool:
         """A head height above what the floor rule admits: one supplier pushing it up."""
         rule = svc.handler.floor_rule(svc.spec, plan.call)
         if rule is None:
@@ -592,176 +627,30 @@ class Router:
         *,
         pinned_to: bytes | None = None,
     ) -> RelayAnswer:
-        """Relay one payload within ``view``; retries and hedges by the plan's rules.
-
-        A lie (DESIGN §3.3) is penalised and retried elsewhere when safe; an answer over the
-        call's cap is retried once elsewhere and blamed only when another answered within
-        it (:class:`ResponseTooLarge` when none could). The :class:`RelayFailed` raised at
-        the end shows a relay-layer code only when every supplier tried answered from the
-        view-dependent or retryable groups."""
-        sid = svc.service_id
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(
-            self.cfg.deadline,
-            plan.retry.timeout if plan.method_class is MethodClass.LONG_POLL else 0,
-        )
-        timeout = (
-            plan.retry.timeout
-            if plan.method_class is MethodClass.LONG_POLL
-            else min(self.cfg.timeout, plan.retry.timeout)
-        )
+        """Step 4: relay one payload within ``view``, retried and hedged by the plan's rules
+        (:class:`gateway.failsafe.attempts.Attempts`)."""
+        long_poll = plan.method_class is MethodClass.LONG_POLL
+        per_try = plan.retry.timeout if long_poll else min(self.cfg.timeout, plan.retry.timeout)
+        budget = max(self.cfg.deadline, plan.retry.timeout if long_poll else 0)
+        hedge = plan.retry.hedge and self.cfg.hedge_delay is not None and pinned_to is None
         retry = RetryState(
             max_attempts=1 if pinned_to is not None else self.cfg.max_attempts,
             idempotent=plan.retry.mode is RetryMode.ANY,
             allowed=plan.retry.mode is not RetryMode.NEVER,
         )
-        hedge = plan.retry.hedge and self.cfg.hedge_delay is not None and pinned_to is None
-        tried: set[bytes] = set()
-        pending: dict[asyncio.Task[RelayAnswer], bytes] = {}
-        failures: list[RelayError] = []
-        last_answer: RelayAnswer | None = None
-        hedged = False
-        switches = 0
-        dead: set[bytes] = set()
-        first: list[bytes] = []
-        oversized: list[bytes] = []
-        oversize_retried = False
-
-        def launch() -> bool:
-            if pinned_to is not None:
-                supplier: bytes | None = pinned_to if pinned_to not in tried else None
-            else:
-                supplier = self.qos.choose(sid, view.suppliers, exclude=tried)
-            if supplier is None:
-                return False
-            tried.add(supplier)
-            if not first:
-                first.append(supplier)
-            target = view.target(supplier)
-            if target is None:
-                return False
-            # after a failure the answer's receipt is verified inline (DESIGN §6)
-            task = asyncio.ensure_future(
-                self._attempt(svc, target, plan, payload, timeout, inline=bool(failures))
-            )
-            pending[task] = supplier
-            return True
-
-        def answered(answer: RelayAnswer) -> RelayAnswer:
-            for s in oversized:  # another answered within the cap: the oversized ones lied
-                self._lied(sid, s, "oversized")
-            return answer
-
-        if not launch():
-            refused = {
-                r for s in view.suppliers if (r := self.qos.stats(sid, s).refused) is not None
-            }
-            why = f": refused endpoints ({'; '.join(sorted(refused))})" if refused else ""
-            raise NoSupplier(f"no eligible supplier for {sid!r} in session {view.n}{why}")
-        try:
-            while pending:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise RelayFailed("deadline exceeded", relay_code=ErrorCode.BACKEND_TIMEOUT)
-                wait = remaining
-                if hedge and not hedged and len(pending) == 1:
-                    wait = min(wait, self._hedger(sid).delay())
-                done, _ = await asyncio.wait(
-                    pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
-                    if hedge and not hedged and loop.time() < deadline and launch():
-                        hedged = True
-                        self.metrics.hedges.labels(sid, "fired").inc()
-                    continue
-                for task in done:
-                    supplier = pending.pop(task)
-                    exc = task.exception()
-                    if exc is None:
-                        answer = task.result()
-                        if self._bad_height(svc, view, plan, answer.body):
-                            self._lied(sid, supplier, "height")
-                            if (
-                                retry.idempotent
-                                and not pending
-                                and retry.after(Outcome.RETRYABLE)
-                                and launch()
-                            ):
-                                self.metrics.retries.labels(sid).inc()
-                                continue
-                            last_answer = last_answer or answer
-                            continue
-                        check = svc.handler.check_answer(
-                            svc.spec, plan.call, answer.status, answer.body
-                        )
-                        if (
-                            check.retry_elsewhere
-                            and retry.idempotent
-                            and not pending
-                            and retry.after(Outcome.RETRYABLE)
-                            and launch()
-                        ):
-                            last_answer = answer
-                            self.metrics.retries.labels(sid).inc()
-                            continue
-                        if hedged and supplier != first[0]:
-                            self.metrics.hedges.labels(sid, "won").inc()
-                        return answered(answer)
-                    if not isinstance(exc, RelayError):
-                        raise exc
-                    failures.append(exc)
-                    if exc.oversized:
-                        oversized.append(supplier)
-                        if (
-                            not oversize_retried
-                            and retry.idempotent
-                            and not pending
-                            and pinned_to is None
-                            and launch()
-                        ):
-                            oversize_retried = True  # once elsewhere, whatever the attempts
-                            self.metrics.retries.labels(sid).inc()
-                        continue
-                    if exc.relay_code is None and exc.refusal is None:
-                        dead.add(supplier)  # unreachable in any session
-                    if exc.relay_code in _SESSION_TIMING and pinned_to is None and switches < 10:
-                        # a matter of whose head is where: another session, or the same one a
-                        # moment later (at most ~0.5 s of waiting), costs no attempt
-                        switches += 1
-                        alt = await self._other_session(sid, view, exc.relay_code)
-                        if alt is not None:
-                            view = alt
-                        tried = set(dead)
-                        retry.max_attempts += 1
-                    if pending:
-                        continue
-                    if retry.after(exc.outcome) and launch():
-                        self.metrics.retries.labels(sid).inc()
-                        continue
-        finally:
-            for task in pending:
-                task.cancel()
-        if last_answer is not None:
-            return answered(last_answer)
-        if oversized and all(f.oversized for f in failures):
-            raise ResponseTooLarge("response too large")
-        if failures:
-            last = failures[-1]
-            shown = all(f.refusal in _SHOWN and f.relay_code is not None for f in failures)
-            if shown:
-                raise RelayFailed(last.message, relay_code=last.relay_code)
-            # in the gateway's words: a relayer's own text never reaches the client
-            causes = sorted({_cause(f) for f in failures})
-            raise RelayFailed(f"no supplier answered ({len(failures)} tried): {'; '.join(causes)}")
-        raise NoSupplier(f"no eligible supplier for {sid!r}", reason=ClientReason.NO_SUPPLIER)
-
-
-def _cause(exc: RelayError) -> str:
-    if exc.lie:
-        return "malformed answer"
-    if exc.relay_code is not None:
-        return f"refused ({exc.relay_code.value})"
-    return exc.message  # the gateway's own words (transport, refused endpoint)
+        attempts = Attempts(
+            self,
+            svc,
+            view,
+            plan,
+            payload,
+            retry=retry,
+            per_try=per_try,
+            deadline=asyncio.get_running_loop().time() + budget,
+            hedger=self._hedger(svc.service_id) if hedge else None,
+            pinned_to=pinned_to,
+        )
+        return await attempts.run()
 
 
 def _parsed_id(call: ClientCall) -> object:
