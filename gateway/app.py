@@ -36,9 +36,10 @@ from gateway.outage import Outage
 from gateway.relay_client import AnswerBudget, RelayClient
 from gateway.router import Router
 from gateway.selection import Qos
-from gateway.server import GATEWAY, Gateway, add_routes, handle_rpc, metrics_app, outermost
+from gateway.server import add_routes, handle_rpc, metrics_app, outermost
 from gateway.services import ServiceTable
 from gateway.sessions import SessionBook
+from gateway.state import GATEWAY, Gateway
 from gateway.store.base import Store
 from gateway.store.fallback import FallbackStore
 from gateway.store.memory import MemoryStore
@@ -240,18 +241,10 @@ async def create_app(
         sessions=sessions,
         router=router,
         metrics=metrics,
+        store=store,
         ready=is_ready,
     )
     metrics.inflight.set_function(lambda: gw.inflight)  # no per-request gauge updates
-    gw.extras.update(
-        store=store,
-        qos=qos,
-        client=client,
-        prober=prober,
-        follower=follower,
-        account=account,
-        outage=outage,
-    )
     app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
     app[GATEWAY] = gw
     add_routes(app, handle_ws)

@@ -7,7 +7,7 @@ call may be relayed at all is the payload rule of :mod:`protocol.payload` (DESIG
 same function a relayer applies. A body that is not JSON at all is -32700; a call that is JSON
 but breaks the rule comes back ``invalid`` and is answered -32600 by the gateway, never relayed.
 
->>> body = b'[{"jsonrpc":"2.0","id": 7 ,"method":"eth_chainId"}, 3]'
+>>> body = b'[{"jsonrpc":"2.0","id": 7 ,"method":"status"}, 3]'
 >>> req = parse_body(body)
 >>> [c.raw_id for c in req.calls], req.is_batch
 ([b'7', b'null'], True)

@@ -15,14 +15,12 @@ import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
 
 from gateway.batch import run_batch
 from gateway.cache import split_id
-from gateway.config import GatewayConfig
 from gateway.errors import (
     BadRequest,
     ClientReason,
@@ -30,14 +28,12 @@ from gateway.errors import (
     ResponseTooLarge,
     jsonrpc_error_body,
 )
-from gateway.jsonrpc import parse_body
+from gateway.jsonrpc import Call, parse_body
 from gateway.keys import KEY_PREFIX, ApiKey, KeyRing
-from gateway.limiter import Limiter
 from gateway.metrics import GatewayMetrics
 from gateway.quorum import QuorumRefused, parse_quorum
-from gateway.router import CallAnswer, ClientContext, Router
-from gateway.services import ServiceTable
-from gateway.sessions import SessionBook
+from gateway.router import CallAnswer, ClientContext
+from gateway.state import GATEWAY, Gateway
 from protocol.encoding import address_from_hex
 from protocol.errors import ProtocolError
 from rollups.errors import RequestError
@@ -62,25 +58,6 @@ CORS_HEADERS = {
 }
 JSON = "application/json"
 
-
-@dataclass
-class Gateway:
-    """Everything a request handler needs, built once by the composition root."""
-
-    config: GatewayConfig
-    keys: KeyRing
-    limiter: Limiter
-    services: ServiceTable
-    sessions: SessionBook
-    router: Router
-    metrics: GatewayMetrics
-    ready: Callable[[], bool]
-    draining: bool = False
-    inflight: int = 0
-    extras: dict[str, object] = field(default_factory=dict)
-
-
-GATEWAY = web.AppKey("gateway", Gateway)
 
 #: Serves a client's WebSocket upgrade (``gateway.ws.handle_ws``). The composition root
 #: (``gateway.app``) passes it to :func:`add_routes`, so this module does not import
@@ -178,74 +155,121 @@ def _entry(answer: CallAnswer, value: str | None) -> str:
     return (value or "-") if answer.source == "relay" else "-"
 
 
-async def handle_rpc(request: web.Request) -> web.StreamResponse:
+class RequestScope:
+    """One client HTTP request's bookkeeping, the same for JSON-RPC and REST: counted in
+    flight, timed, and its :class:`GatewayError` counted, logged (5xx) and answered in the
+    route's shape (``refusal``)."""
+
+    __slots__ = ("gw", "raw_id", "service", "started")
+
+    def __init__(self, gw: Gateway, request: web.Request) -> None:
+        self.gw = gw
+        self.started = time.perf_counter()
+        service = request.match_info.get("service", "")
+        self.service = service if service in gw.services else "unknown"  # a bounded label
+        self.raw_id = b"null"  # the JSON-RPC id a refusal answers (a single call's, once read)
+
+    def count(self, answer: CallAnswer) -> None:
+        outcome = _OUTCOMES.get(answer.source, "gateway")
+        self.gw.metrics.child(
+            self.gw.metrics.requests, self.service, answer.method_class, outcome
+        ).inc()
+
+    def refused(self, exc: GatewayError) -> None:
+        if exc.http_status >= 500:
+            log.warning("%s: %s: %s", self.service, exc.reason.value, exc.message)
+        metrics = self.gw.metrics
+        metrics.child(metrics.refused, exc.reason.value).inc()
+        metrics.child(metrics.requests, self.service, "none", exc.reason.value.lower()).inc()
+
+
+_OUTCOMES = {"relay": "relayed", "cache": "cached"}
+Body = Callable[[Gateway, web.Request, RequestScope], Awaitable[web.StreamResponse]]
+Refusal = Callable[[GatewayError, RequestScope], web.Response]
+
+
+async def in_scope(request: web.Request, body: Body, refusal: Refusal) -> web.StreamResponse:
+    """Run a route's ``body`` in a :class:`RequestScope` (the one prologue and epilogue)."""
     gw = request.app[GATEWAY]
-    started = time.perf_counter()
-    service_label = request.match_info.get("service", "")
-    if service_label not in gw.services:
-        service_label = "unknown"
-    raw_id = b"null"
+    scope = RequestScope(gw, request)
     gw.inflight += 1  # the inflight gauge reads this at scrape time (see create_app)
     try:
-        ctx, record = client_context(gw, request)
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await request.app[WEBSOCKETS](request, gw, ctx)
-        if request.method != "POST":
-            raise BadRequest("use POST (or a WebSocket upgrade)")
-        ctx = _with_quorum(ctx, request, record)
-        await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
-        body = await _read_body(request, gw.config.limits.max_body_bytes)
-        front = _front_hit(gw, ctx, body)
-        if front is not None:  # a repeat of a final, cached answer: no parsing needed
-            await gw.limiter.admit(record, ctx.service.service_id, 1, prepaid=1)
-            gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc()
-            return front
-        req = parse_body(body, max_batch=gw.config.limits.max_batch)
-        if not req.is_batch:
-            raw_id = req.calls[0].raw_id
-        _note_method("batch" if req.is_batch else req.calls[0].method)
-        for call in req.calls:
-            _count_method(gw, ctx, call.method)
-        # N legs count N against the key's limits (DESIGN §4)
-        await gw.limiter.admit(
-            record, ctx.service.service_id, len(req.calls) * ctx.quorum, prepaid=1
-        )
-        gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc(
-            len(req.calls)
-        )
-        if req.is_batch:
-            batch = await run_batch(
-                gw.router, ctx, req.calls, concurrency=gw.config.relay.batch_concurrency
-            )
-            for a in batch.answers:
-                _count(gw, service_label, a)
-            return web.Response(
-                status=batch.status,
-                body=batch.body or None,
-                content_type=JSON if batch.body else None,
-                headers=_answer_headers(batch.shown),
-            )
-        answer = await gw.router.execute(ctx, req.calls[0])
-        _count(gw, service_label, answer)
-        if answer.status == 204 or not answer.body:
-            return web.Response(status=answer.status, headers=_answer_headers([answer]))
-        return web.Response(
-            status=answer.status,
-            body=answer.body,
-            content_type=JSON,
-            headers=_answer_headers([answer]),
-        )
+        return await body(gw, request, scope)
     except GatewayError as exc:
-        if exc.http_status >= 500:
-            log.warning("%s: %s: %s", service_label, exc.reason.value, exc.message)
-        gw.metrics.refused.labels(exc.reason.value).inc()
-        gw.metrics.requests.labels(service_label, "none", exc.reason.value.lower()).inc()
-        return _error_response(exc, raw_id)
+        scope.refused(exc)
+        return refusal(exc, scope)
     finally:
         gw.inflight -= 1
-        gw.metrics.child(gw.metrics.request_seconds, service_label).observe(
-            time.perf_counter() - started
+        gw.metrics.child(gw.metrics.request_seconds, scope.service).observe(
+            time.perf_counter() - scope.started
         )
+
+
+async def _gated_body(
+    gw: Gateway, request: web.Request, ctx: ClientContext, record: ApiKey
+) -> bytes:
+    """One token taken before parsing (the call's full count is admitted once it is known),
+    then the body, within the size limit."""
+    await gw.limiter.gate(record, ctx.service.service_id)
+    return await _read_body(request, gw.config.limits.max_body_bytes)
+
+
+async def handle_rpc(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/{service}[/{key}]``: a JSON-RPC call or batch (or a WebSocket upgrade)."""
+    return await in_scope(request, _rpc, _rpc_refusal)
+
+
+def _rpc_refusal(exc: GatewayError, scope: RequestScope) -> web.Response:
+    return _error_response(exc, scope.raw_id)
+
+
+async def _rpc(gw: Gateway, request: web.Request, scope: RequestScope) -> web.StreamResponse:
+    ctx, record = client_context(gw, request)
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await request.app[WEBSOCKETS](request, gw, ctx)
+    if request.method != "POST":
+        raise BadRequest("use POST (or a WebSocket upgrade)")
+    ctx = _with_quorum(ctx, request, record)
+    body = await _gated_body(gw, request, ctx, record)
+    front = _front_hit(gw, ctx, body)
+    if front is not None:  # a repeat of a final, cached answer: no parsing needed
+        await gw.limiter.admit(record, ctx.service.service_id, 1, prepaid=1)
+        gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc()
+        return front
+    req = parse_body(body, max_batch=gw.config.limits.max_batch)
+    if not req.is_batch:
+        scope.raw_id = req.calls[0].raw_id
+    _note_method("batch" if req.is_batch else req.calls[0].method)
+    for call in req.calls:
+        _count_method(gw, ctx, call.method)
+    # N legs count N against the key's limits (DESIGN §4)
+    await gw.limiter.admit(record, ctx.service.service_id, len(req.calls) * ctx.quorum, prepaid=1)
+    gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc(
+        len(req.calls)
+    )
+    if req.is_batch:
+        return await _batch(gw, ctx, req.calls, scope)
+    answer = await gw.router.execute(ctx, req.calls[0])
+    scope.count(answer)
+    if answer.status == 204 or not answer.body:
+        return web.Response(status=answer.status, headers=_answer_headers([answer]))
+    return web.Response(
+        status=answer.status, body=answer.body, content_type=JSON, headers=_answer_headers([answer])
+    )
+
+
+async def _batch(
+    gw: Gateway, ctx: ClientContext, calls: Sequence[Call], scope: RequestScope
+) -> web.Response:
+    batch = await run_batch(gw.router, ctx, calls, concurrency=gw.config.relay.batch_concurrency)
+    for a in batch.answers:
+        scope.count(a)
+    return web.Response(
+        status=batch.status,
+        body=batch.body or None,
+        content_type=JSON if batch.body else None,
+        headers=_answer_headers(batch.shown),
+    )
 
 
 def _with_quorum(ctx: ClientContext, request: web.Request, record: ApiKey) -> ClientContext:
@@ -281,47 +305,36 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
     """A REST-like call (CometBFT URI GET, Cosmos REST) at ``/v1/{service}/{key}/{path}``:
     relayed as the canonical REST payload (DESIGN §3.3) and answered with the backend's
     status and body as they are; refusals are grpc-gateway-shaped error bodies."""
-    gw = request.app[GATEWAY]
-    started = time.perf_counter()
-    service_label = request.match_info.get("service", "")
-    if service_label not in gw.services:
-        service_label = "unknown"
-    gw.inflight += 1
+    return await in_scope(request, _rest, _rest_scope_refusal)
+
+
+def _rest_scope_refusal(exc: GatewayError, scope: RequestScope) -> web.Response:
+    return _rest_refusal(exc.http_status, exc.message, _refusal_headers(exc))
+
+
+async def _rest(gw: Gateway, request: web.Request, scope: RequestScope) -> web.StreamResponse:
+    ctx, record = client_context(gw, request)
+    body = await _gated_body(gw, request, ctx, record)
+    path, query = _rest_target(request)
+    svc = ctx.service
     try:
-        ctx, record = client_context(gw, request)
-        await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
-        body = await _read_body(request, gw.config.limits.max_body_bytes)
-        path, query = _rest_target(request)
-        svc = ctx.service
-        try:
-            call = rest_call(svc.handler, svc.spec, request.method, path, query, body)
-            await gw.limiter.admit(record, svc.service_id, 1, prepaid=1)
-            gw.metrics.child(gw.metrics.key_requests, ctx.key_id, svc.service_id).inc()
-            answer = await gw.router.execute_rest(ctx, call)
-        except RequestError as exc:
-            gw.metrics.child(gw.metrics.requests, service_label, "denied", "gateway").inc()
-            status, err = rest_error(exc)
-            return web.Response(status=status, body=err, content_type=JSON, headers=CORS_HEADERS)
-        except ResponseTooLarge:
-            return _rest_refusal(429, "response too large")  # grpc RESOURCE_EXHAUSTED
-        _count(gw, service_label, answer)
-        return web.Response(
-            status=answer.status,
-            body=answer.body or None,
-            content_type=JSON if answer.body else None,
-            headers=_answer_headers([answer]),
-        )
-    except GatewayError as exc:
-        if exc.http_status >= 500:
-            log.warning("%s: %s: %s", service_label, exc.reason.value, exc.message)
-        gw.metrics.refused.labels(exc.reason.value).inc()
-        gw.metrics.requests.labels(service_label, "none", exc.reason.value.lower()).inc()
-        return _rest_refusal(exc.http_status, exc.message, _refusal_headers(exc))
-    finally:
-        gw.inflight -= 1
-        gw.metrics.child(gw.metrics.request_seconds, service_label).observe(
-            time.perf_counter() - started
-        )
+        call = rest_call(svc.handler, svc.spec, request.method, path, query, body)
+        await gw.limiter.admit(record, svc.service_id, 1, prepaid=1)
+        gw.metrics.child(gw.metrics.key_requests, ctx.key_id, svc.service_id).inc()
+        answer = await gw.router.execute_rest(ctx, call)
+    except RequestError as exc:
+        gw.metrics.child(gw.metrics.requests, scope.service, "denied", "gateway").inc()
+        status, err = rest_error(exc)
+        return web.Response(status=status, body=err, content_type=JSON, headers=CORS_HEADERS)
+    except ResponseTooLarge:
+        return _rest_refusal(429, "response too large")  # grpc RESOURCE_EXHAUSTED
+    scope.count(answer)
+    return web.Response(
+        status=answer.status,
+        body=answer.body or None,
+        content_type=JSON if answer.body else None,
+        headers=_answer_headers([answer]),
+    )
 
 
 def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | None:
@@ -343,11 +356,6 @@ def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | N
         content_type=JSON,
         headers=headers,
     )
-
-
-def _count(gw: Gateway, service: str, a: CallAnswer) -> None:
-    outcome = {"relay": "relayed", "cache": "cached"}.get(a.source, "gateway")
-    gw.metrics.child(gw.metrics.requests, service, a.method_class, outcome).inc()
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -38,7 +38,6 @@ from gateway.jsonrpc import parse_body
 from gateway.limiter import Limited
 from gateway.relay_client import Target
 from gateway.router import ClientContext
-from gateway.store.memory import MemoryStore
 from gateway.streams import (
     Ending,
     Fault,
@@ -56,7 +55,7 @@ from rollups.handler import Call, SubscriptionCall
 from session.windows import windows
 
 if TYPE_CHECKING:
-    from gateway.server import Gateway
+    from gateway.state import Gateway
     from gateway.store.base import Store
 
 __all__ = ["handle_ws"]
@@ -127,8 +126,7 @@ class ClientSocket:
         self.cfg = gw.config.ws
         self.redundancy = self.cfg.redundancy
         self._pending = 0  # subscribe calls being opened (they hold a slot)
-        store = gw.extras.get("store")
-        self._store = cast("Store", store) if store is not None else MemoryStore()
+        self._store: Store = gw.store
         self._lease_scope = f"ws-subs:{ctx.client_id}"
         self.shut = False
 
