@@ -258,14 +258,10 @@ def _wrk(
     cpu: str | None,
     workdir: Path,
     body: bytes = BODY,
-    delay_ms: float | None = None,
 ) -> tuple[float, float, float, int, int]:
-    """(requests/s, p50 ms, p99 ms, requests, bad answers + socket errors); with
-    ``delay_ms`` each connection pauses that long between requests (a rate below peak)."""
+    """(requests/s, p50 ms, p99 ms, requests, bad answers + socket errors)."""
     script = workdir / "bench.lua"
     lua = _LUA % _lua_string(body)
-    if delay_ms is not None:
-        lua += f"function delay() return {max(1, round(delay_ms))} end\n"
     script.write_text(lua)
     cmd = [
         "wrk",
@@ -289,6 +285,33 @@ def _wrk(
         raise BenchError(f"cannot read wrk's output:\n{out.stdout}")
     p50, p99, requests, bad, errors = (int(x) for x in mine.groups())
     return float(rps.group(1)), p50 / 1000, p99 / 1000, requests, bad + errors
+
+
+def _open_loop(
+    url: str, body: bytes, *, rate: float, duration: float, cpu: str | None
+) -> tuple[float, int]:
+    """(p50 s, bad answers) of ``bench.openloop`` sending ``rate`` requests/s (pinned)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.openloop",
+        url,
+        "--rate",
+        f"{max(1.0, rate):.1f}",
+        "--duration",
+        str(duration),
+        "--body",
+        body.decode(),
+    ]
+    if cpu is not None:
+        cmd = ["taskset", "-c", cpu, *cmd]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=duration + 60, check=False, env=_python_env()
+    )
+    if out.returncode != 0:
+        raise BenchError(f"openloop failed on {url}: {out.stderr or out.stdout}")
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    return summary["p50_ms"] / 1000, summary["sent"] - summary["answered"]  # bad or lost
 
 
 # --- the targets -------------------------------------------------------------------------------
@@ -576,14 +599,10 @@ def _measure(
         duration=args.idle_duration,
         **load,  # type: ignore[arg-type]
     )
-    # half of peak: each connection waits so that together they send about rps / 2
-    delay = 1000 * args.connections / max(1.0, rps / 2)
-    _, half_p50, _, _, half_errors = _wrk(
-        url,
-        connections=args.connections,
-        duration=args.idle_duration,
-        delay_ms=delay,
-        **load,  # type: ignore[arg-type]
+    # half of peak at a constant rate (open loop: no bursts of wrk's delay(), no coordinated
+    # omission), latency counted from when each request was due
+    half_p50, half_errors = _open_loop(
+        url, body, rate=rps / 2, duration=args.idle_duration, cpu=load_cpu
     )
     return Row(
         name,

@@ -267,6 +267,7 @@ async def create_app(
             await follower.start()
         tasks.append(asyncio.create_task(keys.run(after), name="keys-reload"))
         tasks.append(asyncio.create_task(prober.run(), name="qos-prober"))
+        tasks.append(asyncio.create_task(_flush_metrics(metrics), name="metrics-flush"))
         try:
             yield
         finally:
@@ -284,6 +285,14 @@ async def create_app(
 
     app.cleanup_ctx.append(resources)
     return app
+
+
+async def _flush_metrics(metrics: GatewayMetrics, every: float = 1.0) -> None:
+    """Fold the request path's lock-free metric cells into the series once a second (a scrape
+    folds them too; this keeps series shared with other processes current)."""
+    while True:
+        await asyncio.sleep(every)
+        metrics.flush()
 
 
 def reloaded(old: GatewayConfig, new: GatewayConfig) -> tuple[GatewayConfig, list[str]]:

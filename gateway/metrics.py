@@ -2,10 +2,17 @@
 
 Each gateway builds one :class:`GatewayMetrics` on its own registry (so several gateways can
 live in one process in tests) and serves it on the metrics port. Label sets are fixed.
+
+The request path counts through :meth:`GatewayMetrics.child`: a plain cell per label set that
+adds to ints and floats on the event loop's thread, with no lock (prometheus_client takes one
+per operation). The cells are folded into the Prometheus series before every collection (a
+scrape, ``render``, ``registry.collect()``) and once a second, so series and names are the
+ones Prometheus always saw.
 """
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from prometheus_client import (
@@ -16,20 +23,79 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 
-__all__ = ["CIRCUIT_VALUES", "GatewayMetrics"]
+__all__ = ["CIRCUIT_VALUES", "Cell", "GatewayMetrics"]
 
 NS = "relaynet_gateway"
 CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+class Cell:
+    """One label set's pending changes: ``inc``, ``observe`` and ``set`` without a lock; folded
+    into its Prometheus child by :meth:`flush` (on the loop's thread, like every change)."""
+
+    __slots__ = ("_bounds", "_buckets", "_child", "_count", "_set", "_sum")
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+        self._count = 0.0  # counter increments
+        self._sum = 0.0  # histogram: observed total
+        self._set: float | None = None  # gauge: the last value set
+        bounds = getattr(child, "_upper_bounds", None)
+        self._bounds: list[float] | None = list(bounds) if bounds is not None else None
+        self._buckets = [0] * len(bounds) if bounds is not None else []
+
+    def inc(self, amount: float = 1) -> None:
+        self._count += amount
+
+    def set(self, value: float) -> None:
+        self._set = value
+
+    def observe(self, value: float) -> None:
+        assert self._bounds is not None
+        self._buckets[bisect.bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def flush(self) -> None:
+        child = self._child
+        if self._count:
+            child.inc(self._count)
+            self._count = 0.0
+        if self._set is not None:
+            child.set(self._set)
+            self._set = None
+        if self._sum or any(self._buckets):
+            for i, n in enumerate(self._buckets):
+                if n:
+                    child._buckets[i].inc(n)  # prometheus_client keeps no public bulk observe
+                    self._buckets[i] = 0
+            child._sum.inc(self._sum)
+            self._sum = 0.0
+
+
+class _Flush:
+    """A collector that collects nothing: it folds the cells in before the others collect."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        self._metrics.flush()
+        return []
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        r.register(_Flush(self))  # registered first: collected first
         if registry is None:  # process_cpu_seconds, process_resident_memory_bytes, …
             ProcessCollector(registry=r)
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Cell] = {}
         #: (service, method) → True for methods in the handler's table (see method_calls)
         self.known_methods: dict[tuple[str, str], bool] = {}
         self.method_calls = Counter(
@@ -161,13 +227,19 @@ class GatewayMetrics:
             f"{NS}_store_degraded", "1 while the shared store (Redis) is unreachable", registry=r
         )
 
-    def child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, memoised (the hot path calls this per request)."""
+    def child(self, metric: Any, *labels: str) -> Cell:
+        """A lock-free :class:`Cell` for ``metric.labels(*labels)``, memoised (the hot path
+        calls this per request); Prometheus sees its changes at the next :meth:`flush`."""
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
+            found = self._children[key] = Cell(metric.labels(*labels))
         return found
+
+    def flush(self) -> None:
+        """Fold every cell's pending changes into its Prometheus series."""
+        for cell in self._children.values():
+            cell.flush()
 
     def forget_supplier(self, service: str, supplier: str) -> None:
         """Drop every series (and memoised child) of a supplier that left the sessions in use,

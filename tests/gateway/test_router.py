@@ -314,6 +314,7 @@ async def test_an_unverified_answer_enters_the_cache_only_once_verified() -> Non
     for _ in range(3):
         await router.execute(ctx, call(block))
     assert client.confirmed  # checked before the offer
+    metrics.flush()  # the request path counts in lock-free cells
     assert metrics.receipts.labels("failed")._value.get() == len(client.confirmed)
     assert router.cache is not None
     assert await router.cache.lookup(_block_key(router, ctx, block), b"3") is None
@@ -361,4 +362,5 @@ async def test_a_failed_late_receipt_check_evicts_what_the_supplier_put_in_the_c
     assert await cache.lookup("k-liar", b"1") is None  # evicted, shared store included
     assert await cache.lookup("k-other", b"1") is not None  # others' entries stay
     assert router.front.get("devnet", b"tmpl") is None
+    metrics.flush()
     assert metrics.receipts.labels("failed")._value.get() == 1

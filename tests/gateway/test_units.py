@@ -378,3 +378,33 @@ def test_sighup_applies_limits_ws_and_access_log_and_names_the_rest(tmp_path: An
     assert applied.limits.max_body_bytes == old.limits.max_body_bytes  # the listener's
     assert applied.gateway.listen == "127.0.0.1:8545"
     assert sorted(fixed) == ["gateway.listen", "limits.max_body_bytes"]
+
+
+def test_metric_cells_count_without_locks_and_show_at_collection() -> None:
+    """The request path's cells reach Prometheus at the next collection, exactly as direct
+    updates would: counters, gauges and every histogram bucket."""
+    from gateway.metrics import GatewayMetrics
+
+    m, direct = GatewayMetrics(), GatewayMetrics()
+    for metrics, update in ((m, m.child), (direct, lambda metric, *labels: metric.labels(*labels))):
+        update(metrics.requests, "eth", "read", "relayed").inc()
+        update(metrics.requests, "eth", "read", "relayed").inc(2)
+        update(metrics.circuit, "eth", "0xaa").set(1)
+        update(metrics.circuit, "eth", "0xaa").set(2)
+        for seconds in (0.0005, 0.001, 0.003, 0.2, 9.0):
+            update(metrics.request_seconds, "eth").observe(seconds)
+    assert m.requests.labels("eth", "read", "relayed")._value.get() == 0  # not folded in yet
+    names = (
+        "relaynet_gateway_requests_total",
+        "relaynet_gateway_circuit_state",
+        "relaynet_gateway_request_seconds_bucket",
+        "relaynet_gateway_request_seconds_sum",
+        "relaynet_gateway_request_seconds_count",
+    )
+    for name in names:
+        assert _samples(m, name) == _samples(direct, name), name
+    assert _samples(m, "relaynet_gateway_requests_total")[
+        (("method_class", "read"), ("outcome", "relayed"), ("service", "eth"))
+    ] == 3
+    m.child(m.requests, "eth", "read", "relayed").inc()
+    assert b'outcome="relayed",service="eth"} 4.0' in m.render()
