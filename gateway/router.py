@@ -21,6 +21,8 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import orjson
+
 import gateway.quorum as quorum
 from gateway.cache import AnswerCache, FrontCache, split_id
 from gateway.config import RelayConfig
@@ -654,8 +656,6 @@ class Router:
 
 
 def _parsed_id(call: ClientCall) -> object:
-    import orjson
-
     try:
         return orjson.loads(call.raw_id)
     except orjson.JSONDecodeError:

@@ -145,9 +145,7 @@ class Attempts:
         if self._hedge_due():
             assert self.hedger is not None
             wait = min(wait, self.hedger.delay())
-        done, _ = await asyncio.wait(
-            self.pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-        )
+        done = await self._first_done(wait)
         if not done:
             if self._hedge_due() and self.loop.time() < self.deadline and self._launch():
                 self.hedged = True
@@ -164,6 +162,26 @@ class Attempts:
             else:
                 raise exc
         return None
+
+    async def _first_done(self, wait: float) -> list[asyncio.Future[RelayAnswer]]:
+        """The attempts in flight that finished once one did or ``wait`` seconds passed: one
+        future and one timer (what ``asyncio.wait`` does, without its sets and copies)."""
+        waiter: asyncio.Future[None] = self.loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = self.loop.call_later(wait, wake)
+        for task in self.pending:
+            task.add_done_callback(wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            for task in self.pending:
+                task.remove_done_callback(wake)
+        return [task for task in self.pending if task.done()]
 
     def _hedge_due(self) -> bool:
         return self.hedger is not None and not self.hedged and len(self.pending) == 1
