@@ -21,9 +21,9 @@ import pytest
 from gateway.keys import ApiKey, RedisKeyBackend, hash_key
 from gateway.limiter import Limiter, Usage
 from gateway.store import RedisStore
-from tests.gateway.edges.redisproc import DurableRedis
 from tests.support.gateway_net import SERVICE, Net, post, start_net
 from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key, write_gateway_files
+from tests.support.redis_server import DurableRedis
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -173,7 +173,7 @@ class Load:
 
 
 def test_two_replicas_through_redis_outages(net: Net, tmp_path: Path) -> None:
-    redis = DurableRedis(tmp_path / "aof")
+    redis = DurableRedis(directory=tmp_path / "aof")
     redis.directory.mkdir()
     redis.start()
     gws: list[GatewayProcess] = []
