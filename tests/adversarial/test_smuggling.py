@@ -12,7 +12,6 @@ double-encoded dot pass with their bytes untouched.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import urllib.error
 import urllib.request
@@ -27,25 +26,16 @@ import yarl
 from hypothesis import given
 
 from ledger.anvil import AnvilProcess
-from ledger.bootstrap import (
-    AppSpec,
-    GatewaySpec,
-    Network,
-    ServiceSpec,
-    SupplierSpec,
-    bootstrap_network,
-    dev_account,
-)
-from protocol.encoding import address_from_hex
+from ledger.bootstrap import AppSpec, GatewaySpec, Network, ServiceSpec, dev_account
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.payload import check_jsonrpc_payload
 from protocol.relay import Domain
-from session.windows import session_of
 from tests.adversarial.fuzzing import FUZZ_SLOW, hostile_bytes
 from tests.adversarial.gobackend import GoBackend, go_decode
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from tests.support.relay_client import SignedRelay, sign_relay
-from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
+from tests.support.relayer_net import Relayer, domain_of, session_now, stake_relayers
+from tests.support.relayer_proc import RelayerProcess, ServiceBackend
 
 pytestmark = pytest.mark.slow  # starts anvil, a relayer and a gateway itself
 
@@ -102,12 +92,10 @@ class World:
 
     @property
     def domain(self) -> Domain:
-        d = self.network.deployment
-        return Domain(d.chain_id, address_from_hex(d.settlement))
+        return domain_of(self.network)
 
     def session(self) -> int:
-        shape = self.network.deployment.shape
-        return session_of(self.chain.block_number(), shape.B0, shape.L)
+        return session_now(self.chain, self.network)
 
     def sign(self, service: str, payload: bytes) -> SignedRelay:
         app = self.apps[service]
@@ -133,38 +121,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             RPC: ServiceBackend(go.url, chain="devnet"),
             REST: ServiceBackend(go.url, chain="rollchain-rest"),
         }
-        first = write_relayer_files(
-            tmp / "relayer",
-            rpc_url=chain.url,
-            deployment=json.dumps({}),
-            account=supplier,
-            receipt=receipt,
-            services=services,
-        )
-        network = asyncio.run(
-            bootstrap_network(
-                chain.url,
-                services=[ServiceSpec(RPC), ServiceSpec(REST)],
-                suppliers=[
-                    SupplierSpec(
-                        key=supplier,
-                        endpoints={RPC: first.relay_url, REST: first.relay_url},
-                        receipt_key=receipt,
-                    )
-                ],
-                apps=[AppSpec(key=k, service_id=s, gateways=[gw.address]) for s, k in apps.items()],
-                gateways=[GatewaySpec(key=gw)],
-            )
-        )
-        files = write_relayer_files(
-            first.directory,
-            rpc_url=chain.url,
-            deployment=network.deployment,
-            account=supplier,
-            receipt=receipt,
-            services=services,
-            port=first.port,
-            metrics_port=first.metrics_port,
+        network, (files,) = stake_relayers(
+            tmp,
+            chain.url,
+            [Relayer(supplier, services, receipt)],
+            services=[ServiceSpec(RPC), ServiceSpec(REST)],
+            apps=[AppSpec(key=k, service_id=s, gateways=[gw.address]) for s, k in apps.items()],
+            gateways=[GatewaySpec(key=gw)],
         )
         with RelayerProcess(files) as relayer:
             gfiles = write_gateway_files(

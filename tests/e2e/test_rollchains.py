@@ -27,14 +27,7 @@ import orjson
 import pytest
 
 from ledger.anvil import AnvilProcess
-from ledger.bootstrap import (
-    AppSpec,
-    GatewaySpec,
-    ServiceSpec,
-    SupplierSpec,
-    bootstrap_network,
-    dev_account,
-)
+from ledger.bootstrap import AppSpec, GatewaySpec, ServiceSpec, dev_account
 from ledger.client import LedgerClient
 from ledger.deploy import Deployment
 from protocol.keys import ReceiptKey
@@ -52,11 +45,8 @@ from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, s
 from tests.support.gateway_net import post
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from tests.support.relay_client import sign_relay
-from tests.support.relayer_proc import (
-    RelayerProcess,
-    ServiceBackend,
-    write_relayer_files,
-)
+from tests.support.relayer_net import Relayer, stake_relayers
+from tests.support.relayer_proc import RelayerProcess, ServiceBackend
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -186,53 +176,25 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         wrong[EVM_B] = ServiceBackend(evm_a.url, chain=specs[EVM_B], ws_url=evm_a.ws_url)
         keys = [dev_account(1), dev_account(2)]
         receipts = [ReceiptKey.generate() for _ in keys]
-        first = [
-            write_relayer_files(
-                tmp / f"relayer{i}",
-                rpc_url=settlement.url,
-                deployment="{}",
-                account=k,
-                receipt=r,
-                services=svc,
-            )
-            for i, (k, r, svc) in enumerate(zip(keys, receipts, (good, wrong), strict=True))
-        ]
         apps = {sid: dev_account(3 + i) for i, sid in enumerate(SERVICES)}
         gw_key = dev_account(8)
-        network = asyncio.run(
-            bootstrap_network(
-                settlement.url,
-                services=[
-                    ServiceSpec(COMET, rpc_type="cometbft"),
-                    ServiceSpec(CELESTIA, rpc_type="celestia"),
-                    ServiceSpec(EVM_A),
-                    ServiceSpec(EVM_B),
-                    ServiceSpec(REST, rpc_type="cosmos-rest"),
-                ],
-                suppliers=[
-                    SupplierSpec(key=k, endpoints={s: f.relay_url for s in SERVICES}, receipt_key=r)
-                    for k, r, f in zip(keys, receipts, first, strict=True)
-                ],
-                apps=[
-                    AppSpec(key=app, service_id=sid, gateways=[gw_key.address])
-                    for sid, app in apps.items()
-                ],
-                gateways=[GatewaySpec(key=gw_key)],
-            )
+        network, files = stake_relayers(
+            tmp,
+            settlement.url,
+            [Relayer(k, svc, r) for k, r, svc in zip(keys, receipts, (good, wrong), strict=True)],
+            services=[
+                ServiceSpec(COMET, rpc_type="cometbft"),
+                ServiceSpec(CELESTIA, rpc_type="celestia"),
+                ServiceSpec(EVM_A),
+                ServiceSpec(EVM_B),
+                ServiceSpec(REST, rpc_type="cosmos-rest"),
+            ],
+            apps=[
+                AppSpec(key=app, service_id=sid, gateways=[gw_key.address])
+                for sid, app in apps.items()
+            ],
+            gateways=[GatewaySpec(key=gw_key)],
         )
-        files = [
-            write_relayer_files(
-                f.directory,
-                rpc_url=settlement.url,
-                deployment=network.deployment,
-                account=k,
-                receipt=r,
-                services=svc,
-                port=f.port,
-                metrics_port=f.metrics_port,
-            )
-            for f, k, r, svc in zip(first, keys, receipts, (good, wrong), strict=True)
-        ]
         relayers = [RelayerProcess(f) for f in files]
         for proc in relayers:
             proc.start()

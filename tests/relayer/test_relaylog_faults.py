@@ -26,7 +26,7 @@ import pytest
 
 from ledger.client import ClaimStatus, LedgerClient, claim_id_of
 from session.windows import windows
-from tests.support.relay_client import SignedRelay, rpc, sign_relay
+from tests.support.relay_client import SignedRelay, rpc
 from tests.support.relayer_net import BIG_APP_STAKE, Net, relayer_network
 from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
 
@@ -37,15 +37,7 @@ RECORD = 2 + 4 + 32 + 326 + 4
 
 
 def _sign(net: Net, n: int) -> SignedRelay:
-    return sign_relay(
-        net.domain,
-        net.apps["main"],
-        service_id="devnet",
-        app=net.apps["main"].address,
-        supplier=net.supplier.address,
-        n=n,
-        payload=rpc("eth_chainId"),
-    )
+    return net.sign(rpc("eth_chainId"), n=n)
 
 
 @dataclass
