@@ -11,7 +11,7 @@ import http.client
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,18 @@ from protocol.relay import (
     sign_request,
     value_hash,
 )
+from protocol.trie import SumTrie
 
-__all__ = ["Chain", "LedgerNet", "Raw", "RelayFactory", "dev_key", "sid"]
+__all__ = [
+    "Chain",
+    "LedgerNet",
+    "Raw",
+    "RelayFactory",
+    "dev_key",
+    "leaf_trie",
+    "sid",
+    "trie_item",
+]
 
 TOKEN = TOKEN_UNIT
 
@@ -253,6 +263,13 @@ class RelayFactory:
 
 def trie_item(leaf: bytes, key: bytes, weight: int) -> tuple[bytes, bytes, int]:
     return key, value_hash(leaf), weight
+
+
+def leaf_trie(leaves: Iterable[tuple[bytes, bytes]]) -> SumTrie:
+    """The sum trie of ``(leaf, relay key)`` pairs, each weighted by its compute units."""
+    return SumTrie.build(
+        [trie_item(leaf, key, int.from_bytes(leaf[153:157], "big")) for leaf, key in leaves]
+    )
 
 
 def _abi_type(item: dict[str, Any]) -> str:

@@ -17,8 +17,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
+
+from ledger.anvil import ManagedChild
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,7 @@ def stop_child(proc: subprocess.Popen[bytes], timeout: float) -> int:
 
 
 @dataclass
-class ServerProcess:
+class ServerProcess(ManagedChild):
     """``relaynet <role> run --config <files.config>``; output goes to ``<role>.log``."""
 
     files: Any  # GatewayFiles | RelayerFiles: directory, config, url, metrics_port
@@ -80,10 +81,6 @@ class ServerProcess:
     @property
     def log_path(self) -> Path:
         return Path(self.files.directory) / f"{self.role}.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
     def command(self) -> list[str]:
         config = str(self.files.config)
@@ -147,14 +144,3 @@ class ServerProcess:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start() if self._proc is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.anvil import free_port
+from ledger.anvil import ManagedChild, free_port
 
 
 class RedisMissing(RuntimeError):
@@ -30,7 +30,7 @@ def redis_argv(directory: Path | str, *, port: int, bind: str, durable: bool) ->
 
 
 @dataclass
-class RedisServer:
+class RedisServer(ManagedChild):
     port: int = 0
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False)
