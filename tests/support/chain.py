@@ -131,6 +131,18 @@ class Chain:
     def tx(self, contract: str, name: str, sender: bytes | str, *args: Any) -> Any:
         return self.send(self.fn(contract, name, *args), sender)
 
+    def claim(
+        self,
+        supplier: bytes | str,
+        app: bytes,
+        n: int,
+        slots: list[int],
+        root: bytes,
+        service: str = "eth",
+    ) -> Any:
+        """``Settlement.claim`` sent by ``supplier`` for ``app``'s session ``n``."""
+        return self.tx("Settlement", "claim", supplier, cs(app), sid(service), n, slots, root)
+
     def events(self, contract: str, event: str, receipt: Any) -> list[Any]:
         ev = getattr(self.c[contract].events, event)()
         return list(ev.process_receipt(receipt))
