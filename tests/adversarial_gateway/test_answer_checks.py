@@ -322,12 +322,14 @@ class Scripted:
         inline: bool = False,
     ) -> RelayAnswer:
         self.calls.append(target.supplier)
+        rid = orjson.dumps(orjson.loads(payload)["id"])
+        return RelayAnswer(target.supplier, 200, self.body(target, rid), "rq", "rc", 0.001, True)
+
+    def body(self, target: RTarget, rid: bytes) -> bytes:
         what = self.script.get(target.supplier, '"0x1"')
         if isinstance(what, RelayError):
             raise what
-        rid = orjson.dumps(orjson.loads(payload)["id"])
-        body = b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + what.encode() + b"}"
-        return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+        return b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + what.encode() + b"}"
 
     def confirm(self, answer: RelayAnswer) -> None:
         return None  # every scripted answer was verified
@@ -522,20 +524,8 @@ async def test_a_final_answer_carries_its_long_ttl_into_every_tier() -> None:
 async def test_failures_and_invalid_answers_are_never_cached(answer: bytes) -> None:
     @dataclass
     class Failing(Scripted):
-        async def relay(
-            self,
-            target: RTarget,
-            payload: bytes,
-            compute_units: int,
-            *,
-            attempt_timeout: float,
-            max_bytes: int = 0,
-            inline: bool = False,
-        ) -> RelayAnswer:
-            self.calls.append(target.supplier)
-            rid = orjson.dumps(orjson.loads(payload)["id"])
-            body = answer.replace(b"%s", rid)
-            return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+        def body(self, target: RTarget, rid: bytes) -> bytes:
+            return answer.replace(b"%s", rid)
 
         def confirm(self, answer: RelayAnswer) -> None:
             return None

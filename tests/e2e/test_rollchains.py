@@ -30,7 +30,7 @@ from ledger.anvil import AnvilProcess
 from ledger.bootstrap import AppSpec, GatewaySpec, ServiceSpec, dev_account
 from ledger.client import LedgerClient
 from ledger.deploy import Deployment
-from protocol.keys import ReceiptKey
+from protocol.keys import AccountKey, ReceiptKey
 from protocol.payload import rest_payload
 from protocol.relay import (
     WS_CLOSE_MAX_INDEX,
@@ -44,7 +44,7 @@ from rollups.celestia import Permission
 from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
 from tests.support.gateway_net import post
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
-from tests.support.relay_client import sign_relay
+from tests.support.relay_client import SignedRelay, sign_relay
 from tests.support.relayer_net import Relayer, stake_relayers
 from tests.support.relayer_proc import RelayerProcess, ServiceBackend
 
@@ -382,6 +382,24 @@ def _current_session(net: Net) -> tuple[int, Deployment]:
     return asyncio.run(read()), deployment
 
 
+def _sign_now(
+    net: Net, i: int, app: AccountKey, sid: str, payload: bytes, **kw: int
+) -> SignedRelay:
+    """``payload`` signed by ``app`` for relayer ``i`` in the session now."""
+    n, deployment = _current_session(net)
+    domain = Domain(deployment.chain_id, bytes.fromhex(deployment.settlement[2:]))
+    return sign_relay(
+        domain,
+        app,
+        service_id=sid,
+        app=app.address,
+        supplier=net.suppliers[i],
+        n=n,
+        payload=payload,
+        **kw,
+    )
+
+
 @pytest.mark.parametrize(
     ("sid", "payload", "backend"),
     [
@@ -432,19 +450,7 @@ def test_the_relayer_streams_subscriptions_from_the_stand_ins_with_its_node_toke
     # and relaying: then the next relayer (bounded).
     for attempt in range(3 * len(net.relayers)):
         i = attempt % len(net.relayers)
-        n, deployment = _current_session(net)
-        domain = Domain(deployment.chain_id, bytes.fromhex(deployment.settlement[2:]))
-        signed = sign_relay(
-            domain,
-            app,
-            service_id=sid,
-            app=app.address,
-            supplier=net.suppliers[i],
-            n=n,
-            payload=body,
-            cu=1,
-            max_index=2,
-        )
+        signed = _sign_now(net, i, app, sid, body, cu=1, max_index=2)
         frames, close_code, refused = asyncio.run(asyncio.wait_for(stream(i, signed), 30))
         if frames or not refused:
             break
@@ -485,18 +491,7 @@ def _relay_direct(net: Net, sid: str, payload: bytes) -> tuple[int, bytes, dict[
     app = dev_account(3 + SERVICES.index(sid))
     for attempt in range(3 * len(net.relayers)):
         i = attempt % len(net.relayers)
-        n, deployment = _current_session(net)
-        domain = Domain(deployment.chain_id, bytes.fromhex(deployment.settlement[2:]))
-        signed = sign_relay(
-            domain,
-            app,
-            service_id=sid,
-            app=app.address,
-            supplier=net.suppliers[i],
-            n=n,
-            payload=payload,
-            cu=cu,
-        )
+        signed = _sign_now(net, i, app, sid, payload, cu=cu)
         status, body, headers = post(net.relayers[i].relay_url, payload, signed.headers())
         lower = {k.lower(): v for k, v in headers.items()}
         if status == 200:
