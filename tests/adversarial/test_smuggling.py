@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from protocol.payload import check_jsonrpc_payload
 from protocol.relay import Domain
 from tests.adversarial.fuzzing import FUZZ_SLOW, hostile_bytes
 from tests.adversarial.gobackend import GoBackend, go_decode
+from tests.support.gateway_net import post
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from tests.support.relay_client import SignedRelay, sign_relay
 from tests.support.relayer_net import Relayer, domain_of, session_now, stake_relayers
@@ -243,17 +242,8 @@ async def test_rest_routes_not_found_and_method_not_allowed(world: World) -> Non
 
 
 def _post_sync(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(  # noqa: S310 - loopback test servers
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    status, raw, _ = post(url, body, headers, timeout=30)
+    return status, raw
 
 
 @FUZZ_SLOW

@@ -4,9 +4,11 @@ supplier, and a gateway subprocess with small stream windows."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,8 @@ from protocol.keys import ReceiptKey
 from protocol.relay import Domain
 from relayer.relaylog import iter_records
 from tests.gateway_streams.liar import LiarRelayer
-from tests.support.gateway_net import SERVICE, Net, stake_net
-from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key, write_gateway_files
+from tests.support.gateway_net import SERVICE, Net, net_gateway_files, stake_net
+from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key
 from tests.support.relayer_proc import RelayerProcess
 
 WINDOW = 8
@@ -113,16 +115,16 @@ def gateway_files(
     redis_url: str | None = None,
 ) -> GatewayFiles:
     """The files of another gateway on the network (add keys, then start it)."""
-    return write_gateway_files(
-        net.tmp / name,
-        rpc_url=net.settlement.url,
-        deployment=net.network.deployment,
-        account=net.gateway_key,
-        services={SERVICE: "devnet"},
-        devnet=True,
-        redis_url=redis_url,
-        tables={"relay": {"timeout": 5.0}, **tables},
-    )
+    return net_gateway_files(net, name, {"relay": {"timeout": 5.0}, **tables}, redis_url=redis_url)
+
+
+async def until(check: Callable[[], bool], what: str, deadline: float = 30.0) -> None:
+    """Wait (bounded by ``deadline`` seconds) until ``check()`` holds."""
+    end = time.monotonic() + deadline
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 @dataclass(frozen=True)

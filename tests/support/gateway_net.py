@@ -141,6 +141,27 @@ def start_gateway_proc(
     return proc
 
 
+def net_gateway_files(
+    net: Net,
+    name: str,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    redis_url: str | None = None,
+    devnet: bool = True,
+) -> GatewayFiles:
+    """The files of a gateway of the network's staked gateway account (``net.tmp / name``)."""
+    return write_gateway_files(
+        net.tmp / name,
+        rpc_url=net.settlement.url,
+        deployment=net.network.deployment,
+        account=net.gateway_key,
+        services={SERVICE: "devnet"},
+        redis_url=redis_url,
+        devnet=devnet,
+        tables=tables,
+    )
+
+
 def keyed_gateway(
     net: Net,
     name: str,
@@ -152,16 +173,7 @@ def keyed_gateway(
 ) -> tuple[GatewayProcess, str]:
     """A gateway started with an API key made before it starts (``limits``: rate limit,
     quota… of :func:`add_key`); stopped with the network."""
-    files = write_gateway_files(
-        net.tmp / name,
-        rpc_url=net.settlement.url,
-        deployment=net.network.deployment,
-        account=net.gateway_key,
-        services={SERVICE: "devnet"},
-        redis_url=redis_url,
-        devnet=devnet,
-        tables=tables,
-    )
+    files = net_gateway_files(net, name, tables, redis_url=redis_url, devnet=devnet)
     key = add_key(files, {SERVICE: net.app_hex}, **limits)
     proc = GatewayProcess(files).start()
     net.extra.append(proc)
