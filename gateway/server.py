@@ -337,6 +337,9 @@ async def _rest(gw: Gateway, request: web.Request, scope: RequestScope) -> web.S
     )
 
 
+_HIT_HEADERS = {**CORS_HEADERS, "Relay-Cache": "hit"}
+
+
 def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | None:
     if body[:1] != b"{":
         return None
@@ -349,12 +352,11 @@ def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | N
         return None
     gw.metrics.child(gw.metrics.cache, sid, "hit").inc()
     gw.metrics.child(gw.metrics.requests, sid, "read", "cached").inc()
-    headers = {**CORS_HEADERS, "Relay-Cache": "hit"}
     return web.Response(
         status=hit.status,
         body=hit.prefix + parts[1] + hit.suffix,
         content_type=JSON,
-        headers=headers,
+        headers=_HIT_HEADERS,
     )
 
 
