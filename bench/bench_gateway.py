@@ -32,13 +32,14 @@ import asyncio
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench import openloop
 
 __all__ = ["main"]
 
@@ -172,33 +173,10 @@ def wrk(
     )
 
 
-async def _open_loop(url: str, body: bytes, rate: float, duration: float) -> list[float]:
-    import aiohttp
-
-    latencies: list[float] = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
-
-        async def one() -> None:
-            t = time.perf_counter()
-            async with http.post(
-                url, data=body, headers={"Content-Type": "application/json"}
-            ) as resp:
-                await resp.read()
-            latencies.append(time.perf_counter() - t)
-
-        tasks = []
-        start = time.perf_counter()
-        k = 0
-        while time.perf_counter() - start < duration:
-            tasks.append(asyncio.create_task(one()))
-            k += 1
-            await asyncio.sleep(max(0.0, start + k / rate - time.perf_counter()))
-        await asyncio.gather(*tasks)
-    return latencies
-
-
 def p50_at(url: str, body: bytes, rate: float, duration: float) -> float:
-    return statistics.median(asyncio.run(_open_loop(url, body, rate, duration))) * 1000
+    """p50 in ms at a constant rate (:mod:`bench.openloop`: latency from when each was due)."""
+    result = asyncio.run(openloop.run(url, body, rate=rate, duration=duration))
+    return result.quantile(0.5) * 1000
 
 
 def receipt_check_us(n: int = 2000) -> float:
