@@ -26,8 +26,8 @@ import orjson
 
 from gateway.config import RelayConfig
 from gateway.errors import ClientReason, NoSupplier, RelayFailed
-from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target
-from gateway.selection import Qos
+from gateway.failsafe.attempts import AttemptHost
+from gateway.relay_client import RelayAnswer, RelayClient, RelayError
 from gateway.services import Service
 from gateway.sessions import SessionBook, SessionView
 from rollups.handler import CallPlan, MethodClass
@@ -48,25 +48,13 @@ DISAGREE_CODE = -32098
 RETRY_AFTER = 2  # seconds: selection's breakers re-admit suppliers about this fast
 
 
-class Router(Protocol):
-    """What a quorum needs of :class:`gateway.router.Router` (which imports this module)."""
+class Router(AttemptHost, Protocol):
+    """What a quorum needs of :class:`gateway.router.Router` (which imports this module):
+    the attempt loop's host, with its sessions, relay client and relay settings."""
 
     sessions: SessionBook
     client: RelayClient
-    qos: Qos
     cfg: RelayConfig
-
-    async def attempt(
-        self,
-        svc: Service,
-        target: Target,
-        plan: CallPlan,
-        payload: bytes,
-        per_try: float,
-        inline: bool = False,
-    ) -> RelayAnswer: ...
-
-    def lied(self, sid: str, supplier: bytes, kind: str) -> None: ...
 
 
 class QuorumRefused(Exception):
