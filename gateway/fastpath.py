@@ -104,14 +104,13 @@ def rpc_route(
             assert isinstance(response, web.Response)
             body = response.body
             assert body is None or isinstance(body, bytes)
-            headers = tuple(
-                (k, v)
-                for k, v in response.headers.items()
-                if k not in ("Content-Type", "Content-Length")
-            )
-            return FastResponse(
-                response.status, body or b"", response.headers.get("Content-Type"), headers
-            )
+            content_type, headers = None, []
+            for name, value in response.headers.items():  # one pass over the multidict
+                if name == "Content-Type":
+                    content_type = value
+                elif name != "Content-Length":
+                    headers.append((name, value))
+            return FastResponse(response.status, body or b"", content_type, tuple(headers))
 
         return serve
 

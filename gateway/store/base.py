@@ -10,6 +10,7 @@ serves one process; ``redis.RedisStore`` shares it between replicas;
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +49,7 @@ class Admission:
     used: int = 0  # the period's quota count after the call
 
 
+@functools.lru_cache(maxsize=4096)
 def limit_names(tag: str, period: int, service: str) -> tuple[str, str, str, str]:
     """Bucket, period quota counter, total usage, usage of one service — one key's names."""
     base = "{" + tag + "}"

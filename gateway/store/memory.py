@@ -55,15 +55,15 @@ class MemoryStore:
             tokens = min(c.burst, tokens + max(0.0, now - ts) * c.rate)
             if tokens < c.tokens:
                 return Admission(False, "rate", (c.tokens - tokens) / c.rate)
-        used = await self.counter(quota)
+        used = self._counter(quota)
         if c.quota > 0 and used + c.need > c.quota:
             return Admission(False, "quota", 0.0, used)
         if bucketed:
             self._buckets[bucket] = (tokens - c.tokens, now)
         if c.count > 0:
-            used = await self.incr(quota, c.count, ttl=c.period_ttl)
-            await self.incr(usage, c.count)
-            await self.incr(usage_svc, c.count)
+            used = self._incr(quota, c.count, c.period_ttl)
+            self._incr(usage, c.count)
+            self._incr(usage_svc, c.count)
         return Admission(True, "", 0.0, used)
 
     async def limit_counts(self, tag: str, period: int, services: list[str]) -> list[int]:
@@ -72,6 +72,9 @@ class MemoryStore:
         return [await self.counter(n) for n in names]
 
     async def incr(self, counter: str, amount: int = 1, ttl: float | None = None) -> int:
+        return self._incr(counter, amount, ttl)
+
+    def _incr(self, counter: str, amount: int, ttl: float | None = None) -> int:
         now = self._time()
         value, expires = self._counters.get(counter, (0, None))
         if expires is not None and expires <= now:
@@ -83,6 +86,9 @@ class MemoryStore:
         return value
 
     async def counter(self, counter: str) -> int:
+        return self._counter(counter)
+
+    def _counter(self, counter: str) -> int:
         value, expires = self._counters.get(counter, (0, None))
         if expires is not None and expires <= self._time():
             return 0
