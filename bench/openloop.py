@@ -23,6 +23,7 @@ import json
 import sys
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import cast
 
 import httptools
 
@@ -70,8 +71,7 @@ class _Conn(asyncio.Protocol):
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.ready.set_result(None)
 
     def data_received(self, data: bytes) -> None:
