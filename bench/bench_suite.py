@@ -301,7 +301,9 @@ def _wrk(
 def _open_loop(
     url: str, body: bytes, *, rate: float, duration: float, cpu: str | None
 ) -> tuple[float, int]:
-    """(p50 s, bad answers) of ``bench.openloop`` sending ``rate`` requests/s (pinned)."""
+    """(p50 ms, bad or lost answers) of ``bench.openloop`` sending ``rate`` requests/s (pinned
+    to the load CPU). A generator that fell behind (requests sent over 1 ms late) is reported
+    on stderr: its p50 then includes its own queueing."""
     cmd = [
         sys.executable,
         "-m",
@@ -322,7 +324,10 @@ def _open_loop(
     if out.returncode != 0:
         raise BenchError(f"openloop failed on {url}: {out.stderr or out.stdout}")
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    return summary["p50_ms"] / 1000, summary["sent"] - summary["answered"]  # bad or lost
+    if summary["late"] > summary["sent"] // 10:
+        print(f"  open loop at {rate:,.0f}/s: {summary['late']} of {summary['sent']} sent late",
+              file=sys.stderr, flush=True)
+    return summary["p50_ms"], summary["sent"] - summary["answered"]
 
 
 # --- the targets -------------------------------------------------------------------------------
