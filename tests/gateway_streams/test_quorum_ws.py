@@ -141,8 +141,8 @@ async def test_quorum_2_gets_every_block_once_in_order_through_a_relayer_kill(
     net = streamnet
     killed = "0x" + net.honest[0].hex()
     files = gateway_files(net, "redundancy1", {"ws": {"redundancy": 1, "window": WINDOW}})
-    key = add_key(files, {SERVICE: net.app_hex})
-    gateway = GatewayProcess(files).start()
+    key = await asyncio.to_thread(add_key, files, {SERVICE: net.app_hex})
+    gateway = await asyncio.to_thread(GatewayProcess(files).start)
     try:
         async with aiohttp.ClientSession() as http:
             client = Client(await http.ws_connect(gateway.ws_url(SERVICE, key) + "?quorum=2"))
