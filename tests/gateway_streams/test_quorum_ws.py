@@ -15,7 +15,6 @@ import base64
 import os
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ from tests.gateway_streams.net import (
     gateway_files,
     metric_sum,
     scrape,
+    until,
 )
 from tests.support.gateway_proc import GatewayProcess, add_key
 
@@ -37,14 +37,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 DISAGREE = "relaynet_gateway_quorum_disagreements_total"
 BLOCK_TIME = 0.3
-
-
-async def until(check: Callable[[], bool], what: str, deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Client:
