@@ -11,8 +11,13 @@ signing session first: a quorum of N needs N distinct suppliers in it.
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -59,6 +64,57 @@ def _metric(net: LiarNet, name: str, **labels: str) -> float:
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+ETHERS_DIR = Path(__file__).resolve().parents[2] / "tools" / "ethers"
+ETHERS_DAPP = Path(__file__).with_name("ethers_dapp.cjs")
+
+
+def _two_distinct_suppliers(net: LiarNet) -> set[bytes]:
+    """The signing session's suppliers once it has two distinct ones (read first: with few
+    relayers a session sometimes has one, where a quorum of 2 is rightly refused)."""
+    for _ in range(10):
+        suppliers = net.session_suppliers()
+        if len(suppliers) >= 2:
+            return suppliers
+        status, data, _ = post(net.rpc_url, _call("eth_chainId", []), {"Relay-Quorum": "2"})
+        assert status == 400 and orjson.loads(data)["error"]["code"] == -32602, data
+        for _ in range(net.network.deployment.shape.L):  # the next session
+            net.settlement.rpc("anvil_mine", ["0x1"])
+            time.sleep(0.05)
+    raise AssertionError("no session with two distinct suppliers in 10")
+
+
+def _ethers(url: str, quorum: str) -> dict[str, Any]:
+    """The unchanged ethers v6 dApp (``ethers_dapp.cjs``) run by node against ``url``."""
+    assert (ETHERS_DIR / "node_modules" / "ethers").is_dir(), "run `make setup` (tools/ethers)"
+    env = {**os.environ, "ETHERS_DIR": str(ETHERS_DIR), "URL": url, "QUORUM": quorum}
+    env["ACCOUNT"] = Web3.to_checksum_address(ACCOUNT)
+    done = subprocess.run(
+        ["node", str(ETHERS_DAPP)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_ethers_with_relay_quorum_2_works_unchanged(net: LiarNet) -> None:
+    """An ethers JsonRpcProvider (its own batching and all) with the ``Relay-Quorum: 2``
+    header, then with ``?quorum=2`` on the URL: the same reads as a plain session, and every
+    answer object a group of two distinct suppliers of the session."""
+    suppliers = _two_distinct_suppliers(net)
+    for url, header in ((net.rpc_url, "2"), (net.rpc_url + "?quorum=2", "")):
+        out = _ethers(url, header)
+        assert out["chainId"] == "31337" and out["balance"] == "0" and out["block0"] == 0, out
+        assert out["blockNumber"] >= 0 and out["seen"], out
+        for seen in out["seen"]:
+            assert seen["supplier"] is not None, out  # relayed (no cache in this gateway)
+            for group, status in zip(
+                seen["supplier"].split(","), seen["status"].split(","), strict=True
+            ):
+                legs = group.split()
+                assert len(legs) == 2 and len(set(legs)) == 2, seen
+                assert {bytes.fromhex(s[2:]) for s in legs} <= suppliers, seen
+                assert status.split() == ["200", "200"], seen
 
 
 def test_web3_with_relay_quorum_2_works_unchanged(net: LiarNet) -> None:
