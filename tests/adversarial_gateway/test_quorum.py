@@ -24,8 +24,10 @@ import orjson
 import pytest
 from web3 import Web3
 
+from ledger.bootstrap import dev_account
 from tests.adversarial_gateway.conftest import SERVICE, LiarNet
 from tests.support.gateway_net import post
+from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from verify import ChainReader, Exchange, UrllibTransport, verify_exchange
 
 pytestmark = pytest.mark.slow  # starts processes (anvil, relayers, a gateway)
@@ -253,3 +255,51 @@ def test_too_few_eligible_suppliers_is_32005_with_retry_after(net: LiarNet) -> N
     assert status == 503, seen
     assert body["error"]["code"] == -32005 and "eligible" in body["error"]["message"], body
     assert int(headers["Retry-After"]) >= 1
+
+
+@pytest.fixture
+def cached(net: LiarNet, tmp_path: Path) -> Iterator[tuple[GatewayProcess, str]]:
+    """A second gateway on the same network with its cache on (the module's has it off)."""
+    files = write_gateway_files(
+        tmp_path / "gw-cache",
+        rpc_url=net.settlement.url,
+        deployment=net.network.deployment,
+        account=dev_account(8),
+        services={SERVICE: "devnet"},
+        tables={"relay": {"hedge_delay": 30.0}, "qos": {"probe_interval": 0.3}},
+    )
+    key = add_key(files, {SERVICE: "0x" + net.network.apps[0].key.address.hex()})
+    gateway = GatewayProcess(files).start()
+    try:
+        yield gateway, gateway.rpc_url(SERVICE, key)
+    finally:
+        gateway.stop()
+
+
+def test_an_agreed_quorum_answer_fills_the_cache_and_a_disagreement_does_not(
+    net: LiarNet, cached: tuple[GatewayProcess, str]
+) -> None:
+    """A quorum read never reads the cache but its agreed legs fill it: the plain reads after
+    it are hits. A disagreement (the liar differs) stores nothing, though the honest legs
+    among its answers agree with each other."""
+    _gateway, url = cached
+    distinct = len(_two_distinct_suppliers(net))
+    block = _call("eth_getBlockByNumber", ["0x0", False], 11)
+    status, body, headers = post(url, block, {"Relay-Quorum": "2"})
+    assert status == 200 and len(headers["Relay-Supplier"].split(" ")) == 2, (body, headers)
+    assert "Relay-Cache" not in headers
+    for i in range(12, 15):
+        status, again, headers = post(url, block.replace(b'"id":11', b'"id":%d' % i))
+        assert status == 200 and headers.get("Relay-Cache") == "hit", headers
+        assert orjson.loads(again)["result"] == orjson.loads(body)["result"]
+    status, _, headers = post(url, block, {"Relay-Quorum": "2"})
+    assert status == 200 and "Relay-Cache" not in headers  # never answered from the cache
+
+    net.liar.mode = "differ"
+    balance = _call("eth_getBalance", [ACCOUNT, "0x0"], 21)
+    status, body, _ = post(url, balance, {"Relay-Quorum": str(distinct)}, timeout=60)
+    assert orjson.loads(body)["error"]["code"] == -32098, body
+    net.liar.mode = "honest"
+    status, body, headers = post(url, balance.replace(b'"id":21', b'"id":22'))
+    assert status == 200 and "Relay-Cache" not in headers, headers  # relayed: nothing stored
+    assert headers["Relay-Supplier"].startswith("0x"), headers

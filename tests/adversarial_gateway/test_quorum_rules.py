@@ -296,3 +296,30 @@ def test_keys_add_and_update_store_a_default_quorum_of_1_to_5(tmp_path: Path) ->
     assert listed.exit_code == 0 and "quorum" in listed.output
     out = runner.invoke(app, ["gateway", "keys", "add", *config, *service])
     assert out.exit_code == 0 and sorted(r["quorum"] for r in records().values()) == [1, 2]
+
+
+def test_a_rest_calls_quorum_comes_from_the_header_or_the_key_never_its_query() -> None:
+    """On a REST-like call the query string is the backend's (``?quorum=`` is relayed as
+    part of the REST path); ``Relay-Quorum`` and the key's default apply, a bad value is the
+    client's mistake (400, grpc code 3 on the REST front)."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.errors import BadRequest
+    from gateway.keys import ApiKey
+    from gateway.server import _rest_refusal, _with_quorum
+
+    _, ctx, _ = make(Legs(), quorum=1, service=REST_SERVICE)
+    record = ApiKey("h" * 64, "k", {REST_SERVICE: "0x" + APP.hex()}, quorum=3)
+    path = "/v1/rollchain-rest/cosmos/base/tendermint/v1beta1/node_info?quorum=2"
+
+    def quorum(headers: dict[str, str], *, url: bool) -> int:
+        request = make_mocked_request("GET", path, headers=headers)
+        return _with_quorum(ctx, request, record, url=url).quorum
+
+    assert quorum({}, url=False) == 3  # the key's default; the query's 2 is the backend's
+    assert quorum({"Relay-Quorum": "2"}, url=False) == 2
+    assert quorum({}, url=True) == 2  # a JSON-RPC URL's ?quorum= is the gateway's
+    with pytest.raises(BadRequest) as info:
+        quorum({"Relay-Quorum": "7"}, url=False)
+    refusal = _rest_refusal(info.value.http_status, info.value.message)
+    assert refusal.status == 400 and orjson.loads(refusal.body)["code"] == 3  # type: ignore[arg-type]
