@@ -195,7 +195,8 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
         ctx = _with_quorum(ctx, request, record)
         await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
         body = await _read_body(request, gw.config.limits.max_body_bytes)
-        front = _front_hit(gw, ctx, body)
+        # a quorum read never reads the cache (DESIGN §4)
+        front = _front_hit(gw, ctx, body) if ctx.quorum == 1 else None
         if front is not None:  # a repeat of a final, cached answer: no parsing needed
             await gw.limiter.admit(record, ctx.service.service_id, 1, prepaid=1)
             gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc()

@@ -276,30 +276,35 @@ def cached(net: LiarNet, tmp_path: Path) -> Iterator[tuple[GatewayProcess, str]]
         gateway.stop()
 
 
-def test_an_agreed_quorum_answer_fills_the_cache_and_a_disagreement_does_not(
+def test_an_agreed_quorum_answer_fills_the_cache_and_plain_reads_hit_it(
     net: LiarNet, cached: tuple[GatewayProcess, str]
 ) -> None:
-    """A quorum read never reads the cache but its agreed legs fill it: the plain reads after
-    it are hits. A disagreement (the liar differs) stores nothing, though the honest legs
-    among its answers agree with each other."""
+    """A quorum read never reads the cache, but its agreed legs fill it: the plain reads
+    after it are hits. (``eth_chainId`` is final whatever the heights: no TTL to race.)"""
     _gateway, url = cached
-    distinct = len(_two_distinct_suppliers(net))
-    block = _call("eth_getBlockByNumber", ["0x0", False], 11)
-    status, body, headers = post(url, block, {"Relay-Quorum": "2"})
+    _two_distinct_suppliers(net)
+    chain_id = _call("eth_chainId", [], "c0")
+    status, body, headers = post(url, chain_id, {"Relay-Quorum": "2"})
     assert status == 200 and len(headers["Relay-Supplier"].split(" ")) == 2, (body, headers)
     assert "Relay-Cache" not in headers
-    for i in range(12, 15):
-        status, again, headers = post(url, block.replace(b'"id":11', b'"id":%d' % i))
+    for i in range(1, 4):
+        status, again, headers = post(url, chain_id.replace(b'"c0"', b'"c%d"' % i))
         assert status == 200 and headers.get("Relay-Cache") == "hit", headers
-        assert orjson.loads(again)["result"] == orjson.loads(body)["result"]
-    status, _, headers = post(url, block, {"Relay-Quorum": "2"})
+        assert orjson.loads(again)["result"] == orjson.loads(body)["result"] == "0x7a69"
+    status, _, headers = post(url, chain_id, {"Relay-Quorum": "2"})
     assert status == 200 and "Relay-Cache" not in headers  # never answered from the cache
 
+
+def test_a_disagreement_fills_no_cache(net: LiarNet, cached: tuple[GatewayProcess, str]) -> None:
+    """A disagreement (the liar differs) stores nothing, though the honest legs among its
+    answers agree with each other (two votes would store a final answer)."""
+    _gateway, url = cached
+    distinct = len(_two_distinct_suppliers(net))
     net.liar.mode = "differ"
-    balance = _call("eth_getBalance", [ACCOUNT, "0x0"], 21)
-    status, body, _ = post(url, balance, {"Relay-Quorum": str(distinct)}, timeout=60)
+    chain_id = _call("eth_chainId", [], "t-c1")  # the liar lies to "t…" ids
+    status, body, _ = post(url, chain_id, {"Relay-Quorum": str(distinct)}, timeout=60)
     assert orjson.loads(body)["error"]["code"] == -32098, body
     net.liar.mode = "honest"
-    status, body, headers = post(url, balance.replace(b'"id":21', b'"id":22'))
+    status, body, headers = post(url, chain_id.replace(b'"t-c1"', b'"t-c2"'))
     assert status == 200 and "Relay-Cache" not in headers, headers  # relayed: nothing stored
-    assert headers["Relay-Supplier"].startswith("0x"), headers
+    assert orjson.loads(body)["result"] == "0x7a69" and headers["Relay-Supplier"].startswith("0x")
