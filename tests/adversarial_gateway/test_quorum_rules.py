@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -29,7 +30,7 @@ from rollups.catalogue import catalogue_spec
 from rollups.errors import InvalidParamsError
 from rollups.registry import handler_for
 from rollups.rest import rest_call, rest_error
-from tests.gateway.test_router import call
+from tests.gateway.test_router import FakeSessions, ScriptedClient, call
 from tests.support.gateway_proc import write_gateway_files
 
 SUPPLIERS = [bytes([i]) * 20 for i in range(1, 6)]
@@ -41,31 +42,19 @@ Answer = Callable[[bytes], bytes]  # payload → body
 
 
 @dataclass
-class Legs:
-    """Each supplier answers by a script: a body made from the payload, or a RelayError."""
+class Legs(ScriptedClient):
+    """Suppliers answer ``results[supplier](payload)`` (default: eth_chainId's 0x7a69);
+    those in ``too_big`` answer over the call's cap."""
 
-    script: dict[bytes, Answer | RelayError] = field(default_factory=dict)
-    calls: list[bytes] = field(default_factory=list)
-    on_late_lie: object = None
+    too_big: set[bytes] = field(default_factory=set)
 
     async def relay(
-        self,
-        target: Target,
-        payload: bytes,
-        compute_units: int,
-        *,
-        attempt_timeout: float,
-        max_bytes: int = 0,
-        inline: bool = False,
+        self, target: Target, payload: bytes, compute_units: int, **kw: Any
     ) -> RelayAnswer:
-        self.calls.append(target.supplier)
-        what = self.script.get(target.supplier, result('"0x7a69"'))
-        if isinstance(what, RelayError):
-            raise what
-        return RelayAnswer(target.supplier, 200, what(payload), "rq", "rc", 0.001, True)
-
-    def confirm(self, answer: RelayAnswer) -> None:
-        return None  # every scripted answer was verified
+        if target.supplier in self.too_big:
+            self.calls.append((target.supplier, payload))
+            raise oversized()
+        return await super().relay(target, payload, compute_units, **kw)
 
 
 def result(value: str) -> Answer:
@@ -80,7 +69,7 @@ def oversized() -> RelayError:
     return RelayError("big", outcome=Outcome.MAYBE_SENT, oversized=True)
 
 
-class Sessions:
+class Sessions(FakeSessions):
     """One session of five distinct suppliers."""
 
     def __init__(self, service: str) -> None:
@@ -89,15 +78,6 @@ class Sessions:
             for i, s in enumerate(SUPPLIERS)
         )
         self.view_ = SessionView(service, APP, 5, targets)
-
-    def signing(self, service_id: str, app: bytes) -> SessionView:
-        return self.view_
-
-    def fallback(self, service_id: str, app: bytes, n: int) -> SessionView | None:
-        return None
-
-    def view(self, service_id: str, app: bytes, n: int) -> SessionView | None:
-        return self.view_
 
 
 def make(
@@ -130,7 +110,7 @@ def _result(body: bytes) -> object:
 
 # -- the head height: the floor rules of a single read ---------------------------------------
 async def test_an_agreed_height_below_the_clients_floor_is_answered_with_the_floor() -> None:
-    legs = Legs(dict.fromkeys(SUPPLIERS, result('"0x10"')))
+    legs = Legs(results=dict.fromkeys(SUPPLIERS, result('"0x10"')))
     router, ctx, _ = make(legs)
     router._floors[("client-1", "devnet")] = 0x20  # the client saw block 0x20 already
     answer = await router.execute(ctx, call(BLOCK_NUMBER % 1))
@@ -139,7 +119,7 @@ async def test_an_agreed_height_below_the_clients_floor_is_answered_with_the_flo
 
 
 async def test_an_agreed_height_enters_the_floor_only_within_the_rule() -> None:
-    legs = Legs(dict.fromkeys(SUPPLIERS, result('"0x11"')))
+    legs = Legs(results=dict.fromkeys(SUPPLIERS, result('"0x11"')))
     router, ctx, _ = make(legs)
     for s, h in zip(SUPPLIERS, (0x10, 0x11, 0x11, 0x12, 0x10), strict=True):
         router.qos.observe_height("devnet", s, h)  # what the probes reported
@@ -147,19 +127,19 @@ async def test_an_agreed_height_enters_the_floor_only_within_the_rule() -> None:
     assert answer.source == "relay" and answer.legs == 2 and _result(answer.body) == "0x11"
     assert router._floors[("client-1", "devnet")] == 0x11
     # two suppliers agreeing on a head far above every report: answered, never a floor
-    legs.script = dict.fromkeys(SUPPLIERS, result('"0xffffffffff"'))
+    legs.results = dict.fromkeys(SUPPLIERS, result('"0xffffffffff"'))
     answer = await router.execute(ctx, call(BLOCK_NUMBER % 2))
     assert answer.source == "relay" and _result(answer.body) == "0xffffffffff"
     assert router._floors[("client-1", "devnet")] == 0x11
     # and a later agreed height below the floor is answered with the floor
-    legs.script = dict.fromkeys(SUPPLIERS, result('"0x5"'))
+    legs.results = dict.fromkeys(SUPPLIERS, result('"0x5"'))
     answer = await router.execute(ctx, call(BLOCK_NUMBER % 3))
     assert answer.source == "gateway" and _result(answer.body) == "0x11"
 
 
 # -- answers over the call's cap: retried once, blamed only when another fits --------------------
 async def test_an_oversized_leg_is_replaced_once_and_blamed_when_the_others_fit() -> None:
-    legs = Legs({SUPPLIERS[0]: oversized()})
+    legs = Legs(too_big={SUPPLIERS[0]})
     router, ctx, _ = make(legs)
     in_order(router)
     answer = await router.execute(ctx, call(CHAIN_ID % 1))
@@ -170,7 +150,7 @@ async def test_an_oversized_leg_is_replaced_once_and_blamed_when_the_others_fit(
 
 
 async def test_when_no_leg_fits_the_client_gets_minus_32005_and_nobody_is_blamed() -> None:
-    legs = Legs(dict.fromkeys(SUPPLIERS, oversized()))
+    legs = Legs(too_big=set(SUPPLIERS))
     router, ctx, _ = make(legs)
     answer = await router.execute(ctx, call(CHAIN_ID % 1))
     assert answer.source == "gateway"
@@ -197,7 +177,7 @@ async def test_an_agreed_quorum_answer_fills_the_cache_and_plain_reads_hit_it() 
 
 
 async def test_a_disagreement_fills_nothing() -> None:
-    legs = Legs({SUPPLIERS[0]: result('"0x1"')})  # the others answer 0x7a69
+    legs = Legs(results={SUPPLIERS[0]: result('"0x1"')})  # the others answer 0x7a69
     router, ctx, metrics = make(legs, cache=True, quorum=5)
     answer = await router.execute(ctx, call(CHAIN_ID % 1))
     assert orjson.loads(answer.body)["error"]["code"] == -32098
@@ -218,7 +198,7 @@ def _rest(method: str, path: str, router: Router, ctx: ClientContext) -> object:
 
 
 async def test_a_rest_read_with_quorum_2_lists_both_legs() -> None:
-    legs = Legs(dict.fromkeys(SUPPLIERS, lambda _p: NODE_INFO))
+    legs = Legs(results=dict.fromkeys(SUPPLIERS, lambda _p: NODE_INFO))
     router, ctx, _ = make(legs, service=REST_SERVICE)
     rcall = _rest("GET", "/cosmos/base/tendermint/v1beta1/node_info", router, ctx)
     answer = await router.execute_rest(ctx, rcall)  # type: ignore[arg-type]
@@ -228,8 +208,8 @@ async def test_a_rest_read_with_quorum_2_lists_both_legs() -> None:
 
 
 async def test_a_rest_disagreement_is_the_bare_32098_object_with_every_signed_answer() -> None:
-    legs = Legs(dict.fromkeys(SUPPLIERS, lambda _p: NODE_INFO))
-    legs.script[SUPPLIERS[0]] = lambda _p: NODE_INFO.replace(b"262144", b"262145")
+    legs = Legs(results=dict.fromkeys(SUPPLIERS, lambda _p: NODE_INFO))
+    legs.results[SUPPLIERS[0]] = lambda _p: NODE_INFO.replace(b"262144", b"262145")
     router, ctx, metrics = make(legs, service=REST_SERVICE, quorum=5)
     rcall = _rest("GET", "/cosmos/base/tendermint/v1beta1/node_info", router, ctx)
     answer = await router.execute_rest(ctx, rcall)  # type: ignore[arg-type]
