@@ -303,3 +303,67 @@ def test_a_rest_calls_quorum_comes_from_the_header_or_the_key_never_its_query() 
         quorum({"Relay-Quorum": "7"}, url=False)
     refusal = _rest_refusal(info.value.http_status, info.value.message)
     assert refusal.status == 400 and orjson.loads(refusal.body)["code"] == 3  # type: ignore[arg-type]
+
+
+async def test_the_rest_front_reads_relay_quorum_and_counts_each_leg(tmp_path: Path) -> None:
+    """Through the gateway's own REST handler over real HTTP (aiohttp test server): a REST
+    read with ``Relay-Quorum: 2`` answers with two legs in every Relay-* header and takes two
+    units of the key's quota; ``?quorum=`` in a REST query is relayed, not read; a bad value
+    is 400 with grpc code 3."""
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from gateway.keys import ApiKey, KeyRing, hash_key
+    from gateway.limiter import Limiter
+    from gateway.server import GATEWAY, Gateway, add_routes
+    from gateway.services import ServiceTable
+    from relaynet.config import load_gateway
+
+    files = write_gateway_files(
+        tmp_path,
+        rpc_url="http://127.0.0.1:1",
+        deployment=json.dumps({}),
+        account=dev_account(8),
+        services={REST_SERVICE: REST_SERVICE},
+    )
+    legs = Legs(results=dict.fromkeys(SUPPLIERS, lambda _p: NODE_INFO))
+    router, ctx, metrics = make(legs, service=REST_SERVICE)
+    key = "rn_" + "ab" * 24
+    record = ApiKey(hash_key(key), "k", {REST_SERVICE: "0x" + APP.hex()}, quota=4)
+    keys = KeyRing(None)  # type: ignore[arg-type]
+    keys.adopt({record.key_hash: record})
+
+    class Snapshot:
+        def service(self, service_id: str) -> object:
+            return object()
+
+    sessions = router.sessions
+    sessions.snapshot = Snapshot()  # type: ignore[attr-defined]
+    gw = Gateway(
+        config=load_gateway(files.config),
+        keys=keys,
+        limiter=Limiter(MemoryStore()),
+        services=ServiceTable({REST_SERVICE: ctx.service}),
+        sessions=sessions,  # type: ignore[arg-type]
+        router=router,
+        metrics=metrics,
+        ready=lambda: True,
+    )
+    app = web.Application()
+    app[GATEWAY] = gw
+    add_routes(app, lambda *a: None)  # type: ignore[arg-type,return-value]
+    path = f"/v1/{REST_SERVICE}/{key}/cosmos/base/tendermint/v1beta1/node_info"
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as http:
+        url = str(server.make_url(path))
+        async with http.get(url, headers={"Relay-Quorum": "2"}) as resp:
+            assert resp.status == 200 and await resp.read() == NODE_INFO
+            assert len(resp.headers["Relay-Supplier"].split(" ")) == 2
+            assert resp.headers["Relay-Backend-Status"] == "200 200"
+        async with http.get(url + "?quorum=2") as resp:  # the backend's query: one leg
+            assert resp.status == 200 and len(resp.headers["Relay-Supplier"].split(" ")) == 1
+        async with http.get(url, headers={"Relay-Quorum": "9"}) as resp:
+            assert resp.status == 400 and (await resp.json())["code"] == 3
+        async with http.get(url, headers={"Relay-Quorum": "2"}) as resp:
+            assert resp.status == 429  # quota 4: 2 + 1 taken, two more legs are over it
+    assert len(legs.calls) == 3
