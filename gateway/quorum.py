@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -49,8 +50,11 @@ __all__ = [
     "DISAGREE_CODE",
     "MAX_QUORUM",
     "QuorumRefused",
+    "check_suppliers",
     "disagreement_body",
     "disagreement_object",
+    "log_disagreement",
+    "log_suppliers_disagree",
     "parse_quorum",
     "quorum_read",
     "settle_floor",
@@ -149,6 +153,11 @@ def admit(plan: CallPlan, view: SessionView, n: int) -> None:
         raise QuorumRefused(
             f"quorum {n} is for reads only ({plan.call.method} is {plan.method_class.value})"
         )
+    check_suppliers(view, n)
+
+
+def check_suppliers(view: SessionView, n: int) -> None:
+    """A quorum above the signing session's distinct suppliers is refused (DESIGN §4)."""
     distinct = len(set(view.suppliers))
     if n > distinct:
         raise QuorumRefused(
@@ -341,7 +350,10 @@ def disagreement_object(legs: tuple[RelayAnswer, ...]) -> bytes:
 
 
 def log_disagreement(service: str, method: str, legs: tuple[RelayAnswer, ...]) -> None:
-    suppliers = " ".join("0x" + a.supplier.hex() for a in legs)
-    log.warning(
-        "quorum disagreement: service=%s method=%s suppliers=%s", service, method, suppliers
-    )
+    log_suppliers_disagree(service, method, [a.supplier for a in legs])
+
+
+def log_suppliers_disagree(service: str, method: str, suppliers: Iterable[bytes]) -> None:
+    """The log line of every disagreement (HTTP legs, WebSocket pushes)."""
+    named = " ".join("0x" + s.hex() for s in suppliers)
+    log.warning("quorum disagreement: service=%s method=%s suppliers=%s", service, method, named)
