@@ -37,6 +37,7 @@ from relayer.budget import BudgetMeter
 from relayer.claimer import Claimer, ClaimStore
 from relayer.config import RelayerConfig
 from relayer.errors import ConfigError
+from relayer.gauges import AccountGauges, LedgerAccount
 from relayer.interfaces import BackendTransport, SettlementChain
 from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
@@ -118,6 +119,7 @@ class Relayer:
     follower: Follower | None = None
     closers: list[Callable[[], Any]] = field(default_factory=list)
     probe_backends: bool = True
+    gauges: AccountGauges | None = None
 
     def ready(self) -> bool:
         return self.relay_log.healthy and (self.follower is None or self.follower.caught_up)
@@ -159,6 +161,9 @@ class Relayer:
             tasks.append(asyncio.create_task(self._probe_backends(), name="relayer-probe"))
         if self.claimer is not None:
             tasks.append(asyncio.create_task(self._claims(), name="relayer-claimer"))
+        if self.gauges is not None:
+            interval = self.config.metrics.account_interval
+            tasks.append(asyncio.create_task(self.gauges.run(interval), name="relayer-gauges"))
         yield
         for task in tasks:
             task.cancel()
@@ -240,6 +245,7 @@ def build_relayer(
     logs one health probe per backend at start."""
     metrics = RelayerMetrics()
     closers: list[Callable[[], Any]] = []
+    account: LedgerAccount | None = None
     deployment = None
     if snapshot is None or domain is None or (chain is None and config.claims.enabled):
         deployment = _load_deployment(config.chain.deployment)
@@ -270,6 +276,7 @@ def build_relayer(
 
         client = LedgerClient(config.chain.rpc_url, deployment, keys.account)  # type: ignore[arg-type]
         chain = LedgerChain(client)
+        account = LedgerAccount(client)
         closers.append(client.close)
     services = build_services(config, spec_base)
     relay_log = RelayLog(
@@ -309,6 +316,7 @@ def build_relayer(
             supplier=keys.account.address,
             metrics=metrics,
             confirmations=config.chain.confirmations,
+            retention=config.log.retention_hours * 3600,
         )
         add_reorg_listener = getattr(follower, "add_reorg_listener", None)
         if add_reorg_listener is not None:
@@ -330,6 +338,12 @@ def build_relayer(
         follower=follower,
         closers=closers,
         probe_backends=probe_backends,
+        gauges=AccountGauges(
+            metrics,
+            account,
+            config.data_dir,
+            claim_gas=config.claims.claim_gas_estimate + config.claims.proof_gas_estimate,
+        ),
     )
     service.ready = relayer.ready
     service.not_ready_reason = relayer.not_ready_reason
