@@ -39,6 +39,7 @@ from relayer.config import RelayerConfig
 from relayer.errors import ConfigError
 from relayer.gauges import AccountGauges, LedgerAccount
 from relayer.interfaces import BackendTransport, SettlementChain
+from relayer.keyring import ReceiptKeyring
 from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
 from relayer.recorder import Recorder
@@ -120,6 +121,7 @@ class Relayer:
     closers: list[Callable[[], Any]] = field(default_factory=list)
     probe_backends: bool = True
     gauges: AccountGauges | None = None
+    keyring: ReceiptKeyring | None = None
 
     def ready(self) -> bool:
         return self.relay_log.healthy and (self.follower is None or self.follower.caught_up)
@@ -211,6 +213,8 @@ class Relayer:
             await asyncio.sleep(_HOUSEKEEPING_INTERVAL)
             if self.follower is not None and not self.follower.caught_up:
                 continue
+            if self.keyring is not None:
+                self.keyring.reload()  # a rotated receipt key file (a stat; re-read if changed)
             head = self.snapshot.head()
             self.metrics.follower_head.set(head)
             for key in self.verifier.expire(head):
@@ -292,7 +296,10 @@ def build_relayer(
         open_log=relay_log.open,
         existing_records=relay_log.records,
     )
-    recorder = Recorder(relay_log, keys.receipt, verifier)
+    keyring = ReceiptKeyring(
+        keys.receipt, supplier=keys.account.address, snapshot=snapshot, path=config.keys.receipt_key
+    )
+    recorder = Recorder(relay_log, keyring, verifier)
     transport = transport or Http1Transport(
         limit_per_host=max(s.max_connections for s in config.services.values())
     )
@@ -338,6 +345,7 @@ def build_relayer(
         follower=follower,
         closers=closers,
         probe_backends=probe_backends,
+        keyring=keyring,
         gauges=AccountGauges(
             metrics,
             account,
