@@ -164,7 +164,7 @@ class Relayer:
         if self.claimer is not None:
             tasks.append(asyncio.create_task(self._claims(), name="relayer-claimer"))
         if self.gauges is not None:
-            interval = self.config.metrics.account_interval
+            interval = lambda: self.config.metrics.account_interval  # noqa: E731 — SIGHUP
             tasks.append(asyncio.create_task(self.gauges.run(interval), name="relayer-gauges"))
         yield
         for task in tasks:
@@ -368,8 +368,14 @@ def _load_deployment(path: Path) -> Any:
     return Deployment.from_json(text)
 
 
-async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None = None) -> None:
-    """Run the relay and metrics apps until SIGINT/SIGTERM; ``on_ready(port, metrics_port)``."""
+async def serve(
+    relayer: Relayer,
+    *,
+    on_ready: Callable[[int, int], None] | None = None,
+    reload: Callable[[], RelayerConfig] | None = None,
+) -> None:
+    """Run the relay and metrics apps until SIGINT/SIGTERM; ``on_ready(port, metrics_port)``.
+    SIGHUP reads the config again through ``reload`` (:mod:`relayer.reload`)."""
     cfg = relayer.config
     ssl_context = None
     if cfg.server.tls_cert is not None and cfg.server.tls_key is not None:
@@ -405,6 +411,10 @@ async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        from relayer.reload import hangup
+
+        loop.add_signal_handler(signal.SIGHUP, hangup, relayer, reload)
     if on_ready is not None:
         on_ready(port, metrics_port)
     try:

@@ -94,6 +94,8 @@ class ServerConfig(_Strict):
     tls_key: Path | None = None
     shutdown_grace: float = Field(default=5.0, ge=0)
     log_format: Literal["text", "json"] = "text"
+    #: None: the ``--log-level`` of ``relaynet relayer run``; SIGHUP applies a change
+    log_level: Literal["debug", "info", "warning", "error"] | None = None
     #: concurrent WebSocket streams one app may hold here (DESIGN §4; RATE_LIMITED past it)
     max_streams_per_app: int = Field(default=2048, gt=0)
 

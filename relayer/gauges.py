@@ -13,6 +13,7 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -120,8 +121,8 @@ class AccountGauges:
         self.metrics.data_free_bytes.set(usage.free)
         self.metrics.data_free_ratio.set(usage.free / usage.total if usage.total else 0.0)
 
-    async def run(self, interval: float) -> None:
-        """Refresh every ``interval`` seconds (cancelled at shutdown); log the account once."""
+    async def run(self, interval: Callable[[], float]) -> None:
+        """Refresh every ``interval()`` seconds (cancelled at shutdown); log the account once."""
         first = True
         while True:
             account = await self.refresh()
@@ -137,4 +138,4 @@ class AccountGauges:
                     rly(account.headroom),
                     rly(account.tokens),
                 )
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval())

@@ -232,7 +232,9 @@ def test_rules_and_dashboard_use_only_exported_metrics_and_their_labels() -> Non
     assert families == shown, f"not on the dashboard: {sorted(families - shown)}"
 
 
-COUNTER_SAMPLE = re.compile(r"(?:relaynet_[a-z_]+|process_cpu_seconds)_(?:total|bucket|sum|count)\b")
+COUNTER_SAMPLE = re.compile(
+    r"(?:relaynet_[a-z_]+|process_cpu_seconds)_(?:total|bucket|sum|count)\b"
+)
 OVER_A_WINDOW = re.compile(r"\b(?:rate|irate|increase)\(\s*$")
 
 
