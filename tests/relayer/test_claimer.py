@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,33 @@ async def test_a_reorg_recomputes_the_proof_requirement_from_the_new_h_c(parts: 
     chain.height = W.proof_close + 1
     await claimer.tick()
     assert store.load(KEY).state is ClaimState.SETTLED  # type: ignore[union-attr]
+
+
+async def test_a_settled_sessions_log_is_kept_for_the_retention_period_then_pruned(
+    parts: Parts,
+) -> None:
+    """``[log] retention_hours``: the log and its retired marker stay after settlement, and go
+    once the claim finished longer ago than that (counted in ``logs_pruned_total``)."""
+    _snap, chain, rlog, store = parts
+    metrics = RelayerMetrics()
+    claimer = _claimer(parts)
+    claimer.metrics, claimer.retention = metrics, 3600.0
+    await claimer.tick()
+    chain.height = W.claim_close + 1
+    await claimer.tick()
+    chain.height = W.proof_close + 1
+    await claimer.tick()
+    record = store.load(KEY)
+    assert record is not None and record.state is ClaimState.SETTLED
+    marker = rlog.path_for(KEY).with_suffix(".retired")
+    assert rlog.path_for(KEY).exists() and marker.exists()
+    await claimer.tick()  # within the period: kept
+    assert rlog.path_for(KEY).exists()
+
+    store.path(KEY).write_bytes(replace(record, updated=time.time() - 7200).to_json())
+    later = _claimer(parts)  # e.g. after a restart, two hours on
+    later.metrics, later.retention = metrics, 3600.0
+    await later.tick()
+    assert not rlog.path_for(KEY).exists() and not marker.exists()
+    assert _sample(metrics, "logs_pruned_total") == 1
+    assert store.load(KEY) is not None  # the claim's record stays for `relayer status`
