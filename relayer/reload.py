@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from relayer.claimer import Claimer
 from relayer.config import RelayerConfig
 from transport.logs import configure
-
-if TYPE_CHECKING:
-    from relayer.app import Relayer
 
 __all__ = ["apply_logs", "hangup", "reloaded"]
 
 log = logging.getLogger("relaynet.relayer")
+
+
+class _Running(Protocol):
+    """What a reload changes of a running :class:`relayer.app.Relayer`."""
+
+    config: RelayerConfig
+    claimer: Claimer | None
 
 
 def reloaded(old: RelayerConfig, new: RelayerConfig) -> tuple[RelayerConfig, list[str]]:
@@ -59,7 +64,7 @@ def apply_logs(config: RelayerConfig, default_level: str | None = None) -> None:
     configure(config.server.log_level or default_level or str(current), config.server.log_format)
 
 
-def hangup(relayer: Relayer, read: Callable[[], RelayerConfig]) -> None:
+def hangup(relayer: _Running, read: Callable[[], RelayerConfig]) -> None:
     """SIGHUP: read the config again and apply what :func:`reloaded` allows."""
     try:
         new = read()

@@ -80,23 +80,28 @@ async def stake(
         )
 
 
+def _serves(state: SupplierState, sid: str) -> None:
+    """Refuse a service the supplier does not serve, naming the ones it does."""
+    if sid not in state.endpoints:
+        staked = ", ".join(state.endpoints) or "none"
+        raise common.CliError(
+            f"--service {sid}: {common.checksum(state.address)} does not serve {sid!r} "
+            f"(its services: {staked})"
+        )
+
+
+OneServiceOpt = Annotated[
+    str, typer.Option("--service", help="SERVICE_ID=ENDPOINT_URL (one service).")
+]
+
+
 @common.command(app, "set-endpoint", sends=True)
-async def set_endpoint(
-    action: common.Action,
-    service: Annotated[
-        str, typer.Option("--service", help="SERVICE_ID=NEW_ENDPOINT_URL (one service).")
-    ],
-) -> None:
+async def set_endpoint(action: common.Action, service: OneServiceOpt) -> None:
     """Move one service's relay endpoint without unstaking (gateways pick it up next session)."""
     sid, url = _parse_service(service)
     async with action.client(signer=True) as client:
         state = await client.supplier()
-        if sid not in state.endpoints:
-            staked = ", ".join(state.endpoints) or "none"
-            raise common.CliError(
-                f"--service {sid}: {common.checksum(state.address)} does not serve {sid!r} "
-                f"(its services: {staked})"
-            )
+        _serves(state, sid)
         who = common.checksum(state.address)
         line = f"Move {sid} of supplier {who}: {state.endpoints[sid]} -> {url}"
         await action.send("endpoint set", [line], lambda: client.set_endpoint(sid, url))
@@ -124,12 +129,7 @@ async def _from_next_session(client: LedgerClient, block: int | None = None) -> 
 
 
 @common.command(app, "add-service", sends=True)
-async def add_service(
-    action: common.Action,
-    service: Annotated[
-        str, typer.Option("--service", help="SERVICE_ID=ENDPOINT_URL (one service).")
-    ],
-) -> None:
+async def add_service(action: common.Action, service: OneServiceOpt) -> None:
     """Serve one more service, from the next session, without unstaking."""
     sid, url = _parse_service(service)
     async with action.client(signer=True) as client:
@@ -160,12 +160,7 @@ async def remove_service(
     sid = service.strip()
     async with action.client(signer=True) as client:
         state = await _staked(client)
-        if sid not in state.endpoints:
-            staked = ", ".join(state.endpoints) or "none"
-            raise common.CliError(
-                f"--service {sid}: {common.checksum(state.address)} does not serve {sid!r} "
-                f"(its services: {staked})"
-            )
+        _serves(state, sid)
         if len(state.endpoints) == 1:
             raise common.CliError(
                 f"--service {sid}: it is the supplier's last service — unstake instead "
