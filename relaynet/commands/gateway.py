@@ -57,7 +57,7 @@ def run(
     cfg = _config(config, check_files=True)
     from transport.logs import configure
 
-    configure(log_level, cfg.gateway.log_format)
+    configure(cfg.gateway.log_level or log_level, cfg.gateway.log_format)
     from gateway.app import serve
 
     try:
