@@ -1,9 +1,9 @@
 """The gateway's application state: what every request handler may use, typed and built once.
 
 :class:`Gateway` is assembled by the composition root (:mod:`gateway.app`) and stored on the
-aiohttp application under :data:`GATEWAY`. Handlers outside the router (WebSocket, health) use
-its accessors — :meth:`Gateway.qos`, :meth:`Gateway.relay_client` — rather than reaching into the
-router's own attributes.
+aiohttp application under :data:`GATEWAY`. The WebSocket code gets its upstream seam (relay
+client, selection, store) handed in by the composition root (``gateway.ws.Upstream``) rather
+than reaching into the router's attributes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from gateway.config import GatewayConfig
 from gateway.keys import KeyRing
 from gateway.limiter import Limiter
 from gateway.metrics import GatewayMetrics
-from gateway.relay_client import RelayClient
 from gateway.router import Router
-from gateway.selection import Qos
 from gateway.services import ServiceTable
 from gateway.sessions import SessionBook
 from gateway.store.base import Store
@@ -42,14 +40,6 @@ class Gateway:
     ready: Callable[[], bool]
     draining: bool = False
     inflight: int = 0  # client requests in flight (the inflight gauge reads it at scrape time)
-
-    def qos(self) -> Qos:
-        """Selection's state: scores, breakers, heights (shared by HTTP and WebSocket)."""
-        return self.router.qos
-
-    def relay_client(self) -> RelayClient:
-        """The one upstream seam: signing, connecting, receipt checks."""
-        return self.router.client
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

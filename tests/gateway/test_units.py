@@ -408,3 +408,19 @@ def test_metric_cells_count_without_locks_and_show_at_collection() -> None:
     ] == 3
     m.child(m.requests, "eth", "read", "relayed").inc()
     assert b'outcome="relayed",service="eth"} 4.0' in m.render()
+
+
+def test_sighup_applies_the_log_format_and_level(tmp_path: Any) -> None:
+    from gateway.app import reloaded
+
+    env = {"GW_KEY": "0x" + "11" * 32}
+    old = parse_config(CONFIG, base=tmp_path, env=env)
+    new = parse_config(
+        CONFIG.replace("[gateway]\n", '[gateway]\nlog_format = "json"\nlog_level = "debug"\n'),
+        base=tmp_path,
+        env=env,
+    )
+    assert new.gateway.log_format == "json"
+    applied, fixed = reloaded(old, new)
+    assert (applied.gateway.log_format, applied.gateway.log_level) == ("json", "debug")
+    assert fixed == []
