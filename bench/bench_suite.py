@@ -616,6 +616,7 @@ def _slug(name: str) -> str:
 
 def run(args: argparse.Namespace) -> list[Row]:
     from ledger.anvil import find_anvil
+    from relaynet.devnet.supervisor import server_command
 
     _check_tools()
     server_cpus, load_cpu = _cpus()
@@ -690,17 +691,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             renv = dict(env)
             procs.start(
                 "relayer",
-                [
-                    sys.executable,
-                    "-m",
-                    "relaynet",
-                    "relayer",
-                    "run",
-                    "--config",
-                    str(relayer_cfg),
-                    "--log-level",
-                    "warning",
-                ],
+                server_command("relayer", relayer_cfg, "--log-level", "warning"),
                 env=renv,
             )
             procs.wait("relayer", lambda: _get_ok(f"http://127.0.0.1:{net.relayer_port}/readyz"))
@@ -713,17 +704,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                 config, url = _write_gateway(workdir, net, name, port, cache)
                 procs.start(
                     name,
-                    [
-                        sys.executable,
-                        "-m",
-                        "relaynet",
-                        "gateway",
-                        "run",
-                        "--config",
-                        str(config),
-                        "--log-level",
-                        "warning",
-                    ],
+                    server_command("gateway", config, "--log-level", "warning"),
                     env=env,
                 )
                 procs.wait(name, lambda port=port: _get_ok(f"http://127.0.0.1:{port}/readyz"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ledger.anvil import ManagedChild
+from relaynet.devnet.supervisor import server_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,8 +83,7 @@ class ServerProcess(ManagedChild):
         return Path(self.files.directory) / f"{self.role}.log"
 
     def command(self) -> list[str]:
-        config = str(self.files.config)
-        return [sys.executable, "-m", "relaynet", self.role, "run", "--config", config]
+        return server_command(self.role, self.files.config)
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)

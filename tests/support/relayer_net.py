@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ledger.anvil import AnvilProcess, free_port
 from ledger.bootstrap import (
@@ -82,10 +83,12 @@ def stake_relayers(
     others: Sequence[SupplierSpec] = (),
     params: DeployParams | None = None,
     claims: Mapping[str, object] | None = None,
+    **bootstrap: Any,
 ) -> tuple[Network, list[RelayerFiles]]:
     """Deploy and stake a network whose suppliers are ``relayers`` (then ``others``, e.g. a
     scripted liar) and write each relayer's files (``tmp/relayer<i>``, ports chosen first so
-    the staked endpoints are known); the processes are the caller's to start."""
+    the staked endpoints are known); the processes are the caller's to start. ``bootstrap``:
+    more arguments of :func:`ledger.bootstrap.bootstrap_network`."""
     ports = [(free_port(), free_port()) for _ in relayers]
     suppliers = [
         SupplierSpec(
@@ -107,6 +110,7 @@ def stake_relayers(
             suppliers=[*suppliers, *others],
             apps=apps,
             gateways=gateways,
+            **bootstrap,
         )
     )
     files = [
