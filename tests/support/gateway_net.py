@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from ledger.anvil import AnvilProcess
 from ledger.bootstrap import AppSpec, GatewaySpec, Network, ServiceSpec, SupplierSpec, dev_account
@@ -48,6 +48,12 @@ class Net:
 
     def mine_settlement(self, blocks: int) -> None:
         self.settlement.rpc("anvil_mine", [hex(blocks)])
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         for thing in [self.gateway, *self.relayers, *self.extra]:

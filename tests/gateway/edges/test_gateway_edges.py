@@ -57,11 +57,8 @@ def start_localhost_net(tmp: Path) -> Net:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_localhost_net(tmp_path_factory.mktemp("edges"))
-    try:
+    with start_localhost_net(tmp_path_factory.mktemp("edges")) as n:
         yield n
-    finally:
-        n.stop()
 
 
 def gateway(
