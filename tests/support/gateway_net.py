@@ -140,7 +140,8 @@ def start_gateway_proc(
     name: str = "gateway",
 ) -> GatewayProcess:
     """Another gateway on the network (the first one becomes ``net.gateway`` and ``net.key``)."""
-    proc, key = keyed_gateway(net, name, tables, redis_url=redis_url, devnet=devnet)
+    files = net_gateway_files(net, name, tables, redis_url=redis_url, devnet=devnet)
+    proc, key = keyed_gateway(net, files)
     if net.gateway is None:
         net.gateway_files, net.gateway, net.key = proc.files, proc, key
         net.extra.remove(proc)
@@ -168,18 +169,9 @@ def net_gateway_files(
     )
 
 
-def keyed_gateway(
-    net: Net,
-    name: str,
-    tables: Mapping[str, Mapping[str, Any]] | None = None,
-    *,
-    redis_url: str | None = None,
-    devnet: bool = True,
-    **limits: Any,
-) -> tuple[GatewayProcess, str]:
-    """A gateway started with an API key made before it starts (``limits``: rate limit,
-    quota… of :func:`add_key`); stopped with the network."""
-    files = net_gateway_files(net, name, tables, redis_url=redis_url, devnet=devnet)
+def keyed_gateway(net: Net, files: GatewayFiles, **limits: Any) -> tuple[GatewayProcess, str]:
+    """A gateway started on ``files`` with an API key made before it starts (``limits``: rate
+    limit, quota… of :func:`add_key`); stopped with the network."""
     key = add_key(files, {SERVICE: net.app_hex}, **limits)
     proc = GatewayProcess(files).start()
     net.extra.append(proc)
