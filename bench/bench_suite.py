@@ -213,16 +213,12 @@ class Procs:
         return dict(self.procs)[name].pid
 
     def stop(self, name: str | None = None) -> None:
+        from ledger.anvil import stop_child
+
         for n, proc in list(self.procs):
             if name is not None and n != name:
                 continue
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+            stop_child(proc, 10)
             self.procs.remove((n, proc))
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from ledger.anvil import ManagedChild
+from ledger.anvil import ManagedChild, stop_child
 from relaynet.devnet.supervisor import server_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,18 +44,6 @@ def is_ready(url: str) -> bool:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def stop_child(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    return proc.returncode
 
 
 @dataclass
