@@ -365,7 +365,6 @@ def _sign_now(
         domain,
         app,
         service_id=sid,
-        app=app.address,
         supplier=net.suppliers[i],
         n=n,
         payload=payload,

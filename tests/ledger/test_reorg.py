@@ -208,7 +208,6 @@ class Supplier:
             domain,
             app,
             service_id="eth",
-            app=app.address,
             supplier=self.key.address,
             n=n,
             payload=rpc("eth_blockNumber"),

@@ -214,7 +214,6 @@ class Net:
             self.domain,
             key,
             service_id="devnet",
-            app=key.address,
             supplier=self.supplier.address,
             n=self.session() if n is None else n,
             payload=payload,
