@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain, Leaf, encode_relay_request
-from relayer.app import Relayer, RelayerKeys, build_relayer
+from relayer.app import Relayer, RelayerKeys
 from relayer.relaylog import SessionKey
 from session.memory import MemorySnapshot
 from session.snapshot import (
@@ -27,7 +27,7 @@ from session.snapshot import (
     SupplierInfo,
 )
 from tests.support.relay_client import high_s, rpc, sign_relay
-from tests.support.snapshots import relayer_config, served_snapshot, set_chain
+from tests.support.snapshots import relayer_client, relayer_config, served_snapshot, set_chain
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 DOMAIN = Domain(31337, b"\x5e" * 20)
@@ -127,11 +127,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             },
         },
     )
-    relayer = build_relayer(
-        cfg, RelayerKeys(supplier, receipt), snapshot=snap, domain=DOMAIN, probe_backends=False
-    )
-    client = TestClient(TestServer(relayer.web_app()))
-    await client.start_server()
+    relayer, client = await relayer_client(cfg, RelayerKeys(supplier, receipt), snap, DOMAIN)
     yield World(snap, supplier, receipt, app, gateway, stranger, poor, relayer, client, hits)
     await client.close()
     await backend_server.close()

@@ -10,7 +10,14 @@ from typing import Any
 from session.memory import MemorySnapshot
 from session.snapshot import EconomicParams, ServiceInfo, ServiceParams, SessionShape, SupplierInfo
 
-__all__ = ["block_hash", "economic", "relayer_config", "served_snapshot", "set_chain"]
+__all__ = [
+    "block_hash",
+    "economic",
+    "relayer_client",
+    "relayer_config",
+    "served_snapshot",
+    "set_chain",
+]
 
 
 def economic(cu_price: int) -> EconomicParams:
@@ -73,3 +80,16 @@ def relayer_config(data: Path, services: Mapping[str, Any], **tables: Any) -> An
         },
         env={},
     )
+
+
+async def relayer_client(cfg: Any, keys: Any, snap: MemorySnapshot, domain: Any) -> Any:
+    """The relayer built in-process on ``snap`` (no backend probes) and a started test client
+    on its web app: ``(relayer, client)``."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from relayer.app import build_relayer
+
+    relayer = build_relayer(cfg, keys, snapshot=snap, domain=domain, probe_backends=False)
+    client = TestClient(TestServer(relayer.web_app()))
+    await client.start_server()
+    return relayer, client
