@@ -62,13 +62,7 @@ def _snapshot(
     poor: AccountKey,
 ) -> MemorySnapshot:
     snap = served_snapshot(
-        SHAPE,
-        SID,
-        cu_price=CU_PRICE,
-        supplier=supplier.address,
-        stake=10**20,
-        receipt_key=receipt.public_key,
-        endpoints={SID: "http://x"},
+        SHAPE, SID, cu_price=CU_PRICE, supplier=supplier.address, receipt_key=receipt.public_key
     )
     for a, stake in ((app, 10**9), (poor, 3 * 3 * CU_PRICE)):  # poor: budget of 3 relays
         snap.set_app(a.address, SID)

@@ -46,13 +46,7 @@ class World:
 
 def _snapshot(supplier: AccountKey, receipt: ReceiptKey, app: AccountKey) -> MemorySnapshot:
     snap = served_snapshot(
-        SHAPE,
-        SID,
-        cu_price=CU_PRICE,
-        supplier=supplier.address,
-        stake=10**20,
-        receipt_key=receipt.public_key,
-        endpoints={SID: "http://x"},
+        SHAPE, SID, cu_price=CU_PRICE, supplier=supplier.address, receipt_key=receipt.public_key
     )
     snap.set_app(app.address, SID)
     snap.set_app_stake(app.address, 1, 10**9)

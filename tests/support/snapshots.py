@@ -39,16 +39,18 @@ def served_snapshot(
     *,
     cu_price: int,
     supplier: bytes,
-    stake: int,
     receipt_key: bytes,
-    endpoints: Mapping[str, str],
+    stake: int = 10**20,
+    endpoints: Mapping[str, str] | None = None,
 ) -> MemorySnapshot:
-    """One service (1 CU a relay) with one staked supplier, from session 0."""
+    """One service (1 CU a relay) with one staked supplier, from session 0 (its endpoint a
+    placeholder unless ``endpoints`` is given)."""
     snap = MemorySnapshot(shape)
     snap.set_economic_params(0, economic(cu_price))
     snap.register_service(ServiceInfo(service, b"\x01" * 20))
     snap.set_service_params(service, 0, ServiceParams(1, 100, 0))
-    snap.stake_supplier(service, SupplierInfo(supplier, stake, receipt_key, dict(endpoints)), 0)
+    where = {service: "http://x"} if endpoints is None else dict(endpoints)
+    snap.stake_supplier(service, SupplierInfo(supplier, stake, receipt_key, where), 0)
     return snap
 
 
