@@ -43,6 +43,7 @@ from gateway.store.base import Store
 from gateway.store.fallback import FallbackStore
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from gateway.workers import WorkerSeat
 from gateway.ws import handle_ws
 from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.errors import RelaynetError
@@ -322,9 +323,12 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     reload: Callable[[], GatewayConfig] | None = None,
+    seat: WorkerSeat | None = None,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or ``stop``); drain in-flight requests, exit.
-    SIGHUP reads the config again through ``reload`` and applies what :func:`reloaded` can."""
+    SIGHUP reads the config again through ``reload`` and applies what :func:`reloaded` can.
+    ``seat``: one of ``workers = N`` forked processes (:mod:`gateway.workers`): the listener
+    is shared with ``SO_REUSEPORT`` and metrics are served on the seat's socket."""
     app = await create_app(config)
     gw = app[GATEWAY]
     runner = web.AppRunner(
@@ -335,13 +339,29 @@ async def serve(
     # POST /v1/{service}[/{key}] off aiohttp's per-request cost; the rest stays on aiohttp
     route = rpc_route(app, outermost(handle_rpc))
     max_body = config.limits.max_body_bytes
-    await FastSite(runner, host, port, route=route, max_body=max_body, reuse_address=True).start()
+    if seat is not None:
+        await seat.until_ready(gw.ready)
+    await FastSite(
+        runner,
+        host,
+        port,
+        route=route,
+        max_body=max_body,
+        reuse_address=True,
+        reuse_port=seat is not None,
+    ).start()
     metrics_runner = None
-    if config.gateway.metrics_listen:
+    if config.gateway.metrics_listen or (seat is not None and seat.metrics_sock is not None):
         metrics_runner = web.AppRunner(metrics_app(gw.metrics), access_log=None)
         await metrics_runner.setup()
-        mhost, mport = parse_listen(config.gateway.metrics_listen)
-        await web.TCPSite(metrics_runner, mhost, mport, reuse_address=True).start()
+        if seat is not None and seat.metrics_sock is not None:
+            await web.SockSite(metrics_runner, seat.metrics_sock).start()
+        else:
+            assert config.gateway.metrics_listen is not None
+            mhost, mport = parse_listen(config.gateway.metrics_listen)
+            await web.TCPSite(metrics_runner, mhost, mport, reuse_address=True).start()
+    if seat is not None:
+        seat.listening()
     gc.freeze()  # start-up's objects (snapshot, tables, modules) leave the collector's scans
     log.info("gateway listening on %s", config.gateway.listen)
     log.info(
