@@ -91,7 +91,7 @@ class WorkerSeat:
         so a worker forked again must not take any before it can serve them."""
         import asyncio
 
-        while not ready():
+        while not ready():  # noqa: ASYNC110 — readiness is a property, not an event
             await asyncio.sleep(0.05)
 
     def listening(self) -> None:
