@@ -127,6 +127,37 @@ def test_two_workers_answer_and_one_endpoint_shows_both(net: Net) -> None:
     assert _per_worker(gw, "relaynet_gateway_worker_up") == {"0": 1.0, "1": 1.0}
 
 
+async def test_websocket_upgrades_reach_aiohttp_on_every_worker(net: Net) -> None:
+    """The fast front hands upgrades to aiohttp on both SO_REUSEPORT listeners."""
+    import asyncio
+
+    import aiohttp
+
+    gw = _gateway(net)
+    async with aiohttp.ClientSession() as http:
+        sockets = []
+        try:
+            open_ = {}
+            for _ in range(40):  # each socket its own connection: the kernel picks the worker
+                ws = await http.ws_connect(gw.ws_url(SERVICE, net.key))
+                sockets.append(ws)
+                await ws.send_bytes(CALL)
+                answer = orjson.loads((await ws.receive(timeout=10)).data)
+                assert answer["result"] == "0x7a69"
+                if len(sockets) % 4 == 0:
+                    per = await asyncio.to_thread(
+                        _per_worker, gw, "relaynet_gateway_ws_connections"
+                    )
+                    open_ = {w: v for w, v in per.items() if v > 0}
+                    if len(open_) == 2:
+                        break
+            assert sorted(open_) == ["0", "1"], open_
+            assert sum(open_.values()) == len(sockets)
+        finally:
+            for ws in sockets:
+                await ws.close()
+
+
 def test_each_worker_is_its_own_replica(net: Net) -> None:
     """Separate outage state per worker: the heartbeats count two replicas, not one."""
     gw = _gateway(net)
