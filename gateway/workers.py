@@ -187,7 +187,7 @@ async def _scrape(port: int) -> str | None:
         return None
 
 
-async def _serve_metrics(sock: socket.socket, ports: Sequence[int], board: Board) -> None:
+async def _serve_metrics(seat: WorkerSeat, ports: Sequence[int], board: Board) -> None:
     """The metrics child: ``GET /metrics`` merges every worker's metrics, read at scrape time."""
     import asyncio
 
@@ -201,7 +201,9 @@ async def _serve_metrics(sock: socket.socket, ports: Sequence[int], board: Board
     app.router.add_get("/metrics", render)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    assert seat.metrics_sock is not None
+    await web.SockSite(runner, seat.metrics_sock).start()
+    seat.listening()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -252,11 +254,12 @@ class Supervisor:
         self.parent = os.getpid()
         self._check_listen()
         self.board = Board(n)
-        self.metrics_socks: list[socket.socket] = [_listener("127.0.0.1", 0) for _ in range(n)]
-        self.metrics_ports = [int(s.getsockname()[1]) for s in self.metrics_socks]
+        self.metrics_socks: list[socket.socket] = []
         self.front_sock: socket.socket | None = None
         if self.config.gateway.metrics_listen:
             self.front_sock = _listener(*parse_listen(self.config.gateway.metrics_listen))
+            self.metrics_socks = [_listener("127.0.0.1", 0) for _ in range(n)]
+        self.metrics_ports = [int(s.getsockname()[1]) for s in self.metrics_socks]
         self.children = [_Child(f"worker {i}", i) for i in range(n)]
         if self.front_sock is not None:
             self.children.append(_Child("metrics", -1))
@@ -295,7 +298,7 @@ class Supervisor:
             self._fork_due()
 
     def _next_timeout(self) -> float:
-        waiting = [c for c in self.children if not c.ready and c.pid]
+        waiting = [c for c in self.children if not c.ready and c.pid]  # poll their pipes
         return 0.2 if waiting else 1.0
 
     def _fork(self, child: _Child) -> None:
@@ -334,10 +337,10 @@ class Supervisor:
                 assert self.front_sock is not None
                 for s in self.metrics_socks:
                     s.close()
-                os.close(ready_w)
-                asyncio.run(_serve_metrics(self.front_sock, self.metrics_ports, self.board))
+                seat = WorkerSeat(-1, self.front_sock, ready_w)
+                asyncio.run(_serve_metrics(seat, self.metrics_ports, self.board))
             else:
-                own = self.metrics_socks[child.index]
+                own = self.metrics_socks[child.index] if self.metrics_socks else None
                 for other_sock in [*self.metrics_socks, self.front_sock]:
                     if other_sock is not None and other_sock is not own:
                         other_sock.close()
