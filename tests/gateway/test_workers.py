@@ -18,8 +18,16 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.gateway_net import SERVICE, Net, post, start_gateway_proc, start_net
-from tests.support.gateway_proc import REPO, GatewayProcess, add_key, write_gateway_files
+from tests.support.gateway_net import (
+    SERVICE,
+    Net,
+    net_gateway_files,
+    post,
+    start_gateway_proc,
+    start_net,
+)
+from tests.support.gateway_proc import GatewayProcess, add_key
+from tests.support.process import REPO
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -306,7 +314,6 @@ def test_sigterm_stops_every_process(net: Net, redis: RedisServer) -> None:
         assert _gone(children)
     finally:
         gw.stop()
-        net.extra.remove(gw)
 
 
 def test_killing_the_parent_takes_its_workers_down(net: Net, redis: RedisServer) -> None:
@@ -318,7 +325,6 @@ def test_killing_the_parent_takes_its_workers_down(net: Net, redis: RedisServer)
         assert _gone(children)
     finally:
         gw.stop()
-        net.extra.remove(gw)
 
 
 def test_a_worker_failing_at_start_up_stops_the_gateway(net: Net, redis: RedisServer) -> None:
@@ -328,14 +334,7 @@ def test_a_worker_failing_at_start_up_stops_the_gateway(net: Net, redis: RedisSe
 
 
 def test_more_than_one_worker_without_redis_is_refused(net: Net) -> None:
-    files = write_gateway_files(
-        net.tmp / "gw-noredis",
-        rpc_url=net.settlement.url,
-        deployment=net.network.deployment,
-        account=net.gateway_key,
-        services={SERVICE: "devnet"},
-        tables=WORKERS,
-    )
+    files = net_gateway_files(net, "gw-noredis", WORKERS)
     out = subprocess.run(
         [sys.executable, "-m", "relaynet", "gateway", "run", "--config", str(files.config)],
         capture_output=True,
