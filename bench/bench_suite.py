@@ -739,23 +739,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             ):
                 port = _free_port()
                 config, url = _write_gateway(workdir, net, name, port, cache)
-                procs.start(
-                    name,
-                    [
-                        sys.executable,
-                        "-m",
-                        "relaynet",
-                        "gateway",
-                        "run",
-                        "--config",
-                        str(config),
-                        "--log-level",
-                        "warning",
-                    ],
-                    env=env,
-                )
-                procs.wait(name, lambda port=port: _get_ok(f"http://127.0.0.1:{port}/readyz"))
-                _pin(procs.pid(name), server_cpus)
+                _start_gateway(procs, name, config, port, server_cpus)
                 measure(label, url, name, "relayer", "anvil", body=BODY if cache else UNCACHED)
                 procs.stop(name)
             if args.workers > 1:
@@ -763,6 +747,18 @@ def run(args: argparse.Namespace) -> list[Row]:
         finally:
             procs.stop()
     return rows
+
+
+def _start_gateway(
+    procs: Procs, name: str, config: Path, port: int, cpus: str | None, settle: float = 0
+) -> None:
+    """``relaynet gateway run`` until /readyz answers (plus ``settle`` seconds: every forked
+    worker listening, each once its follower caught up), then pinned with its workers."""
+    argv = [sys.executable, "-m", "relaynet", "gateway", "run", "--config", str(config)]
+    procs.start(name, [*argv, "--log-level", "warning"], env=_python_env())
+    procs.wait(name, lambda: _get_ok(f"http://127.0.0.1:{port}/readyz"))
+    time.sleep(settle)
+    _pin(procs.pid(name), cpus)
 
 
 def _measure_workers(
@@ -806,24 +802,7 @@ def _measure_workers(
             workers=workers,
             redis_url=f"redis://127.0.0.1:{redis_port}/0",
         )
-        procs.start(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "relaynet",
-                "gateway",
-                "run",
-                "--config",
-                str(config),
-                "--log-level",
-                "warning",
-            ],
-            env=_python_env(),
-        )
-        procs.wait(name, lambda port=port: _get_ok(f"http://127.0.0.1:{port}/readyz"))
-        time.sleep(2.0)  # every worker listening (each binds once its follower caught up)
-        _pin(procs.pid(name), server_cpus)
+        _start_gateway(procs, name, config, port, server_cpus, settle=2.0 if workers > 1 else 0)
         label = f"gateway, Redis, {workers} worker" + ("s" if workers > 1 else "")
         measure(label, url, name, "relayer", "anvil", "redis")
         procs.stop(name)
