@@ -44,7 +44,7 @@ from gateway.store.fallback import FallbackStore
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.workers import WorkerSeat
-from gateway.ws import handle_ws
+from gateway.ws import Upstream, websocket_handler
 from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.errors import RelaynetError
 from protocol.keys import AccountKey
@@ -52,6 +52,7 @@ from protocol.relay import Domain
 from session.snapshot import RegistrySnapshot
 from transport.fastserve import FastSite
 from transport.http1 import HttpClient
+from transport.logs import configure
 
 __all__ = ["build_outage", "build_store", "create_app", "key_backend", "serve"]
 
@@ -255,7 +256,7 @@ async def create_app(
     )
     app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
     app[GATEWAY] = gw
-    add_routes(app, handle_ws)
+    add_routes(app, websocket_handler(Upstream(client=client, qos=qos, store=store)))
 
     async def resources(_app: web.Application) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []
@@ -296,10 +297,12 @@ async def create_app(
 
 def reloaded(old: GatewayConfig, new: GatewayConfig) -> tuple[GatewayConfig, list[str]]:
     """What SIGHUP applies: ``[limits]`` (but ``max_body_bytes``, fixed by the listener),
-    ``[ws]`` and ``gateway.access_log``; keys reload on their own. Returns the config in force
-    and the changed settings that need a restart (named, and left as they were)."""
+    ``[ws]``, ``gateway.access_log``, ``log_format`` and ``log_level``; keys reload on their
+    own. Returns the config in force and the changed settings that need a restart (named, and
+    left as they were)."""
     limits = new.limits.model_copy(update={"max_body_bytes": old.limits.max_body_bytes})
-    server = old.gateway.model_copy(update={"access_log": new.gateway.access_log})
+    logs = ("access_log", "log_format", "log_level")
+    server = old.gateway.model_copy(update={k: getattr(new.gateway, k) for k in logs})
     applied = old.model_copy(update={"limits": limits, "ws": new.ws, "gateway": server})
     fixed = [
         f"{section}.{name}"
@@ -381,7 +384,9 @@ async def serve(
                 log.warning("SIGHUP: config not reloaded, the old one stays: %s", exc)
                 return
             gw.config, fixed = reloaded(gw.config, new)
-            log.info("SIGHUP: config reloaded (limits, ws, access_log)")
+            current = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+            configure(gw.config.gateway.log_level or str(current), gw.config.gateway.log_format)
+            log.info("SIGHUP: config reloaded (limits, ws, access_log, log_format, log_level)")
             if fixed:
                 log.warning(
                     "SIGHUP: these need a restart and were left as they were: %s", ", ".join(fixed)

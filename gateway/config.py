@@ -84,6 +84,8 @@ class ServerConfig(_Strict):
     #: seconds between /readyz turning 503 and closing the listener on SIGTERM
     drain_seconds: float = Field(default=5.0, ge=0, le=300)
     log_format: Literal["text", "json"] = "text"
+    #: None: the ``--log-level`` of ``relaynet gateway run``; SIGHUP applies a change
+    log_level: Literal["debug", "info", "warning", "error"] | None = None
     #: one log line per request (logger ``relaynet.gateway.access``)
     access_log: bool = False
     #: gateway processes sharing ``listen`` (SO_REUSEPORT; more than one needs [redis]):
