@@ -164,7 +164,7 @@ async def create_app(
     is_ready: Callable[[], bool] = ready or (lambda: True)
     account = AccountKey(config.gateway.key_bytes())
     lag = max(config.relay.session_lag, config.settlement.confirmations)
-    sessions = SessionBook(snapshot, lag=lag)
+    sessions = SessionBook(snapshot, lag=lag, refresh=follower.refresh if follower else None)
     if follower is not None:
         follower.add_reorg_listener(lambda reorg: sessions.forget())
     qos = Qos(
