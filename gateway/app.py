@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import signal
+import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -122,6 +123,23 @@ def key_backend(config: GatewayConfig, store: Store) -> KeyBackend:
     return RedisKeyBackend(primary.client, config.redis.prefix)
 
 
+def relay_tls(config: GatewayConfig) -> ssl.SSLContext:
+    """How the gateway checks relayers' https:// and wss:// endpoints: certificate and host
+    name verified, against ``[relay] ca_file`` or the system's bundle."""
+    ca = config.relay.ca_file
+    return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+
+
+def serving_tls(config: GatewayConfig) -> ssl.SSLContext | None:
+    """The listener's TLS (``gateway.tls_cert`` / ``tls_key``), None for plain HTTP."""
+    cert, key = config.gateway.tls_cert, config.gateway.tls_key
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 async def create_app(
     config: GatewayConfig,
     *,
@@ -177,8 +195,10 @@ async def create_app(
     policy = AddressPolicy(
         devnet=config.gateway.devnet, allow_networks=config.gateway.allow_networks
     )
+    tls = relay_tls(config)
     connector = GuardedConnector(
         policy=policy,
+        ssl=tls,
         limit=config.relay.connections,
         limit_per_host=config.relay.connections,
         ttl_dns_cache=10,
@@ -204,6 +224,7 @@ async def create_app(
             resolve=GuardedResolve(policy),
             max_idle_per_origin=config.relay.connections,
             limit_per_origin=config.relay.connections,
+            ssl_context=tls,
         ),
     )
     budget = client.budget
@@ -335,7 +356,15 @@ async def serve(
     # POST /v1/{service}[/{key}] off aiohttp's per-request cost; the rest stays on aiohttp
     route = rpc_route(app, outermost(handle_rpc))
     max_body = config.limits.max_body_bytes
-    await FastSite(runner, host, port, route=route, max_body=max_body, reuse_address=True).start()
+    await FastSite(
+        runner,
+        host,
+        port,
+        route=route,
+        max_body=max_body,
+        reuse_address=True,
+        ssl_context=serving_tls(config),
+    ).start()
     metrics_runner = None
     if config.gateway.metrics_listen:
         metrics_runner = web.AppRunner(metrics_app(gw.metrics), access_log=None)

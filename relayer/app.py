@@ -286,6 +286,9 @@ def build_relayer(
         existing_records=relay_log.records,
     )
     recorder = Recorder(relay_log, keys.receipt, verifier)
+    add_reorg_listener = getattr(follower, "add_reorg_listener", None)
+    if add_reorg_listener is not None:  # a reorganisation may re-draw sessions: check afresh
+        add_reorg_listener(verifier.on_reorg)
     transport = transport or Http1Transport(
         limit_per_host=max(s.max_connections for s in config.services.values())
     )
@@ -310,7 +313,6 @@ def build_relayer(
             metrics=metrics,
             confirmations=config.chain.confirmations,
         )
-        add_reorg_listener = getattr(follower, "add_reorg_listener", None)
         if add_reorg_listener is not None:
             add_reorg_listener(claimer.on_reorg)
     relayer = Relayer(

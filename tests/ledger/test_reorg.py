@@ -37,12 +37,14 @@ from ledger.client import LedgerClient
 from ledger.deploy import DeployParams
 from ledger.follower import RegistryFollower, check_confirmations
 from protocol.encoding import address_from_hex
+from protocol.errors import ErrorCode
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain
 from relayer.budget import BudgetMeter
 from relayer.chain import LedgerChain
 from relayer.claimer import Claimer, ClaimState, ClaimStore
 from relayer.config import ClaimsConfig
+from relayer.errors import RelayRefused
 from relayer.interfaces import ClaimStatus
 from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
@@ -136,6 +138,60 @@ def test_confirmations_are_at_most_the_grace_period() -> None:
         check_confirmations(-1, shape)
 
 
+def test_a_depth_above_grace_is_refused_when_a_config_is_loaded(tmp_path: Path) -> None:
+    """End to end: ``relaynet gateway run`` with d > G of its deployment stops at the config
+    with the message, before anything starts; the relayer's config load says the same."""
+    from typer.testing import CliRunner
+
+    from ledger.deploy import Deployment
+    from protocol.keys import AccountKey
+    from relaynet.cli import app as cli
+    from relaynet.config import ConfigProblem, load_relayer
+
+    shape = SessionShape(B0=10, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
+    zero = "0x" + "00" * 20
+    deployment = Deployment(4242, "http://127.0.0.1:1", {"Settlement": zero}, zero, zero, 10, shape)
+    (tmp_path / "deployment.json").write_text(deployment.to_json())
+    key = tmp_path / "gw.key"
+    key.write_text("0x" + AccountKey.generate().private_key.hex())
+    key.chmod(0o600)
+    config = tmp_path / "gateway.toml"
+    for depth, refused in ((2, False), (3, True)):
+        config.write_text(
+            f"""[gateway]
+private_key_file = "gw.key"
+[settlement]
+rpc_url = "http://127.0.0.1:1"
+deployment = "deployment.json"
+confirmations = {depth}
+[keys]
+file = "keys.json"
+[services.eth]
+catalogue = "eth"
+"""
+        )
+        if not refused:
+            from relaynet.config import load_gateway
+
+            assert load_gateway(config).settlement.confirmations == 2
+            continue
+        result = CliRunner().invoke(cli, ["gateway", "run", "--config", str(config)])
+        assert result.exit_code != 0
+        assert "settlement.confirmations = 3 exceeds the deployment's grace period G = 2" in (
+            result.output
+        ), result.output
+
+    text = (Path(__file__).resolve().parents[2] / "deploy" / "config" / "relayer.toml").read_text()
+    text = text.replace(
+        "/etc/relaynet/deployment/deployment.json", str(tmp_path / "deployment.json")
+    )
+    (tmp_path / "relayer.toml").write_text(text)  # confirmations = 3 there
+    env = {"RELAYER_PASSPHRASE": "x", "SETTLEMENT_RPC_URL": "http://127.0.0.1:1"}
+    env |= {"ETH_NODE_URL": "http://127.0.0.1:1", "ETH_NODE_WS_URL": "ws://127.0.0.1:1"}
+    with pytest.raises(ConfigProblem, match=r"chain.confirmations = 3 exceeds .* G = 2"):
+        load_relayer(tmp_path / "relayer.toml", env=env, check_files=False)
+
+
 # -- the must-show: a reorganisation deeper than a session boundary while relays and claims flow
 
 
@@ -187,6 +243,7 @@ class Supplier:
             metrics=self.metrics,
             confirmations=1,
         )
+        follower.add_reorg_listener(self.verifier.on_reorg)  # as relayer/app.py wires them
         follower.add_reorg_listener(self.claimer.on_reorg)
         self.answered: dict[int, int] = {}  # session -> relays answered
         self.tasks: list[asyncio.Task[None]] = []
@@ -333,6 +390,10 @@ async def test_reorg_deeper_than_a_session_boundary_while_relays_and_claims_flow
         assert holders(follower.snapshot, app.address, n) == {a_key.address}
         for _ in range(3):
             a.relay(domain, app, n)  # relays keep flowing to the session as drawn now
+        # B's cached context of session n went with the reorg: B no longer accepts its relays
+        with pytest.raises(RelayRefused) as refused:
+            b.relay(domain, app, n)
+        assert refused.value.code is ErrorCode.NOT_IN_SESSION
 
         await mine_until(
             "sessions m and n settled",
