@@ -81,12 +81,15 @@ def start_net(
     devnet: bool = True,
     start_gateway: bool = True,
     backend_args: list[str] | None = None,
+    relayer_tls: list[tuple[Path, Path] | None] | None = None,
 ) -> Net:
+    """``relayer_tls``: per relayer, its (certificate, key) to serve https:// (staked so)."""
     settlement = AnvilProcess().start()
     backend = AnvilProcess(extra_args=backend_args or []).start()
     try:
         suppliers = [dev_account(1 + i) for i in range(relayers)]
         receipts = [ReceiptKey.generate() for _ in suppliers]
+        tls = relayer_tls or [None] * relayers
         app, gw_key = dev_account(7), dev_account(8)
         svc = {SERVICE: ServiceBackend(backend.url, ws_url=backend.ws_url)}
         placeholder = "0x" + "00" * 20
@@ -98,6 +101,7 @@ def start_net(
                 account=k,
                 receipt=r,
                 services=svc,
+                tls=tls[i],
             )
             for i, (k, r) in enumerate(zip(suppliers, receipts, strict=True))
         ]
@@ -124,8 +128,9 @@ def start_net(
                 services=svc,
                 port=f.port,
                 metrics_port=f.metrics_port,
+                tls=t,
             )
-            for f, k, r in zip(files, suppliers, receipts, strict=True)
+            for f, k, r, t in zip(files, suppliers, receipts, tls, strict=True)
         ]
         procs = [RelayerProcess(f) for f in files]
         net = Net(tmp, settlement, backend, network, app, gw_key, files, procs)

@@ -36,6 +36,7 @@ from typing import Any
 
 from ledger.anvil import free_port
 from protocol.keys import AccountKey
+from tests.support.relayer_proc import PROBE_TLS
 
 __all__ = ["GatewayFiles", "GatewayProcess", "add_key", "write_gateway_files"]
 
@@ -49,10 +50,11 @@ class GatewayFiles:
     port: int
     metrics_port: int
     redis_url: str | None
+    tls: bool = False  # serves https:// (gateway.tls_cert / tls_key)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def keys_file(self) -> Path:
@@ -129,7 +131,8 @@ def write_gateway_files(
     config = directory / "gateway.toml"
     config.write_text("\n".join(lines))
     os.chmod(config, 0o600)
-    return GatewayFiles(directory, config, port, metrics_port, redis_url)
+    tls = "tls_cert" in sections["gateway"]
+    return GatewayFiles(directory, config, port, metrics_port, redis_url, tls)
 
 
 def add_key(
@@ -189,7 +192,7 @@ class GatewayProcess:
         return f"{self.url}/v1/{service}" + (f"/{key}" if key else "")
 
     def ws_url(self, service: str, key: str | None = None) -> str:
-        return self.rpc_url(service, key).replace("http://", "ws://", 1)
+        return self.rpc_url(service, key).replace("http", "ws", 1)  # https -> wss
 
     @property
     def metrics_url(self) -> str:
@@ -230,7 +233,9 @@ class GatewayProcess:
                     f"gateway exited with {self._proc.returncode}:\n{self.log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:  # noqa: S310
+                with urllib.request.urlopen(  # noqa: S310
+                    f"{self.url}/readyz", timeout=1, context=PROBE_TLS
+                ) as resp:
                     if resp.status == 200:
                         return self
             except (urllib.error.URLError, OSError):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -65,10 +66,11 @@ class RelayerFiles:
     port: int
     metrics_port: int
     supplier: bytes
+    tls: bool = False  # serves https:// (server.tls_cert / tls_key)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def relay_url(self) -> str:
@@ -77,6 +79,18 @@ class RelayerFiles:
     @property
     def data_dir(self) -> Path:
         return self.directory / "data"
+
+
+def _probe_tls() -> ssl.SSLContext:
+    """Readiness probes of our own loopback servers: TLS without verification (the tests that
+    serve TLS check certificates where it matters, through the gateway)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+PROBE_TLS = _probe_tls()
 
 
 def _toml_str(value: str) -> str:
@@ -95,6 +109,7 @@ def write_relayer_files(
     metrics_port: int | None = None,
     claims: Mapping[str, Any] | None = None,
     poll_interval: float = 0.1,
+    tls: tuple[Path, Path] | None = None,
 ) -> RelayerFiles:
     """Keystore and receipt key (0600), deployment JSON and ``relayer.toml`` in ``directory``."""
     from protocol.keys import encrypt_keystore
@@ -130,6 +145,11 @@ def write_relayer_files(
         'host = "127.0.0.1"',
         f"port = {port}",
         "shutdown_grace = 1.0",
+        *(
+            [f"tls_cert = {_toml_str(str(tls[0]))}", f"tls_key = {_toml_str(str(tls[1]))}"]
+            if tls
+            else []
+        ),
         "",
         "[metrics]",
         f"port = {metrics_port}",
@@ -164,7 +184,7 @@ def write_relayer_files(
     config = directory / "relayer.toml"
     config.write_text("\n".join(lines) + "\n")
     os.chmod(config, 0o600)
-    return RelayerFiles(directory, config, port, metrics_port, account.address)
+    return RelayerFiles(directory, config, port, metrics_port, account.address, tls is not None)
 
 
 @dataclass
@@ -223,7 +243,9 @@ class RelayerProcess:
                     f"relayer exited with {self._proc.returncode}:\n{self.log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:  # noqa: S310
+                with urllib.request.urlopen(  # noqa: S310
+                    f"{self.url}/readyz", timeout=1, context=PROBE_TLS
+                ) as resp:
                     if resp.status == 200:
                         return self
             except (urllib.error.URLError, OSError):
