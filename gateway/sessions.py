@@ -18,6 +18,7 @@ the book (a lying relayer could otherwise stop a gateway signing): only the foll
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from session.snapshot import RegistrySnapshot
 from session.windows import fallback_session, session_of, signing_session, windows
 
 __all__ = ["SessionBook", "SessionView"]
+
+log = logging.getLogger("relaynet.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class SessionBook:
         """Drop every hydrated session (a settlement-chain reorganisation may have re-drawn
         them); the next request hydrates again from the snapshot."""
         self._views.clear()
+        log.warning("settlement chain reorganised: sessions are drawn again from the new branch")
 
     def view(self, service_id: str, app: bytes, n: int) -> SessionView | None:
         """Session ``n`` (cached); None when it does not exist (yet)."""

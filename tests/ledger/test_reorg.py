@@ -476,3 +476,105 @@ async def _claim_events(reader: LedgerClient, supplier: bytes) -> list[int]:
         if event is not None and event.name == "Claimed" and event.args.get("supplier") == supplier:
             out.append(int(event.args["session"]))
     return out
+
+
+# -- a gateway through a reorganisation --------------------------------------------------------
+
+
+def test_a_gateway_keeps_serving_through_a_reorg_and_never_signs_for_a_redrawn_supplier(
+    tmp_path: Path,
+) -> None:
+    """A gateway subprocess (and relayer subprocesses) on a private anvil: B stakes in session
+    m and serves in m + 1; the chain reorganises from before B's stake (deeper than the session
+    boundary), so m + 1 is re-drawn with A alone. Reads keep working, and once the gateway's
+    follower has seen the reorganisation no relay is signed for B again."""
+    import urllib.request
+
+    from tests.support.gateway_net import SERVICE, post, start_gateway_proc, start_net
+    from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
+
+    net = start_net(
+        tmp_path, relayers=1, start_gateway=False, params=DeployParams(S=16, G=4)
+    )  # A alone
+    try:
+        shape = net.network.deployment.shape
+        b_key, b_receipt = AccountKey.generate(), ReceiptKey.generate()
+        svc = {SERVICE: ServiceBackend(net.backend.url)}
+        b_files = write_relayer_files(
+            tmp_path / "relayer-b",
+            rpc_url=net.settlement.url,
+            deployment=net.network.deployment,
+            account=b_key,
+            receipt=b_receipt,
+            services=svc,
+        )
+
+        async def stake_b() -> int:
+            async with net.network.client() as admin:
+                econ = await admin.economic_params(0)
+                await admin.transfer(b_key.address, econ.min_stake_supplier * 4)
+                net.settlement.rpc("anvil_setBalance", ["0x" + b_key.address.hex(), hex(10**20)])
+            async with net.network.client(b_key) as bc:
+                staked = await bc.stake_supplier(
+                    econ.min_stake_supplier * 2,
+                    {SERVICE: b_files.relay_url},
+                    b_receipt.public_key,
+                )
+            return int(staked.block_number)
+
+        staked_at = asyncio.run(stake_b())
+        m = session_of(staked_at, shape.B0, shape.L)
+        w_n = windows(shape, m + 1)
+        b = RelayerProcess(b_files).start()
+        net.extra.append(b)
+        gateway = start_gateway_proc(net)
+
+        def relays_to_b() -> float:
+            """Relay requests B's relayer received: answered or refused (its own metrics)."""
+            text = urllib.request.urlopen(b.metrics_url, timeout=5).read().decode()  # noqa: S310
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("relaynet_relayer_relays_total{")
+            )
+
+        reads = iter(range(10_000))
+
+        def read() -> None:
+            n = next(reads)
+            address = f"0x{n + 0x1000:040x}"
+            body = (
+                f'{{"jsonrpc":"2.0","id":{n},"method":"eth_getBalance",'
+                f'"params":["{address}","latest"]}}'
+            )
+            status, answer, _ = post(net.rpc_url, body.encode(), timeout=30)
+            assert status == 200 and b'"result":"0x0"' in answer, (n, status, answer[:300])
+
+        # into session m + 1 (drawn with A and B), both followers past its H_n
+        head = net.settlement.block_number()
+        net.mine_settlement(max(0, w_n.h_n_block + 1 - head))
+        for _ in range(200):  # B serves some of the session's reads
+            read()
+            if relays_to_b() >= 3:
+                break
+        assert relays_to_b() >= 3
+        head = net.settlement.block_number()
+        assert session_of(head, shape.B0, shape.L) == m + 1 and staked_at - 1 < w_n.h_n_block
+
+        # the reorganisation: from just before B's stake, deeper than the session boundary
+        net.settlement.rpc("anvil_reorg", [head - (staked_at - 1), []])
+        # each has applied the new branch and told its listeners (the gateway's sessions, the
+        # relayer's verifier)
+        for proc, line in ((gateway, "sessions are drawn again"), (b, "reorganised")):
+            for _ in range(300):
+                if line in proc.log_path.read_text():
+                    break
+                time.sleep(0.1)  # the follower polls every 0.1 s
+            else:
+                raise AssertionError(f"no reorganisation seen:\n{proc.log_tail()}")
+        before = relays_to_b()
+        for _ in range(40):
+            read()  # every read answered …
+        assert relays_to_b() == before  # … and none signed for B, re-drawn out of m + 1
+    finally:
+        net.stop()

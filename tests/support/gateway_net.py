@@ -24,6 +24,7 @@ from ledger.bootstrap import (
     bootstrap_network,
     dev_account,
 )
+from ledger.deploy import DeployParams
 from protocol.keys import AccountKey, ReceiptKey
 from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key, write_gateway_files
 from tests.support.relayer_proc import (
@@ -82,6 +83,7 @@ def start_net(
     start_gateway: bool = True,
     backend_args: list[str] | None = None,
     relayer_tls: list[tuple[Path, Path] | None] | None = None,
+    params: DeployParams | None = None,
 ) -> Net:
     """``relayer_tls``: per relayer, its (certificate, key) to serve https:// (staked so)."""
     settlement = AnvilProcess().start()
@@ -115,6 +117,7 @@ def start_net(
                 ],
                 apps=[AppSpec(key=app, service_id=SERVICE, gateways=[gw_key.address])],
                 gateways=[GatewaySpec(key=gw_key)],
+                **({"params": params} if params is not None else {}),
             )
         )
         del placeholder
