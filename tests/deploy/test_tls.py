@@ -177,3 +177,29 @@ def _relays(metrics: str, outcome: str) -> dict[str, float]:
             supplier = line.split('supplier="', 1)[1].split('"', 1)[0]
             out[supplier] = out.get(supplier, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
+
+
+async def test_a_subscription_goes_over_wss_end_to_end(tls_net: tuple[Net, Authority]) -> None:
+    """The client's WebSocket to the gateway is wss://, and so are the gateway's upstream
+    streams to the relayers (staked https://, verified against the test CA)."""
+    import aiohttp
+
+    net, ca = tls_net
+    assert net.gateway is not None
+    url = net.gateway.ws_url("devnet", net.key)
+    assert url.startswith("wss://")
+    client = ssl.create_default_context(cafile=str(ca.ca_file))
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, ssl=client) as ws:
+        await ws.send_str('{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}')
+        answer = json.loads((await ws.receive(timeout=30)).data)
+        assert str(answer.get("result", "")).startswith("0x"), answer
+        heads = []
+        for _ in range(20):  # bounded: a new block on the backend until one head arrives
+            net.backend.rpc("evm_mine")
+            try:
+                msg = await ws.receive(timeout=3)
+            except TimeoutError:
+                continue
+            heads.append(json.loads(msg.data)["params"]["result"])
+            break
+        assert heads and heads[0]["number"].startswith("0x"), heads
