@@ -44,7 +44,7 @@ from gateway.store.base import Store
 from gateway.store.fallback import FallbackStore
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from gateway.ws import handle_ws
+from gateway.ws import Upstream, websocket_handler
 from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.errors import RelaynetError
 from protocol.keys import AccountKey
@@ -275,7 +275,7 @@ async def create_app(
     )
     app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
     app[GATEWAY] = gw
-    add_routes(app, handle_ws)
+    add_routes(app, websocket_handler(Upstream(client=client, qos=qos, store=store)))
 
     async def resources(_app: web.Application) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,7 +37,10 @@ __all__ = [
     "DISAGREE_CODE",
     "MAX_QUORUM",
     "QuorumRefused",
+    "check_suppliers",
     "disagreement_body",
+    "log_disagreement",
+    "log_suppliers_disagree",
     "parse_quorum",
     "quorum_read",
 ]
@@ -111,6 +115,11 @@ def admit(plan: CallPlan, view: SessionView, n: int) -> None:
         raise QuorumRefused(
             f"quorum {n} is for reads only ({plan.call.method} is {plan.method_class.value})"
         )
+    check_suppliers(view, n)
+
+
+def check_suppliers(view: SessionView, n: int) -> None:
+    """A quorum above the signing session's distinct suppliers is refused (DESIGN §4)."""
     distinct = len(set(view.suppliers))
     if n > distinct:
         raise QuorumRefused(
@@ -231,7 +240,10 @@ def disagreement_body(raw_id: bytes, legs: tuple[RelayAnswer, ...]) -> bytes:
 
 
 def log_disagreement(service: str, method: str, legs: tuple[RelayAnswer, ...]) -> None:
-    suppliers = " ".join("0x" + a.supplier.hex() for a in legs)
-    log.warning(
-        "quorum disagreement: service=%s method=%s suppliers=%s", service, method, suppliers
-    )
+    log_suppliers_disagree(service, method, [a.supplier for a in legs])
+
+
+def log_suppliers_disagree(service: str, method: str, suppliers: Iterable[bytes]) -> None:
+    """The log line of every disagreement (HTTP legs, WebSocket pushes)."""
+    named = " ".join("0x" + s.hex() for s in suppliers)
+    log.warning("quorum disagreement: service=%s method=%s suppliers=%s", service, method, named)

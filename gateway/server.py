@@ -82,7 +82,7 @@ class Gateway:
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
-#: Serves a client's WebSocket upgrade (``gateway.ws.handle_ws``). The composition root
+#: Serves a client's WebSocket upgrade (``gateway.ws.websocket_handler``). The composition root
 #: (``gateway.app``) passes it to :func:`add_routes`, so this module does not import
 #: ``gateway.ws`` (which imports it back for the ``Gateway`` type).
 WsHandler = Callable[[web.Request, Gateway, ClientContext], Awaitable[web.StreamResponse]]
@@ -188,11 +188,11 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
     gw.inflight += 1  # the inflight gauge reads this at scrape time (see create_app)
     try:
         ctx, record = client_context(gw, request)
+        ctx = _with_quorum(ctx, request, record)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await request.app[WEBSOCKETS](request, gw, ctx)
         if request.method != "POST":
             raise BadRequest("use POST (or a WebSocket upgrade)")
-        ctx = _with_quorum(ctx, request, record)
         await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
         body = await _read_body(request, gw.config.limits.max_body_bytes)
         front = _front_hit(gw, ctx, body)

@@ -21,7 +21,6 @@ import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
 
-from ledger.anvil import free_port
 from protocol.keys import ReceiptKey
 from protocol.relay import (
     WS_STATUS,
@@ -33,6 +32,7 @@ from protocol.relay import (
     response_hash,
     sign_receipt,
 )
+from tests.support.threaded_app import ThreadedApp
 
 BEHAVIOURS = (
     "honest",
@@ -47,6 +47,7 @@ BEHAVIOURS = (
     "drop",  # the connection dropped without a close frame
     "nopong",  # silent, and no pong
     "badreceipt",  # a push whose receipt does not verify
+    "different",  # every push with a changed result (same block hash), correctly signed
 )
 
 
@@ -59,7 +60,10 @@ class Upgrade:
     frames: list[int] = field(default_factory=list)
 
 
-class LiarRelayer:
+class LiarRelayer(ThreadedApp):
+    name = "liar-relayer"
+    shutdown_timeout = 0.5
+
     def __init__(
         self,
         receipt: ReceiptKey,
@@ -67,57 +71,23 @@ class LiarRelayer:
         domain: Domain,
         script: Mapping[object, str],
     ) -> None:
+        super().__init__()
         self.receipt = receipt
         self.backend_ws = backend_ws
         self.domain = domain
         self.script = dict(script)
-        self.port = free_port()
         self.upgrades: list[Upgrade] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._started = threading.Event()
-
-    @property
-    def relay_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/relay"
 
     def upgrades_for(self, request_id: object) -> list[Upgrade]:
         with self._lock:
             return [u for u in self.upgrades if u.request_id == request_id]
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> LiarRelayer:
-        self._thread = threading.Thread(target=self._run, name="liar-relayer", daemon=True)
-        self._thread.start()
-        if not self._started.wait(20):
-            raise RuntimeError("the liar relayer did not start")
-        return self
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        loop.run_until_complete(self._serve())
-        self._started.set()
-        loop.run_forever()
-        loop.run_until_complete(self._shutdown())
-        loop.close()
-
-    async def _serve(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/relay", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(20)
+        return app
 
     # -- one stream ----------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -186,8 +156,8 @@ class LiarRelayer:
     ) -> bool:
         """Send push number ``pushes`` as ``behaviour`` says; False ends the stream."""
         max_index = header.max_index
-        if behaviour == "honest":
-            await ws.send_bytes(make(pushes, body))
+        if behaviour in ("honest", "different"):
+            await ws.send_bytes(make(pushes, altered(body) if behaviour == "different" else body))
             if pushes >= max_index:
                 await ws.close(code=4000, message=b"MAX_INDEX")
                 return False
@@ -223,6 +193,15 @@ class LiarRelayer:
                 transport.abort()  # no close frame
             return False
         raise AssertionError(f"unknown behaviour {behaviour}")
+
+
+def altered(body: bytes) -> bytes:
+    """A push whose result differs from the node's in one field (the identity, the block
+    hash, kept): what a supplier lying about a header would send."""
+    data = orjson.loads(body)
+    result = data["params"]["result"]
+    result["stateRoot"] = "0x" + "66" * 32
+    return orjson.dumps(data)
 
 
 def _bytes(data: object) -> bytes:
