@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from protocol.keys import ReceiptKey
 from protocol.relay import encode_leaf, encode_receipt, receipt_message, response_hash
+from relayer.keyring import ReceiptKeyring
 from relayer.relaylog import RelayLog
 from relayer.verify import SessionContext, VerifiedRelay, Verifier
 
@@ -32,11 +33,15 @@ class ServedRelay:
 
 
 class Recorder:
-    """Signs receipts with the supplier's receipt key and appends leaves to the session logs."""
+    """Signs receipts with the supplier's receipt key valid at the session (a
+    :class:`ReceiptKeyring` after rotations) and appends leaves to the session logs."""
 
-    def __init__(self, relay_log: RelayLog, receipt_key: ReceiptKey, verifier: Verifier) -> None:
+    def __init__(
+        self, relay_log: RelayLog, receipt_key: ReceiptKey | ReceiptKeyring, verifier: Verifier
+    ) -> None:
         self._log = relay_log
-        self._key = receipt_key
+        self._keys = receipt_key if isinstance(receipt_key, ReceiptKeyring) else None
+        self._key = receipt_key if isinstance(receipt_key, ReceiptKey) else None
         self._verifier = verifier
 
     def check_writable(self) -> None:
@@ -71,7 +76,8 @@ class Recorder:
     ) -> ServedRelay:
         """Hash, receipt, leaf, ``os.write`` — then mark ``key`` seen."""
         rh = response_hash(status, body)
-        sig = self._key.sign(receipt_message(digest, index, rh))
+        signer = self._key or self._keys.for_session(ctx.key.n)  # type: ignore[union-attr]
+        sig = signer.sign(receipt_message(digest, index, rh))
         leaf = encode_leaf(header_bytes, request_sig, index, rh, sig)
         self._log.append(self._verifier.session_log(ctx), key, leaf)
         ctx.seen.add(key)
