@@ -81,3 +81,22 @@ async def test_follower_survives_the_rpc_going_away_and_coming_back(tmp_path: Pa
         for f in followers:
             await f.stop()
         node.stop()
+
+
+async def test_refresh_runs_a_pass_now_instead_of_waiting_for_the_next_poll() -> None:
+    """A gateway told by a relayer that its session is over asks its follower for a pass now
+    (``refresh``): it must not wait for the poll interval (here an hour)."""
+    with AnvilProcess() as node:
+        net = await bootstrap_network(node.url, services=[ServiceSpec("eth")], activate=False)
+        follower = RegistryFollower(node.url, net.deployment, poll_interval=3600, max_backoff=3600)
+        async with follower:
+            await follower.wait_caught_up(timeout=30)
+            before = follower.head
+            node.mine(7)
+            assert follower.head == before  # asleep for the hour
+            assert await follower.refresh(timeout=30)
+            assert follower.head == node.block_number() >= before + 7
+            node.mine(2)  # and again: every refresh gets a pass of its own
+            assert await follower.refresh(timeout=30)
+            assert follower.head == node.block_number()
+        assert not await follower.refresh(timeout=1)  # a stopped follower runs no pass

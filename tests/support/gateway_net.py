@@ -76,6 +76,7 @@ def stake_net(
     others: Sequence[SupplierSpec] = (),
     params: DeployParams | None = None,
     net_type: type[N] = Net,  # type: ignore[assignment]
+    relayer_tls: Sequence[tuple[Path, Path] | None] = (),
 ) -> N:
     """Stake ``relayers`` real relayers (dev accounts 1…) on the backend anvil, then ``others``
     (scripted suppliers the caller runs), the app (dev account 7) delegating to the gateway
@@ -85,7 +86,10 @@ def stake_net(
     network, files = stake_relayers(
         tmp,
         settlement.url,
-        [Relayer(dev_account(1 + i), svc) for i in range(relayers)],
+        [
+            Relayer(dev_account(1 + i), svc, tls=relayer_tls[i] if relayer_tls else None)
+            for i in range(relayers)
+        ],
         params=params,
         services=[ServiceSpec(SERVICE)],
         others=others,
@@ -113,11 +117,21 @@ def start_net(
     devnet: bool = True,
     start_gateway: bool = True,
     backend_args: list[str] | None = None,
+    relayer_tls: list[tuple[Path, Path] | None] | None = None,
+    params: DeployParams | None = None,
 ) -> Net:
+    """``relayer_tls``: per relayer, its (certificate, key) to serve https:// (staked so)."""
     settlement = AnvilProcess().start()
     backend = AnvilProcess(extra_args=backend_args or []).start()
     try:
-        net = stake_net(tmp, settlement, backend, relayers=relayers)
+        net = stake_net(
+            tmp,
+            settlement,
+            backend,
+            relayers=relayers,
+            params=params,
+            relayer_tls=relayer_tls or (),
+        )
     except BaseException:
         backend.stop()
         settlement.stop()

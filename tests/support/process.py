@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -22,6 +23,18 @@ from ledger.anvil import ManagedChild, stop_child
 from relaynet.devnet.supervisor import server_command
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _probe_tls() -> ssl.SSLContext:
+    """Readiness probes of our own loopback servers serving TLS: no verification (the tests
+    that serve TLS check certificates where it matters, through the gateway)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+PROBE_TLS = _probe_tls()
 
 
 def toml_str(value: str) -> str:
@@ -40,7 +53,9 @@ def toml_value(value: Any) -> str:
 def is_ready(url: str) -> bool:
     """``GET {url}/readyz`` answers 200."""
     try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=1) as resp:  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310
+            f"{url}/readyz", timeout=1, context=PROBE_TLS if url.startswith("https") else None
+        ) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False

@@ -70,6 +70,7 @@ class Relayer:
     staked: tuple[str, ...] | None = None
     stake: int = 0
     host: str = "127.0.0.1"
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serves and is staked https://
 
 
 def stake_relayers(
@@ -94,7 +95,7 @@ def stake_relayers(
         SupplierSpec(
             r.key,
             {
-                sid: f"http://{r.host}:{port}/v1/relay"
+                sid: f"{'https' if r.tls else 'http'}://{r.host}:{port}/v1/relay"
                 for sid in (r.services if r.staked is None else r.staked)
             },
             receipt_key=r.receipt,
@@ -124,6 +125,7 @@ def stake_relayers(
             port=port,
             metrics_port=metrics_port,
             claims=claims,
+            tls=r.tls,
         )
         for i, (r, (port, metrics_port)) in enumerate(zip(relayers, ports, strict=True))
     ]
