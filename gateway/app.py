@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import signal
+import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -44,6 +45,7 @@ from gateway.store.base import Store
 from gateway.store.fallback import FallbackStore
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from gateway.workers import WorkerSeat
 from gateway.ws import Upstream, websocket_handler
 from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.errors import RelaynetError
@@ -124,6 +126,23 @@ def key_backend(config: GatewayConfig, store: Store) -> KeyBackend:
     return RedisKeyBackend(primary.client, config.redis.prefix)
 
 
+def relay_tls(config: GatewayConfig) -> ssl.SSLContext:
+    """How the gateway checks relayers' https:// and wss:// endpoints: certificate and host
+    name verified, against ``[relay] ca_file`` or the system's bundle."""
+    ca = config.relay.ca_file
+    return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+
+
+def serving_tls(config: GatewayConfig) -> ssl.SSLContext | None:
+    """The listener's TLS (``gateway.tls_cert`` / ``tls_key``), None for plain HTTP."""
+    cert, key = config.gateway.tls_cert, config.gateway.tls_key
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 async def create_app(
     config: GatewayConfig,
     *,
@@ -166,7 +185,7 @@ async def create_app(
     is_ready: Callable[[], bool] = ready or (lambda: True)
     account = AccountKey(config.gateway.key_bytes())
     lag = max(config.relay.session_lag, config.settlement.confirmations)
-    sessions = SessionBook(snapshot, lag=lag)
+    sessions = SessionBook(snapshot, lag=lag, refresh=follower.refresh if follower else None)
     if follower is not None:
         follower.add_reorg_listener(lambda reorg: sessions.forget())
     qos = Qos(
@@ -179,8 +198,10 @@ async def create_app(
     policy = AddressPolicy(
         devnet=config.gateway.devnet, allow_networks=config.gateway.allow_networks
     )
+    tls = relay_tls(config)
     connector = GuardedConnector(
         policy=policy,
+        ssl=tls,
         limit=config.relay.connections,
         limit_per_host=config.relay.connections,
         ttl_dns_cache=10,
@@ -206,6 +227,7 @@ async def create_app(
             resolve=GuardedResolve(policy),
             max_idle_per_origin=config.relay.connections,
             limit_per_origin=config.relay.connections,
+            ssl_context=tls,
         ),
     )
     budget = client.budget
@@ -327,9 +349,12 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     reload: Callable[[], GatewayConfig] | None = None,
+    seat: WorkerSeat | None = None,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or ``stop``); drain in-flight requests, exit.
-    SIGHUP reads the config again through ``reload`` and applies what :func:`reloaded` can."""
+    SIGHUP reads the config again through ``reload`` and applies what :func:`reloaded` can.
+    ``seat``: one of ``workers = N`` forked processes (:mod:`gateway.workers`): the listener
+    is shared with ``SO_REUSEPORT`` and metrics are served on the seat's socket."""
     app = await create_app(config)
     gw = app[GATEWAY]
     runner = web.AppRunner(
@@ -340,13 +365,30 @@ async def serve(
     # POST /v1/{service}[/{key}] off aiohttp's per-request cost; the rest stays on aiohttp
     route = rpc_route(app, outermost(handle_rpc))
     max_body = config.limits.max_body_bytes
-    await FastSite(runner, host, port, route=route, max_body=max_body, reuse_address=True).start()
+    if seat is not None:
+        await seat.until_ready(gw.ready)
+    await FastSite(
+        runner,
+        host,
+        port,
+        route=route,
+        max_body=max_body,
+        reuse_address=True,
+        reuse_port=seat is not None,
+        ssl_context=serving_tls(config),
+    ).start()
     metrics_runner = None
-    if config.gateway.metrics_listen:
+    if config.gateway.metrics_listen or (seat is not None and seat.metrics_sock is not None):
         metrics_runner = web.AppRunner(metrics_app(gw.metrics), access_log=None)
         await metrics_runner.setup()
-        mhost, mport = parse_listen(config.gateway.metrics_listen)
-        await web.TCPSite(metrics_runner, mhost, mport, reuse_address=True).start()
+        if seat is not None and seat.metrics_sock is not None:
+            await web.SockSite(metrics_runner, seat.metrics_sock).start()
+        else:
+            assert config.gateway.metrics_listen is not None
+            mhost, mport = parse_listen(config.gateway.metrics_listen)
+            await web.TCPSite(metrics_runner, mhost, mport, reuse_address=True).start()
+    if seat is not None:
+        seat.listening()
     gc.freeze()  # start-up's objects (snapshot, tables, modules) leave the collector's scans
     log.info("gateway listening on %s", config.gateway.listen)
     log.info(

@@ -164,6 +164,7 @@ class Verifier:
         self._existing = existing_records
         self._contexts: dict[SessionKey, SessionContext] = {}
         self._shape: SessionShape | None = None
+        self._redrawn_seen: dict[SessionKey, set[bytes]] = {}  # see on_reorg
 
     # -- step 1: body size ----------------------------------------------------------------
 
@@ -374,6 +375,7 @@ class Verifier:
             domain=self.domain if chain_id is None else self.domain.for_chain(chain_id),
         )
         self._restore(ctx)
+        ctx.seen |= self._redrawn_seen.pop(key, set())  # a relay key is never answered twice
         self._contexts[key] = ctx
         return ctx
 
@@ -405,10 +407,34 @@ class Verifier:
     def contexts(self) -> list[SessionContext]:
         return list(self._contexts.values())
 
+    def on_reorg(self, _reorg: object = None) -> list[SessionKey]:
+        """After a settlement-chain reorganisation: drop the cached contexts of the sessions
+        the new branch re-drew (another seed, other slots of ours, or not known any more), so
+        their next relay is checked afresh — refused when this supplier no longer holds a slot.
+        Returns their keys."""
+        gone = []
+        for key, ctx in list(self._contexts.items()):
+            try:
+                session = hydrate(self.snapshot, key.service_id, key.app, key.n)
+            except RelaynetError:
+                session = None
+            if (
+                session is None
+                or session.seed != ctx.session_id
+                or tuple(session.slot_indexes(self.supplier)) != ctx.slots
+            ):
+                del self._contexts[key]
+                self._redrawn_seen[key] = set(ctx.seen)
+                gone.append(key)
+        return gone
+
     def expire(self, head: int) -> list[SessionKey]:
         """Drop the contexts of sessions whose grace ended before ``head``; returns their keys."""
         gone = [k for k, c in self._contexts.items() if head > c.windows.grace_end]
         for key in gone:
             del self._contexts[key]
             self.meter.forget(key)
+        w = self.shape()
+        for key in [k for k in self._redrawn_seen if head > windows(w, k.n).grace_end]:
+            del self._redrawn_seen[key]
         return gone

@@ -67,9 +67,25 @@ def run(
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
     try:
+        if cfg.gateway.workers > 1:
+            raise typer.Exit(code=_run_workers(cfg, config))
         asyncio.run(serve(cfg, reload=lambda: load_gateway(config, check_files=True)))
     except (RelaynetError, OSError) as exc:
         raise _fail(explain(config, exc)) from None
+
+
+def _run_workers(cfg: GatewayConfig, config: Path) -> int:
+    """``workers = N``: the parent forks and supervises N gateways (gateway.workers)."""
+    from gateway.app import serve
+    from gateway.workers import Supervisor, WorkerSeat, worker_config
+
+    def one(worker_cfg: GatewayConfig, seat: WorkerSeat) -> None:
+        def reread() -> GatewayConfig:
+            return worker_config(load_gateway(config, check_files=True), seat.index)
+
+        asyncio.run(serve(worker_cfg, reload=reread, seat=seat))
+
+    return Supervisor(cfg, one).run()
 
 
 @app.command("check")

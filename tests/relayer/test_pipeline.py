@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain, Leaf, encode_relay_request
-from relayer.app import Relayer, RelayerKeys, build_relayer
+from relayer.app import Relayer, RelayerKeys
 from relayer.relaylog import SessionKey
 from session.memory import MemorySnapshot
 from session.snapshot import (
@@ -27,7 +27,7 @@ from session.snapshot import (
     SupplierInfo,
 )
 from tests.support.relay_client import high_s, rpc, sign_relay
-from tests.support.snapshots import relayer_config, served_snapshot, set_chain
+from tests.support.snapshots import relayer_client, relayer_config, served_snapshot, set_chain
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 DOMAIN = Domain(31337, b"\x5e" * 20)
@@ -62,13 +62,7 @@ def _snapshot(
     poor: AccountKey,
 ) -> MemorySnapshot:
     snap = served_snapshot(
-        SHAPE,
-        SID,
-        cu_price=CU_PRICE,
-        supplier=supplier.address,
-        stake=10**20,
-        receipt_key=receipt.public_key,
-        endpoints={SID: "http://x"},
+        SHAPE, SID, cu_price=CU_PRICE, supplier=supplier.address, receipt_key=receipt.public_key
     )
     for a, stake in ((app, 10**9), (poor, 3 * 3 * CU_PRICE)):  # poor: budget of 3 relays
         snap.set_app(a.address, SID)
@@ -127,11 +121,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             },
         },
     )
-    relayer = build_relayer(
-        cfg, RelayerKeys(supplier, receipt), snapshot=snap, domain=DOMAIN, probe_backends=False
-    )
-    client = TestClient(TestServer(relayer.web_app()))
-    await client.start_server()
+    relayer, client = await relayer_client(cfg, RelayerKeys(supplier, receipt), snap, DOMAIN)
     yield World(snap, supplier, receipt, app, gateway, stranger, poor, relayer, client, hits)
     await client.close()
     await backend_server.close()
@@ -267,7 +257,6 @@ async def test_rest_payload_is_sent_as_its_http_request(world: World) -> None:
         DOMAIN,
         COSMOS_APP,
         service_id="cosmos",
-        app=COSMOS_APP.address,
         supplier=world.supplier.address,
         n=world.n,
         payload=payload,
@@ -298,7 +287,6 @@ async def test_session_verified_under_its_recorded_chain_id(world: World) -> Non
         split,
         w.app,
         service_id=SID,
-        app=w.app.address,
         supplier=w.supplier.address,
         n=w.n,
         payload=rpc("eth_blockNumber"),
