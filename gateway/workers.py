@@ -61,8 +61,9 @@ log = logging.getLogger("relaynet.gateway.workers")
 
 #: what N followers cost instead of one (stated, not shared: each worker follows the chain)
 FOLLOWER_COST = (
-    "each worker runs its own ledger follower: N × (one eth_blockNumber per "
-    "settlement.poll_interval, plus eth_getLogs and reads per new block) against settlement.rpc_url"
+    "each worker runs its own ledger follower: N × (one head-height poll per "
+    "settlement.poll_interval, plus a log query and reads per new block) against "
+    "settlement.rpc_url"
 )
 
 #: seconds a child must live for its death not to count as dying young (back-off)
