@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.gateway_net import (
     SERVICE,
     Net,
+    keyed_gateway,
     net_gateway_files,
     post,
     start_gateway_proc,
@@ -328,9 +329,10 @@ def test_killing_the_parent_takes_its_workers_down(net: Net, redis: RedisServer)
 
 
 def test_a_worker_failing_at_start_up_stops_the_gateway(net: Net, redis: RedisServer) -> None:
-    tables = {**WORKERS, "settlement": {"confirmations": 1_000_000}}  # refused by each worker
+    files = net_gateway_files(net, "gw-broken", WORKERS, redis_url=redis.url)
+    (files.directory / "gateway.key").write_text("0xnot-a-key")  # read by each worker only
     with pytest.raises(RuntimeError, match="gateway exited with 1"):
-        start_gateway_proc(net, redis_url=redis.url, tables=tables, name="gw-broken")
+        keyed_gateway(net, files)
 
 
 def test_more_than_one_worker_without_redis_is_refused(net: Net) -> None:
