@@ -43,9 +43,8 @@ __all__ = [
 
 
 class LedgerError(RelaynetError):
-    """Base of every expected failure of the settlement-chain client and follower."""
-
-    code = ErrorCode.INTERNAL
+    """Base of every expected failure of the settlement-chain client and follower
+    (``INTERNAL`` unless a subclass names its code)."""
 
 
 class ChainUnavailable(LedgerError):
@@ -55,9 +54,7 @@ class ChainUnavailable(LedgerError):
 
 
 class ChainRPCError(LedgerError):
-    """The RPC endpoint answered with an error that is not a contract revert."""
-
-    code = ErrorCode.INTERNAL
+    """The RPC endpoint answered with an error that is not a contract revert (``INTERNAL``)."""
 
 
 class TransactionReverted(LedgerError):

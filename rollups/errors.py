@@ -40,9 +40,8 @@ __all__ = [
 
 
 class RollupsError(RelaynetError):
-    """Base of every expected failure raised by ``rollups/``."""
-
-    code = ErrorCode.INTERNAL
+    """Base of every expected failure raised by ``rollups/`` (``INTERNAL`` unless a subclass
+    names its code)."""
 
 
 class SpecError(RollupsError):
@@ -69,37 +68,32 @@ class ParseError(RequestError):
 
 
 class InvalidRequestError(RequestError):
-    """JSON, but not a JSON-RPC 2.0 request object (or an empty batch)."""
-
-    jsonrpc_code = -32600
+    """JSON, but not a JSON-RPC 2.0 request object (or an empty batch): -32600."""
 
 
 class BatchNotRelayableError(RequestError):
     """A relay carries exactly one request; the gateway splits batches."""
 
     code = ErrorCode.BATCH_NOT_RELAYABLE
-    jsonrpc_code = -32600
 
 
-class MethodNotFoundError(RequestError):
+class _MethodRefused(RequestError):
+    """The method (or route) is not relayed: ``METHOD_DENIED`` on the wire, -32601 in JSON-RPC."""
+
+    code = ErrorCode.METHOD_DENIED
+    jsonrpc_code = -32601
+
+
+class MethodNotFoundError(_MethodRefused):
     """The method is unknown to this RPC type (and no spec override names it)."""
 
-    code = ErrorCode.METHOD_DENIED
-    jsonrpc_code = -32601
 
-
-class MethodNotAllowedError(RequestError):
+class MethodNotAllowedError(_MethodRefused):
     """A REST-like route called with an HTTP method it does not take (405, gRPC code 12)."""
 
-    code = ErrorCode.METHOD_DENIED
-    jsonrpc_code = -32601
 
-
-class MethodDeniedError(RequestError):
+class MethodDeniedError(_MethodRefused):
     """The method is known but never relayed (admin, personal, miner, test methods …)."""
-
-    code = ErrorCode.METHOD_DENIED
-    jsonrpc_code = -32601
 
 
 class WritesDisabledError(MethodDeniedError):

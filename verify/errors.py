@@ -20,9 +20,8 @@ class VerifyError(RelaynetError):
 
 
 class ExchangeError(VerifyError):
-    """The exchange (bodies and headers) is not in the form DESIGN §4 describes."""
-
-    code = ErrorCode.MALFORMED_INPUT
+    """The exchange (bodies and headers) is not in the form DESIGN §4 describes
+    (``MALFORMED_INPUT``, like every verifier failure without a code of its own)."""
 
 
 class ChainError(VerifyError):
