@@ -13,6 +13,7 @@ Built in: ``"evm"`` (Ethereum L1 and plain EVM chains), ``"op-stack"`` (OP Mainn
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from rollups.errors import UnknownRpcTypeError
 from rollups.handler import RpcHandler
@@ -22,49 +23,29 @@ __all__ = ["handler_for", "register", "rpc_types"]
 HandlerFactory = Callable[[], RpcHandler]
 
 
-def _evm() -> RpcHandler:
-    from rollups.evm import EvmHandler
+def _builtin(rpc_type: str) -> RpcHandler:
+    """A built-in handler; its module is imported only when the handler is first asked for."""
+    if rpc_type in ("evm", "op-stack", "arbitrum"):
+        from rollups.evm import ArbitrumHandler, EvmHandler, OpStackHandler
 
-    return EvmHandler()
+        evm = {"evm": EvmHandler, "op-stack": OpStackHandler, "arbitrum": ArbitrumHandler}
+        return evm[rpc_type]()
+    if rpc_type == "cometbft":
+        from rollups.cometbft import CometBftHandler
 
+        return CometBftHandler()
+    if rpc_type == "cosmos-rest":
+        from rollups.cosmos_rest import CosmosRestHandler
 
-def _op_stack() -> RpcHandler:
-    from rollups.evm import OpStackHandler
-
-    return OpStackHandler()
-
-
-def _arbitrum() -> RpcHandler:
-    from rollups.evm import ArbitrumHandler
-
-    return ArbitrumHandler()
-
-
-def _cometbft() -> RpcHandler:
-    from rollups.cometbft import CometBftHandler
-
-    return CometBftHandler()
-
-
-def _cosmos_rest() -> RpcHandler:
-    from rollups.cosmos_rest import CosmosRestHandler
-
-    return CosmosRestHandler()
-
-
-def _celestia() -> RpcHandler:
+        return CosmosRestHandler()
     from rollups.celestia import CelestiaHandler
 
     return CelestiaHandler()
 
 
 _BUILTIN: dict[str, HandlerFactory] = {
-    "evm": _evm,
-    "op-stack": _op_stack,
-    "arbitrum": _arbitrum,
-    "cometbft": _cometbft,
-    "cosmos-rest": _cosmos_rest,
-    "celestia": _celestia,
+    rpc_type: partial(_builtin, rpc_type)
+    for rpc_type in ("evm", "op-stack", "arbitrum", "cometbft", "cosmos-rest", "celestia")
 }
 
 _factories: dict[str, HandlerFactory] = dict(_BUILTIN)
