@@ -20,10 +20,11 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Check", "gateway_checks", "relayer_checks"]
 
 _TIMEOUT = 5.0  # seconds per network probe
+_C = TypeVar("_C")
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,19 @@ async def _settlement(
     return client
 
 
+def _config(
+    out: list[Check], load: Callable[..., _C], path: Path, env: dict[str, str] | None
+) -> _C | None:
+    """The config ``load`` reads from ``path``, its check (✓ or ✗ with the reason) in ``out``."""
+    try:
+        cfg = load(path, env=env)
+    except RelaynetError as exc:
+        out.append(Check(False, "config", exc.message))
+        return None
+    out.append(Check(True, "config", f"{Path(path).absolute()} is valid"))
+    return cfg
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:160]
@@ -145,11 +160,9 @@ def relayer_checks(
     an endpoint that does not answer yet (a relayer just started)."""
     from relayer.keyfiles import read_account_key, read_receipt_keys
 
-    try:
-        cfg = load_relayer(path, env=env)
-    except RelaynetError as exc:
-        return [Check(False, "config", exc.message)]
-    out = [Check(True, "config", f"{Path(path).absolute()} is valid")]
+    out: list[Check] = []
+    if (cfg := _config(out, load_relayer, path, env)) is None:
+        return out
     try:
         account = read_account_key(cfg.keys.supplier_keystore, cfg.passphrase())
         receipt = read_receipt_keys(cfg.keys.receipt_key)  # after rotations: every key
@@ -325,11 +338,9 @@ def gateway_checks(path: Path, *, env: dict[str, str] | None = None) -> list[Che
     """Every check of a gateway config (see the module doc)."""
     from protocol.keys import AccountKey
 
-    try:
-        cfg = load_gateway(path, env=env)
-    except RelaynetError as exc:
-        return [Check(False, "config", exc.message)]
-    out = [Check(True, "config", f"{Path(path).absolute()} is valid")]
+    out: list[Check] = []
+    if (cfg := _config(out, load_gateway, path, env)) is None:
+        return out
     try:
         key = AccountKey(cfg.gateway.key_bytes())
     except (OSError, ValueError, RelaynetError) as exc:
