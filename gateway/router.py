@@ -244,15 +244,7 @@ class Router:
             relayed = floored
         if step.policy is not None and step.policy.cacheable:
             await self._offer(ctx.service, step.planned.rcall, relayed, step.heights)
-        return CallAnswer(
-            relayed.status,
-            relayed.body,
-            "relay",
-            "0x" + relayed.supplier.hex(),
-            relayed.relay_request,
-            relayed.relay_receipt,
-            cls,
-        )
+        return _agreed((relayed,), cls)
 
     async def _quorum(
         self, ctx: ClientContext, call: ClientCall, rcall: Call, plan: CallPlan
@@ -338,16 +330,7 @@ class Router:
             if isinstance(result, bytes):  # the disagreement's bare -32098 object
                 return CallAnswer(200, result, "gateway", method_class=cls)
             return _agreed(result.legs, cls)
-        answer = await self._route(ctx, view, plan, call.raw)
-        return CallAnswer(
-            answer.status,
-            answer.body,
-            "relay",
-            "0x" + answer.supplier.hex(),
-            answer.relay_request,
-            answer.relay_receipt,
-            cls,
-        )
+        return _agreed((await self._route(ctx, view, plan, call.raw),), cls)
 
     # -- steps -------------------------------------------------------------------------
     def _heights(self, svc: Service, view: SessionView) -> Heights:
@@ -661,7 +644,8 @@ class Router:
 
 
 def _agreed(legs: tuple[RelayAnswer, ...], cls: str) -> CallAnswer:
-    """A quorum's answer: one group, its legs space-separated in every Relay-* header."""
+    """A relayed answer: one leg, or a quorum's group with its legs space-separated in every
+    Relay-* header."""
     return CallAnswer(
         legs[0].status,
         legs[0].body,
