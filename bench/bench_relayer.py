@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import bench_gateway
+
 __all__ = ["main"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,12 +43,9 @@ PAYLOAD = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
 
 
 @dataclass
-class Result:
-    name: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
+class Result(bench_gateway.Result):
+    """bench_gateway's row, and how many relays were sent."""
+
     requests: int
 
 
