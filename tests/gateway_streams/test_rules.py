@@ -138,18 +138,20 @@ async def _expire(store: RedisStore, scope: str, holder: str) -> None:
     raise AssertionError("the expired lease was never freed")
 
 
+def push(sub: str, result: object) -> bytes:
+    """An EVM node's ``eth_subscription`` push."""
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "method": "eth_subscription",
+            "params": {"subscription": sub, "result": result},
+        }
+    )
+
+
 def test_the_identity_of_a_pushed_event_ignores_the_nodes_subscription_id() -> None:
     evm = handler_for("evm")
     head = {"number": "0x5", "hash": "0x" + "ab" * 32, "parentHash": "0x" + "cd" * 32}
-
-    def push(sub: str, result: object) -> bytes:
-        return orjson.dumps(
-            {
-                "jsonrpc": "2.0",
-                "method": "eth_subscription",
-                "params": {"subscription": sub, "result": result},
-            }
-        )
 
     assert evm.notification_identity(push("0x1", head)) == evm.notification_identity(
         push("0x2", head)
@@ -181,15 +183,6 @@ def test_the_agreement_content_of_a_push_and_how_clients_name_subscriptions() ->
 
     evm = handler_for("evm")
     head = {"number": "0x5", "hash": "0x" + "ab" * 32, "stateRoot": "0x" + "01" * 32}
-
-    def push(sub: str, result: object) -> bytes:
-        return orjson.dumps(
-            {
-                "jsonrpc": "2.0",
-                "method": "eth_subscription",
-                "params": {"subscription": sub, "result": result},
-            }
-        )
 
     assert evm.notification_result(push("0x1", head)) == evm.notification_result(push("0x2", head))
     lie = {**head, "stateRoot": "0x" + "66" * 32}  # same identity (hash), other bytes
