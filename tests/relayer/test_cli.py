@@ -100,30 +100,11 @@ def test_status_shows_sessions_claims_rewards_and_gas(tmp_path: Path) -> None:
         log.append(i.to_bytes(32, "big"), bytes(326))
     log.close()
     store = ClaimStore(data / "claims")
-    store.save(
-        SessionKey("devnet", app_addr, 4),
-        ClaimRecord(
-            "devnet",
-            "0x" + app_addr.hex(),
-            4,
-            state=ClaimState.SETTLED,
-            relays=10,
-            claimed=10**20,
-            reward=9 * 10**19,
-            gas_wei=12345,
-        ),
-    )
-    store.save(
-        SessionKey("devnet", app_addr, 3),
-        ClaimRecord(
-            "devnet",
-            "0x" + app_addr.hex(),
-            3,
-            state=ClaimState.SKIPPED,
-            relays=1,
-            reason="reward 5 below min_reward 10",
-        ),
-    )
+    settled = {"relays": 10, "claimed": 10**20, "reward": 9 * 10**19, "gas_wei": 12345}
+    skipped = {"relays": 1, "reason": "reward 5 below min_reward 10"}
+    for n, state, fields in ((4, ClaimState.SETTLED, settled), (3, ClaimState.SKIPPED, skipped)):
+        record = ClaimRecord("devnet", "0x" + app_addr.hex(), n, state=state, **fields)
+        store.save(SessionKey("devnet", app_addr, n), record)
     result = runner.invoke(
         app,
         ["status", "--config", str(cfg_path), "--json", "--no-chain"],
