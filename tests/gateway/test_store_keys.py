@@ -23,7 +23,7 @@ from gateway.keys import (
 )
 from gateway.limiter import Limiter
 from gateway.store import FallbackStore, MemoryStore, RedisStore, Store, StoreUnavailable
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, param_store
 
 pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
 
@@ -33,13 +33,8 @@ APP = "0x" + "ab" * 20
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    s = RedisStore(server.url, prefix=f"t{uuid.uuid4().hex[:8]}:")
-    yield s
-    await s.close()
+    async with param_store(request, "redis_server") as s:
+        yield s
 
 
 def record(**kw: object) -> tuple[str, ApiKey]:

@@ -12,8 +12,17 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
+
+    from gateway.store import Store
 
 from ledger.anvil import ManagedChild, free_port, stop_child
 
@@ -116,3 +125,20 @@ class DurableRedis(RedisServer):
                 for arg in cmd:
                     raw = arg.encode()
                     fh.write(b"$%d\r\n%s\r\n" % (len(raw), raw))
+
+
+@asynccontextmanager
+async def param_store(request: pytest.FixtureRequest, redis_fixture: str) -> AsyncIterator[Store]:
+    """The store of a ``params=["memory", "redis"]`` fixture: a ``MemoryStore``, or a
+    ``RedisStore`` under a fresh key prefix on the server the ``redis_fixture`` fixture gives."""
+    from gateway.store import MemoryStore, RedisStore
+
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server: RedisServer = request.getfixturevalue(redis_fixture)
+    store = RedisStore(server.url, prefix=f"t{uuid.uuid4().hex[:8]}:")
+    try:
+        yield store
+    finally:
+        await store.close()

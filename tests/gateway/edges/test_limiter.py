@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 from gateway.errors import ClientReason
 from gateway.keys import ApiKey, generate_key, hash_key
 from gateway.limiter import Limited, Limiter
-from gateway.store import MemoryStore, RedisStore, Store
+from gateway.store import RedisStore, Store
 from gateway.store.base import Charge
-from tests.support.redis_server import DurableRedis
+from tests.support.redis_server import DurableRedis, param_store
 
 # real redis-server processes (the durable_redis fixture)
 pytestmark = pytest.mark.slow
@@ -38,13 +38,8 @@ def record(**kw: object) -> ApiKey:
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    server: DurableRedis = request.getfixturevalue("durable_redis")
-    s = RedisStore(server.url, prefix=f"t{uuid.uuid4().hex[:8]}:")
-    yield s
-    await s.close()
+    async with param_store(request, "durable_redis") as s:
+        yield s
 
 
 def bucket_probe(rec: ApiKey) -> Charge:
