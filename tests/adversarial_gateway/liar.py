@@ -46,6 +46,20 @@ from tests.support.threaded_app import ThreadedApp
 HUGE_HEIGHT = 0xFFFFFFFFFF
 
 
+def signed_receipt(digest: bytes, key: ReceiptKey, status: int, body: bytes) -> str:
+    """The ``Relay-Receipt`` header ``key`` signs for this answer to the request ``digest``."""
+    rhash = response_hash(status, body)
+    return encode_receipt(rhash, sign_receipt(key, digest, 0, rhash))
+
+
+def receipt_of(
+    relay_request: str, domain: Domain, key: ReceiptKey, status: int, body: bytes
+) -> str:
+    """:func:`signed_receipt` for the request a ``Relay-Request`` header carries."""
+    _header, header_bytes, _sig = decode_relay_request(relay_request)
+    return signed_receipt(request_digest_of_bytes(header_bytes, domain), key, status, body)
+
+
 class LyingRelayer(ThreadedApp):
     name = "lying-relayer"
 
@@ -83,12 +97,10 @@ class LyingRelayer(ThreadedApp):
             return resp.status, await resp.read()
 
     def _headers(self, digest: bytes, status: int, body: bytes) -> dict[str, str]:
-        rhash = response_hash(status, body)
-        sig = sign_receipt(self.receipt, digest, 0, rhash)
         return {
             "Content-Type": "application/json",
             "Relay-Backend-Status": str(status),
-            "Relay-Receipt": encode_receipt(rhash, sig),
+            "Relay-Receipt": signed_receipt(digest, self.receipt, status, body),
         }
 
     async def _relay(self, request: web.Request) -> web.StreamResponse:
@@ -132,9 +144,7 @@ class LyingRelayer(ThreadedApp):
             body = body.replace(b'"result":"0x', b'"result":"0x1', 1)
             headers = self._headers(digest, status, body)
         elif mode == "signature":
-            rhash = response_hash(status, body)
-            forged = sign_receipt(self.other_key, digest, 0, rhash)
-            headers["Relay-Receipt"] = encode_receipt(rhash, forged)
+            headers["Relay-Receipt"] = signed_receipt(digest, self.other_key, status, body)
         return web.Response(status=200, body=body, headers=headers)
 
     async def _stream_oversized(

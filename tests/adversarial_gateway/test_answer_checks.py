@@ -26,14 +26,8 @@ from ledger.anvil import free_port
 from ledger.bootstrap import dev_account
 from protocol.errors import ErrorCode, Refusal, refusal_of
 from protocol.keys import ReceiptKey
-from protocol.relay import (
-    Domain,
-    decode_relay_request,
-    encode_receipt,
-    request_digest_of_bytes,
-    response_hash,
-    sign_receipt,
-)
+from protocol.relay import Domain
+from tests.adversarial_gateway.liar import receipt_of
 from tests.gateway.test_router import READ, SUPPLIERS, WRITE, call, make_router
 from transport.http1 import HttpClient
 
@@ -62,14 +56,11 @@ class Wire:
         return f"http://127.0.0.1:{self.port}/v1/relay"
 
 
-def receipt_headers(request: web.Request, status: int, body: bytes) -> dict[str, str]:
-    _h, header_bytes, _s = decode_relay_request(request.headers["Relay-Request"])
-    digest = request_digest_of_bytes(header_bytes, DOMAIN)
-    rhash = response_hash(status, body)
-    return {
-        "Relay-Backend-Status": str(status),
-        "Relay-Receipt": encode_receipt(rhash, sign_receipt(RECEIPT, digest, 0, rhash)),
-    }
+def receipt_headers(
+    request: web.Request, status: int, body: bytes, key: ReceiptKey = RECEIPT
+) -> dict[str, str]:
+    receipt = receipt_of(request.headers["Relay-Request"], DOMAIN, key, status, body)
+    return {"Relay-Backend-Status": str(status), "Relay-Receipt": receipt}
 
 
 @pytest.fixture
@@ -548,14 +539,7 @@ async def test_floors_and_pins_hold_across_replicas_through_the_shared_store() -
 # -- receipts per DESIGN §6: the signature sampled off the critical path -------------------------
 def _forged(request: web.Request, status: int, body: bytes) -> dict[str, str]:
     """The right response hash under a signature by another key."""
-    headers = receipt_headers(request, status, body)
-    _h, header_bytes, _s = decode_relay_request(request.headers["Relay-Request"])
-    digest = request_digest_of_bytes(header_bytes, DOMAIN)
-    rhash = response_hash(status, body)
-    headers["Relay-Receipt"] = encode_receipt(
-        rhash, sign_receipt(ReceiptKey.generate(), digest, 0, rhash)
-    )
-    return headers
+    return receipt_headers(request, status, body, ReceiptKey.generate())
 
 
 class _Rng:
