@@ -6,22 +6,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from rollups import (
-    Call,
-    Heights,
-    MethodClass,
-    MethodDeniedError,
-    MethodNotFoundError,
-    ProbeAnswer,
-    RetryMode,
-    WritesDisabledError,
-    handler_for,
-    parse_spec,
-)
+from rollups import Call, Heights, MethodClass, ProbeAnswer, RetryMode, handler_for, parse_spec
 from rollups.catalogue import catalogue
 from rollups.celestia import METHODS, P2P_METHODS, Permission
-from rollups.errors import SpecError
+from rollups.errors import MethodDeniedError, MethodNotFoundError, SpecError, WritesDisabledError
 from rollups.handler import HealthStatus
+from tests.support.specs import overrides_spec
 
 SPEC = catalogue()["celestia-mocha"]
 H = handler_for("celestia")
@@ -154,16 +144,14 @@ def test_unknown_p2p_names_are_denied_not_relayed() -> None:
 
 
 def test_a_spec_cannot_allow_admin_p2p_or_da() -> None:
-    base = (
-        'service_id = "c"\nname = "c"\nrpc_type = "celestia"\nnetwork = "mocha-4"\n'
-        "finality_depth = 0\n[methods.overrides]\n"
-    )
-    with pytest.raises(SpecError, match="p2p"):
-        parse_spec(base + '"p2p.*" = { class = "read" }\n')
-    with pytest.raises(SpecError, match="no longer exists"):
-        parse_spec(base + '"da.Get" = { class = "read" }\n')
-    with pytest.raises(SpecError, match=r"node\.AuthNew is an admin method"):
-        parse_spec(base + '"node.AuthNew" = { class = "read" }\n')
+    base = overrides_spec("celestia", "mocha-4")
+    for method, refusal in (
+        ("p2p.*", "p2p"),
+        ("da.Get", "no longer exists"),
+        ("node.AuthNew", r"node\.AuthNew is an admin method"),
+    ):
+        with pytest.raises(SpecError, match=refusal):
+            parse_spec(base + f'"{method}" = {{ class = "read" }}\n')
     denied = parse_spec(base + '"share.GetEDS" = { class = "denied" }\n')
     with pytest.raises(MethodDeniedError, match="denied by the chain spec"):
         H.plan(denied, call("share.GetEDS", [5]))

@@ -7,25 +7,22 @@ import pytest
 import yaml
 
 from protocol.payload import rest_payload
-from rollups import (
-    BatchNotRelayableError,
-    Call,
-    Heights,
-    MethodClass,
-    MethodDeniedError,
-    MethodNotFoundError,
-    ProbeAnswer,
-    RetryMode,
-    WritesDisabledError,
-    handler_for,
-    parse_spec,
-)
+from rollups import Call, Heights, MethodClass, ProbeAnswer, RetryMode, handler_for, parse_spec
 from rollups.catalogue import catalogue
 from rollups.cometbft import SERVED_ROUTES, UNSAFE_ROUTES, CometBftHandler
-from rollups.errors import InvalidRequestError, MethodNotAllowedError, SpecError
+from rollups.errors import (
+    BatchNotRelayableError,
+    InvalidRequestError,
+    MethodDeniedError,
+    MethodNotAllowedError,
+    MethodNotFoundError,
+    SpecError,
+    WritesDisabledError,
+)
 from rollups.handler import HealthStatus
 from rollups.jsonrpc import parse_payload
 from rollups.rest import backend_request, rest_call, rest_error
+from tests.support.specs import overrides_spec
 
 SPEC = catalogue()["rollchain-rpc"]
 H = handler_for("cometbft")
@@ -142,10 +139,7 @@ def test_unknown_method_is_not_found_and_batches_are_not_relayable() -> None:
 
 
 def test_a_spec_cannot_allow_unsafe_routes() -> None:
-    text = (
-        'service_id = "x"\nname = "x"\nrpc_type = "cometbft"\nnetwork = "x-1"\n'
-        "finality_depth = 0\n[methods.overrides]\n"
-    )
+    text = overrides_spec("cometbft", "x-1")
     with pytest.raises(SpecError, match="dial_peers is an unsafe route"):
         parse_spec(text + 'dial_peers = { class = "read" }\n')
     with pytest.raises(SpecError, match="unsafe route"):
