@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
+
 from ledger.anvil import AnvilProcess
 from ledger.bootstrap import SupplierSpec, dev_account
 from ledger.deploy import DeployParams
@@ -135,6 +138,38 @@ async def until(check: Callable[[], bool], what: str, deadline: float = 30.0) ->
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+class WsClient:
+    """One client socket on the gateway: answers by id; each push goes to :meth:`pushed`."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.answers: dict[Any, Any] = {}
+        self.task = asyncio.create_task(self._read())
+
+    def pushed(self, params: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            data = orjson.loads(msg.data)
+            if "id" in data:
+                self.answers[data["id"]] = data
+            else:
+                self.pushed(data["params"])
+
+    async def call(self, id_: int, method: str, params: list[Any]) -> Any:
+        await self.ws.send_bytes(
+            orjson.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params})
+        )
+        await until(lambda: id_ in self.answers, f"the answer to {id_}")
+        return self.answers[id_]
+
+
+def mine(net: StreamNet) -> int:
+    net.backend.rpc("evm_mine")
+    return net.backend.block_number()
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,10 @@ import asyncio
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from tests.gateway_streams.conftest import SCRIPT
-from tests.gateway_streams.net import WINDOW, StreamNet, logged_leaves, until
+from tests.gateway_streams.net import WINDOW, StreamNet, WsClient, logged_leaves, mine, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -35,39 +34,19 @@ BLOCKS = 20  # more than two windows of every honest stream
 BLOCK_TIME = 0.3
 
 
-class Client:
-    """One client socket on the gateway: answers by id, pushes by subscription id."""
+class Client(WsClient):
+    """Pushes by subscription id."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.answers: dict[Any, Any] = {}
         self.pushes: dict[str, list[dict[str, Any]]] = {}
-        self.task = asyncio.create_task(self._read())
+        super().__init__(ws)
 
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            data = orjson.loads(msg.data)
-            if "id" in data:
-                self.answers[data["id"]] = data
-            else:
-                sub = data["params"]["subscription"]
-                self.pushes.setdefault(sub, []).append(data["params"]["result"])
-
-    async def call(self, id_: int, method: str, params: list[Any]) -> Any:
-        await self.ws.send_bytes(
-            orjson.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params})
-        )
-        await until(lambda: id_ in self.answers, f"the answer to {id_}")
-        return self.answers[id_]
+    def pushed(self, params: dict[str, Any]) -> None:
+        self.pushes.setdefault(params["subscription"], []).append(params["result"])
 
 
 def seen(client: Client, sub: str, number: int) -> bool:
     return any(int(h["number"], 16) == number for h in client.pushes.get(sub, []))
-
-
-def mine(net: StreamNet) -> int:
-    net.backend.rpc("evm_mine")
-    return net.backend.block_number()
 
 
 async def test_a_lying_supplier_is_dropped_and_the_subscriptions_go_on(

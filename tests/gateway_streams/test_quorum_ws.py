@@ -26,8 +26,10 @@ from tests.gateway_streams.net import (
     SERVICE,
     WINDOW,
     StreamNet,
+    WsClient,
     gateway_files,
     metric_sum,
+    mine,
     scrape,
     until,
 )
@@ -39,29 +41,15 @@ DISAGREE = "relaynet_gateway_quorum_disagreements_total"
 BLOCK_TIME = 0.3
 
 
-class Client:
-    """One client socket: answers by id, pushes in arrival order."""
+class Client(WsClient):
+    """Pushes in arrival order."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.answers: dict[Any, Any] = {}
         self.pushes: list[dict[str, Any]] = []
-        self.task = asyncio.create_task(self._read())
+        super().__init__(ws)
 
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            data = orjson.loads(msg.data)
-            if "id" in data:
-                self.answers[data["id"]] = data
-            else:
-                self.pushes.append(data["params"])
-
-    async def call(self, id_: int, method: str, params: list[Any]) -> Any:
-        await self.ws.send_bytes(
-            orjson.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params})
-        )
-        await until(lambda: id_ in self.answers, f"the answer to {id_}")
-        return self.answers[id_]
+    def pushed(self, params: dict[str, Any]) -> None:
+        self.pushes.append(params)
 
     def numbers(self) -> list[int]:
         return [int(p["result"]["number"], 16) for p in self.pushes]
@@ -69,11 +57,6 @@ class Client:
     async def close(self) -> None:
         self.task.cancel()
         await self.ws.close()
-
-
-def mine(net: StreamNet) -> int:
-    net.backend.rpc("evm_mine")
-    return net.backend.block_number()
 
 
 def confirmed(net: StreamNet, request_id: int) -> bool:
