@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from ledger.anvil import AnvilProcess
 from ledger.deploy import TOKEN_UNIT, DeployParams
 from ledger.follower import RegistryFollower
 from protocol import settlement as ps
@@ -49,8 +48,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    with AnvilProcess() as anvil:
-        chain = Chain(anvil, DeployParams())
+    with Chain.own() as chain:
         w = World(
             chain=chain,
             owner=dev_key(1),

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from ledger.anvil import AnvilProcess
-from ledger.deploy import TOKEN_UNIT, DeployParams
+from ledger.deploy import TOKEN_UNIT
 from protocol import settlement as ps
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.trie import Proof, SumTrie
@@ -73,8 +72,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    with AnvilProcess() as anvil:
-        chain = Chain(anvil, DeployParams())
+    with Chain.own() as chain:
         w = World(
             chain=chain,
             n=0,
@@ -126,6 +124,13 @@ def find_claimable(w: World, supplier_i: int) -> tuple[AccountKey, list[int]]:
         if slots:
             return app, slots
     raise AssertionError("supplier holds no slot for any app")
+
+
+def first_claimable(w: World) -> tuple[AccountKey, AccountKey, list[int], RelayFactory]:
+    """From the fresh chain: supplier 0, an app it holds ``slots`` for, and its relay factory."""
+    w.restore()
+    app, slots = find_claimable(w, 0)
+    return w.suppliers[0], app, slots, w.factory(0, app)
 
 
 def build_claim(
@@ -352,10 +357,7 @@ def test_claim_refusals(world: World) -> None:
 
 def test_proof_refusals(world: World) -> None:
     w, c = world, world.chain
-    w.restore()
-    sup = w.suppliers[0]
-    app, slots = find_claimable(w, 0)
-    f = w.factory(0, app)
+    sup, app, slots, f = first_claimable(w)
     good = [f.leaf(app, cu=cu) for cu in (2, 5, 1, 4)]
     trie = leaf_trie(good)
     leaves = {key: leaf for leaf, key in good}
@@ -489,10 +491,7 @@ def test_unmined_leaf_refused(world: World) -> None:
 
 def test_padded_claim_fails_its_proof(world: World) -> None:
     w, c = world, world.chain
-    w.restore()
-    sup = w.suppliers[0]
-    app, slots = find_claimable(w, 0)
-    f = w.factory(0, app)
+    sup, app, slots, f = first_claimable(w)
     real = [f.leaf(app, cu=1) for _ in range(2)]
     items = [trie_item(leaf, key, 1) for leaf, key in real]
     items += [(os.urandom(32), os.urandom(32), 100) for _ in range(1000)]  # invented weight

@@ -11,7 +11,8 @@ import http.client
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,13 @@ class Chain:
         self.shape = self.deployment.shape
         self.B0 = self.deployment.genesis_block
         self._impersonated: set[str] = {cs(a) for a, _ in DEV_ACCOUNTS}
+
+    @classmethod
+    @contextmanager
+    def own(cls, params: DeployParams | None = None) -> Iterator[Chain]:
+        """A deployment on an anvil of its own, stopped when the block ends."""
+        with AnvilProcess() as anvil:
+            yield cls(anvil, params)
 
     # -- plumbing --------------------------------------------------------------------------
     def account(self, address: bytes | str) -> str:
