@@ -98,133 +98,109 @@ class GatewayMetrics:
         self._children: dict[tuple[int, tuple[str, ...]], Cell] = {}
         #: (service, method) → True for methods in the handler's table (see method_calls)
         self.known_methods: dict[tuple[str, str], bool] = {}
-        self.method_calls = Counter(
-            f"{NS}_method_calls",
+        self.method_calls = self._counter(
+            "method_calls",
             "Client calls by service and method (methods outside the handler's table: unknown)",
-            ["service", "method"],
-            registry=r,
+            "service",
+            "method",
         )
-        self.requests = Counter(
-            f"{NS}_requests",
+        self.requests = self._counter(
+            "requests",
             "Client calls by service, method class and outcome",
-            ["service", "method_class", "outcome"],
-            registry=r,
+            "service",
+            "method_class",
+            "outcome",
         )
-        self.request_seconds = Histogram(
-            f"{NS}_request_seconds",
-            "Time to answer one client HTTP request",
-            ["service"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.request_seconds = self._histogram(
+            "request_seconds", "Time to answer one client HTTP request", "service"
         )
-        self.relays = Counter(
-            f"{NS}_relays",
-            "Relay attempts by supplier and outcome",
-            ["service", "supplier", "outcome"],
-            registry=r,
+        self.relays = self._counter(
+            "relays", "Relay attempts by supplier and outcome", "service", "supplier", "outcome"
         )
-        self.relay_seconds = Histogram(
-            f"{NS}_relay_seconds",
-            "Time of one relay attempt",
-            ["service"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.relay_seconds = self._histogram(
+            "relay_seconds", "Time of one relay attempt", "service"
         )
-        self.cache = Counter(
-            f"{NS}_cache", "Cache look-ups and stores", ["service", "result"], registry=r
+        self.cache = self._counter("cache", "Cache look-ups and stores", "service", "result")
+        self.retries = self._counter("retries", "Retried attempts", "service")
+        self.hedges = self._counter("hedges", "Hedged attempts (fired / won)", "service", "result")
+        self.selected = self._counter(
+            "selected", "Suppliers chosen by selection", "service", "supplier"
         )
-        self.retries = Counter(f"{NS}_retries", "Retried attempts", ["service"], registry=r)
-        self.hedges = Counter(
-            f"{NS}_hedges", "Hedged attempts (fired / won)", ["service", "result"], registry=r
+        self.circuit = self._gauge(
+            "circuit_state", "Breaker state (0 closed, 1 half-open, 2 open)", "service", "supplier"
         )
-        self.selected = Counter(
-            f"{NS}_selected",
-            "Suppliers chosen by selection",
-            ["service", "supplier"],
-            registry=r,
+        self.supplier_height = self._gauge(
+            "supplier_height", "Latest height a supplier reported", "service", "supplier"
         )
-        self.circuit = Gauge(
-            f"{NS}_circuit_state",
-            "Breaker state (0 closed, 1 half-open, 2 open)",
-            ["service", "supplier"],
-            registry=r,
+        self.key_requests = self._counter("key_requests", "Usage per API key", "key_id", "service")
+        self.refused = self._counter("refused", "Requests refused by the gateway itself", "reason")
+        self.receipts = self._counter("receipts", "Receipts checked", "result")
+        self.inflight = self._gauge("inflight", "Client requests in flight")
+        self.ws_connections = self._gauge("ws_connections", "Open client WebSockets")
+        self.subscriptions = self._gauge("subscriptions", "Live client subscriptions")
+        self.resubscriptions = self._counter(
+            "resubscriptions", "Upstream streams replaced", "reason"
         )
-        self.supplier_height = Gauge(
-            f"{NS}_supplier_height",
-            "Latest height a supplier reported",
-            ["service", "supplier"],
-            registry=r,
-        )
-        self.key_requests = Counter(
-            f"{NS}_key_requests", "Usage per API key", ["key_id", "service"], registry=r
-        )
-        self.refused = Counter(
-            f"{NS}_refused", "Requests refused by the gateway itself", ["reason"], registry=r
-        )
-        self.receipts = Counter(f"{NS}_receipts", "Receipts checked", ["result"], registry=r)
-        self.inflight = Gauge(f"{NS}_inflight", "Client requests in flight", registry=r)
-        self.ws_connections = Gauge(f"{NS}_ws_connections", "Open client WebSockets", registry=r)
-        self.subscriptions = Gauge(f"{NS}_subscriptions", "Live client subscriptions", registry=r)
-        self.resubscriptions = Counter(
-            f"{NS}_resubscriptions", "Upstream streams replaced", ["reason"], registry=r
-        )
-        self.stream_faults = Counter(
-            f"{NS}_stream_faults",
+        self.stream_faults = self._counter(
+            "stream_faults",
             "Upstream streams a supplier broke (DESIGN §4 faults), by kind",
-            ["service", "supplier", "kind"],
-            registry=r,
+            "service",
+            "supplier",
+            "kind",
         )
-        self.stream_frames = Counter(
-            f"{NS}_stream_frames",
+        self.stream_frames = self._counter(
+            "stream_frames",
             "Pushed frames received from upstream streams (duplicates included)",
-            ["service", "supplier"],
-            registry=r,
+            "service",
+            "supplier",
         )
-        self.stream_windows = Counter(
-            f"{NS}_stream_windows",
-            "Upstream streams signed, by max_index",
-            ["service", "max_index"],
-            registry=r,
+        self.stream_windows = self._counter(
+            "stream_windows", "Upstream streams signed, by max_index", "service", "max_index"
         )
-        self.pushes = Counter(
-            f"{NS}_pushes",
-            "Pushes delivered to clients (counted against quotas)",
-            ["service"],
-            registry=r,
+        self.pushes = self._counter(
+            "pushes", "Pushes delivered to clients (counted against quotas)", "service"
         )
-        self.sessions = Counter(
-            f"{NS}_sessions_hydrated", "Sessions hydrated", ["when"], registry=r
-        )
-        self.disagreements = Counter(
-            f"{NS}_quorum_disagreements",
+        self.sessions = self._counter("sessions_hydrated", "Sessions hydrated", "when")
+        self.disagreements = self._counter(
+            "quorum_disagreements",
             "Quorum reads whose suppliers answered different bytes (DESIGN §4)",
-            ["service", "method"],
-            registry=r,
+            "service",
+            "method",
         )
-        self.lies = Counter(
-            f"{NS}_supplier_lies",
+        self.lies = self._counter(
+            "supplier_lies",
             "Malformed or lying supplier answers (refusal codes of the lie group, bad status "
             "or receipt hash, heights above the floor rule, answers over the cap)",
-            ["service", "supplier", "kind"],
-            registry=r,
+            "service",
+            "supplier",
+            "kind",
         )
-        self.error_rate = Gauge(
-            f"{NS}_supplier_error_rate",
+        self.error_rate = self._gauge(
+            "supplier_error_rate",
             "Selection's failure EWMA of a supplier (lies count in it)",
-            ["service", "supplier"],
-            registry=r,
+            "service",
+            "supplier",
         )
-        self.answer_bytes = Gauge(
-            f"{NS}_answer_bytes", "Answer bytes buffered now (against the budget)", registry=r
+        self.answer_bytes = self._gauge(
+            "answer_bytes", "Answer bytes buffered now (against the budget)"
         )
-        self.answer_bytes_peak = Gauge(
-            f"{NS}_answer_bytes_peak", "Most answer bytes ever buffered at once", registry=r
+        self.answer_bytes_peak = self._gauge(
+            "answer_bytes_peak", "Most answer bytes ever buffered at once"
         )
-        self.answer_shed = Gauge(
-            f"{NS}_answer_shed", "Answers refused because the budget was full", registry=r
+        self.answer_shed = self._gauge("answer_shed", "Answers refused because the budget was full")
+        self.store_degraded = self._gauge(
+            "store_degraded", "1 while the shared store (Redis) is unreachable"
         )
-        self.store_degraded = Gauge(
-            f"{NS}_store_degraded", "1 while the shared store (Redis) is unreachable", registry=r
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(f"{NS}_{name}", doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(f"{NS}_{name}", doc, labels, registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, *labels: str) -> Histogram:
+        return Histogram(
+            f"{NS}_{name}", doc, labels, buckets=_LATENCY_BUCKETS, registry=self.registry
         )
 
     def child(self, metric: Any, *labels: str) -> Cell:
