@@ -60,6 +60,7 @@ __all__ = [
     "encode_relay_request",
     "encode_ws_frame",
     "is_mined",
+    "leaf_compute_units",
     "receipt_message",
     "recover_signer",
     "relay_key",
@@ -448,6 +449,21 @@ class Leaf:
         return encode_leaf(
             self.header_bytes, self.request_sig, self.index, self.response_hash, self.receipt_sig
         )
+
+
+_LEAF_CU: Final = slice(RELAY_HEADER_SIZE - 4, RELAY_HEADER_SIZE)
+
+
+def leaf_compute_units(leaf: bytes) -> int:
+    """The compute units a leaf's relay header states (the header's last field), without
+    decoding the rest — how a log's recorded value is summed.
+
+    >>> h = RelayHeader(1, "eth", bytes(20), bytes(20), bytes(20), 3, bytes(32), bytes(16), 0, 7)
+    >>> leaf_compute_units(encode_leaf(h.encode(), bytes(65), 0, bytes(32), bytes(64)))
+    7
+    """
+    _expect_len(leaf, LEAF_SIZE, "leaf", ErrorCode.MALFORMED_INPUT)
+    return int.from_bytes(leaf[_LEAF_CU], "big")
 
 
 def relay_key(digest: bytes, index: int) -> bytes:

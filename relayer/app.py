@@ -37,13 +37,13 @@ from relayer.budget import BudgetMeter
 from relayer.claimer import Claimer, ClaimStore
 from relayer.config import RelayerConfig
 from relayer.errors import ConfigError
-from relayer.interfaces import BackendTransport, SettlementChain
+from relayer.interfaces import BackendTransport, ServiceRuntime, SettlementChain
 from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
 from relayer.recorder import Recorder
 from relayer.relaylog import RelayLog
 from relayer.server import RELAY_PATH, RelayService, metrics_app, relay_app
-from relayer.verify import ServiceRuntime, Verifier
+from relayer.verify import Verifier
 from relayer.websocket import WebSocketRelay
 from session.snapshot import RegistrySnapshot
 from transport.fastserve import FastSite
@@ -282,10 +282,9 @@ def build_relayer(
         domain,
         services,
         meter,
-        open_log=relay_log.open,
         existing_records=relay_log.records,
     )
-    recorder = Recorder(relay_log, keys.receipt, verifier)
+    recorder = Recorder(relay_log, keys.receipt)
     transport = transport or Http1Transport(
         limit_per_host=max(s.max_connections for s in config.services.values())
     )

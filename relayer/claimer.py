@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import RelaynetError
-from protocol.relay import is_mined
+from protocol.relay import is_mined, leaf_compute_units
 from protocol.settlement import (
     budget as session_budget,
 )
@@ -70,8 +70,6 @@ __all__ = ["ClaimRecord", "ClaimState", "ClaimStore", "Claimer", "TrieSummary", 
 log = logging.getLogger("relaynet.relayer.claimer")
 
 _CHECKPOINT_LOOKBACK = 128  # blocks: older boundaries are left to the claims that need them
-
-_CU = slice(153, 157)
 
 
 class ClaimState(StrEnum):
@@ -213,9 +211,7 @@ def build_trie(
         if difficulty_bits and not is_mined(record.relay_key, h_g, difficulty_bits):
             continue
         leaf = record.leaf
-        items.append(
-            (record.relay_key, sha(leaf).digest(), int.from_bytes(leaf[_CU], "big"), record.ref)
-        )
+        items.append((record.relay_key, sha(leaf).digest(), leaf_compute_units(leaf), record.ref))
     mined = len(items)
     return TrieSummary(SumTrie.build(items), relays, mined, tuple(sorted(per_segment.items())))
 

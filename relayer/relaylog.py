@@ -60,6 +60,7 @@ from pathlib import Path
 
 from protocol.encoding import address_from_hex, address_to_hex
 from protocol.errors import ErrorCode, RelaynetError
+from protocol.relay import LEAF_SIZE
 from relayer.errors import LogCorrupt, LogUnavailable, RelayRefused
 from relayer.metrics import RelayerMetrics
 
@@ -84,7 +85,7 @@ _REC_MAGIC = b"RL"
 _PREFIX = struct.Struct(">2sI")
 _CRC = struct.Struct(">I")
 _KEY_SIZE = 32
-_LEAF_SIZE = 326
+_LEAF_SIZE = LEAF_SIZE
 _BODY_SIZE = _KEY_SIZE + _LEAF_SIZE
 _RECORD_SIZE = _PREFIX.size + _BODY_SIZE + _CRC.size
 _PREFIX_BYTES = _PREFIX.pack(_REC_MAGIC, _BODY_SIZE)

@@ -2,9 +2,9 @@
 path, ``GET /healthz`` and ``GET /readyz``; and the separate metrics app.
 
 The hot path is the pipeline of ``interfaces.py`` in five visible steps — size, verify,
-forward, record, answer. Relay-layer failures become ``{code, message, retryable}`` with the
-status of ``protocol.errors.ERROR_TABLE``; only an unexpected bug reaches the outermost
-``except`` and answers ``INTERNAL``.
+forward, record, answer — typed against its Protocols only. Relay-layer failures become
+``{code, message, retryable}`` with the status of ``protocol.errors.ERROR_TABLE``; only an
+unexpected bug reaches the outermost ``except`` and answers ``INTERNAL``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ import orjson
 from aiohttp import web
 
 from protocol.errors import ERROR_TABLE, ErrorCode, RelaynetError, error_body
-from relayer.errors import RelayRefused
-from relayer.interfaces import BackendRequest, BackendTransport
+from relayer.errors import BackendError, RelayRefused
+from relayer.interfaces import (
+    BackendResponse,
+    BackendTransport,
+    RelayRecorder,
+    RelayVerifier,
+    VerifiedRelay,
+)
 from relayer.metrics import RelayerMetrics
-from relayer.recorder import Recorder
-from relayer.verify import Verifier
 from transport.fastserve import FastRequest, FastResponse
 
 __all__ = ["RELAY_PATH", "RelayService", "error_response", "metrics_app", "relay_app"]
@@ -46,13 +50,13 @@ def error_response(code: ErrorCode, message: str) -> web.Response:
 
 
 class RelayService:
-    """The handlers; holds the pipeline's parts, built by the composition root."""
+    """The handlers; holds the pipeline's stages, built by the composition root."""
 
     def __init__(
         self,
-        verifier: Verifier,
+        verifier: RelayVerifier,
         transport: BackendTransport,
-        recorder: Recorder,
+        recorder: RelayRecorder,
         metrics: RelayerMetrics,
         ready: Callable[[], bool],
     ) -> None:
@@ -73,9 +77,14 @@ class RelayService:
         self._refused = metrics.relays.labels("-", "refused")
 
     def refuse(self, exc: RelaynetError) -> web.Response:
+        """A refusal on aiohttp (counted by its code)."""
+        answer = self._refuse_answer(exc)
+        return web.Response(body=answer.body, status=answer.status, content_type=_JSON)
+
+    def _refuse_answer(self, exc: RelaynetError) -> FastResponse:
         self._refused_by_code[exc.code].inc()
         self._refused.inc()
-        return error_response(exc.code, exc.message)
+        return _error_answer(exc.code, exc.message)
 
     async def relay(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/relay`` on aiohttp (the fast path serves it with :meth:`relay_fast`)."""
@@ -83,8 +92,8 @@ class RelayService:
             self.verifier.check_size(request.content_length)
             payload = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._refused_response(
-                ErrorCode.PAYLOAD_TOO_LARGE, "body exceeds the relayer's limit"
+            return self.refuse(
+                RelayRefused(ErrorCode.PAYLOAD_TOO_LARGE, "body exceeds the relayer's limit")
             )
         except RelaynetError as exc:
             return self.refuse(exc)
@@ -100,61 +109,26 @@ class RelayService:
         value = request.headers.get(b"relay-request")
         return await self.answer(None if value is None else value.decode("latin-1"), request.body)
 
-    def _refused_response(self, code: ErrorCode, message: str) -> web.Response:
-        answer = self._refuse_answer(RelayRefused(code, message))
-        return web.Response(body=answer.body, status=answer.status, content_type=_JSON)
-
-    def _refuse_answer(self, exc: RelaynetError) -> FastResponse:
-        self._refused_by_code[exc.code].inc()
-        self._refused.inc()
-        return _error_answer(exc.code, exc.message)
-
     async def answer(self, relay_request: str | None, payload: bytes) -> FastResponse:
-        """verify → forward → record → answer, for a body already read within the limit."""
+        """verify → forward → record → answer, for a body already read within the limit.
+        Whatever fails after verify releases the relay (refund, key freed): nothing recorded
+        is charged."""
         started = time.perf_counter()
         try:
             self.recorder.check_writable()  # a failing relay log refuses before the backend
-            self.verifier.check_size(len(payload))
             relay = self.verifier.verify(relay_request, payload)
         except RelaynetError as exc:
             return self._refuse_answer(exc)
-        try:  # a session retired for claims is refused before its backend is called
-            self.verifier.session_log(relay.ctx)
-        except RelaynetError as exc:
-            self.verifier.abandon(relay)
-            return self._refuse_answer(exc)
-        forwarded = time.perf_counter()
-        self.metrics.verify_seconds.observe(forwarded - started)
-        service = relay.service
-        priced = relay.priced
         try:
-            url = service.backend_url(priced.role)
-            answer = await self.transport.send(
-                BackendRequest(
-                    service.service_id,
-                    url.rstrip("/") + priced.path if priced.path else url,
-                    payload if priced.body is None else priced.body,
-                    service.headers,
-                    http_method=priced.http_method,
-                    timeout=service.timeout,
-                    connect_timeout=service.connect_timeout,
-                )
-            )
-        except RelaynetError as exc:
-            self.verifier.abandon(relay)
-            self._backend_error[service.service_id].inc()
-            return _error_answer(exc.code, exc.message)
-        self._backend_seconds[service.service_id].observe(time.perf_counter() - forwarded)
-        try:
+            self.recorder.check_open(relay.ctx)  # a session retired for claims: no backend call
+            forwarded = time.perf_counter()
+            self.metrics.verify_seconds.observe(forwarded - started)
+            answer = await self._forward(relay, forwarded)
             served = self.recorder.record(relay, answer.status, answer.body)
-        except RelaynetError as exc:  # the session closed while the backend answered
-            self.verifier.abandon(relay)
-            return self._refuse_answer(exc)
-        except OSError:  # the log write failed: nothing recorded, nothing charged
-            self.verifier.abandon(relay)
-            log.exception("%s: writing the relay log failed", service.service_id)
-            return _error_answer(ErrorCode.INTERNAL, "the relay could not be recorded")
-        self._answered[service.service_id].inc()
+        except BaseException as exc:
+            self.verifier.release(relay)
+            return self._failed(relay, exc)
+        self._answered[relay.service.service_id].inc()
         return FastResponse(
             200,
             answer.body,
@@ -164,6 +138,29 @@ class RelayService:
                 ("Relay-Receipt", served.receipt_header),
             ),
         )
+
+    async def _forward(self, relay: VerifiedRelay, forwarded: float) -> BackendResponse:
+        """The backend step: the relay's own request, a complete answer or BackendError."""
+        sid = relay.service.service_id
+        try:
+            answer = await self.transport.send(relay.backend_request())
+        except BackendError:
+            self._backend_error[sid].inc()
+            raise
+        self._backend_seconds[sid].observe(time.perf_counter() - forwarded)
+        return answer
+
+    def _failed(self, relay: VerifiedRelay, exc: BaseException) -> FastResponse:
+        """The answer to a released relay: the backend's failure, a refusal (the session
+        closed meanwhile), or INTERNAL when the log write failed; anything else re-raised."""
+        if isinstance(exc, BackendError):
+            return _error_answer(exc.code, exc.message)
+        if isinstance(exc, RelaynetError):
+            return self._refuse_answer(exc)
+        if isinstance(exc, OSError):  # the log write failed: nothing recorded, nothing charged
+            log.exception("%s: writing the relay log failed", relay.service.service_id)
+            return _error_answer(ErrorCode.INTERNAL, "the relay could not be recorded")
+        raise exc
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
