@@ -113,6 +113,21 @@ _ZERO_ADDRESS: Final = bytes(ADDRESS_SIZE)
 # payload_hash(32) nonce(16) max_index(4) compute_units(4)
 _HEADER: Final = struct.Struct(">B32s20s20s20sQ32s16sII")
 assert _HEADER.size == RELAY_HEADER_SIZE
+#: The EIP-712 encoding of the Relay struct: typehash, then each field as a 32-byte word.
+_RELAY_STRUCT: Final = struct.Struct(">32s31xB32s12x20s12x20s12x20s24xQ32s16s16x28xI28xI")
+_HEADER_FIELDS: Final = (
+    "version",
+    "service_id",
+    "application",
+    "signer",
+    "supplier",
+    "session",
+    "payload_hash",
+    "nonce",
+    "max_index",
+    "compute_units",
+)
+_set_field: Final = object.__setattr__
 _U64: Final = struct.Struct(">Q")
 _U16: Final = struct.Struct(">H")
 
@@ -209,16 +224,19 @@ class RelayHeader:
             raise _header_error(
                 f"relay header: expected {RELAY_HEADER_SIZE} bytes, got {len(data)}"
             )
-        (version, sid, app, signer, supplier, session, payload_hash, nonce, max_index, cu) = (
-            _HEADER.unpack(data)
-        )
+        fields = _HEADER.unpack(data)
         try:
-            service_id = service_id_from_bytes(sid)
+            service_id = service_id_from_bytes(fields[1])
         except ProtocolError as exc:
             raise _header_error(exc.message) from exc
-        return cls(
-            version, service_id, app, signer, supplier, session, payload_hash, nonce, max_index, cu
-        )
+        if fields[9] == 0:
+            raise _header_error("compute_units: must be at least 1")
+        # every other rule of __post_init__ holds by the struct's layout (sizes, ranges, bytes):
+        # set the fields directly, not through its checks again (the relayer's hot path)
+        header = object.__new__(cls)
+        for name, value in zip(_HEADER_FIELDS, (fields[0], service_id, *fields[2:]), strict=True):
+            _set_field(header, name, value)
+        return header
 
 
 # --- EIP-712 ---------------------------------------------------------------------------------
@@ -264,44 +282,15 @@ def _domain_for(chain_id: int, settlement: bytes) -> Domain:
     return Domain(chain_id, settlement)
 
 
-_PAD12: Final = bytes(12)
-_PAD16: Final = bytes(16)
-_PAD24: Final = bytes(24)
-_PAD28: Final = bytes(28)
-_PAD31: Final = bytes(31)
-
-
 def request_digest_of_bytes(header_bytes: bytes, domain: Domain) -> bytes:
     """``request_digest`` straight from 157 encoded header bytes (no re-encoding; the
     caller has decoded them already, so they are well formed)."""
     rh = bytes(header_bytes)
     if len(rh) != RELAY_HEADER_SIZE:
         raise _header_error(f"relay header: expected {RELAY_HEADER_SIZE} bytes, got {len(rh)}")
-    struct_hash = keccak256(
-        b"".join(
-            (
-                RELAY_TYPEHASH,
-                _PAD31,
-                rh[0:1],  # uint256(version)
-                rh[1:33],  # serviceId
-                _PAD12,
-                rh[33:53],  # application
-                _PAD12,
-                rh[53:73],  # signer
-                _PAD12,
-                rh[73:93],  # supplier
-                _PAD24,
-                rh[93:101],  # uint256(session)
-                rh[101:133],  # payloadHash
-                rh[133:149],  # nonce, bytes16 right-padded
-                _PAD16,
-                _PAD28,
-                rh[149:153],  # uint256(maxIndex)
-                _PAD28,
-                rh[153:157],  # uint256(computeUnits)
-            )
-        )
-    )
+    # the header's fields, each widened to its EIP-712 word (uint → left-padded, bytes16 →
+    # right-padded, address → left-padded), behind the typehash
+    struct_hash = keccak256(_RELAY_STRUCT.pack(RELAY_TYPEHASH, *_HEADER.unpack(rh)))
     return keccak256(b"\x19\x01" + domain.separator + struct_hash)
 
 

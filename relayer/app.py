@@ -372,7 +372,9 @@ async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None
     metrics_runner: web.AppRunner | None = None
     metrics_port = 0
     if cfg.metrics.enabled:
-        metrics_runner = web.AppRunner(metrics_app(relayer.metrics), access_log=None)
+        metrics_runner = web.AppRunner(
+            metrics_app(relayer.metrics, relayer.service.tally.flush), access_log=None
+        )
         await metrics_runner.setup()
         msite = web.TCPSite(metrics_runner, cfg.metrics.host, cfg.metrics.port)
         await msite.start()

@@ -16,6 +16,10 @@ with :meth:`RelayRecorder.record_push`, which charges it like a relay of its own
 Off the hot path, the claimer turns each closed session log into claim → proof → settle
 against a :class:`SettlementChain`.
 
+The values built per relay (``VerifiedRelay``, ``BackendRequest``, ``ServedRelay`` …) are
+slotted dataclasses that no stage changes once built; they are not ``frozen`` only because a
+frozen dataclass's ``__init__`` costs five times as much, on every relay.
+
 Contracts:
 
 * :class:`PricingPolicy` is a pure function of the payload under one chain spec.
@@ -99,7 +103,7 @@ class PricingPolicy(Protocol):
 # --- backend -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BackendRequest:
     """One request to a backend node: the payload byte for byte, plus configured headers."""
 
@@ -112,7 +116,7 @@ class BackendRequest:
     connect_timeout: float = 3.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BackendResponse:
     """A complete HTTP response from the backend."""
 
@@ -220,7 +224,7 @@ class SessionContext:
 # --- verify ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VerifiedHeader:
     """A relay whose header passed every check that does not need the payload."""
 
@@ -231,7 +235,7 @@ class VerifiedHeader:
     request_sig: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignedHeader:
     """A header whose signature verified: its request digest and index-0 relay key."""
 
@@ -239,7 +243,7 @@ class SignedHeader:
     relay_key: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VerifiedRelay:
     """A relay that passed every check, with its budget charged and its key reserved."""
 
@@ -306,7 +310,7 @@ class RelayVerifier(Protocol):
 # --- record ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServedRelay:
     """A recorded relay: what its answer carries."""
 

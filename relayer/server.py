@@ -26,6 +26,7 @@ from relayer.interfaces import (
     VerifiedRelay,
 )
 from relayer.metrics import RelayerMetrics
+from relayer.tally import Tally
 from transport.fastserve import FastRequest, FastResponse
 
 __all__ = ["RELAY_PATH", "RelayService", "error_response", "metrics_app", "relay_app"]
@@ -66,15 +67,18 @@ class RelayService:
         self.metrics = metrics
         self.ready = ready
         self.not_ready_reason: Callable[[], str] = lambda: "follower catching up"
-        self._answered = {sid: metrics.relays.labels(sid, "answered") for sid in verifier.services}
+        tally = self.tally = Tally()  # no lock per relay; folded in when scraped
+        sids = list(verifier.services)
+        self._answered = {s: tally.count(metrics.relays.labels(s, "answered")) for s in sids}
         self._backend_error = {
-            sid: metrics.relays.labels(sid, "backend_error") for sid in verifier.services
+            s: tally.count(metrics.relays.labels(s, "backend_error")) for s in sids
         }
-        self._backend_seconds = {
-            sid: metrics.backend_seconds.labels(sid) for sid in verifier.services
+        self._backend_seconds = {s: tally.timings(metrics.backend_seconds.labels(s)) for s in sids}
+        self._verify_seconds = tally.timings(metrics.verify_seconds)
+        self._refused_by_code = {
+            code: tally.count(metrics.refused.labels(code.value)) for code in ErrorCode
         }
-        self._refused_by_code = {code: metrics.refused.labels(code.value) for code in ErrorCode}
-        self._refused = metrics.relays.labels("-", "refused")
+        self._refused = tally.count(metrics.relays.labels("-", "refused"))
 
     def refuse(self, exc: RelaynetError) -> web.Response:
         """A refusal on aiohttp (counted by its code)."""
@@ -122,7 +126,7 @@ class RelayService:
         try:
             self.recorder.check_open(relay.ctx)  # a session retired for claims: no backend call
             forwarded = time.perf_counter()
-            self.metrics.verify_seconds.observe(forwarded - started)
+            self._verify_seconds.observe(forwarded - started)
             answer = await self._forward(relay, forwarded)
             served = self.recorder.record(relay, answer.status, answer.body)
         except BaseException as exc:
@@ -200,10 +204,15 @@ def relay_app(
     return app
 
 
-def metrics_app(metrics: RelayerMetrics) -> web.Application:
-    """Metrics on their own port."""
+def metrics_app(
+    metrics: RelayerMetrics, before_render: Callable[[], None] | None = None
+) -> web.Application:
+    """Metrics on their own port; ``before_render`` folds in what was counted without a lock
+    (:meth:`relayer.tally.Tally.flush`)."""
 
     async def render(request: web.Request) -> web.Response:
+        if before_render is not None:
+            before_render()
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
     app = web.Application()

@@ -88,7 +88,8 @@ class Verifier:
         self.meter = meter
         self.max_body_bytes = max(s.max_body_bytes for s in services.values())
         self._existing = existing_records
-        self._contexts: dict[SessionKey, SessionContext] = {}
+        #: by (service, app, n): a plain tuple hashes faster than a SessionKey, on every relay
+        self._contexts: dict[tuple[str, bytes, int], SessionContext] = {}
         self._shape: SessionShape | None = None
 
     # -- step 1: body size ----------------------------------------------------------------
@@ -253,13 +254,14 @@ class Verifier:
         return self._shape
 
     def _context(self, header: RelayHeader) -> SessionContext:
-        key = SessionKey(header.service_id, header.application, header.session)
         head = self.snapshot.head()
-        ctx = self._contexts.get(key)
+        ident = (header.service_id, header.application, header.session)
+        ctx = self._contexts.get(ident)
         if ctx is None:
-            ctx = self._contexts[key] = self._open_context(key, head)
+            key = SessionKey(*ident)
+            ctx = self._contexts[ident] = self._open_context(key, head)
         elif head >= ctx.windows.grace_end:
-            raise _expired(key, ctx.windows, head)
+            raise _expired(ctx.key, ctx.windows, head)
         return ctx
 
     def _open_context(self, key: SessionKey, head: int) -> SessionContext:
@@ -331,8 +333,10 @@ class Verifier:
 
     def expire(self, head: int) -> list[SessionKey]:
         """Drop the contexts of sessions whose grace ended before ``head``; returns their keys."""
-        gone = [k for k, c in self._contexts.items() if head > c.windows.grace_end]
-        for key in gone:
-            del self._contexts[key]
+        gone = [i for i, c in self._contexts.items() if head > c.windows.grace_end]
+        keys = []
+        for ident in gone:
+            key = self._contexts.pop(ident).key
             self.meter.forget(key)
-        return gone
+            keys.append(key)
+        return keys
