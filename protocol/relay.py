@@ -136,9 +136,15 @@ def _header_error(message: str) -> ProtocolError:
     return ProtocolError(message, code=ErrorCode.MALFORMED_HEADER)
 
 
+#: A tuple, not ``bytes | bytearray | memoryview``: that union is built anew on every call.
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+
+
 def _expect_len(value: bytes, size: int, what: str, code: ErrorCode) -> None:
-    if not isinstance(value, bytes | bytearray | memoryview) or len(value) != size:
-        got = len(value) if isinstance(value, bytes | bytearray | memoryview) else "no"
+    if type(value) is bytes and len(value) == size:  # the common case, checked first
+        return
+    if not isinstance(value, _BYTES_LIKE) or len(value) != size:
+        got = len(value) if isinstance(value, _BYTES_LIKE) else "no"
         raise ProtocolError(f"{what}: expected {size} bytes, got {got}", code=code)
 
 
@@ -211,7 +217,7 @@ class RelayHeader:
         """Parse 157 wire bytes. UNSUPPORTED_VERSION when the first byte is not 1 (checked
         first: another version may have another size); MALFORMED_HEADER naming the field for
         anything else."""
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, _BYTES_LIKE):
             raise _header_error("relay header: expected bytes")
         if len(data) == 0:
             raise _header_error(f"relay header: expected {RELAY_HEADER_SIZE} bytes, got 0")
@@ -316,7 +322,7 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes:
     ``v`` is not 27/28, ``s`` is high (> n/2) or zero, ``r`` is zero or >= n, or recovery fails
     or gives the zero address."""
     _expect_len(digest, DIGEST_SIZE, "digest", ErrorCode.MALFORMED_INPUT)
-    if not isinstance(signature, bytes | bytearray | memoryview) or len(signature) != 65:
+    if not isinstance(signature, _BYTES_LIKE) or len(signature) != 65:
         raise _bad_signature("signature: expected 65 bytes (r ‖ s ‖ v)")
     sig = bytes(signature)
     v = sig[64]
@@ -547,7 +553,7 @@ def encode_ws_frame(index: int, response_hash: bytes, receipt_sig: bytes, body: 
 def decode_ws_frame(data: bytes) -> tuple[int, bytes, bytes, bytes]:
     """``(index, response_hash, receipt_sig, body)``; BAD_RECEIPT when the frame is shorter
     than its 104-byte receipt prefix."""
-    if not isinstance(data, bytes | bytearray | memoryview) or len(data) < WS_FRAME_PREFIX_SIZE:
+    if not isinstance(data, _BYTES_LIKE) or len(data) < WS_FRAME_PREFIX_SIZE:
         raise ProtocolError(
             f"WebSocket frame: shorter than its {WS_FRAME_PREFIX_SIZE}-byte receipt prefix",
             code=ErrorCode.BAD_RECEIPT,
