@@ -39,19 +39,9 @@ from ledger.deploy import TOKEN_UNIT, Deployment, DeployParams
 from ledger.network import deploy_network
 from protocol.encoding import service_id_to_bytes
 from protocol.keys import AccountKey, ReceiptKey
-from protocol.relay import (
-    Domain,
-    RelayHeader,
-    encode_leaf,
-    relay_key,
-    request_digest,
-    response_hash,
-    sign_receipt,
-    sign_request,
-    value_hash,
-)
-from protocol.trie import SumTrie
+from protocol.relay import Domain
 from session.slots import session_seed, slot_positions
+from tests.support.chain import RelayFactory, leaf_trie
 
 __all__ = ["main"]
 
@@ -287,34 +277,10 @@ def run_scenario(n_suppliers: int, history: int) -> Row:
         receipt = keys.get(claimer, ReceiptKey.generate())
 
         domain = Domain(deployment.chain_id, bytes.fromhex(deployment.settlement[2:]))
-        leaves: dict[bytes, bytes] = {}
-        for i in range(8):
-            body = b'{"jsonrpc":"2.0","id":%d,"method":"eth_blockNumber"}' % i
-            header = RelayHeader(
-                1,
-                SERVICE,
-                app.address,
-                app.address,
-                bytes.fromhex(claimer[2:]),
-                n,
-                hashlib.sha256(body).digest(),
-                os.urandom(16),
-                0,
-                1 + i % 3,
-            )
-            digest = request_digest(header, domain)
-            rh = response_hash(200, b'{"result":"0x1"}')
-            leaf = encode_leaf(
-                header.encode(),
-                sign_request(digest, app),
-                0,
-                rh,
-                sign_receipt(receipt, digest, 0, rh),
-            )
-            leaves[relay_key(digest, 0)] = leaf
-        trie = SumTrie.build(
-            [(k, value_hash(v), int.from_bytes(v[153:157], "big")) for k, v in leaves.items()]
-        )
+        relays = RelayFactory(domain, SERVICE, app.address, bytes.fromhex(claimer[2:]), n, receipt)
+        pairs = [relays.leaf(app, cu=1 + i % 3) for i in range(8)]
+        leaves = {key: leaf for leaf, key in pairs}
+        trie = leaf_trie(pairs)
         rpc.mine_to(_windows(rpc, n)[3])
         rpc.receipt(rpc.send(deployer, "Sessions", "checkpoint"))
         claim_gas = rpc.gas_of(

@@ -57,39 +57,15 @@ class Result:
 
 def serve_forwarder(port: int, target: str) -> None:
     """A minimal aiohttp forwarder: POST body → target → body back (the reference hop)."""
-    import aiohttp
     import uvloop
     from aiohttp import web
 
-    async def app_factory() -> web.Application:
-        session: aiohttp.ClientSession | None = None
-
-        async def forward(request: web.Request) -> web.Response:
-            assert session is not None
-            body = await request.read()
-            async with session.post(
-                target, data=body, headers={"Content-Type": "application/json"}
-            ) as resp:
-                data = await resp.read()
-                return web.Response(body=data, status=resp.status, content_type="application/json")
-
-        async def ctx(app: web.Application):  # type: ignore[no-untyped-def]
-            nonlocal session
-            session = aiohttp.ClientSession(  # the same client settings as the relayer's
-                connector=aiohttp.TCPConnector(limit=256),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            )
-            yield
-            await session.close()
-
-        app = web.Application()
-        app.router.add_post("/v1/relay", forward)
-        app.cleanup_ctx.append(ctx)
-        return app
+    from bench.bench_suite import forwarder_app
 
     uvloop.install()
-    web.run_app(app_factory(), host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(
+        forwarder_app(target, "/v1/relay"), host="127.0.0.1", port=port, access_log=None, print=None
+    )
 
 
 # --- load generation ---------------------------------------------------------------------------

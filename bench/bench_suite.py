@@ -43,6 +43,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -84,14 +85,11 @@ class Row:
 # --- reference servers (each runs as its own process: `python -m bench.bench_suite --serve …`) --
 
 
-def _serve(kind: str, port: int, target: str) -> None:
+def forwarder_app(target: str, path: str = "/") -> Any:
+    """A minimal aiohttp forwarder: POST body → ``target`` → body back (the reference hop), with
+    the same client settings as the relayer's."""
     import aiohttp
-    import uvloop
     from aiohttp import web
-
-    async def trivial(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(body=ANSWER, content_type="application/json")
 
     session: aiohttp.ClientSession | None = None
 
@@ -115,11 +113,24 @@ def _serve(kind: str, port: int, target: str) -> None:
         await session.close()
 
     app = web.Application()
+    app.cleanup_ctx.append(client_ctx)
+    app.router.add_post(path, forward)
+    return app
+
+
+def _serve(kind: str, port: int, target: str) -> None:
+    import uvloop
+    from aiohttp import web
+
+    async def trivial(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=ANSWER, content_type="application/json")
+
     if kind == "trivial":
+        app = web.Application()
         app.router.add_post("/", trivial)
     else:
-        app.cleanup_ctx.append(client_ctx)
-        app.router.add_post("/", forward)
+        app = forwarder_app(target)
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 

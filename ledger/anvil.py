@@ -17,11 +17,18 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import orjson
 
-__all__ = ["DEV_ACCOUNTS", "AnvilError", "AnvilProcess", "find_anvil", "free_port"]
+__all__ = [
+    "DEV_ACCOUNTS",
+    "AnvilError",
+    "AnvilProcess",
+    "ManagedChild",
+    "find_anvil",
+    "free_port",
+]
 
 # anvil's default mnemonic ("test test … junk"): the first ten dev accounts, funded by anvil.
 DEV_ACCOUNTS: tuple[tuple[str, str], ...] = (
@@ -104,8 +111,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ManagedChild:
+    """A child process as a context manager: ``with`` starts it unless it runs already, and
+    stops it on the way out (anvil here; the test launchers of our servers and Redis)."""
+
+    _proc: subprocess.Popen[bytes] | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def __enter__(self) -> Self:
+        return self.start() if self._proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
-class AnvilProcess:
+class AnvilProcess(ManagedChild):
     """One anvil on a free loopback port. Use as a context manager, or ``start``/``stop``.
 
     ``block_time`` None means blocks are mined per transaction (automine); tests advance
@@ -129,11 +159,7 @@ class AnvilProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def start(self, timeout: float = 20.0) -> AnvilProcess:
+    def start(self, timeout: float = 20.0) -> Self:
         binary = find_anvil()
         if not self.port:
             self.port = free_port()
@@ -206,14 +232,3 @@ class AnvilProcess:
         result = self.rpc("eth_blockNumber")
         assert isinstance(result, str)
         return int(result, 16)
-
-    def __enter__(self) -> AnvilProcess:
-        return self.start() if self._proc is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

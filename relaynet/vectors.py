@@ -47,7 +47,16 @@ from session.slots import distinct_suppliers, session_seed, slots
 from session.snapshot import SessionShape
 from session.windows import session_of, windows
 
-__all__ = ["SECTIONS", "check", "generate"]
+__all__ = [
+    "SECTIONS",
+    "check",
+    "claim_out",
+    "domain_of",
+    "generate",
+    "header_of",
+    "shape_of",
+    "window_out",
+]
 
 SECTIONS = (
     "windows",
@@ -114,32 +123,27 @@ def _gen_window(rng: random.Random, i: int) -> Case:
     sh = _shape(rng)
     n = rng.randint(0, 1000)
     heights = [sh.B0, sh.B0 + sh.L - 1, sh.B0 + sh.L, rng.randint(sh.B0, sh.B0 + 10**6)]
-    case: Case = {
-        "B0": sh.B0,
-        "L": sh.L,
-        "G": sh.G,
-        "CO": sh.CO,
-        "CW": sh.CW,
-        "PO": sh.PO,
-        "PW": sh.PW,
-        "n": n,
-        "heights": heights,
-    }
-    case["out"] = _window_out(case)
+    case: Case = {**_fields(sh, *WINDOW_FIELDS), "n": n, "heights": heights}
+    case["out"] = window_out(case)
     return case
 
 
-def _window_out(case: Case) -> dict[str, Any]:
-    sh = SessionShape(
-        B0=case["B0"],
-        L=case["L"],
-        G=case["G"],
-        CO=case["CO"],
-        CW=case["CW"],
-        PO=case["PO"],
-        PW=case["PW"],
-        S=1,
-    )
+#: The shape's fields a `windows` case carries.
+WINDOW_FIELDS = ("B0", "L", "G", "CO", "CW", "PO", "PW")
+
+
+def _fields(sh: SessionShape, *names: str) -> Case:
+    return {name: getattr(sh, name) for name in names}
+
+
+def shape_of(case: Case, S: int = 1) -> SessionShape:
+    """The session shape a case describes (``S`` when the case has none)."""
+    return SessionShape(**{name: case[name] for name in WINDOW_FIELDS}, S=S)
+
+
+def window_out(case: Case) -> dict[str, Any]:
+    """Every output of a `windows` case, computed with session.windows."""
+    sh = shape_of(case)
     w = windows(sh, case["n"])
     return {
         "start": w.start,
@@ -338,8 +342,8 @@ def _gen_relay(rng: random.Random, i: int, kind: str) -> Case:
     case["receipt_pubkey"] = _h(receipt.public_key)
     case["difficulty_bits"] = rng.choice([0, 1, 2, 8]) if kind != "jsonrpc_diff" else 4
     case["h_g"] = _h(rng.randbytes(32))
-    header = _header_of(case)
-    digest = request_digest(header, _domain_of(case))
+    header = header_of(case)
+    digest = request_digest(header, domain_of(case))
     case["request_sig"] = _h(sign_request(digest, signer))
     rh = response_hash(case["response_status"], hex_to_bytes(case["response_payload"]))
     case["receipt_sig"] = _h(sign_receipt(receipt, digest, case["index"], rh))
@@ -347,7 +351,8 @@ def _gen_relay(rng: random.Random, i: int, kind: str) -> Case:
     return case
 
 
-def _header_of(case: Case) -> RelayHeader:
+def header_of(case: Case) -> RelayHeader:
+    """The relay header a `relays` case describes."""
     return RelayHeader(
         version=case["version"],
         service_id=case["service_id"],
@@ -362,14 +367,14 @@ def _header_of(case: Case) -> RelayHeader:
     )
 
 
-def _domain_of(case: Case) -> Domain:
+def domain_of(case: Case) -> Domain:
     return Domain(chain_id=case["chain_id"], settlement=address_from_hex(case["settlement"]))
 
 
 def _relay_out(case: Case) -> dict[str, Any]:
-    header = _header_of(case)
+    header = header_of(case)
     rh_bytes = header.encode()
-    digest = request_digest(header, _domain_of(case))
+    digest = request_digest(header, domain_of(case))
     sig = hex_to_bytes(case["request_sig"], 65)
     resp = response_hash(case["response_status"], hex_to_bytes(case["response_payload"]))
     receipt_sig = hex_to_bytes(case["receipt_sig"], 64)
@@ -388,8 +393,8 @@ def _relay_out(case: Case) -> dict[str, Any]:
 
 def _relay_refused(case: Case) -> str | None:
     """Why an invalid relay case is refused (None if it is not)."""
-    header = _header_of(case)
-    digest = request_digest(header, _domain_of(case))
+    header = header_of(case)
+    digest = request_digest(header, domain_of(case))
     try:
         signer = recover_signer(digest, hex_to_bytes(case["request_sig"]))
     except RelaynetError as exc:
@@ -482,13 +487,7 @@ def _gen_claim(rng: random.Random, i: int) -> Case:
     count = rng.randint(1, 100_000)
     s = count * rng.randint(1, 50)
     case: Case = {
-        "L": sh.L,
-        "G": sh.G,
-        "CO": sh.CO,
-        "CW": sh.CW,
-        "PO": sh.PO,
-        "PW": sh.PW,
-        "S": sh.S,
+        **_fields(sh, *WINDOW_FIELDS[1:], "S"),
         "slots": slots_,
         "app_stake": rng.randint(10**18, 10**22),
         "cu_price": rng.randint(1, 10**9),
@@ -513,11 +512,12 @@ def _gen_claim(rng: random.Random, i: int) -> Case:
     if i % 4 == 3:  # a slash capped by the supplier's stake
         case["supplier_stake"] = rng.randint(1, 1000)
     case["root"] = _h(rng.randbytes(32) + s.to_bytes(8, "big") + count.to_bytes(8, "big"))
-    case["out"] = _claim_out(case)
+    case["out"] = claim_out(case)
     return case
 
 
-def _claim_out(case: Case) -> dict[str, Any]:
+def claim_out(case: Case) -> dict[str, Any]:
+    """Every output of a `claims` case, computed with protocol.settlement."""
     st.validate_slots(case["slots"], case["S"])
     P = st.pending_sessions(case["L"], case["G"], case["CO"], case["CW"], case["PO"], case["PW"])
     budget = st.budget(len(case["slots"]), case["app_stake"], case["S"], P)
@@ -749,7 +749,7 @@ def _diff(expected: dict[str, Any], got: dict[str, Any]) -> list[str]:
 
 
 def _check_window(case: Case) -> list[str]:
-    return _diff(case["out"], _window_out(case))
+    return _diff(case["out"], window_out(case))
 
 
 def _check_history(case: Case) -> list[str]:
@@ -820,7 +820,7 @@ def _check_claim(case: Case) -> list[str]:
         except RelaynetError:
             return []
         return ["invalid slots accepted"]
-    return _diff(case["out"], _claim_out(case))
+    return _diff(case["out"], claim_out(case))
 
 
 def _check_params(case: Case) -> list[str]:

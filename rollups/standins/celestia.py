@@ -36,7 +36,7 @@ import base64
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,7 @@ from aiohttp import WSMsgType, web
 from rollups.celestia.methods import METHODS, Permission
 from rollups.standins.fixtures import load_json
 from rollups.standins.jwt import InvalidToken, make_token, verify_token
-from rollups.standins.server import BlockClock, StandInServer, serve_forever
+from rollups.standins.server import BlockClock, StandIn, StandInServer, serve_forever
 
 __all__ = ["CelestiaStandIn", "main", "start_celestia"]
 
@@ -76,7 +76,7 @@ def _hash(*parts: object) -> str:
     return hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest().upper()
 
 
-class CelestiaStandIn:
+class CelestiaStandIn(StandIn):
     """The stand-in's chain, permission check and aiohttp application."""
 
     def __init__(
@@ -107,33 +107,15 @@ class CelestiaStandIn:
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def ws_url(self) -> str:
         return self.server.url.replace("http://", "ws://")
-
-    @property
-    def height(self) -> int:
-        return self.clock.height
 
     def token(self, permission: Permission | str) -> str:
         """A token of this node for ``permission``."""
         return make_token(self.secret, permission)
 
-    async def start(self, port: int = 0) -> None:
-        await self.server.start(port)
-        self.clock.start()
-
-    async def close(self) -> None:
-        await self.clock.stop()
-        for conn in list(self._connections):
-            await conn.ws.close()
-        await self.server.close()
-
-    async def advance(self, blocks: int = 1) -> int:
-        return await self.clock.advance(blocks)
+    def _open_sockets(self) -> Iterable[web.WebSocketResponse]:
+        return [c.ws for c in self._connections]
 
     # -- auth ------------------------------------------------------------------------------
     def _granted(self, request: web.Request) -> frozenset[Permission] | None:
@@ -148,11 +130,6 @@ class CelestiaStandIn:
             return verify_token(self.secret, token.strip()) | {Permission.PUBLIC}
         except (InvalidToken, ValueError):
             return None
-
-    def _note(self, request: web.Request, method: str) -> None:
-        self.requests.append({"method": method, "headers": dict(request.headers)})
-        if len(self.requests) > 1000:
-            del self.requests[:500]
 
     # -- transports ------------------------------------------------------------------------
     async def _post(self, request: web.Request) -> web.Response:

@@ -37,7 +37,7 @@ import contextlib
 import datetime
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from rollups.standins.openapi import ParamError, check_params, example_result, routes
-from rollups.standins.server import BlockClock, StandInServer, serve_forever
+from rollups.standins.server import BlockClock, StandIn, StandInServer, serve_forever
 
 __all__ = ["CometBftStandIn", "main", "start_cometbft"]
 
@@ -90,7 +90,7 @@ class _Subscriber:
     queries: dict[str, Any] = field(default_factory=dict)  # query -> request id
 
 
-class CometBftStandIn:
+class CometBftStandIn(StandIn):
     """The stand-in's chain and its aiohttp application."""
 
     def __init__(
@@ -116,29 +116,11 @@ class CometBftStandIn:
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
     def ws_url(self) -> str:
         return self.server.url.replace("http://", "ws://") + "/websocket"
 
-    @property
-    def height(self) -> int:
-        return self.clock.height
-
-    async def start(self, port: int = 0) -> None:
-        await self.server.start(port)
-        self.clock.start()
-
-    async def close(self) -> None:
-        await self.clock.stop()
-        for sub in list(self._subscribers):
-            await sub.ws.close()
-        await self.server.close()
-
-    async def advance(self, blocks: int = 1) -> int:
-        return await self.clock.advance(blocks)
+    def _open_sockets(self) -> Iterable[web.WebSocketResponse]:
+        return [c.ws for c in self._subscribers]
 
     def _build_app(self, rest: bool) -> web.Application:
         app = web.Application(client_max_size=1 << 20)  # CometBFT's 1 MB body limit
@@ -152,11 +134,6 @@ class CometBftStandIn:
             app.router.add_post("/cosmos/tx/v1beta1/txs", self._rest_broadcast)
         app.router.add_get("/{route}", self._uri)
         return app
-
-    def _note(self, request: web.Request, method: str) -> None:
-        self.requests.append({"method": method, "headers": dict(request.headers)})
-        if len(self.requests) > 1000:
-            del self.requests[:500]
 
     # -- transports ------------------------------------------------------------------------
     async def _post(self, request: web.Request) -> web.Response:

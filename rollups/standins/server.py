@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from aiohttp import web
 
-__all__ = ["BlockClock", "StandInServer"]
+__all__ = ["BlockClock", "StandIn", "StandInServer"]
 
 log = logging.getLogger("rollups.standins")
 
@@ -98,6 +99,45 @@ class StandInServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class StandIn:
+    """A node stand-in's common part: its block clock, its server, what reached it.
+
+    A subclass sets ``clock`` and ``server`` and names its open WebSockets (closed first)."""
+
+    clock: BlockClock
+    server: StandInServer
+    requests: list[dict[str, Any]]  # what reached the node (method, headers)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def height(self) -> int:
+        return self.clock.height
+
+    def _open_sockets(self) -> Iterable[web.WebSocketResponse]:
+        return ()
+
+    async def start(self, port: int = 0) -> None:
+        await self.server.start(port)
+        self.clock.start()
+
+    async def close(self) -> None:
+        await self.clock.stop()
+        for ws in list(self._open_sockets()):
+            await ws.close()
+        await self.server.close()
+
+    async def advance(self, blocks: int = 1) -> int:
+        return await self.clock.advance(blocks)
+
+    def _note(self, request: web.Request, method: str) -> None:
+        self.requests.append({"method": method, "headers": dict(request.headers)})
+        if len(self.requests) > 1000:
+            del self.requests[:500]
 
 
 async def serve_forever(server: StandInServer, port: int) -> None:

@@ -12,10 +12,7 @@ double-encoded dot pass with their bytes untouched.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,25 +24,17 @@ import yarl
 from hypothesis import given
 
 from ledger.anvil import AnvilProcess
-from ledger.bootstrap import (
-    AppSpec,
-    GatewaySpec,
-    Network,
-    ServiceSpec,
-    SupplierSpec,
-    bootstrap_network,
-    dev_account,
-)
-from protocol.encoding import address_from_hex
+from ledger.bootstrap import AppSpec, GatewaySpec, Network, ServiceSpec, dev_account
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.payload import check_jsonrpc_payload
 from protocol.relay import Domain
-from session.windows import session_of
 from tests.adversarial.fuzzing import FUZZ_SLOW, hostile_bytes
 from tests.adversarial.gobackend import GoBackend, go_decode
+from tests.support.gateway_net import post
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from tests.support.relay_client import SignedRelay, sign_relay
-from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
+from tests.support.relayer_net import Relayer, domain_of, session_now, stake_relayers
+from tests.support.relayer_proc import RelayerProcess, ServiceBackend
 
 pytestmark = pytest.mark.slow  # starts anvil, a relayer and a gateway itself
 
@@ -102,12 +91,10 @@ class World:
 
     @property
     def domain(self) -> Domain:
-        d = self.network.deployment
-        return Domain(d.chain_id, address_from_hex(d.settlement))
+        return domain_of(self.network)
 
     def session(self) -> int:
-        shape = self.network.deployment.shape
-        return session_of(self.chain.block_number(), shape.B0, shape.L)
+        return session_now(self.chain, self.network)
 
     def sign(self, service: str, payload: bytes) -> SignedRelay:
         app = self.apps[service]
@@ -133,38 +120,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             RPC: ServiceBackend(go.url, chain="devnet"),
             REST: ServiceBackend(go.url, chain="rollchain-rest"),
         }
-        first = write_relayer_files(
-            tmp / "relayer",
-            rpc_url=chain.url,
-            deployment=json.dumps({}),
-            account=supplier,
-            receipt=receipt,
-            services=services,
-        )
-        network = asyncio.run(
-            bootstrap_network(
-                chain.url,
-                services=[ServiceSpec(RPC), ServiceSpec(REST)],
-                suppliers=[
-                    SupplierSpec(
-                        key=supplier,
-                        endpoints={RPC: first.relay_url, REST: first.relay_url},
-                        receipt_key=receipt,
-                    )
-                ],
-                apps=[AppSpec(key=k, service_id=s, gateways=[gw.address]) for s, k in apps.items()],
-                gateways=[GatewaySpec(key=gw)],
-            )
-        )
-        files = write_relayer_files(
-            first.directory,
-            rpc_url=chain.url,
-            deployment=network.deployment,
-            account=supplier,
-            receipt=receipt,
-            services=services,
-            port=first.port,
-            metrics_port=first.metrics_port,
+        network, (files,) = stake_relayers(
+            tmp,
+            chain.url,
+            [Relayer(supplier, services, receipt)],
+            services=[ServiceSpec(RPC), ServiceSpec(REST)],
+            apps=[AppSpec(key=k, service_id=s, gateways=[gw.address]) for s, k in apps.items()],
+            gateways=[GatewaySpec(key=gw)],
         )
         with RelayerProcess(files) as relayer:
             gfiles = write_gateway_files(
@@ -280,17 +242,8 @@ async def test_rest_routes_not_found_and_method_not_allowed(world: World) -> Non
 
 
 def _post_sync(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(  # noqa: S310 - loopback test servers
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    status, raw, _ = post(url, body, headers, timeout=30)
+    return status, raw
 
 
 @FUZZ_SLOW

@@ -26,14 +26,12 @@ where every ``eth_blockNumber`` is answered ``0xffffffffff``):
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from ledger.anvil import free_port
 from protocol.keys import ReceiptKey
 from protocol.relay import (
     Domain,
@@ -43,65 +41,38 @@ from protocol.relay import (
     response_hash,
     sign_receipt,
 )
+from tests.support.threaded_app import ThreadedApp
 
 HUGE_HEIGHT = 0xFFFFFFFFFF
 
 
-class LyingRelayer:
+class LyingRelayer(ThreadedApp):
+    name = "lying-relayer"
+
     def __init__(self, receipt: ReceiptKey, backend_url: str) -> None:
+        super().__init__()
         self.receipt = receipt
         self.backend_url = backend_url
-        self.port = free_port()
         self.domain: Domain | None = None  # set once the deployment is known
         self.mode = "honest"
         self.other_key = ReceiptKey.generate()  # signs the ``signature`` mode's receipts
         self.oversized_bytes = 200 * 1024 * 1024
         self.served: Counter[str] = Counter()
         self.streamed = 0  # bytes of oversized answers actually written to the gateway
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._ready = threading.Event()
-
-    @property
-    def relay_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/relay"
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> LyingRelayer:
-        self._thread = threading.Thread(target=self._run, name="lying-relayer", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("lying relayer did not start")
-        return self
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        loop.run_until_complete(self._serve())
-        self._ready.set()
-        loop.run_forever()
-        loop.run_until_complete(self._close())
-        loop.close()
-
-    async def _serve(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_post("/v1/relay", self._relay)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return app
+
+    async def opened(self) -> None:
         self._http = aiohttp.ClientSession(auto_decompress=False)
 
-    async def _close(self) -> None:
+    async def closing(self) -> None:
         if self._http is not None:
             await self._http.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
 
     # -- the wire protocol -------------------------------------------------------------
     async def _backend(self, payload: bytes) -> tuple[int, bytes]:

@@ -121,6 +121,19 @@ async def _relay(wire: Wire, client: RelayClient, cap: int = 1 << 20) -> RelayAn
     )
 
 
+async def _refused(
+    wire: Wire, check: float = 1.0, budget: AnswerBudget | None = None
+) -> RelayError:
+    """The error relaying through ``wire`` raises (it must raise)."""
+    client = await _client(budget, check=check)
+    try:
+        with pytest.raises(RelayError) as info:
+            await _relay(wire, client)
+    finally:
+        await client.http.close()
+    return info.value
+
+
 async def test_an_honest_answer_passes(wire: Wire) -> None:
     client = await _client()
     try:
@@ -138,13 +151,8 @@ async def test_backend_status_must_be_a_decimal_in_100_599(wire: Wire, value: st
         return web.Response(body=OK_BODY, headers=headers)
 
     wire.handler = bad
-    client = await _client()
-    try:
-        with pytest.raises(RelayError) as info:
-            await _relay(wire, client)
-    finally:
-        await client.http.close()
-    assert info.value.lie and info.value.outcome is Outcome.MAYBE_SENT
+    error = await _refused(wire)
+    assert error.lie and error.outcome is Outcome.MAYBE_SENT
 
 
 async def test_receipt_hash_is_checked_on_every_answer_even_unsampled(wire: Wire) -> None:
@@ -152,13 +160,8 @@ async def test_receipt_hash_is_checked_on_every_answer_even_unsampled(wire: Wire
         return web.Response(body=OK_BODY, headers=receipt_headers(request, 200, OK_BODY + b" "))
 
     wire.handler = bad
-    client = await _client(check=0.0)  # signatures never sampled: the hash still is
-    try:
-        with pytest.raises(RelayError) as info:
-            await _relay(wire, client)
-    finally:
-        await client.http.close()
-    assert info.value.lie and "hash" in info.value.message
+    error = await _refused(wire, check=0.0)  # signatures never sampled: the hash still is
+    assert error.lie and "hash" in error.message
 
 
 async def test_a_content_encoded_answer_is_refused(wire: Wire) -> None:
@@ -168,13 +171,8 @@ async def test_a_content_encoded_answer_is_refused(wire: Wire) -> None:
         return web.Response(body=OK_BODY, headers=headers)
 
     wire.handler = encoded
-    client = await _client()
-    try:
-        with pytest.raises(RelayError) as info:
-            await _relay(wire, client)
-    finally:
-        await client.http.close()
-    assert info.value.lie
+    error = await _refused(wire)
+    assert error.lie
 
 
 async def _stream(wire: Wire, request: web.Request, total: int) -> web.StreamResponse:
@@ -199,13 +197,8 @@ async def test_an_oversized_answer_is_never_read_past_its_cap(wire: Wire) -> Non
 
     wire.handler = huge
     budget = AnswerBudget(512 * 1024 * 1024)
-    client = await _client(budget)
-    try:
-        with pytest.raises(RelayError) as info:
-            await _relay(wire, client, cap=1 << 20)
-    finally:
-        await client.http.close()
-    assert info.value.oversized and not info.value.lie
+    error = await _refused(wire, budget=budget)
+    assert error.oversized and not error.lie
     assert budget.high_water <= (1 << 20) + 65536  # never more than the cap (+ one chunk)
     assert budget.in_use == 0
     assert wire.streamed < total // 2  # the gateway hung up; it did not drain the stream
@@ -219,13 +212,8 @@ async def test_a_declared_length_over_the_cap_is_not_read_at_all(wire: Wire) -> 
 
     wire.handler = declared
     budget = AnswerBudget()
-    client = await _client(budget)
-    try:
-        with pytest.raises(RelayError) as info:
-            await _relay(wire, client, cap=1 << 20)
-    finally:
-        await client.http.close()
-    assert info.value.oversized and budget.high_water == 0
+    error = await _refused(wire, budget=budget)
+    assert error.oversized and budget.high_water == 0
 
 
 async def test_the_answer_budget_sheds_load_with_503_and_retry_after(wire: Wire) -> None:
@@ -293,13 +281,8 @@ async def test_refusals_are_classed_by_the_table(
         return web.json_response({"code": code, "message": "m", "retryable": False}, status=status)
 
     wire.handler = refuse
-    client = await _client()
-    try:
-        with pytest.raises(RelayError) as info:
-            await _relay(wire, client)
-    finally:
-        await client.http.close()
-    assert info.value.refusal is refusal and info.value.outcome is outcome
+    error = await _refused(wire)
+    assert error.refusal is refusal and error.outcome is outcome
     assert refusal_of(code)[1] is refusal
 
 
@@ -322,12 +305,14 @@ class Scripted:
         inline: bool = False,
     ) -> RelayAnswer:
         self.calls.append(target.supplier)
+        rid = orjson.dumps(orjson.loads(payload)["id"])
+        return RelayAnswer(target.supplier, 200, self.body(target, rid), "rq", "rc", 0.001, True)
+
+    def body(self, target: RTarget, rid: bytes) -> bytes:
         what = self.script.get(target.supplier, '"0x1"')
         if isinstance(what, RelayError):
             raise what
-        rid = orjson.dumps(orjson.loads(payload)["id"])
-        body = b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + what.encode() + b"}"
-        return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+        return b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + what.encode() + b"}"
 
     def confirm(self, answer: RelayAnswer) -> None:
         return None  # every scripted answer was verified
@@ -522,20 +507,8 @@ async def test_a_final_answer_carries_its_long_ttl_into_every_tier() -> None:
 async def test_failures_and_invalid_answers_are_never_cached(answer: bytes) -> None:
     @dataclass
     class Failing(Scripted):
-        async def relay(
-            self,
-            target: RTarget,
-            payload: bytes,
-            compute_units: int,
-            *,
-            attempt_timeout: float,
-            max_bytes: int = 0,
-            inline: bool = False,
-        ) -> RelayAnswer:
-            self.calls.append(target.supplier)
-            rid = orjson.dumps(orjson.loads(payload)["id"])
-            body = answer.replace(b"%s", rid)
-            return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+        def body(self, target: RTarget, rid: bytes) -> bytes:
+            return answer.replace(b"%s", rid)
 
         def confirm(self, answer: RelayAnswer) -> None:
             return None

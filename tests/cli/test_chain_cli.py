@@ -140,23 +140,15 @@ def refused(result: typer.testing.Result) -> str:
     return result.output
 
 
+def register_probed(env: Env, spec: Path) -> typer.testing.Result:
+    """``relaynet chain register --spec … --probe <the CometBFT stand-in> --yes``."""
+    argv = ["chain", "register", "--spec", str(spec), "--probe", env.comet_url, *env.args()]
+    return env.runner.invoke(cli, [*argv, "--yes"])
+
+
 def test_register_probe_list_show(env: Env) -> None:
     spec = env.spec("good.toml")
-    out = ok(
-        env.runner.invoke(
-            cli,
-            [
-                "chain",
-                "register",
-                "--spec",
-                str(spec),
-                "--probe",
-                env.comet_url,
-                *env.args(),
-                "--yes",
-            ],
-        )
-    )
+    out = ok(register_probed(env, spec))
     assert "serves rollchain_262144-1 at height 12" in out
     assert out.strip().splitlines()[-1] == "my-rollchain"  # the service id, printed last
 
@@ -227,21 +219,7 @@ def test_missing_field_is_refused(env: Env) -> None:
 
 def test_probe_that_disagrees_with_the_spec_is_refused(env: Env) -> None:
     spec = env.spec("wrong-net.toml", sid="wrong-net", network="celestia")
-    out = refused(
-        env.runner.invoke(
-            cli,
-            [
-                "chain",
-                "register",
-                "--spec",
-                str(spec),
-                "--probe",
-                env.comet_url,
-                *env.args(),
-                "--yes",
-            ],
-        )
-    )
+    out = refused(register_probed(env, spec))
     assert "serves chain 'rollchain_262144-1'" in out and "fix `network`" in out
     evm = env.tmp / "evm.toml"
     evm.write_text(

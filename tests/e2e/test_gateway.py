@@ -26,7 +26,7 @@ from protocol.relay import (
 )
 from tests.support.gateway_corpus import build_corpus
 from tests.support.gateway_net import SERVICE, Net, post, start_gateway_proc, start_net
-from tests.support.gateway_proc import add_key
+from tests.support.gateway_proc import GatewayProcess, add_key
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -568,6 +568,21 @@ def test_sigterm_drains_in_flight_requests(net: Net) -> None:
     ]
 
 
+CHAIN_ID = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":1}'
+
+
+def _new_key_answered(
+    net: Net, gw: GatewayProcess
+) -> tuple[str, tuple[int, bytes, dict[str, str]]]:
+    """A new key on a running gateway, and its first 200 answer (once the key is reloaded)."""
+    key = add_key(gw.files, {SERVICE: net.app_hex})
+    deadline = time.monotonic() + 30
+    while (answer := post(gw.rpc_url(SERVICE, key), CHAIN_ID))[0] != 200:
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.1)
+    return key, answer
+
+
 def test_json_logs_and_request_ids(net: Net) -> None:
     """``log_format = "json"`` + ``access_log``: each answer carries ``Relay-Request-Id`` (the
     fast front's POST and aiohttp's paths alike) and the log has one line per request with
@@ -577,18 +592,13 @@ def test_json_logs_and_request_ids(net: Net) -> None:
     tables = {"gateway": {"log_format": "json", "access_log": True}}
     gw = start_gateway_proc(net, tables=tables, name="gw-json")
     try:
-        key = add_key(gw.files, {SERVICE: net.app_hex})
-        ok = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":1}'
-        deadline = time.monotonic() + 30
-        while (answer := post(gw.rpc_url(SERVICE, key), ok))[0] != 200:  # the key is reloaded
-            assert time.monotonic() < deadline, answer
-            time.sleep(0.1)
+        key, answer = _new_key_answered(net, gw)
         headers = answer[2]
         fast_id = headers["Relay-Request-Id"]
         assert "Relay-Request-Id" in headers["Access-Control-Expose-Headers"]
         # a percent-encoded path is left to aiohttp by the fast front; a bad key: 401
         encoded = f"%{ord(SERVICE[0]):02x}{SERVICE[1:]}"
-        status2, _, headers2 = post(gw.rpc_url(encoded, key + "x"), ok)
+        status2, _, headers2 = post(gw.rpc_url(encoded, key + "x"), CHAIN_ID)
         assert status2 == 401
         slow_id = headers2["Relay-Request-Id"]
         assert len({fast_id, slow_id}) == 2 and all(len(i) == 16 for i in (fast_id, slow_id))
@@ -629,12 +639,7 @@ def test_drain_seconds_keeps_the_listener_after_readiness_turns_503(net: Net) ->
 
     gw = start_gateway_proc(net, tables={"gateway": {"drain_seconds": 20}}, name="gw-drain")
     try:
-        key = add_key(gw.files, {SERVICE: net.app_hex})
-        ok = b'{"jsonrpc":"2.0","method":"eth_chainId","params":[],"id":1}'
-        deadline = time.monotonic() + 30
-        while (answer := post(gw.rpc_url(SERVICE, key), ok))[0] != 200:  # the key is reloaded
-            assert time.monotonic() < deadline, answer
-            time.sleep(0.1)
+        key, _ = _new_key_answered(net, gw)
         gw.terminate()
         deadline = time.monotonic() + 30
         while True:  # readiness turns 503 while the listener still accepts
@@ -647,7 +652,7 @@ def test_drain_seconds_keeps_the_listener_after_readiness_turns_503(net: Net) ->
             assert time.monotonic() < deadline
             time.sleep(0.05)
         # well inside drain_seconds: a new connection is still served
-        assert post(gw.rpc_url(SERVICE, key), ok)[0] == 200
+        assert post(gw.rpc_url(SERVICE, key), CHAIN_ID)[0] == 200
         assert gw.wait(timeout=60) == 0
     finally:
         gw.stop()

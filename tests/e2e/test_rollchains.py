@@ -27,17 +27,10 @@ import orjson
 import pytest
 
 from ledger.anvil import AnvilProcess
-from ledger.bootstrap import (
-    AppSpec,
-    GatewaySpec,
-    ServiceSpec,
-    SupplierSpec,
-    bootstrap_network,
-    dev_account,
-)
+from ledger.bootstrap import AppSpec, GatewaySpec, ServiceSpec, dev_account
 from ledger.client import LedgerClient
 from ledger.deploy import Deployment
-from protocol.keys import ReceiptKey
+from protocol.keys import AccountKey, ReceiptKey
 from protocol.payload import rest_payload
 from protocol.relay import (
     WS_CLOSE_MAX_INDEX,
@@ -51,12 +44,9 @@ from rollups.celestia import Permission
 from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
 from tests.support.gateway_net import post
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
-from tests.support.relay_client import sign_relay
-from tests.support.relayer_proc import (
-    RelayerProcess,
-    ServiceBackend,
-    write_relayer_files,
-)
+from tests.support.relay_client import SignedRelay, sign_relay
+from tests.support.relayer_net import Relayer, stake_relayers
+from tests.support.relayer_proc import RelayerProcess, ServiceBackend
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -186,53 +176,25 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         wrong[EVM_B] = ServiceBackend(evm_a.url, chain=specs[EVM_B], ws_url=evm_a.ws_url)
         keys = [dev_account(1), dev_account(2)]
         receipts = [ReceiptKey.generate() for _ in keys]
-        first = [
-            write_relayer_files(
-                tmp / f"relayer{i}",
-                rpc_url=settlement.url,
-                deployment="{}",
-                account=k,
-                receipt=r,
-                services=svc,
-            )
-            for i, (k, r, svc) in enumerate(zip(keys, receipts, (good, wrong), strict=True))
-        ]
         apps = {sid: dev_account(3 + i) for i, sid in enumerate(SERVICES)}
         gw_key = dev_account(8)
-        network = asyncio.run(
-            bootstrap_network(
-                settlement.url,
-                services=[
-                    ServiceSpec(COMET, rpc_type="cometbft"),
-                    ServiceSpec(CELESTIA, rpc_type="celestia"),
-                    ServiceSpec(EVM_A),
-                    ServiceSpec(EVM_B),
-                    ServiceSpec(REST, rpc_type="cosmos-rest"),
-                ],
-                suppliers=[
-                    SupplierSpec(key=k, endpoints={s: f.relay_url for s in SERVICES}, receipt_key=r)
-                    for k, r, f in zip(keys, receipts, first, strict=True)
-                ],
-                apps=[
-                    AppSpec(key=app, service_id=sid, gateways=[gw_key.address])
-                    for sid, app in apps.items()
-                ],
-                gateways=[GatewaySpec(key=gw_key)],
-            )
+        network, files = stake_relayers(
+            tmp,
+            settlement.url,
+            [Relayer(k, svc, r) for k, r, svc in zip(keys, receipts, (good, wrong), strict=True)],
+            services=[
+                ServiceSpec(COMET, rpc_type="cometbft"),
+                ServiceSpec(CELESTIA, rpc_type="celestia"),
+                ServiceSpec(EVM_A),
+                ServiceSpec(EVM_B),
+                ServiceSpec(REST, rpc_type="cosmos-rest"),
+            ],
+            apps=[
+                AppSpec(key=app, service_id=sid, gateways=[gw_key.address])
+                for sid, app in apps.items()
+            ],
+            gateways=[GatewaySpec(key=gw_key)],
         )
-        files = [
-            write_relayer_files(
-                f.directory,
-                rpc_url=settlement.url,
-                deployment=network.deployment,
-                account=k,
-                receipt=r,
-                services=svc,
-                port=f.port,
-                metrics_port=f.metrics_port,
-            )
-            for f, k, r, svc in zip(first, keys, receipts, (good, wrong), strict=True)
-        ]
         relayers = [RelayerProcess(f) for f in files]
         for proc in relayers:
             proc.start()
@@ -420,6 +382,24 @@ def _current_session(net: Net) -> tuple[int, Deployment]:
     return asyncio.run(read()), deployment
 
 
+def _sign_now(
+    net: Net, i: int, app: AccountKey, sid: str, payload: bytes, **kw: int
+) -> SignedRelay:
+    """``payload`` signed by ``app`` for relayer ``i`` in the session now."""
+    n, deployment = _current_session(net)
+    domain = Domain(deployment.chain_id, bytes.fromhex(deployment.settlement[2:]))
+    return sign_relay(
+        domain,
+        app,
+        service_id=sid,
+        app=app.address,
+        supplier=net.suppliers[i],
+        n=n,
+        payload=payload,
+        **kw,
+    )
+
+
 @pytest.mark.parametrize(
     ("sid", "payload", "backend"),
     [
@@ -470,19 +450,7 @@ def test_the_relayer_streams_subscriptions_from_the_stand_ins_with_its_node_toke
     # and relaying: then the next relayer (bounded).
     for attempt in range(3 * len(net.relayers)):
         i = attempt % len(net.relayers)
-        n, deployment = _current_session(net)
-        domain = Domain(deployment.chain_id, bytes.fromhex(deployment.settlement[2:]))
-        signed = sign_relay(
-            domain,
-            app,
-            service_id=sid,
-            app=app.address,
-            supplier=net.suppliers[i],
-            n=n,
-            payload=body,
-            cu=1,
-            max_index=2,
-        )
+        signed = _sign_now(net, i, app, sid, body, cu=1, max_index=2)
         frames, close_code, refused = asyncio.run(asyncio.wait_for(stream(i, signed), 30))
         if frames or not refused:
             break
@@ -523,18 +491,7 @@ def _relay_direct(net: Net, sid: str, payload: bytes) -> tuple[int, bytes, dict[
     app = dev_account(3 + SERVICES.index(sid))
     for attempt in range(3 * len(net.relayers)):
         i = attempt % len(net.relayers)
-        n, deployment = _current_session(net)
-        domain = Domain(deployment.chain_id, bytes.fromhex(deployment.settlement[2:]))
-        signed = sign_relay(
-            domain,
-            app,
-            service_id=sid,
-            app=app.address,
-            supplier=net.suppliers[i],
-            n=n,
-            payload=payload,
-            cu=cu,
-        )
+        signed = _sign_now(net, i, app, sid, payload, cu=cu)
         status, body, headers = post(net.relayers[i].relay_url, payload, signed.headers())
         lower = {k.lower(): v for k, v in headers.items()}
         if status == 200:

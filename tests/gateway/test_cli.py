@@ -7,7 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from gateway.keys import FileKeyBackend, KeyRing
 from relaynet.cli import app
@@ -35,26 +35,22 @@ def write_config(tmp: Path, redis_url: str | None = None) -> Path:
     return path
 
 
+def keys(runner: CliRunner, cfg: Path, command: str, *args: str) -> Result:
+    """``relaynet gateway keys <command> --config <cfg> <args>``."""
+    return runner.invoke(app, ["gateway", "keys", command, "--config", str(cfg), *args])
+
+
 def test_keys_lifecycle_on_the_keys_file(tmp_path: Path) -> None:
     runner = CliRunner()
     cfg = write_config(tmp_path)
-    added = runner.invoke(
-        app,
-        [
-            "gateway",
-            "keys",
-            "add",
-            "--config",
-            str(cfg),
-            "--service",
-            f"devnet={APP}",
-            "--name",
-            "alice",
-            "--rate-limit",
-            "5",
-            "--quota",
-            "1000",
-        ],
+    added = keys(
+        runner,
+        cfg,
+        "add",
+        f"--service=devnet={APP}",
+        "--name=alice",
+        "--rate-limit=5",
+        "--quota=1000",
     )
     assert added.exit_code == 0, added.output
     key = added.stdout.strip().splitlines()[0]
@@ -82,20 +78,7 @@ def test_keys_lifecycle_on_the_keys_file(tmp_path: Path) -> None:
 def test_keys_in_redis_with_usage(tmp_path: Path, redis_server: RedisServer) -> None:
     runner = CliRunner()
     cfg = write_config(tmp_path, redis_server.url)
-    added = runner.invoke(
-        app,
-        [
-            "gateway",
-            "keys",
-            "add",
-            "--config",
-            str(cfg),
-            "--service",
-            f"devnet={APP}",
-            "--quota",
-            "10",
-        ],
-    )
+    added = keys(runner, cfg, "add", f"--service=devnet={APP}", "--quota=10")
     assert added.exit_code == 0, added.output
     key = added.stdout.strip().splitlines()[0]
 

@@ -21,7 +21,6 @@ import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
 
-from ledger.anvil import free_port
 from protocol.keys import ReceiptKey
 from protocol.relay import (
     WS_STATUS,
@@ -33,6 +32,7 @@ from protocol.relay import (
     response_hash,
     sign_receipt,
 )
+from tests.support.threaded_app import ThreadedApp
 
 BEHAVIOURS = (
     "honest",
@@ -59,7 +59,10 @@ class Upgrade:
     frames: list[int] = field(default_factory=list)
 
 
-class LiarRelayer:
+class LiarRelayer(ThreadedApp):
+    name = "liar-relayer"
+    shutdown_timeout = 0.5
+
     def __init__(
         self,
         receipt: ReceiptKey,
@@ -67,57 +70,23 @@ class LiarRelayer:
         domain: Domain,
         script: Mapping[object, str],
     ) -> None:
+        super().__init__()
         self.receipt = receipt
         self.backend_ws = backend_ws
         self.domain = domain
         self.script = dict(script)
-        self.port = free_port()
         self.upgrades: list[Upgrade] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._started = threading.Event()
-
-    @property
-    def relay_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/relay"
 
     def upgrades_for(self, request_id: object) -> list[Upgrade]:
         with self._lock:
             return [u for u in self.upgrades if u.request_id == request_id]
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> LiarRelayer:
-        self._thread = threading.Thread(target=self._run, name="liar-relayer", daemon=True)
-        self._thread.start()
-        if not self._started.wait(20):
-            raise RuntimeError("the liar relayer did not start")
-        return self
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        loop.run_until_complete(self._serve())
-        self._started.set()
-        loop.run_forever()
-        loop.run_until_complete(self._shutdown())
-        loop.close()
-
-    async def _serve(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/relay", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(20)
+        return app
 
     # -- one stream ----------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -5,61 +5,37 @@ supplier, and a gateway subprocess with small stream windows."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import json
 import re
+import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ledger.anvil import AnvilProcess
-from ledger.bootstrap import (
-    AppSpec,
-    GatewaySpec,
-    Network,
-    ServiceSpec,
-    SupplierSpec,
-    bootstrap_network,
-    dev_account,
-)
+from ledger.bootstrap import SupplierSpec, dev_account
 from ledger.deploy import DeployParams
-from protocol.keys import AccountKey, ReceiptKey
+from protocol.keys import ReceiptKey
 from protocol.relay import Domain
 from relayer.relaylog import iter_records
 from tests.gateway_streams.liar import LiarRelayer
-from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key, write_gateway_files
-from tests.support.relayer_proc import (
-    RelayerProcess,
-    ServiceBackend,
-    write_relayer_files,
-)
+from tests.support.gateway_net import SERVICE, Net, net_gateway_files, stake_net
+from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key
+from tests.support.relayer_proc import RelayerProcess
 
-SERVICE = "devnet"
 WINDOW = 8
 
 
 @dataclass
-class StreamNet:
-    tmp: Path
-    settlement: AnvilProcess
-    backend: AnvilProcess
-    network: Network
-    app: AccountKey
-    gateway_key: AccountKey
-    relayers: list[RelayerProcess]
-    honest: list[bytes]  # supplier addresses of the real relayers
-    liar: LiarRelayer
-    liar_address: bytes
-    gateway_files: GatewayFiles | None = None
-    gateway: GatewayProcess | None = None
-    key: str = ""
+class StreamNet(Net):
+    liar: LiarRelayer | None = None
+    liar_address: bytes = b""
 
     @property
-    def app_hex(self) -> str:
-        return "0x" + self.app.address.hex()
+    def honest(self) -> list[bytes]:
+        """The supplier addresses of the real relayers."""
+        return [f.supplier for f in self.relayer_files]
 
     @property
     def ws_url(self) -> str:
@@ -83,102 +59,41 @@ class StreamNet:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
-    def stop(self) -> None:
-        for thing in [self.gateway, *self.relayers]:
-            if thing is not None:
-                with contextlib.suppress(Exception):
-                    thing.stop()
-        with contextlib.suppress(Exception):
-            self.liar.stop()
-        self.backend.stop()
-        self.settlement.stop()
-
 
 def start_streamnet(
     tmp: Path, script: Mapping[object, str], gateway_tables: Mapping[str, Any] | None = None
 ) -> StreamNet:
     settlement = AnvilProcess().start()
     backend = AnvilProcess().start()
-    procs: list[RelayerProcess] = []
-    liar: LiarRelayer | None = None
+    liar_key = dev_account(3)
+    # the domain is known once deployed; set before the liar starts
+    liar = LiarRelayer(ReceiptKey.generate(), backend.ws_url, Domain(1, bytes(20)), script)
     try:
-        honest_keys = [dev_account(1), dev_account(2)]
-        liar_key = dev_account(3)
-        receipts = [ReceiptKey.generate() for _ in range(3)]
-        app, gw_key = dev_account(7), dev_account(8)
-        svc = {SERVICE: ServiceBackend(backend.url, ws_url=backend.ws_url)}
-        files = [
-            write_relayer_files(
-                tmp / f"relayer{i}",
-                rpc_url=settlement.url,
-                deployment=json.dumps({}),
-                account=k,
-                receipt=r,
-                services=svc,
-            )
-            for i, (k, r) in enumerate(zip(honest_keys, receipts, strict=False))
-        ]
-        liar_port_holder = LiarRelayer(receipts[2], backend.ws_url, Domain(1, bytes(20)), {})
-        endpoints = [f.relay_url for f in files] + [liar_port_holder.relay_url]
         # many slots: every one of the three suppliers serves each session
-        network = asyncio.run(
-            bootstrap_network(
-                settlement.url,
-                params=DeployParams(S=24),
-                services=[ServiceSpec(SERVICE)],
-                suppliers=[
-                    SupplierSpec(key=k, endpoints={SERVICE: e}, receipt_key=r)
-                    for k, r, e in zip([*honest_keys, liar_key], receipts, endpoints, strict=True)
-                ],
-                apps=[AppSpec(key=app, service_id=SERVICE, gateways=[gw_key.address])],
-                gateways=[GatewaySpec(key=gw_key)],
-            )
-        )
-        files = [
-            write_relayer_files(
-                f.directory,
-                rpc_url=settlement.url,
-                deployment=network.deployment,
-                account=k,
-                receipt=r,
-                services=svc,
-                port=f.port,
-                metrics_port=f.metrics_port,
-            )
-            for f, k, r in zip(files, honest_keys, receipts, strict=False)
-        ]
-        dep = network.deployment
-        domain = Domain(dep.chain_id, bytes.fromhex(dep.settlement.removeprefix("0x")))
-        liar = LiarRelayer(receipts[2], backend.ws_url, domain, script)
-        liar.port = liar_port_holder.port
-        liar.start()
-        procs = [RelayerProcess(f) for f in files]
-        with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
-            for fut in [pool.submit(p.start) for p in procs]:
-                fut.result()
-        net = StreamNet(
+        net = stake_net(
             tmp,
             settlement,
             backend,
-            network,
-            app,
-            gw_key,
-            procs,
-            [k.address for k in honest_keys],
-            liar,
-            liar_key.address,
+            relayers=2,
+            others=[SupplierSpec(liar_key, {SERVICE: liar.relay_url}, liar.receipt)],
+            params=DeployParams(S=24),
+            net_type=StreamNet,
         )
-        start_gateway(net, gateway_tables)
-        return net
     except BaseException:
-        for p in procs:
-            with contextlib.suppress(Exception):
-                p.stop()
-        if liar is not None:
-            liar.stop()
         backend.stop()
         settlement.stop()
         raise
+    net.liar, net.liar_address = liar, liar_key.address
+    net.extra.append(liar)
+    try:
+        dep = net.network.deployment
+        liar.domain = Domain(dep.chain_id, bytes.fromhex(dep.settlement.removeprefix("0x")))
+        liar.start()
+        start_gateway(net, gateway_tables)
+    except BaseException:
+        net.stop()
+        raise
+    return net
 
 
 def start_gateway(net: StreamNet, tables: Mapping[str, Any] | None = None) -> None:
@@ -200,16 +115,16 @@ def gateway_files(
     redis_url: str | None = None,
 ) -> GatewayFiles:
     """The files of another gateway on the network (add keys, then start it)."""
-    return write_gateway_files(
-        net.tmp / name,
-        rpc_url=net.settlement.url,
-        deployment=net.network.deployment,
-        account=net.gateway_key,
-        services={SERVICE: "devnet"},
-        devnet=True,
-        redis_url=redis_url,
-        tables={"relay": {"timeout": 5.0}, **tables},
-    )
+    return net_gateway_files(net, name, {"relay": {"timeout": 5.0}, **tables}, redis_url=redis_url)
+
+
+async def until(check: Callable[[], bool], what: str, deadline: float = 30.0) -> None:
+    """Wait (bounded by ``deadline`` seconds) until ``check()`` holds."""
+    end = time.monotonic() + deadline
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ honest relayers bill only the pushes they delivered."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -17,7 +15,7 @@ import orjson
 import pytest
 
 from tests.gateway_streams.conftest import SCRIPT
-from tests.gateway_streams.net import WINDOW, StreamNet, logged_leaves
+from tests.gateway_streams.net import WINDOW, StreamNet, logged_leaves, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -35,14 +33,6 @@ FAULT_KIND = {
 }
 BLOCKS = 20  # more than two windows of every honest stream
 BLOCK_TIME = 0.3
-
-
-async def until(check: Callable[[], bool], what: str, deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Client:

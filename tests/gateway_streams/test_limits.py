@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from gateway.app import build_store, key_backend
 from gateway.keys import hash_key
 from relaynet.config import load_gateway as load_config
-from tests.gateway_streams.net import SERVICE, StreamNet, gateway_files
+from tests.gateway_streams.net import SERVICE, StreamNet, gateway_files, until
 from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key
 from tests.support.redis_server import RedisServer
 
@@ -65,14 +65,6 @@ def replicas(streamnet: StreamNet, redis_server: RedisServer) -> Iterator[Replic
         for p in procs:
             with contextlib.suppress(Exception):
                 p.stop()
-
-
-async def until(check: Callable[[], bool], what: str, deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Client:

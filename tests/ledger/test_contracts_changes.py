@@ -109,16 +109,7 @@ def single_leaf_claim(
     trie = SumTrie.build([trie_item(leaf, key, 1)])
     c.mine_to(c.windows(n)[3])
     slots = list(range(c.shape.S))
-    c.tx(
-        "Settlement",
-        "claim",
-        w.sup.address,
-        cs(w.app.address),
-        sid("eth"),
-        n,
-        slots,
-        trie.root.encode(),
-    )
+    c.claim(w.sup.address, w.app.address, n, slots, trie.root.encode())
     cid = bytes(
         c.call("Settlement", "claim_id_of", cs(w.sup.address), cs(w.app.address), sid("eth"), n)
     )
@@ -246,16 +237,7 @@ def test_chain_id_change_keeps_open_claims_and_moves_new_sessions(world: World) 
         trie = SumTrie.build([trie_item(leaf1, key1, 1)])
         c.mine_to(c.windows(n1)[3])
         slots = list(range(c.shape.S))
-        c.tx(
-            "Settlement",
-            "claim",
-            w.sup.address,
-            cs(w.app.address),
-            sid("eth"),
-            n1,
-            slots,
-            trie.root.encode(),
-        )
+        c.claim(w.sup.address, w.app.address, n1, slots, trie.root.encode())
         cid1 = bytes(
             c.call(
                 "Settlement", "claim_id_of", cs(w.sup.address), cs(w.app.address), sid("eth"), n1

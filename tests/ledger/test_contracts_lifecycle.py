@@ -17,9 +17,9 @@ from ledger.anvil import AnvilProcess
 from ledger.deploy import TOKEN_UNIT, DeployParams
 from protocol import settlement as ps
 from protocol.keys import AccountKey, ReceiptKey
-from protocol.trie import SumTrie
+from protocol.trie import Proof, SumTrie
 from session.slots import session_seed, slot_positions
-from tests.support.chain import Chain, RelayFactory, cs, dev_key, sid, trie_item
+from tests.support.chain import Chain, RelayFactory, cs, dev_key, leaf_trie, sid, trie_item
 
 pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
 
@@ -146,6 +146,18 @@ def mine_to_proof(w: World) -> None:
     w.chain.mine_to(w.chain.windows(w.n)[5])
 
 
+def claim_to_challenge(
+    w: World, sup: AccountKey, app: AccountKey, slots: list[int], trie: SumTrie
+) -> tuple[bytes, Proof]:
+    """Claim ``trie`` for ``app``'s session ``w.n``, mine into the proof window and checkpoint:
+    the claim id and the proof of the drawn leaf."""
+    w.chain.claim(sup.address, app.address, w.n, slots, trie.root.encode())
+    cid = claim_id(w, sup.address, app.address)
+    mine_to_proof(w)
+    w.chain.checkpoint()
+    return cid, trie.prove(w.chain.call("Settlement", "challenge_of", cid))
+
+
 def mine_past_proof(w: World) -> None:
     w.chain.mine_to(w.chain.windows(w.n)[6] + 1)
 
@@ -230,29 +242,11 @@ def test_void_claim_slash_bounty_forced_unstake_and_open_claim_blocks_withdraw(
     # supplier 1: claims, never proves -> void, slashed, forced out (staked at the minimum)
     app1, slots1 = find_claimable(w, 1)
     trie1, _ = build_claim(w, 1, app1, [app1, app1], [5, 5])
-    c.tx(
-        "Settlement",
-        "claim",
-        w.suppliers[1].address,
-        cs(app1.address),
-        sid("eth"),
-        w.n,
-        slots1,
-        trie1.root.encode(),
-    )
+    c.claim(w.suppliers[1].address, app1.address, w.n, slots1, trie1.root.encode())
     # supplier 2: claims, unstakes, cannot withdraw while the claim is open
     app2, slots2 = find_claimable(w, 2)
     trie2, _ = build_claim(w, 2, app2, [app2], [2])
-    c.tx(
-        "Settlement",
-        "claim",
-        w.suppliers[2].address,
-        cs(app2.address),
-        sid("eth"),
-        w.n,
-        slots2,
-        trie2.root.encode(),
-    )
+    c.claim(w.suppliers[2].address, app2.address, w.n, slots2, trie2.root.encode())
     c.tx("Suppliers", "unstake_supplier", w.suppliers[2].address)
     c.reverts(
         c.fn("Suppliers", "withdraw_supplier"), w.suppliers[2].address, "supplier: still unbonding"
@@ -363,25 +357,9 @@ def test_proof_refusals(world: World) -> None:
     app, slots = find_claimable(w, 0)
     f = w.factory(0, app)
     good = [f.leaf(app, cu=cu) for cu in (2, 5, 1, 4)]
-    trie = SumTrie.build(
-        [trie_item(leaf, key, int.from_bytes(leaf[153:157], "big")) for leaf, key in good]
-    )
+    trie = leaf_trie(good)
     leaves = {key: leaf for leaf, key in good}
-    c.tx(
-        "Settlement",
-        "claim",
-        sup.address,
-        cs(app.address),
-        sid("eth"),
-        w.n,
-        slots,
-        trie.root.encode(),
-    )
-    cid = claim_id(w, sup.address, app.address)
-    mine_to_proof(w)
-    c.checkpoint()
-    r = c.call("Settlement", "challenge_of", cid)
-    proof = trie.prove(r)
+    cid, proof = claim_to_challenge(w, sup, app, slots, trie)
     sibs = siblings_arg(proof)
     leaf = leaves[proof.key]
 
@@ -485,15 +463,13 @@ def test_unmined_leaf_refused(world: World) -> None:
     trie = SumTrie.build([trie_item(leaf, key, 1)])
     c.mine_to(c.windows(n2)[3])
     assert h_n != bytes(32)
-    c.tx(
-        "Settlement",
-        "claim",
+    c.claim(
         w.suppliers[0].address,
-        cs(app.address),
-        sid("mined"),
+        app.address,
         n2,
         list(range(c.shape.S)),
         trie.root.encode(),
+        service="mined",
     )
     cid = bytes(
         c.call(
@@ -521,21 +497,7 @@ def test_padded_claim_fails_its_proof(world: World) -> None:
     items = [trie_item(leaf, key, 1) for leaf, key in real]
     items += [(os.urandom(32), os.urandom(32), 100) for _ in range(1000)]  # invented weight
     trie = SumTrie.build(items)
-    c.tx(
-        "Settlement",
-        "claim",
-        sup.address,
-        cs(app.address),
-        sid("eth"),
-        w.n,
-        slots,
-        trie.root.encode(),
-    )
-    cid = claim_id(w, sup.address, app.address)
-    mine_to_proof(w)
-    c.checkpoint()
-    r = c.call("Settlement", "challenge_of", cid)
-    drawn = trie.prove(r)
+    cid, drawn = claim_to_challenge(w, sup, app, slots, trie)
     real_keys = {key for _, key in real}
     assert drawn.key not in real_keys  # the draw lands in the padding (p = 1 - 2/100002)
     weights = {k: wt for k, _, wt in items}
@@ -566,20 +528,7 @@ def test_pause_leaves_claims_proofs_settlements_and_top_ups_working(world: World
     c.tx("Sessions", "pause", admin)
     assert c.call("Sessions", "paused") is True
     # claims, proofs, checkpoints and top-ups work while paused
-    c.tx(
-        "Settlement",
-        "claim",
-        sup.address,
-        cs(app.address),
-        sid("eth"),
-        w.n,
-        slots,
-        trie.root.encode(),
-    )
-    cid = claim_id(w, sup.address, app.address)
-    mine_to_proof(w)
-    c.checkpoint()
-    proof = trie.prove(c.call("Settlement", "challenge_of", cid))
+    cid, proof = claim_to_challenge(w, sup, app, slots, trie)
     c.tx("Settlement", "prove", sup.address, cid, leaves[proof.key], siblings_arg(proof))
     for who, spender, fn in (
         (sup.address, "Suppliers", ("Suppliers", "top_up_supplier")),

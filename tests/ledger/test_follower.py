@@ -4,8 +4,6 @@ accepts for a claim; it catches up from genesis and keeps following new blocks."
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from ledger.anvil import AnvilProcess
@@ -15,23 +13,13 @@ from ledger.deploy import DeployParams
 from ledger.errors import TransactionReverted
 from ledger.follower import RegistryFollower
 from protocol.keys import AccountKey, ReceiptKey
-from protocol.relay import (
-    Domain,
-    RelayHeader,
-    encode_leaf,
-    relay_key,
-    request_digest,
-    response_hash,
-    sign_receipt,
-    sign_request,
-    value_hash,
-)
-from protocol.trie import SumTrie
+from protocol.relay import Domain
 from session.errors import MissingHistory
 from session.hydrate import hydrate
 from session.memory import MemorySnapshot
 from session.snapshot import SupplierInfo
 from session.windows import session_of, windows
+from tests.support.chain import RelayFactory, leaf_trie
 
 UNIT = 10**18
 
@@ -259,33 +247,10 @@ async def test_claim_prove_settle_through_the_client(anvil: AnvilProcess) -> Non
         )
 
         domain = Domain(net.deployment.chain_id, bytes.fromhex(net.deployment.settlement[2:]))
-        leaves: dict[bytes, bytes] = {}
-        for i in range(5):
-            header = RelayHeader(
-                version=1,
-                service_id="eth",
-                application=app_key.address,
-                signer=app_key.address,
-                supplier=supplier_key.address,
-                session=n,
-                payload_hash=os.urandom(32),
-                nonce=os.urandom(16),
-                max_index=0,
-                compute_units=1 + i % 3,
-            )
-            digest = request_digest(header, domain)
-            rh = response_hash(200, b'{"result":"0x1"}')
-            leaf = encode_leaf(
-                header.encode(),
-                sign_request(digest, app_key),
-                0,
-                rh,
-                sign_receipt(receipt_key, digest, 0, rh),
-            )
-            leaves[relay_key(digest, 0)] = leaf
-        trie = SumTrie.build(
-            (k, value_hash(v), 1 + i % 3) for i, (k, v) in enumerate(leaves.items())
-        )
+        relays = RelayFactory(domain, "eth", app_key.address, supplier_key.address, n, receipt_key)
+        pairs = [relays.leaf(app_key, cu=1 + i % 3) for i in range(5)]
+        leaves = {key: leaf for leaf, key in pairs}
+        trie = leaf_trie(pairs)
         mine_until(anvil, windows(shape, n).claim_open)
         claim = await supplier.claim(
             app_key.address, "eth", n, list(range(shape.S)), trie.root.encode()

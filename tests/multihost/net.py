@@ -26,7 +26,9 @@ from protocol.keys import AccountKey, ReceiptKey
 from relayer.keyfiles import write_account_key, write_receipt_key
 from relaynet.cli import app as cli
 from relaynet.commands.staking_common import load_deployment
+from tests.support.gateway_proc import add_key
 from tests.support.netns import SUBNET, Host, Lab
+from tests.support.redis_server import redis_argv
 
 REPO = Path(__file__).resolve().parents[2]
 CHAIN_ID = 4242
@@ -143,18 +145,7 @@ class Net:
         self.hosts["redis"].popen(
             [
                 "redis-server",
-                "--bind",
-                "0.0.0.0",
-                "--port",
-                "6379",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(data),
+                *redis_argv(data, port=6379, bind="0.0.0.0", durable=True),
                 "--protected-mode",
                 "no",
             ],
@@ -310,32 +301,8 @@ class Net:
         )
 
     def add_key(self, config: Path) -> str:
-        from gateway.app import build_store, key_backend
-        from gateway.keys import ApiKey, generate_key, hash_key
-        from relaynet.config import load_gateway
-
-        cfg = load_gateway(config, env=self.gateway_env())
-        key = generate_key()
-        record = ApiKey(
-            key_hash=hash_key(key),
-            name="multihost",
-            services={SERVICE: "0x" + self.accounts["app"].address.hex()},
-            rate_limit=0.0,
-            burst=1000.0,
-            quota=0,
-            quota_period=86_400,
-            created=time.time(),
-        )
-
-        async def put() -> None:
-            store = build_store(cfg)
-            try:
-                await key_backend(cfg, store).put(record)
-            finally:
-                await store.close()
-
-        asyncio.run(put())
-        return key
+        services = {SERVICE: "0x" + self.accounts["app"].address.hex()}
+        return add_key(config, services, env=self.gateway_env(), name="multihost", burst=1000.0)
 
 
 @dataclass

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from typing import Any
 
 import pytest
 
-from protocol.encoding import address_from_hex, hex_to_bytes, to_hex
+from protocol.encoding import hex_to_bytes, to_hex
 from protocol.errors import ErrorCode, ProtocolError, RelaynetError
 from protocol.payload import parse_rest_payload, rest_payload
 from protocol.relay import (
-    Domain,
     Leaf,
     RelayHeader,
     encode_leaf,
@@ -25,26 +23,7 @@ from protocol.relay import (
     value_hash,
     verify_receipt,
 )
-
-
-def _header(case: dict[str, Any]) -> RelayHeader:
-    payload = hex_to_bytes(case["request_payload"])
-    return RelayHeader(
-        version=case["version"],
-        service_id=case["service_id"],
-        application=address_from_hex(case["app"]),
-        signer=address_from_hex(case["signer"]),
-        supplier=address_from_hex(case["supplier"]),
-        session=case["n"],
-        payload_hash=hashlib.sha256(payload).digest(),
-        nonce=hex_to_bytes(case["nonce"], 16),
-        max_index=case["max_index"],
-        compute_units=case["compute_units"],
-    )
-
-
-def _domain(case: dict[str, Any]) -> Domain:
-    return Domain(case["chain_id"], address_from_hex(case["settlement"]))
+from relaynet.vectors import domain_of, header_of
 
 
 def _cases(kat: dict[str, Any], valid: bool) -> list[tuple[int, dict[str, Any]]]:
@@ -55,14 +34,14 @@ def _cases(kat: dict[str, Any], valid: bool) -> list[tuple[int, dict[str, Any]]]
 
 def test_valid_relay_cases(kat: dict[str, Any]) -> None:
     for i, case in _cases(kat, valid=True):
-        header = _header(case)
+        header = header_of(case)
         rh = header.encode()
         assert to_hex(rh) == case["rh"], i
         assert RelayHeader.decode(rh) == header, i
 
-        digest = request_digest(header, _domain(case))
+        digest = request_digest(header, domain_of(case))
         assert to_hex(digest) == case["request_digest"], i
-        assert request_digest_of_bytes(rh, _domain(case)) == digest, i
+        assert request_digest_of_bytes(rh, domain_of(case)) == digest, i
 
         answer = response_hash(case["response_status"], hex_to_bytes(case["response_payload"]))
         assert to_hex(answer) == case["response_hash"], i
@@ -116,8 +95,8 @@ def test_invalid_relay_cases_are_refused_by_their_check(kat: dict[str, Any]) -> 
     kinds: set[str] = set()
     for i, case in _cases(kat, valid=False):
         twin = _twin_of(kat, case)
-        header = _header(case)
-        digest = request_digest(header, _domain(case))
+        header = header_of(case)
+        digest = request_digest(header, domain_of(case))
         answer = response_hash(case["response_status"], hex_to_bytes(case["response_payload"]))
         request_sig = hex_to_bytes(case["request_sig"], 65)
         receipt_sig = hex_to_bytes(case["receipt_sig"], 64)

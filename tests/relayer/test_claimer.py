@@ -22,8 +22,9 @@ from relayer.interfaces import ChainClaim, ClaimStatus, TxReceipt
 from relayer.relaylog import RelayLog, SessionKey
 from session.hydrate import hydrate
 from session.memory import MemorySnapshot
-from session.snapshot import EconomicParams, ServiceInfo, ServiceParams, SessionShape, SupplierInfo
+from session.snapshot import SessionShape
 from session.windows import windows
+from tests.support.snapshots import block_hash, served_snapshot, set_chain
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 SUPPLIER = b"\x0a" * 20
@@ -33,8 +34,7 @@ KEY = SessionKey("devnet", APP, N)
 W = windows(SHAPE, N)
 
 
-def _hash(h: int) -> bytes:
-    return hashlib.sha256(h.to_bytes(8, "big")).digest()
+_hash = block_hash
 
 
 @dataclass
@@ -132,28 +132,18 @@ class FakeChain:
 
 
 def _snapshot() -> MemorySnapshot:
-    snap = MemorySnapshot(SHAPE)
-    snap.set_economic_params(
-        0,
-        EconomicParams(
-            cu_price=1000,
-            proof_probability_bps=10000,
-            proof_threshold=0,
-            slash_multiplier_bps=10000,
-            settle_bounty_bps=1000,
-            mint_shares=(9000, 500, 500),
-            max_stream_relays=1000,
-        ),
+    snap = served_snapshot(
+        SHAPE,
+        "devnet",
+        cu_price=1000,
+        supplier=SUPPLIER,
+        stake=10**9,
+        receipt_key=b"\x02" * 32,
+        endpoints={},
     )
-    snap.register_service(ServiceInfo("devnet", b"\x01" * 20))
-    snap.set_service_params("devnet", 0, ServiceParams(1, 100, 0))
-    snap.stake_supplier("devnet", SupplierInfo(SUPPLIER, 10**9, b"\x02" * 32, {}), 0)
     snap.set_app(APP, "devnet")
     snap.set_app_stake(APP, 1, 10**9)
-    for h in range(90, 200):
-        snap.set_block_hash(h, _hash(h))
-    snap.set_head(W.end)
-    return snap
+    return set_chain(snap, range(90, 200), W.end)
 
 
 def _relay_key(leaf: bytes) -> bytes:

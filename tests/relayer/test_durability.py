@@ -14,7 +14,7 @@ import pytest
 
 from ledger.client import ClaimStatus, LedgerClient, claim_id_of
 from session.windows import windows
-from tests.support.relay_client import SignedRelay, rpc, sign_relay
+from tests.support.relay_client import SignedRelay, rpc
 from tests.support.relayer_net import BIG_APP_STAKE, Net, relayer_network
 from tests.support.relayer_proc import ServiceBackend
 
@@ -27,15 +27,7 @@ MAX_SENT = 1_000  # a bound on the load whatever the machine's speed
 
 
 def _sign(net: Net, n: int, i: int) -> SignedRelay:
-    return sign_relay(
-        net.domain,
-        net.apps["main"],
-        service_id="devnet",
-        app=net.apps["main"].address,
-        supplier=net.supplier.address,
-        n=n,
-        payload=rpc("eth_getBalance", ["0x" + "11" * 20, "latest"], id_=i),
-    )
+    return net.sign(rpc("eth_getBalance", ["0x" + "11" * 20, "latest"], id_=i), n=n)
 
 
 async def _load(net: Net, n: int, kill_after: float) -> tuple[int, list[SignedRelay]]:

@@ -7,7 +7,6 @@ to reach; the same behaviour through a subprocess against anvil is in test_relay
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +23,15 @@ from relayer.backend import MockTransport
 from relayer.config import RelayerConfig
 from relayer.interfaces import BackendRequest, BackendResponse
 from relayer.relaylog import SessionKey
-from relaynet.config import parse_relayer as parse_config
 from session.memory import MemorySnapshot
 from session.snapshot import (
-    EconomicParams,
     ServiceInfo,
     ServiceParams,
     SessionShape,
     SupplierInfo,
 )
 from tests.support.relay_client import high_s, rpc, sign_relay
+from tests.support.snapshots import relayer_config, served_snapshot, set_chain
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 DOMAIN = Domain(31337, b"\x5e" * 20)
@@ -68,23 +66,14 @@ def _snapshot(
     gateway: AccountKey,
     poor: AccountKey,
 ) -> MemorySnapshot:
-    snap = MemorySnapshot(SHAPE)
-    snap.set_economic_params(
-        0,
-        EconomicParams(
-            cu_price=CU_PRICE,
-            proof_probability_bps=10000,
-            proof_threshold=0,
-            slash_multiplier_bps=10000,
-            settle_bounty_bps=1000,
-            mint_shares=(9000, 500, 500),
-            max_stream_relays=1000,
-        ),
-    )
-    snap.register_service(ServiceInfo(SID, b"\x01" * 20))
-    snap.set_service_params(SID, 0, ServiceParams(1, 100, 0))
-    snap.stake_supplier(
-        SID, SupplierInfo(supplier.address, 10**20, receipt.public_key, {SID: "http://x"}), 0
+    snap = served_snapshot(
+        SHAPE,
+        SID,
+        cu_price=CU_PRICE,
+        supplier=supplier.address,
+        stake=10**20,
+        receipt_key=receipt.public_key,
+        endpoints={SID: "http://x"},
     )
     for a, stake in ((app, 10**9), (poor, 3 * 3 * CU_PRICE)):  # poor: budget of 3 relays
         snap.set_app(a.address, SID)
@@ -100,10 +89,7 @@ def _snapshot(
     snap.stake_supplier("cosmos", SupplierInfo(supplier.address, 10**20, receipt.public_key, {}), 0)
     snap.set_app(COSMOS_APP.address, "cosmos")
     snap.set_app_stake(COSMOS_APP.address, 1, 10**9)
-    for h in range(100, 200):
-        snap.set_block_hash(h, hashlib.sha256(h.to_bytes(8, "big")).digest())
-    snap.set_head(SHAPE.B0 + 2 * SHAPE.L + 3)  # inside session 2
-    return snap
+    return set_chain(snap, range(100, 200), SHAPE.B0 + 2 * SHAPE.L + 3)  # inside session 2
 
 
 @pytest.fixture
@@ -132,25 +118,19 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     supplier, receipt = AccountKey.generate(), ReceiptKey.generate()
     app, gateway, stranger, poor = (AccountKey.generate() for _ in range(4))
     snap = _snapshot(supplier, receipt, app, gateway, poor)
-    cfg = parse_config(
+    cfg = relayer_config(
+        tmp_path / "data",
         {
-            "data_dir": str(tmp_path / "data"),
-            "keys": {"supplier_keystore": "k", "receipt_key": "r"},
-            "chain": {"rpc_url": "http://127.0.0.1:1", "deployment": "d.json"},
-            "claims": {"enabled": False},
-            "services": {
-                SID: {
-                    "chain": "devnet",
-                    "backends": {"rpc": str(backend_server.make_url("/"))},
-                    "max_body_bytes": 4096,
-                },
-                "cosmos": {
-                    "chain": "rollchain-rest",
-                    "backends": {"rpc": str(backend_server.make_url("/"))},
-                },
+            SID: {
+                "chain": "devnet",
+                "backends": {"rpc": str(backend_server.make_url("/"))},
+                "max_body_bytes": 4096,
+            },
+            "cosmos": {
+                "chain": "rollchain-rest",
+                "backends": {"rpc": str(backend_server.make_url("/"))},
             },
         },
-        env={},
     )
     relayer = build_relayer(
         cfg, RelayerKeys(supplier, receipt), snapshot=snap, domain=DOMAIN, probe_backends=False

@@ -6,7 +6,6 @@ per-app stream cap, and the budget refund when a push's log write fails."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import WS_CLOSE_RELAY_ERROR, Domain, decode_ws_frame, encode_relay_request
 from relayer.app import Relayer, RelayerKeys, build_relayer
 from relayer.relaylog import SessionKey
-from relaynet.config import parse_relayer as parse_config
 from session.memory import MemorySnapshot
-from session.snapshot import EconomicParams, ServiceInfo, ServiceParams, SessionShape, SupplierInfo
+from session.snapshot import SessionShape
 from tests.support.relay_client import SignedRelay, high_s, rpc, sign_relay
+from tests.support.snapshots import relayer_config, served_snapshot, set_chain
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 DOMAIN = Domain(31337, b"\x5e" * 20)
@@ -46,30 +45,18 @@ class World:
 
 
 def _snapshot(supplier: AccountKey, receipt: ReceiptKey, app: AccountKey) -> MemorySnapshot:
-    snap = MemorySnapshot(SHAPE)
-    snap.set_economic_params(
-        0,
-        EconomicParams(
-            cu_price=CU_PRICE,
-            proof_probability_bps=10000,
-            proof_threshold=0,
-            slash_multiplier_bps=10000,
-            settle_bounty_bps=1000,
-            mint_shares=(9000, 500, 500),
-            max_stream_relays=1000,
-        ),
-    )
-    snap.register_service(ServiceInfo(SID, b"\x01" * 20))
-    snap.set_service_params(SID, 0, ServiceParams(1, 100, 0))
-    snap.stake_supplier(
-        SID, SupplierInfo(supplier.address, 10**20, receipt.public_key, {SID: "http://x"}), 0
+    snap = served_snapshot(
+        SHAPE,
+        SID,
+        cu_price=CU_PRICE,
+        supplier=supplier.address,
+        stake=10**20,
+        receipt_key=receipt.public_key,
+        endpoints={SID: "http://x"},
     )
     snap.set_app(app.address, SID)
     snap.set_app_stake(app.address, 1, 10**9)
-    for h in range(100, 200):
-        snap.set_block_hash(h, hashlib.sha256(h.to_bytes(8, "big")).digest())
-    snap.set_head(SHAPE.B0 + 2 * SHAPE.L + 3)  # inside session 2
-    return snap
+    return set_chain(snap, range(100, 200), SHAPE.B0 + 2 * SHAPE.L + 3)  # inside session 2
 
 
 @pytest.fixture
@@ -97,22 +84,16 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     backend_server = TestServer(backend_app)
     await backend_server.start_server()
     supplier, receipt, app = AccountKey.generate(), ReceiptKey.generate(), AccountKey.generate()
-    cfg = parse_config(
+    cfg = relayer_config(
+        tmp_path / "data",
         {
-            "data_dir": str(tmp_path / "data"),
-            "keys": {"supplier_keystore": "k", "receipt_key": "r"},
-            "chain": {"rpc_url": "http://127.0.0.1:1", "deployment": "d.json"},
-            "claims": {"enabled": False},
-            "server": {"max_streams_per_app": 2},
-            "services": {
-                SID: {
-                    "chain": "devnet",
-                    "backends": {"rpc": str(backend_server.make_url("/"))},
-                    "ws_backend": str(backend_server.make_url("/ws")).replace("http", "ws", 1),
-                },
+            SID: {
+                "chain": "devnet",
+                "backends": {"rpc": str(backend_server.make_url("/"))},
+                "ws_backend": str(backend_server.make_url("/ws")).replace("http", "ws", 1),
             },
         },
-        env={},
+        server={"max_streams_per_app": 2},
     )
     relayer = build_relayer(
         cfg,

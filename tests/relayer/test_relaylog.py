@@ -53,16 +53,21 @@ async def test_written_before_fsync_is_readable(tmp_path: Path) -> None:
     await rlog.close()
 
 
-@pytest.mark.parametrize("cut", [1, 5, 100, 360, 367])
-async def test_torn_tail_hides_only_itself(tmp_path: Path, cut: int) -> None:
-    """A crash mid-record: the restarted log continues in a new segment; nothing is truncated
-    and every later record is read."""
-    rlog = RelayLog(tmp_path)
+async def _three_records(directory: Path) -> Path:
+    """A closed log of ``KEY`` with three records; its segment's path."""
+    rlog = RelayLog(directory)
     log = rlog.open(KEY)
     for i in range(3):
         rlog.append(log, _rk(i), _leaf(i))
     await rlog.close()
-    path = rlog.path_for(KEY)
+    return rlog.path_for(KEY)
+
+
+@pytest.mark.parametrize("cut", [1, 5, 100, 360, 367])
+async def test_torn_tail_hides_only_itself(tmp_path: Path, cut: int) -> None:
+    """A crash mid-record: the restarted log continues in a new segment; nothing is truncated
+    and every later record is read."""
+    path = await _three_records(tmp_path)
     full = path.stat().st_size
     with open(path, "r+b") as fh:  # a crash in the middle of the third record
         fh.truncate(full - RECORD + cut)
@@ -112,12 +117,7 @@ async def test_failed_write_mid_record_seals_the_segment(
 
 
 async def test_damaged_record_stops_only_its_segment(tmp_path: Path) -> None:
-    rlog = RelayLog(tmp_path)
-    log = rlog.open(KEY)
-    for i in range(3):
-        rlog.append(log, _rk(i), _leaf(i))
-    await rlog.close()
-    path = rlog.path_for(KEY)
+    path = await _three_records(tmp_path)
     data = bytearray(path.read_bytes())
     data[len(FILE_HEADER) + RECORD + 100] ^= 0xFF  # flip a byte inside record 2's body
     path.write_bytes(bytes(data))
@@ -227,11 +227,7 @@ async def test_failed_fsync_and_rewrite_break_the_log_but_keep_records(tmp_path:
 
 
 async def test_limits_read_exactly_what_was_counted(tmp_path: Path) -> None:
-    rlog = RelayLog(tmp_path)
-    log = rlog.open(KEY)
-    for i in range(3):
-        rlog.append(log, _rk(i), _leaf(i))
-    await rlog.close()
+    await _three_records(tmp_path)
     again = RelayLog(tmp_path)
     log2 = again.open(KEY)
     again.append(log2, _rk(5), _leaf(5))

@@ -15,7 +15,6 @@ import errno
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,15 +26,9 @@ import pytest
 
 from ledger.client import ClaimStatus, LedgerClient, claim_id_of
 from session.windows import windows
-from tests.support.relay_client import SignedRelay, rpc, sign_relay
+from tests.support.relay_client import SignedRelay, rpc
 from tests.support.relayer_net import BIG_APP_STAKE, Net, relayer_network
-from tests.support.relayer_proc import (
-    PASSPHRASE,
-    REPO,
-    RelayerProcess,
-    ServiceBackend,
-    write_relayer_files,
-)
+from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
 
 pytestmark = pytest.mark.slow  # starts processes (anvil, our relayer, a mount namespace)
 
@@ -44,15 +37,7 @@ RECORD = 2 + 4 + 32 + 326 + 4
 
 
 def _sign(net: Net, n: int) -> SignedRelay:
-    return sign_relay(
-        net.domain,
-        net.apps["main"],
-        service_id="devnet",
-        app=net.apps["main"].address,
-        supplier=net.supplier.address,
-        n=n,
-        payload=rpc("eth_chainId"),
-    )
+    return net.sign(rpc("eth_chainId"), n=n)
 
 
 @dataclass
@@ -317,46 +302,9 @@ class _NamespacedRelayer(RelayerProcess):
 
     ns: _Namespace | None = None
 
-    def start(self) -> RelayerProcess:
+    def command(self) -> list[str]:
         assert self.ns is not None
-        env = dict(os.environ)
-        env["RELAYER_PASSPHRASE"] = PASSPHRASE
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        command = [sys.executable, "-m", "relaynet", "relayer", "run", "--config"]
-        with open(self.log_path, "ab") as out:
-            self._proc = subprocess.Popen(
-                [
-                    "nsenter",
-                    "-t",
-                    str(self.ns.anchor.pid),
-                    "-m",
-                    "--",
-                    *command,
-                    str(self.files.config),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=str(REPO),
-            )
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"relayer exited: {self._proc.returncode}\n{self.log_tail()}")
-            if _ready(self.url):
-                return self
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"relayer not ready:\n{self.log_tail()}")
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=1) as resp:  # noqa: S310
-            return bool(resp.status == 200)
-    except OSError:
-        return False
+        return ["nsenter", "-t", str(self.ns.anchor.pid), "-m", "--", *super().command()]
 
 
 def _fill(path: Path) -> None:

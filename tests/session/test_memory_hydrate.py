@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from session import (
-    EconomicParams,
     HistoryError,
     InvalidSessionInput,
     MemorySnapshot,
@@ -25,6 +24,7 @@ from session import (
     session_seed,
     windows,
 )
+from tests.support.snapshots import economic
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 OWNER = b"\x0f" * 20
@@ -48,18 +48,6 @@ def supplier_info(i: int, services: tuple[str, ...] = ("eth",)) -> SupplierInfo:
         stake=1000 + i,
         receipt_key=bytes([i]) * 32,
         endpoints={s: f"http://127.0.0.1:{9000 + i}/{s}" for s in services},
-    )
-
-
-def economic(cu_price: int) -> EconomicParams:
-    return EconomicParams(
-        cu_price=cu_price,
-        proof_probability_bps=10_000,
-        proof_threshold=0,
-        slash_multiplier_bps=10_000,
-        settle_bounty_bps=1000,
-        mint_shares=(9000, 500, 500),
-        max_stream_relays=1000,
     )
 
 

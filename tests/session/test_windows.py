@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relaynet.vectors import shape_of
 from session import (
     InvalidSessionInput,
     RelayStatus,
@@ -38,24 +39,11 @@ FIELDS = (
 )
 
 
-def shape_of(case: dict[str, Any], S: int = 6) -> SessionShape:
-    return SessionShape(
-        B0=case["B0"],
-        L=case["L"],
-        G=case["G"],
-        CO=case["CO"],
-        CW=case["CW"],
-        PO=case["PO"],
-        PW=case["PW"],
-        S=S,
-    )
-
-
 def test_windows_vectors(kat: dict[str, Any]) -> None:
     cases = kat["windows"]
     assert cases
     for case in cases:
-        w = windows(shape_of(case), case["n"])
+        w = windows(shape_of(case, S=6), case["n"])
         out = case["out"]
         assert w.n == case["n"]
         for field in FIELDS:

@@ -11,7 +11,7 @@ import http.client
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,18 @@ from protocol.relay import (
     sign_request,
     value_hash,
 )
+from protocol.trie import SumTrie
 
-__all__ = ["Chain", "LedgerNet", "Raw", "RelayFactory", "dev_key", "sid"]
+__all__ = [
+    "Chain",
+    "LedgerNet",
+    "Raw",
+    "RelayFactory",
+    "dev_key",
+    "leaf_trie",
+    "sid",
+    "trie_item",
+]
 
 TOKEN = TOKEN_UNIT
 
@@ -120,6 +130,18 @@ class Chain:
 
     def tx(self, contract: str, name: str, sender: bytes | str, *args: Any) -> Any:
         return self.send(self.fn(contract, name, *args), sender)
+
+    def claim(
+        self,
+        supplier: bytes | str,
+        app: bytes,
+        n: int,
+        slots: list[int],
+        root: bytes,
+        service: str = "eth",
+    ) -> Any:
+        """``Settlement.claim`` sent by ``supplier`` for ``app``'s session ``n``."""
+        return self.tx("Settlement", "claim", supplier, cs(app), sid(service), n, slots, root)
 
     def events(self, contract: str, event: str, receipt: Any) -> list[Any]:
         ev = getattr(self.c[contract].events, event)()
@@ -253,6 +275,13 @@ class RelayFactory:
 
 def trie_item(leaf: bytes, key: bytes, weight: int) -> tuple[bytes, bytes, int]:
     return key, value_hash(leaf), weight
+
+
+def leaf_trie(leaves: Iterable[tuple[bytes, bytes]]) -> SumTrie:
+    """The sum trie of ``(leaf, relay key)`` pairs, each weighted by its compute units."""
+    return SumTrie.build(
+        [trie_item(leaf, key, int.from_bytes(leaf[153:157], "big")) for leaf, key in leaves]
+    )
 
 
 def _abi_type(item: dict[str, Any]) -> str:

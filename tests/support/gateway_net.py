@@ -3,35 +3,21 @@ subprocesses, one gateway subprocess (and an API key paid by the staked app)."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
-import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ledger.anvil import AnvilProcess
-from ledger.bootstrap import (
-    AppSpec,
-    GatewaySpec,
-    Network,
-    ServiceSpec,
-    SupplierSpec,
-    bootstrap_network,
-    dev_account,
-)
-from protocol.keys import AccountKey, ReceiptKey
+from ledger.bootstrap import AppSpec, GatewaySpec, Network, ServiceSpec, SupplierSpec, dev_account
+from ledger.deploy import DeployParams
+from protocol.keys import AccountKey
 from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key, write_gateway_files
-from tests.support.relayer_proc import (
-    RelayerFiles,
-    RelayerProcess,
-    ServiceBackend,
-    write_relayer_files,
-)
+from tests.support.relayer_net import Relayer, stake_relayers, start_all
+from tests.support.relayer_proc import RelayerFiles, RelayerProcess, ServiceBackend
 
 SERVICE = "devnet"
 
@@ -72,6 +58,46 @@ class Net:
         self.settlement.stop()
 
 
+N = TypeVar("N", bound=Net)
+
+
+def stake_net(
+    tmp: Path,
+    settlement: AnvilProcess,
+    backend: AnvilProcess,
+    *,
+    relayers: int = 3,
+    others: Sequence[SupplierSpec] = (),
+    params: DeployParams | None = None,
+    net_type: type[N] = Net,  # type: ignore[assignment]
+) -> N:
+    """Stake ``relayers`` real relayers (dev accounts 1…) on the backend anvil, then ``others``
+    (scripted suppliers the caller runs), the app (dev account 7) delegating to the gateway
+    (dev account 8); start the relayers. On failure the relayers started are stopped."""
+    app, gw_key = dev_account(7), dev_account(8)
+    svc = {SERVICE: ServiceBackend(backend.url, ws_url=backend.ws_url)}
+    network, files = stake_relayers(
+        tmp,
+        settlement.url,
+        [Relayer(dev_account(1 + i), svc) for i in range(relayers)],
+        params=params,
+        services=[ServiceSpec(SERVICE)],
+        others=others,
+        apps=[AppSpec(key=app, service_id=SERVICE, gateways=[gw_key.address])],
+        gateways=[GatewaySpec(key=gw_key)],
+    )
+    procs = [RelayerProcess(f) for f in files]
+    net = net_type(tmp, settlement, backend, network, app, gw_key, files, procs)
+    try:
+        start_all(procs)
+    except BaseException:
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.stop()
+        raise
+    return net
+
+
 def start_net(
     tmp: Path,
     *,
@@ -85,60 +111,18 @@ def start_net(
     settlement = AnvilProcess().start()
     backend = AnvilProcess(extra_args=backend_args or []).start()
     try:
-        suppliers = [dev_account(1 + i) for i in range(relayers)]
-        receipts = [ReceiptKey.generate() for _ in suppliers]
-        app, gw_key = dev_account(7), dev_account(8)
-        svc = {SERVICE: ServiceBackend(backend.url, ws_url=backend.ws_url)}
-        placeholder = "0x" + "00" * 20
-        files = [
-            write_relayer_files(
-                tmp / f"relayer{i}",
-                rpc_url=settlement.url,
-                deployment=json.dumps({}),
-                account=k,
-                receipt=r,
-                services=svc,
-            )
-            for i, (k, r) in enumerate(zip(suppliers, receipts, strict=True))
-        ]
-        network = asyncio.run(
-            bootstrap_network(
-                settlement.url,
-                services=[ServiceSpec(SERVICE)],
-                suppliers=[
-                    SupplierSpec(key=k, endpoints={SERVICE: f.relay_url}, receipt_key=r)
-                    for k, r, f in zip(suppliers, receipts, files, strict=True)
-                ],
-                apps=[AppSpec(key=app, service_id=SERVICE, gateways=[gw_key.address])],
-                gateways=[GatewaySpec(key=gw_key)],
-            )
-        )
-        del placeholder
-        files = [
-            write_relayer_files(
-                f.directory,
-                rpc_url=settlement.url,
-                deployment=network.deployment,
-                account=k,
-                receipt=r,
-                services=svc,
-                port=f.port,
-                metrics_port=f.metrics_port,
-            )
-            for f, k, r in zip(files, suppliers, receipts, strict=True)
-        ]
-        procs = [RelayerProcess(f) for f in files]
-        net = Net(tmp, settlement, backend, network, app, gw_key, files, procs)
-        with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
-            for fut in [pool.submit(p.start) for p in procs]:
-                fut.result()
-        if start_gateway:
-            start_gateway_proc(net, redis_url=redis_url, tables=tables, devnet=devnet)
-        return net
+        net = stake_net(tmp, settlement, backend, relayers=relayers)
     except BaseException:
         backend.stop()
         settlement.stop()
         raise
+    try:
+        if start_gateway:
+            start_gateway_proc(net, redis_url=redis_url, tables=tables, devnet=devnet)
+    except BaseException:
+        net.stop()
+        raise
+    return net
 
 
 def start_gateway_proc(
@@ -149,7 +133,24 @@ def start_gateway_proc(
     devnet: bool = True,
     name: str = "gateway",
 ) -> GatewayProcess:
-    files = write_gateway_files(
+    """Another gateway on the network (the first one becomes ``net.gateway`` and ``net.key``)."""
+    proc, key = keyed_gateway(net, name, tables, redis_url=redis_url, devnet=devnet)
+    if net.gateway is None:
+        net.gateway_files, net.gateway, net.key = proc.files, proc, key
+        net.extra.remove(proc)
+    return proc
+
+
+def net_gateway_files(
+    net: Net,
+    name: str,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    redis_url: str | None = None,
+    devnet: bool = True,
+) -> GatewayFiles:
+    """The files of a gateway of the network's staked gateway account (``net.tmp / name``)."""
+    return write_gateway_files(
         net.tmp / name,
         rpc_url=net.settlement.url,
         deployment=net.network.deployment,
@@ -159,13 +160,24 @@ def start_gateway_proc(
         devnet=devnet,
         tables=tables,
     )
-    key = add_key(files, {SERVICE: net.app_hex})
+
+
+def keyed_gateway(
+    net: Net,
+    name: str,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    redis_url: str | None = None,
+    devnet: bool = True,
+    **limits: Any,
+) -> tuple[GatewayProcess, str]:
+    """A gateway started with an API key made before it starts (``limits``: rate limit,
+    quota… of :func:`add_key`); stopped with the network."""
+    files = net_gateway_files(net, name, tables, redis_url=redis_url, devnet=devnet)
+    key = add_key(files, {SERVICE: net.app_hex}, **limits)
     proc = GatewayProcess(files).start()
-    if net.gateway is None:
-        net.gateway_files, net.gateway, net.key = files, proc, key
-    else:
-        net.extra.append(proc)
-    return proc
+    net.extra.append(proc)
+    return proc, key
 
 
 def post(

@@ -22,24 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from ledger.anvil import free_port
 from protocol.keys import AccountKey
+from tests.support.process import ServerProcess, toml_str, toml_value
 
 __all__ = ["GatewayFiles", "GatewayProcess", "add_key", "write_gateway_files"]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -57,18 +50,6 @@ class GatewayFiles:
     @property
     def keys_file(self) -> Path:
         return self.directory / "keys.json"
-
-
-def _q(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return _q(value)
-    return repr(value)
 
 
 def write_gateway_files(
@@ -117,14 +98,14 @@ def write_gateway_files(
     lines: list[str] = []
     for name, values in sections.items():
         lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
         lines.append("")
     for sid, source in services.items():
         lines.append(f"[services.{sid}]")
         if source.endswith(".toml"):
-            lines.append(f"spec = {_q(source)}")
+            lines.append(f"spec = {toml_str(source)}")
         else:
-            lines.append(f"catalogue = {_q(source)}")
+            lines.append(f"catalogue = {toml_str(source)}")
         lines.append("")
     config = directory / "gateway.toml"
     config.write_text("\n".join(lines))
@@ -133,9 +114,10 @@ def write_gateway_files(
 
 
 def add_key(
-    files: GatewayFiles,
+    files: GatewayFiles | Path,
     services: Mapping[str, str],
     *,
+    env: Mapping[str, str] | None = None,
     name: str = "test",
     rate_limit: float = 0.0,
     burst: float = 100.0,
@@ -143,12 +125,16 @@ def add_key(
     quota_period: int = 86_400,
     quorum: int = 1,
 ) -> str:
-    """Create an API key in the gateway's key store (file or Redis); returns the key."""
+    """Create an API key in the gateway's key store (file or Redis); returns the key.
+
+    ``files`` is what :func:`write_gateway_files` wrote, or any gateway config file (read with
+    ``env`` for its ``${VAR}`` references)."""
     from gateway.app import build_store, key_backend
     from gateway.keys import ApiKey, generate_key, hash_key
     from relaynet.config import load_gateway as load_config
 
-    cfg = load_config(files.config)
+    config = files if isinstance(files, Path) else files.config
+    cfg = load_config(config, env=env)
     key = generate_key()
     record = ApiKey(
         key_hash=hash_key(key),
@@ -174,115 +160,16 @@ def add_key(
 
 
 @dataclass
-class GatewayProcess:
+class GatewayProcess(ServerProcess):
     """``relaynet gateway run --config …`` as a subprocess; output goes to ``gateway.log``."""
 
     files: GatewayFiles
-    ready_timeout: float = 60.0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
-    @property
-    def url(self) -> str:
-        return self.files.url
+    role = "gateway"
+    stop_timeout = 15.0
 
     def rpc_url(self, service: str, key: str | None = None) -> str:
         return f"{self.url}/v1/{service}" + (f"/{key}" if key else "")
 
     def ws_url(self, service: str, key: str | None = None) -> str:
         return self.rpc_url(service, key).replace("http://", "ws://", 1)
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.files.metrics_port}/metrics"
-
-    @property
-    def log_path(self) -> Path:
-        return self.files.directory / "gateway.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def start(self) -> GatewayProcess:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        with open(self.log_path, "ab") as out:
-            self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "relaynet",
-                    "gateway",
-                    "run",
-                    "--config",
-                    str(self.files.config),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=str(REPO),
-            )
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"gateway exited with {self._proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"gateway not ready within {self.ready_timeout}s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def terminate(self) -> None:
-        """Send SIGTERM (the gateway drains in-flight requests) without waiting."""
-        if self._proc is not None:
-            self._proc.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout: float = 15.0) -> int | None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        return proc.wait(timeout=timeout)
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        return proc.returncode
-
-    def kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def __enter__(self) -> GatewayProcess:
-        return self.start() if self._proc is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -22,7 +22,6 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 __all__ = ["PREFIX", "SUBNET", "Host", "Lab", "cleanup_stale", "usable"]
 
@@ -197,10 +196,5 @@ class Lab:
                 os.close(self._lock)  # releases the lock
                 self._lock = None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -8,10 +8,11 @@ receives (and can hang), and the relayer as a subprocess (``tests.support.relaye
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.server
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from protocol.encoding import address_from_hex
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain
 from session.windows import session_of
+from tests.support.relay_client import SignedRelay, sign_relay
 from tests.support.relayer_proc import (
     RelayerFiles,
     RelayerProcess,
@@ -42,6 +44,93 @@ PARAMS = DeployParams(cu_price=TOKEN, min_stake_app=9 * TOKEN)
 SUPPLIER_STAKE = 100_000 * TOKEN
 BIG_APP_STAKE = 9_000 * TOKEN  # budget 3000 relays of 1 CU
 POOR_APP_STAKE = 9 * TOKEN  # budget exactly 3 relays of 1 CU
+
+
+def domain_of(network: Network) -> Domain:
+    """The signing domain of a deployment (chain id, settlement contract)."""
+    d = network.deployment
+    return Domain(d.chain_id, address_from_hex(d.settlement))
+
+
+def session_now(chain: AnvilProcess, network: Network) -> int:
+    """The session of the chain's head block."""
+    shape = network.deployment.shape
+    return session_of(chain.block_number(), shape.B0, shape.L)
+
+
+@dataclass(frozen=True)
+class Relayer:
+    """A relayer to stake and run: its supplier account, receipt key and backends; on chain its
+    endpoint serves ``staked`` (every service it has a backend for when None) at ``host``."""
+
+    key: AccountKey
+    services: Mapping[str, ServiceBackend]
+    receipt: ReceiptKey = field(default_factory=ReceiptKey.generate)
+    staked: tuple[str, ...] | None = None
+    stake: int = 0
+    host: str = "127.0.0.1"
+
+
+def stake_relayers(
+    tmp: Path,
+    chain_url: str,
+    relayers: Sequence[Relayer],
+    *,
+    services: Sequence[ServiceSpec],
+    apps: Sequence[AppSpec] = (),
+    gateways: Sequence[GatewaySpec] = (),
+    others: Sequence[SupplierSpec] = (),
+    params: DeployParams | None = None,
+    claims: Mapping[str, object] | None = None,
+) -> tuple[Network, list[RelayerFiles]]:
+    """Deploy and stake a network whose suppliers are ``relayers`` (then ``others``, e.g. a
+    scripted liar) and write each relayer's files (``tmp/relayer<i>``, ports chosen first so
+    the staked endpoints are known); the processes are the caller's to start."""
+    ports = [(free_port(), free_port()) for _ in relayers]
+    suppliers = [
+        SupplierSpec(
+            r.key,
+            {
+                sid: f"http://{r.host}:{port}/v1/relay"
+                for sid in (r.services if r.staked is None else r.staked)
+            },
+            receipt_key=r.receipt,
+            stake=r.stake,
+        )
+        for r, (port, _) in zip(relayers, ports, strict=True)
+    ]
+    network = asyncio.run(
+        bootstrap_network(
+            chain_url,
+            params=params,
+            services=services,
+            suppliers=[*suppliers, *others],
+            apps=apps,
+            gateways=gateways,
+        )
+    )
+    files = [
+        write_relayer_files(
+            tmp / f"relayer{i}",
+            rpc_url=chain_url,
+            deployment=network.deployment,
+            account=r.key,
+            receipt=r.receipt,
+            services=r.services,
+            port=port,
+            metrics_port=metrics_port,
+            claims=claims,
+        )
+        for i, (r, (port, metrics_port)) in enumerate(zip(relayers, ports, strict=True))
+    ]
+    return network, files
+
+
+def start_all(procs: Sequence[RelayerProcess]) -> None:
+    """Start the relayers side by side (each waits for its /readyz)."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(procs))) as pool:
+        for fut in [pool.submit(p.start) for p in procs]:
+            fut.result()
 
 
 class CaptureBackend:
@@ -108,12 +197,24 @@ class Net:
 
     @property
     def domain(self) -> Domain:
-        d = self.network.deployment
-        return Domain(d.chain_id, address_from_hex(d.settlement))
+        return domain_of(self.network)
 
     def session(self) -> int:
-        shape = self.network.deployment.shape
-        return session_of(self.chain.block_number(), shape.B0, shape.L)
+        return session_now(self.chain, self.network)
+
+    def sign(self, payload: bytes, *, n: int | None = None, app: str = "main") -> SignedRelay:
+        """A relay of ``payload`` for the relayer's supplier, signed by ``app`` for session
+        ``n`` (the current one when None)."""
+        key = self.apps[app]
+        return sign_relay(
+            self.domain,
+            key,
+            service_id="devnet",
+            app=key.address,
+            supplier=self.supplier.address,
+            n=self.session() if n is None else n,
+            payload=payload,
+        )
 
 
 @contextmanager
@@ -131,34 +232,6 @@ def relayer_network(
         supplier, receipt = AccountKey.generate(), ReceiptKey.generate()
         gateway, outsider = AccountKey.generate(), AccountKey.generate()
         apps = {name: AccountKey.generate() for name in app_services}
-        port = free_port()
-        relay_url = f"http://127.0.0.1:{port}/v1/relay"
-        registered = sorted(set(services) | set(staked_services))
-        network = asyncio.run(
-            bootstrap_network(
-                chain.url,
-                params=PARAMS,
-                services=[ServiceSpec(sid) for sid in registered],
-                suppliers=[
-                    SupplierSpec(
-                        supplier,
-                        {sid: relay_url for sid in staked_services},
-                        receipt_key=receipt,
-                        stake=SUPPLIER_STAKE,
-                    )
-                ],
-                apps=[
-                    AppSpec(
-                        apps[name],
-                        sid,
-                        gateways=(gateway.address,) if name == "main" else (),
-                        stake=stake,
-                    )
-                    for name, (sid, stake) in app_services.items()
-                ],
-                gateways=[GatewaySpec(gateway), GatewaySpec(outsider)],
-            )
-        )
         resolved = {
             sid: replace(
                 svc,
@@ -167,14 +240,22 @@ def relayer_network(
             )
             for sid, svc in services.items()
         }
-        files = write_relayer_files(
-            tmp / "relayer",
-            rpc_url=chain.url,
-            deployment=network.deployment,
-            account=supplier,
-            receipt=receipt,
-            services=resolved,
-            port=port,
+        network, (files,) = stake_relayers(
+            tmp,
+            chain.url,
+            [Relayer(supplier, resolved, receipt, tuple(staked_services), SUPPLIER_STAKE)],
+            params=PARAMS,
+            services=[ServiceSpec(sid) for sid in sorted(set(services) | set(staked_services))],
+            apps=[
+                AppSpec(
+                    apps[name],
+                    sid,
+                    gateways=(gateway.address,) if name == "main" else (),
+                    stake=stake,
+                )
+                for name, (sid, stake) in app_services.items()
+            ],
+            gateways=[GatewaySpec(gateway), GatewaySpec(outsider)],
             claims=claims,
         )
         proc = RelayerProcess(files)

@@ -22,25 +22,18 @@ the process starts: ``files.relay_url``.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from ledger.anvil import free_port
 from protocol.keys import AccountKey, ReceiptKey
+from tests.support.process import ServerProcess, toml_str
 
 __all__ = ["RelayerFiles", "RelayerProcess", "ServiceBackend", "write_relayer_files"]
 
 PASSPHRASE = "relayer-test-passphrase"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -79,10 +72,6 @@ class RelayerFiles:
         return self.directory / "data"
 
 
-def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def write_relayer_files(
     directory: Path,
     *,
@@ -98,7 +87,7 @@ def write_relayer_files(
 ) -> RelayerFiles:
     """Keystore and receipt key (0600), deployment JSON and ``relayer.toml`` in ``directory``."""
     from protocol.keys import encrypt_keystore
-    from relaynet.keyfiles import write_receipt_key
+    from relayer.keyfiles import write_receipt_key
 
     directory.mkdir(parents=True, exist_ok=True)
     keys = directory / "keys"
@@ -122,7 +111,7 @@ def write_relayer_files(
         'passphrase = "${RELAYER_PASSPHRASE}"',
         "",
         "[chain]",
-        f"rpc_url = {_toml_str(rpc_url)}",
+        f"rpc_url = {toml_str(rpc_url)}",
         'deployment = "deployment.json"',
         f"poll_interval = {poll_interval}",
         "",
@@ -149,17 +138,17 @@ def write_relayer_files(
         lines += [
             "",
             f"[services.{sid}]",
-            f"chain = {_toml_str(svc.chain)}",
-            f"backends = {{ rpc = {_toml_str(svc.url)} }}",
+            f"chain = {toml_str(svc.chain)}",
+            f"backends = {{ rpc = {toml_str(svc.url)} }}",
             f"timeout = {svc.timeout}",
             "connect_timeout = 1.0",
             f"max_body_bytes = {svc.max_body_bytes}",
             f"allow_writes = {'true' if svc.allow_writes else 'false'}",
         ]
         if svc.ws_url:
-            lines.append(f"ws_backend = {_toml_str(svc.ws_url)}")
+            lines.append(f"ws_backend = {toml_str(svc.ws_url)}")
         if svc.headers:
-            inner = ", ".join(f"{_toml_str(k)} = {_toml_str(v)}" for k, v in svc.headers.items())
+            inner = ", ".join(f"{toml_str(k)} = {toml_str(v)}" for k, v in svc.headers.items())
             lines.append(f"headers = {{ {inner} }}")
     config = directory / "relayer.toml"
     config.write_text("\n".join(lines) + "\n")
@@ -168,104 +157,16 @@ def write_relayer_files(
 
 
 @dataclass
-class RelayerProcess:
+class RelayerProcess(ServerProcess):
     """``relaynet relayer run --config …`` as a subprocess; stdout/stderr go to ``relayer.log``."""
 
     files: RelayerFiles
-    ready_timeout: float = 60.0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
-    @property
-    def url(self) -> str:
-        return self.files.url
+    role = "relayer"
 
     @property
     def relay_url(self) -> str:
         return self.files.relay_url
 
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.files.metrics_port}/metrics"
-
-    @property
-    def log_path(self) -> Path:
-        return self.files.directory / "relayer.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def start(self) -> RelayerProcess:
-        env = dict(os.environ)
-        env["RELAYER_PASSPHRASE"] = PASSPHRASE
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        with open(self.log_path, "ab") as out:
-            self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "relaynet",
-                    "relayer",
-                    "run",
-                    "--config",
-                    str(self.files.config),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=str(REPO),
-            )
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"relayer exited with {self._proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"relayer not ready within {self.ready_timeout}s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        return proc.returncode
-
-    def kill(self) -> None:
-        """``kill -9``: no shutdown, no final fsync."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def __enter__(self) -> RelayerProcess:
-        return self.start() if self._proc is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "RELAYER_PASSPHRASE": PASSPHRASE}

@@ -59,19 +59,10 @@ def deployment(net: Net) -> Path:
     return path
 
 
-def run_verify(deployment: Path, *args: str) -> tuple[int, Any, str]:
-    """``relaynet verify --json``: (exit code, parsed output or None, stderr)."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "relaynet",
-            "verify",
-            "--deployment",
-            str(deployment),
-            "--json",
-            *args,
-        ],
+def verify_process(deployment: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m relaynet verify --deployment <deployment> <args>``, finished."""
+    return subprocess.run(
+        [sys.executable, "-m", "relaynet", "verify", "--deployment", str(deployment), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -79,6 +70,11 @@ def run_verify(deployment: Path, *args: str) -> tuple[int, Any, str]:
         env={**os.environ, "NO_COLOR": "1"},
         check=False,
     )
+
+
+def run_verify(deployment: Path, *args: str) -> tuple[int, Any, str]:
+    """``relaynet verify --json``: (exit code, parsed output or None, stderr)."""
+    proc = verify_process(deployment, "--json", *args)
     doc = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
     return proc.returncode, doc, proc.stderr
 
@@ -258,23 +254,7 @@ def test_a_batch_verifies_each_element(net: Net, deployment: Path) -> None:
 
 
 def test_the_human_output_names_the_proof(net: Net, saved: Saved, deployment: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "relaynet",
-            "verify",
-            "--deployment",
-            str(deployment),
-            "--exchange",
-            str(saved.path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
+    proc = verify_process(deployment, "--exchange", str(saved.path))
     assert proc.returncode == 0, proc.stderr
     assert "OK — supplier 0x" in proc.stdout and "claimable in blocks" in proc.stdout
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from gateway.store import RedisStore
-from tests.gateway.edges.redisproc import DurableRedis
+from tests.support.redis_server import DurableRedis
 
 
 @pytest.fixture
 def durable_redis() -> Iterator[DurableRedis]:
     with tempfile.TemporaryDirectory(prefix="relaynet-aof-") as d:
-        server = DurableRedis(Path(d)).start()
+        server = DurableRedis(directory=Path(d)).start()
         try:
             yield server
         finally:

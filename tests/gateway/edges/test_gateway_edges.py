@@ -6,7 +6,6 @@ when ``allow_networks`` lists loopback; the rate limit is taken before the body 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,18 +19,11 @@ from aiohttp import web
 from gateway.keys import generate_key
 from gateway.server import outermost
 from ledger.anvil import AnvilProcess
-from ledger.bootstrap import (
-    AppSpec,
-    GatewaySpec,
-    ServiceSpec,
-    SupplierSpec,
-    bootstrap_network,
-    dev_account,
-)
-from protocol.keys import ReceiptKey
-from tests.support.gateway_net import SERVICE, Net, post
-from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
-from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
+from ledger.bootstrap import AppSpec, GatewaySpec, ServiceSpec, dev_account
+from tests.support.gateway_net import SERVICE, Net, keyed_gateway, post
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.relayer_net import Relayer, stake_relayers, start_all
+from tests.support.relayer_proc import RelayerProcess, ServiceBackend
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -43,42 +35,19 @@ def start_localhost_net(tmp: Path) -> Net:
     settlement = AnvilProcess().start()
     backend = AnvilProcess().start()
     try:
-        supplier, receipt = dev_account(1), ReceiptKey.generate()
         app, gw_key = dev_account(7), dev_account(8)
         svc = {SERVICE: ServiceBackend(backend.url, ws_url=backend.ws_url)}
-        first = write_relayer_files(
-            tmp / "relayer",
-            rpc_url=settlement.url,
-            deployment=json.dumps({}),
-            account=supplier,
-            receipt=receipt,
-            services=svc,
+        network, files = stake_relayers(
+            tmp,
+            settlement.url,
+            [Relayer(dev_account(1), svc, host="localhost")],
+            services=[ServiceSpec(SERVICE)],
+            apps=[AppSpec(key=app, service_id=SERVICE, gateways=[gw_key.address])],
+            gateways=[GatewaySpec(key=gw_key)],
         )
-        endpoint = f"http://localhost:{first.port}/v1/relay"
-        network = asyncio.run(
-            bootstrap_network(
-                settlement.url,
-                services=[ServiceSpec(SERVICE)],
-                suppliers=[
-                    SupplierSpec(key=supplier, endpoints={SERVICE: endpoint}, receipt_key=receipt)
-                ],
-                apps=[AppSpec(key=app, service_id=SERVICE, gateways=[gw_key.address])],
-                gateways=[GatewaySpec(key=gw_key)],
-            )
-        )
-        files = write_relayer_files(
-            first.directory,
-            rpc_url=settlement.url,
-            deployment=network.deployment,
-            account=supplier,
-            receipt=receipt,
-            services=svc,
-            port=first.port,
-            metrics_port=first.metrics_port,
-        )
-        relayer = RelayerProcess(files)
-        net = Net(tmp, settlement, backend, network, app, gw_key, [files], [relayer])
-        relayer.start()
+        relayers = [RelayerProcess(f) for f in files]
+        net = Net(tmp, settlement, backend, network, app, gw_key, files, relayers)
+        start_all(relayers)
         return net
     except BaseException:
         backend.stop()
@@ -99,19 +68,7 @@ def gateway(
     net: Net, name: str, tables: dict[str, dict[str, Any]], **limits: Any
 ) -> tuple[GatewayProcess, str]:
     """A gateway outside devnet mode, and a key made before it starts."""
-    files = write_gateway_files(
-        net.tmp / name,
-        rpc_url=net.settlement.url,
-        deployment=net.network.deployment,
-        account=net.gateway_key,
-        services={SERVICE: "devnet"},
-        devnet=False,
-        tables=tables,
-    )
-    key = add_key(files, {SERVICE: net.app_hex}, **limits)
-    proc = GatewayProcess(files).start()
-    net.extra.append(proc)
-    return proc, key
+    return keyed_gateway(net, name, tables, devnet=False, **limits)
 
 
 async def subscribe(url: str) -> dict[str, Any]:

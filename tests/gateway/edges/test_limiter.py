@@ -15,7 +15,7 @@ from gateway.keys import ApiKey, generate_key, hash_key
 from gateway.limiter import Limited, Limiter
 from gateway.store import MemoryStore, RedisStore, Store
 from gateway.store.base import Charge
-from tests.gateway.edges.redisproc import DurableRedis
+from tests.support.redis_server import DurableRedis
 
 # real redis-server processes (the durable_redis fixture)
 pytestmark = pytest.mark.slow

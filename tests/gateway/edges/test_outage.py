@@ -16,7 +16,7 @@ from gateway.keys import ApiKey, KeyRing, generate_key, hash_key
 from gateway.limiter import Limited, Limiter
 from gateway.outage import JOURNAL, REPLAY, SNAPSHOT, Outage
 from gateway.store import RedisStore
-from tests.gateway.edges.redisproc import DurableRedis
+from tests.support.redis_server import DurableRedis
 
 # real redis-server processes (the durable_redis fixture)
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,9 @@ import pytest
 from gateway.keys import ApiKey, RedisKeyBackend, hash_key
 from gateway.limiter import Limiter, Usage
 from gateway.store import RedisStore
-from tests.gateway.edges.redisproc import DurableRedis
 from tests.support.gateway_net import SERVICE, Net, post, start_net
 from tests.support.gateway_proc import GatewayFiles, GatewayProcess, add_key, write_gateway_files
+from tests.support.redis_server import DurableRedis
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -108,42 +108,47 @@ def snapshot_shows(files: GatewayFiles, counts: dict[str, int], revoked: list[st
     )
 
 
-def usage(redis: DurableRedis, key: str) -> Usage:
-    async def read() -> Usage:
+def _on_key(
+    redis: DurableRedis,
+    key: str,
+    job: Callable[[RedisStore, RedisKeyBackend, ApiKey], Awaitable[Any]],
+) -> Any:
+    """``job(store, backend, record of key)`` against Redis directly (not through a gateway)."""
+
+    async def run() -> Any:
         store = RedisStore(redis.url, prefix=PREFIX, timeout=5.0)
         backend = RedisKeyBackend(store.client, PREFIX)
         try:
-            record = (await backend.load())[hash_key(key)]
-            return await Limiter(store).usage(record)
+            return await job(store, backend, (await backend.load())[hash_key(key)])
         finally:
             await store.close()
 
-    return asyncio.run(read())
+    return asyncio.run(run())
+
+
+def usage(redis: DurableRedis, key: str) -> Usage:
+    async def job(store: RedisStore, _: RedisKeyBackend, record: ApiKey) -> Usage:
+        return await Limiter(store).usage(record)
+
+    result: Usage = _on_key(redis, key, job)
+    return result
 
 
 def revoke(redis: DurableRedis, key: str) -> ApiKey:
-    async def run() -> ApiKey:
-        store = RedisStore(redis.url, prefix=PREFIX, timeout=5.0)
-        backend = RedisKeyBackend(store.client, PREFIX)
-        try:
-            record = replace((await backend.load())[hash_key(key)], revoked=True)
-            await backend.put(record)
-            return record
-        finally:
-            await store.close()
+    async def job(_: RedisStore, backend: RedisKeyBackend, record: ApiKey) -> ApiKey:
+        await backend.put(revoked := replace(record, revoked=True))
+        return revoked
 
-    return asyncio.run(run())
+    result: ApiKey = _on_key(redis, key, job)
+    return result
 
 
 def record_of(redis: DurableRedis, key: str) -> ApiKey:
-    async def run() -> ApiKey:
-        store = RedisStore(redis.url, prefix=PREFIX, timeout=5.0)
-        try:
-            return (await RedisKeyBackend(store.client, PREFIX).load())[hash_key(key)]
-        finally:
-            await store.close()
+    async def job(_: RedisStore, __: RedisKeyBackend, record: ApiKey) -> ApiKey:
+        return record
 
-    return asyncio.run(run())
+    result: ApiKey = _on_key(redis, key, job)
+    return result
 
 
 class Load:
@@ -173,7 +178,7 @@ class Load:
 
 
 def test_two_replicas_through_redis_outages(net: Net, tmp_path: Path) -> None:
-    redis = DurableRedis(tmp_path / "aof")
+    redis = DurableRedis(directory=tmp_path / "aof")
     redis.directory.mkdir()
     redis.start()
     gws: list[GatewayProcess] = []
