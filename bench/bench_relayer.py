@@ -31,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 __all__ = ["main"]
@@ -254,21 +256,13 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _relayer_load(
-    pid: int,
-    url: str,
-    requests: list[tuple[str, bytes]],
-    connections: int,
-    duration: float,
-    workdir: Path,
-    use_wrk: bool,
-    name: str,
-) -> Result:
-    """A load run against the relayer, with its CPU per relay (user+sys of every thread)."""
+def _with_cpu(pid: int, run: Callable[[], Result]) -> Result:
+    """``run()``, a load run against the relayer, with its CPU per request (user+sys of every
+    thread of ``pid``)."""
     from bench.bench_suite import _cpu_seconds
 
     user0, sys0 = _cpu_seconds(pid)
-    result = _load(name, url, requests, connections, duration, workdir, use_wrk)
+    result = run()
     user1, sys1 = _cpu_seconds(pid)
     n = max(1, result.requests)
     result.cpu_ms = ((user1 - user0) + (sys1 - sys0)) * 1000 / n
@@ -379,16 +373,11 @@ def run(
                 # (a replayed one is refused cheaply and would flatter the figures)
                 rate = max(fwd.rps, best["relayer"].rps if "relayer" in best else 0, 5000)
                 signed = _sign_many(int(rate * (duration + 1) * 1.5) + 2000, ctx)
+                url = relayer.relay_url
                 keep(
-                    _relayer_load(
+                    _with_cpu(
                         relayer_pid,
-                        relayer.relay_url,
-                        signed,
-                        connections,
-                        duration,
-                        tmp,
-                        use_wrk,
-                        "relayer",
+                        partial(_load, "relayer", url, signed, connections, duration, tmp, use_wrk),
                     )
                 )
             if profile is not None:  # a run of its own: py-spy's pauses stay out of the figures
@@ -407,8 +396,9 @@ def run(
                 keep(fwd1)
                 signed1 = _sign_many(int(max(fwd1.rps, 2000) * (one + 1) * 1.5) + 500, ctx)
                 keep(
-                    _relayer_load(
-                        relayer_pid, relayer.relay_url, signed1, 1, one, tmp, use_wrk, "relayer c=1"
+                    _with_cpu(
+                        relayer_pid,
+                        partial(_load, "relayer c=1", url, signed1, 1, one, tmp, use_wrk),
                     )
                 )
             results = list(best.values())

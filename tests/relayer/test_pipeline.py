@@ -30,7 +30,7 @@ from session.snapshot import (
     SessionShape,
     SupplierInfo,
 )
-from tests.support.relay_client import high_s, rpc, sign_relay
+from tests.support.relay_client import SignedRelay, high_s, rpc, sign_relay
 from tests.support.snapshots import relayer_config, served_snapshot, set_chain
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
@@ -155,6 +155,19 @@ def _sign(w: World, payload: bytes = rpc("eth_blockNumber"), **kw: object) -> ob
     return sign_relay(DOMAIN, key, **args)  # type: ignore[arg-type]
 
 
+def _sign_cosmos(w: World, payload: bytes) -> SignedRelay:
+    """A relay of the REST service (``cosmos``) by its app."""
+    return sign_relay(
+        DOMAIN,
+        COSMOS_APP,
+        service_id="cosmos",
+        app=COSMOS_APP.address,
+        supplier=w.supplier.address,
+        n=w.n,
+        payload=payload,
+    )
+
+
 async def _post(
     w: World, relay: object, body: bytes | None = None, **headers: str
 ) -> tuple[int, bytes, dict[str, str]]:
@@ -268,15 +281,7 @@ async def test_rest_payload_is_sent_as_its_http_request(world: World) -> None:
     from protocol.payload import rest_payload
 
     payload = rest_payload("GET", "/cosmos/bank/v1beta1/balances/cosmos1xyz", "a=1&b=2", b"")
-    relay = sign_relay(
-        DOMAIN,
-        COSMOS_APP,
-        service_id="cosmos",
-        app=COSMOS_APP.address,
-        supplier=world.supplier.address,
-        n=world.n,
-        payload=payload,
-    )
+    relay = _sign_cosmos(world, payload)
     status, body, headers = await _post(world, relay)
     assert (status, body) == (200, b'{"balances":[]}'), body
     assert world.backend_hits == [b"GET /cosmos/bank/v1beta1/balances/cosmos1xyz?a=1&b=2"]
@@ -396,15 +401,7 @@ def test_the_verified_relay_builds_its_backend_request(world: World) -> None:
     )
     assert request.headers == service.headers
     payload = rest_payload("GET", "/cosmos/bank/v1beta1/balances/x", "a=1", b"")
-    rest = sign_relay(
-        DOMAIN,
-        COSMOS_APP,
-        service_id="cosmos",
-        app=COSMOS_APP.address,
-        supplier=w.supplier.address,
-        n=w.n,
-        payload=payload,
-    )
+    rest = _sign_cosmos(w, payload)
     request = w.relayer.verifier.verify(rest.relay_request, rest.payload).backend_request()
     base = w.relayer.verifier.services["cosmos"].backends["rpc"].rstrip("/")
     assert (request.http_method, request.url, request.body) == (
