@@ -5,14 +5,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ANVIL_DIR := tools/anvil
 ANVIL_STAMP := $(ANVIL_DIR)/node_modules/.relaynet-installed
+ETHERS_DIR := tools/ethers
+ETHERS_STAMP := $(ETHERS_DIR)/node_modules/.relaynet-installed
 VENV_STAMP := $(VENV)/.relaynet-installed
 
-.PHONY: setup venv anvil redis netns promtool bench-tools test lint unit unit-fast fuzz bench devnet contracts vectors clean multihost
+.PHONY: setup venv anvil ethers redis netns promtool bench-tools test lint unit unit-fast fuzz bench devnet contracts vectors clean multihost
 
 PROMTOOL_DIR := tools/prometheus
 export PATH := $(CURDIR)/$(PROMTOOL_DIR)/usr/bin:$(PATH)
 
-setup: venv anvil redis netns promtool
+setup: venv anvil ethers redis netns promtool
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml setup.py protocol/_trie_accel.c
@@ -25,6 +27,12 @@ anvil: $(ANVIL_STAMP)
 $(ANVIL_STAMP): $(ANVIL_DIR)/package.json
 	cd $(ANVIL_DIR) && npm install --include=optional --no-audit --no-fund --loglevel=error
 	test -n "$$(ls $(ANVIL_DIR)/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null)"
+	touch $@
+
+# ethers v6 for the tests' JavaScript dApp (tests/adversarial_gateway/ethers_dapp.cjs)
+ethers: $(ETHERS_STAMP)
+$(ETHERS_STAMP): $(ETHERS_DIR)/package.json
+	cd $(ETHERS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Debian packages where missing (we are root on CI and dev machines): $(call apt,COMMAND,PACKAGE)
@@ -95,4 +103,4 @@ devnet: setup
 	$(VENV)/bin/relaynet devnet up
 
 clean:
-	rm -rf $(VENV) $(ANVIL_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(ANVIL_DIR)/node_modules $(ETHERS_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

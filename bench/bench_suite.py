@@ -41,6 +41,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,10 +228,14 @@ class Procs:
 
 
 def _pin(pid: int, cpus: str | None) -> None:
-    """Pin every thread of ``pid`` to ``cpus`` (servers away from the load generator)."""
+    """Pin every thread of ``pid`` and of its descendants (a gateway's forked workers) to
+    ``cpus`` (servers away from the load generator)."""
     if cpus is None:
         return
-    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True, capture_output=True)
+    for each in [pid, *_descendants(pid)]:
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", cpus, str(each)], check=True, capture_output=True
+        )
 
 
 # --- wrk ---------------------------------------------------------------------------------------
@@ -439,7 +444,14 @@ backends = {{ rpc = "{backend}" }}
 
 
 def _write_gateway(
-    workdir: Path, net: _Network, name: str, port: int, cache: bool
+    workdir: Path,
+    net: _Network,
+    name: str,
+    port: int,
+    cache: bool,
+    *,
+    workers: int = 1,
+    redis_url: str | None = None,
 ) -> tuple[Path, str]:
     from gateway.keys import ApiKey, FileKeyBackend, generate_key, hash_key
 
@@ -470,7 +482,11 @@ agreement = 1
 [services.eth]
 catalogue = "devnet"
 """
+        + (f'[redis]\nurl = "{redis_url}"\n' if redis_url else "")
     )
+    if workers > 1:
+        text = config.read_text().replace("[gateway]\n", f"[gateway]\nworkers = {workers}\n", 1)
+        config.write_text(text)
     return config, f"http://127.0.0.1:{port}/v1/eth/{api_key}"
 
 
@@ -505,11 +521,23 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _descendants(pid: int) -> list[int]:
+    out = []
+    for child in _children(pid):
+        out += [child, *_descendants(child)]
+    return out
+
+
 def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU time of ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    """(user, system) CPU time so far of ``pid`` and its live descendants (a gateway's
+    forked workers): ``/proc/<pid>/stat`` fields 14 and 15."""
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    user = system = 0.0
+    for each in [pid, *_descendants(pid)]:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[-1].split()
+            user, system = user + int(fields[11]) / tick, system + int(fields[12]) / tick
+    return user, system
 
 
 def _profile(
@@ -711,28 +739,82 @@ def run(args: argparse.Namespace) -> list[Row]:
             ):
                 port = _free_port()
                 config, url = _write_gateway(workdir, net, name, port, cache)
-                procs.start(
-                    name,
-                    [
-                        sys.executable,
-                        "-m",
-                        "relaynet",
-                        "gateway",
-                        "run",
-                        "--config",
-                        str(config),
-                        "--log-level",
-                        "warning",
-                    ],
-                    env=env,
-                )
-                procs.wait(name, lambda port=port: _get_ok(f"http://127.0.0.1:{port}/readyz"))
-                _pin(procs.pid(name), server_cpus)
+                _start_gateway(procs, name, config, port, server_cpus)
                 measure(label, url, name, "relayer", "anvil", body=BODY if cache else UNCACHED)
                 procs.stop(name)
+            if args.workers > 1:
+                _measure_workers(args, procs, net, server_cpus, measure)
         finally:
             procs.stop()
     return rows
+
+
+def _start_gateway(
+    procs: Procs, name: str, config: Path, port: int, cpus: str | None, settle: float = 0
+) -> None:
+    """``relaynet gateway run`` until /readyz answers (plus ``settle`` seconds: every forked
+    worker listening, each once its follower caught up), then pinned with its workers."""
+    argv = [sys.executable, "-m", "relaynet", "gateway", "run", "--config", str(config)]
+    procs.start(name, [*argv, "--log-level", "warning"], env=_python_env())
+    procs.wait(name, lambda: _get_ok(f"http://127.0.0.1:{port}/readyz"))
+    time.sleep(settle)
+    _pin(procs.pid(name), cpus)
+
+
+def _measure_workers(
+    args: argparse.Namespace,
+    procs: Procs,
+    net: _Network,
+    server_cpus: str | None,
+    measure: Callable[..., None],
+) -> None:
+    """The full path through a gateway with Redis, as one process and as ``--workers`` forked
+    workers (every worker pinned, their CPU summed): what sharing state through Redis costs
+    per request, and what the extra processes give on the servers' CPUs."""
+    redis_port = _free_port()
+    redis = shutil.which("redis-server")
+    if redis is None:
+        raise BenchError("--workers needs redis-server (apt-get install redis-server)")
+    procs.start(
+        "redis",
+        [
+            redis,
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+    )
+    procs.wait("redis", lambda: _redis_up(redis_port))
+    _pin(procs.pid("redis"), server_cpus)
+    for name, workers in (("gateway-redis", 1), ("gateway-workers", args.workers)):
+        port = _free_port()
+        config, url = _write_gateway(
+            procs.workdir,
+            net,
+            name,
+            port,
+            False,
+            workers=workers,
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        )
+        _start_gateway(procs, name, config, port, server_cpus, settle=2.0 if workers > 1 else 0)
+        label = f"gateway, Redis, {workers} worker" + ("s" if workers > 1 else "")
+        measure(label, url, name, "relayer", "anvil", "redis")
+        procs.stop(name)
+
+
+def _redis_up(port: int) -> bool:
+    import socket
+
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(16).startswith(b"+PONG")
+    return False
 
 
 def render(rows: list[Row], args: argparse.Namespace) -> str:
@@ -804,6 +886,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per peak run")
     parser.add_argument("--idle-duration", type=float, default=2.0, help="seconds at -c1")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="also measure the full path with Redis as 1 and as N gateway workers (N > 1)",
+    )
     parser.add_argument(
         "--profile", default="", help="write py-spy profiles (speedscope) of each server here"
     )

@@ -43,7 +43,8 @@ from gateway.store.base import Store
 from gateway.store.fallback import FallbackStore
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from gateway.ws import handle_ws
+from gateway.workers import WorkerSeat
+from gateway.ws import Upstream, websocket_handler
 from protocol.encoding import address_from_hex, address_to_checksum
 from protocol.errors import RelaynetError
 from protocol.keys import AccountKey
@@ -51,6 +52,7 @@ from protocol.relay import Domain
 from session.snapshot import RegistrySnapshot
 from transport.fastserve import FastSite
 from transport.http1 import HttpClient
+from transport.logs import configure
 
 __all__ = ["build_outage", "build_store", "create_app", "key_backend", "serve"]
 
@@ -254,7 +256,7 @@ async def create_app(
     )
     app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
     app[GATEWAY] = gw
-    add_routes(app, handle_ws)
+    add_routes(app, websocket_handler(Upstream(client=client, qos=qos, store=store)))
 
     async def resources(_app: web.Application) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []
@@ -295,10 +297,12 @@ async def create_app(
 
 def reloaded(old: GatewayConfig, new: GatewayConfig) -> tuple[GatewayConfig, list[str]]:
     """What SIGHUP applies: ``[limits]`` (but ``max_body_bytes``, fixed by the listener),
-    ``[ws]`` and ``gateway.access_log``; keys reload on their own. Returns the config in force
-    and the changed settings that need a restart (named, and left as they were)."""
+    ``[ws]``, ``gateway.access_log``, ``log_format`` and ``log_level``; keys reload on their
+    own. Returns the config in force and the changed settings that need a restart (named, and
+    left as they were)."""
     limits = new.limits.model_copy(update={"max_body_bytes": old.limits.max_body_bytes})
-    server = old.gateway.model_copy(update={"access_log": new.gateway.access_log})
+    logs = ("access_log", "log_format", "log_level")
+    server = old.gateway.model_copy(update={k: getattr(new.gateway, k) for k in logs})
     applied = old.model_copy(update={"limits": limits, "ws": new.ws, "gateway": server})
     fixed = [
         f"{section}.{name}"
@@ -322,9 +326,12 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     reload: Callable[[], GatewayConfig] | None = None,
+    seat: WorkerSeat | None = None,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or ``stop``); drain in-flight requests, exit.
-    SIGHUP reads the config again through ``reload`` and applies what :func:`reloaded` can."""
+    SIGHUP reads the config again through ``reload`` and applies what :func:`reloaded` can.
+    ``seat``: one of ``workers = N`` forked processes (:mod:`gateway.workers`): the listener
+    is shared with ``SO_REUSEPORT`` and metrics are served on the seat's socket."""
     app = await create_app(config)
     gw = app[GATEWAY]
     runner = web.AppRunner(
@@ -335,13 +342,29 @@ async def serve(
     # POST /v1/{service}[/{key}] off aiohttp's per-request cost; the rest stays on aiohttp
     route = rpc_route(app, outermost(handle_rpc))
     max_body = config.limits.max_body_bytes
-    await FastSite(runner, host, port, route=route, max_body=max_body, reuse_address=True).start()
+    if seat is not None:
+        await seat.until_ready(gw.ready)
+    await FastSite(
+        runner,
+        host,
+        port,
+        route=route,
+        max_body=max_body,
+        reuse_address=True,
+        reuse_port=seat is not None,
+    ).start()
     metrics_runner = None
-    if config.gateway.metrics_listen:
+    if config.gateway.metrics_listen or (seat is not None and seat.metrics_sock is not None):
         metrics_runner = web.AppRunner(metrics_app(gw.metrics), access_log=None)
         await metrics_runner.setup()
-        mhost, mport = parse_listen(config.gateway.metrics_listen)
-        await web.TCPSite(metrics_runner, mhost, mport, reuse_address=True).start()
+        if seat is not None and seat.metrics_sock is not None:
+            await web.SockSite(metrics_runner, seat.metrics_sock).start()
+        else:
+            assert config.gateway.metrics_listen is not None
+            mhost, mport = parse_listen(config.gateway.metrics_listen)
+            await web.TCPSite(metrics_runner, mhost, mport, reuse_address=True).start()
+    if seat is not None:
+        seat.listening()
     gc.freeze()  # start-up's objects (snapshot, tables, modules) leave the collector's scans
     log.info("gateway listening on %s", config.gateway.listen)
     log.info(
@@ -361,7 +384,9 @@ async def serve(
                 log.warning("SIGHUP: config not reloaded, the old one stays: %s", exc)
                 return
             gw.config, fixed = reloaded(gw.config, new)
-            log.info("SIGHUP: config reloaded (limits, ws, access_log)")
+            current = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+            configure(gw.config.gateway.log_level or str(current), gw.config.gateway.log_format)
+            log.info("SIGHUP: config reloaded (limits, ws, access_log, log_format, log_level)")
             if fixed:
                 log.warning(
                     "SIGHUP: these need a restart and were left as they were: %s", ", ".join(fixed)

@@ -7,6 +7,7 @@ with :class:`GatewayConfig`. Secrets are ``SecretStr`` and never printed. Exampl
     [gateway]
     listen = "0.0.0.0:8545"
     metrics_listen = "127.0.0.1:9100"
+    workers = 1                    # N processes on `listen` (SO_REUSEPORT); N > 1 needs [redis]
     devnet = false
     allow_networks = []            # e.g. ["10.20.0.0/16"]: non-global supplier ranges allowed
     private_key = "0x…"            # or private_key_file = "gateway.key"
@@ -83,8 +84,13 @@ class ServerConfig(_Strict):
     #: seconds between /readyz turning 503 and closing the listener on SIGTERM
     drain_seconds: float = Field(default=5.0, ge=0, le=300)
     log_format: Literal["text", "json"] = "text"
+    #: None: the ``--log-level`` of ``relaynet gateway run``; SIGHUP applies a change
+    log_level: Literal["debug", "info", "warning", "error"] | None = None
     #: one log line per request (logger ``relaynet.gateway.access``)
     access_log: bool = False
+    #: gateway processes sharing ``listen`` (SO_REUSEPORT; more than one needs [redis]):
+    #: see gateway.workers
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("listen", "metrics_listen")
     @classmethod
@@ -226,6 +232,16 @@ class GatewayConfig(_Strict):
     def _key_store(self) -> GatewayConfig:
         if self.redis is None and self.keys.file is None:
             raise ValueError("configure [redis] or keys.file: API keys must live somewhere")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_share(self) -> GatewayConfig:
+        if self.gateway.workers > 1 and self.redis is None:
+            raise ValueError(
+                f"gateway.workers = {self.gateway.workers} needs [redis]: the workers share API "
+                "keys, limits, cache, floors, pins and QoS through it — add a [redis] table "
+                "or set gateway.workers = 1"
+            )
         return self
 
 

@@ -8,10 +8,20 @@ The rules, in the order :func:`quorum_read` applies them:
 2. ``legs``    — N distinct suppliers chosen by selection; fewer eligible ones is -32005 with
                  ``Retry-After``; a failed leg is replaced by a fresh supplier until the
                  deadline; every leg's receipt is verified in full (never sampled);
+                 an answer over the call's size cap is replaced once (as a single read's),
+                 and its supplier blamed only when another answered within the cap; when no
+                 leg fits, :class:`ResponseTooLarge`;
 3. ``agree``   — identical (status, body) → the answer, every leg listed in its group;
                  head-dependent reads that differ are asked again, once, one block time later;
-4. ``disagree``— -32098 "suppliers disagree" with every signed answer (HTTP 200), logged and
+4. ``floor``   — an agreed head height goes through the single read's floor rules
+                 (:func:`settle_floor`): never below the client's floor, and entering it only
+                 within the rule;
+5. ``disagree``— -32098 "suppliers disagree" with every signed answer (HTTP 200), logged and
                  counted; nothing is cached.
+
+REST-like reads (Cosmos REST, CometBFT URI calls) follow the same rules: the legs carry the
+canonical payload, a refusal is :class:`QuorumRefused`, and a disagreement's body is the
+bare error object of :func:`disagreement_object` (no JSON-RPC envelope to hold it).
 """
 
 from __future__ import annotations
@@ -19,26 +29,35 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import orjson
 
 from gateway.config import RelayConfig
-from gateway.errors import ClientReason, NoSupplier, RelayFailed
+from gateway.errors import ClientReason, NoSupplier, RelayFailed, ResponseTooLarge
+from gateway.metrics import GatewayMetrics
 from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target
 from gateway.selection import Qos
 from gateway.services import Service
 from gateway.sessions import SessionBook, SessionView
+from rollups.answers import FloorRule
+from rollups.errors import InvalidParamsError
 from rollups.handler import CallPlan, MethodClass
 
 __all__ = [
     "DISAGREE_CODE",
     "MAX_QUORUM",
     "QuorumRefused",
+    "check_suppliers",
     "disagreement_body",
+    "disagreement_object",
+    "log_disagreement",
+    "log_suppliers_disagree",
     "parse_quorum",
     "quorum_read",
+    "settle_floor",
 ]
 
 log = logging.getLogger("relaynet.gateway.quorum")
@@ -55,6 +74,7 @@ class Router(Protocol):
     client: RelayClient
     qos: Qos
     cfg: RelayConfig
+    metrics: GatewayMetrics
 
     async def _attempt(
         self,
@@ -67,6 +87,28 @@ class Router(Protocol):
     ) -> RelayAnswer: ...
 
     def _lied(self, sid: str, supplier: bytes, kind: str) -> None: ...
+
+
+class Client(Protocol):
+    """What the floor rules need of :class:`gateway.router.ClientContext`."""
+
+    @property
+    def service(self) -> Service: ...
+
+
+C = TypeVar("C", bound=Client, contravariant=True)
+
+
+class Floors(Protocol[C]):
+    """The router's floor steps a quorum's agreed head height goes through."""
+
+    qos: Qos
+
+    def _height_limit(self, svc: Service, view: SessionView, rule: FloorRule) -> int | None: ...
+
+    async def _floor(self, ctx: C) -> int | None: ...
+
+    async def _raise_floor(self, ctx: C, height: int) -> None: ...
 
 
 class QuorumRefused(Exception):
@@ -111,6 +153,11 @@ def admit(plan: CallPlan, view: SessionView, n: int) -> None:
         raise QuorumRefused(
             f"quorum {n} is for reads only ({plan.call.method} is {plan.method_class.value})"
         )
+    check_suppliers(view, n)
+
+
+def check_suppliers(view: SessionView, n: int) -> None:
+    """A quorum above the signing session's distinct suppliers is refused (DESIGN §4)."""
     distinct = len(set(view.suppliers))
     if n > distinct:
         raise QuorumRefused(
@@ -134,6 +181,24 @@ async def quorum_read(
     return Disagreed(legs)
 
 
+async def rest_read(
+    router: Router, svc: Service, view: SessionView, plan: CallPlan, n: int
+) -> Agreed | bytes:
+    """A REST-like quorum read (``plan.call.raw`` is the canonical payload): the agreed legs,
+    or the disagreement's bare -32098 object (logged and counted). A refused quorum is
+    :class:`~rollups.errors.InvalidParamsError` (HTTP 400, grpc code 3)."""
+    try:
+        admit(plan, view, n)
+    except QuorumRefused as exc:
+        raise InvalidParamsError(exc.message) from exc
+    result = await quorum_read(router, svc, view, plan, plan.call.raw, n)
+    if isinstance(result, Agreed):
+        return result
+    log_disagreement(svc.service_id, plan.call.method, result.legs)
+    router.metrics.child(router.metrics.disagreements, svc.service_id, plan.call.method).inc()
+    return disagreement_object(result.legs)
+
+
 def _identical(legs: tuple[RelayAnswer, ...]) -> bool:
     first = legs[0]
     return all(a.status == first.status and a.body == first.body for a in legs[1:])
@@ -151,6 +216,7 @@ async def _legs(
     pending: dict[asyncio.Task[RelayAnswer], bytes] = {}
     answers: dict[bytes, RelayAnswer] = {}
     failures: list[RelayError] = []
+    oversized: list[bytes] = []  # suppliers whose answer went over the call's cap
 
     def launch() -> bool:
         # only suppliers selection admits now (an open breaker is not a leg, not even as
@@ -185,6 +251,9 @@ async def _legs(
         while len(answers) < n:
             remaining = deadline - loop.time()
             if remaining <= 0 or not pending:
+                if not answers and oversized and all(f.oversized for f in failures):
+                    raise ResponseTooLarge("response too large")  # no leg fits: nobody lied
+                _blame_oversized(router, sid, oversized, answers)
                 causes = "; ".join(sorted({f.message for f in failures})) or "deadline exceeded"
                 raise RelayFailed(f"quorum {n}: {len(answers)} of {n} legs answered: {causes}")
             done, _ = await asyncio.wait(
@@ -207,15 +276,65 @@ async def _legs(
                 if not isinstance(exc, RelayError):
                     raise exc
                 failures.append(exc)
+                if exc.oversized:
+                    oversized.append(supplier)
+                    if len(oversized) > 1:
+                        continue  # an answer over the cap is retried once elsewhere, no more
                 launch()  # replace the failed leg with a fresh supplier, if any is left
     finally:
         for task in pending:
             task.cancel()
+    _blame_oversized(router, sid, oversized, answers)
     return tuple(answers.values())
+
+
+def _blame_oversized(
+    router: Router, sid: str, oversized: list[bytes], answers: dict[bytes, RelayAnswer]
+) -> None:
+    """Another supplier answered within the cap: the oversized answers were lies (as in
+    :meth:`gateway.router.Router.relay`)."""
+    if answers:
+        for supplier in oversized:
+            router._lied(sid, supplier, "oversized")
+
+
+async def settle_floor(
+    router: Floors[C],
+    ctx: C,
+    view: SessionView,
+    rule: FloorRule,
+    raw_id: bytes,
+    legs: tuple[RelayAnswer, ...],
+) -> bytes | None:
+    """An agreed head height under the single read's floor rules (DESIGN §4): every leg's
+    height is a report; a height below the client's floor is answered with the floor by the
+    gateway (the bytes returned); it enters the floor only within the rule. None: answer
+    the agreed legs."""
+    svc = ctx.service
+    first = legs[0]
+    height = svc.handler.read_height(first.body) if first.status == 200 else None
+    if height is None:
+        return None
+    for leg in legs:
+        router.qos.observe_height(svc.service_id, leg.supplier, height)
+    floor = await router._floor(ctx)
+    if floor is not None and height < floor:
+        # never backwards; a single supplier's fresher answer would not be a quorum's
+        return svc.handler.height_answer(raw_id, floor)
+    limit = router._height_limit(svc, view, rule)
+    if limit is not None and height <= limit:
+        await router._raise_floor(ctx, height)
+    return None
 
 
 def disagreement_body(raw_id: bytes, legs: tuple[RelayAnswer, ...]) -> bytes:
     """DESIGN §4's -32098 answer with every signed answer, the client's id as sent."""
+    error = disagreement_object(legs)
+    return b'{"jsonrpc":"2.0","id":' + raw_id + b',"error":' + error + b"}"
+
+
+def disagreement_object(legs: tuple[RelayAnswer, ...]) -> bytes:
+    """The -32098 error object: ``{"code", "message", "data": {"answers": […]}}``."""
     answers = [
         {
             "supplier": "0x" + a.supplier.hex(),
@@ -227,11 +346,14 @@ def disagreement_body(raw_id: bytes, legs: tuple[RelayAnswer, ...]) -> bytes:
         for a in legs
     ]
     error = {"code": DISAGREE_CODE, "message": "suppliers disagree", "data": {"answers": answers}}
-    return b'{"jsonrpc":"2.0","id":' + raw_id + b',"error":' + orjson.dumps(error) + b"}"
+    return orjson.dumps(error)
 
 
 def log_disagreement(service: str, method: str, legs: tuple[RelayAnswer, ...]) -> None:
-    suppliers = " ".join("0x" + a.supplier.hex() for a in legs)
-    log.warning(
-        "quorum disagreement: service=%s method=%s suppliers=%s", service, method, suppliers
-    )
+    log_suppliers_disagree(service, method, [a.supplier for a in legs])
+
+
+def log_suppliers_disagree(service: str, method: str, suppliers: Iterable[bytes]) -> None:
+    """The log line of every disagreement (HTTP legs, WebSocket pushes)."""
+    named = " ".join("0x" + s.hex() for s in suppliers)
+    log.warning("quorum disagreement: service=%s method=%s suppliers=%s", service, method, named)

@@ -1,4 +1,5 @@
-"""Send one signed relay to one supplier and check what comes back (DESIGN §3.3, §4).
+"""The gateway's one upstream seam: signed relays and relay streams to suppliers, and the
+checks of what comes back (DESIGN §3.3, §4).
 
 The gateway signs ``RH`` as EIP-712 typed data with its account key (the signer; apps delegate
 to it), POSTs the payload to the supplier's registered endpoint with ``Relay-Request``, and
@@ -13,11 +14,18 @@ validates the answer before anyone sees it:
 
 Every failure is a :class:`RelayError` whose ``outcome`` drives retries and whose ``refusal``
 says whose fault it is (``Refusal.LIE``: the supplier's, counted in selection).
+
+A stream (WebSocket transport) is opened by :meth:`RelayClient.open_stream` — sign with
+``max_index``, upgrade on the supplier's endpoint, send the payload — and read as
+:class:`RelayStream` events: a :class:`Frame` whose receipt was checked in full, a
+:class:`Closed` (the relayer's close code, or none), or a :class:`Broken` stream (a fault).
+What an ending means for the subscription is :mod:`gateway.streams`' rule, not this module's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -28,17 +36,21 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from aiohttp import WSMsgType
 
 from gateway.endpoints import EndpointRefused, EndpointRefusedOSError, check_literal
 from gateway.errors import ClientReason, GatewayError
 from gateway.failsafe.retry import Outcome
+from gateway.streams import Fault
 from protocol.errors import ERROR_TABLE, ErrorCode, ProtocolError, Refusal, refusal_of
 from protocol.keys import AccountKey
 from protocol.relay import (
     RELAY_VERSION,
+    WS_STATUS,
     Domain,
     RelayHeader,
     decode_receipt,
+    decode_ws_frame,
     encode_relay_request,
     request_digest,
     sign_request,
@@ -50,11 +62,16 @@ __all__ = [
     "DEFAULT_ANSWER_BUDGET",
     "DEFAULT_ANSWER_CAP",
     "AnswerBudget",
+    "Broken",
+    "Closed",
+    "Frame",
     "Overloaded",
     "RelayAnswer",
     "RelayClient",
     "RelayError",
+    "RelayStream",
     "Signed",
+    "StreamUnavailable",
     "Target",
     "classify_code",
     "parse_backend_status",
@@ -198,6 +215,82 @@ class RelayError(GatewayError):
         return self.refusal is Refusal.LIE
 
 
+class StreamUnavailable(GatewayError):
+    """A stream could not be opened; ``fault``: counted against the supplier in selection."""
+
+    def __init__(self, message: str, *, fault: bool) -> None:
+        super().__init__(message)
+        self.fault = fault
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A pushed frame whose receipt verified: its index and the backend's message."""
+
+    index: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The relayer closed the stream (``code`` None: the connection went without a close)."""
+
+    code: int | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """The stream broke the wire rules: a bad receipt, a text frame, no pong."""
+
+    fault: Fault
+    detail: str
+
+
+class RelayStream:
+    """One open relay stream: its frames checked against the supplier's receipt key."""
+
+    def __init__(
+        self, target: Target, digest: bytes, max_index: int, ws: aiohttp.ClientWebSocketResponse
+    ) -> None:
+        self.target = target
+        self.digest = digest
+        self.max_index = max_index
+        self._ws = ws
+
+    async def receive(self) -> Frame | Closed | Broken:
+        """The next event from the relayer."""
+        msg = await self._ws.receive()
+        if msg.type is WSMsgType.BINARY:
+            try:
+                return self._check(msg.data)
+            except ProtocolError as exc:
+                return Broken(Fault.BAD_RECEIPT, exc.message)
+        if msg.type is WSMsgType.CLOSE:
+            code, reason = msg.data, msg.extra
+            return Closed(
+                code if isinstance(code, int) else None, reason if isinstance(reason, str) else ""
+            )
+        if msg.type is WSMsgType.ERROR and isinstance(msg.data, aiohttp.ServerTimeoutError):
+            return Broken(Fault.NO_PONG, str(msg.data))
+        if msg.type is WSMsgType.TEXT:
+            return Broken(Fault.BAD_FRAME, "a text frame")
+        return Closed(None)
+
+    def _check(self, data: bytes) -> Frame:
+        """A frame's index and body, its receipt checked in full (``ProtocolError`` if bad)."""
+        index, rhash, rsig, body = decode_ws_frame(data)
+        expected = hashlib.sha256(WS_STATUS.to_bytes(2, "big") + body).digest()
+        if rhash != expected or self.target.receipt_key is None:
+            raise ProtocolError("bad stream receipt")
+        verify_receipt(self.target.receipt_key, self.digest, index, rhash, rsig)
+        return Frame(index, body)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._ws.close()
+
+
 def _lie(message: str, target: Target) -> RelayError:
     """A malformed answer: the backend answered (the relay may have acted), the supplier lies."""
     return RelayError(
@@ -239,6 +332,43 @@ class RelayClient:
         self.on_late_lie: Callable[[Target], None] | None = None
         self.late_checks = 0
         self.late_lies = 0
+
+    async def open_stream(
+        self,
+        target: Target,
+        payload: bytes,
+        compute_units: int,
+        max_index: int,
+        *,
+        max_msg_size: int,
+        heartbeat: float,
+    ) -> RelayStream:
+        """Sign a stream for ``max_index`` pushes, upgrade on the supplier's endpoint and send
+        ``payload``; the caller reads the index-0 answer first. Raises
+        :class:`StreamUnavailable` when the stream cannot be opened."""
+        signed = self.sign(target, payload, compute_units, max_index=max_index)
+        try:
+            ws = await self.http.ws_connect(
+                target.endpoint,
+                headers={"Relay-Request": signed.relay_request},
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                max_msg_size=max_msg_size,
+                heartbeat=heartbeat,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            # a refusal (e.g. the session has not started for it yet) is not a fault
+            raise StreamUnavailable(
+                f"upgrade refused: HTTP {exc.status}", fault=exc.status >= 500
+            ) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise StreamUnavailable(f"cannot connect: {exc!r}", fault=True) from exc
+        stream = RelayStream(target, signed.digest, max_index, ws)
+        try:
+            await ws.send_bytes(payload)
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            await stream.close()
+            raise StreamUnavailable(f"cannot send: {exc!r}", fault=True) from exc
+        return stream
 
     def domain_of(self, n: int) -> Domain:
         """The EIP-712 domain of session ``n``: under its chain id when the registry knows it."""

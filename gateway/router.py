@@ -241,20 +241,16 @@ class Router:
             body = quorum.disagreement_body(call.raw_id, result.legs)
             return CallAnswer(200, body, "gateway", method_class=cls)
         legs = result.legs
+        rule = svc.handler.floor_rule(svc.spec, rcall)
+        if rule is not None:  # an agreed head height: the floor rules of a single read
+            floored = await quorum.settle_floor(self, ctx, view, rule, call.raw_id, legs)
+            if floored is not None:
+                return CallAnswer(200, floored, "gateway", method_class=cls)
         if self.cache is not None and not call.is_notification and _PLAIN_ID.fullmatch(call.raw_id):
             if svc.handler.cache_policy(svc.spec, rcall, heights).cacheable:
                 for leg in legs:
                     await self._offer(svc, rcall, leg, heights)
-        return CallAnswer(
-            legs[0].status,
-            legs[0].body,
-            "relay",
-            " ".join("0x" + a.supplier.hex() for a in legs),
-            " ".join(a.relay_request for a in legs),
-            " ".join(a.relay_receipt for a in legs),
-            cls,
-            legs=len(legs),
-        )
+        return _agreed(legs, cls)
 
     async def _offer(
         self, svc: Service, rcall: Call, answer: RelayAnswer, heights: Heights
@@ -300,6 +296,11 @@ class Router:
         if plan.method_class is MethodClass.SUBSCRIPTION:
             raise MethodNotFoundError(f"{call.method} needs a WebSocket")
         view = self.sessions.signing(svc.service_id, ctx.app)
+        if ctx.quorum > 1:  # DESIGN §4 for REST-like reads too (QuorumRefused: the caller's)
+            result = await quorum.rest_read(self, svc, view, plan, ctx.quorum)
+            if isinstance(result, bytes):  # the disagreement's bare -32098 object
+                return CallAnswer(200, result, "gateway", method_class=cls)
+            return _agreed(result.legs, cls)
         answer = await self._route(ctx, view, plan, call.raw)
         return CallAnswer(
             answer.status,
@@ -754,6 +755,20 @@ class Router:
             causes = sorted({_cause(f) for f in failures})
             raise RelayFailed(f"no supplier answered ({len(failures)} tried): {'; '.join(causes)}")
         raise NoSupplier(f"no eligible supplier for {sid!r}", reason=ClientReason.NO_SUPPLIER)
+
+
+def _agreed(legs: tuple[RelayAnswer, ...], cls: str) -> CallAnswer:
+    """A quorum's answer: one group, its legs space-separated in every Relay-* header."""
+    return CallAnswer(
+        legs[0].status,
+        legs[0].body,
+        "relay",
+        " ".join("0x" + a.supplier.hex() for a in legs),
+        " ".join(a.relay_request for a in legs),
+        " ".join(a.relay_receipt for a in legs),
+        cls,
+        legs=len(legs),
+    )
 
 
 def _cause(exc: RelayError) -> str:

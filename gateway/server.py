@@ -82,7 +82,7 @@ class Gateway:
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
-#: Serves a client's WebSocket upgrade (``gateway.ws.handle_ws``). The composition root
+#: Serves a client's WebSocket upgrade (``gateway.ws.websocket_handler``). The composition root
 #: (``gateway.app``) passes it to :func:`add_routes`, so this module does not import
 #: ``gateway.ws`` (which imports it back for the ``Gateway`` type).
 WsHandler = Callable[[web.Request, Gateway, ClientContext], Awaitable[web.StreamResponse]]
@@ -188,14 +188,15 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
     gw.inflight += 1  # the inflight gauge reads this at scrape time (see create_app)
     try:
         ctx, record = client_context(gw, request)
+        ctx = _with_quorum(ctx, request, record)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await request.app[WEBSOCKETS](request, gw, ctx)
         if request.method != "POST":
             raise BadRequest("use POST (or a WebSocket upgrade)")
-        ctx = _with_quorum(ctx, request, record)
         await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
         body = await _read_body(request, gw.config.limits.max_body_bytes)
-        front = _front_hit(gw, ctx, body)
+        # a quorum read never reads the cache (DESIGN §4)
+        front = _front_hit(gw, ctx, body) if ctx.quorum == 1 else None
         if front is not None:  # a repeat of a final, cached answer: no parsing needed
             await gw.limiter.admit(record, ctx.service.service_id, 1, prepaid=1)
             gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc()
@@ -248,10 +249,14 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
         )
 
 
-def _with_quorum(ctx: ClientContext, request: web.Request, record: ApiKey) -> ClientContext:
-    """The call's quorum: ``Relay-Quorum``, else ``?quorum=``, else the key's default."""
+def _with_quorum(
+    ctx: ClientContext, request: web.Request, record: ApiKey, *, url: bool = True
+) -> ClientContext:
+    """The call's quorum: ``Relay-Quorum``, else ``?quorum=`` (``url``: not on a REST-like
+    call, whose query is the backend's), else the key's default."""
     try:
-        n = parse_quorum(request.headers.get("Relay-Quorum", request.query.get("quorum")))
+        in_url = request.query.get("quorum") if url else None
+        n = parse_quorum(request.headers.get("Relay-Quorum", in_url))
     except QuorumRefused as exc:
         raise BadRequest(exc.message, reason=ClientReason.INVALID_PARAMS) from exc
     n = n if n is not None else record.quorum
@@ -289,13 +294,14 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
     gw.inflight += 1
     try:
         ctx, record = client_context(gw, request)
+        ctx = _with_quorum(ctx, request, record, url=False)
         await gw.limiter.gate(record, ctx.service.service_id)  # one token before parsing
         body = await _read_body(request, gw.config.limits.max_body_bytes)
         path, query = _rest_target(request)
         svc = ctx.service
         try:
             call = rest_call(svc.handler, svc.spec, request.method, path, query, body)
-            await gw.limiter.admit(record, svc.service_id, 1, prepaid=1)
+            await gw.limiter.admit(record, svc.service_id, ctx.quorum, prepaid=1)
             gw.metrics.child(gw.metrics.key_requests, ctx.key_id, svc.service_id).inc()
             answer = await gw.router.execute_rest(ctx, call)
         except RequestError as exc:

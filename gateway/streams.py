@@ -1,10 +1,12 @@
-"""Upstream relay streams as DESIGN §4 rules them ("Streams pay only for pushes delivered").
+"""Upstream relay streams as DESIGN §4 rules them ("Streams pay only for pushes delivered",
+and a quorum's agreement on a WebSocket).
 
 Pure decisions, no I/O: how many pushes a stream signature pays for, when its replacement is
 opened, whether a frame's index is the next one, and what each way a relayer ends a stream
 means — not a fault, a skip (that supplier sits out the subscription until the next session),
 or a fault (stream closed, supplier not used for the subscription again this session, counted
-in selection).
+in selection) — and when a push is forwarded: at its first copy, or with a quorum at the
+copy that makes it the quorum's (:class:`Agreement`).
 
 >>> stream_window(32, 1000), stream_window(32, 16), grown_window(32, 1000), grown_window(512, 1000)
 (32, 16, 64, 1000)
@@ -24,15 +26,20 @@ in selection).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from protocol.errors import Refusal, refusal_of
 from protocol.relay import WS_CLOSE_GRACE_ENDED, WS_CLOSE_MAX_INDEX, WS_CLOSE_RELAY_ERROR
 
 __all__ = [
+    "Agreement",
+    "Decision",
     "Ending",
     "Fault",
+    "Offered",
+    "Pending",
     "Verdict",
     "check_index",
     "ending",
@@ -122,3 +129,78 @@ def ending(
         return Verdict(Ending.SKIP, None, f"4002 {reason}")
     # any other close (going away, server restart): not a fault, but no churn on that supplier
     return Verdict(Ending.SKIP, None, f"close {code}")
+
+
+class Decision(StrEnum):
+    FORWARD = "forward"  # the agreeing copy that completes the quorum: send it to the client
+    WAIT = "wait"  # fewer identical copies than the quorum so far
+    DROP = "drop"  # this event went to the client already
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    decision: Decision
+    outvoted: tuple[bytes, ...] = ()  # suppliers whose copy differs from the forwarded one
+
+
+@dataclass(slots=True)
+class Pending:
+    """The copies of one event not agreed yet: content digest → suppliers that sent it."""
+
+    first_seen: float
+    copies: dict[bytes, set[bytes]] = field(default_factory=dict)
+
+    def suppliers(self) -> set[bytes]:
+        return set().union(*self.copies.values())
+
+
+class Agreement:
+    """Pushes of one subscription's streams, forwarded at their ``quorum``-th identical copy
+    from distinct suppliers (DESIGN §4; ``quorum`` 1: the first copy, duplicates dropped).
+
+    An event is named by the handler's identity key and its copies compared by ``content``
+    (the push's ``result`` bytes: each node writes its own subscription id).
+
+    >>> a = Agreement(quorum=2)
+    >>> a.offer(b"h1", b"x", b"A", 0.0).decision, a.offer(b"h1", b"y", b"L", 0.1).decision
+    (<Decision.WAIT: 'wait'>, <Decision.WAIT: 'wait'>)
+    >>> a.offer(b"h1", b"x", b"A", 0.15).decision  # one supplier counts once
+    <Decision.WAIT: 'wait'>
+    >>> a.offer(b"h1", b"x", b"B", 0.2)
+    Offered(decision=<Decision.FORWARD: 'forward'>, outvoted=(b'L',))
+    >>> a.offer(b"h1", b"x", b"L2", 0.3).decision, a.offer(b"h1", b"z", b"M", 0.3).outvoted
+    (<Decision.DROP: 'drop'>, (b'M',))
+    >>> a.offer(b"h2", b"q", b"A", 1.0).decision, len(a.expire(before=2.0)), len(a.pending)
+    (<Decision.WAIT: 'wait'>, 1, 0)
+    """
+
+    def __init__(self, quorum: int, keep: int = 4096) -> None:
+        self.quorum = quorum
+        self.keep = keep
+        self.pending: OrderedDict[bytes, Pending] = OrderedDict()
+        self.delivered: OrderedDict[bytes, bytes] = OrderedDict()  # identity → content
+
+    def offer(self, identity: bytes, content: bytes, supplier: bytes, now: float) -> Offered:
+        agreed = self.delivered.get(identity)
+        if agreed is not None:
+            return Offered(Decision.DROP, () if agreed == content else (supplier,))
+        entry = self.pending.get(identity)
+        if entry is None:
+            entry = self.pending[identity] = Pending(now)
+            while len(self.pending) > self.keep:
+                self.pending.popitem(last=False)
+        holders = entry.copies.setdefault(content, set())
+        holders.add(supplier)
+        if len(holders) < self.quorum:
+            return Offered(Decision.WAIT)
+        del self.pending[identity]
+        self.delivered[identity] = content
+        while len(self.delivered) > self.keep:
+            self.delivered.popitem(last=False)
+        outvoted = entry.suppliers() - holders
+        return Offered(Decision.FORWARD, tuple(sorted(outvoted)))
+
+    def expire(self, before: float) -> list[Pending]:
+        """Events first seen before ``before`` that never reached the quorum (forgotten)."""
+        stale = [k for k, p in self.pending.items() if p.first_seen < before]
+        return [self.pending.pop(k) for k in stale]

@@ -1,17 +1,27 @@
-"""JSON-RPC over WebSocket, and ``eth_subscribe`` with the gateway's own subscription ids.
+"""JSON-RPC over WebSocket: plain calls through the router, subscriptions on relay streams.
 
-Plain calls on a client socket go through the same router as HTTP (one relay each). A
-subscription is served by upstream relay streams (DESIGN §3.3 WebSocket transport): the
-gateway signs ``eth_subscribe`` with ``max_index`` messages paid, opens the relayer's socket,
-and rewrites each pushed notification to the client's stable subscription id. Other RPC types'
-subscriptions (CometBFT ``subscribe``, Celestia ``header.Subscribe``) ride the same streams;
-their handler (``subscription``, ``rewrite_notification``) names the topic and rewrites the id.
+The upgrade (:func:`handle_ws`), in steps: the key's allowed origins (a browser origin not
+listed is refused, 403) → the quorum (``?quorum=N`` / ``Relay-Quorum``: N above the signing
+session's distinct suppliers is refused, 400 -32602) → accept, answering ``Relay-Request-Id``
+→ serve the socket's messages → close its subscriptions.
 
-Seamlessness: each subscription keeps ``redundancy`` streams on different suppliers and drops
-duplicate notifications (by block hash / log position / value). A stream that ends (relayer
-killed, ``max_index`` reached, session grace over) is replaced; at session rollover the new
-session's streams are opened and confirmed before the old ones are closed. So the client sees
-no gap and no duplicate.
+A message (:meth:`ClientSocket.on_message`): parse and admit (N per call under quorum N) →
+a batch, a subscription call, or one call through the same router as HTTP (quorum reads by
+the HTTP rules, :mod:`gateway.quorum`). What is a subscription call, how the client names a
+subscription and what a push's identity is: the service's ``rollups/`` handler says
+(``subscription``, ``SubscriptionIds``, ``notification_identity``, ``notification_result``,
+``rewrite_notification``, ``unsubscribe_result``); nothing here knows a chain.
+
+A subscription is served by upstream relay streams (DESIGN §3.3 WebSocket transport), opened
+through :class:`~gateway.relay_client.RelayClient` — the gateway's one upstream seam — on
+``redundancy`` distinct suppliers (``quorum + 1`` with a quorum). A stream that ends is judged
+(:mod:`gateway.streams`) and replaced; one nearing its ``max_index`` and the old session's at
+rollover are closed once their successor confirmed, so the client sees no gap. Pushes go
+through the subscription's :class:`~gateway.streams.Agreement`: forwarded at the first copy,
+or at the quorum's N-th identical copy from distinct suppliers; later copies are dropped; a
+differing copy, or an event some streams sent and the quorum never agreed on within the relay
+deadline, is a disagreement (logged and counted). An event that only one stream saw because
+the others subscribed just after it can count as one, at start-up only.
 """
 
 from __future__ import annotations
@@ -23,23 +33,33 @@ import itertools
 import logging
 import secrets
 import time
-from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
 
+import gateway.quorum as quorum
 from gateway.batch import run_batch
 from gateway.errors import BadRequest, ClientReason, GatewayError, jsonrpc_error_object
 from gateway.jsonrpc import Call as ClientCall
 from gateway.jsonrpc import parse_body
 from gateway.limiter import Limited
-from gateway.relay_client import Target
+from gateway.relay_client import (
+    Broken,
+    Closed,
+    Frame,
+    RelayClient,
+    RelayStream,
+    StreamUnavailable,
+    Target,
+)
 from gateway.router import ClientContext
-from gateway.store.memory import MemoryStore
+from gateway.selection import Qos
 from gateway.streams import (
+    Agreement,
+    Decision,
     Ending,
     Fault,
     Verdict,
@@ -49,40 +69,104 @@ from gateway.streams import (
     replace_at,
     stream_window,
 )
-from protocol.errors import ProtocolError
-from protocol.relay import WS_STATUS, decode_ws_frame, verify_receipt
 from rollups.errors import RequestError
-from rollups.handler import Call, SubscriptionCall
+from rollups.handler import Call, SubscriptionCall, SubscriptionIds
 from session.windows import windows
+from transport.logs import REQUEST
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
     from gateway.store.base import Store
 
-__all__ = ["handle_ws"]
+__all__ = ["Upstream", "handle_ws", "websocket_handler"]
 
 log = logging.getLogger("relaynet.gateway")
 
-_SEEN_MAX = 4096
+REQUEST_ID = "Relay-Request-Id"
 _TICK = 0.2
 CLOSE_QUOTA = 4429  # the key's quota is spent (after a JSON-RPC error notification)
 CLOSE_REVOKED = 1008  # policy violation: the key was revoked
 
 
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """What client sockets use besides the request path (built by the composition root):
+    the upstream seam, selection, and the store holding the per-key subscription leases."""
+
+    client: RelayClient
+    qos: Qos
+    store: Store
+
+
+WsHandler = Callable[[web.Request, "Gateway", ClientContext], Awaitable[web.StreamResponse]]
+
+
+def websocket_handler(upstream: Upstream) -> WsHandler:
+    """The upgrade handler for :func:`gateway.server.add_routes`."""
+
+    async def handler(request: web.Request, gw: Gateway, ctx: ClientContext) -> web.StreamResponse:
+        return await handle_ws(request, gw, ctx, upstream)
+
+    return handler
+
+
+# -- the upgrade -----------------------------------------------------------------------------
+async def handle_ws(
+    request: web.Request, gw: Gateway, ctx: ClientContext, upstream: Upstream
+) -> web.StreamResponse:
+    """Origin → quorum → accept with ``Relay-Request-Id`` → serve → close. A refusal raises
+    ``GatewayError`` before the upgrade (the HTTP route answers it)."""
+    check_origin(gw, ctx, request.headers.get("Origin"))
+    check_quorum(gw, ctx)
+    ws = web.WebSocketResponse(max_msg_size=gw.config.limits.max_ws_message_bytes, heartbeat=30.0)
+    fields = REQUEST.get()
+    if fields is not None and "request_id" in fields:
+        ws.headers[REQUEST_ID] = str(fields["request_id"])
+    await ws.prepare(request)
+    await ClientSocket(gw, upstream, ctx, ws).serve()
+    return ws
+
+
+def check_origin(gw: Gateway, ctx: ClientContext, origin: str | None) -> None:
+    """A key with allowed origins: a browser (it sends ``Origin``) from another origin may
+    not open a socket with it (CORS does not guard WebSockets: the gateway must)."""
+    origins = gw.keys.lookup_hash(ctx.client_id).origins
+    if origins and origin is not None and origin not in origins:
+        raise BadRequest("this origin may not use the key", reason=ClientReason.ORIGIN_NOT_ALLOWED)
+
+
+def check_quorum(gw: Gateway, ctx: ClientContext) -> None:
+    """A quorum above the signing session's distinct suppliers: -32602, HTTP 400."""
+    if ctx.quorum <= 1:
+        return
+    view = gw.sessions.signing(ctx.service.service_id, ctx.app)
+    try:
+        quorum.check_suppliers(view, ctx.quorum)
+    except quorum.QuorumRefused as exc:
+        raise BadRequest(exc.message, reason=ClientReason.INVALID_PARAMS) from exc
+
+
+# -- one subscription and its streams --------------------------------------------------------
 @dataclass
 class Stream:
     """One upstream relay stream of one subscription, signed for ``max_index`` pushes."""
 
-    target: Target
-    ws: aiohttp.ClientWebSocketResponse
-    digest: bytes
-    upstream_id: str
-    max_index: int
+    relay: RelayStream
+    upstream_id: str  # the node's own subscription id (``""``: none)
+    confirmation: object  # the node's result for the subscribe call
+    joined: float  # when its index-0 answer arrived (loop time)
     index: int = 0  # the last index delivered (0: the answer to the subscribe call)
     task: asyncio.Task[None] | None = None
     closing: bool = False  # closed by the gateway: never a fault
-    confirmation: object = None  # the node's result for the subscribe call
     replacement: Stream | None = None  # opened because this one neared max_index
+
+    @property
+    def target(self) -> Target:
+        return self.relay.target
+
+    @property
+    def max_index(self) -> int:
+        return self.relay.max_index
 
     @property
     def expiring(self) -> bool:
@@ -92,17 +176,16 @@ class Stream:
 
 @dataclass
 class Subscription:
-    gw_id: str
+    gw_id: str  # the gateway's own id (the client's name under ``SubscriptionIds.GATEWAY``)
     payload: bytes
+    method: str
     compute_units: int
     window: int  # the window its next streams are signed with (doubles when replacing late)
-    # non-EVM subscriptions (CometBFT ``subscribe``, Celestia ``header.Subscribe``…): their
-    # topic, and the id their pushed messages carry to the client (handler-rewritten)
-    generic: bool = False
+    ids: SubscriptionIds
+    agreement: Agreement
     topic: str | None = None
-    rewrite_id: str | None = None
+    rewrite_id: str = ""  # the id its pushes carry to the client
     streams: list[Stream] = field(default_factory=list)
-    seen: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
     manager: asyncio.Task[None] | None = None
     refusal: bytes | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -113,24 +196,53 @@ class Subscription:
     excluded: set[tuple[bytes, int]] = field(default_factory=set)
     closed: bool = False  # unsubscribed, or its socket is gone
 
+    @property
+    def quorum(self) -> int:
+        return self.agreement.quorum
+
 
 class ClientSocket:
     """One client WebSocket: its calls, its subscriptions, one send lock."""
 
-    def __init__(self, gw: Gateway, ctx: ClientContext, ws: web.WebSocketResponse) -> None:
+    def __init__(
+        self, gw: Gateway, upstream: Upstream, ctx: ClientContext, ws: web.WebSocketResponse
+    ) -> None:
         self.gw = gw
+        self.upstream = upstream
         self.ctx = ctx
         self.ws = ws
         self.subs: dict[str, Subscription] = {}
         self._send_lock = asyncio.Lock()
         self._channels = itertools.count(1)
         self.cfg = gw.config.ws
-        self.redundancy = self.cfg.redundancy
+        # quorum N keeps N + 1 streams: one may die or lie and N still agree
+        self.redundancy = max(self.cfg.redundancy, ctx.quorum + 1 if ctx.quorum > 1 else 1)
         self._pending = 0  # subscribe calls being opened (they hold a slot)
-        store = gw.extras.get("store")
-        self._store = cast("Store", store) if store is not None else MemoryStore()
         self._lease_scope = f"ws-subs:{ctx.client_id}"
         self.shut = False
+
+    async def serve(self) -> None:
+        """Each client message in its own task; housekeeping alongside; all closed at the end."""
+        self.gw.metrics.ws_connections.inc()
+        tasks: set[asyncio.Task[None]] = set()
+        watcher = asyncio.create_task(self.watch())
+        try:
+            async for msg in self.ws:
+                if msg.type is WSMsgType.TEXT:
+                    data = msg.data.encode()
+                elif msg.type is WSMsgType.BINARY:
+                    data = bytes(msg.data)
+                else:
+                    break
+                task = asyncio.create_task(self.on_message(data))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            watcher.cancel()
+            for t in tasks:
+                t.cancel()
+            await self.close()
+            self.gw.metrics.ws_connections.dec()
 
     async def send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -150,10 +262,13 @@ class ClientSocket:
 
     # -- client messages ---------------------------------------------------------------
     async def on_message(self, data: bytes) -> None:
+        """Parse and admit → a batch, a subscription call, or one call."""
         try:
             req = parse_body(data, max_batch=self.gw.config.limits.max_batch)
             record = self.gw.keys.lookup_hash(self.ctx.client_id)
-            await self.gw.limiter.admit(record, self.ctx.service.service_id, len(req.calls))
+            # N legs count N against the key's limits (DESIGN §4)
+            calls = len(req.calls) * self.ctx.quorum
+            await self.gw.limiter.admit(record, self.ctx.service.service_id, calls)
         except GatewayError as exc:
             await self.send(_error(b"null", exc))
             return
@@ -163,18 +278,23 @@ class ClientSocket:
                 await self.send(batch.body)
             return
         call = req.calls[0]
-        generic = None if call.invalid else self._generic_subscription(call)
-        if generic is not None or (
-            not call.invalid and call.method in ("eth_subscribe", "eth_unsubscribe")
-        ):
-            if generic is not None:
-                body, sub = await self.generic_subscription_call(call, generic)
-            else:
-                body, sub = await self.subscription_call(call)
+        info = None if call.invalid else self._subscription_call(call)
+        if info is None:
+            await self._plain_call(call)
+        elif info.subscribe:
+            body, sub = await self.subscribe(call, info)
             await self.send(body)
             if sub is not None:
                 sub.ready.set()  # notifications only after the client has its id
-            return
+        else:
+            await self.send(await self.unsubscribe(call, info))
+
+    def _subscription_call(self, call: ClientCall) -> SubscriptionCall | None:
+        """The handler's reading of a (un)subscribe call (None: not one)."""
+        rcall = Call(method=call.method, params=call.params, id=None, raw=call.raw)
+        return self.ctx.service.handler.subscription(rcall)
+
+    async def _plain_call(self, call: ClientCall) -> None:
         try:
             answer = await self.gw.router.execute(self.ctx, call)
             body = answer.body
@@ -182,6 +302,89 @@ class ClientSocket:
             body = jsonrpc_error_object(call.raw_id, exc.jsonrpc_code, exc.message)
         if body:
             await self.send(body)
+
+    async def subscribe(
+        self, call: ClientCall, info: SubscriptionCall
+    ) -> tuple[bytes, Subscription | None]:
+        """Plan (price) → a slot → the first streams → the client's confirmation."""
+        svc = self.ctx.service
+        rcall = Call(method=call.method, params=call.params, id=None, raw=call.raw)
+        try:
+            plan = svc.handler.plan(svc.spec, rcall)
+        except RequestError as exc:
+            return jsonrpc_error_object(call.raw_id, exc.jsonrpc_code, exc.message), None
+        gw_id = "0x" + secrets.token_hex(16)
+        refused = await self._take_slot(call.raw_id, gw_id)
+        if refused is not None:
+            return refused, None
+        sub = Subscription(
+            gw_id,
+            call.raw,
+            call.method,
+            plan.compute_units,
+            self.cfg.window,
+            info.ids,
+            Agreement(self.ctx.quorum),
+            topic=info.topic,
+        )
+        try:
+            first = await self._first_streams(sub, call.raw_id)
+            if isinstance(first, bytes):
+                await self._free_slot(gw_id)
+                return first, None
+            reply = self._confirm(sub, call.raw_id, first)
+            self._adopt(sub)
+        finally:
+            self._pending -= 1
+        return reply, sub
+
+    def _confirm(self, sub: Subscription, raw_id: bytes, first: Stream) -> bytes:
+        """The answer to the subscribe call, by how the client names a subscription: the
+        gateway's id, a channel number of the gateway's, or the node's own answer (its pushes
+        then carry the subscribe call's id)."""
+        if sub.ids is SubscriptionIds.GATEWAY:
+            sub.rewrite_id = sub.gw_id
+            return _result(raw_id, orjson.dumps(sub.gw_id))
+        if sub.ids is SubscriptionIds.CHANNEL:
+            sub.rewrite_id = str(next(self._channels))
+            return _result(raw_id, sub.rewrite_id.encode())
+        sub.rewrite_id = raw_id.decode().strip('"')
+        return _result(raw_id, orjson.dumps(first.confirmation))
+
+    async def unsubscribe(self, call: ClientCall, info: SubscriptionCall) -> bytes:
+        """Close the subscriptions the call names; the handler words the answer."""
+        gone = [sub for sub in self.subs.values() if _names(info, sub)]
+        for sub in gone:
+            self.subs.pop(sub.gw_id, None)
+            await self._close_sub(sub)
+            self.gw.metrics.subscriptions.dec()
+        return _result(call.raw_id, self.ctx.service.handler.unsubscribe_result(bool(gone)))
+
+    async def _first_streams(self, sub: Subscription, raw_id: bytes) -> Stream | bytes:
+        """The subscription's first stream — with a quorum, its first ``quorum`` streams, so
+        that every push after the confirmation can agree — or the client's refusal."""
+        try:
+            first = await self._open_stream(sub, exclude=set())
+            while first is not None and len(sub.streams) < sub.quorum:
+                if await self._open_stream(sub, {s.target.supplier for s in sub.streams}) is None:
+                    await self._stop_streams(sub)
+                    return jsonrpc_error_object(
+                        raw_id, -32005, f"quorum {sub.quorum}: too few suppliers could subscribe"
+                    )
+        except GatewayError as exc:
+            await self._stop_streams(sub)
+            return jsonrpc_error_object(raw_id, exc.jsonrpc_code, exc.message)
+        if first is None:
+            # the backend refused the subscription itself: its own answer is the client's
+            return sub.refusal or jsonrpc_error_object(
+                raw_id, -32603, "no supplier could open the subscription"
+            )
+        return first
+
+    def _adopt(self, sub: Subscription) -> None:
+        self.subs[sub.gw_id] = sub
+        self.gw.metrics.subscriptions.inc()
+        sub.manager = asyncio.create_task(self._manage(sub))
 
     # -- limits: 64 per socket, 1,000 per key across replicas (leases) -------------------
     async def _take_slot(self, raw_id: bytes, gw_id: str) -> bytes | None:
@@ -192,8 +395,9 @@ class ClientSocket:
                 raw_id, -32005, f"too many subscriptions on this socket (limit {cap})"
             )
         per_key = self.cfg.max_subscriptions_per_key
+        store = self.upstream.store
         try:
-            held = await self._store.lease(self._lease_scope, gw_id, per_key, self.cfg.lease_ttl)
+            held = await store.lease(self._lease_scope, gw_id, per_key, self.cfg.lease_ttl)
         except GatewayError:
             held = True  # the store is away: the per-socket cap still holds
         if not held:
@@ -205,12 +409,12 @@ class ClientSocket:
 
     async def _free_slot(self, gw_id: str) -> None:
         with contextlib.suppress(GatewayError):
-            await self._store.release(self._lease_scope, gw_id)
+            await self.upstream.store.release(self._lease_scope, gw_id)
 
     async def _renew_leases(self) -> None:
         for gw_id in list(self.subs):
             with contextlib.suppress(GatewayError):
-                await self._store.lease(
+                await self.upstream.store.lease(
                     self._lease_scope, gw_id, self.cfg.max_subscriptions_per_key, self.cfg.lease_ttl
                 )
 
@@ -231,119 +435,6 @@ class ClientSocket:
                 last_renewal = time.monotonic()
                 await self._renew_leases()
 
-    def _new_subscription(
-        self, gw_id: str, call: ClientCall, compute_units: int, topic: str | None = None
-    ) -> Subscription:
-        return Subscription(
-            gw_id,
-            call.raw,
-            compute_units,
-            self.cfg.window,
-            generic=topic is not None,
-            topic=topic,
-        )
-
-    async def subscription_call(self, call: ClientCall) -> tuple[bytes, Subscription | None]:
-        svc = self.ctx.service
-        params = call.params if isinstance(call.params, list) else []
-        if call.method == "eth_unsubscribe":
-            sid = params[0] if params and isinstance(params[0], str) else None
-            sub = self.subs.pop(sid, None) if sid else None
-            if sub is not None:
-                await self._close_sub(sub)
-                self.gw.metrics.subscriptions.dec()
-            return _result(call.raw_id, b"true" if sub is not None else b"false"), None
-        rcall = Call(method=call.method, params=call.params, id=None, raw=call.raw)
-        try:
-            plan = svc.handler.plan(svc.spec, rcall)
-        except RequestError as exc:
-            return jsonrpc_error_object(call.raw_id, exc.jsonrpc_code, exc.message), None
-        gw_id = "0x" + secrets.token_hex(16)
-        refused = await self._take_slot(call.raw_id, gw_id)
-        if refused is not None:
-            return refused, None
-        sub = self._new_subscription(gw_id, call, plan.compute_units)
-        try:
-            first = await self._first_stream(sub, call.raw_id)
-            if isinstance(first, bytes):
-                await self._free_slot(gw_id)
-                return first, None
-            self._adopt(sub)
-        finally:
-            self._pending -= 1
-        return _result(call.raw_id, orjson.dumps(sub.gw_id)), sub
-
-    async def _first_stream(self, sub: Subscription, raw_id: bytes) -> Stream | bytes:
-        """The subscription's first stream, or the refusal the client gets."""
-        try:
-            first = await self._open_stream(sub, exclude=set())
-        except GatewayError as exc:
-            return jsonrpc_error_object(raw_id, exc.jsonrpc_code, exc.message)
-        if first is None:
-            # the backend refused the subscription itself: its own answer is the client's
-            return sub.refusal or jsonrpc_error_object(
-                raw_id, -32603, "no supplier could open the subscription"
-            )
-        return first
-
-    def _adopt(self, sub: Subscription) -> None:
-        self.subs[sub.gw_id] = sub
-        self.gw.metrics.subscriptions.inc()
-        sub.manager = asyncio.create_task(self._manage(sub))
-
-    def _generic_subscription(self, call: ClientCall) -> SubscriptionCall | None:
-        """The handler's reading of a non-EVM subscription call (None: not one)."""
-        if call.method.startswith("eth_"):
-            return None
-        rcall = Call(method=call.method, params=call.params, id=None, raw=call.raw)
-        return self.ctx.service.handler.subscription(rcall)
-
-    async def generic_subscription_call(
-        self, call: ClientCall, info: SubscriptionCall
-    ) -> tuple[bytes, Subscription | None]:
-        """CometBFT ``subscribe`` / ``unsubscribe`` and Celestia ``*.Subscribe``: upstream
-        streams as for ``eth_subscribe``; the client's confirmation is the node's own result
-        (CometBFT ``{}``: its events then carry the subscribe request's id) or, when the node
-        answers a channel id (Celestia), a stable channel id of the gateway's own."""
-        svc = self.ctx.service
-        if not info.subscribe:
-            gone = [
-                s
-                for s in self.subs.values()
-                if s.generic and (info.subscription_id is None or s.topic == info.subscription_id)
-            ]
-            for sub in gone:
-                self.subs.pop(sub.gw_id, None)
-                await self._close_sub(sub)
-                self.gw.metrics.subscriptions.dec()
-            return _result(call.raw_id, b"{}"), None
-        rcall = Call(method=call.method, params=call.params, id=None, raw=call.raw)
-        try:
-            plan = svc.handler.plan(svc.spec, rcall)
-        except RequestError as exc:
-            return jsonrpc_error_object(call.raw_id, exc.jsonrpc_code, exc.message), None
-        gw_id = "0x" + secrets.token_hex(16)
-        refused = await self._take_slot(call.raw_id, gw_id)
-        if refused is not None:
-            return refused, None
-        sub = self._new_subscription(gw_id, call, plan.compute_units, info.topic or "")
-        try:
-            first = await self._first_stream(sub, call.raw_id)
-            if isinstance(first, bytes):
-                await self._free_slot(gw_id)
-                return first, None
-            if first.upstream_id:  # a channel id: the client gets one of ours, stable
-                channel = next(self._channels)
-                sub.rewrite_id = str(channel)
-                reply = _result(call.raw_id, str(channel).encode())
-            else:  # events answer the subscribe request's id
-                sub.rewrite_id = call.raw_id.decode().strip('"')
-                reply = _result(call.raw_id, orjson.dumps(first.confirmation))
-            self._adopt(sub)
-        finally:
-            self._pending -= 1
-        return reply, sub
-
     # -- upstream streams ---------------------------------------------------------------
     def _max_stream_relays(self, n: int) -> int:
         try:
@@ -352,14 +443,13 @@ class ClientSocket:
             return self.cfg.window
 
     async def _open_stream(self, sub: Subscription, exclude: set[bytes]) -> Stream | None:
-        """Open, sign and confirm one upstream stream; None when every try failed."""
-        gw = self.gw
+        """Choose a supplier, open, sign and confirm one stream; None when every try failed."""
         sid = self.ctx.service.service_id
-        view = gw.sessions.signing(sid, self.ctx.app)
+        view = self.gw.sessions.signing(sid, self.ctx.app)
         tried = set(exclude) | {s for s, n in sub.excluded if n == view.n}
         w = stream_window(sub.window, self._max_stream_relays(view.n))
         for _ in range(len(view.targets)):
-            supplier = gw.router.qos.choose(sid, view.suppliers, exclude=tried)
+            supplier = self.upstream.qos.choose(sid, view.suppliers, exclude=tried)
             if supplier is None:
                 return None
             tried.add(supplier)
@@ -368,161 +458,127 @@ class ClientSocket:
                 continue
             stream = await self._connect(sub, target, w)
             if stream is not None:
-                gw.metrics.child(gw.metrics.stream_windows, sid, str(w)).inc()
+                self.gw.metrics.child(self.gw.metrics.stream_windows, sid, str(w)).inc()
                 stream.task = asyncio.create_task(self._pump(sub, stream))
                 sub.streams.append(stream)
                 return stream
         return None
 
     async def _connect(self, sub: Subscription, target: Target, w: int) -> Stream | None:
-        gw = self.gw
-        client = gw.router.client
-        signed = client.sign(target, sub.payload, sub.compute_units, max_index=w)
+        """Open the stream through the seam and read its index-0 answer."""
         try:
-            ws = await client.http.ws_connect(
-                target.endpoint,
-                headers={"Relay-Request": signed.relay_request},
-                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                max_msg_size=gw.config.limits.max_ws_message_bytes,
+            relay = await self.upstream.client.open_stream(
+                target,
+                sub.payload,
+                sub.compute_units,
+                w,
+                max_msg_size=self.gw.config.limits.max_ws_message_bytes,
                 heartbeat=self.cfg.heartbeat,
             )
-        except aiohttp.WSServerHandshakeError as exc:
-            if exc.status >= 500:  # a refusal (e.g. session not started yet) is not a fault
-                gw.router.qos.record_failure(target.service_id, target.supplier)
-            return None
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            gw.router.qos.record_failure(target.service_id, target.supplier)
+        except StreamUnavailable as exc:
+            if exc.fault:
+                self.upstream.qos.record_failure(target.service_id, target.supplier)
             return None
         try:
-            await ws.send_bytes(sub.payload)
-            msg = await ws.receive(timeout=gw.config.relay.timeout)
-            verdict: Verdict | None = None
-            if msg.type is WSMsgType.CLOSE:  # refused on the first frame (4002 and its code)
-                verdict = self._on_close(target, 0, w, msg.data, msg.extra)
-            elif msg.type is not WSMsgType.BINARY:
-                verdict = Verdict(Ending.FAULT, Fault.BAD_FRAME, "no index-0 frame")
-            else:
-                try:
-                    index, body = self._check_frame(target, signed.digest, msg.data)
-                except ProtocolError as exc:
-                    verdict = Verdict(Ending.FAULT, Fault.BAD_RECEIPT, exc.message)
-                else:
-                    if index != 0:
-                        verdict = Verdict(Ending.FAULT, Fault.BAD_FRAME, f"first index {index}")
-            if verdict is not None:
-                self._judge(sub, target, verdict)
-                await ws.close()
-                return None
-            confirmation = orjson.loads(body)
-            upstream_id = confirmation.get("result")
-            if sub.generic and "result" in confirmation and "error" not in confirmation:
-                # a channel id (Celestia) or an empty object (CometBFT)
-                ok = not isinstance(upstream_id, bool)
-                upstream_id = str(upstream_id) if isinstance(upstream_id, int | str) else ""
-            else:
-                ok = isinstance(upstream_id, str)
-            if not ok or not isinstance(upstream_id, str):
-                sub.refusal = body
-                await ws.close()
-                return None
-        except (
-            ProtocolError,
-            orjson.JSONDecodeError,
-            TimeoutError,
-            aiohttp.ClientError,
-            AttributeError,
-        ):
-            gw.router.qos.record_failure(target.service_id, target.supplier)
-            await ws.close()
-            return None
-        stream = Stream(target, ws, signed.digest, upstream_id, w)
-        stream.confirmation = confirmation.get("result")
+            async with asyncio.timeout(self.gw.config.relay.timeout):
+                event = await relay.receive()
+        except TimeoutError:
+            event = Broken(Fault.BAD_FRAME, "no index-0 answer in time")
+        stream = self._confirmed(sub, relay, event)
+        if stream is None:
+            await relay.close()
         return stream
 
-    def _check_frame(self, target: Target, digest: bytes, data: bytes) -> tuple[int, bytes]:
-        """A frame's index and body, its receipt checked in full (``ProtocolError`` if bad)."""
-        index, rhash, rsig, body = decode_ws_frame(data)
-        expected = hashlib.sha256(WS_STATUS.to_bytes(2, "big") + body).digest()
-        if rhash != expected or target.receipt_key is None:
-            raise ProtocolError("bad stream receipt")
-        verify_receipt(target.receipt_key, digest, index, rhash, rsig)
-        return index, body
+    def _confirmed(
+        self, sub: Subscription, relay: RelayStream, event: Frame | Closed | Broken
+    ) -> Stream | None:
+        """The stream when its first event is the node's confirmation at index 0; otherwise
+        the ending judged (a refusal by the node kept for the client)."""
+        target = relay.target
+        if isinstance(event, Closed):  # refused on the first frame (4002 and its code)
+            self._judge(sub, target, self._on_close(target, 0, relay.max_index, event))
+            return None
+        if isinstance(event, Broken) or event.index != 0:
+            fault, detail = (
+                (event.fault, event.detail)
+                if isinstance(event, Broken)
+                else (Fault.BAD_FRAME, f"first index {event.index}")
+            )
+            self._judge(sub, target, Verdict(Ending.FAULT, fault, detail))
+            return None
+        try:
+            answer = orjson.loads(event.body)
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):
+            self.upstream.qos.record_failure(target.service_id, target.supplier)
+            return None
+        result = answer.get("result")
+        confirmed = "result" in answer and "error" not in answer
+        upstream_id = sub.ids.read_confirmation(result) if confirmed else None
+        if upstream_id is None:
+            sub.refusal = event.body
+            return None
+        return Stream(relay, upstream_id, result, asyncio.get_running_loop().time())
 
     def _fault(self, sub: Subscription, target: Target, fault: Fault, detail: str) -> None:
         """A supplier broke a stream: not used for this subscription again this session,
         and counted in selection."""
-        gw = self.gw
         sub.excluded.add((target.supplier, target.n))
-        gw.router.qos.record_failure(target.service_id, target.supplier)
+        self.upstream.qos.record_failure(target.service_id, target.supplier)
         supplier = "0x" + target.supplier.hex()
-        gw.metrics.stream_faults.labels(target.service_id, supplier, fault.value).inc()
+        self.gw.metrics.stream_faults.labels(target.service_id, supplier, fault.value).inc()
         log.warning("stream fault by %s on %s: %s (%s)", supplier, target.service_id, fault, detail)
 
     async def _pump(self, sub: Subscription, stream: Stream) -> None:
         """Deliver one stream's pushes in index order; judge how it ends (DESIGN §4)."""
-        target = stream.target
-        sid = target.service_id
         frames = self.gw.metrics.child(
-            self.gw.metrics.stream_frames, sid, "0x" + target.supplier.hex()
+            self.gw.metrics.stream_frames,
+            stream.target.service_id,
+            "0x" + stream.target.supplier.hex(),
         )
         verdict: Verdict | None = None
         try:
             await sub.ready.wait()
             while verdict is None:
-                msg = await stream.ws.receive()
+                event = await stream.relay.receive()
                 if stream.closing:
                     return  # closed by the gateway: whatever comes now is not a fault
-                if msg.type is WSMsgType.BINARY:
-                    verdict = await self._on_frame(sub, stream, msg.data)
+                if isinstance(event, Frame):
+                    verdict = await self._on_frame(sub, stream, event)
                     frames.inc()
-                elif msg.type is WSMsgType.CLOSE:
-                    verdict = self._on_close(
-                        target, stream.index, stream.max_index, msg.data, msg.extra
-                    )
-                elif msg.type is WSMsgType.ERROR and isinstance(
-                    msg.data, aiohttp.ServerTimeoutError
-                ):
-                    verdict = Verdict(Ending.FAULT, Fault.NO_PONG, str(msg.data))
-                elif msg.type is WSMsgType.TEXT:
-                    verdict = Verdict(Ending.FAULT, Fault.BAD_FRAME, "a text frame")
+                elif isinstance(event, Closed):
+                    verdict = self._on_close(stream.target, stream.index, stream.max_index, event)
                 else:
-                    verdict = ending(None, "", last_index=0, max_index=0, head=0, grace_end=0)
+                    verdict = Verdict(Ending.FAULT, event.fault, event.detail)
         finally:
             if verdict is not None and not stream.closing:
-                self._judge(sub, target, verdict)
+                self._judge(sub, stream.target, verdict)
             stream.closing = True
-            with contextlib.suppress(Exception):
-                await stream.ws.close()
+            await stream.relay.close()
             sub.wake.set()
 
-    async def _on_frame(self, sub: Subscription, stream: Stream, data: bytes) -> Verdict | None:
-        try:
-            index, body = self._check_frame(stream.target, stream.digest, data)
-        except ProtocolError as exc:
-            return Verdict(Ending.FAULT, Fault.BAD_RECEIPT, exc.message)
-        wrong = check_index(stream.index + 1, index)
-        if wrong is None and index > stream.max_index:
+    async def _on_frame(self, sub: Subscription, stream: Stream, frame: Frame) -> Verdict | None:
+        wrong = check_index(stream.index + 1, frame.index)
+        if wrong is None and frame.index > stream.max_index:
             wrong = Fault.JUMP
         if wrong is not None:
-            detail = f"index {index} after {stream.index} (max {stream.max_index})"
+            detail = f"index {frame.index} after {stream.index} (max {stream.max_index})"
             return Verdict(Ending.FAULT, wrong, detail)
-        stream.index = index
+        stream.index = frame.index
         if stream.expiring:
             sub.wake.set()  # its replacement is due
-        if index == stream.max_index and stream.replacement is None:
+        if frame.index == stream.max_index and stream.replacement is None:
             # the replacement came too late: sign larger windows from now on
-            n = stream.target.n
-            sub.window = grown_window(sub.window, self._max_stream_relays(n))
-        await self._deliver(sub, body)
+            sub.window = grown_window(sub.window, self._max_stream_relays(stream.target.n))
+        await self._deliver(sub, stream, frame.body)
         return None
 
-    def _on_close(
-        self, target: Target, last_index: int, max_index: int, code: object, reason: object
-    ) -> Verdict:
+    def _on_close(self, target: Target, last_index: int, max_index: int, closed: Closed) -> Verdict:
         snapshot = self.gw.sessions.snapshot
         return ending(
-            code if isinstance(code, int) else None,
-            reason if isinstance(reason, str) else "",
+            closed.code,
+            closed.reason,
             last_index=last_index,
             max_index=max_index,
             head=snapshot.head(),
@@ -540,30 +596,55 @@ class ClientSocket:
         else:
             self.gw.metrics.resubscriptions.labels("stream_ended").inc()
 
-    async def _deliver(self, sub: Subscription, body: bytes) -> None:
-        """Send a push once (duplicates from the other streams dropped), counted once
-        against the key's quota."""
+    # -- pushes to the client -----------------------------------------------------------
+    async def _deliver(self, sub: Subscription, stream: Stream, body: bytes) -> None:
+        """Send a push once — at its first copy, or at the quorum's agreeing copy — counted
+        against the key's quota (N under quorum N); later copies dropped."""
         handler = self.ctx.service.handler
-        key = handler.notification_identity(body)
+        identity = handler.notification_identity(body)
+        content = (
+            hashlib.sha256(handler.notification_result(body)).digest()
+            if sub.quorum > 1
+            else identity
+        )
+        now = asyncio.get_running_loop().time()
         async with sub.deliver_lock:
-            if key in sub.seen or self.shut:
+            if self.shut:
                 return
-            sub.seen[key] = None
-            while len(sub.seen) > _SEEN_MAX:
-                sub.seen.popitem(last=False)
-            if not await self._count_push():
+            offered = sub.agreement.offer(identity, content, stream.target.supplier, now)
+            if offered.outvoted:
+                self._disagreed(sub, offered.outvoted)
+            if offered.decision is not Decision.FORWARD or not await self._count_push(sub):
                 return
-            rewrite = sub.rewrite_id if sub.rewrite_id is not None else sub.gw_id
-            await self.send(handler.rewrite_notification(body, rewrite))
+            await self.send(handler.rewrite_notification(body, sub.rewrite_id))
         self.gw.metrics.child(self.gw.metrics.pushes, self.ctx.service.service_id).inc()
 
-    async def _count_push(self) -> bool:
-        """One push against the key's quota (no rate limit: the client did not ask for it).
-        At exhaustion: a JSON-RPC error notification, then close 4429."""
+    def _disagreed(self, sub: Subscription, suppliers: tuple[bytes, ...] | set[bytes]) -> None:
+        sid = self.ctx.service.service_id
+        quorum.log_suppliers_disagree(sid, sub.method, sorted(suppliers))
+        self.gw.metrics.child(self.gw.metrics.disagreements, sid, sub.method).inc()
+
+    def _expire(self, sub: Subscription) -> None:
+        """Events the quorum never agreed on within the relay deadline are forgotten; one is
+        a disagreement when its copies differ, or when ``quorum`` streams that were up before
+        it came are still up and did not agree on it."""
+        now = asyncio.get_running_loop().time()
+        for entry in sub.agreement.expire(before=now - self.gw.config.relay.deadline):
+            witnesses = {
+                s.target.supplier
+                for s in sub.streams
+                if not s.closing and s.joined < entry.first_seen
+            }
+            if len(entry.copies) > 1 or len(witnesses) >= sub.quorum:
+                self._disagreed(sub, entry.suppliers())
+
+    async def _count_push(self, sub: Subscription) -> bool:
+        """One push against the key's quota — N under quorum N — (no rate limit: the client
+        did not ask for it). At exhaustion: a JSON-RPC error notification, then close 4429."""
         gw = self.gw
         try:
             record = gw.keys.lookup_hash(self.ctx.client_id)
-            await gw.limiter.count(record, self.ctx.service.service_id)
+            await gw.limiter.count(record, self.ctx.service.service_id, sub.quorum)
         except BadRequest as exc:
             if exc.reason is ClientReason.QUOTA_EXCEEDED:
                 await self.shut_down(CLOSE_QUOTA, _error(b"null", exc))
@@ -576,11 +657,11 @@ class ClientSocket:
             return True  # the store is away: deliver (limits hold per replica meanwhile)
         return True
 
+    # -- keeping the streams up ---------------------------------------------------------
     async def _manage(self, sub: Subscription) -> None:
         """Keep ``redundancy`` live streams in the signing session: replace a stream nearing
         its ``max_index`` (closing it once the replacement answered index 0) and roll over to a
         new session the same way, so the client sees no gap."""
-        gw = self.gw
         sid = self.ctx.service.service_id
         while not sub.closed:
             # (not asyncio.wait_for: on 3.11 it can swallow the cancellation of _close_sub)
@@ -589,36 +670,47 @@ class ClientSocket:
                     await sub.wake.wait()
             sub.wake.clear()
             sub.streams = [s for s in sub.streams if s.task is not None and not s.task.done()]
+            if sub.quorum > 1:
+                self._expire(sub)
             try:
-                n = gw.sessions.signing(sid, self.ctx.app).n
+                n = self.gw.sessions.signing(sid, self.ctx.app).n
             except GatewayError:
                 continue
-            live = [s for s in sub.streams if not s.closing]
-            current = [s for s in live if s.target.n == n and not s.expiring]
-            due = [s for s in live if s.target.n == n and s.expiring and s.replacement is None]
-            while len(current) < self.redundancy:
-                exclude = {s.target.supplier for s in current}
-                opened = await self._open_stream(sub, exclude)
-                if opened is None:
-                    break
-                gw.metrics.resubscriptions.labels("opened").inc()
-                current.append(opened)
-                if due:  # its replacement answered index 0: the old one may go
-                    old = due.pop(0)
-                    old.replacement = opened
-                    await self._retire(old, "replaced")
-            if current:  # the new session's streams are confirmed: the old ones may go
-                for s in live:
-                    if s.target.n != n:
-                        await self._retire(s, "rollover")
+            await self._top_up(sub, n)
+
+    async def _top_up(self, sub: Subscription, n: int) -> None:
+        """Open streams in session ``n`` up to ``redundancy``; retire what they replace."""
+        live = [s for s in sub.streams if not s.closing]
+        current = [s for s in live if s.target.n == n and not s.expiring]
+        due = [s for s in live if s.target.n == n and s.expiring and s.replacement is None]
+        while len(current) < self.redundancy:
+            opened = await self._open_stream(sub, {s.target.supplier for s in current})
+            if opened is None:
+                break
+            self.gw.metrics.resubscriptions.labels("opened").inc()
+            current.append(opened)
+            if due:  # its replacement answered index 0: the old one may go
+                old = due.pop(0)
+                old.replacement = opened
+                await self._retire(old, "replaced")
+        if current:  # the new session's streams are confirmed: the old ones may go
+            for s in live:
+                if s.target.n != n:
+                    await self._retire(s, "rollover")
 
     async def _retire(self, stream: Stream, why: str) -> None:
         if stream.closing:
             return
         stream.closing = True  # a close by the gateway is never a fault
-        with contextlib.suppress(Exception):
-            await stream.ws.close()
+        await stream.relay.close()
         self.gw.metrics.resubscriptions.labels(why).inc()
+
+    async def _stop_streams(self, sub: Subscription) -> None:
+        for s in sub.streams:
+            s.closing = True
+            await s.relay.close()
+            if s.task is not None:
+                s.task.cancel()
 
     async def _close_sub(self, sub: Subscription) -> None:
         sub.closed = True
@@ -626,12 +718,7 @@ class ClientSocket:
             sub.manager.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sub.manager
-        for s in sub.streams:
-            s.closing = True
-            with contextlib.suppress(Exception):
-                await s.ws.close()
-            if s.task is not None:
-                s.task.cancel()
+        await self._stop_streams(sub)
         await self._free_slot(sub.gw_id)
 
     async def close(self) -> None:
@@ -639,6 +726,15 @@ class ClientSocket:
             await self._close_sub(sub)
             self.gw.metrics.subscriptions.dec()
         self.subs.clear()
+
+
+def _names(info: SubscriptionCall, sub: Subscription) -> bool:
+    """Does an unsubscribe call name ``sub``? By the gateway's id, or by topic (none: all)."""
+    if info.every:
+        return True
+    if info.ids is SubscriptionIds.GATEWAY:
+        return info.subscription_id is not None and sub.gw_id == info.subscription_id
+    return info.subscription_id is None or sub.topic == info.subscription_id
 
 
 def _error(raw_id: bytes, exc: GatewayError) -> bytes:
@@ -660,30 +756,3 @@ def _error(raw_id: bytes, exc: GatewayError) -> bytes:
 
 def _result(raw_id: bytes, result: bytes) -> bytes:
     return b'{"jsonrpc":"2.0","id":' + raw_id + b',"result":' + result + b"}"
-
-
-async def handle_ws(request: web.Request, gw: Gateway, ctx: ClientContext) -> web.StreamResponse:
-    ws = web.WebSocketResponse(max_msg_size=gw.config.limits.max_ws_message_bytes, heartbeat=30.0)
-    await ws.prepare(request)
-    client = ClientSocket(gw, ctx, ws)
-    gw.metrics.ws_connections.inc()
-    tasks: set[asyncio.Task[None]] = set()
-    watcher = asyncio.create_task(client.watch())
-    try:
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                data = msg.data.encode()
-            elif msg.type is WSMsgType.BINARY:
-                data = bytes(msg.data)
-            else:
-                break
-            task = asyncio.create_task(client.on_message(data))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-    finally:
-        watcher.cancel()
-        for t in tasks:
-            t.cancel()
-        await client.close()
-        gw.metrics.ws_connections.dec()
-    return ws

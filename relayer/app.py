@@ -37,7 +37,9 @@ from relayer.budget import BudgetMeter
 from relayer.claimer import Claimer, ClaimStore
 from relayer.config import RelayerConfig
 from relayer.errors import ConfigError
+from relayer.gauges import AccountGauges, LedgerAccount
 from relayer.interfaces import BackendTransport, ServiceRuntime, SettlementChain
+from relayer.keyring import ReceiptKeyring
 from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
 from relayer.recorder import Recorder
@@ -118,6 +120,8 @@ class Relayer:
     follower: Follower | None = None
     closers: list[Callable[[], Any]] = field(default_factory=list)
     probe_backends: bool = True
+    gauges: AccountGauges | None = None
+    keyring: ReceiptKeyring | None = None
 
     def ready(self) -> bool:
         return self.relay_log.healthy and (self.follower is None or self.follower.caught_up)
@@ -159,6 +163,9 @@ class Relayer:
             tasks.append(asyncio.create_task(self._probe_backends(), name="relayer-probe"))
         if self.claimer is not None:
             tasks.append(asyncio.create_task(self._claims(), name="relayer-claimer"))
+        if self.gauges is not None:
+            interval = lambda: self.config.metrics.account_interval  # noqa: E731 — SIGHUP
+            tasks.append(asyncio.create_task(self.gauges.run(interval), name="relayer-gauges"))
         yield
         for task in tasks:
             task.cancel()
@@ -206,6 +213,8 @@ class Relayer:
             await asyncio.sleep(_HOUSEKEEPING_INTERVAL)
             if self.follower is not None and not self.follower.caught_up:
                 continue
+            if self.keyring is not None:
+                self.keyring.reload()  # a rotated receipt key file (a stat; re-read if changed)
             head = self.snapshot.head()
             self.metrics.follower_head.set(head)
             for key in self.verifier.expire(head):
@@ -240,6 +249,7 @@ def build_relayer(
     logs one health probe per backend at start."""
     metrics = RelayerMetrics()
     closers: list[Callable[[], Any]] = []
+    account: LedgerAccount | None = None
     deployment = None
     if snapshot is None or domain is None or (chain is None and config.claims.enabled):
         deployment = _load_deployment(config.chain.deployment)
@@ -270,6 +280,7 @@ def build_relayer(
 
         client = LedgerClient(config.chain.rpc_url, deployment, keys.account)  # type: ignore[arg-type]
         chain = LedgerChain(client)
+        account = LedgerAccount(client)
         closers.append(client.close)
     services = build_services(config, spec_base)
     relay_log = RelayLog(
@@ -284,7 +295,10 @@ def build_relayer(
         meter,
         existing_records=relay_log.records,
     )
-    recorder = Recorder(relay_log, keys.receipt)
+    keyring = ReceiptKeyring(
+        keys.receipt, supplier=keys.account.address, snapshot=snapshot, path=config.keys.receipt_key
+    )
+    recorder = Recorder(relay_log, keyring)
     transport = transport or Http1Transport(
         limit_per_host=max(s.max_connections for s in config.services.values())
     )
@@ -308,6 +322,7 @@ def build_relayer(
             supplier=keys.account.address,
             metrics=metrics,
             confirmations=config.chain.confirmations,
+            retention=config.log.retention_hours * 3600,
         )
         add_reorg_listener = getattr(follower, "add_reorg_listener", None)
         if add_reorg_listener is not None:
@@ -329,6 +344,13 @@ def build_relayer(
         follower=follower,
         closers=closers,
         probe_backends=probe_backends,
+        keyring=keyring,
+        gauges=AccountGauges(
+            metrics,
+            account,
+            config.data_dir,
+            claim_gas=config.claims.claim_gas_estimate + config.claims.proof_gas_estimate,
+        ),
     )
     service.ready = relayer.ready
     service.not_ready_reason = relayer.not_ready_reason
@@ -345,8 +367,14 @@ def _load_deployment(path: Path) -> Any:
     return Deployment.from_json(text)
 
 
-async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None = None) -> None:
-    """Run the relay and metrics apps until SIGINT/SIGTERM; ``on_ready(port, metrics_port)``."""
+async def serve(
+    relayer: Relayer,
+    *,
+    on_ready: Callable[[int, int], None] | None = None,
+    reload: Callable[[], RelayerConfig] | None = None,
+) -> None:
+    """Run the relay and metrics apps until SIGINT/SIGTERM; ``on_ready(port, metrics_port)``.
+    SIGHUP reads the config again through ``reload`` (:mod:`relayer.reload`)."""
     cfg = relayer.config
     ssl_context = None
     if cfg.server.tls_cert is not None and cfg.server.tls_key is not None:
@@ -384,6 +412,10 @@ async def serve(relayer: Relayer, *, on_ready: Callable[[int, int], None] | None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        from relayer.reload import hangup
+
+        loop.add_signal_handler(signal.SIGHUP, hangup, relayer, reload)
     if on_ready is not None:
         on_ready(port, metrics_port)
     try:

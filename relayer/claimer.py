@@ -5,7 +5,8 @@ walks one state machine per session, persisting every step in ``<data_dir>/claim
 atomically) *before* it acts, so that a restart resumes where it stopped and never claims twice::
 
     pending → claiming → claimed → (proving → proved | not_required) → settled   (log deleted)
-            ↘ skipped (empty, or reward below gas/min_reward — status says so)
+            ↘ skipped (empty, or reward below its gas or min_reward — the log, status and
+                       ``claims_skipped_total{reason}`` say so)
             ↘ failed  (a window was missed; the reason is kept)
 
 Steps: build the trie from the log in one pass (keys, value hashes, weights and log offsets —
@@ -14,6 +15,12 @@ claiming) and ``H_c`` (after the claim window) when nobody has; claim inside the
 every slot held; when a proof is required, open the leaf drawn by ``r`` and submit it in the
 proof window; settle after the proof window. A failing chain call is retried with exponential
 backoff (``claims.retry_initial`` … ``retry_max``).
+
+Worth it (``claims.min_reward``): by default a claim is made only when its expected reward
+covers its expected gas — the claim's gas plus the proof's weighted by the chance one is
+required, at the current gas price, priced in token base units at ``tokens_per_gas_wei``. A
+number instead is a fixed floor in base units (``0``: claim everything). Amounts in log lines
+are in token units (``reward 0.45 RLY``).
 
 Confirmation depth d (``confirmations``): the claim waits until ``H_g`` is d blocks deep, the
 proof requirement until ``H_c`` is.
@@ -61,15 +68,27 @@ from relayer.config import ClaimsConfig
 from relayer.interfaces import ClaimStatus, SettlementChain, TxReceipt
 from relayer.metrics import RelayerMetrics
 from relayer.relaylog import RelayLog, SessionKey, segment_of
+from relayer.units import eth, rly
 from session.hydrate import hydrate
 from session.snapshot import RegistrySnapshot
 from session.windows import Windows, session_of, windows
 
-__all__ = ["ClaimRecord", "ClaimState", "ClaimStore", "Claimer", "TrieSummary", "build_trie"]
+__all__ = [
+    "SKIP_REASONS",
+    "ClaimRecord",
+    "ClaimState",
+    "ClaimStore",
+    "Claimer",
+    "TrieSummary",
+    "build_trie",
+]
 
 log = logging.getLogger("relaynet.relayer.claimer")
 
 _CHECKPOINT_LOOKBACK = 128  # blocks: older boundaries are left to the claims that need them
+
+#: the ``reason`` label of ``claims_skipped_total`` (a fixed set)
+SKIP_REASONS = ("no_relays", "no_mined_relays", "below_gas", "below_min_reward")
 
 
 class ClaimState(StrEnum):
@@ -238,6 +257,7 @@ class Claimer:
         metrics: RelayerMetrics | None = None,
         on_session_closed: Callable[[SessionKey], object] | None = None,
         confirmations: int = 0,
+        retention: float = 0.0,
     ) -> None:
         self.config = config
         self.snapshot = snapshot
@@ -255,6 +275,10 @@ class Claimer:
         self._checkpoint_done: set[tuple[int, int]] = set()
         self.confirmations = confirmations
         self._reorg_from: int | None = None  # ancestor of a reorganisation not yet handled
+        #: seconds a settled or skipped session's log (and retired marker) is kept (0: its log
+        #: goes at once, the marker stays)
+        self.retention = retention
+        self._kept: dict[SessionKey, float] = {}  # final, log kept until (wall clock)
 
     def on_reorg(self, reorg: Any) -> None:
         """The follower saw blocks above ``reorg.ancestor`` replaced: re-check before acting."""
@@ -297,7 +321,10 @@ class Claimer:
             if not record.state.final:
                 keys.add(SessionKey(record.service_id, bytes.fromhex(record.app[2:]), record.n))
         shape = self.snapshot.shape()
+        wall = time.time()
         for key in sorted(keys, key=lambda k: (k.n, k.service_id, k.app)):
+            if self._kept.get(key, 0.0) > wall:
+                continue  # settled: its log is kept for the retention period
             w = windows(shape, key.n)
             if head <= w.grace_end:
                 continue
@@ -443,8 +470,7 @@ class Claimer:
         """Advance one session as far as ``head`` allows."""
         record = self.store.load(key) or ClaimRecord(key.service_id, "0x" + key.app.hex(), key.n)
         if record.state.final:
-            if record.state is ClaimState.SETTLED or record.state is ClaimState.SKIPPED:
-                await self._cleanup(key)
+            await self._cleanup(key, record)
             return
         if record.state is ClaimState.PENDING:
             await self._close_log(key)
@@ -458,16 +484,25 @@ class Claimer:
         if record.state in (ClaimState.PROVED, ClaimState.NOT_REQUIRED):
             record = await self._settle(key, w, head, record)
         if record.state.final:
-            await self._cleanup(key)
+            await self._cleanup(key, record)
 
     async def _close_log(self, key: SessionKey) -> None:
         await self.relay_log.retire(key)
         if self._on_closed is not None:
             self._on_closed(key)
 
-    async def _cleanup(self, key: SessionKey) -> None:
+    async def _cleanup(self, key: SessionKey, record: ClaimRecord) -> None:
+        """Delete a finished session's log once the retention period has passed (at once when
+        ``retention`` is 0)."""
         self._tries.pop(key, None)
-        await self.relay_log.delete(key)
+        until = record.updated + self.retention
+        if self.retention > 0 and time.time() < until:
+            self._kept[key] = until
+            return
+        self._kept.pop(key, None)
+        await self.relay_log.delete(key, marker=self.retention > 0)
+        if self.metrics is not None:
+            self.metrics.logs_pruned.inc()
 
     def _save(self, key: SessionKey, record: ClaimRecord) -> ClaimRecord:
         return self.store.save(key, record)
@@ -524,7 +559,7 @@ class Claimer:
         )
         if summary.mined == 0:
             reason = "no relays" if summary.relays == 0 else "no mined relays"
-            return self._final(key, record, ClaimState.SKIPPED, reason, "claims")
+            return self._skip(key, record, reason.replace(" ", "_"), reason)
         session = hydrate(self.snapshot, key.service_id, key.app, key.n)
         slots = () if session is None else session.slot_indexes(self.supplier)
         if session is None or not slots:
@@ -548,23 +583,31 @@ class Claimer:
             session_id="0x" + session.seed.hex(),
             claimed=claimed,
         )
-        worth, why = await self._worth_it(claimed, econ.proof_probability_bps)
-        if not worth:
-            return self._final(key, record, ClaimState.SKIPPED, why, "claims")
+        proof_bps = 10_000 if claimed >= econ.proof_threshold else econ.proof_probability_bps
+        why = await self._not_worth_it(claimed, proof_bps)
+        if why is not None:
+            return self._skip(key, record, *why)
         record = self._save(key, replace(record, state=ClaimState.CLAIMING))
         return await self._resume_claim(key, w, head, record)
 
-    async def _worth_it(self, claimed: int, proof_bps: int) -> tuple[bool, str]:
+    async def _not_worth_it(self, claimed: int, proof_bps: int) -> tuple[str, str] | None:
+        """``(reason label, explanation)`` when the claim is not worth making, else None."""
         cfg = self.config
-        if claimed < cfg.min_reward:
-            return False, f"reward {claimed} below min_reward {cfg.min_reward}"
-        if cfg.tokens_per_gas_wei > 0:
-            gas_price = await self.chain.gas_price()
-            gas = cfg.claim_gas_estimate + cfg.proof_gas_estimate * proof_bps // 10_000
-            cost = int(gas * gas_price * cfg.tokens_per_gas_wei)
-            if claimed <= cost:
-                return False, f"reward {claimed} does not cover gas (~{cost} tokens)"
-        return True, ""
+        if cfg.min_reward != "gas":
+            if claimed < cfg.min_reward:
+                return "below_min_reward", (
+                    f"reward {rly(claimed)} below min_reward {rly(cfg.min_reward)}"
+                )
+            return None
+        gas_price = await self.chain.gas_price()
+        gas = cfg.claim_gas_estimate + cfg.proof_gas_estimate * proof_bps // 10_000
+        cost = int(gas * gas_price * cfg.tokens_per_gas_wei)
+        if claimed < cost:
+            return "below_gas", (
+                f"reward {rly(claimed)} below its gas {rly(cost)} ({eth(gas * gas_price)}: "
+                f"{gas:,} gas at {gas_price:,} wei) — set [claims] min_reward = 0 to claim anyway"
+            )
+        return None
 
     async def _resume_claim(
         self, key: SessionKey, w: Windows, head: int, record: ClaimRecord
@@ -599,7 +642,15 @@ class Claimer:
         self._spent(receipt)
         if self.metrics is not None:
             self.metrics.claims.labels("submitted").inc()
-        log.info("claimed %s/%s n=%d sum=%d", key.service_id, record.app, key.n, record.sum)
+        log.info(
+            "claimed session %d (%s, app %s): %s for %d compute units, gas %s",
+            key.n,
+            key.service_id,
+            record.app,
+            rly(record.claimed),
+            record.sum,
+            eth(receipt.cost_wei),
+        )
         return self._save(key, replace(record.spent(receipt), state=ClaimState.CLAIMED))
 
     async def _after_claim_window(
@@ -664,6 +715,15 @@ class Claimer:
             self.metrics.settlements.labels("submitted").inc()
             self.metrics.rewards.inc(reward)
         record = replace(record.spent(receipt), reward=reward, paid=paid)
+        log.info(
+            "settled session %d (%s, app %s): reward %s (app paid %s), gas %s for the session",
+            key.n,
+            key.service_id,
+            record.app,
+            rly(reward),
+            rly(paid),
+            eth(record.gas_wei),
+        )
         return self._final(key, record, ClaimState.SETTLED, "", "")
 
     def _unclaimable(
@@ -683,6 +743,12 @@ class Claimer:
         )
         reason = "unclaimable: no slot held in the session as drawn now (re-drawn by a reorg)"
         return self._final(key, record, ClaimState.FAILED, reason, "claims")
+
+    def _skip(self, key: SessionKey, record: ClaimRecord, label: str, reason: str) -> ClaimRecord:
+        """Skip the claim for ``reason`` (``label`` one of :data:`SKIP_REASONS`)."""
+        if self.metrics is not None:
+            self.metrics.claims_skipped.labels(label).inc()
+        return self._final(key, record, ClaimState.SKIPPED, reason, "claims")
 
     def _final(
         self, key: SessionKey, record: ClaimRecord, state: ClaimState, reason: str, metric: str

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -94,6 +94,8 @@ class ServerConfig(_Strict):
     tls_key: Path | None = None
     shutdown_grace: float = Field(default=5.0, ge=0)
     log_format: Literal["text", "json"] = "text"
+    #: None: the ``--log-level`` of ``relaynet relayer run``; SIGHUP applies a change
+    log_level: Literal["debug", "info", "warning", "error"] | None = None
     #: concurrent WebSocket streams one app may hold here (DESIGN §4; RATE_LIMITED past it)
     max_streams_per_app: int = Field(default=2048, gt=0)
 
@@ -110,18 +112,24 @@ class MetricsConfig(_Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9101, ge=0, le=65535)
+    #: seconds between reads of the account gauges (gas, stake, headroom) and the disk's
+    account_interval: float = Field(default=30.0, gt=0)
 
 
 class ClaimsConfig(_Strict):
     """When and how claims, proofs and settlements are submitted.
 
-    A claim is skipped (and status says why) when its expected reward is below ``min_reward``
-    or below its gas cost priced as ``gas × gas_price × tokens_per_gas_wei`` token units.
+    ``min_reward = "gas"`` (the default) skips a claim whose expected reward is below its
+    expected gas: ``(claim_gas_estimate + proof_gas_estimate × P(proof)) × gas price`` wei,
+    priced in token base units at ``tokens_per_gas_wei`` (base units one wei is worth; 1.0: one
+    RLY per ETH). A number is a fixed floor in base units instead (``0`` claims everything).
+    A skipped claim says why in the log, in ``relayer status`` and in
+    ``relaynet_relayer_claims_skipped_total{reason}``.
     """
 
     enabled: bool = True
-    min_reward: int = Field(default=0, ge=0)
-    tokens_per_gas_wei: float = Field(default=0.0, ge=0)
+    min_reward: Annotated[int, Field(ge=0)] | Literal["gas"] = "gas"
+    tokens_per_gas_wei: float = Field(default=1.0, ge=0)
     claim_gas_estimate: int = Field(default=400_000, ge=0)
     proof_gas_estimate: int = Field(default=400_000, ge=0)
     tick: float = Field(default=0.5, gt=0)
@@ -136,9 +144,12 @@ class ClaimsConfig(_Strict):
 
 
 class LogConfig(_Strict):
-    """The relay log. ``fsync_fault_file`` is for tests only: while that file exists, the
-    number written in it is taken and that many following fsyncs fail (``EIO``)."""
+    """The relay log. A settled (or skipped) session's log and its retired marker are deleted
+    ``retention_hours`` after the claim finished (0: the log at once, the marker kept).
+    ``fsync_fault_file`` is for tests only: while that file exists, the number written in it
+    is taken and that many following fsyncs fail (``EIO``)."""
 
+    retention_hours: float = Field(default=168.0, ge=0)
     fsync_fault_file: Path | None = None
 
 

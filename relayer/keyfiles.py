@@ -4,6 +4,9 @@
   :func:`protocol.keys.encrypt_keystore` / :func:`protocol.keys.decrypt_keystore`.
 - A receipt key (ed25519, the supplier's receipt signer) is stored as a small JSON document
   ``{"kind": "relaynet-receipt-key", "version": 1, "public_key": "0x…", "seed": "0x…"}``.
+  After a rotation (:func:`rotate_receipt_key_file`) the file holds the new key there and the
+  earlier ones under ``"previous"`` (newest first): receipts of sessions before the rotation
+  took effect are still signed with the key valid then.
 
 Files are written with mode 0600 (created that way, never widened) and refused on read when
 others may access them; group-read is accepted only for a group of this process (Kubernetes
@@ -30,7 +33,9 @@ __all__ = [
     "check_mode",
     "read_account_key",
     "read_receipt_key",
+    "read_receipt_keys",
     "resolve_passphrase",
+    "rotate_receipt_key_file",
     "write_account_key",
     "write_receipt_key",
 ]
@@ -124,15 +129,47 @@ def read_account_key(path: Path, passphrase: str) -> AccountKey:
     return AccountKey(private_key)
 
 
-def write_receipt_key(path: Path, key: ReceiptKey, *, overwrite: bool = False) -> None:
-    """Write an ed25519 receipt key file with mode 0600."""
-    doc = {
-        "kind": RECEIPT_KEY_KIND,
-        "version": 1,
-        "public_key": "0x" + key.public_key.hex(),
-        "seed": "0x" + key.seed.hex(),
-    }
+def _key_doc(key: ReceiptKey) -> dict[str, str]:
+    return {"public_key": "0x" + key.public_key.hex(), "seed": "0x" + key.seed.hex()}
+
+
+def write_receipt_key(
+    path: Path,
+    key: ReceiptKey,
+    *,
+    overwrite: bool = False,
+    previous: tuple[ReceiptKey, ...] = (),
+) -> None:
+    """Write an ed25519 receipt key file with mode 0600 (``previous``: earlier keys, newest
+    first, kept for the sessions they were valid in)."""
+    doc: dict[str, object] = {"kind": RECEIPT_KEY_KIND, "version": 1, **_key_doc(key)}
+    if previous:
+        doc["previous"] = [_key_doc(k) for k in previous]
     _write_private(Path(path), (json.dumps(doc, indent=2) + "\n").encode(), overwrite=overwrite)
+
+
+def read_receipt_keys(path: Path) -> tuple[ReceiptKey, ...]:
+    """Every key of a receipt key file: the current one first, then earlier ones (rotated
+    away from, newest first)."""
+    current = read_receipt_key(path)
+    try:
+        doc = json.loads(_read_private(Path(path)))
+        previous = tuple(
+            ReceiptKey(bytes.fromhex(str(k["seed"]).removeprefix("0x")))
+            for k in doc.get("previous", ())
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeyFileError(f"malformed receipt key file {path}: previous keys: {exc}") from exc
+    return (current, *previous)
+
+
+def rotate_receipt_key_file(path: Path) -> tuple[ReceiptKey, ReceiptKey]:
+    """Generate a new receipt key into ``path`` (0600, atomically), keeping every earlier key
+    under ``"previous"``; returns ``(old current key, new key)``."""
+    keys = read_receipt_keys(path)
+    new = ReceiptKey.generate()
+    write_receipt_key(path, new, overwrite=True, previous=keys)
+    return keys[0], new
 
 
 def read_receipt_key(path: Path) -> ReceiptKey:

@@ -32,172 +32,105 @@ class RelayerMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)  # process CPU, memory, open files of this process
-        self.relays = Counter(
-            "relays",
-            "Relays by service and outcome",
-            ["service", "outcome"],
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, labels, namespace=NAMESPACE, subsystem=SUBSYSTEM, registry=r)
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, namespace=NAMESPACE, subsystem=SUBSYSTEM, registry=r)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+            return Histogram(
+                name,
+                doc,
+                labels,
+                buckets=buckets,
+                namespace=NAMESPACE,
+                subsystem=SUBSYSTEM,
+                registry=r,
+            )
+
+        self.relays = counter("relays", "Relays by service and outcome", "service", "outcome")
+        self.refused = counter("refused", "Refused relays by error code", "code")
+        self.verify_seconds = histogram(
+            "verify_seconds", "Time to verify a relay (all checks)", _FAST_BUCKETS
         )
-        self.refused = Counter(
-            "refused",
-            "Refused relays by error code",
-            ["code"],
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
+        self.backend_seconds = histogram(
+            "backend_seconds", "Backend round-trip time", _BACKEND_BUCKETS, "service"
         )
-        self.verify_seconds = Histogram(
-            "verify_seconds",
-            "Time to verify a relay (all checks)",
-            buckets=_FAST_BUCKETS,
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
+        self.fsync_seconds = histogram(
+            "log_fsync_seconds", "Group-commit fsync latency", _FAST_BUCKETS
         )
-        self.backend_seconds = Histogram(
-            "backend_seconds",
-            "Backend round-trip time",
-            ["service"],
-            buckets=_BACKEND_BUCKETS,
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.fsync_seconds = Histogram(
-            "log_fsync_seconds",
-            "Group-commit fsync latency",
-            buckets=_FAST_BUCKETS,
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.fsync_batch = Histogram(
+        self.fsync_batch = histogram(
             "log_fsync_batch_records",
             "Records made durable by one group commit",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
+            (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
         )
-        self.log_bytes = Counter(
-            "log_bytes",
-            "Bytes appended to session logs",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.open_sessions = Gauge(
-            "open_sessions",
-            "Session logs open for appends",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.fsync_failures = Counter(
+        self.log_bytes = counter("log_bytes", "Bytes appended to session logs")
+        self.open_sessions = gauge("open_sessions", "Session logs open for appends")
+        self.fsync_failures = counter(
             "log_fsync_failures",
             "Relay log fsyncs that failed (the segment is sealed and its records rewritten)",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
         )
-        self.log_write_failures = Counter(
+        self.log_write_failures = counter(
             "log_write_failures",
             "Relay log writes that failed (the segment is sealed, the relay refused)",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
         )
-        self.log_state = Gauge(
+        self.log_state = gauge(
             "log_state",
             "Relay log state: 0 ok, 1 rewriting after a failed fsync (refusing), 2 broken",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
         )
-        self.ws_streams = Gauge(
-            "ws_streams",
-            "Open WebSocket relay streams",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
+        self.ws_streams = gauge("ws_streams", "Open WebSocket relay streams")
+        self.claims = counter("claims", "Claims by final state", "state")
+        self.claims_skipped = counter(
+            "claims_skipped",
+            "Claims not made, by reason: no_relays, no_mined_relays, below_gas (the expected"
+            " reward would not pay the claim's gas), below_min_reward",
+            "reason",
         )
-        self.claims = Counter(
-            "claims",
-            "Claims by final state",
-            ["state"],
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
+        self.proofs = counter("proofs", "Proofs by final state", "state")
+        self.settlements = counter("settlements", "Settlements submitted", "state")
+        self.checkpoints = counter("checkpoints", "Checkpoints submitted")
+        self.rewards = counter("rewards_tokens", "Supplier rewards earned (token base units)")
+        self.gas = counter("gas_spent_wei", "Gas spent on claims, proofs, settles (wei)")
+        self.chain_errors = counter(
+            "chain_errors", "Failed settlement-chain calls (retried)", "action"
         )
-        self.proofs = Counter(
-            "proofs",
-            "Proofs by final state",
-            ["state"],
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.settlements = Counter(
-            "settlements",
-            "Settlements submitted",
-            ["state"],
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.checkpoints = Counter(
-            "checkpoints",
-            "Checkpoints submitted",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.rewards = Counter(
-            "rewards_tokens",
-            "Supplier rewards earned (token units)",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.gas = Counter(
-            "gas_spent_wei",
-            "Gas spent on claims, proofs, settles (wei)",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.chain_errors = Counter(
-            "chain_errors",
-            "Failed settlement-chain calls (retried)",
-            ["action"],
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
-        )
-        self.unclaimable_relays = Counter(
+        self.unclaimable_relays = counter(
             "unclaimable_relays",
             "Answered relays of sessions a settlement-chain reorganisation re-drew so that this"
             " supplier holds no slot in them (never claimed)",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
         )
-        self.reorg_rechecks = Counter(
+        self.reorg_rechecks = counter(
             "reorg_rechecks",
             "Claims re-checked after a settlement-chain reorganisation, by what was found",
-            ["outcome"],
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
+            "outcome",
         )
-        self.follower_head = Gauge(
-            "follower_head",
-            "Latest block the registry snapshot saw",
-            namespace=NAMESPACE,
-            subsystem=SUBSYSTEM,
-            registry=r,
+        self.follower_head = gauge("follower_head", "Latest block the registry snapshot saw")
+        # the account, read off the hot path every ``gauges_interval`` (relayer.gauges)
+        self.gas_balance = gauge("gas_balance_wei", "The supplier account's ETH for gas (wei)")
+        self.claim_gas_cost = gauge(
+            "claim_gas_cost_wei", "What one claim and its proof cost at the current gas price (wei)"
+        )
+        self.token_balance = gauge(
+            "token_balance", "The supplier account's RLY outside the stake (base units)"
+        )
+        self.stake = gauge("stake", "The supplier's stake (base units)")
+        self.stake_locked = gauge(
+            "stake_locked", "Stake locked by open claims (slash_multiplier × each claim)"
+        )
+        self.stake_headroom = gauge(
+            "stake_headroom", "Stake not locked by open claims: what new claims can lock"
+        )
+        self.account_refreshed = gauge(
+            "account_refreshed_timestamp_seconds", "When the account gauges were last read"
+        )
+        self.data_free_bytes = gauge("data_free_bytes", "Free bytes on the data folder's disk")
+        self.data_free_ratio = gauge(
+            "data_free_ratio", "Free share (0..1) of the data folder's disk"
+        )
+        self.logs_pruned = counter(
+            "logs_pruned", "Settled sessions' relay logs and retired markers deleted (retention)"
         )
 
     def render(self) -> bytes:

@@ -14,17 +14,20 @@ from protocol.keys import ReceiptKey
 from protocol.relay import WS_STATUS, encode_leaf, receipt_message, relay_key, response_hash
 from relayer.errors import RelayRefused
 from relayer.interfaces import ServedRelay, SessionContext, VerifiedRelay
+from relayer.keyring import ReceiptKeyring
 from relayer.relaylog import RelayLog, SessionLog
 
 __all__ = ["Recorder"]
 
 
 class Recorder:
-    """Signs receipts with the supplier's receipt key and appends leaves to the session logs."""
+    """Signs receipts with the supplier's receipt key valid at the session (a
+    :class:`ReceiptKeyring` after rotations) and appends leaves to the session logs."""
 
-    def __init__(self, relay_log: RelayLog, receipt_key: ReceiptKey) -> None:
+    def __init__(self, relay_log: RelayLog, receipt_key: ReceiptKey | ReceiptKeyring) -> None:
         self._log = relay_log
-        self._key = receipt_key
+        self._keys = receipt_key if isinstance(receipt_key, ReceiptKeyring) else None
+        self._key = receipt_key if isinstance(receipt_key, ReceiptKey) else None
 
     def check_writable(self) -> None:
         """Refuse (``INTERNAL``, retryable) while the relay log cannot take records."""
@@ -66,7 +69,8 @@ class Recorder:
         """Hash, receipt, leaf, ``os.write`` — then ``key`` is seen."""
         ctx = relay.ctx
         rh = response_hash(status, body)
-        sig = self._key.sign(receipt_message(relay.digest, index, rh))
+        signer = self._key or self._keys.for_session(ctx.key.n)  # type: ignore[union-attr]
+        sig = signer.sign(receipt_message(relay.digest, index, rh))
         leaf = encode_leaf(relay.header_bytes, relay.request_sig, index, rh, sig)
         self._log.append(self._session_log(ctx), key, leaf)
         ctx.recorded(key)

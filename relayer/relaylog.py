@@ -699,9 +699,14 @@ class RelayLog:
         if self._metrics is not None:
             self._metrics.open_sessions.set(len(self._open))
 
-    async def delete(self, key: SessionKey) -> None:
-        """Remove a settled session's log (the retired marker stays: it is never reopened)."""
+    async def delete(self, key: SessionKey, *, marker: bool = False) -> None:
+        """Remove a settled session's log; the retired marker stays (it is never reopened)
+        unless ``marker`` (pruning long after the session's windows closed)."""
         await self.retire(key)
+        if marker:
+            with contextlib.suppress(FileNotFoundError):
+                self._marker(key).unlink()
+            self._retired.discard(key)
         self._held.pop(key, None)
         with contextlib.suppress(FileNotFoundError):
             self._held_path(key).unlink()

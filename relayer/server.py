@@ -5,13 +5,20 @@ The hot path is the pipeline of ``interfaces.py`` in five visible steps — size
 forward, record, answer — typed against its Protocols only. Relay-layer failures become
 ``{code, message, retryable}`` with the status of ``protocol.errors.ERROR_TABLE``; only an
 unexpected bug reaches the outermost ``except`` and answers ``INTERNAL``.
+
+Every relay has a request id — the gateway's ``Relay-Request-Id`` when it sends a well-formed
+one, else a new one — carried by every log line written while it is handled
+(:mod:`transport.logs`) and returned in ``Relay-Request-Id``. Refusals and answers are logged at
+debug level.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import orjson
 from aiohttp import web
@@ -28,13 +35,24 @@ from relayer.interfaces import (
 from relayer.metrics import RelayerMetrics
 from relayer.tally import Tally
 from transport.fastserve import FastRequest, FastResponse
+from transport.logs import REQUEST, new_request_id
 
 __all__ = ["RELAY_PATH", "RelayService", "error_response", "metrics_app", "relay_app"]
 
 log = logging.getLogger("relaynet.relayer")
 
 RELAY_PATH = "/v1/relay"
+REQUEST_ID = "Relay-Request-Id"
 _JSON = "application/json"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def request_id(sent: str | None) -> str:
+    """The gateway's request id when well-formed (1-64 of ``[A-Za-z0-9_.:-]``), else a new one:
+    a client's header never puts arbitrary text in the logs."""
+    if sent is not None and _REQUEST_ID.fullmatch(sent):
+        return sent
+    return new_request_id()
 
 
 def _error_answer(code: ErrorCode, message: str) -> FastResponse:
@@ -88,6 +106,8 @@ class RelayService:
     def _refuse_answer(self, exc: RelaynetError) -> FastResponse:
         self._refused_by_code[exc.code].inc()
         self._refused.inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("refused %s: %s", exc.code.value, exc.message)
         return _error_answer(exc.code, exc.message)
 
     async def relay(self, request: web.Request) -> web.StreamResponse:
@@ -101,17 +121,27 @@ class RelayService:
             )
         except RelaynetError as exc:
             return self.refuse(exc)
+        rid = request_id(request.headers.get(REQUEST_ID))
+        REQUEST.set({"request_id": rid})
         answer = await self.answer(request.headers.get("Relay-Request"), payload)
         return web.Response(
             body=answer.body,
             status=answer.status,
-            headers={"Content-Type": answer.content_type or _JSON, **dict(answer.headers)},
+            headers={
+                "Content-Type": answer.content_type or _JSON,
+                **dict(answer.headers),
+                REQUEST_ID: rid,
+            },
         )
 
     async def relay_fast(self, request: FastRequest) -> FastResponse:
         """``POST /v1/relay`` on the fast front (``transport.fastserve``)."""
         value = request.headers.get(b"relay-request")
-        return await self.answer(None if value is None else value.decode("latin-1"), request.body)
+        sent = request.headers.get(b"relay-request-id")
+        rid = request_id(None if sent is None else sent.decode("latin-1"))
+        REQUEST.set({"request_id": rid})
+        answer = await self.answer(None if value is None else value.decode("latin-1"), request.body)
+        return replace(answer, headers=(*answer.headers, (REQUEST_ID, rid)))
 
     async def answer(self, relay_request: str | None, payload: bytes) -> FastResponse:
         """verify → forward → record → answer, for a body already read within the limit.
@@ -133,6 +163,14 @@ class RelayService:
             self.verifier.release(relay)
             return self._failed(relay, exc)
         self._answered[relay.service.service_id].inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "answered %s session %d app 0x%s: backend status %d",
+                relay.service.service_id,
+                relay.ctx.key.n,
+                relay.ctx.key.app.hex(),
+                answer.status,
+            )
         return FastResponse(
             200,
             answer.body,

@@ -18,6 +18,7 @@ from protocol.errors import RelaynetError
 from relayer.claimer import ClaimStore
 from relayer.config import RelayerConfig
 from relayer.relaylog import SessionKey, iter_records
+from relayer.units import rly
 
 __all__ = ["CLAIM_COLUMNS", "claim_rows", "collect_status", "render_status"]
 
@@ -131,13 +132,6 @@ def collect_status(
     return report
 
 
-def _rly(amount: int) -> str:
-    """Token base units (18 decimals) as RLY, exact."""
-    whole, frac = divmod(int(amount), 10**18)
-    text = f"{whole:,}" + (f".{frac:018d}".rstrip("0") if frac else "")
-    return f"{text} RLY"
-
-
 def _eth(wei: int) -> str:
     return f"{int(wei) / 10**18:.6f} ETH"
 
@@ -156,8 +150,8 @@ def claim_rows(report: dict[str, Any], last: int | None = None) -> list[list[str
             c["app"],
             c["state"],
             str(c["relays"]),
-            _rly(c["claimed"]),
-            _rly(c["reward"]),
+            rly(c["claimed"]),
+            rly(c["reward"]),
             c["reason"] or "",
         ]
         for c in claims
@@ -176,7 +170,7 @@ def render_status(report: dict[str, Any]) -> str:
         + (", ".join(f"{s}: {n}" for s, n in sorted(report["relays_per_service"].items())) or "-"),
         "claims          "
         + (", ".join(f"{s}: {n}" for s, n in sorted(report["claims_by_state"].items())) or "-"),
-        f"rewards         {_rly(report['rewards'])}",
+        f"rewards         {rly(report['rewards'])}",
         f"gas spent       {_eth(report['gas_spent_wei'])}",
     ]
     chain = report.get("chain")
@@ -185,10 +179,10 @@ def render_status(report: dict[str, Any]) -> str:
             lines.append(f"chain           unreachable: {chain['error']}")
         else:
             lines.append(
-                f"stake           {_rly(chain['stake'])} (locked {_rly(chain['locked'])}, "
+                f"stake           {rly(chain['stake'])} (locked {rly(chain['locked'])}, "
                 f"open claims {chain['open_claims']})"
             )
             lines.append(
-                f"balance         {_rly(chain['balance'])}, {_eth(chain['eth_balance'])} for gas"
+                f"balance         {rly(chain['balance'])}, {_eth(chain['eth_balance'])} for gas"
             )
     return "\n".join(lines)

@@ -143,7 +143,7 @@ def relayer_checks(
 ) -> list[Check]:
     """Every check of a relayer config (see the module doc); ``wait``: seconds to keep trying
     an endpoint that does not answer yet (a relayer just started)."""
-    from relayer.keyfiles import read_account_key, read_receipt_key
+    from relayer.keyfiles import read_account_key, read_receipt_keys
 
     try:
         cfg = load_relayer(path, env=env)
@@ -152,7 +152,7 @@ def relayer_checks(
     out = [Check(True, "config", f"{Path(path).absolute()} is valid")]
     try:
         account = read_account_key(cfg.keys.supplier_keystore, cfg.passphrase())
-        receipt = read_receipt_key(cfg.keys.receipt_key)
+        receipt = read_receipt_keys(cfg.keys.receipt_key)  # after rotations: every key
     except RelaynetError as exc:
         out.append(Check(False, "keys", exc.message))
         return out
@@ -168,7 +168,7 @@ async def _relayer_network(
     out: list[Check],
     cfg: RelayerConfig,
     account: AccountKey,
-    receipt: ReceiptKey,
+    receipt: tuple[ReceiptKey, ...],
     deployment: Deployment,
     devnet: bool,
     wait: float,
@@ -185,7 +185,8 @@ async def _relayer_network(
     try:
         gas = cfg.claims.claim_gas_estimate + cfg.claims.proof_gas_estimate
         await _gas(out, client, account.address, gas)
-        endpoints = await _stake(out, client, account.address, receipt.public_key)
+        held = frozenset(k.public_key for k in receipt)
+        endpoints = await _stake(out, client, account.address, held)
         if endpoints is None:
             return
         for sid in cfg.services:
@@ -218,7 +219,7 @@ async def _gas(out: list[Check], client: LedgerClient, who: bytes, gas: int) -> 
 
 
 async def _stake(
-    out: list[Check], client: LedgerClient, who: bytes, receipt_key: bytes
+    out: list[Check], client: LedgerClient, who: bytes, receipt_keys: frozenset[bytes]
 ) -> dict[str, str] | None:
     from ledger.client import StakeStatus
 
@@ -233,7 +234,7 @@ async def _stake(
             )
         )
         return None
-    if state.receipt_key != receipt_key:
+    if state.receipt_key not in receipt_keys:
         out.append(
             Check(
                 False,

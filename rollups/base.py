@@ -288,6 +288,13 @@ class TableHandler:
         without subscriptions never gets a push)."""
         return hashlib.sha256(body).digest()
 
+    def notification_result(self, body: bytes) -> bytes:
+        """Default: the whole message (an RPC type without subscriptions never gets a push)."""
+        return body
+
+    def unsubscribe_result(self, found: bool) -> bytes:
+        return b"{}"
+
     # -- caching ---------------------------------------------------------------------------
     def cache_policy(self, spec: ChainSpec, call: Call, heights: Heights) -> CachePolicy:
         resolved = self.resolve(spec, call.method)

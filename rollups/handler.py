@@ -19,6 +19,7 @@ Everything that crosses the boundary is a frozen dataclass declared here:
 ``RetryPolicy``         retry mode, hedging and timeout of one call
 ``Pinning``             stateful calls: creates / uses / releases a node-local handle
 ``SubscriptionCall``    subscribe / unsubscribe and their topic or id
+``SubscriptionIds``     how a client names its subscription (gateway id, channel, request id)
 ``HeaderPolicy``        headers a relayer adds from its config, client headers it may pass
 ``ProbeRequest``        one health-probe request to send to a backend role
 ``ProbeAnswer``         the HTTP answer to one probe (``None`` when unreachable)
@@ -93,6 +94,7 @@ __all__ = [
     "RetryPolicy",
     "RpcHandler",
     "SubscriptionCall",
+    "SubscriptionIds",
 ]
 
 #: A JSON-RPC id as it arrived: a string, an integer, or null (``None``).
@@ -194,13 +196,44 @@ class Pinning:
     releases: bool = False
 
 
+class SubscriptionIds(StrEnum):
+    """How a client names its subscription; the gateway keeps that name stable while the
+    upstream streams (each node with its own id) come and go.
+
+    >>> ids = SubscriptionIds
+    >>> ids.GATEWAY.read_confirmation("0xab"), ids.GATEWAY.read_confirmation({})
+    ('0xab', None)
+    >>> ids.CHANNEL.read_confirmation(3), ids.REQUEST.read_confirmation({})
+    ('3', '')
+    """
+
+    GATEWAY = "gateway"  # the node answers an id: the client gets one of the gateway's (EVM)
+    CHANNEL = "channel"  # the node answers a channel number: the client gets a gateway's one
+    REQUEST = "request"  # the node answers ``{}``: pushes carry the subscribe call's id
+
+    def read_confirmation(self, result: object) -> str | None:
+        """The node's own id in its answer to the subscribe call (``""`` when pushes carry
+        the request's id); None when the answer is not a confirmation."""
+        if isinstance(result, bool):
+            return None
+        if self is SubscriptionIds.GATEWAY:
+            return result if isinstance(result, str) else None
+        if self is SubscriptionIds.CHANNEL:
+            return str(result) if isinstance(result, int | str) else None
+        return ""
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriptionCall:
-    """``eth_subscribe(topic, …)`` or ``eth_unsubscribe(id)``; WebSocket only."""
+    """A subscribe call (its ``topic``) or an unsubscribe call (the ``subscription_id`` it
+    names: the client's id, or the topic where ``ids`` is not ``GATEWAY``; ``every``: all of
+    the socket's); WebSocket only."""
 
     subscribe: bool
     topic: str | None = None
     subscription_id: str | None = None
+    ids: SubscriptionIds = SubscriptionIds.GATEWAY
+    every: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +465,15 @@ class RpcHandler(Protocol):
     def notification_identity(self, body: bytes) -> bytes:
         """What makes a pushed message the same event on two suppliers' streams (each node
         writes its own subscription id): a digest, equal for the same event from any node."""
+        ...
+
+    def notification_result(self, body: bytes) -> bytes:
+        """The bytes of a pushed message that agreeing suppliers send identically (DESIGN §4
+        quorum on a WebSocket): the push without the node's own subscription id."""
+        ...
+
+    def unsubscribe_result(self, found: bool) -> bytes:
+        """The JSON ``result`` of an unsubscribe call (``found``: a subscription was closed)."""
         ...
 
     # -- caching ---------------------------------------------------------------------------

@@ -7,6 +7,16 @@ cache or by the gateway; a quorum read lists the legs of one group separated by 
 :func:`answer_objects` pairs every relayed leg with the request bytes it names and the
 response bytes it answered.
 
+A WebSocket relay stream is saved with ``frames`` instead of ``response``: the request is the
+stream's first frame (the subscribe payload the supplier was sent), ``headers`` hold the
+upgrade's ``Relay-Request`` (and ``Relay-Supplier``), and ``frames`` every binary frame the
+relayer sent, base64, as it came: ``uint64(index) ‖ response_hash ‖ receipt_sig ‖ body``
+(DESIGN §3.3). Each frame is a leg of its own, verified at its index with status 101. The
+gateway does not pass these frames to its WebSocket clients (it rewrites each push to the
+client's subscription id, so the bytes a client sees are not the signed ones): such a file
+comes from whoever holds the relay stream — the gateway's side of it, or an app relaying
+directly to a supplier.
+
 Batch answers are the gateway's ``"[" + ",".join(element answers) + "]"``, each element the
 backend's bytes untouched, so an element is exactly the text between two top-level delimiters
 (:func:`array_segments`); a request element is relayed without the whitespace around it.
@@ -26,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from protocol.errors import ProtocolError
+from protocol.relay import WS_STATUS, decode_ws_frame, encode_receipt
 from verify.errors import ExchangeError
 
 __all__ = [
@@ -47,6 +59,7 @@ class Exchange:
     request: bytes
     response: bytes
     headers: Mapping[str, str]
+    frames: tuple[bytes, ...] = ()  # a WebSocket relay stream's frames (then no response)
 
     def header(self, name: str) -> str | None:
         lower = name.lower()
@@ -57,17 +70,24 @@ class Exchange:
 
     @classmethod
     def from_json(cls, doc: Any) -> Exchange:
-        """``{"request": str, "response": str, "headers": {name: value}}`` — a saved exchange."""
+        """``{"request": str, "response": str, "headers": {name: value}}`` — a saved exchange;
+        a WebSocket relay stream has ``"frames": [base64 of each binary frame]`` instead of
+        ``"response"``."""
         if not isinstance(doc, Mapping):
             raise ExchangeError(
                 'an exchange is a JSON object with "request", "response", "headers"'
             )
-        unknown = set(doc) - {"request", "response", "headers", "url", "http_status"}
+        unknown = set(doc) - {"request", "response", "frames", "headers", "url", "http_status"}
         if unknown:
             raise ExchangeError(
                 f"exchange: unknown field {sorted(unknown)[0]!r} — remove it or check its spelling"
             )
-        for name in ("request", "response"):
+        frames = _frames(doc["frames"]) if "frames" in doc else ()
+        if "frames" in doc and "response" in doc:
+            raise ExchangeError(
+                'exchange: "response" (an HTTP answer) or "frames" (a WebSocket stream), not both'
+            )
+        for name in ("request",) if frames else ("request", "response"):
             if not isinstance(doc.get(name), str):
                 raise ExchangeError(f'exchange: "{name}" must be the body as a string')
         headers = doc.get("headers")
@@ -76,18 +96,30 @@ class Exchange:
         ):
             raise ExchangeError('exchange: "headers" must map header names to strings')
         try:
-            return cls(doc["request"].encode(), doc["response"].encode(), dict(headers))
+            response = b"" if frames else doc["response"].encode()
+            return cls(doc["request"].encode(), response, dict(headers), frames)
         except UnicodeEncodeError:
             raise ExchangeError(
                 "exchange: a body holds a lone surrogate (\\ud800…) — not UTF-8 text"
             ) from None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "request": self.request.decode("utf-8", "surrogateescape"),
-            "response": self.response.decode("utf-8", "surrogateescape"),
-            "headers": dict(self.headers),
-        }
+        doc: dict[str, Any] = {"request": self.request.decode("utf-8", "surrogateescape")}
+        if self.frames:
+            doc["frames"] = [binascii.b2a_base64(f, newline=False).decode() for f in self.frames]
+        else:
+            doc["response"] = self.response.decode("utf-8", "surrogateescape")
+        doc["headers"] = dict(self.headers)
+        return doc
+
+
+def _frames(value: Any) -> tuple[bytes, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(f, str) for f in value):
+        raise ExchangeError('exchange: "frames" must list each binary frame, base64')
+    try:
+        return tuple(binascii.a2b_base64(f.encode("ascii"), strict_mode=True) for f in value)
+    except (binascii.Error, UnicodeEncodeError):
+        raise ExchangeError('exchange: a frame of "frames" is not base64') from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +133,8 @@ class Leg:
     backend_status: int | None  # None: the header is absent, recovered from the receipt
     requests: tuple[bytes, ...]  # candidate request payloads (the one with payload_hash wins)
     response: tuple[bytes, ...]  # candidate bytes of this answer object (exact, then trimmed)
+    index: int = 0  # the receipt's index: 0 over HTTP, the frame's on a WebSocket stream
+    stream: bool = False  # a WebSocket stream's frame (its relay needs max_index >= 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +143,8 @@ class AnswerObject:
 
     position: int
     legs: tuple[Leg, ...]
-    source: str  # "relay", "cache", "gateway" or "disagreement" (legs from its data.answers)
+    source: str  # "relay", "cache", "gateway", "disagreement" (legs from its data.answers)
+    # or "frame" (one frame of a WebSocket stream; position is its index)
 
 
 def array_segments(data: bytes) -> list[bytes]:
@@ -166,6 +201,8 @@ def _status(text: str) -> int:
 def answer_objects(exchange: Exchange) -> list[AnswerObject]:
     """Every answer object of the exchange with its relayed legs (ExchangeError when the
     headers do not match the body's shape)."""
+    if exchange.frames:
+        return _stream_objects(exchange)
     requests_raw = _legs(exchange.header("Relay-Request"), "Relay-Request")
     if not requests_raw:
         if exchange.header("Relay-Cache") is not None:
@@ -238,6 +275,37 @@ def answer_objects(exchange: Exchange) -> list[AnswerObject]:
             for k in range(len(reqs))
         )
         objects.append(AnswerObject(i, legs, "relay"))
+    return objects
+
+
+def _stream_objects(exchange: Exchange) -> list[AnswerObject]:
+    """One object per frame of a WebSocket relay stream, each at its index (status 101)."""
+    relay_request = exchange.header("Relay-Request")
+    if relay_request is None or len(relay_request.split()) != 1 or "," in relay_request:
+        raise ExchangeError("a WebSocket stream needs its upgrade's one Relay-Request header")
+    supplier = exchange.header("Relay-Supplier")
+    objects: list[AnswerObject] = []
+    seen: set[int] = set()
+    for k, frame in enumerate(exchange.frames):
+        try:
+            index, rhash, rsig, body = decode_ws_frame(frame)
+        except ProtocolError as exc:
+            raise ExchangeError(f"frame {k}: {exc.message}") from None
+        if index in seen:
+            raise ExchangeError(f"frame {k}: index {index} repeated (a stream never repeats one)")
+        seen.add(index)
+        leg = Leg(
+            position=index,
+            supplier=supplier.strip() if supplier is not None else None,
+            relay_request=relay_request.strip(),
+            relay_receipt=encode_receipt(rhash, rsig),
+            backend_status=WS_STATUS,
+            requests=(exchange.request,),
+            response=(body,),
+            index=index,
+            stream=True,
+        )
+        objects.append(AnswerObject(index, (leg,), "frame"))
     return objects
 
 

@@ -12,7 +12,8 @@ that either passes or raises :class:`CheckFailed` naming itself:
 5. ``signature`` — low-s, v in {27, 28}, recovers to ``RH.signer``;
 6. ``signer_ok`` — ``Apps.signer_ok(app, signer, n)``;
 7. ``compute_units`` — ``1 <= cu <= max_cu_per_relay(service, n)``;
-8. ``max_index`` — ``index (0 over HTTP) <= max_index <= max_stream_relays(n)``;
+8. ``max_index`` — ``index <= max_index <= max_stream_relays(n)``: index 0 over HTTP, the
+   frame's own on a WebSocket stream (whose relay has ``max_index >= 1``);
 9. ``response_hash`` — ``sha256(uint16(Relay-Backend-Status) ‖ body)`` equals the receipt's;
 10. ``receipt`` — ed25519 (strict) under ``receipt_key(supplier, n)``;
 11. ``slot`` — the supplier holds a slot of session n: ``H_n``, ``C = length(service, n)``,
@@ -137,9 +138,12 @@ class Report:
             out.append(
                 f"answer {position}: suppliers disagree (-32098); checking every signed answer"
             )
+        frames = {o.position for o in self.objects if o.source == "frame"}
         for r in self.results:
             many = r.leg_index or r.position in disagreements
             where = f"answer {r.position}" + (f" leg {r.leg_index}" if many else "")
+            if r.position in frames:
+                where = f"frame {r.position}"
             if r.proven is not None:
                 out.append(f"{where}: OK — {r.proven.describe()}")
             else:
@@ -240,10 +244,10 @@ def verify_leg(leg: Leg, chain: ChainReader) -> Proven:
             code=ErrorCode.BAD_COMPUTE_UNITS,
         )
 
-    # 8. max_index (an HTTP answer is index 0)
-    index = 0
+    # 8. max_index (an HTTP answer is index 0; a stream's frame has its own)
+    index = leg.index
     max_stream = chain.max_stream_relays(n)
-    if not index <= header.max_index <= max_stream:
+    if not index <= header.max_index <= max_stream or (leg.stream and header.max_index == 0):
         raise CheckFailed(
             "max_index",
             f"index {index} <= max_index {header.max_index} <= max_stream_relays {max_stream}"

@@ -5,7 +5,10 @@ chain spec with ``rollups/`` (a refusal lists each problem with what to fix); pr
 endpoint when given and compare its chain identity with the spec's (height and identity
 printed); refuse a service id already on chain; register with ``ledger/`` — the keystore's
 account pays the registration fee and becomes the service's owner (it earns the owner share).
-``list`` and ``show`` read the chain. Shared options: :mod:`relaynet.commands.staking_common`.
+``list`` and ``show`` read the chain. ``transfer-ownership --service ID --to ADDRESS`` (the
+owner) proposes a new owner, who takes the service over with ``accept-ownership --service ID``
+(two steps: a mistyped address owns nothing). Shared options:
+:mod:`relaynet.commands.staking_common`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import aiohttp
 import typer
 
 from ledger.client import LedgerClient
+from protocol.encoding import service_id_to_bytes
 from protocol.errors import ErrorCode, RelaynetError
 from relaynet.commands.staking_common import (
     Action,
@@ -25,6 +29,7 @@ from relaynet.commands.staking_common import (
     command,
     emit_json,
     format_amount,
+    parse_address,
 )
 from relaynet.commands.tables import print_table
 from rollups.catalogue import catalogue
@@ -262,3 +267,61 @@ async def show(
         "in_catalogue": service_id in catalogue(),
     }
     action.show(doc, [f"{key:<17} {value}" for key, value in doc.items()])
+
+
+async def _owned(client: LedgerClient, service_id: str) -> bytes:
+    info = await client.service(service_id)
+    if info is None:
+        raise ChainCommandError(
+            f"--service {service_id}: no service {service_id!r} is registered — see "
+            "`relaynet chain list`"
+        )
+    return info.owner
+
+
+@command(app, "transfer-ownership", sends=True)
+async def transfer_ownership(
+    action: Action,
+    service: Annotated[str, typer.Option("--service", help="The service id you own.")],
+    to: Annotated[str, typer.Option("--to", help="The new owner's address.")],
+) -> None:
+    """Propose a new owner for a service you own; it becomes owner when it accepts."""
+    new_owner = parse_address(to, "--to")
+    async with action.client(signer=True) as client:
+        owner = await _owned(client, service)
+        me = action.account().address
+        if owner != me:
+            raise ChainCommandError(
+                f"--service {service}: owned by {checksum(owner)}, not by {checksum(me)} — "
+                "only the owner can transfer it"
+            )
+        if new_owner == me:
+            raise ChainCommandError(f"--to {to}: that is already the owner")
+        line = f"Propose {checksum(new_owner)} as owner of service {service} (now {checksum(me)})"
+        await action.send(
+            "owner proposed", [line], lambda: client.propose_service_owner(service, new_owner)
+        )
+        typer.echo(
+            f"{checksum(me)} stays the owner until {checksum(new_owner)} runs "
+            f"`relaynet chain accept-ownership --service {service}`"
+        )
+
+
+@command(app, "accept-ownership", sends=True)
+async def accept_ownership(
+    action: Action,
+    service: Annotated[str, typer.Option("--service", help="The service id proposed to you.")],
+) -> None:
+    """Take over a service whose owner proposed you (``chain transfer-ownership``)."""
+    async with action.client(signer=True) as client:
+        owner = await _owned(client, service)
+        me = action.account().address
+        raw = await client._call("Services", "pending_owner", service_id_to_bytes(service))
+        if bytes.fromhex(str(client.w3.to_checksum_address(raw))[2:]) != me:
+            raise ChainCommandError(
+                f"--service {service}: {checksum(me)} was not proposed as its owner — the owner "
+                f"{checksum(owner)} runs `relaynet chain transfer-ownership` first"
+            )
+        line = f"Become owner of service {service} (now {checksum(owner)})"
+        await action.send("owner set", [line], lambda: client.accept_service_owner(service))
+        typer.echo(f"{checksum(me)} owns {service} from now on (its owner share included)")

@@ -20,6 +20,7 @@ import typer
 from gateway.config import GatewayConfig
 from gateway.keys import ApiKey, KeyBackend, generate_key, hash_key, revoked
 from gateway.limiter import Limiter
+from gateway.quorum import MAX_QUORUM
 from protocol.encoding import address_from_hex, address_to_checksum, address_to_hex
 from protocol.errors import RelaynetError
 from relaynet.commands.problems import explain
@@ -56,7 +57,7 @@ def run(
     cfg = _config(config, check_files=True)
     from transport.logs import configure
 
-    configure(log_level, cfg.gateway.log_format)
+    configure(cfg.gateway.log_level or log_level, cfg.gateway.log_format)
     from gateway.app import serve
 
     try:
@@ -66,9 +67,25 @@ def run(
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
     try:
+        if cfg.gateway.workers > 1:
+            raise typer.Exit(code=_run_workers(cfg, config))
         asyncio.run(serve(cfg, reload=lambda: load_gateway(config, check_files=True)))
     except (RelaynetError, OSError) as exc:
         raise _fail(explain(config, exc)) from None
+
+
+def _run_workers(cfg: GatewayConfig, config: Path) -> int:
+    """``workers = N``: the parent forks and supervises N gateways (gateway.workers)."""
+    from gateway.app import serve
+    from gateway.workers import Supervisor, WorkerSeat, worker_config
+
+    def one(worker_cfg: GatewayConfig, seat: WorkerSeat) -> None:
+        def reread() -> GatewayConfig:
+            return worker_config(load_gateway(config, check_files=True), seat.index)
+
+        asyncio.run(serve(worker_cfg, reload=reread, seat=seat))
+
+    return Supervisor(cfg, one).run()
 
 
 @app.command("check")
@@ -135,6 +152,21 @@ def _services(cfg: GatewayConfig, config: Path, items: list[str]) -> dict[str, s
     return services
 
 
+QuorumOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--quorum",
+        help="default quorum of the key's reads: suppliers that must agree, 1–5 (DESIGN §4)",
+    ),
+]
+
+
+def _quorum(n: int) -> int:
+    if not 1 <= n <= MAX_QUORUM:
+        raise _fail(f"--quorum {n}: a quorum is 1 to {MAX_QUORUM} suppliers")
+    return n
+
+
 def _origins(items: list[str] | None) -> tuple[str, ...]:
     """Origins as browsers send them: ``scheme://host[:port]``, no path, no trailing slash."""
     out: list[str] = []
@@ -161,9 +193,11 @@ def keys_add(
     quota: Annotated[int, typer.Option(help="requests per quota period (0: none)")] = 0,
     quota_period: Annotated[int, typer.Option(help="quota period, seconds")] = 86_400,
     origin: OriginOpt = None,
+    quorum: QuorumOpt = None,
 ) -> None:
     """Create a key; it is printed once and stored only as its sha256."""
     cfg = _config(config)
+    default_quorum = _quorum(quorum) if quorum is not None else 1
     key = generate_key()
     record = ApiKey(
         key_hash=hash_key(key),
@@ -175,6 +209,7 @@ def keys_add(
         quota_period=quota_period,
         created=time.time(),
         origins=_origins(origin),
+        quorum=default_quorum,
     )
 
     async def action() -> None:
@@ -217,14 +252,18 @@ def keys_list(config: ConfigOpt) -> None:
                 for s, a in sorted(r.services.items())
             ),
             " ".join(r.origins) or "*",
+            str(r.quorum),
         ]
         for r in sorted(records.values(), key=lambda r: r.created)
     ]
     print_table(
         f"API keys of {config} ({len(rows)})",
-        ["key id", "state", "name", "rate", "burst", "quota", "services (service=app)", "origins"],
+        [
+            *("key id", "state", "name", "rate", "burst", "quota"),
+            *("services (service=app)", "origins", "quorum"),
+        ],
         rows,
-        right=("rate", "burst"),
+        right=("rate", "burst", "quorum"),
     )
 
 
@@ -265,6 +304,7 @@ def keys_update(
     any_origin: Annotated[
         bool, typer.Option("--any-origin", help="drop the origin allowlist (CORS: *)")
     ] = False,
+    quorum: QuorumOpt = None,
 ) -> None:
     """Change a key's limits, services or allowed origins; the key itself stays the same."""
     cfg = _config(config)
@@ -277,6 +317,7 @@ def keys_update(
             "burst": burst,
             "quota": quota,
             "quota_period": quota_period,
+            "quorum": _quorum(quorum) if quorum is not None else None,
         }.items()
         if v is not None
     }
@@ -289,7 +330,7 @@ def keys_update(
     if not changes:
         raise _fail(
             "nothing to change — give --rate-limit, --burst, --quota, --quota-period, "
-            "--service, --origin or --any-origin"
+            "--quorum, --service, --origin or --any-origin"
         )
 
     async def action() -> ApiKey:

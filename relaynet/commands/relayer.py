@@ -49,7 +49,7 @@ def run(
     configure(log_level)
     try:
         cfg = load_relayer(config)
-        configure(log_level, cfg.server.log_format)
+        configure(cfg.server.log_level or log_level, cfg.server.log_format)
         keys = RelayerKeys(
             account=read_account_key(cfg.keys.supplier_keystore, cfg.passphrase()),
             receipt=read_receipt_key(cfg.keys.receipt_key),
@@ -71,7 +71,7 @@ def run(
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    asyncio.run(serve(relayer, on_ready=ready))
+    asyncio.run(serve(relayer, on_ready=ready, reload=lambda: load_relayer(config)))
 
 
 # --- init --------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """``relaynet verify``: check a gateway's answer against the settlement chain.
 
 ``--url URL --data BODY`` POSTs BODY to the gateway and verifies the answer; ``--exchange FILE``
-verifies a saved one (``{"request", "response", "headers"}``, bodies as strings). The chain is
+verifies a saved one (``{"request", "response", "headers"}``, bodies as strings), or a saved
+WebSocket relay stream (``{"request", "frames", "headers"}``, each frame base64, verified at
+its own index). The chain is
 read with plain ``eth_call``s (:mod:`verify`); the deployment file gives the settlement address
 and the default RPC URL. Prints one line per answer object — what was proven, or the check that
 failed — and exits 1 unless every relayed answer verified.
@@ -53,7 +55,11 @@ def verify(
     ] = None,
     exchange: Annotated[
         Path | None,
-        typer.Option("--exchange", help="A saved exchange: {request, response, headers}."),
+        typer.Option(
+            "--exchange",
+            help="A saved exchange: {request, response, headers}, or a WebSocket relay "
+            "stream {request, frames, headers}.",
+        ),
     ] = None,
     save: Annotated[
         Path | None, typer.Option("--save", help="With --url: also save the exchange here.")
@@ -159,8 +165,10 @@ def _print(report: Report, as_json: bool) -> None:
     for obj in report.objects:
         if not obj.legs:
             doc["answers"].append({"position": obj.position, "source": obj.source})
+    sources = {obj.position: obj.source for obj in report.objects}
     for r in report.results:
-        entry: dict[str, Any] = {"position": r.position, "leg": r.leg_index, "source": "relay"}
+        source = "frame" if sources.get(r.position) == "frame" else "relay"
+        entry: dict[str, Any] = {"position": r.position, "leg": r.leg_index, "source": source}
         if r.proven is not None:
             p = r.proven
             entry.update(

@@ -86,7 +86,8 @@ def write_relayer_files(layout: Layout, plan: DevnetPlan, relayer: RelayerPlan) 
         },
         "server": {"host": "127.0.0.1", "port": relayer.port, "shutdown_grace": 1.0},
         "metrics": {"host": "127.0.0.1", "port": relayer.metrics_port},
-        "claims": {"tick": 0.5, "retry_initial": 0.5, "retry_max": 5.0},
+        # the devnet's claims earn less than their gas: claim them anyway (min_reward 0)
+        "claims": {"tick": 0.5, "retry_initial": 0.5, "retry_max": 5.0, "min_reward": 0},
         "services": services,
     }
     cfg = parse_relayer(data, base=directory.resolve(), env={})

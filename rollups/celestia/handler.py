@@ -37,6 +37,7 @@ from rollups.handler import (
     HealthStatus,
     ProbeRequest,
     SubscriptionCall,
+    SubscriptionIds,
 )
 from rollups.jsonrpc import answer_error, answer_result
 from rollups.methods import CacheRule, MethodClass, MethodInfo
@@ -138,7 +139,7 @@ class CelestiaHandler(TableHandler):
         topic = call.method
         if params and isinstance(params[0], str):
             topic = f"{call.method}:{params[0]}"  # blob.Subscribe(namespace)
-        return SubscriptionCall(subscribe=True, topic=topic)
+        return SubscriptionCall(subscribe=True, topic=topic, ids=SubscriptionIds.CHANNEL)
 
     def read_notification(self, body: bytes) -> str | None:
         """The channel id of a message the node pushed (``xrpc.ch.val``), else None."""
@@ -162,6 +163,13 @@ class CelestiaHandler(TableHandler):
         data = orjson.loads(body)
         data["params"][0] = int(subscription_id) if subscription_id.isdigit() else subscription_id
         return orjson.dumps(data)
+
+    def notification_result(self, body: bytes) -> bytes:
+        """The channel message's value (``params[1:]``), without the node's channel id."""
+        try:
+            return orjson.dumps(orjson.loads(body)["params"][1:])
+        except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+            return body
 
     def notification_identity(self, body: bytes) -> bytes:
         """A channel message by its value (the channel id is each node's own)."""

@@ -34,6 +34,7 @@ from rollups.handler import (
     HealthStatus,
     ProbeRequest,
     SubscriptionCall,
+    SubscriptionIds,
 )
 from rollups.jsonrpc import answer_error, answer_result, cache_key, decode_answer, parse_single
 from rollups.methods import CacheRule, MethodClass, MethodInfo
@@ -164,9 +165,11 @@ class CometBftHandler(TableHandler):
             return None
         query = call_arg(route, call, "query")
         query = query if isinstance(query, str) else None
+        ids = SubscriptionIds.REQUEST
         if call.method == "subscribe":
-            return SubscriptionCall(subscribe=True, topic=query)
-        return SubscriptionCall(subscribe=False, subscription_id=query)
+            return SubscriptionCall(subscribe=True, topic=query, ids=ids)
+        every = call.method == "unsubscribe_all"
+        return SubscriptionCall(subscribe=False, subscription_id=query, ids=ids, every=every)
 
     def read_notification(self, body: bytes) -> str | None:
         """An event CometBFT pushes answers the ``subscribe`` request's id with
@@ -189,6 +192,13 @@ class CometBftHandler(TableHandler):
             int(subscription_id) if subscription_id.lstrip("-").isdigit() else subscription_id
         )
         return orjson.dumps(data)
+
+    def notification_result(self, body: bytes) -> bytes:
+        """The event's ``result`` (query, data, events), without the subscriber's id."""
+        data = decode_answer(body)
+        if data is None or "result" not in data:
+            return body
+        return orjson.dumps(data["result"])
 
     def notification_identity(self, body: bytes) -> bytes:
         """An event by its result (query, data, events); the id is the subscriber's own."""

@@ -184,6 +184,16 @@ class EvmHandler(TableHandler):
         data["params"]["subscription"] = subscription_id
         return orjson.dumps(data)
 
+    def notification_result(self, body: bytes) -> bytes:
+        """``params.result`` as the node wrote it (key order kept), without the node's id."""
+        try:
+            return orjson.dumps(orjson.loads(body)["params"]["result"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return body
+
+    def unsubscribe_result(self, found: bool) -> bytes:
+        return b"true" if found else b"false"
+
     def notification_identity(self, body: bytes) -> bytes:
         """A log by (block hash, log index, removed); a head by its hash; else the result."""
         try:

@@ -11,16 +11,23 @@ signing session first: a quorum of N needs N distinct suppliers in it.
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from web3 import Web3
 
+from ledger.bootstrap import dev_account
 from tests.adversarial_gateway.conftest import SERVICE, LiarNet
 from tests.support.gateway_net import post
+from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from verify import ChainReader, Exchange, UrllibTransport, verify_exchange
 
 pytestmark = pytest.mark.slow  # starts processes (anvil, relayers, a gateway)
@@ -59,6 +66,57 @@ def _metric(net: LiarNet, name: str, **labels: str) -> float:
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+ETHERS_DIR = Path(__file__).resolve().parents[2] / "tools" / "ethers"
+ETHERS_DAPP = Path(__file__).with_name("ethers_dapp.cjs")
+
+
+def _two_distinct_suppliers(net: LiarNet) -> set[bytes]:
+    """The signing session's suppliers once it has two distinct ones (read first: with few
+    relayers a session sometimes has one, where a quorum of 2 is rightly refused)."""
+    for _ in range(10):
+        suppliers = net.session_suppliers()
+        if len(suppliers) >= 2:
+            return suppliers
+        status, data, _ = post(net.rpc_url, _call("eth_chainId", []), {"Relay-Quorum": "2"})
+        assert status == 400 and orjson.loads(data)["error"]["code"] == -32602, data
+        for _ in range(net.network.deployment.shape.L):  # the next session
+            net.settlement.rpc("anvil_mine", ["0x1"])
+            time.sleep(0.05)
+    raise AssertionError("no session with two distinct suppliers in 10")
+
+
+def _ethers(url: str, quorum: str) -> dict[str, Any]:
+    """The unchanged ethers v6 dApp (``ethers_dapp.cjs``) run by node against ``url``."""
+    assert (ETHERS_DIR / "node_modules" / "ethers").is_dir(), "run `make setup` (tools/ethers)"
+    env = {**os.environ, "ETHERS_DIR": str(ETHERS_DIR), "URL": url, "QUORUM": quorum}
+    env["ACCOUNT"] = Web3.to_checksum_address(ACCOUNT)
+    done = subprocess.run(
+        ["node", str(ETHERS_DAPP)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_ethers_with_relay_quorum_2_works_unchanged(net: LiarNet) -> None:
+    """An ethers JsonRpcProvider (its own batching and all) with the ``Relay-Quorum: 2``
+    header, then with ``?quorum=2`` on the URL: the same reads as a plain session, and every
+    answer object a group of two distinct suppliers of the session."""
+    suppliers = _two_distinct_suppliers(net)
+    for url, header in ((net.rpc_url, "2"), (net.rpc_url + "?quorum=2", "")):
+        out = _ethers(url, header)
+        assert out["chainId"] == "31337" and out["balance"] == "0" and out["block0"] == 0, out
+        assert out["blockNumber"] >= 0 and out["seen"], out
+        for seen in out["seen"]:
+            assert seen["supplier"] is not None, out  # relayed (no cache in this gateway)
+            for group, status in zip(
+                seen["supplier"].split(","), seen["status"].split(","), strict=True
+            ):
+                legs = group.split()
+                assert len(legs) == 2 and len(set(legs)) == 2, seen
+                assert {bytes.fromhex(s[2:]) for s in legs} <= suppliers, seen
+                assert status.split() == ["200", "200"], seen
 
 
 def test_web3_with_relay_quorum_2_works_unchanged(net: LiarNet) -> None:
@@ -197,3 +255,56 @@ def test_too_few_eligible_suppliers_is_32005_with_retry_after(net: LiarNet) -> N
     assert status == 503, seen
     assert body["error"]["code"] == -32005 and "eligible" in body["error"]["message"], body
     assert int(headers["Retry-After"]) >= 1
+
+
+@pytest.fixture
+def cached(net: LiarNet, tmp_path: Path) -> Iterator[tuple[GatewayProcess, str]]:
+    """A second gateway on the same network with its cache on (the module's has it off)."""
+    files = write_gateway_files(
+        tmp_path / "gw-cache",
+        rpc_url=net.settlement.url,
+        deployment=net.network.deployment,
+        account=dev_account(8),
+        services={SERVICE: "devnet"},
+        tables={"relay": {"hedge_delay": 30.0}, "qos": {"probe_interval": 0.3}},
+    )
+    key = add_key(files, {SERVICE: "0x" + net.network.apps[0].key.address.hex()})
+    gateway = GatewayProcess(files).start()
+    try:
+        yield gateway, gateway.rpc_url(SERVICE, key)
+    finally:
+        gateway.stop()
+
+
+def test_an_agreed_quorum_answer_fills_the_cache_and_plain_reads_hit_it(
+    net: LiarNet, cached: tuple[GatewayProcess, str]
+) -> None:
+    """A quorum read never reads the cache, but its agreed legs fill it: the plain reads
+    after it are hits. (``eth_chainId`` is final whatever the heights: no TTL to race.)"""
+    _gateway, url = cached
+    _two_distinct_suppliers(net)
+    chain_id = _call("eth_chainId", [], "c0")
+    status, body, headers = post(url, chain_id, {"Relay-Quorum": "2"})
+    assert status == 200 and len(headers["Relay-Supplier"].split(" ")) == 2, (body, headers)
+    assert "Relay-Cache" not in headers
+    for i in range(1, 4):
+        status, again, headers = post(url, chain_id.replace(b'"c0"', b'"c%d"' % i))
+        assert status == 200 and headers.get("Relay-Cache") == "hit", headers
+        assert orjson.loads(again)["result"] == orjson.loads(body)["result"] == "0x7a69"
+    status, _, headers = post(url, chain_id, {"Relay-Quorum": "2"})
+    assert status == 200 and "Relay-Cache" not in headers  # never answered from the cache
+
+
+def test_a_disagreement_fills_no_cache(net: LiarNet, cached: tuple[GatewayProcess, str]) -> None:
+    """A disagreement (the liar differs) stores nothing, though the honest legs among its
+    answers agree with each other (two votes would store a final answer)."""
+    _gateway, url = cached
+    distinct = len(_two_distinct_suppliers(net))
+    net.liar.mode = "differ"
+    chain_id = _call("eth_chainId", [], "t-c1")  # the liar lies to "t…" ids
+    status, body, _ = post(url, chain_id, {"Relay-Quorum": str(distinct)}, timeout=60)
+    assert orjson.loads(body)["error"]["code"] == -32098, body
+    net.liar.mode = "honest"
+    status, body, headers = post(url, chain_id.replace(b'"t-c1"', b'"t-c2"'))
+    assert status == 200 and "Relay-Cache" not in headers, headers  # relayed: nothing stored
+    assert orjson.loads(body)["result"] == "0x7a69" and headers["Relay-Supplier"].startswith("0x")

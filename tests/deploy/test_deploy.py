@@ -232,6 +232,36 @@ def test_rules_and_dashboard_use_only_exported_metrics_and_their_labels() -> Non
     assert families == shown, f"not on the dashboard: {sorted(families - shown)}"
 
 
+COUNTER_SAMPLE = re.compile(
+    r"(?:relaynet_[a-z_]+|process_cpu_seconds)_(?:total|bucket|sum|count)\b"
+)
+OVER_A_WINDOW = re.compile(r"\b(?:rate|irate|increase)\(\s*$")
+
+
+def test_counters_are_read_through_rate_or_increase_so_a_restart_drops_nothing() -> None:
+    """A counter restarts at zero with its process: a panel or rule showing its raw value
+    drops with it. ``rate``/``increase`` handle the reset."""
+    for where, expr in _exprs():
+        for match in COUNTER_SAMPLE.finditer(expr):
+            before = expr[: match.start()]
+            assert OVER_A_WINDOW.search(before), (
+                f"{where}: {match.group(0)} read raw (use rate or increase): {expr!r}"
+            )
+
+
+def test_dashboard_panels_have_distinct_ids_and_do_not_overlap() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), f"duplicate panel ids: {sorted(ids)}"
+    cells: dict[tuple[int, int], str] = {}
+    for p in panels:
+        g = p["gridPos"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{p['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = p["title"]
+
+
 def test_grafana_provisioning_matches_the_compose_mounts(compose: dict[str, Any]) -> None:
     provider = yaml.safe_load(
         (DEPLOY / "grafana" / "provisioning" / "dashboards" / "relaynet.yml").read_text()

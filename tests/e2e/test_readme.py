@@ -165,9 +165,10 @@ def test_readme_journeys_run_as_written(tmp_path: Path) -> None:
     assert f"http://127.0.0.1:{ports['18181']}/v1/relay -> " in j2
     assert f"http://localhost:{ports['18181']}/v1/relay" in j2
     assert "✓ stake headroom: " in j2 and "✓ backend eth: " in j2
-    # Journey 3: registered
+    # Journey 3: registered, and served by Journey 2's supplier without a second stake
     j3 = out.split(">>> Journey 3")[1].split(">>> Journey 4")[0]
-    assert "myrollup" in j3
+    assert "myrollup" in j3 and "service added: transaction 0x" in j3
+    assert f"service myrollup  ->  http://127.0.0.1:{ports['18181']}/v1/relay" in j3
     # Journey 4: a relay through the second replica, usage counted, the key revoked
     j4 = out.split(">>> Journey 4")[1].split(">>> Journey 5")[0]
     assert "✓ key store: Redis answers" in j4 and "✗" not in j4

@@ -378,3 +378,19 @@ def test_sighup_applies_limits_ws_and_access_log_and_names_the_rest(tmp_path: An
     assert applied.limits.max_body_bytes == old.limits.max_body_bytes  # the listener's
     assert applied.gateway.listen == "127.0.0.1:8545"
     assert sorted(fixed) == ["gateway.listen", "limits.max_body_bytes"]
+
+
+def test_sighup_applies_the_log_format_and_level(tmp_path: Any) -> None:
+    from gateway.app import reloaded
+
+    env = {"GW_KEY": "0x" + "11" * 32}
+    old = parse_config(CONFIG, base=tmp_path, env=env)
+    new = parse_config(
+        CONFIG.replace("[gateway]\n", '[gateway]\nlog_format = "json"\nlog_level = "debug"\n'),
+        base=tmp_path,
+        env=env,
+    )
+    assert new.gateway.log_format == "json"
+    applied, fixed = reloaded(old, new)
+    assert (applied.gateway.log_format, applied.gateway.log_level) == ("json", "debug")
+    assert fixed == []

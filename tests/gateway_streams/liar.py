@@ -47,6 +47,7 @@ BEHAVIOURS = (
     "drop",  # the connection dropped without a close frame
     "nopong",  # silent, and no pong
     "badreceipt",  # a push whose receipt does not verify
+    "different",  # every push with a changed result (same block hash), correctly signed
 )
 
 
@@ -155,8 +156,8 @@ class LiarRelayer(ThreadedApp):
     ) -> bool:
         """Send push number ``pushes`` as ``behaviour`` says; False ends the stream."""
         max_index = header.max_index
-        if behaviour == "honest":
-            await ws.send_bytes(make(pushes, body))
+        if behaviour in ("honest", "different"):
+            await ws.send_bytes(make(pushes, altered(body) if behaviour == "different" else body))
             if pushes >= max_index:
                 await ws.close(code=4000, message=b"MAX_INDEX")
                 return False
@@ -192,6 +193,15 @@ class LiarRelayer(ThreadedApp):
                 transport.abort()  # no close frame
             return False
         raise AssertionError(f"unknown behaviour {behaviour}")
+
+
+def altered(body: bytes) -> bytes:
+    """A push whose result differs from the node's in one field (the identity, the block
+    hash, kept): what a supplier lying about a header would send."""
+    data = orjson.loads(body)
+    result = data["params"]["result"]
+    result["stateRoot"] = "0x" + "66" * 32
+    return orjson.dumps(data)
 
 
 def _bytes(data: object) -> bytes:

@@ -44,20 +44,30 @@ class StreamNet(Net):
 
     def metrics(self) -> str:
         assert self.gateway is not None
-        with urllib.request.urlopen(self.gateway.metrics_url, timeout=10) as resp:  # noqa: S310
-            text: str = resp.read().decode()
-        return text
+        return scrape(self.gateway.metrics_url)
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a metric's samples whose labels include ``labels``."""
-        total = 0.0
-        for line in self.metrics().splitlines():
-            if not line.startswith(name + "{"):
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_sum(self.metrics(), name, **labels)
+
+
+def scrape(url: str) -> str:
+    """A metrics page."""
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310
+        text: str = resp.read().decode()
+    return text
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (in ``text``) whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def start_streamnet(

@@ -171,3 +171,51 @@ def test_the_identity_of_a_pushed_event_ignores_the_nodes_subscription_id() -> N
     c1 = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": event})
     c2 = orjson.dumps({"jsonrpc": "2.0", "id": "x", "result": event})
     assert comet.notification_identity(c1) == comet.notification_identity(c2)
+
+
+def test_the_agreement_content_of_a_push_and_how_clients_name_subscriptions() -> None:
+    """The rollups hooks ws.py relies on instead of knowing chains: what agreeing suppliers
+    send identically (not the node's own id), how the client names a subscription, and the
+    answer to an unsubscribe."""
+    from rollups.handler import Call, SubscriptionIds
+
+    evm = handler_for("evm")
+    head = {"number": "0x5", "hash": "0x" + "ab" * 32, "stateRoot": "0x" + "01" * 32}
+
+    def push(sub: str, result: object) -> bytes:
+        return orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "eth_subscription",
+                "params": {"subscription": sub, "result": result},
+            }
+        )
+
+    assert evm.notification_result(push("0x1", head)) == evm.notification_result(push("0x2", head))
+    lie = {**head, "stateRoot": "0x" + "66" * 32}  # same identity (hash), other bytes
+    assert evm.notification_identity(push("0x1", lie)) == evm.notification_identity(
+        push("0x1", head)
+    )
+    assert evm.notification_result(push("0x1", lie)) != evm.notification_result(push("0x1", head))
+    subscribe = evm.subscription(Call("eth_subscribe", ["newHeads"], 1, b""))
+    unsubscribe = evm.subscription(Call("eth_unsubscribe", ["0xab"], 2, b""))
+    assert subscribe is not None and subscribe.ids is SubscriptionIds.GATEWAY
+    assert unsubscribe is not None and unsubscribe.subscription_id == "0xab"
+    assert (evm.unsubscribe_result(True), evm.unsubscribe_result(False)) == (b"true", b"false")
+    assert evm.subscription(Call("eth_chainId", [], 3, b"")) is None
+
+    comet = handler_for("cometbft")
+    event = {"query": "tm.event='NewBlock'", "data": {"height": "5"}}
+    c1 = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": event})
+    c2 = orjson.dumps({"jsonrpc": "2.0", "id": "x", "result": event})
+    assert comet.notification_result(c1) == comet.notification_result(c2)
+    every = comet.subscription(Call("unsubscribe_all", {}, 4, b""))
+    assert every is not None and every.every and every.ids is SubscriptionIds.REQUEST
+    assert comet.unsubscribe_result(True) == b"{}"
+
+    celestia = handler_for("celestia")
+    a = orjson.dumps({"jsonrpc": "2.0", "method": "xrpc.ch.val", "params": [1, {"height": 5}]})
+    b = orjson.dumps({"jsonrpc": "2.0", "method": "xrpc.ch.val", "params": [7, {"height": 5}]})
+    assert celestia.notification_result(a) == celestia.notification_result(b)
+    header = celestia.subscription(Call("header.Subscribe", [], 5, b""))
+    assert header is not None and header.ids is SubscriptionIds.CHANNEL

@@ -177,7 +177,9 @@ class Supplier:
         self.client = LedgerClient(chain_url, deployment, key, receipt_timeout=30.0)
         self.store = ClaimStore(data / "claims")
         self.claimer = Claimer(
-            config=ClaimsConfig(retry_initial=0.01, retry_max=0.05, checkpoint_wait_blocks=1),
+            config=ClaimsConfig(
+                retry_initial=0.01, retry_max=0.05, checkpoint_wait_blocks=1, min_reward=0
+            ),
             snapshot=follower.snapshot,
             chain=LedgerChain(self.client),
             relay_log=self.log,

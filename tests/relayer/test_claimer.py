@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,12 @@ from protocol.errors import ErrorCode, RelaynetError
 from protocol.relay import Leaf, RelayHeader, encode_leaf, value_hash
 from protocol.settlement import challenge
 from protocol.trie import Node, Root, verify_proof
-from relayer.claimer import Claimer, ClaimState, ClaimStore
+from relayer.claimer import Claimer, ClaimRecord, ClaimState, ClaimStore
 from relayer.config import ClaimsConfig
 from relayer.interfaces import ChainClaim, ClaimStatus, TxReceipt
+from relayer.metrics import RelayerMetrics
 from relayer.relaylog import RelayLog, SessionKey
+from relayer.status import claim_rows
 from session.hydrate import hydrate
 from session.memory import MemorySnapshot
 from session.snapshot import SessionShape
@@ -163,6 +166,10 @@ Parts = tuple[MemorySnapshot, FakeChain, RelayLog, ClaimStore]
 
 @pytest.fixture
 def parts(tmp_path: Path) -> Parts:
+    return _parts(tmp_path)
+
+
+def _parts(tmp_path: Path) -> Parts:
     snap = _snapshot()
     chain = FakeChain(snap, height=W.grace_end + 1)
     rlog = RelayLog(tmp_path / "logs")
@@ -176,6 +183,7 @@ def parts(tmp_path: Path) -> Parts:
 
 def _claimer(parts: Parts, **cfg: object) -> Claimer:
     snap, chain, rlog, store = parts
+    cfg = {"min_reward": 0, **cfg}
     config = ClaimsConfig(retry_initial=0.01, retry_max=0.05, **cfg)  # type: ignore[arg-type]
     return Claimer(
         config=config, snapshot=snap, chain=chain, relay_log=rlog, store=store, supplier=SUPPLIER
@@ -232,20 +240,70 @@ async def test_crash_after_claim_landed_is_not_claimed_twice(parts: Parts) -> No
 
 async def test_claim_not_worth_it_is_skipped_and_says_why(parts: Parts) -> None:
     _snap, chain, rlog, store = parts
-    await _claimer(parts, min_reward=10**6).tick()
+    metrics = RelayerMetrics()
+    claimer = _claimer(parts, min_reward=10**6)
+    claimer.metrics = metrics
+    await claimer.tick()
     record = store.load(KEY)
     assert record is not None and record.state is ClaimState.SKIPPED
-    assert "below min_reward" in record.reason
+    assert record.reason == "reward 0.000000000000015 RLY below min_reward 0.000000000001 RLY"
+    assert _sample(metrics, "claims_skipped_total", reason="below_min_reward") == 1
     assert "claim" not in chain.calls
     assert not rlog.path_for(KEY).exists()
 
 
-async def test_gas_cost_above_reward_is_skipped(parts: Parts) -> None:
-    _snap, _chain, _rlog, store = parts
-    await _claimer(parts, tokens_per_gas_wei=1.0).tick()  # 600k gas × 10 wei > 15,000 tokens
+def _sample(metrics: RelayerMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(f"relaynet_relayer_{name}", labels)
+
+
+async def test_by_default_a_claim_worth_less_than_its_gas_is_skipped_one_that_pays_is_made(
+    parts: Parts, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``min_reward = "gas"`` (the default): 15,000 base units against (400k claim + 400k
+    proof, always required here) × 10 wei priced at 1 base unit per wei — skipped, with its
+    reason in the record, the log, ``relayer status`` and the metric. The same claim with gas
+    priced at 0.001 base units per wei (8,000) pays: it is made."""
+    _snap, chain, _rlog, store = parts
+    metrics = RelayerMetrics()
+    claimer = _claimer(parts, min_reward="gas")
+    claimer.metrics = metrics
+    with caplog.at_level("INFO", logger="relaynet.relayer.claimer"):
+        await claimer.tick()
     record = store.load(KEY)
     assert record is not None and record.state is ClaimState.SKIPPED
-    assert "does not cover gas" in record.reason
+    reason = (
+        "reward 0.000000000000015 RLY below its gas 0.000000000008 RLY (0.000000000008 ETH:"
+        " 800,000 gas at 10 wei) — set [claims] min_reward = 0 to claim anyway"
+    )
+    assert record.reason == reason
+    assert reason in caplog.text and "skipped" in caplog.text
+    assert _sample(metrics, "claims_skipped_total", reason="below_gas") == 1
+    assert _sample(metrics, "claims_total", state="skipped") == 1
+    assert "claim" not in chain.calls
+    report = {"claims": [{**_status_row(record)}]}
+    assert claim_rows(report)[0][-1] == reason  # `relayer status` shows why
+
+    other = _parts(tmp_path / "paying")
+    paying = _claimer(other, min_reward="gas", tokens_per_gas_wei=0.001)
+    paying.metrics = metrics
+    await paying.tick()
+    record = other[3].load(KEY)
+    assert record is not None and record.state is ClaimState.CLAIMED and record.reason == ""
+    assert other[1].calls.count("claim") == 1
+    assert _sample(metrics, "claims_skipped_total", reason="below_gas") == 1
+
+
+def _status_row(record: ClaimRecord) -> dict[str, object]:
+    return {
+        "service": record.service_id,
+        "session": record.n,
+        "app": record.app,
+        "state": record.state.value,
+        "relays": record.relays,
+        "claimed": record.claimed,
+        "reward": record.reward,
+        "reason": record.reason,
+    }
 
 
 async def test_missed_claim_window_fails_with_a_reason(parts: Parts) -> None:
@@ -345,3 +403,33 @@ async def test_a_reorg_recomputes_the_proof_requirement_from_the_new_h_c(parts: 
     chain.height = W.proof_close + 1
     await claimer.tick()
     assert store.load(KEY).state is ClaimState.SETTLED  # type: ignore[union-attr]
+
+
+async def test_a_settled_sessions_log_is_kept_for_the_retention_period_then_pruned(
+    parts: Parts,
+) -> None:
+    """``[log] retention_hours``: the log and its retired marker stay after settlement, and go
+    once the claim finished longer ago than that (counted in ``logs_pruned_total``)."""
+    _snap, chain, rlog, store = parts
+    metrics = RelayerMetrics()
+    claimer = _claimer(parts)
+    claimer.metrics, claimer.retention = metrics, 3600.0
+    await claimer.tick()
+    chain.height = W.claim_close + 1
+    await claimer.tick()
+    chain.height = W.proof_close + 1
+    await claimer.tick()
+    record = store.load(KEY)
+    assert record is not None and record.state is ClaimState.SETTLED
+    marker = rlog.path_for(KEY).with_suffix(".retired")
+    assert rlog.path_for(KEY).exists() and marker.exists()
+    await claimer.tick()  # within the period: kept
+    assert rlog.path_for(KEY).exists()
+
+    store.path(KEY).write_bytes(replace(record, updated=time.time() - 7200).to_json())
+    later = _claimer(parts)  # e.g. after a restart, two hours on
+    later.metrics, later.retention = metrics, 3600.0
+    await later.tick()
+    assert not rlog.path_for(KEY).exists() and not marker.exists()
+    assert _sample(metrics, "logs_pruned_total") == 1
+    assert store.load(KEY) is not None  # the claim's record stays for `relayer status`

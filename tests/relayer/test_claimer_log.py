@@ -26,6 +26,7 @@ from tests.relayer.test_claimer import (
 
 
 def _claimer(chain: FakeChain, rlog: RelayLog, store: ClaimStore, **cfg: object) -> Claimer:
+    cfg = {"min_reward": 0, **cfg}
     config = ClaimsConfig(retry_initial=0.01, retry_max=0.05, **cfg)  # type: ignore[arg-type]
     return Claimer(
         config=config,
@@ -81,7 +82,7 @@ async def test_checkpoints_after_a_random_wait_only_when_missing(tmp_path: Path)
     w = windows(SHAPE, n)
     chain = FakeChain(_snapshot())
     claimer = _claimer(chain, RelayLog(tmp_path / "logs"), ClaimStore(tmp_path / "c"))
-    claimer.config = ClaimsConfig(checkpoint_wait_blocks=3)
+    claimer.config = ClaimsConfig(checkpoint_wait_blocks=3, min_reward=0)
     everything = set(range(1000))
     for kind, block in ((0, w.h_n_block), (1, w.h_g_block), (2, w.h_c_block)):
         chain.recorded = everything - {block}  # only this boundary is missing

@@ -374,8 +374,10 @@ async def test_failed_fsyncs_rewrite_then_stop_serving_and_lose_nothing(net: Net
     claims it, the shutdown saves it, and the restarted relayer proves and settles the claim;
     nothing slashed."""
     fault = net.files.directory / "fsync-fault"
-    with open(net.files.config, "a") as fh:
-        fh.write(f'\n[log]\nfsync_fault_file = "{fault}"\n')
+    config = net.files.config
+    config.write_text(
+        config.read_text().replace("[log]\n", f'[log]\nfsync_fault_file = "{fault}"\n', 1)
+    )
     net.relayer.start()
     n = await _fresh_session(net)
     answered: list[SignedRelay] = []

@@ -124,6 +124,7 @@ def add_key(
     quota: int = 0,
     quota_period: int = 86_400,
     quorum: int = 1,
+    origins: tuple[str, ...] = (),
 ) -> str:
     """Create an API key in the gateway's key store (file or Redis); returns the key.
 
@@ -145,6 +146,7 @@ def add_key(
         quota=quota,
         quota_period=quota_period,
         quorum=quorum,
+        origins=origins,
         created=time.time(),
     )
 

@@ -171,3 +171,39 @@ def test_a_disagreement_lists_every_signed_answer_as_a_leg() -> None:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "error": error}).encode()
     with pytest.raises(ExchangeError, match=r"without data\.answers"):
         answer_objects(Exchange(REQ, body, {}))
+
+
+def _frame(index: int, body: bytes) -> str:
+    from protocol.relay import WS_STATUS, encode_ws_frame
+
+    frame = encode_ws_frame(index, response_hash(WS_STATUS, body), b"\x01" * 64, body)
+    return base64.b64encode(frame).decode()
+
+
+def test_a_websocket_stream_is_one_leg_per_frame_at_its_index() -> None:
+    doc = {
+        "request": REQ.decode(),
+        "headers": {"Relay-Request": "req0", "Relay-Supplier": "0x" + "ab" * 20},
+        "frames": [_frame(0, ANS), _frame(1, ANS2)],
+    }
+    exchange = Exchange.from_json(doc)
+    objects = answer_objects(exchange)
+    assert [(o.position, o.source) for o in objects] == [(0, "frame"), (1, "frame")]
+    legs = [o.legs[0] for o in objects]
+    assert [(leg.index, leg.stream, leg.backend_status) for leg in legs] == [
+        (0, True, 101),
+        (1, True, 101),
+    ]
+    assert legs[1].response == (ANS2,) and legs[1].requests == (REQ,)
+    assert Exchange.from_json(exchange.to_json()) == exchange  # saved and read back
+    bad = [
+        {**doc, "frames": [_frame(0, ANS), _frame(0, ANS2)]},  # an index repeated
+        {**doc, "frames": ["AAAA"]},  # shorter than the receipt prefix
+        {**doc, "frames": []},
+        {**doc, "frames": ["not base64!"]},
+        {**doc, "response": ANS.decode()},  # an HTTP answer and a stream at once
+        {**doc, "headers": {"Relay-Request": "a,b"}},  # one upgrade, one Relay-Request
+    ]
+    for d in bad:
+        with pytest.raises(ExchangeError):
+            answer_objects(Exchange.from_json(d))

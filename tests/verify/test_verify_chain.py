@@ -400,6 +400,113 @@ def test_a_disagreement_carries_signed_answers_each_verified(net: Net, saved: Sa
     ]
 
 
+def _relay_stream(net: Net, max_index: int) -> dict[str, Any]:
+    """A WebSocket relay stream as the gateway holds it: ``eth_subscribe`` signed by the
+    gateway for ``max_index`` pushes to a supplier of the current session, every binary frame
+    kept as it came (the relayer's ``index ‖ response_hash ‖ receipt_sig ‖ body``), saved as
+    the ``frames`` exchange of :mod:`verify.exchange`."""
+    import aiohttp
+
+    from protocol.relay import WS_CLOSE_MAX_INDEX
+    from tests.support.relay_client import sign_relay
+
+    body = b'{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}'
+
+    async def stream(url: str, relay_request: str) -> tuple[list[bytes], int | None]:
+        frames: list[bytes] = []
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url, headers={"Relay-Request": relay_request})
+            async with ws:
+                await ws.send_bytes(body)
+                async for msg in ws:
+                    if msg.type is not aiohttp.WSMsgType.BINARY:
+                        break
+                    frames.append(msg.data)
+                    if len(frames) <= max_index:
+                        await asyncio.to_thread(net.backend.rpc, "anvil_mine", ["0x1"])  # a push
+                return frames, ws.close_code
+
+    suppliers = [s.key.address for s in net.network.suppliers]
+    for _ in range(6):  # a session boundary may pass between reading it and relaying (bounded)
+        n = current_session(net)
+        # a supplier whose relayer signs with the key on chain (not one rotated by a test)
+        supplier = next(s for s in session_suppliers(net, n) if s not in ROTATED)
+        signed = sign_relay(
+            domain(net),
+            net.gateway_key,
+            service_id=SERVICE,
+            app=net.app.address,
+            supplier=supplier,
+            n=n,
+            payload=body,
+            max_index=max_index,
+        )
+        url = net.relayer_files[suppliers.index(supplier)].relay_url.replace("http", "ws", 1)
+        try:
+            frames, close = asyncio.run(asyncio.wait_for(stream(url, signed.relay_request), 60))
+        except aiohttp.WSServerHandshakeError:
+            continue
+        if len(frames) == max_index + 1:
+            assert close == WS_CLOSE_MAX_INDEX
+            return {
+                "request": body.decode(),
+                "headers": {
+                    "Relay-Request": signed.relay_request,
+                    "Relay-Supplier": "0x" + supplier.hex(),
+                },
+                "frames": [base64.b64encode(f).decode() for f in frames],
+            }
+    raise AssertionError("no relayer of the session streamed")
+
+
+def test_a_websocket_streams_frames_each_verify_at_their_index(net: Net, deployment: Path) -> None:
+    """Every frame of a real relay stream verifies at its own index (status 101); a frame
+    whose body changed by one byte, or given another index, is refused, naming the check."""
+    doc = _relay_stream(net, max_index=2)
+    path = net.tmp / "stream.json"
+    path.write_text(json.dumps(doc))
+    code, out, err = run_verify(deployment, "--exchange", str(path))
+    assert code == 0, (out, err)
+    assert [(a["position"], a["ok"]) for a in out["answers"]] == [(0, True), (1, True), (2, True)]
+    assert all(a["backend_status"] == 101 for a in out["answers"])
+    frame = bytearray(base64.b64decode(doc["frames"][2]))
+    changed = bytes(frame[:-2]) + bytes([frame[-2] ^ 1]) + bytes(frame[-1:])  # the body
+    reindexed = (1).to_bytes(8, "big") + bytes(frame[8:])  # index 2 claimed as index 1
+    beyond = (3).to_bytes(8, "big") + bytes(frame[8:])  # past max_index 2
+    for forged, check in (
+        (changed, "response_hash"),
+        (reindexed, "receipt"),
+        (beyond, "max_index"),
+    ):
+        frames = [*doc["frames"][:2], base64.b64encode(forged).decode()]
+        if check == "receipt":
+            frames = [doc["frames"][0], base64.b64encode(forged).decode()]
+        path.write_text(json.dumps({**doc, "frames": frames}))
+        code, out, err = run_verify(deployment, "--exchange", str(path))
+        assert code == 1, (check, out, err)
+        failed = [a for a in out["answers"] if not a["ok"]]
+        assert len(failed) == 1 and failed[0]["check"] == check, (check, out)
+    # a stream needs max_index >= 1: frame 0 under a relay re-signed with max_index 0 (what a
+    # POST carries), its receipt re-signed by the supplier's real key, is refused
+    from protocol.relay import WS_STATUS, encode_ws_frame
+
+    h, _, _ = decode_relay_request(doc["headers"]["Relay-Request"])
+    h = dataclasses.replace(h, max_index=0, nonce=secrets.token_bytes(16))
+    digest = request_digest(h, domain(net))
+    body = base64.b64decode(doc["frames"][0])[104:]
+    rh = response_hash(WS_STATUS, body)
+    sig = sign_receipt(receipt_key_of(net, h.supplier), digest, 0, rh)
+    relay = encode_relay_request(h.encode(), sign_request(digest, net.gateway_key))
+    forged_doc = {
+        **doc,
+        "headers": {**doc["headers"], "Relay-Request": relay},
+        "frames": [base64.b64encode(encode_ws_frame(0, rh, sig, body)).decode()],
+    }
+    path.write_text(json.dumps(forged_doc))
+    code, out, err = run_verify(deployment, "--exchange", str(path))
+    assert code == 1 and out["answers"][0]["check"] == "max_index", (out, err)
+
+
 def test_receipts_are_checked_under_the_key_valid_at_their_session(net: Net, saved: Saved) -> None:
     """Runs last: it rotates every supplier's receipt key (in force from the next session)."""
     new_keys = {s.key.address: ReceiptKey.generate() for s in net.network.suppliers}
