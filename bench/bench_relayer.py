@@ -274,12 +274,13 @@ def run(
     duration: float, connections: int, rounds: int = 2, profile: Path | None = None
 ) -> tuple[list[Result], dict[str, float]]:
     from ledger.anvil import AnvilProcess, free_port
-    from ledger.bootstrap import AppSpec, ServiceSpec, SupplierSpec, bootstrap_network
+    from ledger.bootstrap import AppSpec, ServiceSpec
     from protocol.encoding import address_from_hex
     from protocol.keys import AccountKey, ReceiptKey
     from protocol.relay import Domain
     from session.windows import session_of
-    from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
+    from tests.support.relayer_net import Relayer, stake_relayers
+    from tests.support.relayer_proc import RelayerProcess, ServiceBackend
 
     use_wrk = shutil.which("wrk") is not None
     results: list[Result] = []
@@ -290,31 +291,14 @@ def run(
     ):
         tmp = Path(tmp_name)
         supplier, receipt, app = AccountKey.generate(), ReceiptKey.generate(), AccountKey.generate()
-        port = free_port()
-        network = asyncio.run(
-            bootstrap_network(
-                chain.url,
-                services=[ServiceSpec("devnet")],
-                suppliers=[
-                    SupplierSpec(
-                        supplier,
-                        {"devnet": f"http://127.0.0.1:{port}/v1/relay"},
-                        receipt_key=receipt,
-                    )
-                ],
-                apps=[AppSpec(app, "devnet", stake=10**26)],
-                token_funding=10**26 * 2,
-            )
-        )
-        files = write_relayer_files(
-            tmp / "relayer",
-            rpc_url=chain.url,
-            deployment=network.deployment,
-            account=supplier,
-            receipt=receipt,
-            services={"devnet": ServiceBackend(backend.url)},
-            port=port,
+        network, (files,) = stake_relayers(
+            tmp,
+            chain.url,
+            [Relayer(supplier, {"devnet": ServiceBackend(backend.url)}, receipt)],
+            services=[ServiceSpec("devnet")],
+            apps=[AppSpec(app, "devnet", stake=10**26)],
             claims={"enabled": False},
+            token_funding=10**26 * 2,
         )
         if shutil.which("taskset"):  # anvil shares CPU 1 with the load generator
             subprocess.run(

@@ -214,16 +214,12 @@ class Procs:
         return dict(self.procs)[name].pid
 
     def stop(self, name: str | None = None) -> None:
+        from ledger.anvil import stop_child
+
         for n, proc in list(self.procs):
             if name is not None and n != name:
                 continue
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+            stop_child(proc, 10)
             self.procs.remove((n, proc))
 
 
@@ -644,6 +640,7 @@ def _slug(name: str) -> str:
 
 def run(args: argparse.Namespace) -> list[Row]:
     from ledger.anvil import find_anvil
+    from relaynet.devnet.supervisor import server_command
 
     _check_tools()
     server_cpus, load_cpu = _cpus()
@@ -718,17 +715,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             renv = dict(env)
             procs.start(
                 "relayer",
-                [
-                    sys.executable,
-                    "-m",
-                    "relaynet",
-                    "relayer",
-                    "run",
-                    "--config",
-                    str(relayer_cfg),
-                    "--log-level",
-                    "warning",
-                ],
+                server_command("relayer", relayer_cfg, "--log-level", "warning"),
                 env=renv,
             )
             procs.wait("relayer", lambda: _get_ok(f"http://127.0.0.1:{net.relayer_port}/readyz"))
@@ -754,8 +741,10 @@ def _start_gateway(
 ) -> None:
     """``relaynet gateway run`` until /readyz answers (plus ``settle`` seconds: every forked
     worker listening, each once its follower caught up), then pinned with its workers."""
-    argv = [sys.executable, "-m", "relaynet", "gateway", "run", "--config", str(config)]
-    procs.start(name, [*argv, "--log-level", "warning"], env=_python_env())
+    from relaynet.devnet.supervisor import server_command
+
+    argv = server_command("gateway", config, "--log-level", "warning")
+    procs.start(name, argv, env=_python_env())
     procs.wait(name, lambda: _get_ok(f"http://127.0.0.1:{port}/readyz"))
     time.sleep(settle)
     _pin(procs.pid(name), cpus)

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import signal
+import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -124,6 +125,23 @@ def key_backend(config: GatewayConfig, store: Store) -> KeyBackend:
     return RedisKeyBackend(primary.client, config.redis.prefix)
 
 
+def relay_tls(config: GatewayConfig) -> ssl.SSLContext:
+    """How the gateway checks relayers' https:// and wss:// endpoints: certificate and host
+    name verified, against ``[relay] ca_file`` or the system's bundle."""
+    ca = config.relay.ca_file
+    return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+
+
+def serving_tls(config: GatewayConfig) -> ssl.SSLContext | None:
+    """The listener's TLS (``gateway.tls_cert`` / ``tls_key``), None for plain HTTP."""
+    cert, key = config.gateway.tls_cert, config.gateway.tls_key
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 async def create_app(
     config: GatewayConfig,
     *,
@@ -166,7 +184,7 @@ async def create_app(
     is_ready: Callable[[], bool] = ready or (lambda: True)
     account = AccountKey(config.gateway.key_bytes())
     lag = max(config.relay.session_lag, config.settlement.confirmations)
-    sessions = SessionBook(snapshot, lag=lag)
+    sessions = SessionBook(snapshot, lag=lag, refresh=follower.refresh if follower else None)
     if follower is not None:
         follower.add_reorg_listener(lambda reorg: sessions.forget())
     qos = Qos(
@@ -179,8 +197,10 @@ async def create_app(
     policy = AddressPolicy(
         devnet=config.gateway.devnet, allow_networks=config.gateway.allow_networks
     )
+    tls = relay_tls(config)
     connector = GuardedConnector(
         policy=policy,
+        ssl=tls,
         limit=config.relay.connections,
         limit_per_host=config.relay.connections,
         ttl_dns_cache=10,
@@ -206,6 +226,7 @@ async def create_app(
             resolve=GuardedResolve(policy),
             max_idle_per_origin=config.relay.connections,
             limit_per_origin=config.relay.connections,
+            ssl_context=tls,
         ),
     )
     budget = client.budget
@@ -352,6 +373,7 @@ async def serve(
         max_body=max_body,
         reuse_address=True,
         reuse_port=seat is not None,
+        ssl_context=serving_tls(config),
     ).start()
     metrics_runner = None
     if config.gateway.metrics_listen or (seat is not None and seat.metrics_sock is not None):

@@ -83,6 +83,9 @@ class ServerConfig(_Strict):
     drain_timeout: float = Field(default=10.0, gt=0)
     #: seconds between /readyz turning 503 and closing the listener on SIGTERM
     drain_seconds: float = Field(default=5.0, ge=0, le=300)
+    #: serve HTTPS on ``listen`` with this certificate (chain) and key, PEM files
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     log_format: Literal["text", "json"] = "text"
     #: None: the ``--log-level`` of ``relaynet gateway run``; SIGHUP applies a change
     log_level: Literal["debug", "info", "warning", "error"] | None = None
@@ -110,6 +113,8 @@ class ServerConfig(_Strict):
     def _one_key(self) -> ServerConfig:
         if (self.private_key is None) == (self.private_key_file is None):
             raise ValueError("give exactly one of gateway.private_key and gateway.private_key_file")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("gateway.tls_cert and gateway.tls_key go together")
         return self
 
     def key_bytes(self) -> bytes:
@@ -165,6 +170,9 @@ class LimitsConfig(_Strict):
 
 
 class RelayConfig(_Strict):
+    #: CA bundle (PEM) that relayers' https:// and wss:// certificates are verified against;
+    #: the system's default bundle when unset. Verification is always on.
+    ca_file: Path | None = None
     timeout: float = Field(default=2.0, gt=0)  # per attempt
     deadline: float = Field(default=5.0, gt=0)  # per client call, all attempts
     max_attempts: int = Field(default=3, ge=1)

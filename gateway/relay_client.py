@@ -27,9 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,6 +215,22 @@ class RelayError(GatewayError):
     @property
     def lie(self) -> bool:
         return self.refusal is Refusal.LIE
+
+
+_UNTRUSTED: set[str] = set()  # endpoints whose certificate failed verification (logged once)
+
+
+def _untrusted(target: Target, exc: BaseException) -> None:
+    """Say once per endpoint why a relayer's https:// endpoint is refused: its certificate
+    does not verify against ``[relay] ca_file`` (or the system's bundle)."""
+    if target.endpoint not in _UNTRUSTED:
+        _UNTRUSTED.add(target.endpoint)
+        logging.getLogger("relaynet.gateway").warning(
+            "relayer 0x%s at %s refused: its TLS certificate does not verify (%s)",
+            target.supplier.hex(),
+            target.endpoint,
+            getattr(exc, "verify_message", None) or exc,
+        )
 
 
 class StreamUnavailable(GatewayError):
@@ -581,6 +599,8 @@ class RelayClient:
         except BodyTooLarge as exc:
             raise self._oversized(target, max_bytes) from exc
         except (ConnectFailed, OSError) as exc:
+            if isinstance(exc.__cause__ or exc, ssl.SSLCertVerificationError):
+                _untrusted(target, exc.__cause__ or exc)
             raise RelayError(
                 f"cannot connect: {exc}", outcome=Outcome.UNSENT, supplier=target.supplier
             ) from exc

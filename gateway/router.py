@@ -465,14 +465,18 @@ class Router:
     ) -> SessionView | None:
         """The session to sign for after a relayer refused ``view.n`` for its timing:
         ``n - 1`` in grace when it has not seen ``n`` start, ``n + 1`` when ``n`` is over for
-        it; otherwise wait a moment for our own follower and take the signing session."""
+        it; otherwise wait a moment (after EXPIRED: for our follower's next pass, it lags) and
+        take the signing session."""
         alt: SessionView | None = None
         if code is ErrorCode.SESSION_NOT_STARTED:
             alt = self.sessions.fallback(sid, view.app, view.n)
         elif code is ErrorCode.SESSION_EXPIRED:
             alt = self.sessions.view(sid, view.app, view.n + 1)
         if alt is None or not alt.targets:
-            await asyncio.sleep(0.05)
+            if code is ErrorCode.SESSION_EXPIRED:
+                await self.sessions.catch_up()
+            else:
+                await asyncio.sleep(0.05)
             try:
                 alt = self.sessions.signing(sid, view.app)
             except NoSupplier:

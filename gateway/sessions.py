@@ -5,11 +5,22 @@ The snapshot (kept current by the ledger follower) answers from memory; hydratio
 ``session.hydrate``. :meth:`SessionBook.signing` picks the session to sign for with
 ``session.windows.signing_session`` and :meth:`SessionBook.fallback` the one to try after a
 relayer answered ``SESSION_NOT_STARTED``.
+
+A relayer answering ``SESSION_EXPIRED`` for the session the book signs for says the chain's
+head is past that session's grace end while the book's is not: the follower lags (just after the
+settlement RPC was unreachable, say; a relayer whose RPC came back first is ahead of it).
+:meth:`SessionBook.catch_up` then asks the follower for a pass at once and waits for it (bounded),
+so the router signs for the next session as soon as the follower confirms it, instead of giving
+up while the follower sleeps or waits on a dead connection. The relayer's word alone never moves
+the book (a lying relayer could otherwise stop a gateway signing): only the follower's head does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.errors import ClientReason, NoSupplier
@@ -20,6 +31,8 @@ from session.snapshot import RegistrySnapshot
 from session.windows import fallback_session, session_of, signing_session, windows
 
 __all__ = ["SessionBook", "SessionView"]
+
+log = logging.getLogger("relaynet.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +59,18 @@ class SessionBook:
     """Hydrated sessions by (app, service, n); remembers which pairs are in use."""
 
     def __init__(
-        self, snapshot: RegistrySnapshot, *, lag: int = 1, max_entries: int = 10_000
+        self,
+        snapshot: RegistrySnapshot,
+        *,
+        lag: int = 1,
+        max_entries: int = 10_000,
+        refresh: Callable[[float], Awaitable[bool]] | None = None,
+        catch_up_wait: float = 1.0,
     ) -> None:
         self.snapshot = snapshot
         self._lag = lag
+        self._refresh = refresh  # the follower's: one pass now (see RegistryFollower.refresh)
+        self._catch_up_wait = catch_up_wait
         self._max = max_entries
         self._views: OrderedDict[tuple[bytes, str, int], SessionView | None] = OrderedDict()
         self.active: dict[tuple[str, bytes], int] = {}  # (service, app) -> last n used
@@ -59,6 +80,7 @@ class SessionBook:
         """Drop every hydrated session (a settlement-chain reorganisation may have re-drawn
         them); the next request hydrates again from the snapshot."""
         self._views.clear()
+        log.warning("settlement chain reorganised: sessions are drawn again from the new branch")
 
     def view(self, service_id: str, app: bytes, n: int) -> SessionView | None:
         """Session ``n`` (cached); None when it does not exist (yet)."""
@@ -95,6 +117,14 @@ class SessionBook:
 
     def signing_number(self) -> int:
         return signing_session(self.snapshot.head(), self.snapshot.shape(), self._lag)
+
+    async def catch_up(self) -> None:
+        """Let the follower catch up now (a bounded wait for its next pass); a short pause
+        when the book has no follower."""
+        if self._refresh is None:
+            await asyncio.sleep(0.05)
+        else:
+            await self._refresh(self._catch_up_wait)
 
     def signing(self, service_id: str, app: bytes) -> SessionView:
         """The session to sign for now; ``NoSupplier(NO_SESSION)`` when there is none."""

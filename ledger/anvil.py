@@ -28,6 +28,7 @@ __all__ = [
     "ManagedChild",
     "find_anvil",
     "free_port",
+    "stop_child",
 ]
 
 # anvil's default mnemonic ("test test … junk"): the first ten dev accounts, funded by anvil.
@@ -109,6 +110,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_child(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    return proc.returncode
 
 
 class ManagedChild:
@@ -201,14 +214,8 @@ class AnvilProcess(ManagedChild):
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        if proc is not None:
+            stop_child(proc)
 
     def rpc(self, method: str, params: list[object] | None = None) -> object:
         """One blocking JSON-RPC call (set-up and tests; never on a hot path)."""

@@ -84,6 +84,14 @@ class DeployParams:
     def P(self) -> int:
         return pending_sessions(self.L, self.G, self.CO, self.CW, self.PO, self.PW)
 
+    def shape_fields(self) -> dict[str, int]:
+        """The session shape's fields but ``B0`` (the genesis block is the deployment's)."""
+        return {name: getattr(self, name) for name in ("L", "G", "CO", "CW", "PO", "PW", "S")}
+
+    def session_shape(self, genesis: int) -> SessionShape:
+        """The session shape of a deployment whose first session starts at ``genesis``."""
+        return SessionShape(B0=genesis, **self.shape_fields())
+
     def economic_params(self) -> EconomicParams:
         return EconomicParams(
             cu_price=self.cu_price,

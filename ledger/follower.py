@@ -38,7 +38,13 @@ sees head ``h`` finds every boundary hash at or below ``h``.
 Each pass reads everything it needs from the chain first and then applies it in memory, so a
 failing RPC never leaves a half-applied batch: the next pass simply starts again from the
 first unapplied block. The poll loop survives the RPC going away (``ChainUnavailable``),
-backing off up to ``max_backoff`` seconds, and carries on when it comes back.
+backing off up to ``max_backoff`` seconds, and carries on when it comes back. After a failed
+pass the HTTP connections are dropped (a kept-alive connection into a cut link would hang the
+first request after the link returns until its timeout), and while the RPC is away each pass's
+first request waits at most ``probe_timeout`` seconds, so the follower is back within about
+``max_backoff + probe_timeout`` of the RPC's return. :meth:`refresh` wakes the loop at once and
+waits for its next pass: a gateway told by a relayer that its session is over (its head lags the
+chain's, e.g. just after an outage) catches up before it signs again.
 
 Reorganisations. The follower keeps the hash of the last block of every pass (and its parent)
 for the last ``reorg_window`` blocks, and a copy of its whole state (snapshot, checkpoints,
@@ -178,6 +184,7 @@ class RegistryFollower:
         confirmations: int = 0,
         reorg_window: int = 256,
         save_every: int = 16,
+        probe_timeout: float = 2.0,
     ) -> None:
         if confirmations < 0 or reorg_window < 1 or save_every < 1:
             raise ValueError("confirmations >= 0, reorg_window >= 1 and save_every >= 1")
@@ -192,6 +199,7 @@ class RegistryFollower:
         self.confirmations = confirmations
         self.reorg_window = reorg_window
         self.save_every = save_every
+        self.probe_timeout = min(probe_timeout, request_timeout)
         self._w3 = make_web3(rpc_url, request_timeout)
         decoder_input: dict[str, tuple[bytes, list[dict[str, Any]]]] = {}
         for name in CONTRACTS:
@@ -206,6 +214,9 @@ class RegistryFollower:
         self._connected = False
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()  # set by stop() and refresh(): the loop's sleep ends
+        self._busy = False  # a pass is running
+        self.passes = 0  # successful passes of the loop
         self._listeners: list[Callable[[int], None]] = []
         self._reorg_listeners: list[Callable[[Reorg], None]] = []
         self._hashes: dict[int, bytes] = {}  # recent block -> hash, as applied
@@ -256,12 +267,14 @@ class RegistryFollower:
         """Start following in the background (returns at once; see :meth:`wait_caught_up`)."""
         if self._task is None:
             self._stop.clear()
+            self._wake.clear()
             self._task = asyncio.create_task(self._run(), name="registry-follower")
 
     async def stop(self) -> None:
         """Stop following and close the RPC session."""
         task, self._task = self._task, None
         self._stop.set()
+        self._wake.set()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -309,6 +322,7 @@ class RegistryFollower:
     async def _run(self) -> None:
         delay = self.poll_interval
         while not self._stop.is_set():
+            self._wake.clear()
             try:
                 await self.sync()
             except LedgerError as exc:
@@ -316,21 +330,69 @@ class RegistryFollower:
                     log.warning("registry follower: %s (retrying)", exc.message)
                 self._connected = False
                 self.last_error = exc
+                await self._drop_connections()
                 delay = min(max(delay * 2, self.poll_interval), self.max_backoff)
             else:
                 if not self._connected and self.last_error is not None:
                     log.info("registry follower: settlement chain reachable again")
                 self._connected = True
                 delay = self.poll_interval
+                self.passes += 1
+                async with self._advanced:
+                    self._advanced.notify_all()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _drop_connections(self) -> None:
+        """Close the provider's HTTP sessions: the next pass connects afresh."""
+        provider = self._w3.provider
+        if isinstance(provider, AsyncHTTPProvider):
+            with contextlib.suppress(LedgerError):
+                with translate_errors("disconnect"):
+                    await provider.disconnect()
+
+    async def refresh(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wake the loop now and wait (at most ``timeout`` seconds) for a pass that started
+        after this call to succeed; True when one did."""
+        if self._task is None:
+            return False
+        # a pass already running may have read the chain's head before this call: wait for
+        # the one after it
+        wanted = self.passes + 2 if not self._wake.is_set() and self._busy else self.passes + 1
+        self._wake.set()
+
+        async def passed() -> None:
+            async with self._advanced:
+                await self._advanced.wait_for(lambda: self.passes >= wanted)
+
+        try:
+            await asyncio.wait_for(passed(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def sync(self) -> int:
         """One pass: apply every block up to the chain's current head; returns the new head.
 
         Raises a :class:`LedgerError` when the RPC fails (nothing is half-applied)."""
+        self._busy = True
+        try:
+            return await self._sync()
+        finally:
+            self._busy = False
+
+    async def _sync(self) -> int:
         with translate_errors("eth_blockNumber"):
-            target = int(await self._w3.eth.block_number)
+            asked = self._w3.eth.block_number
+            if self._connected:
+                target = int(await asked)
+            else:  # the RPC was away: a connection into a still-cut link fails fast
+                try:
+                    target = int(await asyncio.wait_for(asked, self.probe_timeout))
+                except TimeoutError:
+                    raise ChainUnavailable(
+                        f"eth_blockNumber: no answer within {self.probe_timeout}s"
+                    ) from None
         old_head = self._head
         ancestor = await self._find_reorg(target)
         if ancestor is not None:

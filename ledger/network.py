@@ -48,7 +48,6 @@ from ledger.artifacts import CONTRACT_NAMES, load_artifact
 from ledger.deploy import DeployError, Deployment, DeployParams
 from protocol.errors import ProtocolError
 from protocol.settlement import ParamSet, validate_params
-from session.snapshot import SessionShape
 
 __all__ = [
     "FAULT_ENV",
@@ -83,13 +82,7 @@ def check_params(params: DeployParams) -> None:
     e = params.economic_params()
     validate_params(
         ParamSet(
-            L=params.L,
-            G=params.G,
-            CO=params.CO,
-            CW=params.CW,
-            PO=params.PO,
-            PW=params.PW,
-            S=params.S,
+            **params.shape_fields(),
             min_stake_supplier=e.min_stake_supplier,
             min_stake_app=e.min_stake_app,
             min_stake_gateway=e.min_stake_gateway,
@@ -544,16 +537,7 @@ def deploy_network(
         token=run.addresses["Token"],
         settlement=run.addresses["Settlement"],
         genesis_block=genesis,
-        shape=SessionShape(
-            B0=genesis,
-            L=params.L,
-            G=params.G,
-            CO=params.CO,
-            CW=params.CW,
-            PO=params.PO,
-            PW=params.PW,
-            S=params.S,
-        ),
+        shape=params.session_shape(genesis),
         deployer=me,
         extra={"deploy_block": run.blocks["Token"]},
     )

@@ -299,6 +299,9 @@ def build_relayer(
         keys.receipt, supplier=keys.account.address, snapshot=snapshot, path=config.keys.receipt_key
     )
     recorder = Recorder(relay_log, keyring)
+    add_reorg_listener = getattr(follower, "add_reorg_listener", None)
+    if add_reorg_listener is not None:  # a reorganisation may re-draw sessions: check afresh
+        add_reorg_listener(verifier.on_reorg)
     transport = transport or Http1Transport(
         limit_per_host=max(s.max_connections for s in config.services.values())
     )
@@ -324,7 +327,6 @@ def build_relayer(
             confirmations=config.chain.confirmations,
             retention=config.log.retention_hours * 3600,
         )
-        add_reorg_listener = getattr(follower, "add_reorg_listener", None)
         if add_reorg_listener is not None:
             add_reorg_listener(claimer.on_reorg)
     relayer = Relayer(

@@ -91,6 +91,7 @@ class Verifier:
         #: by (service, app, n): a plain tuple hashes faster than a SessionKey, on every relay
         self._contexts: dict[tuple[str, bytes, int], SessionContext] = {}
         self._shape: SessionShape | None = None
+        self._redrawn_seen: dict[SessionKey, set[bytes]] = {}  # see on_reorg
 
     # -- step 1: body size ----------------------------------------------------------------
 
@@ -285,7 +286,8 @@ class Verifier:
         econ = self.snapshot.economic_params(key.n)
         sparams = self.snapshot.service_params(key.service_id, key.n)
         chain_id = self.snapshot.chain_id(key.n)
-        seen = self._recorded(key, econ.cu_price)
+        recorded = self._recorded(key, econ.cu_price)
+        seen = recorded | self._redrawn_seen.pop(key, set())  # a relay key is never answered twice
         return SessionContext(
             key=key,
             windows=w,
@@ -298,7 +300,7 @@ class Verifier:
             budget=self.meter.account(key, session_budget(len(slots), stake, shape.S, shape.P)),
             domain=self.domain if chain_id is None else self.domain.for_chain(chain_id),
             seen=seen,
-            relays=len(seen),
+            relays=len(recorded),
         )
 
     def _slots(self, key: SessionKey) -> tuple[bytes, tuple[int, ...]]:
@@ -331,6 +333,28 @@ class Verifier:
     def contexts(self) -> list[SessionContext]:
         return list(self._contexts.values())
 
+    def on_reorg(self, _reorg: object = None) -> list[SessionKey]:
+        """After a settlement-chain reorganisation: drop the cached contexts of the sessions
+        the new branch re-drew (another seed, other slots of ours, or not known any more), so
+        their next relay is checked afresh — refused when this supplier no longer holds a slot.
+        Returns their keys."""
+        gone = []
+        for ident, ctx in list(self._contexts.items()):
+            key = ctx.key
+            try:
+                session = hydrate(self.snapshot, key.service_id, key.app, key.n)
+            except RelaynetError:
+                session = None
+            if (
+                session is None
+                or session.seed != ctx.session_id
+                or tuple(session.slot_indexes(self.supplier)) != ctx.slots
+            ):
+                del self._contexts[ident]
+                self._redrawn_seen[key] = set(ctx.seen)
+                gone.append(key)
+        return gone
+
     def expire(self, head: int) -> list[SessionKey]:
         """Drop the contexts of sessions whose grace ended before ``head``; returns their keys."""
         gone = [i for i, c in self._contexts.items() if head > c.windows.grace_end]
@@ -339,4 +363,7 @@ class Verifier:
             key = self._contexts.pop(ident).key
             self.meter.forget(key)
             keys.append(key)
+        w = self.shape()
+        for key in [k for k in self._redrawn_seen if head > windows(w, k.n).grace_end]:
+            del self._redrawn_seen[key]
         return keys

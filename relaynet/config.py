@@ -81,7 +81,14 @@ GATEWAY = ConfigKind(
     "gateway",
     GatewayConfig,
     "RELAYNET_GATEWAY__",
-    inputs=("gateway.private_key_file", "settlement.deployment", "services.*.spec"),
+    inputs=(
+        "gateway.private_key_file",
+        "gateway.tls_cert",
+        "gateway.tls_key",
+        "relay.ca_file",
+        "settlement.deployment",
+        "services.*.spec",
+    ),
     removed=GATEWAY_REMOVED,
     defaults=file_defaults,
 )
@@ -165,7 +172,30 @@ def _load(
         ) from None
     except UnicodeDecodeError:
         raise ConfigProblem(f"{file}: not a text file — give the {kind.name} TOML file") from None
-    return _parse(kind, model, text, file.resolve().parent, env, str(file), check_files)
+    config = _parse(kind, model, text, file.resolve().parent, env, str(file), check_files)
+    _within_grace(config, str(file))
+    return config
+
+
+def _within_grace(config: Any, origin: str) -> None:
+    """The confirmation depth against the grace period G of the deployment the config names
+    (when its file can be read; servers check again at start): d > G is refused at load."""
+    for table in ("settlement", "chain"):
+        section = getattr(config, table, None)
+        depth = getattr(section, "confirmations", None)
+        if section is None or not depth:
+            continue
+        from ledger.deploy import Deployment
+        from ledger.follower import check_confirmations
+
+        try:
+            deployment = Deployment.from_json(Path(section.deployment).read_text())
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # reported where the deployment is used
+        try:
+            check_confirmations(depth, deployment.shape, f"{table}.confirmations")
+        except ValueError as exc:
+            raise ConfigProblem(f"{origin}: {exc}") from None
 
 
 def _parse(

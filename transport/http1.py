@@ -462,7 +462,8 @@ class HttpClient:
                         return proto
                     except OSError as exc:
                         last = exc
-                raise ConnectFailed(f"cannot connect to {route.host}:{route.port}: {last}")
+                where = f"{route.host}:{route.port}"
+                raise ConnectFailed(f"cannot connect to {where}: {last}") from last
         except TimeoutError:
             raise TimeoutError(f"connecting to {route.host}:{route.port} timed out") from None
 

@@ -11,6 +11,8 @@ script, so each journal batch counts exactly once. Every Redis failure becomes
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -18,6 +20,14 @@ from redis.exceptions import RedisError
 from gateway.store.base import Admission, Charge, StoreUnavailable, limit_names
 
 __all__ = ["RedisStore"]
+
+
+T = TypeVar("T")
+
+
+def _ms(ttl: float) -> int:
+    """A TTL in whole milliseconds, at least 1."""
+    return max(1, math.ceil(ttl * 1000))
 
 
 def _b(value: bytes | str) -> bytes:
@@ -143,11 +153,16 @@ class RedisStore:
     def client(self) -> aioredis.Redis:
         return self._r
 
-    async def take(self, bucket: str, rate: float, burst: float, cost: float = 1.0) -> bool:
+    @staticmethod
+    async def _call(op: Awaitable[T]) -> T:
+        """Await one Redis operation: a Redis or socket error is :class:`StoreUnavailable`."""
         try:
-            ok = await self._take(keys=[f"{self._p}tb:{bucket}"], args=[rate, burst, cost])
+            return await op
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
+
+    async def take(self, bucket: str, rate: float, burst: float, cost: float = 1.0) -> bool:
+        ok = await self._call(self._take(keys=[f"{self._p}tb:{bucket}"], args=[rate, burst, cost]))
         return bool(ok)
 
     def _limit_keys(self, tag: str, period: int, service: str) -> list[str]:
@@ -162,23 +177,17 @@ class RedisStore:
             c.quota,
             c.need,
             c.count,
-            max(1, math.ceil(c.period_ttl * 1000)),
+            _ms(c.period_ttl),
         ]
-        try:
-            ok, reason, retry, used = await self._admit(
-                keys=self._limit_keys(c.tag, c.period, c.service), args=args
-            )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        ok, reason, retry, used = await self._call(
+            self._admit(keys=self._limit_keys(c.tag, c.period, c.service), args=args)
+        )
         return Admission(bool(ok), _b(reason).decode(), float(_b(retry)), int(used))
 
     async def limit_counts(self, tag: str, period: int, services: list[str]) -> list[int]:
         _, quota, usage, _ = self._limit_keys(tag, period, "")
         names = [quota, usage] + [self._limit_keys(tag, period, s)[3] for s in services]
-        try:
-            values = await self._r.mget(names)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        values = await self._call(self._r.mget(names))
         return [int(v) if v is not None else 0 for v in values]
 
     async def quota_counts(self, wanted: dict[str, int]) -> dict[str, int]:
@@ -206,17 +215,14 @@ class RedisStore:
         """Add ``count`` to a key's counters unless ``guard`` was set before (``SET NX``):
         True when this call counted it. ``guard`` is named under the key's hash tag."""
         keys = [f"{self._p}{{{tag}}}:{guard}", *self._limit_keys(tag, period, service)[1:]]
-        args = [count, max(1, math.ceil(period_ttl * 1000)), math.ceil(guard_ttl * 1000)]
-        try:
-            return bool(await self._replay(keys=keys, args=args))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        args = [count, _ms(period_ttl), math.ceil(guard_ttl * 1000)]
+        return bool(await self._call(self._replay(keys=keys, args=args)))
 
     async def heartbeat(self, replica: str, ttl: float) -> int:
         """Renew this replica's heartbeat key; the number of live heartbeats (>= 1)."""
         base = f"{self._p}hb:"
         try:
-            await self._r.set(base + replica, b"1", px=max(1, math.ceil(ttl * 1000)))
+            await self._r.set(base + replica, b"1", px=_ms(ttl))
             live = [k async for k in self._r.scan_iter(match=base + "*", count=500)]
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
@@ -224,76 +230,44 @@ class RedisStore:
 
     async def incr(self, counter: str, amount: int = 1, ttl: float | None = None) -> int:
         ms = math.ceil(ttl * 1000) if ttl else 0
-        try:
-            v = await self._incr(keys=[f"{self._p}c:{counter}"], args=[amount, ms])
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        v = await self._call(self._incr(keys=[f"{self._p}c:{counter}"], args=[amount, ms]))
         return int(v)
 
     async def counter(self, counter: str) -> int:
-        try:
-            v = await self._r.get(f"{self._p}c:{counter}")
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        v = await self._call(self._r.get(f"{self._p}c:{counter}"))
         return int(v) if v is not None else 0
 
     async def cache_get(self, key: str) -> bytes | None:
-        try:
-            v = await self._r.get(f"{self._p}k:{key}")
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        v = await self._call(self._r.get(f"{self._p}k:{key}"))
         return _b(v) if v is not None else None
 
     async def cache_put(self, key: str, value: bytes, ttl: float) -> None:
-        try:
-            await self._r.set(f"{self._p}k:{key}", value, px=max(1, math.ceil(ttl * 1000)))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        await self._call(self._r.set(f"{self._p}k:{key}", value, px=_ms(ttl)))
 
     async def vote(self, key: str, digest: str, voter: str, ttl: float) -> int:
-        try:
-            v = await self._vote(
-                keys=[f"{self._p}v:{key}:{digest}"], args=[voter, max(1, math.ceil(ttl * 1000))]
-            )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        v = await self._call(
+            self._vote(keys=[f"{self._p}v:{key}:{digest}"], args=[voter, _ms(ttl)])
+        )
         return int(v)
 
     async def floor_raise(self, key: str, value: int, ttl: float) -> int:
-        try:
-            v = await self._floor(
-                keys=[f"{self._p}f:{key}"], args=[str(value), max(1, math.ceil(ttl * 1000))]
-            )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        v = await self._call(self._floor(keys=[f"{self._p}f:{key}"], args=[str(value), _ms(ttl)]))
         return int(v)
 
     async def floor_get(self, key: str) -> int | None:
-        try:
-            v = await self._r.get(f"{self._p}f:{key}")
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        v = await self._call(self._r.get(f"{self._p}f:{key}"))
         return int(v) if v is not None else None
 
     async def pin_put(self, key: str, value: bytes, ttl: float) -> None:
-        try:
-            await self._r.set(f"{self._p}p:{key}", value, px=max(1, math.ceil(ttl * 1000)))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        await self._call(self._r.set(f"{self._p}p:{key}", value, px=_ms(ttl)))
 
     async def pin_get(self, key: str) -> bytes | None:
-        try:
-            v = await self._r.get(f"{self._p}p:{key}")
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        v = await self._call(self._r.get(f"{self._p}p:{key}"))
         return _b(v) if v is not None else None
 
     async def qos_publish(self, scope: str, member: str, value: bytes, ttl: float) -> None:
         key = f"{self._p}q:{scope}:{member}"
-        try:
-            await self._r.set(key, value, px=max(1, math.ceil(ttl * 1000)))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        await self._call(self._r.set(key, value, px=_ms(ttl)))
 
     async def qos_read(self, scope: str) -> dict[str, bytes]:
         base = f"{self._p}q:{scope}:"
@@ -311,19 +285,13 @@ class RedisStore:
         return out
 
     async def lease(self, scope: str, holder: str, limit: int, ttl: float) -> bool:
-        try:
-            ok = await self._lease(
-                keys=[f"{self._p}l:{scope}"], args=[holder, limit, max(1, math.ceil(ttl * 1000))]
-            )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        ok = await self._call(
+            self._lease(keys=[f"{self._p}l:{scope}"], args=[holder, limit, _ms(ttl)])
+        )
         return bool(ok)
 
     async def release(self, scope: str, holder: str) -> None:
-        try:
-            await self._r.zrem(f"{self._p}l:{scope}", holder)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        await self._call(self._r.zrem(f"{self._p}l:{scope}", holder))
 
     async def ping(self) -> bool:
         try:

@@ -83,6 +83,7 @@ def write_relayer_files(layout: Layout, plan: DevnetPlan, relayer: RelayerPlan) 
             "rpc_url": plan.settlement_url,
             "deployment": str(layout.deployment.resolve()),
             "poll_interval": 0.2,
+            "confirmations": 0,  # the devnet's anvil never reorganises
         },
         "server": {"host": "127.0.0.1", "port": relayer.port, "shutdown_grace": 1.0},
         "metrics": {"host": "127.0.0.1", "port": relayer.metrics_port},
@@ -131,6 +132,7 @@ def write_gateway_files(layout: Layout, plan: DevnetPlan) -> Path:
             "rpc_url": plan.settlement_url,
             "deployment": str(layout.deployment.resolve()),
             "poll_interval": 0.2,
+            "confirmations": 0,  # the devnet's anvil never reorganises
         },
         "keys": {"file": "keys.json", "reload_interval": 1.0},
         "qos": {"probe_interval": 1.0},

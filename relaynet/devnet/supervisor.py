@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,8 +29,15 @@ __all__ = [
     "is_alive",
     "process_start_time",
     "read_pid_records",
+    "server_command",
     "stop_records",
 ]
+
+
+def server_command(role: str, config: str | Path, *extra: str) -> list[str]:
+    """The command line of one of our servers: ``python -m relaynet <role> run --config …``."""
+    return [sys.executable, "-m", "relaynet", role, "run", "--config", str(config), *extra]
+
 
 SUPERVISOR_NAME = "devnet-up"
 

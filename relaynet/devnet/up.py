@@ -61,7 +61,7 @@ from relaynet.devnet.state import (
     ServiceState,
     SettlementState,
 )
-from relaynet.devnet.supervisor import Child, Supervisor, read_pid_records
+from relaynet.devnet.supervisor import Child, Supervisor, read_pid_records, server_command
 from rollups.catalogue import catalogue
 
 __all__ = ["Devnet", "run_devnet", "start_devnet"]
@@ -287,7 +287,7 @@ def start_servers(
     for r, config in zip(plan.relayers, relayer_configs, strict=True):
         child = sup.spawn(
             r.name,
-            [sys.executable, "-m", "relaynet", "relayer", "run", "--config", str(config)],
+            server_command("relayer", config),
             tier=TIER_RELAYER,
             env=env,
             cwd=config.parent,
@@ -296,15 +296,7 @@ def start_servers(
         probes.append((child, r.url, _readyz))
     gateway = sup.spawn(
         "gateway",
-        [
-            sys.executable,
-            "-m",
-            "relaynet",
-            "gateway",
-            "run",
-            "--config",
-            str(layout.gateway_dir / "gateway.toml"),
-        ],
+        server_command("gateway", layout.gateway_dir / "gateway.toml"),
         tier=TIER_GATEWAY,
         env=env,
         cwd=layout.gateway_dir,

@@ -31,7 +31,6 @@ Run it: ``python -m rollups.standins.celestia --port 26658 --jwt-secret HEX [--n
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -46,7 +45,7 @@ from aiohttp import WSMsgType, web
 from rollups.celestia.methods import METHODS, Permission
 from rollups.standins.fixtures import load_json
 from rollups.standins.jwt import InvalidToken, make_token, verify_token
-from rollups.standins.server import BlockClock, StandIn, StandInServer, serve_forever
+from rollups.standins.server import BlockClock, StandIn, StandInServer, run_standin
 
 __all__ = ["CelestiaStandIn", "main", "start_celestia"]
 
@@ -539,22 +538,16 @@ def main(argv: list[str] | None = None) -> None:
         secret = bytes.fromhex(args.jwt_secret.removeprefix("0x"))
     except ValueError:
         parser.error("--jwt-secret must be hex")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    async def run() -> None:
+    def make() -> CelestiaStandIn:
         standin = CelestiaStandIn(
             secret, args.network, start_height=args.start_height, block_time=args.block_time
         )
         print(f"read token:  {standin.token(Permission.READ)}", flush=True)
         print(f"admin token: {standin.token(Permission.ADMIN)}", flush=True)
-        standin.clock.start()
-        try:
-            await serve_forever(standin.server, args.port)
-        finally:
-            await standin.clock.stop()
+        return standin
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    run_standin(make, args.port)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from rollups.standins.openapi import ParamError, check_params, example_result, routes
-from rollups.standins.server import BlockClock, StandIn, StandInServer, serve_forever
+from rollups.standins.server import BlockClock, StandIn, StandInServer, run_standin
 
 __all__ = ["CometBftStandIn", "main", "start_cometbft"]
 
@@ -554,23 +554,16 @@ def main(argv: list[str] | None = None) -> None:
         "--no-rest", action="store_true", help="do not serve the Cosmos REST subset"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    async def run() -> None:
-        standin = CometBftStandIn(
+    def make() -> CometBftStandIn:
+        return CometBftStandIn(
             args.network,
             start_height=args.start_height,
             block_time=args.block_time,
             rest=not args.no_rest,
         )
-        standin.clock.start()
-        try:
-            await serve_forever(standin.server, args.port)
-        finally:
-            await standin.clock.stop()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    run_standin(make, args.port)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["BlockClock", "StandIn", "StandInServer"]
+__all__ = ["BlockClock", "StandIn", "StandInServer", "run_standin"]
 
 log = logging.getLogger("rollups.standins")
 
@@ -148,3 +148,20 @@ async def serve_forever(server: StandInServer, port: int) -> None:
         await asyncio.Event().wait()
     finally:
         await server.close()
+
+
+def run_standin(make: Callable[[], StandIn], port: int) -> None:
+    """Serve the stand-in ``make()`` builds (on the serving loop) until interrupted: the
+    ``python -m`` entries."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def run() -> None:
+        standin = make()
+        standin.clock.start()
+        try:
+            await serve_forever(standin.server, port)
+        finally:
+            await standin.clock.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())

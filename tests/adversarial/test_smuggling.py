@@ -102,7 +102,6 @@ class World:
             self.domain,
             app,
             service_id=service,
-            app=app.address,
             supplier=self.supplier.address,
             n=self.session(),
             payload=payload,

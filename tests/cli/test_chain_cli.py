@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from protocol.keys import AccountKey
 from relayer.keyfiles import write_account_key
 from relaynet.cli import app as cli
 from rollups.celestia import Permission
-from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
+from rollups.standins import CelestiaStandIn
+from tests.support.standins import StandIns
 
 pytestmark = pytest.mark.slow  # starts processes (anvil, redis, our servers)
 
@@ -75,34 +75,11 @@ class Env:
         return path
 
 
-class StandInThread:
-    """The stand-ins on their own event loop thread (the CLI runs asyncio.run itself)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.standin: CometBftStandIn = asyncio.run_coroutine_threadsafe(
-            start_cometbft("rollchain_262144-1", block_time=0, start_height=12), self.loop
-        ).result(10)
-        self.node: CelestiaStandIn = asyncio.run_coroutine_threadsafe(
-            start_celestia(b"cli secret", "mocha-4", block_time=0, start_height=30), self.loop
-        ).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.standin.close(), self.loop).result(10)
-        asyncio.run_coroutine_threadsafe(self.node.close(), self.loop).result(10)
-        asyncio.run_coroutine_threadsafe(_cancel_rest(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("chain")
     owner = AccountKey.generate()
-    standin = StandInThread()
+    standin = StandIns(b"cli secret", block_time=0, comet_height=12, node_height=30)
     try:
         with AnvilProcess() as node:
             net = asyncio.run(
@@ -122,7 +99,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 env={"CHAIN_TEST_PW": PW, "NODE_JWT": standin.node.token(Permission.READ)}
             )
             yield Env(
-                net, deployment, keystore, owner, tmp, standin.standin.url, standin.node, runner
+                net, deployment, keystore, owner, tmp, standin.comet.url, standin.node, runner
             )
     finally:
         standin.stop()
@@ -257,12 +234,3 @@ def test_register_a_celestia_node_probed_with_its_token(env: Env) -> None:
     out = ok(env.runner.invoke(cli, [*base, "--probe-token-env", "NODE_JWT", "--yes"]))
     assert "serves mocha-4 at height 30" in out
     assert out.strip().splitlines()[-1] == "my-da"
-
-
-async def _cancel_rest() -> None:
-    """Cancel what the stand-ins left running (e.g. a long poll nobody waits for)."""
-    current = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not current]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

@@ -144,21 +144,23 @@ def test_config_mistake_is_one_cross(env: ChainEnv) -> None:
     assert "unknown key `chain.rpc`" in checks[0].detail
 
 
-def test_gateway_check_passes_on_a_staked_gateway(env: ChainEnv) -> None:
-    path = env.tmp / "gateway.toml"
+def _gateway_toml(env: ChainEnv, name: str, store: str, *services: str) -> Path:
+    """A gateway config of the staked gateway key: ``store``'s table, then ``services``."""
+    path = env.tmp / name
     path.write_text(
         "[gateway]\n"
         f'private_key = "0x{env.keys["gateway"].private_key.hex()}"\n'
         "[settlement]\n"
         f'rpc_url = "{env.net.rpc_url}"\n'
         'deployment = "deployment.json"\n'
-        "[keys]\n"
-        'file = "keys.json"\n'
-        "[services.eth]\n"
-        'catalogue = "devnet"\n'
-        "[services.base]\n"
-        'catalogue = "devnet"\n'
+        + store
+        + "".join(f'[services.{sid}]\ncatalogue = "devnet"\n' for sid in services)
     )
+    return path
+
+
+def test_gateway_check_passes_on_a_staked_gateway(env: ChainEnv) -> None:
+    path = _gateway_toml(env, "gateway.toml", '[keys]\nfile = "keys.json"\n', "eth", "base")
     checks = _by_what(gateway_checks(path))
     assert checks["stake"].ok and checks["deployment"].ok and checks["service eth"].ok
     assert not checks["service base"].ok
@@ -178,18 +180,8 @@ def test_a_receipt_key_other_than_the_staked_one_is_caught(env: ChainEnv) -> Non
 
 
 def test_gateway_check_catches_redis_down(env: ChainEnv) -> None:
-    path = env.tmp / "gateway-redis.toml"
-    path.write_text(
-        "[gateway]\n"
-        f'private_key = "0x{env.keys["gateway"].private_key.hex()}"\n'
-        "[settlement]\n"
-        f'rpc_url = "{env.net.rpc_url}"\n'
-        'deployment = "deployment.json"\n'
-        "[redis]\n"
-        f'url = "redis://127.0.0.1:{_closed_port()}/0"\n'
-        "[services.eth]\n"
-        'catalogue = "devnet"\n'
-    )
+    redis = f'[redis]\nurl = "redis://127.0.0.1:{_closed_port()}/0"\n'
+    path = _gateway_toml(env, "gateway-redis.toml", redis, "eth")
     store = _by_what(gateway_checks(path))["key store"]
     assert not store.ok
     assert store.detail.startswith("Redis does not answer (") and store.detail.endswith("start it")

@@ -361,3 +361,26 @@ def test_promtool_checks_and_unit_tests_the_rules() -> None:
         check=False,
     )
     assert config.returncode == 0, config.stdout + config.stderr
+
+
+def test_confirmations_are_set_within_grace_and_redis_keeps_its_data(
+    compose: dict[str, Any], k8s: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    from ledger.deploy import DeployParams
+    from relaynet.commands.network import parse_params
+
+    params = parse_params(DEPLOY / "config" / "params.toml", base=DeployParams())
+    relayer = load_relayer(DEPLOY / "config" / "relayer.toml", env=ENV, check_files=False)
+    gateway = load_gateway(DEPLOY / "config" / "gateway.toml", env=ENV, check_files=False)
+    for text in ((DEPLOY / "config" / n).read_text() for n in ("relayer.toml", "gateway.toml")):
+        assert re.search(r"^confirmations = [1-9]", text, re.M)  # set, not the default 0
+    for d in (relayer.chain.confirmations, gateway.settlement.confirmations):
+        assert d >= 1
+        assert d <= params.G  # what the servers check at start (check_confirmations)
+    # Redis: the API keys survive a restart (append-only file, fsynced)
+    container = k8s[("StatefulSet", "redis")]["spec"]["template"]["spec"]["containers"][0]
+    for argv in (compose["services"]["redis"]["command"], container["args"]):
+        assert argv[0] == "redis-server"
+        options = dict(zip(argv[1::2], argv[2::2], strict=True))
+        assert options["--appendonly"] == "yes"
+        assert options["--appendfsync"] in ("always", "everysec")

@@ -56,11 +56,8 @@ def compile_store() -> tuple[list[Any], str]:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("gw-e2e"))
-    try:
+    with start_net(tmp_path_factory.mktemp("gw-e2e")) as n:
         yield n
-    finally:
-        n.stop()
 
 
 def rpc(url: str, method: str, params: Any = None, id_: Any = 1) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -41,12 +40,12 @@ from protocol.relay import (
 )
 from rollups.catalogue import __file__ as _catalogue_init
 from rollups.celestia import Permission
-from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
 from tests.support.gateway_net import post
 from tests.support.gateway_proc import GatewayProcess, add_key, write_gateway_files
 from tests.support.relay_client import SignedRelay, sign_relay
 from tests.support.relayer_net import Relayer, stake_relayers
 from tests.support.relayer_proc import RelayerProcess, ServiceBackend
+from tests.support.standins import StandIns
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -57,32 +56,6 @@ COMET, CELESTIA, EVM_A, EVM_B = "rollchain-rpc", "celestia-mocha", "evm-a", "evm
 REST = "rollchain-rest"
 SERVICES = (COMET, CELESTIA, EVM_A, EVM_B, REST)
 LONG_POLL = 6.0
-
-
-class StandIns:
-    """Both stand-ins on one background event loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.comet: CometBftStandIn = self.run(
-            start_cometbft("rollchain_262144-1", block_time=1.0, start_height=20)
-        )
-        self.node: CelestiaStandIn = self.run(
-            start_celestia(JWT_SECRET, "mocha-4", block_time=1.0, start_height=20)
-        )
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def stop(self) -> None:
-        self.run(self.comet.close())
-        self.run(self.node.close())
-        asyncio.run_coroutine_threadsafe(_cancel_rest(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 def _write_specs(tmp: Path) -> dict[str, str]:
@@ -148,7 +121,7 @@ class Net:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     tmp = tmp_path_factory.mktemp("rollchains")
-    standins = StandIns()
+    standins = StandIns(JWT_SECRET, block_time=1.0, comet_height=20, node_height=20)
     settlement = AnvilProcess().start()
     evm_a = AnvilProcess(chain_id=1001).start()
     evm_b = AnvilProcess(chain_id=1002).start()
@@ -392,7 +365,6 @@ def _sign_now(
         domain,
         app,
         service_id=sid,
-        app=app.address,
         supplier=net.suppliers[i],
         n=n,
         payload=payload,
@@ -530,12 +502,3 @@ def test_the_relayer_turns_rest_like_payloads_back_into_http_requests(net: Net) 
         net, REST, rest_payload("GET", "/cosmos/bank/v1beta1/balances/a-b", "", b"")
     )
     assert status == 200 and orjson.loads(body)["code"] == 3  # the node's refusal, receipted
-
-
-async def _cancel_rest() -> None:
-    """Cancel what the stand-ins left running (e.g. a long poll nobody waits for)."""
-    current = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not current]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

@@ -28,8 +28,5 @@ SCRIPT: dict[object, str] = {
 
 @pytest.fixture(scope="package")
 def streamnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamNet]:
-    net = start_streamnet(tmp_path_factory.mktemp("streams"), SCRIPT)
-    try:
+    with start_streamnet(tmp_path_factory.mktemp("streams"), SCRIPT) as net:
         yield net
-    finally:
-        net.stop()

@@ -42,8 +42,11 @@ async def test_follower_survives_the_rpc_going_away_and_coming_back(tmp_path: Pa
         assert follower.connected and follower.snapshot.service("eth") is not None
 
         node.stop()  # the RPC goes away
-        while follower.connected:
+        for _ in range(1500):  # 30 s at most
+            if not follower.connected:
+                break
             await asyncio.sleep(0.02)
+        assert not follower.connected, "still connected 30 s after the RPC went away"
         assert isinstance(follower.last_error, ChainUnavailable)
         late = RegistryFollower(node.url, net.deployment, poll_interval=0.05, max_backoff=0.2)
         followers.append(late)
@@ -81,3 +84,22 @@ async def test_follower_survives_the_rpc_going_away_and_coming_back(tmp_path: Pa
         for f in followers:
             await f.stop()
         node.stop()
+
+
+async def test_refresh_runs_a_pass_now_instead_of_waiting_for_the_next_poll() -> None:
+    """A gateway told by a relayer that its session is over asks its follower for a pass now
+    (``refresh``): it must not wait for the poll interval (here an hour)."""
+    with AnvilProcess() as node:
+        net = await bootstrap_network(node.url, services=[ServiceSpec("eth")], activate=False)
+        follower = RegistryFollower(node.url, net.deployment, poll_interval=3600, max_backoff=3600)
+        async with follower:
+            await follower.wait_caught_up(timeout=30)
+            before = follower.head
+            node.mine(7)
+            assert follower.head == before  # asleep for the hour
+            assert await follower.refresh(timeout=30)
+            assert follower.head == node.block_number() >= before + 7
+            node.mine(2)  # and again: every refresh gets a pass of its own
+            assert await follower.refresh(timeout=30)
+            assert follower.head == node.block_number()
+        assert not await follower.refresh(timeout=1)  # a stopped follower runs no pass

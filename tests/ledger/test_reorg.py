@@ -37,12 +37,14 @@ from ledger.client import LedgerClient
 from ledger.deploy import DeployParams
 from ledger.follower import RegistryFollower, check_confirmations
 from protocol.encoding import address_from_hex
+from protocol.errors import ErrorCode
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain
 from relayer.budget import BudgetMeter
 from relayer.chain import LedgerChain
 from relayer.claimer import Claimer, ClaimState, ClaimStore
 from relayer.config import ClaimsConfig
+from relayer.errors import RelayRefused
 from relayer.interfaces import ClaimStatus, ServiceRuntime
 from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
@@ -136,6 +138,60 @@ def test_confirmations_are_at_most_the_grace_period() -> None:
         check_confirmations(-1, shape)
 
 
+def test_a_depth_above_grace_is_refused_when_a_config_is_loaded(tmp_path: Path) -> None:
+    """End to end: ``relaynet gateway run`` with d > G of its deployment stops at the config
+    with the message, before anything starts; the relayer's config load says the same."""
+    from typer.testing import CliRunner
+
+    from ledger.deploy import Deployment
+    from protocol.keys import AccountKey
+    from relaynet.cli import app as cli
+    from relaynet.config import ConfigProblem, load_relayer
+
+    shape = SessionShape(B0=10, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
+    zero = "0x" + "00" * 20
+    deployment = Deployment(4242, "http://127.0.0.1:1", {"Settlement": zero}, zero, zero, 10, shape)
+    (tmp_path / "deployment.json").write_text(deployment.to_json())
+    key = tmp_path / "gw.key"
+    key.write_text("0x" + AccountKey.generate().private_key.hex())
+    key.chmod(0o600)
+    config = tmp_path / "gateway.toml"
+    for depth, refused in ((2, False), (3, True)):
+        config.write_text(
+            f"""[gateway]
+private_key_file = "gw.key"
+[settlement]
+rpc_url = "http://127.0.0.1:1"
+deployment = "deployment.json"
+confirmations = {depth}
+[keys]
+file = "keys.json"
+[services.eth]
+catalogue = "eth"
+"""
+        )
+        if not refused:
+            from relaynet.config import load_gateway
+
+            assert load_gateway(config).settlement.confirmations == 2
+            continue
+        result = CliRunner().invoke(cli, ["gateway", "run", "--config", str(config)])
+        assert result.exit_code != 0
+        assert "settlement.confirmations = 3 exceeds the deployment's grace period G = 2" in (
+            result.output
+        ), result.output
+
+    text = (Path(__file__).resolve().parents[2] / "deploy" / "config" / "relayer.toml").read_text()
+    text = text.replace(
+        "/etc/relaynet/deployment/deployment.json", str(tmp_path / "deployment.json")
+    )
+    (tmp_path / "relayer.toml").write_text(text)  # confirmations = 3 there
+    env = {"RELAYER_PASSPHRASE": "x", "SETTLEMENT_RPC_URL": "http://127.0.0.1:1"}
+    env |= {"ETH_NODE_URL": "http://127.0.0.1:1", "ETH_NODE_WS_URL": "ws://127.0.0.1:1"}
+    with pytest.raises(ConfigProblem, match=r"chain.confirmations = 3 exceeds .* G = 2"):
+        load_relayer(tmp_path / "relayer.toml", env=env, check_files=False)
+
+
 # -- the must-show: a reorganisation deeper than a session boundary while relays and claims flow
 
 
@@ -188,6 +244,7 @@ class Supplier:
             metrics=self.metrics,
             confirmations=1,
         )
+        follower.add_reorg_listener(self.verifier.on_reorg)  # as relayer/app.py wires them
         follower.add_reorg_listener(self.claimer.on_reorg)
         self.answered: dict[int, int] = {}  # session -> relays answered
         self.tasks: list[asyncio.Task[None]] = []
@@ -209,7 +266,6 @@ class Supplier:
             domain,
             app,
             service_id="eth",
-            app=app.address,
             supplier=self.key.address,
             n=n,
             payload=rpc("eth_blockNumber"),
@@ -334,6 +390,10 @@ async def test_reorg_deeper_than_a_session_boundary_while_relays_and_claims_flow
         assert holders(follower.snapshot, app.address, n) == {a_key.address}
         for _ in range(3):
             a.relay(domain, app, n)  # relays keep flowing to the session as drawn now
+        # B's cached context of session n went with the reorg: B no longer accepts its relays
+        with pytest.raises(RelayRefused) as refused:
+            b.relay(domain, app, n)
+        assert refused.value.code is ErrorCode.NOT_IN_SESSION
 
         await mine_until(
             "sessions m and n settled",
@@ -416,3 +476,105 @@ async def _claim_events(reader: LedgerClient, supplier: bytes) -> list[int]:
         if event is not None and event.name == "Claimed" and event.args.get("supplier") == supplier:
             out.append(int(event.args["session"]))
     return out
+
+
+# -- a gateway through a reorganisation --------------------------------------------------------
+
+
+def test_a_gateway_keeps_serving_through_a_reorg_and_never_signs_for_a_redrawn_supplier(
+    tmp_path: Path,
+) -> None:
+    """A gateway subprocess (and relayer subprocesses) on a private anvil: B stakes in session
+    m and serves in m + 1; the chain reorganises from before B's stake (deeper than the session
+    boundary), so m + 1 is re-drawn with A alone. Reads keep working, and once the gateway's
+    follower has seen the reorganisation no relay is signed for B again."""
+    import urllib.request
+
+    from tests.support.gateway_net import SERVICE, post, start_gateway_proc, start_net
+    from tests.support.relayer_proc import RelayerProcess, ServiceBackend, write_relayer_files
+
+    net = start_net(
+        tmp_path, relayers=1, start_gateway=False, params=DeployParams(S=16, G=4)
+    )  # A alone
+    try:
+        shape = net.network.deployment.shape
+        b_key, b_receipt = AccountKey.generate(), ReceiptKey.generate()
+        svc = {SERVICE: ServiceBackend(net.backend.url)}
+        b_files = write_relayer_files(
+            tmp_path / "relayer-b",
+            rpc_url=net.settlement.url,
+            deployment=net.network.deployment,
+            account=b_key,
+            receipt=b_receipt,
+            services=svc,
+        )
+
+        async def stake_b() -> int:
+            async with net.network.client() as admin:
+                econ = await admin.economic_params(0)
+                await admin.transfer(b_key.address, econ.min_stake_supplier * 4)
+                net.settlement.rpc("anvil_setBalance", ["0x" + b_key.address.hex(), hex(10**20)])
+            async with net.network.client(b_key) as bc:
+                staked = await bc.stake_supplier(
+                    econ.min_stake_supplier * 2,
+                    {SERVICE: b_files.relay_url},
+                    b_receipt.public_key,
+                )
+            return int(staked.block_number)
+
+        staked_at = asyncio.run(stake_b())
+        m = session_of(staked_at, shape.B0, shape.L)
+        w_n = windows(shape, m + 1)
+        b = RelayerProcess(b_files).start()
+        net.extra.append(b)
+        gateway = start_gateway_proc(net)
+
+        def relays_to_b() -> float:
+            """Relay requests B's relayer received: answered or refused (its own metrics)."""
+            text = urllib.request.urlopen(b.metrics_url, timeout=5).read().decode()  # noqa: S310
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("relaynet_relayer_relays_total{")
+            )
+
+        reads = iter(range(10_000))
+
+        def read() -> None:
+            n = next(reads)
+            address = f"0x{n + 0x1000:040x}"
+            body = (
+                f'{{"jsonrpc":"2.0","id":{n},"method":"eth_getBalance",'
+                f'"params":["{address}","latest"]}}'
+            )
+            status, answer, _ = post(net.rpc_url, body.encode(), timeout=30)
+            assert status == 200 and b'"result":"0x0"' in answer, (n, status, answer[:300])
+
+        # into session m + 1 (drawn with A and B), both followers past its H_n
+        head = net.settlement.block_number()
+        net.mine_settlement(max(0, w_n.h_n_block + 1 - head))
+        for _ in range(200):  # B serves some of the session's reads
+            read()
+            if relays_to_b() >= 3:
+                break
+        assert relays_to_b() >= 3
+        head = net.settlement.block_number()
+        assert session_of(head, shape.B0, shape.L) == m + 1 and staked_at - 1 < w_n.h_n_block
+
+        # the reorganisation: from just before B's stake, deeper than the session boundary
+        net.settlement.rpc("anvil_reorg", [head - (staked_at - 1), []])
+        # each has applied the new branch and told its listeners (the gateway's sessions, the
+        # relayer's verifier)
+        for proc, line in ((gateway, "sessions are drawn again"), (b, "reorganised")):
+            for _ in range(300):
+                if line in proc.log_path.read_text():
+                    break
+                time.sleep(0.1)  # the follower polls every 0.1 s
+            else:
+                raise AssertionError(f"no reorganisation seen:\n{proc.log_tail()}")
+        before = relays_to_b()
+        for _ in range(40):
+            read()  # every read answered …
+        assert relays_to_b() == before  # … and none signed for B, re-drawn out of m + 1
+    finally:
+        net.stop()

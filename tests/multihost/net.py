@@ -3,6 +3,8 @@ namespace of :mod:`tests.support.netns`), set up with ``relaynet network deploy`
 CLI, relayers and gateways running the production configs of ``deploy/config`` (``devnet =
 false``; ``allow_networks`` lists our test range).
 
+Parameters: deploy/'s, with a claim window of ``CLAIM_WINDOW`` blocks.
+
 Hosts (10.213.7.0/24): chain .2 (the settlement anvil, chain id 4242, 1 s blocks), eth .3 (the
 Ethereum backend, an anvil with chain id 1 as the ``eth`` spec says), redis .4, gw1 .11, gw2 .12,
 r1 .21, r2 .22, r3 .23."""
@@ -38,6 +40,7 @@ RELAYERS = ("r1", "r2", "r3")
 GATEWAYS = ("gw1", "gw2")
 DELAYED = "r3"  # the relayer behind the delaying proxy
 PYTHON = str(REPO / ".venv" / "bin" / "python")
+CLAIM_WINDOW = 90  # blocks (1 s each): longer than the settlement RPC's outage in scenario.py
 
 
 def wait_for(what: str, check: object, timeout: float = 90.0) -> None:
@@ -157,6 +160,20 @@ class Net:
         assert result.exit_code == 0, (argv, result.output)
         return result.output
 
+    def params(self) -> Path:
+        """deploy/'s parameters with a claim window longer than the settlement RPC's outage
+        (``CLAIM_WINDOW`` blocks at 1 s), so claims whose window is open when it returns can
+        still be made."""
+        text = (REPO / "deploy" / "config" / "params.toml").read_text()
+        assert "\nCW = " in text
+        lines = [
+            f"CW = {CLAIM_WINDOW}" if line.startswith("CW = ") else line
+            for line in text.split("\n")
+        ]
+        path = self.tmp / "params.toml"
+        path.write_text("\n".join(lines))
+        return path
+
     def deploy_and_stake(self) -> None:
         out = self.tmp / "deployment.json"
         stores: dict[str, Path] = {}
@@ -181,7 +198,7 @@ class Net:
                 "--out",
                 str(out),
                 "--params",
-                str(REPO / "deploy" / "config" / "params.toml"),
+                str(self.params()),
             ],
             ["--keystore", str(stores["deployer"]), "--passphrase-file", str(pw)],
         )

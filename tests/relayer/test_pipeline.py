@@ -31,7 +31,7 @@ from session.snapshot import (
     SupplierInfo,
 )
 from tests.support.relay_client import SignedRelay, high_s, rpc, sign_relay
-from tests.support.snapshots import relayer_config, served_snapshot, set_chain
+from tests.support.snapshots import relayer_client, relayer_config, served_snapshot, set_chain
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 DOMAIN = Domain(31337, b"\x5e" * 20)
@@ -67,13 +67,7 @@ def _snapshot(
     poor: AccountKey,
 ) -> MemorySnapshot:
     snap = served_snapshot(
-        SHAPE,
-        SID,
-        cu_price=CU_PRICE,
-        supplier=supplier.address,
-        stake=10**20,
-        receipt_key=receipt.public_key,
-        endpoints={SID: "http://x"},
+        SHAPE, SID, cu_price=CU_PRICE, supplier=supplier.address, receipt_key=receipt.public_key
     )
     for a, stake in ((app, 10**9), (poor, 3 * 3 * CU_PRICE)):  # poor: budget of 3 relays
         snap.set_app(a.address, SID)
@@ -132,11 +126,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             },
         },
     )
-    relayer = build_relayer(
-        cfg, RelayerKeys(supplier, receipt), snapshot=snap, domain=DOMAIN, probe_backends=False
-    )
-    client = TestClient(TestServer(relayer.web_app()))
-    await client.start_server()
+    relayer, client = await relayer_client(cfg, RelayerKeys(supplier, receipt), snap, DOMAIN)
     yield World(snap, supplier, receipt, app, gateway, stranger, poor, relayer, client, hits, cfg)
     await client.close()
     await backend_server.close()
@@ -308,7 +298,6 @@ async def test_session_verified_under_its_recorded_chain_id(world: World) -> Non
         split,
         w.app,
         service_id=SID,
-        app=w.app.address,
         supplier=w.supplier.address,
         n=w.n,
         payload=rpc("eth_blockNumber"),

@@ -19,12 +19,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import WS_CLOSE_RELAY_ERROR, Domain, decode_ws_frame, encode_relay_request
-from relayer.app import Relayer, RelayerKeys, build_relayer
+from relayer.app import Relayer, RelayerKeys
 from relayer.relaylog import SessionKey
 from session.memory import MemorySnapshot
 from session.snapshot import SessionShape
 from tests.support.relay_client import SignedRelay, high_s, rpc, sign_relay
-from tests.support.snapshots import relayer_config, served_snapshot, set_chain
+from tests.support.snapshots import relayer_client, relayer_config, served_snapshot, set_chain
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
 DOMAIN = Domain(31337, b"\x5e" * 20)
@@ -46,13 +46,7 @@ class World:
 
 def _snapshot(supplier: AccountKey, receipt: ReceiptKey, app: AccountKey) -> MemorySnapshot:
     snap = served_snapshot(
-        SHAPE,
-        SID,
-        cu_price=CU_PRICE,
-        supplier=supplier.address,
-        stake=10**20,
-        receipt_key=receipt.public_key,
-        endpoints={SID: "http://x"},
+        SHAPE, SID, cu_price=CU_PRICE, supplier=supplier.address, receipt_key=receipt.public_key
     )
     snap.set_app(app.address, SID)
     snap.set_app_stake(app.address, 1, 10**9)
@@ -95,15 +89,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         },
         server={"max_streams_per_app": 2},
     )
-    relayer = build_relayer(
-        cfg,
-        RelayerKeys(supplier, receipt),
-        snapshot=_snapshot(supplier, receipt, app),
-        domain=DOMAIN,
-        probe_backends=False,
-    )
-    client = TestClient(TestServer(relayer.web_app()))
-    await client.start_server()
+    snap = _snapshot(supplier, receipt, app)
+    relayer, client = await relayer_client(cfg, RelayerKeys(supplier, receipt), snap, DOMAIN)
     yield World(supplier, app, relayer, client, hits, ws_opened)
     await client.close()
     await backend_server.close()

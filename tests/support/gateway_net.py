@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from ledger.anvil import AnvilProcess
 from ledger.bootstrap import AppSpec, GatewaySpec, Network, ServiceSpec, SupplierSpec, dev_account
@@ -49,6 +49,12 @@ class Net:
     def mine_settlement(self, blocks: int) -> None:
         self.settlement.rpc("anvil_mine", [hex(blocks)])
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for thing in [self.gateway, *self.relayers, *self.extra]:
             if thing is not None:
@@ -70,6 +76,7 @@ def stake_net(
     others: Sequence[SupplierSpec] = (),
     params: DeployParams | None = None,
     net_type: type[N] = Net,  # type: ignore[assignment]
+    relayer_tls: Sequence[tuple[Path, Path] | None] = (),
 ) -> N:
     """Stake ``relayers`` real relayers (dev accounts 1…) on the backend anvil, then ``others``
     (scripted suppliers the caller runs), the app (dev account 7) delegating to the gateway
@@ -79,7 +86,10 @@ def stake_net(
     network, files = stake_relayers(
         tmp,
         settlement.url,
-        [Relayer(dev_account(1 + i), svc) for i in range(relayers)],
+        [
+            Relayer(dev_account(1 + i), svc, tls=relayer_tls[i] if relayer_tls else None)
+            for i in range(relayers)
+        ],
         params=params,
         services=[ServiceSpec(SERVICE)],
         others=others,
@@ -107,11 +117,21 @@ def start_net(
     devnet: bool = True,
     start_gateway: bool = True,
     backend_args: list[str] | None = None,
+    relayer_tls: list[tuple[Path, Path] | None] | None = None,
+    params: DeployParams | None = None,
 ) -> Net:
+    """``relayer_tls``: per relayer, its (certificate, key) to serve https:// (staked so)."""
     settlement = AnvilProcess().start()
     backend = AnvilProcess(extra_args=backend_args or []).start()
     try:
-        net = stake_net(tmp, settlement, backend, relayers=relayers)
+        net = stake_net(
+            tmp,
+            settlement,
+            backend,
+            relayers=relayers,
+            params=params,
+            relayer_tls=relayer_tls or (),
+        )
     except BaseException:
         backend.stop()
         settlement.stop()
@@ -134,7 +154,8 @@ def start_gateway_proc(
     name: str = "gateway",
 ) -> GatewayProcess:
     """Another gateway on the network (the first one becomes ``net.gateway`` and ``net.key``)."""
-    proc, key = keyed_gateway(net, name, tables, redis_url=redis_url, devnet=devnet)
+    files = net_gateway_files(net, name, tables, redis_url=redis_url, devnet=devnet)
+    proc, key = keyed_gateway(net, files)
     if net.gateway is None:
         net.gateway_files, net.gateway, net.key = proc.files, proc, key
         net.extra.remove(proc)
@@ -162,18 +183,9 @@ def net_gateway_files(
     )
 
 
-def keyed_gateway(
-    net: Net,
-    name: str,
-    tables: Mapping[str, Mapping[str, Any]] | None = None,
-    *,
-    redis_url: str | None = None,
-    devnet: bool = True,
-    **limits: Any,
-) -> tuple[GatewayProcess, str]:
-    """A gateway started with an API key made before it starts (``limits``: rate limit,
-    quota… of :func:`add_key`); stopped with the network."""
-    files = net_gateway_files(net, name, tables, redis_url=redis_url, devnet=devnet)
+def keyed_gateway(net: Net, files: GatewayFiles, **limits: Any) -> tuple[GatewayProcess, str]:
+    """A gateway started on ``files`` with an API key made before it starts (``limits``: rate
+    limit, quota… of :func:`add_key`); stopped with the network."""
     key = add_key(files, {SERVICE: net.app_hex}, **limits)
     proc = GatewayProcess(files).start()
     net.extra.append(proc)

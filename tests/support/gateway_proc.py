@@ -42,10 +42,11 @@ class GatewayFiles:
     port: int
     metrics_port: int
     redis_url: str | None
+    tls: bool = False  # serves https:// (gateway.tls_cert / tls_key)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def keys_file(self) -> Path:
@@ -110,7 +111,8 @@ def write_gateway_files(
     config = directory / "gateway.toml"
     config.write_text("\n".join(lines))
     os.chmod(config, 0o600)
-    return GatewayFiles(directory, config, port, metrics_port, redis_url)
+    tls = "tls_cert" in sections["gateway"]
+    return GatewayFiles(directory, config, port, metrics_port, redis_url, tls)
 
 
 def add_key(
@@ -174,4 +176,4 @@ class GatewayProcess(ServerProcess):
         return f"{self.url}/v1/{service}" + (f"/{key}" if key else "")
 
     def ws_url(self, service: str, key: str | None = None) -> str:
-        return self.rpc_url(service, key).replace("http://", "ws://", 1)
+        return self.rpc_url(service, key).replace("http", "ws", 1)  # https -> wss

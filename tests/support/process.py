@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,9 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from ledger.anvil import ManagedChild
+from ledger.anvil import ManagedChild, stop_child
+from relaynet.devnet.supervisor import server_command
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _probe_tls() -> ssl.SSLContext:
+    """Readiness probes of our own loopback servers serving TLS: no verification (the tests
+    that serve TLS check certificates where it matters, through the gateway)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+PROBE_TLS = _probe_tls()
 
 
 def toml_str(value: str) -> str:
@@ -40,22 +53,12 @@ def toml_value(value: Any) -> str:
 def is_ready(url: str) -> bool:
     """``GET {url}/readyz`` answers 200."""
     try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=1) as resp:  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310
+            f"{url}/readyz", timeout=1, context=PROBE_TLS if url.startswith("https") else None
+        ) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def stop_child(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    return proc.returncode
 
 
 @dataclass
@@ -83,8 +86,7 @@ class ServerProcess(ManagedChild):
         return Path(self.files.directory) / f"{self.role}.log"
 
     def command(self) -> list[str]:
-        config = str(self.files.config)
-        return [sys.executable, "-m", "relaynet", self.role, "run", "--config", config]
+        return server_command(self.role, self.files.config)
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.anvil import ManagedChild, free_port
+from ledger.anvil import ManagedChild, free_port, stop_child
 
 
 class RedisMissing(RuntimeError):
@@ -74,13 +74,8 @@ class RedisServer(ManagedChild):
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_child(proc)
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None

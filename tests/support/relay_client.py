@@ -53,7 +53,7 @@ def sign_relay(
     key: AccountKey,
     *,
     service_id: str,
-    app: bytes,
+    app: bytes | None = None,
     supplier: bytes,
     n: int,
     payload: bytes,
@@ -66,7 +66,7 @@ def sign_relay(
     header = RelayHeader(
         version=version,
         service_id=service_id,
-        application=app,
+        application=key.address if app is None else app,
         signer=signer if signer is not None else key.address,
         supplier=supplier,
         session=n,

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ledger.anvil import AnvilProcess, free_port
 from ledger.bootstrap import (
@@ -69,6 +70,7 @@ class Relayer:
     staked: tuple[str, ...] | None = None
     stake: int = 0
     host: str = "127.0.0.1"
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serves and is staked https://
 
 
 def stake_relayers(
@@ -82,16 +84,18 @@ def stake_relayers(
     others: Sequence[SupplierSpec] = (),
     params: DeployParams | None = None,
     claims: Mapping[str, object] | None = None,
+    **bootstrap: Any,
 ) -> tuple[Network, list[RelayerFiles]]:
     """Deploy and stake a network whose suppliers are ``relayers`` (then ``others``, e.g. a
     scripted liar) and write each relayer's files (``tmp/relayer<i>``, ports chosen first so
-    the staked endpoints are known); the processes are the caller's to start."""
+    the staked endpoints are known); the processes are the caller's to start. ``bootstrap``:
+    more arguments of :func:`ledger.bootstrap.bootstrap_network`."""
     ports = [(free_port(), free_port()) for _ in relayers]
     suppliers = [
         SupplierSpec(
             r.key,
             {
-                sid: f"http://{r.host}:{port}/v1/relay"
+                sid: f"{'https' if r.tls else 'http'}://{r.host}:{port}/v1/relay"
                 for sid in (r.services if r.staked is None else r.staked)
             },
             receipt_key=r.receipt,
@@ -107,6 +111,7 @@ def stake_relayers(
             suppliers=[*suppliers, *others],
             apps=apps,
             gateways=gateways,
+            **bootstrap,
         )
     )
     files = [
@@ -120,6 +125,7 @@ def stake_relayers(
             port=port,
             metrics_port=metrics_port,
             claims=claims,
+            tls=r.tls,
         )
         for i, (r, (port, metrics_port)) in enumerate(zip(relayers, ports, strict=True))
     ]
@@ -210,7 +216,6 @@ class Net:
             self.domain,
             key,
             service_id="devnet",
-            app=key.address,
             supplier=self.supplier.address,
             n=self.session() if n is None else n,
             payload=payload,

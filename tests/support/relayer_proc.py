@@ -58,10 +58,11 @@ class RelayerFiles:
     port: int
     metrics_port: int
     supplier: bytes
+    tls: bool = False  # serves https:// (server.tls_cert / tls_key)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def relay_url(self) -> str:
@@ -84,6 +85,7 @@ def write_relayer_files(
     metrics_port: int | None = None,
     claims: Mapping[str, Any] | None = None,
     poll_interval: float = 0.1,
+    tls: tuple[Path, Path] | None = None,
 ) -> RelayerFiles:
     """Keystore and receipt key (0600), deployment JSON and ``relayer.toml`` in ``directory``."""
     from protocol.keys import encrypt_keystore
@@ -119,6 +121,11 @@ def write_relayer_files(
         'host = "127.0.0.1"',
         f"port = {port}",
         "shutdown_grace = 1.0",
+        *(
+            [f"tls_cert = {toml_str(str(tls[0]))}", f"tls_key = {toml_str(str(tls[1]))}"]
+            if tls
+            else []
+        ),
         "",
         "[metrics]",
         f"port = {metrics_port}",
@@ -156,7 +163,7 @@ def write_relayer_files(
     config = directory / "relayer.toml"
     config.write_text("\n".join(lines) + "\n")
     os.chmod(config, 0o600)
-    return RelayerFiles(directory, config, port, metrics_port, account.address)
+    return RelayerFiles(directory, config, port, metrics_port, account.address, tls is not None)
 
 
 @dataclass

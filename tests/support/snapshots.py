@@ -10,7 +10,14 @@ from typing import Any
 from session.memory import MemorySnapshot
 from session.snapshot import EconomicParams, ServiceInfo, ServiceParams, SessionShape, SupplierInfo
 
-__all__ = ["block_hash", "economic", "relayer_config", "served_snapshot", "set_chain"]
+__all__ = [
+    "block_hash",
+    "economic",
+    "relayer_client",
+    "relayer_config",
+    "served_snapshot",
+    "set_chain",
+]
 
 
 def economic(cu_price: int) -> EconomicParams:
@@ -32,16 +39,18 @@ def served_snapshot(
     *,
     cu_price: int,
     supplier: bytes,
-    stake: int,
     receipt_key: bytes,
-    endpoints: Mapping[str, str],
+    stake: int = 10**20,
+    endpoints: Mapping[str, str] | None = None,
 ) -> MemorySnapshot:
-    """One service (1 CU a relay) with one staked supplier, from session 0."""
+    """One service (1 CU a relay) with one staked supplier, from session 0 (its endpoint a
+    placeholder unless ``endpoints`` is given)."""
     snap = MemorySnapshot(shape)
     snap.set_economic_params(0, economic(cu_price))
     snap.register_service(ServiceInfo(service, b"\x01" * 20))
     snap.set_service_params(service, 0, ServiceParams(1, 100, 0))
-    snap.stake_supplier(service, SupplierInfo(supplier, stake, receipt_key, dict(endpoints)), 0)
+    where = {service: "http://x"} if endpoints is None else dict(endpoints)
+    snap.stake_supplier(service, SupplierInfo(supplier, stake, receipt_key, where), 0)
     return snap
 
 
@@ -73,3 +82,16 @@ def relayer_config(data: Path, services: Mapping[str, Any], **tables: Any) -> An
         },
         env={},
     )
+
+
+async def relayer_client(cfg: Any, keys: Any, snap: MemorySnapshot, domain: Any) -> Any:
+    """The relayer built in-process on ``snap`` (no backend probes) and a started test client
+    on its web app: ``(relayer, client)``."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from relayer.app import build_relayer
+
+    relayer = build_relayer(cfg, keys, snapshot=snap, domain=domain, probe_backends=False)
+    client = TestClient(TestServer(relayer.web_app()))
+    await client.start_server()
+    return relayer, client

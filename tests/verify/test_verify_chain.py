@@ -45,11 +45,8 @@ ROTATED: dict[bytes, ReceiptKey] = {}
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("verify-net"), relayers=3)
-    try:
+    with start_net(tmp_path_factory.mktemp("verify-net"), relayers=3) as n:
         yield n
-    finally:
-        n.stop()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from gateway.keys import generate_key
 from gateway.server import outermost
 from ledger.anvil import AnvilProcess
 from ledger.bootstrap import AppSpec, GatewaySpec, ServiceSpec, dev_account
-from tests.support.gateway_net import SERVICE, Net, keyed_gateway, post
+from tests.support.gateway_net import SERVICE, Net, keyed_gateway, net_gateway_files, post
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.relayer_net import Relayer, stake_relayers, start_all
 from tests.support.relayer_proc import RelayerProcess, ServiceBackend
@@ -57,18 +57,15 @@ def start_localhost_net(tmp: Path) -> Net:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_localhost_net(tmp_path_factory.mktemp("edges"))
-    try:
+    with start_localhost_net(tmp_path_factory.mktemp("edges")) as n:
         yield n
-    finally:
-        n.stop()
 
 
 def gateway(
     net: Net, name: str, tables: dict[str, dict[str, Any]], **limits: Any
 ) -> tuple[GatewayProcess, str]:
     """A gateway outside devnet mode, and a key made before it starts."""
-    return keyed_gateway(net, name, tables, devnet=False, **limits)
+    return keyed_gateway(net, net_gateway_files(net, name, tables, devnet=False), **limits)
 
 
 async def subscribe(url: str) -> dict[str, Any]:

@@ -42,11 +42,8 @@ OUTAGE_TABLES = {
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("outage"), relayers=1, start_gateway=False)
-    try:
+    with start_net(tmp_path_factory.mktemp("outage"), relayers=1, start_gateway=False) as n:
         yield n
-    finally:
-        n.stop()
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
