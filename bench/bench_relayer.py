@@ -31,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from bench import bench_gateway
@@ -47,6 +49,8 @@ class Result(bench_gateway.Result):
     """bench_gateway's row, and how many relays were sent."""
 
     requests: int
+    cpu_ms: float = 0.0  # the relayer's CPU (user+sys, every thread) per relay
+    sys_ms: float = 0.0
 
 
 # --- the bare forwarder (runs as its own process) ---------------------------------------------
@@ -251,8 +255,22 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def _with_cpu(pid: int, run: Callable[[], Result]) -> Result:
+    """``run()``, a load run against the relayer, with its CPU per request (user+sys of every
+    thread of ``pid``)."""
+    from bench.bench_suite import _cpu_seconds
+
+    user0, sys0 = _cpu_seconds(pid)
+    result = run()
+    user1, sys1 = _cpu_seconds(pid)
+    n = max(1, result.requests)
+    result.cpu_ms = ((user1 - user0) + (sys1 - sys0)) * 1000 / n
+    result.sys_ms = (sys1 - sys0) * 1000 / n
+    return result
+
+
 def run(
-    duration: float, connections: int, rounds: int = 2
+    duration: float, connections: int, rounds: int = 2, profile: Path | None = None
 ) -> tuple[list[Result], dict[str, float]]:
     from ledger.anvil import AnvilProcess, free_port
     from ledger.bootstrap import AppSpec, ServiceSpec
@@ -301,6 +319,8 @@ def run(
         relayer = RelayerProcess(files)
         try:
             relayer.start()
+            relayer_pid = relayer.pid
+            assert relayer_pid is not None
             if shutil.which("taskset") and relayer.pid:
                 subprocess.run(
                     ["taskset", "-apc", "0", str(relayer.pid)], capture_output=True, check=False
@@ -332,18 +352,38 @@ def run(
                 )
                 fwd = _load("bare forwarder", fwd_url, plain, connections, duration, tmp, use_wrk)
                 keep(fwd)
-                signed = _sign_many(int(fwd.rps * (duration + 1) * 1.5) + 2000, ctx)
+                # enough distinct requests for the relayer's rate, which may beat the forwarder's
+                # (a replayed one is refused cheaply and would flatter the figures)
+                rate = max(fwd.rps, best["relayer"].rps if "relayer" in best else 0, 5000)
+                signed = _sign_many(int(rate * (duration + 1) * 1.5) + 2000, ctx)
+                url = relayer.relay_url
                 keep(
-                    _load("relayer", relayer.relay_url, signed, connections, duration, tmp, use_wrk)
+                    _with_cpu(
+                        relayer_pid,
+                        partial(_load, "relayer", url, signed, connections, duration, tmp, use_wrk),
+                    )
                 )
+            if profile is not None:  # a run of its own: py-spy's pauses stay out of the figures
+                from bench.bench_suite import _profile
+
+                signed = _sign_many(int(best["relayer"].rps * (duration + 1) * 1.5) + 2000, ctx)
+                spies = _profile({"relayer": relayer_pid}, duration, profile)
+                _load("profiled", relayer.relay_url, signed, connections, duration, tmp, use_wrk)
+                for spy in spies:
+                    spy.wait(timeout=60)
             # added latency at low load (1 connection)
             one = max(1.0, duration / 2)
             for _ in range(rounds):
                 keep(_load("anvil c=1", backend.url, plain, 1, one, tmp, use_wrk))
                 fwd1 = _load("bare forwarder c=1", fwd_url, plain, 1, one, tmp, use_wrk)
                 keep(fwd1)
-                signed1 = _sign_many(int(fwd1.rps * (one + 1) * 1.5) + 500, ctx)
-                keep(_load("relayer c=1", relayer.relay_url, signed1, 1, one, tmp, use_wrk))
+                signed1 = _sign_many(int(max(fwd1.rps, 2000) * (one + 1) * 1.5) + 500, ctx)
+                keep(
+                    _with_cpu(
+                        relayer_pid,
+                        partial(_load, "relayer c=1", url, signed1, 1, one, tmp, use_wrk),
+                    )
+                )
             results = list(best.values())
             fsync = _fsync_figures(relayer.metrics_url)
         finally:
@@ -382,11 +422,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--serve-forwarder", nargs=2, metavar=("PORT", "TARGET"))
+    parser.add_argument(
+        "--profile", default="", help="write a py-spy profile (speedscope) of the relayer here"
+    )
     args = parser.parse_args(argv)
     if args.serve_forwarder:
         serve_forwarder(int(args.serve_forwarder[0]), args.serve_forwarder[1])
         return
-    results, fsync = run(args.duration, args.connections, args.rounds)
+    profile = Path(args.profile) if args.profile else None
+    results, fsync = run(args.duration, args.connections, args.rounds, profile)
     tool = "wrk (taskset CPU 1; servers on CPU 0)" if shutil.which("wrk") else "aiohttp load"
     print(
         f"load: {tool}, {args.connections} connections, {args.duration:.0f} s; payload eth_chainId"
@@ -399,6 +443,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{r.name:<22} {r.rps:>10.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.errors:>8} "
             f"{r.requests:>9}"
         )
+    for r in results:
+        if r.cpu_ms:
+            print(f"relayer CPU per relay, {r.name}: {r.cpu_ms:.3f} ms (sys {r.sys_ms:.3f})")
+    print(f"load average: {os.getloadavg()[0]:.1f}")
     by = {r.name: r for r in results}
     ratio = by["relayer"].rps / by["bare forwarder"].rps
     print(f"relayer / bare forwarder throughput: {ratio:.0%} (bar >= 50 %)")

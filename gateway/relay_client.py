@@ -59,6 +59,7 @@ from protocol.relay import (
     verify_receipt,
 )
 from transport.http1 import BodyTooLarge, ConnectFailed, HttpClient, HttpError, OverBudget
+from transport.logs import REQUEST
 
 __all__ = [
     "DEFAULT_ANSWER_BUDGET",
@@ -368,7 +369,7 @@ class RelayClient:
         try:
             ws = await self.http.ws_connect(
                 target.endpoint,
-                headers={"Relay-Request": signed.relay_request},
+                headers=dict(_relay_headers(signed)),
                 timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 max_msg_size=max_msg_size,
                 heartbeat=heartbeat,
@@ -524,7 +525,7 @@ class RelayClient:
         attempt_timeout: float,
         max_bytes: int,
     ) -> tuple[int, bytes, str | None, str | None]:
-        headers = {"Content-Type": "application/json", "Relay-Request": signed.relay_request}
+        headers = {"Content-Type": "application/json", **dict(_relay_headers(signed))}
         timeout = self._timeouts.get(attempt_timeout)
         if timeout is None:
             if len(self._timeouts) > 256:
@@ -584,7 +585,7 @@ class RelayClient:
             resp = await self.fast.request(
                 route,
                 payload,
-                extra_headers=(("Relay-Request", signed.relay_request),),
+                extra_headers=_relay_headers(signed),
                 within=attempt_timeout,
                 max_body=max_bytes,
                 max_error_body=min(max_bytes, _CHUNK),
@@ -685,3 +686,13 @@ class RelayClient:
             supplier=target.supplier,
             refusal=refusal,
         )
+
+
+def _relay_headers(signed: Signed) -> tuple[tuple[str, str], ...]:
+    """``Relay-Request``, and the gateway's own ``Relay-Request-Id`` of the client request
+    being served (never a client's header), so the relayer's log lines carry the same id."""
+    fields = REQUEST.get()
+    rid = fields.get("request_id") if fields is not None else None
+    if rid is None:
+        return (("Relay-Request", signed.relay_request),)
+    return (("Relay-Request", signed.relay_request), ("Relay-Request-Id", str(rid)))

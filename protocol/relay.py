@@ -60,6 +60,7 @@ __all__ = [
     "encode_relay_request",
     "encode_ws_frame",
     "is_mined",
+    "leaf_compute_units",
     "receipt_message",
     "recover_signer",
     "relay_key",
@@ -112,6 +113,21 @@ _ZERO_ADDRESS: Final = bytes(ADDRESS_SIZE)
 # payload_hash(32) nonce(16) max_index(4) compute_units(4)
 _HEADER: Final = struct.Struct(">B32s20s20s20sQ32s16sII")
 assert _HEADER.size == RELAY_HEADER_SIZE
+#: The EIP-712 encoding of the Relay struct: typehash, then each field as a 32-byte word.
+_RELAY_STRUCT: Final = struct.Struct(">32s31xB32s12x20s12x20s12x20s24xQ32s16s16x28xI28xI")
+_HEADER_FIELDS: Final = (
+    "version",
+    "service_id",
+    "application",
+    "signer",
+    "supplier",
+    "session",
+    "payload_hash",
+    "nonce",
+    "max_index",
+    "compute_units",
+)
+_set_field: Final = object.__setattr__
 _U64: Final = struct.Struct(">Q")
 _U16: Final = struct.Struct(">H")
 
@@ -120,9 +136,15 @@ def _header_error(message: str) -> ProtocolError:
     return ProtocolError(message, code=ErrorCode.MALFORMED_HEADER)
 
 
+#: A tuple, not ``bytes | bytearray | memoryview``: that union is built anew on every call.
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
+
+
 def _expect_len(value: bytes, size: int, what: str, code: ErrorCode) -> None:
-    if not isinstance(value, bytes | bytearray | memoryview) or len(value) != size:
-        got = len(value) if isinstance(value, bytes | bytearray | memoryview) else "no"
+    if type(value) is bytes and len(value) == size:  # the common case, checked first
+        return
+    if not isinstance(value, _BYTES_LIKE) or len(value) != size:
+        got = len(value) if isinstance(value, _BYTES_LIKE) else "no"
         raise ProtocolError(f"{what}: expected {size} bytes, got {got}", code=code)
 
 
@@ -195,7 +217,7 @@ class RelayHeader:
         """Parse 157 wire bytes. UNSUPPORTED_VERSION when the first byte is not 1 (checked
         first: another version may have another size); MALFORMED_HEADER naming the field for
         anything else."""
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, _BYTES_LIKE):
             raise _header_error("relay header: expected bytes")
         if len(data) == 0:
             raise _header_error(f"relay header: expected {RELAY_HEADER_SIZE} bytes, got 0")
@@ -208,16 +230,19 @@ class RelayHeader:
             raise _header_error(
                 f"relay header: expected {RELAY_HEADER_SIZE} bytes, got {len(data)}"
             )
-        (version, sid, app, signer, supplier, session, payload_hash, nonce, max_index, cu) = (
-            _HEADER.unpack(data)
-        )
+        fields = _HEADER.unpack(data)
         try:
-            service_id = service_id_from_bytes(sid)
+            service_id = service_id_from_bytes(fields[1])
         except ProtocolError as exc:
             raise _header_error(exc.message) from exc
-        return cls(
-            version, service_id, app, signer, supplier, session, payload_hash, nonce, max_index, cu
-        )
+        if fields[9] == 0:
+            raise _header_error("compute_units: must be at least 1")
+        # every other rule of __post_init__ holds by the struct's layout (sizes, ranges, bytes):
+        # set the fields directly, not through its checks again (the relayer's hot path)
+        header = object.__new__(cls)
+        for name, value in zip(_HEADER_FIELDS, (fields[0], service_id, *fields[2:]), strict=True):
+            _set_field(header, name, value)
+        return header
 
 
 # --- EIP-712 ---------------------------------------------------------------------------------
@@ -263,44 +288,15 @@ def _domain_for(chain_id: int, settlement: bytes) -> Domain:
     return Domain(chain_id, settlement)
 
 
-_PAD12: Final = bytes(12)
-_PAD16: Final = bytes(16)
-_PAD24: Final = bytes(24)
-_PAD28: Final = bytes(28)
-_PAD31: Final = bytes(31)
-
-
 def request_digest_of_bytes(header_bytes: bytes, domain: Domain) -> bytes:
     """``request_digest`` straight from 157 encoded header bytes (no re-encoding; the
     caller has decoded them already, so they are well formed)."""
     rh = bytes(header_bytes)
     if len(rh) != RELAY_HEADER_SIZE:
         raise _header_error(f"relay header: expected {RELAY_HEADER_SIZE} bytes, got {len(rh)}")
-    struct_hash = keccak256(
-        b"".join(
-            (
-                RELAY_TYPEHASH,
-                _PAD31,
-                rh[0:1],  # uint256(version)
-                rh[1:33],  # serviceId
-                _PAD12,
-                rh[33:53],  # application
-                _PAD12,
-                rh[53:73],  # signer
-                _PAD12,
-                rh[73:93],  # supplier
-                _PAD24,
-                rh[93:101],  # uint256(session)
-                rh[101:133],  # payloadHash
-                rh[133:149],  # nonce, bytes16 right-padded
-                _PAD16,
-                _PAD28,
-                rh[149:153],  # uint256(maxIndex)
-                _PAD28,
-                rh[153:157],  # uint256(computeUnits)
-            )
-        )
-    )
+    # the header's fields, each widened to its EIP-712 word (uint → left-padded, bytes16 →
+    # right-padded, address → left-padded), behind the typehash
+    struct_hash = keccak256(_RELAY_STRUCT.pack(RELAY_TYPEHASH, *_HEADER.unpack(rh)))
     return keccak256(b"\x19\x01" + domain.separator + struct_hash)
 
 
@@ -326,7 +322,7 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes:
     ``v`` is not 27/28, ``s`` is high (> n/2) or zero, ``r`` is zero or >= n, or recovery fails
     or gives the zero address."""
     _expect_len(digest, DIGEST_SIZE, "digest", ErrorCode.MALFORMED_INPUT)
-    if not isinstance(signature, bytes | bytearray | memoryview) or len(signature) != 65:
+    if not isinstance(signature, _BYTES_LIKE) or len(signature) != 65:
         raise _bad_signature("signature: expected 65 bytes (r ‖ s ‖ v)")
     sig = bytes(signature)
     v = sig[64]
@@ -450,6 +446,21 @@ class Leaf:
         )
 
 
+_LEAF_CU: Final = slice(RELAY_HEADER_SIZE - 4, RELAY_HEADER_SIZE)
+
+
+def leaf_compute_units(leaf: bytes) -> int:
+    """The compute units a leaf's relay header states (the header's last field), without
+    decoding the rest — how a log's recorded value is summed.
+
+    >>> h = RelayHeader(1, "eth", bytes(20), bytes(20), bytes(20), 3, bytes(32), bytes(16), 0, 7)
+    >>> leaf_compute_units(encode_leaf(h.encode(), bytes(65), 0, bytes(32), bytes(64)))
+    7
+    """
+    _expect_len(leaf, LEAF_SIZE, "leaf", ErrorCode.MALFORMED_INPUT)
+    return int.from_bytes(leaf[_LEAF_CU], "big")
+
+
 def relay_key(digest: bytes, index: int) -> bytes:
     """``sha256(request_digest ‖ uint64(index))``: one trie key per signed request and push."""
     _expect_len(digest, DIGEST_SIZE, "digest", ErrorCode.MALFORMED_INPUT)
@@ -542,7 +553,7 @@ def encode_ws_frame(index: int, response_hash: bytes, receipt_sig: bytes, body: 
 def decode_ws_frame(data: bytes) -> tuple[int, bytes, bytes, bytes]:
     """``(index, response_hash, receipt_sig, body)``; BAD_RECEIPT when the frame is shorter
     than its 104-byte receipt prefix."""
-    if not isinstance(data, bytes | bytearray | memoryview) or len(data) < WS_FRAME_PREFIX_SIZE:
+    if not isinstance(data, _BYTES_LIKE) or len(data) < WS_FRAME_PREFIX_SIZE:
         raise ProtocolError(
             f"WebSocket frame: shorter than its {WS_FRAME_PREFIX_SIZE}-byte receipt prefix",
             code=ErrorCode.BAD_RECEIPT,

@@ -38,14 +38,14 @@ from relayer.claimer import Claimer, ClaimStore
 from relayer.config import RelayerConfig
 from relayer.errors import ConfigError
 from relayer.gauges import AccountGauges, LedgerAccount
-from relayer.interfaces import BackendTransport, SettlementChain
+from relayer.interfaces import BackendTransport, ServiceRuntime, SettlementChain
 from relayer.keyring import ReceiptKeyring
 from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
 from relayer.recorder import Recorder
 from relayer.relaylog import RelayLog
 from relayer.server import RELAY_PATH, RelayService, metrics_app, relay_app
-from relayer.verify import ServiceRuntime, Verifier
+from relayer.verify import Verifier
 from relayer.websocket import WebSocketRelay
 from session.snapshot import RegistrySnapshot
 from transport.fastserve import FastSite
@@ -293,13 +293,12 @@ def build_relayer(
         domain,
         services,
         meter,
-        open_log=relay_log.open,
         existing_records=relay_log.records,
     )
     keyring = ReceiptKeyring(
         keys.receipt, supplier=keys.account.address, snapshot=snapshot, path=config.keys.receipt_key
     )
-    recorder = Recorder(relay_log, keyring, verifier)
+    recorder = Recorder(relay_log, keyring)
     add_reorg_listener = getattr(follower, "add_reorg_listener", None)
     if add_reorg_listener is not None:  # a reorganisation may re-draw sessions: check afresh
         add_reorg_listener(verifier.on_reorg)
@@ -403,7 +402,9 @@ async def serve(
     metrics_runner: web.AppRunner | None = None
     metrics_port = 0
     if cfg.metrics.enabled:
-        metrics_runner = web.AppRunner(metrics_app(relayer.metrics), access_log=None)
+        metrics_runner = web.AppRunner(
+            metrics_app(relayer.metrics, relayer.service.tally.flush), access_log=None
+        )
         await metrics_runner.setup()
         msite = web.TCPSite(metrics_runner, cfg.metrics.host, cfg.metrics.port)
         await msite.start()

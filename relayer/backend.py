@@ -21,11 +21,12 @@ import yarl
 from protocol.errors import ErrorCode
 from relayer.errors import BackendError
 from relayer.interfaces import BackendRequest, BackendResponse
-from transport.http1 import BodyTooLarge, HttpClient, HttpError
+from transport.http1 import BodyTooLarge, HttpClient, HttpError, Route
 
 __all__ = ["DEFAULT_MAX_ANSWER", "AiohttpTransport", "Http1Transport", "MockTransport"]
 
 DEFAULT_MAX_ANSWER = 64 * 1024 * 1024
+_MAX_ROUTES = 4096  # REST paths vary per request: the cache is bounded
 
 
 class Http1Transport:
@@ -38,10 +39,24 @@ class Http1Transport:
             max_idle_per_origin=limit_per_host, limit_per_origin=limit_per_host
         )
         self._max_answer = max_answer_bytes
+        #: (method, url) → (the headers mapping it was built with, route): a service's headers
+        #: are one mapping for the process, so an identity check replaces hashing its items
+        self._routes: dict[tuple[str, str], tuple[object, Route]] = {}
+
+    def _route(self, request: BackendRequest) -> Route:
+        key = (request.http_method, request.url)
+        cached = self._routes.get(key)
+        if cached is not None and cached[0] is request.headers:
+            return cached[1]
+        route = self._client.route(request.http_method, request.url, request.headers)
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[key] = (request.headers, route)
+        return route
 
     async def send(self, request: BackendRequest) -> BackendResponse:
         try:
-            route = self._client.route(request.http_method, request.url, request.headers)
+            route = self._route(request)
             answer = await self._client.request(
                 route,
                 request.body,

@@ -3,8 +3,10 @@
 The relayer charges each relay its expected value, ``compute_units × cu_price`` (whatever the
 mining difficulty), against ``budget(len(my_slots), stake(app, n), S, P)`` and refuses relays
 past it with ``APP_OVER_BUDGET`` so the gateway moves to another supplier. A relay is charged
-when it passes verification and refunded when the backend fails (only recorded relays count);
-after a restart the meter is restored from the logs.
+when it passes verification and refunded when it is not recorded (only recorded relays count)
+— both through :class:`relayer.interfaces.SessionContext` (``reserve`` / ``release``); after a
+restart the verifier restores the meter (:meth:`BudgetMeter.restore`) from what the session's
+log holds, before the session's budget is first used.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import RelaynetError
-from protocol.relay import is_mined
+from protocol.relay import is_mined, leaf_compute_units
 from protocol.settlement import (
     budget as session_budget,
 )
@@ -86,8 +86,6 @@ __all__ = [
 log = logging.getLogger("relaynet.relayer.claimer")
 
 _CHECKPOINT_LOOKBACK = 128  # blocks: older boundaries are left to the claims that need them
-
-_CU = slice(153, 157)
 
 #: the ``reason`` label of ``claims_skipped_total`` (a fixed set)
 SKIP_REASONS = ("no_relays", "no_mined_relays", "below_gas", "below_min_reward")
@@ -232,9 +230,7 @@ def build_trie(
         if difficulty_bits and not is_mined(record.relay_key, h_g, difficulty_bits):
             continue
         leaf = record.leaf
-        items.append(
-            (record.relay_key, sha(leaf).digest(), int.from_bytes(leaf[_CU], "big"), record.ref)
-        )
+        items.append((record.relay_key, sha(leaf).digest(), leaf_compute_units(leaf), record.ref))
     mined = len(items)
     return TrieSummary(SumTrie.build(items), relays, mined, tuple(sorted(per_segment.items())))
 

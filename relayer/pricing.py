@@ -11,7 +11,7 @@ from pathlib import Path
 
 from protocol.errors import RelaynetError
 from relayer.errors import ConfigError, RelayRefused
-from relayer.priced import PricedCall
+from relayer.interfaces import PricedCall
 from rollups.handler import MethodClass, RpcHandler
 from rollups.loading import load_spec
 from rollups.rest import backend_request

@@ -2,9 +2,9 @@
 path, ``GET /healthz`` and ``GET /readyz``; and the separate metrics app.
 
 The hot path is the pipeline of ``interfaces.py`` in five visible steps — size, verify,
-forward, record, answer. Relay-layer failures become ``{code, message, retryable}`` with the
-status of ``protocol.errors.ERROR_TABLE``; only an unexpected bug reaches the outermost
-``except`` and answers ``INTERNAL``.
+forward, record, answer — typed against its Protocols only. Relay-layer failures become
+``{code, message, retryable}`` with the status of ``protocol.errors.ERROR_TABLE``; only an
+unexpected bug reaches the outermost ``except`` and answers ``INTERNAL``.
 
 Every relay has a request id — the gateway's ``Relay-Request-Id`` when it sends a well-formed
 one, else a new one — carried by every log line written while it is handled
@@ -24,11 +24,16 @@ import orjson
 from aiohttp import web
 
 from protocol.errors import ERROR_TABLE, ErrorCode, RelaynetError, error_body
-from relayer.errors import RelayRefused
-from relayer.interfaces import BackendRequest, BackendTransport
+from relayer.errors import BackendError, RelayRefused
+from relayer.interfaces import (
+    BackendResponse,
+    BackendTransport,
+    RelayRecorder,
+    RelayVerifier,
+    VerifiedRelay,
+)
 from relayer.metrics import RelayerMetrics
-from relayer.recorder import Recorder
-from relayer.verify import Verifier
+from relayer.tally import Tally
 from transport.fastserve import FastRequest, FastResponse
 from transport.logs import REQUEST, new_request_id
 
@@ -64,13 +69,13 @@ def error_response(code: ErrorCode, message: str) -> web.Response:
 
 
 class RelayService:
-    """The handlers; holds the pipeline's parts, built by the composition root."""
+    """The handlers; holds the pipeline's stages, built by the composition root."""
 
     def __init__(
         self,
-        verifier: Verifier,
+        verifier: RelayVerifier,
         transport: BackendTransport,
-        recorder: Recorder,
+        recorder: RelayRecorder,
         metrics: RelayerMetrics,
         ready: Callable[[], bool],
     ) -> None:
@@ -80,20 +85,30 @@ class RelayService:
         self.metrics = metrics
         self.ready = ready
         self.not_ready_reason: Callable[[], str] = lambda: "follower catching up"
-        self._answered = {sid: metrics.relays.labels(sid, "answered") for sid in verifier.services}
+        tally = self.tally = Tally()  # no lock per relay; folded in when scraped
+        sids = list(verifier.services)
+        self._answered = {s: tally.count(metrics.relays.labels(s, "answered")) for s in sids}
         self._backend_error = {
-            sid: metrics.relays.labels(sid, "backend_error") for sid in verifier.services
+            s: tally.count(metrics.relays.labels(s, "backend_error")) for s in sids
         }
-        self._backend_seconds = {
-            sid: metrics.backend_seconds.labels(sid) for sid in verifier.services
+        self._backend_seconds = {s: tally.timings(metrics.backend_seconds.labels(s)) for s in sids}
+        self._verify_seconds = tally.timings(metrics.verify_seconds)
+        self._refused_by_code = {
+            code: tally.count(metrics.refused.labels(code.value)) for code in ErrorCode
         }
-        self._refused_by_code = {code: metrics.refused.labels(code.value) for code in ErrorCode}
-        self._refused = metrics.relays.labels("-", "refused")
+        self._refused = tally.count(metrics.relays.labels("-", "refused"))
 
     def refuse(self, exc: RelaynetError) -> web.Response:
+        """A refusal on aiohttp (counted by its code)."""
+        answer = self._refuse_answer(exc)
+        return web.Response(body=answer.body, status=answer.status, content_type=_JSON)
+
+    def _refuse_answer(self, exc: RelaynetError) -> FastResponse:
         self._refused_by_code[exc.code].inc()
         self._refused.inc()
-        return error_response(exc.code, exc.message)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("refused %s: %s", exc.code.value, exc.message)
+        return _error_answer(exc.code, exc.message)
 
     async def relay(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/relay`` on aiohttp (the fast path serves it with :meth:`relay_fast`)."""
@@ -101,8 +116,8 @@ class RelayService:
             self.verifier.check_size(request.content_length)
             payload = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self._refused_response(
-                ErrorCode.PAYLOAD_TOO_LARGE, "body exceeds the relayer's limit"
+            return self.refuse(
+                RelayRefused(ErrorCode.PAYLOAD_TOO_LARGE, "body exceeds the relayer's limit")
             )
         except RelaynetError as exc:
             return self.refuse(exc)
@@ -128,67 +143,30 @@ class RelayService:
         answer = await self.answer(None if value is None else value.decode("latin-1"), request.body)
         return replace(answer, headers=(*answer.headers, (REQUEST_ID, rid)))
 
-    def _refused_response(self, code: ErrorCode, message: str) -> web.Response:
-        answer = self._refuse_answer(RelayRefused(code, message))
-        return web.Response(body=answer.body, status=answer.status, content_type=_JSON)
-
-    def _refuse_answer(self, exc: RelaynetError) -> FastResponse:
-        self._refused_by_code[exc.code].inc()
-        self._refused.inc()
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("refused %s: %s", exc.code.value, exc.message)
-        return _error_answer(exc.code, exc.message)
-
     async def answer(self, relay_request: str | None, payload: bytes) -> FastResponse:
-        """verify → forward → record → answer, for a body already read within the limit."""
+        """verify → forward → record → answer, for a body already read within the limit.
+        Whatever fails after verify releases the relay (refund, key freed): nothing recorded
+        is charged."""
         started = time.perf_counter()
         try:
             self.recorder.check_writable()  # a failing relay log refuses before the backend
-            self.verifier.check_size(len(payload))
             relay = self.verifier.verify(relay_request, payload)
         except RelaynetError as exc:
             return self._refuse_answer(exc)
-        try:  # a session retired for claims is refused before its backend is called
-            self.verifier.session_log(relay.ctx)
-        except RelaynetError as exc:
-            self.verifier.abandon(relay)
-            return self._refuse_answer(exc)
-        forwarded = time.perf_counter()
-        self.metrics.verify_seconds.observe(forwarded - started)
-        service = relay.service
-        priced = relay.priced
         try:
-            url = service.backend_url(priced.role)
-            answer = await self.transport.send(
-                BackendRequest(
-                    service.service_id,
-                    url.rstrip("/") + priced.path if priced.path else url,
-                    payload if priced.body is None else priced.body,
-                    service.headers,
-                    http_method=priced.http_method,
-                    timeout=service.timeout,
-                    connect_timeout=service.connect_timeout,
-                )
-            )
-        except RelaynetError as exc:
-            self.verifier.abandon(relay)
-            self._backend_error[service.service_id].inc()
-            return _error_answer(exc.code, exc.message)
-        self._backend_seconds[service.service_id].observe(time.perf_counter() - forwarded)
-        try:
+            self.recorder.check_open(relay.ctx)  # a session retired for claims: no backend call
+            forwarded = time.perf_counter()
+            self._verify_seconds.observe(forwarded - started)
+            answer = await self._forward(relay, forwarded)
             served = self.recorder.record(relay, answer.status, answer.body)
-        except RelaynetError as exc:  # the session closed while the backend answered
-            self.verifier.abandon(relay)
-            return self._refuse_answer(exc)
-        except OSError:  # the log write failed: nothing recorded, nothing charged
-            self.verifier.abandon(relay)
-            log.exception("%s: writing the relay log failed", service.service_id)
-            return _error_answer(ErrorCode.INTERNAL, "the relay could not be recorded")
-        self._answered[service.service_id].inc()
+        except BaseException as exc:
+            self.verifier.release(relay)
+            return self._failed(relay, exc)
+        self._answered[relay.service.service_id].inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "answered %s session %d app 0x%s: backend status %d",
-                service.service_id,
+                relay.service.service_id,
                 relay.ctx.key.n,
                 relay.ctx.key.app.hex(),
                 answer.status,
@@ -202,6 +180,29 @@ class RelayService:
                 ("Relay-Receipt", served.receipt_header),
             ),
         )
+
+    async def _forward(self, relay: VerifiedRelay, forwarded: float) -> BackendResponse:
+        """The backend step: the relay's own request, a complete answer or BackendError."""
+        sid = relay.service.service_id
+        try:
+            answer = await self.transport.send(relay.backend_request())
+        except BackendError:
+            self._backend_error[sid].inc()
+            raise
+        self._backend_seconds[sid].observe(time.perf_counter() - forwarded)
+        return answer
+
+    def _failed(self, relay: VerifiedRelay, exc: BaseException) -> FastResponse:
+        """The answer to a released relay: the backend's failure, a refusal (the session
+        closed meanwhile), or INTERNAL when the log write failed; anything else re-raised."""
+        if isinstance(exc, BackendError):
+            return _error_answer(exc.code, exc.message)
+        if isinstance(exc, RelaynetError):
+            return self._refuse_answer(exc)
+        if isinstance(exc, OSError):  # the log write failed: nothing recorded, nothing charged
+            log.exception("%s: writing the relay log failed", relay.service.service_id)
+            return _error_answer(ErrorCode.INTERNAL, "the relay could not be recorded")
+        raise exc
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -241,10 +242,15 @@ def relay_app(
     return app
 
 
-def metrics_app(metrics: RelayerMetrics) -> web.Application:
-    """Metrics on their own port."""
+def metrics_app(
+    metrics: RelayerMetrics, before_render: Callable[[], None] | None = None
+) -> web.Application:
+    """Metrics on their own port; ``before_render`` folds in what was counted without a lock
+    (:meth:`relayer.tally.Tally.flush`)."""
 
     async def render(request: web.Request) -> web.Response:
+        if before_render is not None:
+            before_render()
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
     app = web.Application()

@@ -26,122 +26,50 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
 from protocol.errors import ErrorCode, ProtocolError, RelaynetError
 from protocol.relay import (
     Domain,
     RelayHeader,
     decode_relay_request,
+    leaf_compute_units,
     recover_signer,
     relay_key,
     request_digest_of_bytes,
 )
 from protocol.settlement import budget as session_budget
-from relayer.budget import BudgetMeter, SessionBudget
+from relayer.budget import BudgetMeter
 from relayer.errors import RelayRefused
-from relayer.priced import PricedCall, PricingPolicy
-from relayer.relaylog import LogRecord, SessionKey, SessionLog
+from relayer.interfaces import (
+    PricedCall,
+    ServiceRuntime,
+    SessionContext,
+    SignedHeader,
+    VerifiedHeader,
+    VerifiedRelay,
+)
+from relayer.relaylog import LogRecord, SessionKey
 from session.hydrate import hydrate
 from session.snapshot import RegistrySnapshot, SessionShape
 from session.windows import Windows, windows
 
-__all__ = [
-    "ServiceRuntime",
-    "SessionContext",
-    "SignedHeader",
-    "VerifiedHeader",
-    "VerifiedRelay",
-    "Verifier",
-]
-
-_LEAF_CU = slice(153, 157)
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceRuntime:
-    """One served service, precomputed from the config: spec pricing, backends, headers."""
-
-    service_id: str
-    pricing: PricingPolicy
-    backends: Mapping[str, str]
-    headers: Mapping[str, str]
-    max_body_bytes: int
-    timeout: float
-    connect_timeout: float
-    ws_backend: str | None = None
-
-    def backend_url(self, role: str) -> str:
-        url = self.backends.get(role)
-        if url is None:
-            raise RelayRefused(
-                ErrorCode.METHOD_DENIED, f"no backend for role {role!r} is configured"
-            )
-        return url
-
-
-@dataclass(slots=True, eq=False)
-class SessionContext:
-    """Per (service, app, n): what every relay of the session shares. Mutable cache."""
-
-    key: SessionKey
-    windows: Windows
-    session_id: bytes
-    slots: tuple[int, ...]
-    cu_price: int
-    max_cu: int
-    difficulty_bits: int
-    max_stream_relays: int
-    budget: SessionBudget
-    domain: Domain  # under the chain id of session n (DESIGN §3.5)
-    seen: set[bytes] = field(default_factory=set)
-    inflight: set[bytes] = field(default_factory=set)
-    delegated: dict[bytes, bool] = field(default_factory=dict)
-    log: SessionLog | None = None
-    relays: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedHeader:
-    """A relay whose header passed every check that does not need the payload."""
-
-    ctx: SessionContext
-    service: ServiceRuntime
-    header: RelayHeader
-    header_bytes: bytes
-    request_sig: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SignedHeader:
-    """A header whose signature verified: its request digest and index-0 relay key."""
-
-    digest: bytes
-    relay_key: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedRelay:
-    """A relay that passed every check, with its budget charged and its key reserved."""
-
-    ctx: SessionContext
-    service: ServiceRuntime
-    header: RelayHeader
-    header_bytes: bytes
-    request_sig: bytes
-    digest: bytes
-    relay_key: bytes
-    payload: bytes
-    priced: PricedCall
-    cost: int
+__all__ = ["Verifier"]
 
 
 def _refuse(exc: RelaynetError) -> RelayRefused:
     return RelayRefused(exc.code, exc.message)
 
 
+def _expired(key: SessionKey, w: Windows, head: int) -> RelayRefused:
+    return RelayRefused(
+        ErrorCode.SESSION_EXPIRED,
+        f"session {key.n} ended its grace at block {w.grace_end}; head is {head}",
+    )
+
+
 class Verifier:
-    """The checks, with their per-session caches. Not thread-safe (one event loop)."""
+    """The checks, with their per-session caches (a :class:`relayer.interfaces.RelayVerifier`).
+    Not thread-safe (one event loop)."""
 
     def __init__(
         self,
@@ -151,7 +79,6 @@ class Verifier:
         services: Mapping[str, ServiceRuntime],
         meter: BudgetMeter,
         *,
-        open_log: Callable[[SessionKey], SessionLog] | None = None,
         existing_records: Callable[[SessionKey], Iterable[LogRecord]] | None = None,
     ) -> None:
         self.snapshot = snapshot
@@ -160,9 +87,9 @@ class Verifier:
         self.services = services
         self.meter = meter
         self.max_body_bytes = max(s.max_body_bytes for s in services.values())
-        self._open_log = open_log
         self._existing = existing_records
-        self._contexts: dict[SessionKey, SessionContext] = {}
+        #: by (service, app, n): a plain tuple hashes faster than a SessionKey, on every relay
+        self._contexts: dict[tuple[str, bytes, int], SessionContext] = {}
         self._shape: SessionShape | None = None
         self._redrawn_seen: dict[SessionKey, set[bytes]] = {}  # see on_reorg
 
@@ -189,21 +116,7 @@ class Verifier:
     ) -> VerifiedHeader:
         """Header, service, supplier, session, slot, app stake, delegation. ``stream``: the
         header rides on a WebSocket upgrade (``max_index`` ≥ 1), else on a POST (0)."""
-        if not header_value:
-            raise RelayRefused(ErrorCode.MALFORMED_HEADER, "the Relay-Request header is missing")
-        try:
-            header, header_bytes, sig = decode_relay_request(header_value)
-        except ProtocolError as exc:
-            raise _refuse(exc) from None
-        if stream and header.max_index == 0:
-            raise RelayRefused(
-                ErrorCode.MALFORMED_HEADER, "a WebSocket relay needs max_index of at least 1"
-            )
-        if not stream and header.max_index != 0:
-            raise RelayRefused(
-                ErrorCode.MALFORMED_HEADER,
-                f"a plain relay has max_index 0, not {header.max_index} (streams are WebSockets)",
-            )
+        header, header_bytes, sig = self._decode(header_value, stream)
         service = self.services.get(header.service_id)
         if service is None or self.snapshot.service(header.service_id) is None:
             raise RelayRefused(
@@ -223,20 +136,43 @@ class Verifier:
                 ErrorCode.MALFORMED_HEADER,
                 f"max_index {header.max_index} exceeds max_stream_relays {ctx.max_stream_relays}",
             )
-        signer = header.signer
-        if signer != header.application:
-            ok = ctx.delegated.get(signer)
-            if ok is None:
-                ok = ctx.delegated[signer] = self.snapshot.signer_ok(
-                    header.application, signer, header.session
-                )
-            if not ok:
-                raise RelayRefused(
-                    ErrorCode.SIGNER_NOT_DELEGATED,
-                    "the signer is neither the app nor a staked gateway it delegates to "
-                    "(under the gateway's current epoch) in this session",
-                )
+        if header.signer != header.application:
+            self._check_delegated(ctx, header)
         return VerifiedHeader(ctx, service, header, header_bytes, sig)
+
+    @staticmethod
+    def _decode(header_value: str | None, stream: bool) -> tuple[RelayHeader, bytes, bytes]:
+        """The header's bytes and fields; ``max_index`` 0 on a POST, ≥ 1 on an upgrade."""
+        if not header_value:
+            raise RelayRefused(ErrorCode.MALFORMED_HEADER, "the Relay-Request header is missing")
+        try:
+            header, header_bytes, sig = decode_relay_request(header_value)
+        except ProtocolError as exc:
+            raise _refuse(exc) from None
+        if stream and header.max_index == 0:
+            raise RelayRefused(
+                ErrorCode.MALFORMED_HEADER, "a WebSocket relay needs max_index of at least 1"
+            )
+        if not stream and header.max_index != 0:
+            raise RelayRefused(
+                ErrorCode.MALFORMED_HEADER,
+                f"a plain relay has max_index 0, not {header.max_index} (streams are WebSockets)",
+            )
+        return header, header_bytes, sig
+
+    def _check_delegated(self, ctx: SessionContext, header: RelayHeader) -> None:
+        signer = header.signer
+        ok = ctx.delegated.get(signer)
+        if ok is None:
+            ok = ctx.delegated[signer] = self.snapshot.signer_ok(
+                header.application, signer, header.session
+            )
+        if not ok:
+            raise RelayRefused(
+                ErrorCode.SIGNER_NOT_DELEGATED,
+                "the signer is neither the app nor a staked gateway it delegates to "
+                "(under the gateway's current epoch) in this session",
+            )
 
     def check_payload(self, vh: VerifiedHeader, payload: bytes) -> VerifiedRelay:
         """A POST's remaining checks: payload well formed and compute units → digest and
@@ -249,7 +185,7 @@ class Verifier:
         """Digest, ``relay_key`` not seen in the session, signature recovering to the signer."""
         digest = request_digest_of_bytes(vh.header_bytes, vh.ctx.domain)
         key = relay_key(digest, 0)
-        self._check_fresh(vh.ctx, key)
+        vh.ctx.check_fresh(key)
         try:
             signer = recover_signer(digest, vh.request_sig)
         except ProtocolError as exc:
@@ -262,14 +198,16 @@ class Verifier:
         self, vh: VerifiedHeader, signed: SignedHeader, payload: bytes
     ) -> VerifiedRelay:
         """A WebSocket relay's first frame: payload well formed, compute units, payload
-        hash, budget (the header and signature were checked on the upgrade)."""
+        hash, budget (the header and signature were checked on the upgrade; the key is
+        checked again on reserving: another copy may have come in since)."""
         priced = self._price(vh, payload)
-        self._check_fresh(vh.ctx, signed.relay_key)  # another copy may have come in since
         return self._admit(vh, signed, payload, priced)
 
     def _price(self, vh: VerifiedHeader, payload: bytes) -> PricedCall:
-        """The payload rule (the spec's handler applies it) and the compute units."""
+        """The payload rule (the spec's handler applies it), a backend for its role, and the
+        compute units."""
         priced = vh.service.pricing.price(payload)
+        vh.service.backend_url(priced.role)
         cu = vh.header.compute_units
         if cu != priced.compute_units or cu > vh.ctx.max_cu:
             raise RelayRefused(
@@ -277,11 +215,6 @@ class Verifier:
                 f"{priced.method} costs {priced.compute_units} compute units, the header says {cu}",
             )
         return priced
-
-    @staticmethod
-    def _check_fresh(ctx: SessionContext, key: bytes) -> None:
-        if key in ctx.seen or key in ctx.inflight:
-            raise RelayRefused(ErrorCode.REPLAYED_RELAY, "this signed request was already relayed")
 
     def _admit(
         self, vh: VerifiedHeader, signed: SignedHeader, payload: bytes, priced: PricedCall
@@ -293,8 +226,7 @@ class Verifier:
                 ErrorCode.PAYLOAD_HASH_MISMATCH, "payload_hash does not match the body"
             )
         cost = header.compute_units * ctx.cu_price
-        ctx.budget.charge(cost)
-        ctx.inflight.add(signed.relay_key)
+        ctx.reserve(signed.relay_key, cost)
         return VerifiedRelay(
             ctx,
             vh.service,
@@ -308,10 +240,12 @@ class Verifier:
             cost,
         )
 
-    def abandon(self, relay: VerifiedRelay) -> None:
-        """The backend failed: refund the budget and free the relay key (nothing recorded)."""
-        relay.ctx.inflight.discard(relay.relay_key)
-        relay.ctx.budget.refund(relay.cost)
+    def release(self, relay: VerifiedRelay) -> None:
+        """The relay will not be recorded: refund its budget and free its key."""
+        relay.ctx.release(relay.relay_key, relay.cost)
+
+    def grace_ended(self, ctx: SessionContext) -> bool:
+        return self.snapshot.head() >= ctx.windows.grace_end
 
     # -- per-session context ----------------------------------------------------------------
 
@@ -321,29 +255,56 @@ class Verifier:
         return self._shape
 
     def _context(self, header: RelayHeader) -> SessionContext:
-        key = SessionKey(header.service_id, header.application, header.session)
         head = self.snapshot.head()
-        ctx = self._contexts.get(key)
-        if ctx is not None:
-            w = ctx.windows
-            if head >= w.grace_end:
-                raise RelayRefused(
-                    ErrorCode.SESSION_EXPIRED,
-                    f"session {key.n} ended its grace at block {w.grace_end}; head is {head}",
-                )
-            return ctx
+        ident = (header.service_id, header.application, header.session)
+        ctx = self._contexts.get(ident)
+        if ctx is None:
+            key = SessionKey(*ident)
+            ctx = self._contexts[ident] = self._open_context(key, head)
+        elif head >= ctx.windows.grace_end:
+            raise _expired(ctx.key, ctx.windows, head)
+        return ctx
+
+    def _open_context(self, key: SessionKey, head: int) -> SessionContext:
+        """A session's first relay: its windows, slots, app stake and budget, parameters and
+        domain — and, after a restart, what its log already holds."""
         shape = self.shape()
         w = windows(shape, key.n)
         if head >= w.grace_end:
-            raise RelayRefused(
-                ErrorCode.SESSION_EXPIRED,
-                f"session {key.n} ended its grace at block {w.grace_end}; head is {head}",
-            )
+            raise _expired(key, w, head)
         if head < w.h_n_block or self.snapshot.block_hash(w.h_n_block) is None:
             raise RelayRefused(
                 ErrorCode.SESSION_NOT_STARTED,
                 f"session {key.n} starts after block {w.h_n_block}; head is {head}",
             )
+        session_id, slots = self._slots(key)
+        if self.snapshot.app_service(key.app) != key.service_id:
+            raise RelayRefused(ErrorCode.APP_NOT_STAKED, "the app is not staked for this service")
+        stake = self.snapshot.app_stake(key.app, key.n)
+        if stake <= 0:
+            raise RelayRefused(ErrorCode.APP_NOT_STAKED, "the app has no stake in this session")
+        econ = self.snapshot.economic_params(key.n)
+        sparams = self.snapshot.service_params(key.service_id, key.n)
+        chain_id = self.snapshot.chain_id(key.n)
+        recorded = self._recorded(key, econ.cu_price)
+        seen = recorded | self._redrawn_seen.pop(key, set())  # a relay key is never answered twice
+        return SessionContext(
+            key=key,
+            windows=w,
+            session_id=session_id,
+            slots=slots,
+            cu_price=econ.cu_price,
+            max_cu=sparams.max_cu_per_relay,
+            difficulty_bits=sparams.difficulty_bits,
+            max_stream_relays=econ.max_stream_relays,
+            budget=self.meter.account(key, session_budget(len(slots), stake, shape.S, shape.P)),
+            domain=self.domain if chain_id is None else self.domain.for_chain(chain_id),
+            seen=seen,
+            relays=len(recorded),
+        )
+
+    def _slots(self, key: SessionKey) -> tuple[bytes, tuple[int, ...]]:
+        """The session's seed and the slots this supplier holds in it (NOT_IN_SESSION: none)."""
         try:
             session = hydrate(self.snapshot, key.service_id, key.app, key.n)
         except RelaynetError as exc:
@@ -353,56 +314,21 @@ class Verifier:
             raise RelayRefused(
                 ErrorCode.NOT_IN_SESSION, f"this supplier holds no slot in session {key.n}"
             )
-        if self.snapshot.app_service(key.app) != key.service_id:
-            raise RelayRefused(ErrorCode.APP_NOT_STAKED, "the app is not staked for this service")
-        stake = self.snapshot.app_stake(key.app, key.n)
-        if stake <= 0:
-            raise RelayRefused(ErrorCode.APP_NOT_STAKED, "the app has no stake in this session")
-        econ = self.snapshot.economic_params(key.n)
-        sparams = self.snapshot.service_params(key.service_id, key.n)
-        limit = session_budget(len(slots), stake, shape.S, shape.P)
-        chain_id = self.snapshot.chain_id(key.n)
-        ctx = SessionContext(
-            key=key,
-            windows=w,
-            session_id=session.seed,
-            slots=tuple(slots),
-            cu_price=econ.cu_price,
-            max_cu=sparams.max_cu_per_relay,
-            difficulty_bits=sparams.difficulty_bits,
-            max_stream_relays=econ.max_stream_relays,
-            budget=self.meter.account(key, limit),
-            domain=self.domain if chain_id is None else self.domain.for_chain(chain_id),
-        )
-        self._restore(ctx)
-        ctx.seen |= self._redrawn_seen.pop(key, set())  # a relay key is never answered twice
-        self._contexts[key] = ctx
-        return ctx
+        return session.seed, tuple(slots)
 
-    def _restore(self, ctx: SessionContext) -> None:
-        """After a restart: the relay keys and value already in this session's log."""
+    def _recorded(self, key: SessionKey, cu_price: int) -> set[bytes]:
+        """After a restart: the relay keys already in the session's log; the value they
+        recorded restores the budget meter (:meth:`BudgetMeter.restore`)."""
+        seen: set[bytes] = set()
         if self._existing is None:
-            return
-        used = 0
-        for record in self._existing(ctx.key):
-            ctx.seen.add(record.relay_key)
-            used += int.from_bytes(record.leaf[_LEAF_CU], "big") * ctx.cu_price
-            ctx.relays += 1
-        if used:
-            ctx.budget.used = used
-
-    def session_log(self, ctx: SessionContext) -> SessionLog:
-        """The open log of the session (opened on its first recorded relay)."""
-        log = ctx.log
-        if log is None:
-            if self._open_log is None:
-                raise RelayRefused(ErrorCode.INTERNAL, "no relay log is configured")
-            log = ctx.log = self._open_log(ctx.key)
-        elif log.closed:  # retired for claiming: an answer now could not be claimed
-            raise RelayRefused(
-                ErrorCode.SESSION_EXPIRED, f"session {ctx.key.n} is closed for claiming"
-            )
-        return log
+            return seen
+        units = 0
+        for record in self._existing(key):
+            seen.add(record.relay_key)
+            units += leaf_compute_units(record.leaf)
+        if units:
+            self.meter.restore(key, units * cu_price)
+        return seen
 
     def contexts(self) -> list[SessionContext]:
         return list(self._contexts.values())
@@ -413,7 +339,8 @@ class Verifier:
         their next relay is checked afresh — refused when this supplier no longer holds a slot.
         Returns their keys."""
         gone = []
-        for key, ctx in list(self._contexts.items()):
+        for ident, ctx in list(self._contexts.items()):
+            key = ctx.key
             try:
                 session = hydrate(self.snapshot, key.service_id, key.app, key.n)
             except RelaynetError:
@@ -423,18 +350,20 @@ class Verifier:
                 or session.seed != ctx.session_id
                 or tuple(session.slot_indexes(self.supplier)) != ctx.slots
             ):
-                del self._contexts[key]
+                del self._contexts[ident]
                 self._redrawn_seen[key] = set(ctx.seen)
                 gone.append(key)
         return gone
 
     def expire(self, head: int) -> list[SessionKey]:
         """Drop the contexts of sessions whose grace ended before ``head``; returns their keys."""
-        gone = [k for k, c in self._contexts.items() if head > c.windows.grace_end]
-        for key in gone:
-            del self._contexts[key]
+        gone = [i for i, c in self._contexts.items() if head > c.windows.grace_end]
+        keys = []
+        for ident in gone:
+            key = self._contexts.pop(ident).key
             self.meter.forget(key)
+            keys.append(key)
         w = self.shape()
         for key in [k for k in self._redrawn_seen if head > windows(w, k.n).grace_end]:
             del self._redrawn_seen[key]
-        return gone
+        return keys

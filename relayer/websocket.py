@@ -26,13 +26,18 @@ from protocol.relay import (
     WS_CLOSE_RELAY_ERROR,
     WS_STATUS,
     encode_ws_frame,
-    relay_key,
 )
 from relayer.errors import RelayRefused
+from relayer.interfaces import (
+    RelayRecorder,
+    RelayVerifier,
+    ServedRelay,
+    SignedHeader,
+    VerifiedHeader,
+    VerifiedRelay,
+)
 from relayer.metrics import RelayerMetrics
-from relayer.recorder import Recorder, ServedRelay
 from relayer.server import RelayService
-from relayer.verify import SignedHeader, VerifiedHeader, VerifiedRelay, Verifier
 
 __all__ = ["DEFAULT_MAX_STREAMS_PER_APP", "WebSocketRelay"]
 
@@ -48,8 +53,8 @@ class WebSocketRelay:
     def __init__(
         self,
         service: RelayService,
-        verifier: Verifier,
-        recorder: Recorder,
+        verifier: RelayVerifier,
+        recorder: RelayRecorder,
         metrics: RelayerMetrics,
         *,
         max_streams_per_app: int = DEFAULT_MAX_STREAMS_PER_APP,
@@ -136,7 +141,7 @@ class WebSocketRelay:
                 timeout=aiohttp.ClientWSTimeout(ws_close=svc.connect_timeout),
             )
         except (aiohttp.ClientError, OSError, TimeoutError):
-            self._verifier.abandon(relay)
+            self._verifier.release(relay)
             await _close(ws, WS_CLOSE_RELAY_ERROR, ErrorCode.BACKEND_UNAVAILABLE.value)
             return
         # read the gateway's side too: pings are answered and its close is seen (aiohttp
@@ -161,7 +166,7 @@ class WebSocketRelay:
         index = 0
         answered = False
         while True:
-            if self._verifier.snapshot.head() >= ctx.windows.grace_end:
+            if self._verifier.grace_ended(ctx):
                 await _close(ws, WS_CLOSE_GRACE_ENDED, "GRACE_ENDED")
                 return
             try:
@@ -172,7 +177,7 @@ class WebSocketRelay:
                 continue
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 if not answered:
-                    self._verifier.abandon(relay)
+                    self._verifier.release(relay)
                 await _close(ws, WS_CLOSE_RELAY_ERROR, ErrorCode.BACKEND_UNAVAILABLE.value)
                 return
             body = msg.data.encode() if msg.type is WSMsgType.TEXT else bytes(msg.data)
@@ -180,7 +185,7 @@ class WebSocketRelay:
                 served = self._record(relay, index, body)
             except (RelaynetError, OSError) as exc:  # OSError: the log write failed
                 if index == 0:
-                    self._verifier.abandon(relay)
+                    self._verifier.release(relay)
                 code = exc.code if isinstance(exc, RelaynetError) else ErrorCode.INTERNAL
                 grace = code is ErrorCode.SESSION_EXPIRED
                 await _close(
@@ -204,21 +209,7 @@ class WebSocketRelay:
         each charged to the app's budget like a relay of its own."""
         if index == 0:
             return self._recorder.record(relay, WS_STATUS, body)
-        relay.ctx.budget.charge(relay.cost)
-        try:
-            return self._recorder.record_leaf(
-                relay.ctx,
-                relay.header_bytes,
-                relay.request_sig,
-                relay.digest,
-                relay_key(relay.digest, index),
-                index,
-                WS_STATUS,
-                body,
-            )
-        except BaseException:  # not logged, so never claimed: the push costs the app nothing
-            relay.ctx.budget.refund(relay.cost)
-            raise
+        return self._recorder.record_push(relay, index, body)
 
 
 async def _drain(ws: web.WebSocketResponse) -> None:

@@ -134,6 +134,31 @@ async def test_an_honest_answer_passes(wire: Wire) -> None:
     assert answer.body == OK_BODY and answer.status == 200 and answer.receipt_checked
 
 
+async def test_the_relayer_gets_the_gateway_request_id(
+    wire: Wire,
+) -> None:
+    from transport.logs import REQUEST
+
+    seen: list[str | None] = []
+
+    async def record(request: web.Request, _d: bytes) -> web.StreamResponse:
+        seen.append(request.headers.get("Relay-Request-Id"))
+        return await _honest(request)
+
+    wire.handler = record
+    client = await _client()
+    try:
+        await _relay(wire, client)  # no request being served: no id sent
+        token = REQUEST.set({"request_id": "0123456789abcdef", "service": "devnet"})
+        try:
+            await _relay(wire, client)
+        finally:
+            REQUEST.reset(token)
+    finally:
+        await client.http.close()
+    assert seen == [None, "0123456789abcdef"]
+
+
 @pytest.mark.parametrize("value", ["70000", "099", "600", "2e2", "+200", "20 0", "0x1f"])
 async def test_backend_status_must_be_a_decimal_in_100_599(wire: Wire, value: str) -> None:
     async def bad(request: web.Request, _: bytes) -> web.Response:

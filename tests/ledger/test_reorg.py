@@ -45,12 +45,12 @@ from relayer.chain import LedgerChain
 from relayer.claimer import Claimer, ClaimState, ClaimStore
 from relayer.config import ClaimsConfig
 from relayer.errors import RelayRefused
-from relayer.interfaces import ClaimStatus
+from relayer.interfaces import ClaimStatus, ServiceRuntime
 from relayer.metrics import RelayerMetrics
 from relayer.pricing import SpecPricing, resolve_spec
 from relayer.recorder import Recorder
 from relayer.relaylog import RelayLog, SessionKey
-from relayer.verify import ServiceRuntime, Verifier
+from relayer.verify import Verifier
 from session.hydrate import hydrate
 from session.memory import MemorySnapshot
 from session.snapshot import SessionShape
@@ -215,7 +215,7 @@ class Supplier:
         runtime = ServiceRuntime(
             service_id="eth",
             pricing=SpecPricing.for_spec(spec, allow_writes=False),
-            backends={"default": "http://127.0.0.1:1"},
+            backends={"rpc": "http://127.0.0.1:1"},
             headers={},
             max_body_bytes=1 << 20,
             timeout=5.0,
@@ -227,10 +227,9 @@ class Supplier:
             domain,
             {"eth": runtime},
             BudgetMeter(),
-            open_log=self.log.open,
             existing_records=self.log.records,
         )
-        self.recorder = Recorder(self.log, receipt, self.verifier)
+        self.recorder = Recorder(self.log, receipt)
         self.client = LedgerClient(chain_url, deployment, key, receipt_timeout=30.0)
         self.store = ClaimStore(data / "claims")
         self.claimer = Claimer(

@@ -6,6 +6,7 @@ to reach; the same behaviour through a subprocess against anvil is in test_relay
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain, Leaf, encode_relay_request
-from relayer.app import Relayer, RelayerKeys
+from relayer.app import Relayer, RelayerKeys, build_relayer
+from relayer.backend import MockTransport
+from relayer.config import RelayerConfig
+from relayer.interfaces import BackendRequest, BackendResponse
 from relayer.relaylog import SessionKey
 from session.memory import MemorySnapshot
 from session.snapshot import (
@@ -26,7 +30,7 @@ from session.snapshot import (
     SessionShape,
     SupplierInfo,
 )
-from tests.support.relay_client import high_s, rpc, sign_relay
+from tests.support.relay_client import SignedRelay, high_s, rpc, sign_relay
 from tests.support.snapshots import relayer_client, relayer_config, served_snapshot, set_chain
 
 SHAPE = SessionShape(B0=100, L=10, G=2, CO=1, CW=5, PO=0, PW=5, S=6)
@@ -51,6 +55,7 @@ class World:
     relayer: Relayer
     client: TestClient
     backend_hits: list[bytes]
+    config: RelayerConfig
     n: int = 2
 
 
@@ -122,7 +127,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         },
     )
     relayer, client = await relayer_client(cfg, RelayerKeys(supplier, receipt), snap, DOMAIN)
-    yield World(snap, supplier, receipt, app, gateway, stranger, poor, relayer, client, hits)
+    yield World(snap, supplier, receipt, app, gateway, stranger, poor, relayer, client, hits, cfg)
     await client.close()
     await backend_server.close()
 
@@ -138,6 +143,19 @@ def _sign(w: World, payload: bytes = rpc("eth_blockNumber"), **kw: object) -> ob
     key = kw.pop("key", w.app)
     args.update(kw)
     return sign_relay(DOMAIN, key, **args)  # type: ignore[arg-type]
+
+
+def _sign_cosmos(w: World, payload: bytes) -> SignedRelay:
+    """A relay of the REST service (``cosmos``) by its app."""
+    return sign_relay(
+        DOMAIN,
+        COSMOS_APP,
+        service_id="cosmos",
+        app=COSMOS_APP.address,
+        supplier=w.supplier.address,
+        n=w.n,
+        payload=payload,
+    )
 
 
 async def _post(
@@ -253,14 +271,7 @@ async def test_rest_payload_is_sent_as_its_http_request(world: World) -> None:
     from protocol.payload import rest_payload
 
     payload = rest_payload("GET", "/cosmos/bank/v1beta1/balances/cosmos1xyz", "a=1&b=2", b"")
-    relay = sign_relay(
-        DOMAIN,
-        COSMOS_APP,
-        service_id="cosmos",
-        supplier=world.supplier.address,
-        n=world.n,
-        payload=payload,
-    )
+    relay = _sign_cosmos(world, payload)
     status, body, headers = await _post(world, relay)
     assert (status, body) == (200, b'{"balances":[]}'), body
     assert world.backend_hits == [b"GET /cosmos/bank/v1beta1/balances/cosmos1xyz?a=1&b=2"]
@@ -292,3 +303,98 @@ async def test_session_verified_under_its_recorded_chain_id(world: World) -> Non
         payload=rpc("eth_blockNumber"),
     )
     assert (await _post(w, relay))[0] == 200
+
+
+async def test_a_relay_that_is_not_recorded_is_released(world: World) -> None:
+    """The one refund path: a backend failure refunds the charge and frees the relay key, so
+    the same signed request can be served once the backend is back."""
+    w = world
+    key = SessionKey(SID, w.app.address, w.n)
+    service = w.relayer.verifier.services[SID]
+    working = dict(service.backends)
+    object.__setattr__(service, "backends", {"rpc": "http://127.0.0.1:1/"})  # nothing listens
+    relay = _sign(w)
+    assert await _code(w, relay) == "BACKEND_UNAVAILABLE"
+    assert w.relayer.meter.used(key) == 0
+    object.__setattr__(service, "backends", working)
+    assert (await _post(w, relay))[0] == 200
+    assert w.relayer.meter.used(key) == CU_PRICE
+
+
+async def test_a_cancelled_relay_is_released(world: World) -> None:
+    """A relay whose caller goes away while the backend works is refunded, its key freed."""
+    w = world
+    started, never = asyncio.Event(), asyncio.Event()
+    service = w.relayer.service
+    real = service.transport
+
+    async def hanging(request: BackendRequest) -> BackendResponse:
+        started.set()
+        await never.wait()
+        raise AssertionError("not reached")
+
+    service.transport = MockTransport(hanging)
+    relay = _sign(w)
+    task = asyncio.create_task(service.answer(relay.relay_request, relay.payload))  # type: ignore[attr-defined]
+    await asyncio.wait_for(started.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert w.relayer.meter.used(SessionKey(SID, w.app.address, w.n)) == 0
+    service.transport = real
+    assert (await _post(w, relay))[0] == 200
+
+
+async def test_restart_restores_budget_and_seen_keys_from_the_log(world: World) -> None:
+    """A relayer started on the same data folder charges what the log holds (the meter's
+    restore) and refuses the relays it recorded as replays."""
+    w = world
+    first, second = _sign(w), _sign(w)
+    for relay in (first, second):
+        assert (await _post(w, relay))[0] == 200
+    await w.relayer.relay_log.close()
+    again = build_relayer(
+        w.config,
+        RelayerKeys(w.supplier, w.receipt),
+        snapshot=w.snapshot,
+        domain=DOMAIN,
+        probe_backends=False,
+    )
+    client = TestClient(TestServer(again.web_app()))
+    await client.start_server()
+    try:
+        third = _sign(w)
+        resp = await client.post("/v1/relay", data=third.payload, headers=third.headers())  # type: ignore[attr-defined]
+        assert resp.status == 200
+        assert again.meter.used(SessionKey(SID, w.app.address, w.n)) == 3 * CU_PRICE
+        resp = await client.post("/v1/relay", data=first.payload, headers=first.headers())  # type: ignore[attr-defined]
+        assert orjson.loads(await resp.read())["code"] == "REPLAYED_RELAY"
+    finally:
+        await client.close()
+
+
+def test_the_verified_relay_builds_its_backend_request(world: World) -> None:
+    """JSON-RPC: the payload byte for byte to the role's URL; REST: the canonical payload's
+    method, path and query appended to it, and its body."""
+    from protocol.payload import rest_payload
+
+    w = world
+    plain = _sign(w)
+    verified = w.relayer.verifier.verify(plain.relay_request, plain.payload)  # type: ignore[attr-defined]
+    request = verified.backend_request()
+    service = w.relayer.verifier.services[SID]
+    assert (request.http_method, request.url, request.body) == (
+        "POST",
+        service.backends["rpc"],
+        plain.payload,  # type: ignore[attr-defined]
+    )
+    assert request.headers == service.headers
+    payload = rest_payload("GET", "/cosmos/bank/v1beta1/balances/x", "a=1", b"")
+    rest = _sign_cosmos(w, payload)
+    request = w.relayer.verifier.verify(rest.relay_request, rest.payload).backend_request()
+    base = w.relayer.verifier.services["cosmos"].backends["rpc"].rstrip("/")
+    assert (request.http_method, request.url, request.body) == (
+        "GET",
+        base + "/cosmos/bank/v1beta1/balances/x?a=1",
+        b"",
+    )

@@ -415,7 +415,12 @@ def _relay_stream(net: Net, max_index: int) -> dict[str, Any]:
             ws = await http.ws_connect(url, headers={"Relay-Request": relay_request})
             async with ws:
                 await ws.send_bytes(body)
-                async for msg in ws:
+                for _ in range(max_index + 2):
+                    msg = await ws.receive()
+                    if msg.type is aiohttp.WSMsgType.CLOSE:
+                        # the code the relayer sent (ws.close_code turns 1006 when our close
+                        # reply meets a socket the relayer already shut: a client-side race)
+                        return frames, int(msg.data)
                     if msg.type is not aiohttp.WSMsgType.BINARY:
                         break
                     frames.append(msg.data)
