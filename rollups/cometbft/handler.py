@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
@@ -29,9 +29,12 @@ from rollups.cometbft.routes import ROUTES, TABLE, UNSAFE_ROUTES, WEBSOCKET_ONLY
 from rollups.errors import MethodNotAllowedError, MethodNotFoundError
 from rollups.finality import Finality, height_finality, not_cached, policy_for
 from rollups.handler import (
+    CachePolicy,
     Call,
     Health,
     HealthStatus,
+    Heights,
+    ProbeAnswer,
     ProbeRequest,
     SubscriptionCall,
     SubscriptionIds,
@@ -40,9 +43,6 @@ from rollups.jsonrpc import answer_error, answer_result, cache_key, decode_answe
 from rollups.methods import CacheRule, MethodClass, MethodInfo
 from rollups.rest import HttpRequest, is_rest_payload, parse_rest_call, query_params
 from rollups.spec import ChainSpec
-
-if TYPE_CHECKING:
-    from rollups.handler import CachePolicy, Heights, ProbeAnswer
 
 __all__ = ["CometBftHandler", "call_arg", "parse_height"]
 
