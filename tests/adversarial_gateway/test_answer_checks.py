@@ -28,7 +28,7 @@ from protocol.errors import ErrorCode, Refusal, refusal_of
 from protocol.keys import ReceiptKey
 from protocol.relay import Domain
 from tests.adversarial_gateway.liar import receipt_of
-from tests.gateway.test_router import READ, SUPPLIERS, WRITE, call, make_router
+from tests.gateway.test_router import READ, SUPPLIERS, WRITE, ScriptedClient, call, make_router
 from transport.http1 import HttpClient
 
 DOMAIN = Domain(31337, b"\x11" * 20)
@@ -304,34 +304,19 @@ async def test_refusals_are_classed_by_the_table(
 
 # -- the router: refusal classes, oversized answers, floors ------------------------------------
 @dataclass
-class Scripted:
+class Scripted(ScriptedClient):
     """Each supplier fails by a script: a RelayError, or answers ``result``."""
 
-    script: dict[bytes, RelayError | str] = field(default_factory=dict)
-    calls: list[bytes] = field(default_factory=list)
+    script: dict[bytes, RelayError | str] = field(default_factory=dict)  # type: ignore[assignment]
 
-    async def relay(
-        self,
-        target: RTarget,
-        payload: bytes,
-        compute_units: int,
-        *,
-        attempt_timeout: float,
-        max_bytes: int = 0,
-        inline: bool = False,
-    ) -> RelayAnswer:
-        self.calls.append(target.supplier)
-        rid = orjson.dumps(orjson.loads(payload)["id"])
-        return RelayAnswer(target.supplier, 200, self.body(target, rid), "rq", "rc", 0.001, True)
+    def answer(self, target: RTarget, payload: bytes) -> bytes:
+        return self.body(target, orjson.dumps(orjson.loads(payload)["id"]))
 
     def body(self, target: RTarget, rid: bytes) -> bytes:
         what = self.script.get(target.supplier, '"0x1"')
         if isinstance(what, RelayError):
             raise what
         return b'{"jsonrpc":"2.0","id":' + rid + b',"result":' + what.encode() + b"}"
-
-    def confirm(self, answer: RelayAnswer) -> None:
-        return None  # every scripted answer was verified
 
 
 def oversized() -> RelayError:

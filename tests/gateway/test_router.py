@@ -63,12 +63,15 @@ class ScriptedClient:
             raise RelayError("timeout", outcome=Outcome.MAYBE_SENT, supplier=target.supplier)
         if mode == "slow":
             await asyncio.sleep(1.0)
-        make = self.results.get(target.supplier, _echo_result)
-        body = make(payload)
+        body = self.answer(target, payload)
         if mode == "forged_sig":  # right hash, bad signature: caught only when verified
             unverified = (target, b"d", b"h", b"s")
             return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, False, unverified)
         return RelayAnswer(target.supplier, 200, body, "rq", "rc", 0.001, True)
+
+    def answer(self, target: Target, payload: bytes) -> bytes:
+        """The answer's body: the supplier's entry in ``results``, else an echo."""
+        return self.results.get(target.supplier, _echo_result)(payload)
 
     def confirm(self, answer: RelayAnswer) -> None:
         self.confirmed.append(answer.supplier)
