@@ -45,15 +45,9 @@ class ScriptedClient:
     on_late_lie: object = None
 
     async def relay(
-        self,
-        target: Target,
-        payload: bytes,
-        compute_units: int,
-        *,
-        attempt_timeout: float,
-        max_bytes: int = 0,
-        inline: bool = False,
+        self, target: Target, payload: bytes, _cu: int, *, inline: bool = False, **_: object
     ) -> RelayAnswer:
+        """RelayClient.relay's call; the timeout and the answer cap are not scripted."""
         self.calls.append((target.supplier, payload))
         self.inline.append(inline)
         mode = self.script.get(target.supplier, "ok")
