@@ -32,6 +32,18 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | N
     return head, await reader.readexactly(length)
 
 
+def _answers_once(response: bytes) -> Handler:
+    """A server that reads one request, writes ``response`` and closes the connection (without
+    "Connection: close": a client learns it only on its next call)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(response)
+        await writer.drain()
+
+    return handler
+
+
 class Server:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
@@ -233,15 +245,7 @@ async def test_timeout_and_refused_connection(serve) -> None:  # type: ignore[no
 async def test_stale_pooled_connection_is_retried_once_but_a_mid_answer_loss_is_not(
     serve,  # type: ignore[no-untyped-def]
 ) -> None:
-    async def one_per_connection(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        # closes without "Connection: close": the client learns it only on its next call
-
-    server = await serve(one_per_connection)
+    server = await serve(_answers_once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
     client = HttpClient()
     try:
         route = client.route("POST", server.url)
@@ -249,12 +253,7 @@ async def test_stale_pooled_connection_is_retried_once_but_a_mid_answer_loss_is_
             assert (await client.request(route, b"x", within=5)).body == b"ok"
         assert server.connections == 3
 
-        async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await _read_request(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\npart")
-            await writer.drain()
-
-        cutter = await serve(cut)
+        cutter = await serve(_answers_once(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\npart"))
         with pytest.raises(ConnectionLost):
             await client.request(client.route("POST", cutter.url), b"x", within=5)
         assert cutter.connections == 1  # maybe sent: never repeated
@@ -263,14 +262,8 @@ async def test_stale_pooled_connection_is_retried_once_but_a_mid_answer_loss_is_
 
 
 async def test_redirect_is_returned_not_followed_and_bad_urls_refused(serve) -> None:  # type: ignore[no-untyped-def]
-    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(
-            b"HTTP/1.1 307 Moved\r\nLocation: http://10.0.0.1/\r\nContent-Length: 0\r\n\r\n"
-        )
-        await writer.drain()
-
-    server = await serve(redirect)
+    moved = b"HTTP/1.1 307 Moved\r\nLocation: http://10.0.0.1/\r\nContent-Length: 0\r\n\r\n"
+    server = await serve(_answers_once(moved))
     client = HttpClient()
     try:
         answer = await client.request(client.route("POST", server.url), b"x", within=5)
