@@ -74,13 +74,12 @@ VALID: dict[str, dict[str, Any]] = {
     "broadcast_tx_async": {"tx": "dGVzdDI="},
     "check_tx": {"tx": "dGVzdA=="},
     "blockchain": {"minHeight": "1", "maxHeight": "3"},
-    "header": {"height": "2"},
-    "block": {"height": "2"},
-    "block_results": {"height": "2"},
-    "commit": {"height": "2"},
+    **{
+        route: {"height": "2"}
+        for route in ("header", "block", "block_results", "commit", "consensus_params")
+    },
     "validators": {"height": "2", "page": "1", "per_page": "30"},
     "genesis_chunked": {"chunk": "0"},
-    "consensus_params": {"height": "2"},
     "unconfirmed_txs": {"limit": "30"},
     "tx_search": {"query": "tx.height=1"},
     "block_search": {"query": "block.height=1"},
