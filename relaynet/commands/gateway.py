@@ -33,6 +33,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys: add, list, revoke, 
 app.add_typer(keys_app, name="keys")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="gateway config (TOML)")]
+KeyIdArg = Annotated[str, typer.Argument(help="key id (a prefix of its hash) or the key")]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -268,10 +269,7 @@ def keys_list(config: ConfigOpt) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(
-    config: ConfigOpt,
-    key_id: Annotated[str, typer.Argument(help="key id (a prefix of its hash) or the key")],
-) -> None:
+def keys_revoke(config: ConfigOpt, key_id: KeyIdArg) -> None:
     """Revoke a key; running gateways refuse it within their reload interval."""
     cfg = _config(config)
 
@@ -291,7 +289,7 @@ def keys_revoke(
 @keys_app.command("update")
 def keys_update(
     config: ConfigOpt,
-    key_id: Annotated[str, typer.Argument(help="key id (a prefix of its hash) or the key")],
+    key_id: KeyIdArg,
     service: Annotated[
         list[str] | None,
         typer.Option("--service", "-s", help="SERVICE=0xAPP (replaces the key's services)"),
@@ -350,10 +348,7 @@ def keys_update(
 
 
 @keys_app.command("rotate")
-def keys_rotate(
-    config: ConfigOpt,
-    key_id: Annotated[str, typer.Argument(help="key id (a prefix of its hash) or the key")],
-) -> None:
+def keys_rotate(config: ConfigOpt, key_id: KeyIdArg) -> None:
     """A new secret with the same services, limits and origins; the old one is revoked."""
     cfg = _config(config)
     key = generate_key()
@@ -381,10 +376,7 @@ def keys_rotate(
 
 
 @keys_app.command("usage")
-def keys_usage(
-    config: ConfigOpt,
-    key_id: Annotated[str, typer.Argument(help="key id (a prefix of its hash) or the key")],
-) -> None:
+def keys_usage(config: ConfigOpt, key_id: KeyIdArg) -> None:
     """Requests counted for a key: this quota period, in total, per service.
 
     With Redis the counters are shared by every replica and read from Redis; without Redis
