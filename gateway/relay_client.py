@@ -83,6 +83,8 @@ __all__ = [
 DEFAULT_ANSWER_CAP = 16 * 1024 * 1024
 DEFAULT_ANSWER_BUDGET = 512 * 1024 * 1024
 _CHUNK = 64 * 1024
+#: what one POST gives back: status, body, Relay-Backend-Status, Relay-Receipt
+_Posted = tuple[int, bytes, str | None, str | None]
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _STATUS = re.compile(r"[1-5][0-9][0-9]")
 
@@ -518,13 +520,8 @@ class RelayClient:
         )
 
     async def _post_aiohttp(
-        self,
-        target: Target,
-        payload: bytes,
-        signed: Signed,
-        attempt_timeout: float,
-        max_bytes: int,
-    ) -> tuple[int, bytes, str | None, str | None]:
+        self, target: Target, payload: bytes, signed: Signed, attempt_timeout: float, max_bytes: int
+    ) -> _Posted:
         headers = {"Content-Type": "application/json", **dict(_relay_headers(signed))}
         timeout = self._timeouts.get(attempt_timeout)
         if timeout is None:
@@ -570,13 +567,8 @@ class RelayClient:
         return status, body, backend_status, receipt
 
     async def _post_fast(
-        self,
-        target: Target,
-        payload: bytes,
-        signed: Signed,
-        attempt_timeout: float,
-        max_bytes: int,
-    ) -> tuple[int, bytes, str | None, str | None]:
+        self, target: Target, payload: bytes, signed: Signed, attempt_timeout: float, max_bytes: int
+    ) -> _Posted:
         """The same exchange on transport.http1: the body read under the cap (a small one for
         a relay-layer error) and the budget, then the same checks as the aiohttp path."""
         assert self.fast is not None
