@@ -162,8 +162,8 @@ def test_relays_go_over_https_and_an_untrusted_relayer_is_refused(
     success = _relays(metrics, "success")
     assert sum(success.values()) >= 30 and set(success) <= good, success
     assert bad not in success
-    # the untrusted relayer was tried (it holds slots) and refused, with the reason in the log
-    assert _relays(metrics, "unsent").get(bad, 0) >= 1, metrics
+    # the untrusted relayer (it holds slots) was tried — by a read, or first by the gateway's
+    # prober, which then keeps reads away from it — and refused, with the reason in the log
     log = gateway.log_path.read_text()
     assert f"relayer {bad} at https://127.0.0.1:" in log
     assert "TLS certificate does not verify" in log and log.count(bad + " at") == 1
