@@ -501,6 +501,8 @@ class Router:
                 alt = self.sessions.signing(sid, view.app)
             except NoSupplier:
                 return None
+        if code is ErrorCode.SESSION_EXPIRED and alt.n < view.n:
+            return None  # view.n is over for a relayer, so is every earlier one: wait, not back
         return alt if alt.n != view.n and alt.targets else None
 
     # -- relaying with retries and hedges ----------------------------------------------

@@ -6,6 +6,7 @@ by their own head)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from gateway.config import RelayConfig
 from gateway.metrics import GatewayMetrics
@@ -107,3 +108,41 @@ async def test_a_lagging_follower_catches_up_instead_of_failing_the_read() -> No
     relayers.signed.clear()
     assert (await router.execute(ctx, call(READ))).status == 200
     assert relayers.signed == [2]
+
+
+async def test_a_follower_sessions_behind_is_waited_for_never_bounced_back() -> None:
+    """The follower froze knowing session 2's hash but signing for 1, the chain is in session
+    4, and the follower's next passes fail a while (the RPC just came back): after a relayer
+    said 2 is over, the gateway waits for its follower on 2 — it never signs for 1 again —
+    and the read is answered once a pass gets through."""
+    snap = chain_snapshot(head=windows(SHAPE, 2).h_n_block)  # knows H_2, still signs for 1
+    chain_head = windows(SHAPE, 4).start + 2
+    passes: list[bool] = []
+
+    async def follower_pass(timeout: float) -> bool:
+        ok = len(passes) >= 5  # the first five passes fail
+        passes.append(ok)
+        if ok:
+            advance(snap, chain_head)
+        return ok
+
+    book = SessionBook(snap, lag=1, refresh=follower_pass)
+    relayers = Relayers(chain_head)
+    router = Router(
+        sessions=book,
+        client=relayers,  # type: ignore[arg-type]
+        qos=Qos(),
+        cache=None,
+        metrics=GatewayMetrics(),
+        config=RelayConfig(hedge_delay=None, max_attempts=3, deadline=5.0),
+    )
+    svc = Service(SID, catalogue_spec("devnet"), handler_for("evm"))
+    ctx = ClientContext("client-1", "c1", svc, APP)
+
+    assert book.signing(SID, APP).n == 1
+    answer = await router.execute(ctx, call(READ))
+    assert answer.status == 200
+    signed = relayers.signed
+    assert signed[0] == 1 and signed[-1] == 4, signed
+    assert all(a <= b for a, b in pairwise(signed)), signed  # never back
+    assert passes == [False] * 5 + [True]
