@@ -74,6 +74,20 @@ class Relayers:
         return None
 
 
+def _router(book: SessionBook, relayers: Relayers) -> tuple[Router, ClientContext]:
+    """A real router over ``book`` relaying to the scripted ``relayers`` (no hedging)."""
+    router = Router(
+        sessions=book,
+        client=relayers,  # type: ignore[arg-type]
+        qos=Qos(),
+        cache=None,
+        metrics=GatewayMetrics(),
+        config=RelayConfig(hedge_delay=None, max_attempts=3, deadline=5.0),
+    )
+    svc = Service(SID, catalogue_spec("devnet"), handler_for("evm"))
+    return router, ClientContext("client-1", "c1", svc, APP)
+
+
 async def test_a_lagging_follower_catches_up_instead_of_failing_the_read() -> None:
     grace_end_1 = windows(SHAPE, 1).grace_end  # 121
     snap = chain_snapshot(head=grace_end_1 - 3)  # the follower froze in session 1's grace
@@ -88,16 +102,7 @@ async def test_a_lagging_follower_catches_up_instead_of_failing_the_read() -> No
 
     book = SessionBook(snap, lag=1, refresh=follower_pass)
     relayers = Relayers(chain_head)
-    router = Router(
-        sessions=book,
-        client=relayers,  # type: ignore[arg-type]
-        qos=Qos(),
-        cache=None,
-        metrics=GatewayMetrics(),
-        config=RelayConfig(hedge_delay=None, max_attempts=3, deadline=5.0),
-    )
-    svc = Service(SID, catalogue_spec("devnet"), handler_for("evm"))
-    ctx = ClientContext("client-1", "c1", svc, APP)
+    router, ctx = _router(book, relayers)
 
     assert book.signing(SID, APP).n == 1  # by its own (stale) head the gateway signs for 1
     answer = await router.execute(ctx, call(READ))
@@ -128,16 +133,7 @@ async def test_a_follower_sessions_behind_is_waited_for_never_bounced_back() -> 
 
     book = SessionBook(snap, lag=1, refresh=follower_pass)
     relayers = Relayers(chain_head)
-    router = Router(
-        sessions=book,
-        client=relayers,  # type: ignore[arg-type]
-        qos=Qos(),
-        cache=None,
-        metrics=GatewayMetrics(),
-        config=RelayConfig(hedge_delay=None, max_attempts=3, deadline=5.0),
-    )
-    svc = Service(SID, catalogue_spec("devnet"), handler_for("evm"))
-    ctx = ClientContext("client-1", "c1", svc, APP)
+    router, ctx = _router(book, relayers)
 
     assert book.signing(SID, APP).n == 1
     answer = await router.execute(ctx, call(READ))
