@@ -2,9 +2,10 @@
 
 The front frames plain POSTs to the two JSON-RPC paths itself; this module runs the same
 guarded ``handle_rpc`` on them through :class:`FastRpcRequest`, the subset of
-``web.Request`` the handler reads (app, match info, headers, method, body), and turns its
-``web.Response`` into the front's answer. WebSocket upgrades, REST paths, ``OPTIONS``,
-health and anything odd never reach here: the front hands them to aiohttp untouched.
+``web.Request`` the handler reads (app, match info, headers, method, body), and hands its
+:class:`~gateway.server.Reply` to the front as it is (no aiohttp response in between).
+WebSocket upgrades, REST paths, ``OPTIONS``, health and anything odd never reach here: the
+front hands them to aiohttp untouched.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.server import Reply
 from transport.fastserve import FastRequest, FastResponse, Handler
 
 __all__ = ["FastRpcRequest", "rpc_route"]
@@ -89,9 +91,10 @@ def _match(path: str) -> dict[str, str] | None:
 
 
 def rpc_route(
-    app: web.Application, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    app: web.Application, handler: Callable[[web.Request], Awaitable[Reply]]
 ) -> Callable[[str], Handler | None]:
-    """The front's route table: the JSON-RPC paths run ``handler``, others go to aiohttp."""
+    """The front's route table: the JSON-RPC paths run ``handler`` (the gateway's guarded
+    JSON-RPC route, :func:`gateway.server.serve_fast`), others go to aiohttp."""
 
     def route(path: str) -> Handler | None:
         match = _match(path)
@@ -99,18 +102,9 @@ def rpc_route(
             return None
 
         async def serve(request: FastRequest) -> FastResponse:
-            shim = FastRpcRequest(app, match, request)
-            response = await handler(shim)  # type: ignore[arg-type]
-            assert isinstance(response, web.Response)
-            body = response.body
-            assert body is None or isinstance(body, bytes)
-            content_type, headers = None, []
-            for name, value in response.headers.items():  # one pass over the multidict
-                if name == "Content-Type":
-                    content_type = value
-                elif name != "Content-Length":
-                    headers.append((name, value))
-            return FastResponse(response.status, body or b"", content_type, tuple(headers))
+            reply = await handler(FastRpcRequest(app, match, request))  # type: ignore[arg-type]
+            headers = tuple(reply.headers.items())
+            return FastResponse(reply.status, reply.body, reply.content_type, headers)
 
         return serve
 

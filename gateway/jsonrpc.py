@@ -44,6 +44,8 @@ __all__ = [
     "value_end",
 ]
 
+#: a body that can only be one JSON object (or not JSON at all): never a batch
+_OBJECT = re.compile(rb"[ \t\n\r]*\{")
 # the id of an invalid call, echoed in its -32600 answer when it is a plain id
 _PLAIN_ID = re.compile(rb'null|-?(?:0|[1-9][0-9]*)|"(?:[^"\\]|\\.)*"', re.DOTALL)
 
@@ -137,6 +139,8 @@ def parse_body(body: bytes, *, max_batch: int | None = None) -> ClientRequest:
     ``BadRequest(PARSE_ERROR)``; an empty batch raises ``BadRequest(INVALID_REQUEST)``; a
     batch over ``max_batch`` raises ``BadRequest(BATCH_TOO_LARGE)``. Calls that break the
     payload rule come back ``invalid``."""
+    if _OBJECT.match(body):  # one call: the payload rule parses it, once
+        return ClientRequest((_call(body, single=True),), False)
     try:
         elements = split_batch(body)
     except PayloadError as exc:

@@ -32,6 +32,7 @@ import os
 import random
 import re
 import ssl
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ from protocol.relay import (
     decode_receipt,
     decode_ws_frame,
     encode_relay_request,
-    request_digest,
+    request_digest_of_bytes,
     sign_request,
     verify_receipt,
 )
@@ -170,9 +171,19 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Signed:
-    header: RelayHeader
+    header_bytes: bytes  # RH, the 157 wire bytes
     digest: bytes
     relay_request: str  # the Relay-Request header value
+
+    @property
+    def header(self) -> RelayHeader:
+        return RelayHeader.decode(self.header_bytes)
+
+
+#: RH's bytes after ``payload_hash ‖ nonce``: ``max_index``, ``compute_units`` (DESIGN §3.3)
+_HEADER_TAIL = struct.Struct(">II")
+_FIXED = 101  # RH's bytes before ``payload_hash``: the same for every relay to one target
+_UINT32 = 1 << 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +361,7 @@ class RelayClient:
         self._rng = rng or random.Random()
         self._allowed: set[str] = set()  # endpoints check_literal accepted (it is pure)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._prefixes: dict[int, tuple[Target, bytes]] = {}  # id(target) -> (target, RH[:101])
         self.on_late_lie: Callable[[Target], None] | None = None
         self.late_checks = 0
         self.late_lies = 0
@@ -403,7 +415,25 @@ class RelayClient:
     def sign(
         self, target: Target, payload: bytes, compute_units: int, max_index: int = 0
     ) -> Signed:
-        header = RelayHeader(
+        """``RH`` for this payload (a fresh nonce), its EIP-712 digest under session
+        ``target.n``'s domain, and the ``Relay-Request`` value carrying the signature."""
+        if 0 < compute_units < _UINT32 and 0 <= max_index < _UINT32:
+            rh = (
+                self._fixed(target)
+                + hashlib.sha256(payload).digest()
+                + os.urandom(16)
+                + _HEADER_TAIL.pack(max_index, compute_units)
+            )
+        else:  # out of range: RelayHeader says which field (MALFORMED_HEADER)
+            rh = self._header(target, payload, compute_units, max_index).encode()
+        digest = request_digest_of_bytes(rh, self.domain_of(target.n))
+        sig = sign_request(digest, self.key)
+        return Signed(rh, digest, encode_relay_request(rh, sig))
+
+    def _header(
+        self, target: Target, payload: bytes, compute_units: int, max_index: int
+    ) -> RelayHeader:
+        return RelayHeader(
             version=RELAY_VERSION,
             service_id=target.service_id,
             application=target.app,
@@ -415,9 +445,18 @@ class RelayClient:
             max_index=max_index,
             compute_units=compute_units,
         )
-        digest = request_digest(header, self.domain_of(target.n))
-        sig = sign_request(digest, self.key)
-        return Signed(header, digest, encode_relay_request(header.encode(), sig))
+
+    def _fixed(self, target: Target) -> bytes:
+        """RH's first bytes (version, service, app, signer, supplier, session) for ``target``,
+        built and checked once per target (session views keep their targets)."""
+        entry = self._prefixes.get(id(target))
+        if entry is not None and entry[0] is target:
+            return entry[1]
+        fixed = self._header(target, b"", 1, 0).encode()[:_FIXED]
+        if len(self._prefixes) >= 4096:
+            self._prefixes.clear()
+        self._prefixes[id(target)] = (target, fixed)
+        return fixed
 
     def check_receipt(
         self,
