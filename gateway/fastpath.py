@@ -10,6 +10,7 @@ front hands them to aiohttp untouched.
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +22,12 @@ from transport.fastserve import FastRequest, FastResponse, Handler
 __all__ = ["FastRpcRequest", "rpc_route"]
 
 
+@functools.lru_cache(maxsize=64)
+def _wire_name(name: str) -> bytes:
+    """A header name as the front keys it (lower case, bytes)."""
+    return name.lower().encode("latin-1")
+
+
 class _Headers:
     """Case-insensitive ``get`` over the front's lower-case header dict (what handle_rpc uses)."""
 
@@ -30,7 +37,7 @@ class _Headers:
         self._raw = raw
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        value = self._raw.get(name.lower().encode("latin-1"))
+        value = self._raw.get(_wire_name(name))
         return default if value is None else value.decode("latin-1")
 
     def __getitem__(self, name: str) -> str:
@@ -40,7 +47,7 @@ class _Headers:
         return value
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower().encode("latin-1") in self._raw
+        return isinstance(name, str) and _wire_name(name) in self._raw
 
 
 class FastRpcRequest:

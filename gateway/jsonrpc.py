@@ -94,7 +94,7 @@ def id_template(answer: bytes) -> tuple[bytes, bytes] | None:
     return answer[: span[0]], answer[span[1] :]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call on the hot path
 class Call:
     """One JSON-RPC call as the client sent it."""
 
@@ -104,6 +104,7 @@ class Call:
     params: Any
     is_notification: bool
     invalid: bool  # breaks the payload rule: answered -32600 by the gateway itself
+    id: str | int | None = None  # the id's value (None: absent, null, or an invalid call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,7 @@ def _call(raw: bytes, *, single: bool) -> Call:
         if single and exc.not_json:
             raise BadRequest("Parse error", reason=ClientReason.PARSE_ERROR) from None
         return Call(raw, _invalid_id(raw), "", None, False, True)
-    return Call(raw, p.raw_id, p.method, p.params, p.notification, False)
+    return Call(raw, p.raw_id, p.method, p.params, p.notification, False, p.id)
 
 
 def parse_body(body: bytes, *, max_batch: int | None = None) -> ClientRequest:

@@ -169,7 +169,7 @@ class Target:
     receipt_key: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per relay on the hot path
 class Signed:
     header_bytes: bytes  # RH, the 157 wire bytes
     digest: bytes
@@ -186,7 +186,7 @@ _FIXED = 101  # RH's bytes before ``payload_hash``: the same for every relay to 
 _UINT32 = 1 << 32
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per relay on the hot path
 class RelayAnswer:
     """A relayed answer: the backend's status and bytes, plus the proof of who served it."""
 

@@ -80,7 +80,7 @@ class Qos:
         return self._stats
 
     # -- observations ------------------------------------------------------------------
-    def record_success(self, service: str, supplier: bytes, latency: float) -> None:
+    def record_success(self, service: str, supplier: bytes, latency: float) -> SupplierStats:
         st = self.stats(service, supplier)
         st.requests += 1
         st.latency = (
@@ -88,6 +88,7 @@ class Qos:
         )
         st.error_rate += self._alpha * (0.0 - st.error_rate)
         st.breaker.record_success()
+        return st
 
     def record_failure(self, service: str, supplier: bytes) -> None:
         st = self.stats(service, supplier)

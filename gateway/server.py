@@ -34,6 +34,7 @@ from gateway.keys import KEY_PREFIX, ApiKey, KeyRing
 from gateway.metrics import GatewayMetrics
 from gateway.quorum import QuorumRefused, parse_quorum
 from gateway.router import CallAnswer, ClientContext
+from gateway.services import Service
 from gateway.state import GATEWAY, Gateway
 from protocol.encoding import address_from_hex
 from protocol.errors import ProtocolError
@@ -158,16 +159,29 @@ def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, Ap
     """Authenticate and route: 401 bad key, 404 unknown service, 403 service not on the key."""
     record = gw.keys.lookup(presented_key(request))
     service_id = request.match_info["service"]
-    svc = gw.services.get(service_id)
+    known = gw.contexts.get((record.key_hash, service_id))
+    svc = known[1].service if known is not None else gw.services.get(service_id)
     if gw.sessions.snapshot.service(service_id) is None and gw.ready():
         raise BadRequest(
             f"service {service_id!r} is not registered", reason=ClientReason.UNKNOWN_SERVICE
         )
-    app_hex = KeyRing.app_for(record, service_id)
     if record.origins:  # the outermost boundary narrows CORS to them (see _guarded)
         fields = REQUEST.get()
         if fields is not None:
             fields["_origins"] = record.origins
+    if known is not None and known[0] is record:  # this record and service, seen before
+        return known[1], record
+    ctx = _new_context(record, svc)
+    if len(gw.contexts) >= 4096:
+        gw.contexts.clear()
+    gw.contexts[(record.key_hash, service_id)] = (record, ctx)
+    return ctx, record
+
+
+def _new_context(record: ApiKey, svc: Service) -> ClientContext:
+    """The service's paying app under this key (403 when the key may not use it)."""
+    service_id = svc.service_id
+    app_hex = KeyRing.app_for(record, service_id)
     try:
         app = _app_address(app_hex)
     except ProtocolError as exc:
@@ -175,7 +189,7 @@ def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, Ap
             f"the key's app for {service_id!r} is not an address",
             reason=ClientReason.SERVICE_NOT_ALLOWED,
         ) from exc
-    return ClientContext(record.key_hash, record.key_id, svc, app), record
+    return ClientContext(record.key_hash, record.key_id, svc, app)
 
 
 @functools.lru_cache(maxsize=4096)
