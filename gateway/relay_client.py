@@ -59,7 +59,14 @@ from protocol.relay import (
     sign_request,
     verify_receipt,
 )
-from transport.http1 import BodyTooLarge, ConnectFailed, HttpClient, HttpError, OverBudget
+from transport.http1 import (
+    BodyTooLarge,
+    ConnectFailed,
+    HttpClient,
+    HttpError,
+    OverBudget,
+    Route,
+)
 from transport.logs import REQUEST
 
 __all__ = [
@@ -362,6 +369,7 @@ class RelayClient:
         self._allowed: set[str] = set()  # endpoints check_literal accepted (it is pure)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._prefixes: dict[int, tuple[Target, bytes]] = {}  # id(target) -> (target, RH[:101])
+        self._routes: dict[int, tuple[Target, Route]] = {}  # id(target) -> (target, its route)
         self.on_late_lie: Callable[[Target], None] | None = None
         self.late_checks = 0
         self.late_lies = 0
@@ -446,6 +454,18 @@ class RelayClient:
             compute_units=compute_units,
         )
 
+    def _route(self, target: Target) -> Route:
+        """The target's POST route on the fast client, looked up once per target."""
+        assert self.fast is not None
+        entry = self._routes.get(id(target))
+        if entry is not None and entry[0] is target:
+            return entry[1]
+        route = self.fast.route("POST", target.endpoint, _JSON_HEADERS)
+        if len(self._routes) >= 4096:
+            self._routes.clear()
+        self._routes[id(target)] = (target, route)
+        return route
+
     def _fixed(self, target: Target) -> bytes:
         """RH's first bytes (version, service, app, signer, supplier, session) for ``target``,
         built and checked once per target (session views keep their targets)."""
@@ -478,7 +498,9 @@ class RelayClient:
             rhash, rsig = decode_receipt(receipt)
         except ProtocolError as exc:
             raise _lie(f"bad receipt: {exc.message}", target) from exc
-        if rhash != hashlib.sha256(status.to_bytes(2, "big") + body).digest():
+        h = hashlib.sha256(status.to_bytes(2, "big"))
+        h.update(body)  # not ``bytes + body``: no copy of the answer
+        if rhash != h.digest():
             raise _lie("bad receipt: response hash mismatch", target)
         if inline or self.receipt_check >= 1.0:
             self._verify(target, digest, rhash, rsig)
@@ -612,7 +634,7 @@ class RelayClient:
         a relay-layer error) and the budget, then the same checks as the aiohttp path."""
         assert self.fast is not None
         try:
-            route = self.fast.route("POST", target.endpoint, _JSON_HEADERS)
+            route = self._route(target)
             resp = await self.fast.request(
                 route,
                 payload,

@@ -103,7 +103,7 @@ class _Step:
 
     planned: _Planned
     view: SessionView
-    heights: Heights
+    heights: Heights | None  # known when there is a cache policy
     rule: FloorRule | None
     policy: CachePolicy | None
 
@@ -182,10 +182,10 @@ class Router:
         cache policy (only for ids every backend accepts: others get the backend's refusal)."""
         svc = ctx.service
         view = self.sessions.signing(svc.service_id, ctx.app)
-        heights = self._heights(svc, view)
         rule = svc.handler.floor_rule(svc.spec, planned.rcall)
-        policy = None
+        policy = heights = None  # only a cache reads the heights
         if self.cache is not None and not call.is_notification and _PLAIN_ID.fullmatch(call.raw_id):
+            heights = self._heights(svc, view)
             policy = svc.handler.cache_policy(svc.spec, planned.rcall, heights)
         return _Step(planned, view, heights, rule, policy)
 
@@ -231,6 +231,7 @@ class Router:
                 return CallAnswer(200, floored, "gateway", method_class=cls)
             relayed = floored
         if step.policy is not None and step.policy.cacheable:
+            assert step.heights is not None
             await self._offer(ctx.service, step.planned.rcall, relayed, step.heights)
         return _agreed((relayed,), cls)
 

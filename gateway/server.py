@@ -165,16 +165,17 @@ def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, Ap
         raise BadRequest(
             f"service {service_id!r} is not registered", reason=ClientReason.UNKNOWN_SERVICE
         )
+    if known is not None and known[0] is record:  # this record and service, seen before
+        ctx = known[1]
+    else:
+        ctx = _new_context(record, svc)
+        if len(gw.contexts) >= 4096:
+            gw.contexts.clear()
+        gw.contexts[(record.key_hash, service_id)] = (record, ctx)
     if record.origins:  # the outermost boundary narrows CORS to them (see _guarded)
         fields = REQUEST.get()
         if fields is not None:
             fields["_origins"] = record.origins
-    if known is not None and known[0] is record:  # this record and service, seen before
-        return known[1], record
-    ctx = _new_context(record, svc)
-    if len(gw.contexts) >= 4096:
-        gw.contexts.clear()
-    gw.contexts[(record.key_hash, service_id)] = (record, ctx)
     return ctx, record
 
 
