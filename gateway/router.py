@@ -610,6 +610,7 @@ class Router:
     ) -> RelayAnswer:
         """Step 4: relay one payload within ``view``, retried and hedged by the plan's rules
         (:class:`gateway.failsafe.attempts.Attempts`)."""
+        loop = asyncio.get_running_loop()
         long_poll = plan.method_class is MethodClass.LONG_POLL
         per_try = plan.retry.timeout if long_poll else min(self.cfg.timeout, plan.retry.timeout)
         budget = max(self.cfg.deadline, plan.retry.timeout if long_poll else 0)
@@ -627,7 +628,8 @@ class Router:
             payload,
             retry=retry,
             per_try=per_try,
-            deadline=asyncio.get_running_loop().time() + budget,
+            deadline=loop.time() + budget,
+            loop=loop,
             hedger=self._hedger(svc.service_id) if hedge else None,
             pinned_to=pinned_to,
         )
