@@ -171,11 +171,16 @@ async def test_websocket_upgrades_reach_aiohttp_on_every_worker(net: Net) -> Non
 def test_each_workers_log_lines_carry_its_index(net: Net) -> None:
     """An operator tells the workers apart (text format, the default): each worker's lines
     carry its index, the parent's carry none."""
-    lines = _gateway(net).log_path.read_text().splitlines()
-    listening = [line for line in lines if "gateway listening on" in line]
-    tags = [re.search(r" \[worker=(\d+)\]$", line) for line in listening]
-    assert len(listening) >= 2 and all(tags), listening
-    assert {m.group(1) for m in tags if m} == {"0", "1"}
+    gw = _gateway(net)
+    tags: set[str] = set()
+    for _ in range(100):  # each worker logs "listening" once its follower caught up
+        lines = gw.log_path.read_text().splitlines()
+        listening = [line for line in lines if "gateway listening on" in line]
+        tags = {m.group(1) for line in listening if (m := re.search(r" \[worker=(\d)\]$", line))}
+        if len(tags) == 2:
+            break
+        time.sleep(0.1)
+    assert tags == {"0", "1"}, listening
     started = [line for line in lines if "worker 1 started (pid" in line]  # the parent's
     assert started and all("worker=" not in line for line in started), started
 
