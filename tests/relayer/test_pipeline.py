@@ -335,7 +335,7 @@ async def test_a_cancelled_relay_is_released(world: World) -> None:
 
     service.transport = MockTransport(hanging)
     relay = _sign(w)
-    task = asyncio.create_task(service.answer(relay.relay_request, relay.payload))  # type: ignore[attr-defined]
+    task = asyncio.create_task(service.answer(relay.relay_request, relay.payload, "rid-1"))  # type: ignore[attr-defined]
     await asyncio.wait_for(started.wait(), 30)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
