@@ -48,6 +48,7 @@ from gateway.streams import Fault
 from protocol.errors import ERROR_TABLE, ErrorCode, ProtocolError, Refusal, refusal_of
 from protocol.keys import AccountKey
 from protocol.relay import (
+    RELAY_SESSION_BYTES,
     RELAY_VERSION,
     WS_STATUS,
     Domain,
@@ -189,7 +190,6 @@ class Signed:
 
 #: RH's bytes after ``payload_hash ‖ nonce``: ``max_index``, ``compute_units`` (DESIGN §3.3)
 _HEADER_TAIL = struct.Struct(">II")
-_FIXED = 101  # RH's bytes before ``payload_hash``: the same for every relay to one target
 _UINT32 = 1 << 32
 
 
@@ -472,7 +472,7 @@ class RelayClient:
         entry = self._prefixes.get(id(target))
         if entry is not None and entry[0] is target:
             return entry[1]
-        fixed = self._header(target, b"", 1, 0).encode()[:_FIXED]
+        fixed = self._header(target, b"", 1, 0).encode()[:RELAY_SESSION_BYTES]
         if len(self._prefixes) >= 4096:
             self._prefixes.clear()
         self._prefixes[id(target)] = (target, fixed)
