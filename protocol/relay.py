@@ -26,11 +26,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
 
-import coincurve
-
 from protocol.encoding import ADDRESS_SIZE, service_id_from_bytes, service_id_to_bytes
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.keys import SECP256K1_N, AccountKey, ReceiptKey, keccak256, verify_ed25519
+from protocol.keys import (
+    SECP256K1_N,
+    AccountKey,
+    ReceiptKey,
+    keccak256,
+    recover_address,
+    verify_ed25519,
+)
 
 __all__ = [
     "DIGEST_SIZE",
@@ -106,7 +111,9 @@ _VERSION_HASH: Final = keccak256(DOMAIN_VERSION.encode())
 
 _UINT64_MAX: Final = (1 << 64) - 1
 _UINT32_MAX: Final = (1 << 32) - 1
-_HALF_N: Final = SECP256K1_N // 2
+_HALF_N_WORD: Final = (SECP256K1_N // 2).to_bytes(32, "big")
+_N_WORD: Final = SECP256K1_N.to_bytes(32, "big")
+_ZERO_WORD: Final = bytes(32)
 _ZERO_ADDRESS: Final = bytes(ADDRESS_SIZE)
 
 # version(1) service_id(32) application(20) signer(20) supplier(20) session(8)
@@ -328,19 +335,14 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes:
     v = sig[64]
     if v != 27 and v != 28:
         raise _bad_signature(f"signature: v must be 27 or 28, got {v}")
-    r = int.from_bytes(sig[:32], "big")
-    s = int.from_bytes(sig[32:64], "big")
-    if s > _HALF_N:
+    r, s = sig[:32], sig[32:64]  # big-endian words of one length compare as their numbers
+    if s > _HALF_N_WORD:
         raise _bad_signature("signature: high s (not low-s normalized)")
-    if r == 0 or s == 0 or r >= SECP256K1_N:
+    if r == _ZERO_WORD or s == _ZERO_WORD or r >= _N_WORD:
         raise _bad_signature("signature: r or s out of range")
-    try:
-        public = coincurve.PublicKey.from_signature_and_message(
-            sig[:64] + bytes((v - 27,)), bytes(digest), hasher=None
-        )
-    except ValueError as exc:
-        raise _bad_signature("signature: public key recovery failed") from exc
-    address = keccak256(public.format(compressed=False)[1:])[12:]
+    address = recover_address(bytes(digest), sig[:64], v - 27)
+    if address is None:
+        raise _bad_signature("signature: public key recovery failed")
     if address == _ZERO_ADDRESS:  # pragma: no cover - needs a keccak preimage of zeros
         raise _bad_signature("signature: recovers to the zero address")
     return address
