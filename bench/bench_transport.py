@@ -7,7 +7,8 @@ server process's CPU time (user + system, from ``/proc``) per answered request.
 * ``front``: :class:`transport.fastserve.FastSite` with a trivial fast route (what the
   gateway's and relayer's hot ``POST`` routes stand on);
 * ``aiohttp``: an aiohttp handler (``await request.read()``, ``web.Response``);
-* ``httptools``: a bare asyncio Protocol over httptools (the floor: parse, write, nothing else).
+* ``httptools``: a bare asyncio Protocol over httptools (the floor: parse, write, nothing else);
+* ``httptools+task``: the same answering from a task per request (an async handler's floor).
 
 Client side: this process sends ``--requests`` calls (``--connections`` at once, keep-alive) to
 the bare server with :class:`transport.http1.HttpClient` and with an ``aiohttp.ClientSession``;
@@ -34,7 +35,7 @@ __all__ = ["main"]
 
 BODY = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
 ANSWER = b'{"jsonrpc":"2.0","id":1,"result":"0x7a69"}'
-SERVERS = ("front", "aiohttp", "httptools")
+SERVERS = ("front", "aiohttp", "httptools+task", "httptools")
 
 
 # --- servers (each in its own process: ``python -m bench.bench_transport --serve KIND PORT``) --
@@ -71,14 +72,26 @@ class _Bare:
         return None
 
 
+class _BareTask(_Bare):
+    """The floor of an async handler: the same, answering from a task per request."""
+
+    def on_message_complete(self) -> None:
+        asyncio.get_running_loop().create_task(self._answer())
+
+    async def _answer(self) -> None:
+        if self.transport is not None:
+            self.transport.write(self.RESPONSE)
+
+
 async def _serve(kind: str, port: int) -> None:
     from aiohttp import web
 
     from transport.fastserve import FastRequest, FastResponse, FastSite
 
-    if kind == "httptools":
+    if kind.startswith("httptools"):
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(_Bare, "127.0.0.1", port)  # type: ignore[arg-type]
+        factory = _BareTask if kind == "httptools+task" else _Bare
+        server = await loop.create_server(factory, "127.0.0.1", port)  # type: ignore[arg-type]
         await server.serve_forever()
         return
 
@@ -120,7 +133,7 @@ def _server(kind: str, cpu: str | None):  # type: ignore[no-untyped-def]
     cmd = [sys.executable, "-m", "bench.bench_transport", "--serve", kind, str(port)]
     if cpu is not None:
         cmd = ["taskset", "-c", cpu, *cmd]
-    proc = subprocess.Popen(cmd)  # noqa: S603 - our own module
+    proc = subprocess.Popen(cmd)
     try:
         for _ in range(300):  # 30 s at most
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
@@ -223,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     cpus: tuple[str | None, str | None] = ("0", "1") if (os.cpu_count() or 1) >= 2 else (None, None)
     print(f"load: {os.getloadavg()[0]:.2f} (1 min)")
-    print(f"{'server (wrk -t1 -c%d)' % args.connections:28s} {'req/s':>9s} {'CPU µs/req':>11s}")
+    title = f"server (wrk -t1 -c{args.connections})"
+    print(f"{title:28s} {'req/s':>9s} {'CPU µs/req':>11s}")
     floor = None
     for kind in reversed(SERVERS):
         rps, cpu = _server_row(kind, args.seconds, args.connections, cpus)
@@ -233,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         if cpus[1] is not None:
             os.sched_setaffinity(0, {int(cpus[1])})
         rows = uvloop.run(_client_rows(port, args.requests, args.connections))
-    print(f"{'client (%d at once)' % args.connections:28s} {'':>9s} {'CPU µs/call':>11s}")
+    title = f"client ({args.connections} at once)"
+    print(f"{title:28s} {'':>9s} {'CPU µs/call':>11s}")
     for name, cpu in rows.items():
         print(f"{name:28s} {'':>9s} {cpu:11.1f}")
 
