@@ -88,7 +88,7 @@ from protocol.encoding import service_id_from_bytes
 from session.memory import MemorySnapshot
 from session.snapshot import ServiceInfo, ServiceParams, SessionShape, SupplierInfo
 from session.windows import session_of, windows
-from transport.http1 import HttpClient, HttpError
+from transport.http1 import HttpClient, HttpError, Route
 
 __all__ = ["GatewayRecord", "RegistryFollower", "Reorg", "check_confirmations"]
 
@@ -164,12 +164,19 @@ class _ChainRpc:
             headers["Authorization"] = "Basic " + base64.b64encode(user_pass.encode()).decode()
         self.timeout = timeout
         self._client = HttpClient(max_idle_per_origin=4)
-        self._route = self._client.route("POST", url, headers)
+        self._route: Route | None = None
+        self._bad_url = ""
+        try:
+            self._route = Route.build("POST", url, headers)
+        except ValueError as exc:  # every pass fails with it (as web3 did), none crashes
+            self._bad_url = f"settlement RPC URL refused: {exc}"
         self._id = 0
 
     async def call(self, method: str, params: list[Any], within: float | None = None) -> Any:
         """The call's ``result``; ChainUnavailable when the RPC cannot be reached or times out,
         ChainRPCError when it answers with an error."""
+        if self._route is None:
+            raise ChainUnavailable(f"{method}: {self._bad_url}")
         self._id += 1
         body = json.dumps({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
         try:
