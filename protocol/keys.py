@@ -27,7 +27,6 @@ from typing import Any, Final, Literal
 
 import coincurve
 import nacl.bindings
-import nacl.exceptions
 from coincurve._libsecp256k1 import ffi as _secp_ffi
 from coincurve._libsecp256k1 import lib as _secp_lib
 from coincurve.context import GLOBAL_CONTEXT as _SECP_CONTEXT
@@ -292,11 +291,13 @@ def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """libsodium's strict ed25519 verification (canonical, no small-order keys)."""
     if len(public_key) != 32 or len(signature) != 64:
         return False
-    try:
-        nacl.bindings.crypto_sign_open(bytes(signature) + bytes(message), bytes(public_key))
-    except (nacl.exceptions.CryptoError, ValueError):
-        return False
-    return True
+    # libsodium's crypto_sign_open as PyNaCl calls it, without its copy of the message out
+    signed = bytes(signature) + bytes(message)
+    opened = _sodium_ffi.new("unsigned char[]", len(signed))
+    rc: int = _sodium_lib.crypto_sign_open(
+        opened, _sodium_ffi.NULL, signed, len(signed), bytes(public_key)
+    )
+    return rc == 0
 
 
 # --- keystore v3 -----------------------------------------------------------------------------
