@@ -46,6 +46,7 @@ __all__ = [
     "RECEIPT_PREFIX",
     "RECEIPT_SIG_SIZE",
     "RELAY_HEADER_SIZE",
+    "RELAY_SESSION_BYTES",
     "RELAY_TYPEHASH",
     "RELAY_VERSION",
     "REQUEST_SIG_SIZE",
@@ -64,11 +65,13 @@ __all__ = [
     "encode_receipt",
     "encode_relay_request",
     "encode_ws_frame",
+    "header_relay_fields",
     "is_mined",
     "leaf_compute_units",
     "receipt_message",
     "recover_signer",
     "relay_key",
+    "relay_request_bytes",
     "request_digest",
     "request_digest_of_bytes",
     "response_hash",
@@ -120,6 +123,11 @@ _ZERO_ADDRESS: Final = bytes(ADDRESS_SIZE)
 # payload_hash(32) nonce(16) max_index(4) compute_units(4)
 _HEADER: Final = struct.Struct(">B32s20s20s20sQ32s16sII")
 assert _HEADER.size == RELAY_HEADER_SIZE
+#: The leading header bytes every relay of one signer in one session shares (version …
+#: session); the rest — payload hash, nonce, max_index, compute units — differs per relay.
+RELAY_SESSION_BYTES: Final = 101
+_RELAY_FIELDS: Final = struct.Struct(">32s16sII")
+assert RELAY_SESSION_BYTES + _RELAY_FIELDS.size == RELAY_HEADER_SIZE
 #: The EIP-712 encoding of the Relay struct: typehash, then each field as a 32-byte word.
 _RELAY_STRUCT: Final = struct.Struct(">32s31xB32s12x20s12x20s12x20s24xQ32s16s16x28xI28xI")
 _HEADER_FIELDS: Final = (
@@ -552,19 +560,42 @@ def encode_relay_request(header_bytes: bytes, request_sig: bytes) -> str:
     return binascii.b2a_base64(bytes(header_bytes) + bytes(request_sig), newline=False).decode()
 
 
+def relay_request_bytes(value: str) -> bytes:
+    """The ``RH ‖ request_sig`` bytes of a ``Relay-Request`` header, nothing judged yet;
+    MALFORMED_HEADER on bad base64 or length."""
+    raw = _b64decode(value, "Relay-Request", ErrorCode.MALFORMED_HEADER)
+    if len(raw) != RELAY_HEADER_SIZE + REQUEST_SIG_SIZE:
+        raise _header_error(
+            f"Relay-Request: expected {RELAY_HEADER_SIZE + REQUEST_SIG_SIZE} bytes, got {len(raw)}"
+        )
+    return raw
+
+
 def decode_relay_request(value: str) -> tuple[RelayHeader, bytes, bytes]:
     """Parse a ``Relay-Request`` header into ``(header, header_bytes, request_sig)``.
 
     MALFORMED_HEADER on bad base64 or length; the header's own codes for its fields. The
     signature is only split off here; :func:`recover_signer` judges it.
     """
-    raw = _b64decode(value, "Relay-Request", ErrorCode.MALFORMED_HEADER)
-    if len(raw) != RELAY_HEADER_SIZE + REQUEST_SIG_SIZE:
-        raise _header_error(
-            f"Relay-Request: expected {RELAY_HEADER_SIZE + REQUEST_SIG_SIZE} bytes, got {len(raw)}"
-        )
+    raw = relay_request_bytes(value)
     header_bytes = raw[:RELAY_HEADER_SIZE]
     return RelayHeader.decode(header_bytes), header_bytes, raw[RELAY_HEADER_SIZE:]
+
+
+def header_relay_fields(header_bytes: bytes) -> tuple[bytes, bytes, int, int]:
+    """``(payload_hash, nonce, max_index, compute_units)`` of header bytes whose first
+    :data:`RELAY_SESSION_BYTES` decoded before (the same signer's earlier relay in the same
+    session): all :meth:`RelayHeader.decode` still has to check. MALFORMED_HEADER for zero
+    compute units.
+
+    >>> h = RelayHeader(1, "eth", bytes(20), bytes(20), bytes(20), 3, b"p" * 32, b"n" * 16, 0, 7)
+    >>> header_relay_fields(h.encode())[2:]
+    (0, 7)
+    """
+    fields = _RELAY_FIELDS.unpack_from(header_bytes, RELAY_SESSION_BYTES)
+    if fields[3] == 0:
+        raise _header_error("compute_units: must be at least 1")
+    return fields  # type: ignore[no-any-return]
 
 
 def encode_receipt(response_hash: bytes, receipt_sig: bytes) -> str:
