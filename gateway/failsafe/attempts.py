@@ -8,10 +8,8 @@ says what a supplier did (:class:`AttemptHost`); this module only decides what c
 
 - a call that may not be hedged runs its attempts one after the other, each awaited directly
   (no task, no timer beyond the attempt's own);
-- a read that may be hedged awaits its first attempt directly too, with a timer that sends a
-  second one (a task) to another supplier when the hedge delay passes without an answer; the
-  first good answer wins (a hedge answering first interrupts the wait: the first attempt is
-  then cancelled, as the slower attempt always is);
+- a read that may be hedged starts its first attempt as a task and sends a second one to
+  another supplier when the hedge delay passes without an answer; the first good answer wins;
 - an answer that fails a check (a head height above the floor rule, an answer the handler
   wants from elsewhere) is retried on another supplier when the call is idempotent;
 - a refusal about session timing switches the session (costs no attempt);
@@ -110,9 +108,6 @@ class Attempts:
         self.first: bytes | None = None
         self.hedged = False
         self.switches = 0
-        self.direct = False  # this task awaits an attempt itself (a hedge may interrupt it)
-        self.interrupting = False  # a hedge answered: this task was cancelled to take it
-        self.task: asyncio.Task[Any] | None = None
 
     # -- the loop ----------------------------------------------------------------------
     async def run(self) -> RelayAnswer:
@@ -125,8 +120,14 @@ class Attempts:
                 if self.deadline - self.loop.time() <= 0:
                     raise RelayFailed("deadline exceeded", relay_code=ErrorCode.BACKEND_TIMEOUT)
                 if self.queued is not None:
-                    answer = await self._direct()
-                    if answer is not None:
+                    supplier, attempt = self.queued
+                    self.queued = None
+                    try:
+                        answer = await attempt
+                    except RelayError as exc:
+                        await self._failed(supplier, exc)
+                        continue
+                    if self._accepted(supplier, answer):
                         return self._won(answer)
                     continue
                 won = await self._race()
@@ -138,58 +139,6 @@ class Attempts:
             for task in self.pending:
                 task.cancel()
         return self._give_up()
-
-    async def _direct(self) -> RelayAnswer | None:
-        """Await the queued attempt in this task; for a hedged read, a timer sends the hedge
-        (:meth:`_hedge_now`) and a hedge that answers first interrupts the wait (its answer is
-        then handled by :meth:`_race`). The accepted answer, or None to go on."""
-        assert self.queued is not None
-        supplier, attempt = self.queued
-        self.queued = None
-        timer = None
-        if self.hedger is not None and not self.hedged and not self.pending:
-            wait = min(self.hedger.delay(), self.deadline - self.loop.time())
-            self.task = self.task or asyncio.current_task()
-            timer = self.loop.call_later(wait, self._hedge_now)
-        self.direct = True
-        try:
-            answer: RelayAnswer | RelayError = await attempt
-        except RelayError as exc:
-            answer = exc
-        except asyncio.CancelledError:
-            if not self._interrupted():  # someone else's cancellation
-                raise
-            return None
-        finally:
-            self.direct = False
-            if timer is not None:
-                timer.cancel()
-        if isinstance(answer, RelayError):
-            await self._failed(supplier, answer)
-            return None
-        return answer if self._accepted(supplier, answer) else None
-
-    def _hedge_now(self) -> None:
-        """The hedge delay passed with the first attempt still out: send the hedge."""
-        if self.direct and not self.hedged and self.loop.time() < self.deadline and self._launch():
-            self.hedged = True
-            self.host.metrics.hedges.labels(self.sid, "fired").inc()
-
-    def _answered(self, task: asyncio.Future[RelayAnswer]) -> None:
-        """A hedge finished: when it answered while this task awaits the first attempt,
-        interrupt that wait (a failed hedge waits until the first attempt is done)."""
-        if self.direct and not task.cancelled() and task.exception() is None:
-            assert self.task is not None
-            self.interrupting = True
-            self.task.cancel()
-
-    def _interrupted(self) -> bool:
-        """Was this task cancelled by a hedge that answered, and by no one else?"""
-        if not self.interrupting:
-            return False
-        self.interrupting = False
-        assert self.task is not None
-        return self.task.uncancel() == 0
 
     async def _race(self) -> RelayAnswer | None:
         """Wait for the attempts in flight (or the hedge delay); handle what finished."""
@@ -258,12 +207,10 @@ class Attempts:
         attempt = self.host.attempt(
             self.svc, target, self.plan, self.payload, per_try, inline=bool(self.failures)
         )
-        if self.hedger is None or not (self.pending or self.direct):
-            self.queued = (supplier, attempt)  # nothing else in flight: awaited by run()
-        else:  # a hedge, or an attempt while a hedge is out
-            task = self.loop.create_task(attempt)
-            task.add_done_callback(self._answered)
-            self.pending[task] = supplier
+        if self.hedger is None:
+            self.queued = (supplier, attempt)  # awaited directly by run()
+        else:
+            self.pending[asyncio.ensure_future(attempt)] = supplier
         return True
 
     def _again(self, outcome: Outcome) -> bool:

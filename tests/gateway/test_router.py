@@ -185,9 +185,8 @@ async def test_slow_read_is_hedged_to_another_supplier() -> None:
 
 
 async def test_a_client_cancelling_a_hedged_read_is_not_taken_for_the_hedge() -> None:
-    """The first attempt of a hedged read is awaited in the caller's task and a hedge that
-    answers interrupts it by cancelling that task: a cancellation from anyone else (the client
-    went away) still ends the call, hedge or no hedge, and no attempt is left running."""
+    """A client that goes away while a hedged read has its first attempt and its hedge out
+    ends the call: both attempts are cancelled, none is left running."""
     client = ScriptedClient(script=dict.fromkeys(SUPPLIERS, "slow"))
     router, ctx, metrics = make_router(client, hedge=0.01)
     task = asyncio.ensure_future(router.execute(ctx, call(READ)))
@@ -201,8 +200,7 @@ async def test_a_client_cancelling_a_hedged_read_is_not_taken_for_the_hedge() ->
         await task
     assert metrics.hedges.labels("devnet", "fired")._value.get() == 1
     cancelled = sum(
-        metrics.relays.labels("devnet", "0x" + s.hex(), "cancelled")._value.get()
-        for s in SUPPLIERS
+        metrics.relays.labels("devnet", "0x" + s.hex(), "cancelled")._value.get() for s in SUPPLIERS
     )
     assert cancelled == 2  # the first attempt and the hedge
 

@@ -438,9 +438,12 @@ def test_metric_cells_count_without_locks_and_show_at_collection() -> None:
     )
     for name in names:
         assert _samples(m, name) == _samples(direct, name), name
-    assert _samples(m, "relaynet_gateway_requests_total")[
-        (("method_class", "read"), ("outcome", "relayed"), ("service", "eth"))
-    ] == 3
+    assert (
+        _samples(m, "relaynet_gateway_requests_total")[
+            (("method_class", "read"), ("outcome", "relayed"), ("service", "eth"))
+        ]
+        == 3
+    )
     m.child(m.requests, "eth", "read", "relayed").inc()
     assert b'outcome="relayed",service="eth"} 4.0' in m.render()
 
