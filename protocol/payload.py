@@ -77,6 +77,9 @@ _INTEGER: Final = re.compile(rb"-?(?:0|[1-9][0-9]*)")
 _PERCENT: Final = re.compile(rb"%([0-9A-Fa-f]{2})")
 _SEGMENTS: Final = re.compile(rb"[/\\]")
 _KEYS: Final = frozenset({"jsonrpc", "id", "method", "params"})
+#: Each allowed key as it is written in a payload without escapes.
+_QUOTED: Final = {key: f'"{key}"'.encode() for key in _KEYS}
+_PARAMS_VALUE: Final = re.compile(r'"params"[ \t\n\r]*:[ \t\n\r]*')
 
 
 class PayloadError(ProtocolError):
@@ -174,6 +177,14 @@ def check_jsonrpc_payload(payload: bytes) -> JsonRpcPayload:
     ...
     protocol.payload.PayloadError: BATCH_NOT_RELAYABLE: a relay carries one JSON-RPC request, ...
     """
+    data, text, document = _strict_object(payload)
+    plain = _plain_request(data, text, document)
+    return plain if plain is not None else _scanned_request(text)
+
+
+def _strict_object(payload: bytes) -> tuple[bytes, str, dict[str, Any]]:
+    """The payload's bytes, text and decoded object, once it is strict JSON, not too deep, an
+    object and its decoded keys allowed; raises :class:`PayloadError` otherwise."""
     data = bytes(payload)
     try:
         document = orjson.loads(data)  # RFC 8259, UTF-8 without BOM, no NaN, depth <= 1024
@@ -191,7 +202,50 @@ def check_jsonrpc_payload(payload: bytes) -> JsonRpcPayload:
     if not document.keys() <= _KEYS:  # decoded keys: "Method", "paramſ" … fail before the scan
         unknown = sorted(document.keys() - _KEYS)[0]
         raise PayloadError(f'top-level key "{unknown}" is not one of jsonrpc, id, method, params')
-    text = data.decode("utf-8")
+    return data, data.decode("utf-8"), document
+
+
+def _plain_request(data: bytes, text: str, document: dict[str, Any]) -> JsonRpcPayload | None:
+    """The common shape judged without the member scan, or ``None`` when the full pass must
+    judge (it then gives the verdict; this never refuses). ``document`` is ``data`` decoded,
+    strict JSON, an object whose decoded keys are all allowed.
+
+    With no backslash anywhere, every raw key is its decoded key; each allowed key written
+    exactly once in the whole payload (a key's opening quote follows ``{``, ``,`` or white
+    space, so no other match can overlap it and ``count`` sees every one) is then at the top
+    level exactly once. The values are the decoded ones, except ``params``, read by the same C
+    scanner as the full pass (orjson turns integers past 64 bits into floats); an ``id`` is
+    taken only when its raw bytes follow from its value (not ``0``, which may be ``-0``).
+    """
+    if b"\\" in data or document.get("jsonrpc") != "2.0":
+        return None
+    for key in document:
+        if data.count(_QUOTED[key]) != 1:
+            return None
+    method = document.get("method")
+    if type(method) is not str or not method:
+        return None
+    params = None
+    if "params" in document:
+        found = _PARAMS_VALUE.search(text)
+        assert found is not None  # "params" is a key, written once
+        params = _scan_value(text, found.end())[0]
+        if params is not None and type(params) is not list and type(params) is not dict:
+            return None
+    if "id" not in document:
+        return JsonRpcPayload(method, params, None, b"null", True)
+    ident = document["id"]
+    if ident is None:
+        return JsonRpcPayload(method, params, None, b"null", False)
+    if type(ident) is str:
+        return JsonRpcPayload(method, params, ident, b'"' + ident.encode() + b'"', False)
+    if type(ident) is int and ident != 0:
+        return JsonRpcPayload(method, params, ident, str(ident).encode(), False)
+    return None
+
+
+def _scanned_request(text: str) -> JsonRpcPayload:
+    """The rest of the rule by the full pass over the top-level members (:func:`_members`)."""
     members = _members(text)
     if members.get("jsonrpc", _ABSENT)[0] != "2.0":
         raise PayloadError('"jsonrpc" must be present and equal "2.0"')
