@@ -69,6 +69,7 @@ __all__ = [
     "is_mined",
     "leaf_compute_units",
     "receipt_message",
+    "receipted_leaf",
     "recover_signer",
     "relay_key",
     "relay_request_bytes",
@@ -462,6 +463,37 @@ def encode_leaf(
             bytes(receipt_sig),
         )
     )
+
+
+def receipted_leaf(
+    key: ReceiptKey,
+    header: bytes,
+    request_sig: bytes,
+    digest: bytes,
+    index: int,
+    status: int,
+    body: bytes,
+) -> tuple[bytes, bytes, bytes]:
+    """``(response_hash, receipt_sig, leaf)`` of an answer: :func:`response_hash`,
+    :func:`sign_receipt` and :func:`encode_leaf` in one step, for a relayer whose inputs are
+    its own (header and signature split from a ``Relay-Request`` of checked length, digest from
+    :func:`request_digest_of_bytes`): their sizes are not checked again; a status or index out
+    of range still fails (``struct.error``).
+
+    >>> k = ReceiptKey.generate()
+    >>> h = RelayHeader(1, "eth", bytes(20), bytes(20), bytes(20), 3, bytes(32), bytes(16), 0, 7)
+    >>> rh, sig, leaf = receipted_leaf(k, h.encode(), bytes(65), bytes(32), 2, 200, b"{}")
+    >>> rh == response_hash(200, b"{}"), sig == sign_receipt(k, bytes(32), 2, rh)
+    (True, True)
+    >>> leaf == encode_leaf(h.encode(), bytes(65), 2, rh, sig)
+    True
+    """
+    h = hashlib.sha256(_U16.pack(status))
+    h.update(body)
+    rh = h.digest()
+    u64 = _U64.pack(index)
+    sig = key.sign(RECEIPT_PREFIX + digest + u64 + rh)
+    return rh, sig, b"".join((header, request_sig, u64, rh, sig))
 
 
 @dataclass(frozen=True)

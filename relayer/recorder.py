@@ -1,7 +1,7 @@
 """Receipt and record: the step between a complete backend answer and the client's 200.
 
 For each answered relay (and each WebSocket frame): ``response_hash`` over the backend status
-and body, the ed25519 receipt, the 326-byte leaf (:func:`protocol.relay.encode_leaf`), and an
+and body, the ed25519 receipt, the 326-byte leaf (:func:`protocol.relay.receipted_leaf`), and an
 ``os.write`` of the leaf to the session's durable log — in that order, before the answer
 leaves. Only complete backend responses reach this step, so only they are recorded, receipted
 and metered. A :class:`relayer.interfaces.RelayRecorder`.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from protocol.errors import ErrorCode
 from protocol.keys import ReceiptKey
-from protocol.relay import WS_STATUS, encode_leaf, receipt_message, relay_key, response_hash
+from protocol.relay import WS_STATUS, receipted_leaf, relay_key
 from relayer.errors import RelayRefused
 from relayer.interfaces import ServedRelay, SessionContext, VerifiedRelay
 from relayer.keyring import ReceiptKeyring
@@ -68,10 +68,10 @@ class Recorder:
     ) -> ServedRelay:
         """Hash, receipt, leaf, ``os.write`` — then ``key`` is seen."""
         ctx = relay.ctx
-        rh = response_hash(status, body)
         signer = self._key or self._keys.for_session(ctx.key.n)  # type: ignore[union-attr]
-        sig = signer.sign(receipt_message(relay.digest, index, rh))
-        leaf = encode_leaf(relay.header_bytes, relay.request_sig, index, rh, sig)
+        rh, sig, leaf = receipted_leaf(
+            signer, relay.header_bytes, relay.request_sig, relay.digest, index, status, body
+        )
         self._log.append(self._session_log(ctx), key, leaf)
         ctx.recorded(key)
         return ServedRelay(index, rh, sig)

@@ -15,6 +15,8 @@ from protocol.relay import (
     RelayHeader,
     encode_leaf,
     is_mined,
+    receipt_message,
+    receipted_leaf,
     recover_signer,
     relay_key,
     request_digest,
@@ -63,6 +65,39 @@ def test_valid_relay_cases(kat: dict[str, Any]) -> None:
         assert recover_signer(digest, request_sig) == header.signer, i
         pubkey = hex_to_bytes(case["receipt_pubkey"], 32)
         verify_receipt(pubkey, digest, case["index"], answer, receipt_sig)
+
+
+class _KnownSignature:
+    """A receipt key whose signature is the vector's (the vectors hold only its public key);
+    it keeps the message it was asked to sign."""
+
+    def __init__(self, signature: bytes) -> None:
+        self.signature = signature
+        self.messages: list[bytes] = []
+
+    def sign(self, message: bytes) -> bytes:
+        self.messages.append(message)
+        return self.signature
+
+
+def test_the_relayers_one_step_leaf_matches_the_vectors(kat: dict[str, Any]) -> None:
+    for i, case in _cases(kat, valid=True):
+        header = header_of(case)
+        digest = request_digest(header, domain_of(case))
+        key = _KnownSignature(hex_to_bytes(case["receipt_sig"], 64))
+        status, body = case["response_status"], hex_to_bytes(case["response_payload"])
+        rh, sig, leaf = receipted_leaf(
+            key,  # type: ignore[arg-type]
+            header.encode(),
+            hex_to_bytes(case["request_sig"], 65),
+            digest,
+            case["index"],
+            status,
+            body,
+        )
+        assert to_hex(rh) == case["response_hash"] and sig == key.signature, i
+        assert key.messages == [receipt_message(digest, case["index"], rh)], i
+        assert to_hex(leaf) == case["leaf"], i
 
 
 def test_rest_like_cases_use_the_canonical_payload(kat: dict[str, Any]) -> None:
