@@ -97,22 +97,41 @@ def _match(path: str) -> dict[str, str] | None:
     return {"service": parts[2], "key": parts[3]}
 
 
+#: paths the route table remembers (a path names a service and maybe a key: bounded)
+_ROUTES_KEPT = 1024
+
+
 def rpc_route(
     app: web.Application, handler: Callable[[web.Request], Awaitable[Reply]]
 ) -> Callable[[str], Handler | None]:
     """The front's route table: the JSON-RPC paths run ``handler`` (the gateway's guarded
-    JSON-RPC route, :func:`gateway.server.serve_fast`), others go to aiohttp."""
+    JSON-RPC route, :func:`gateway.server.serve_fast`), others go to aiohttp. A path's
+    handler is built once and kept (up to ``_ROUTES_KEPT`` paths; then the table starts
+    over), so a request pays no path split and no closure."""
+    kept: dict[str, Handler | None] = {}
 
     def route(path: str) -> Handler | None:
+        serve = kept.get(path, _UNSEEN)
+        if serve is not _UNSEEN:
+            return serve  # type: ignore[return-value]
         match = _match(path)
-        if match is None:
-            return None
-
-        async def serve(request: FastRequest) -> FastResponse:
-            reply = await handler(FastRpcRequest(app, match, request))  # type: ignore[arg-type]
-            headers = tuple(reply.headers.items())
-            return FastResponse(reply.status, reply.body, reply.content_type, headers)
-
+        serve = None if match is None else functools.partial(_serve, app, handler, match)
+        if len(kept) >= _ROUTES_KEPT:
+            kept.clear()
+        kept[path] = serve
         return serve
 
     return route
+
+
+_UNSEEN = object()
+
+
+async def _serve(
+    app: web.Application,
+    handler: Callable[[web.Request], Awaitable[Reply]],
+    match: dict[str, str],
+    request: FastRequest,
+) -> FastResponse:
+    reply = await handler(FastRpcRequest(app, match, request))  # type: ignore[arg-type]
+    return FastResponse(reply.status, reply.body, reply.content_type, tuple(reply.headers.items()))
