@@ -99,8 +99,10 @@ def summarise(path: str) -> tuple[float, list[tuple[str, float]]]:
                 continue  # idle
             total += weight
             area = "other (interpreter, libc)"
-            if any("RegistryFollower" in n or "follower.py" in frames[i].get("file", "")
-                   for n, i in zip(names, stack, strict=True)):
+            if any(
+                "RegistryFollower" in n or "follower.py" in frames[i].get("file", "")
+                for n, i in zip(names, stack, strict=True)
+            ):
                 by["settlement follower"] += weight  # with its callees (http1, json, …)
                 continue
             for i in reversed(stack):
