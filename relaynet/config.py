@@ -81,6 +81,22 @@ class ConfigKind(Generic[M]):
 
 # The models are imported when a config of their kind is loaded: a relayer (and the CLI of
 # another role) does not pay for importing the gateway, nor the other way round.
+_GATEWAY_INPUTS = (
+    "gateway.private_key_file",
+    "gateway.tls_cert",
+    "gateway.tls_key",
+    "relay.ca_file",
+    "settlement.deployment",
+    "services.*.spec",
+)
+_RELAYER_INPUTS = (
+    "keys.supplier_keystore",
+    "keys.receipt_key",
+    "keys.passphrase_file",
+    "chain.deployment",
+    "server.tls_cert",
+    "server.tls_key",
+)
 
 
 @functools.cache
@@ -88,19 +104,7 @@ def gateway_kind() -> ConfigKind[GatewayConfig]:
     from gateway.config import REMOVED_KEYS, GatewayConfig, file_defaults
 
     return ConfigKind(
-        "gateway",
-        GatewayConfig,
-        "RELAYNET_GATEWAY__",
-        inputs=(
-            "gateway.private_key_file",
-            "gateway.tls_cert",
-            "gateway.tls_key",
-            "relay.ca_file",
-            "settlement.deployment",
-            "services.*.spec",
-        ),
-        removed=REMOVED_KEYS,
-        defaults=file_defaults,
+        "gateway", GatewayConfig, "RELAYNET_GATEWAY__", _GATEWAY_INPUTS, REMOVED_KEYS, file_defaults
     )
 
 
@@ -108,19 +112,7 @@ def gateway_kind() -> ConfigKind[GatewayConfig]:
 def relayer_kind() -> ConfigKind[RelayerConfig]:
     from relayer.config import RelayerConfig
 
-    return ConfigKind(
-        "relayer",
-        RelayerConfig,
-        "RELAYNET_RELAYER__",
-        inputs=(
-            "keys.supplier_keystore",
-            "keys.receipt_key",
-            "keys.passphrase_file",
-            "chain.deployment",
-            "server.tls_cert",
-            "server.tls_key",
-        ),
-    )
+    return ConfigKind("relayer", RelayerConfig, "RELAYNET_RELAYER__", _RELAYER_INPUTS)
 
 
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
