@@ -195,94 +195,136 @@ async def _legs(
     router: Router, svc: Service, view: SessionView, plan: CallPlan, payload: bytes, n: int
 ) -> tuple[RelayAnswer, ...]:
     """N verified answers from N distinct suppliers; failed legs replaced until the deadline."""
-    sid = svc.service_id
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + router.cfg.deadline
-    timeout = min(router.cfg.timeout, plan.retry.timeout)
-    tried: set[bytes] = set()
-    pending: dict[asyncio.Task[RelayAnswer], bytes] = {}
-    answers: dict[bytes, RelayAnswer] = {}
-    failures: list[RelayError] = []
-    oversized: list[bytes] = []  # suppliers whose answer went over the call's cap
+    legs = _Legs(router, svc, view, plan, payload, n)
+    try:
+        legs.start()
+        return await legs.gather()
+    finally:
+        legs.cancel()
 
-    def launch() -> bool:
+
+class _Legs:
+    """One quorum read's legs: N launched at once, each settled as it ends (verified answer,
+    lie, failure), a failed one replaced by a fresh supplier while any is eligible, until N
+    answered or the deadline (then the reason: too large, or what failed)."""
+
+    def __init__(
+        self,
+        router: Router,
+        svc: Service,
+        view: SessionView,
+        plan: CallPlan,
+        payload: bytes,
+        n: int,
+    ) -> None:
+        self.router, self.svc, self.view = router, svc, view
+        self.plan, self.payload, self.n = plan, payload, n
+        self.sid = svc.service_id
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + router.cfg.deadline
+        self.timeout = min(router.cfg.timeout, plan.retry.timeout)
+        self.tried: set[bytes] = set()
+        self.pending: dict[asyncio.Task[RelayAnswer], bytes] = {}
+        self.answers: dict[bytes, RelayAnswer] = {}
+        self.failures: list[RelayError] = []
+        self.oversized: list[bytes] = []  # suppliers whose answer went over the call's cap
+
+    def start(self) -> None:
+        """N legs at once; fewer eligible suppliers is -32005 with ``Retry-After``."""
+        for _ in range(self.n):
+            if not self.launch():
+                err = NoSupplier(
+                    f"quorum {self.n}: only {len(self.pending)} eligible supplier(s) for "
+                    f"{self.sid!r} in session {self.view.n}",
+                    reason=ClientReason.QUORUM_UNAVAILABLE,
+                )
+                err.retry_after = RETRY_AFTER
+                raise err
+
+    def launch(self) -> bool:
+        """One more leg to a supplier not tried yet; False when none is left."""
         # only suppliers selection admits now (an open breaker is not a leg, not even as
         # choose's last resort): too few of them is -32005, not a leg sure to fail
-        eligible = router.qos.eligible(sid, view.suppliers, exclude=tried)
-        supplier = router.qos.choose(sid, eligible) if eligible else None
+        qos = self.router.qos
+        eligible = qos.eligible(self.sid, self.view.suppliers, exclude=self.tried)
+        supplier = qos.choose(self.sid, eligible) if eligible else None
         if supplier is None:
             return False
-        tried.add(supplier)
-        target = view.target(supplier)
+        self.tried.add(supplier)
+        target = self.view.target(supplier)
         if target is None:
             return False
         # inline: every leg's receipt signature is verified now, never sampled
-        task = asyncio.ensure_future(
-            router.attempt(svc, target, plan, payload, timeout, inline=True)
+        attempt = self.router.attempt(
+            self.svc, target, self.plan, self.payload, self.timeout, inline=True
         )
-        pending[task] = supplier
+        self.pending[asyncio.ensure_future(attempt)] = supplier
         return True
 
-    for _ in range(n):
-        if not launch():
-            for task in pending:
-                task.cancel()
-            err = NoSupplier(
-                f"quorum {n}: only {len(pending)} eligible supplier(s) for {sid!r} "
-                f"in session {view.n}",
-                reason=ClientReason.QUORUM_UNAVAILABLE,
-            )
-            err.retry_after = RETRY_AFTER
-            raise err
-    try:
-        while len(answers) < n:
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not pending:
-                if not answers and oversized and all(f.oversized for f in failures):
-                    raise ResponseTooLarge("response too large")  # no leg fits: nobody lied
-                _blame_oversized(router, sid, oversized, answers)
-                causes = "; ".join(sorted({f.message for f in failures})) or "deadline exceeded"
-                raise RelayFailed(f"quorum {n}: {len(answers)} of {n} legs answered: {causes}")
+    async def gather(self) -> tuple[RelayAnswer, ...]:
+        """Settles legs as they end until N answered; short of N at the deadline (or with
+        nothing left in flight) raises :meth:`short`'s error."""
+        while len(self.answers) < self.n:
+            remaining = self.deadline - self.loop.time()
+            if remaining <= 0 or not self.pending:
+                raise self.short()
             done, _ = await asyncio.wait(
-                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                self.pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
-                supplier = pending.pop(task)
-                exc = task.exception()
-                if exc is None:
-                    answer = task.result()
-                    try:
-                        router.client.confirm(answer)  # a leg counts only verified
-                    except RelayError as bad:
-                        router.lied(sid, supplier, "answer")
-                        failures.append(bad)
-                        launch()
-                        continue
-                    answers[supplier] = answer
-                    continue
-                if not isinstance(exc, RelayError):
-                    raise exc
-                failures.append(exc)
-                if exc.oversized:
-                    oversized.append(supplier)
-                    if len(oversized) > 1:
-                        continue  # an answer over the cap is retried once elsewhere, no more
-                launch()  # replace the failed leg with a fresh supplier, if any is left
-    finally:
-        for task in pending:
+                self.settle(task)
+        self.blame_oversized()
+        return tuple(self.answers.values())
+
+    def settle(self, task: asyncio.Task[RelayAnswer]) -> None:
+        """One ended leg: an answer is checked, a relay error replaced; anything else raised."""
+        supplier = self.pending.pop(task)
+        exc = task.exception()
+        if exc is None:
+            self.answered(supplier, task.result())
+            return
+        if not isinstance(exc, RelayError):
+            raise exc
+        self.failures.append(exc)
+        if exc.oversized:
+            self.oversized.append(supplier)
+            if len(self.oversized) > 1:
+                return  # an answer over the cap is retried once elsewhere, no more
+        self.launch()  # replace the failed leg with a fresh supplier, if any is left
+
+    def answered(self, supplier: bytes, answer: RelayAnswer) -> None:
+        """A leg counts only verified; a bad receipt is the supplier's lie, and replaced."""
+        try:
+            self.router.client.confirm(answer)
+        except RelayError as bad:
+            self.router.lied(self.sid, supplier, "answer")
+            self.failures.append(bad)
+            self.launch()
+            return
+        self.answers[supplier] = answer
+
+    def short(self) -> Exception:
+        """Why fewer than N legs answered: no leg fits (:class:`ResponseTooLarge`, nobody
+        lied), or :class:`RelayFailed` naming the failures."""
+        if not self.answers and self.oversized and all(f.oversized for f in self.failures):
+            return ResponseTooLarge("response too large")
+        self.blame_oversized()
+        causes = "; ".join(sorted({f.message for f in self.failures})) or "deadline exceeded"
+        return RelayFailed(
+            f"quorum {self.n}: {len(self.answers)} of {self.n} legs answered: {causes}"
+        )
+
+    def blame_oversized(self) -> None:
+        """Another supplier answered within the cap: the oversized answers were lies (as in
+        :class:`gateway.failsafe.attempts.Attempts`)."""
+        if self.answers:
+            for supplier in self.oversized:
+                self.router.lied(self.sid, supplier, "oversized")
+
+    def cancel(self) -> None:
+        """Legs still in flight are not waited for."""
+        for task in self.pending:
             task.cancel()
-    _blame_oversized(router, sid, oversized, answers)
-    return tuple(answers.values())
-
-
-def _blame_oversized(
-    router: Router, sid: str, oversized: list[bytes], answers: dict[bytes, RelayAnswer]
-) -> None:
-    """Another supplier answered within the cap: the oversized answers were lies (as in
-    :meth:`gateway.router.Router.relay`)."""
-    if answers:
-        for supplier in oversized:
-            router.lied(sid, supplier, "oversized")
 
 
 async def settle_floor(

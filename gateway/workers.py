@@ -22,6 +22,9 @@ does: /readyz 503, listener closed, in-flight requests finished) and then stops 
 child; SIGHUP is forwarded to the workers (each reloads what it can). A worker that fails before
 its first start-up completes stops the whole gateway (a broken config is not retried forever).
 Children get SIGTERM when the parent dies.
+
+Each worker's log lines carry its index (``"worker": 1`` in JSON lines, ``[worker=1]`` in text
+ones, :func:`transport.logs.tag_process`); the parent's and the metrics child's carry none.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from gateway.config import GatewayConfig, parse_listen
+from transport.logs import tag_process
 
 __all__ = [
     "FOLLOWER_COST",
@@ -345,6 +349,7 @@ class Supervisor:
                 for other_sock in [*self.metrics_socks, self.front_sock]:
                     if other_sock is not None and other_sock is not own:
                         other_sock.close()
+                tag_process(worker=child.index)  # every line it logs names it (JSON and text)
                 seat = WorkerSeat(child.index, own, ready_w)
                 self.serve(worker_config(self.config, child.index), seat)
             code = 0
@@ -423,7 +428,8 @@ class Supervisor:
         """SIGTERM to every worker (each drains), then to the metrics child; SIGKILL to what
         is left past the workers' own bound. 0 when every worker exited cleanly."""
         self.stopping = True
-        log.info("stopping: draining %d workers", sum(1 for c in self.children if c.pid))
+        draining = sum(1 for c in self.children if c.pid and c.index >= 0)  # not the metrics one
+        log.info("stopping: draining %d workers", draining)
         server = self.config.gateway
         bound = server.drain_seconds + server.drain_timeout + STOP_GRACE
         clean = self._stop_group([c for c in self.children if c.index >= 0], bound)

@@ -70,24 +70,25 @@ session keeps signing for the previous one, which relayers accept only during it
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-
-from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.exceptions import BlockNotFound
+from urllib.parse import unquote, urlsplit
 
 from ledger.artifacts import load_artifact
-from ledger.client import CONTRACTS, econ_params_from_values, make_web3
+from ledger.client import CONTRACTS, econ_params_from_values
 from ledger.deploy import Deployment
-from ledger.errors import ChainUnavailable, LedgerError, translate_errors
+from ledger.errors import ChainRPCError, ChainUnavailable, LedgerError
 from ledger.events import Event, EventDecoder
 from protocol.encoding import service_id_from_bytes
 from session.memory import MemorySnapshot
 from session.snapshot import ServiceInfo, ServiceParams, SessionShape, SupplierInfo
 from session.windows import session_of, windows
+from transport.http1 import HttpClient, HttpError, Route
 
 __all__ = ["GatewayRecord", "RegistryFollower", "Reorg", "check_confirmations"]
 
@@ -151,6 +152,77 @@ class _Saved:
     recorded_chain_ids: set[int]
 
 
+class _ChainRpc:
+    """The follower's JSON-RPC calls over kept-alive HTTP/1.1 (``transport.http1``): a poll
+    is one small request on a warm connection, not a connection and web3's middleware stack."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        headers = {"Content-Type": "application/json"}
+        if parts.username is not None:  # credentials in the URL, as web3/aiohttp would send
+            user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(user_pass.encode()).decode()
+        self.timeout = timeout
+        self._client = HttpClient(max_idle_per_origin=4)
+        self._route: Route | None = None
+        self._bad_url = ""
+        try:
+            self._route = Route.build("POST", url, headers)
+        except ValueError as exc:  # every pass fails with it (as web3 did), none crashes
+            self._bad_url = f"settlement RPC URL refused: {exc}"
+        self._id = 0
+
+    async def call(self, method: str, params: list[Any], within: float | None = None) -> Any:
+        """The call's ``result``; ChainUnavailable when the RPC cannot be reached or times out,
+        ChainRPCError when it answers with an error."""
+        if self._route is None:
+            raise ChainUnavailable(f"{method}: {self._bad_url}")
+        self._id += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
+        try:
+            answer = await self._client.request(
+                self._route, body.encode(), within=self.timeout if within is None else within
+            )
+        except (HttpError, OSError) as exc:
+            raise ChainUnavailable(f"{method}: settlement chain unreachable: {exc}") from exc
+        except TimeoutError as exc:
+            raise ChainUnavailable(f"{method}: settlement chain timed out") from exc
+        try:
+            document = json.loads(answer.body)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict) or ("result" not in document and "error" not in document):
+            raise ChainUnavailable(f"{method}: HTTP {answer.status}, not a JSON-RPC answer")
+        error = document.get("error")
+        if error is not None:
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise ChainRPCError(f"{method}: {message}")
+        return document["result"]
+
+    async def close(self) -> None:
+        """Drop the kept-alive connections; the next call connects afresh."""
+        client, self._client = self._client, HttpClient(max_idle_per_origin=4)
+        await client.close()
+
+
+def _header_of(block: Any) -> tuple[bytes, bytes] | None:
+    """``(hash, parent hash)`` of an ``eth_getBlockByNumber`` result (None: no such block)."""
+    if not isinstance(block, dict) or block.get("hash") is None:
+        return None
+    return _hex_bytes(block["hash"]), _hex_bytes(block["parentHash"])
+
+
+def _hex_bytes(value: Any) -> bytes:
+    text = str(value)
+    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+
+
+def _log_of(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``eth_getLogs`` entry with its block number and index as integers (what
+    :class:`EventDecoder` reads)."""
+    return {**raw, "blockNumber": int(raw["blockNumber"], 16), "logIndex": int(raw["logIndex"], 16)}
+
+
 def check_confirmations(
     confirmations: int, shape: SessionShape, what: str = "confirmations"
 ) -> int:
@@ -200,13 +272,13 @@ class RegistryFollower:
         self.reorg_window = reorg_window
         self.save_every = save_every
         self.probe_timeout = min(probe_timeout, request_timeout)
-        self._w3 = make_web3(rpc_url, request_timeout)
+        self._rpc = _ChainRpc(rpc_url, request_timeout)
         decoder_input: dict[str, tuple[bytes, list[dict[str, Any]]]] = {}
         for name in CONTRACTS:
             address = deployment.contracts[name]
             decoder_input[name] = (bytes.fromhex(address[2:].lower()), load_artifact(name).abi)
         self._decoder = EventDecoder(decoder_input)
-        self._addresses = [AsyncWeb3.to_checksum_address(a) for a in self._decoder.addresses]
+        self._addresses = ["0x" + a.hex() for a in self._decoder.addresses]
         self._next_block = deployment.genesis_block
         self._head = -1
         self._caught_up = asyncio.Event()
@@ -279,11 +351,7 @@ class RegistryFollower:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        provider = self._w3.provider
-        if isinstance(provider, AsyncHTTPProvider):
-            with contextlib.suppress(LedgerError):
-                with translate_errors("disconnect"):
-                    await provider.disconnect()
+        await self._rpc.close()
 
     async def __aenter__(self) -> RegistryFollower:
         await self.start()
@@ -344,12 +412,8 @@ class RegistryFollower:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _drop_connections(self) -> None:
-        """Close the provider's HTTP sessions: the next pass connects afresh."""
-        provider = self._w3.provider
-        if isinstance(provider, AsyncHTTPProvider):
-            with contextlib.suppress(LedgerError):
-                with translate_errors("disconnect"):
-                    await provider.disconnect()
+        """Close the kept-alive HTTP connections: the next pass connects afresh."""
+        await self._rpc.close()
 
     async def refresh(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Wake the loop now and wait (at most ``timeout`` seconds) for a pass that started
@@ -382,19 +446,22 @@ class RegistryFollower:
             self._busy = False
 
     async def _sync(self) -> int:
-        with translate_errors("eth_blockNumber"):
-            asked = self._w3.eth.block_number
-            if self._connected:
-                target = int(await asked)
-            else:  # the RPC was away: a connection into a still-cut link fails fast
-                try:
-                    target = int(await asyncio.wait_for(asked, self.probe_timeout))
-                except TimeoutError:
-                    raise ChainUnavailable(
-                        f"eth_blockNumber: no answer within {self.probe_timeout}s"
-                    ) from None
+        # one call per poll: the chain's newest block. An unchanged head whose hash is the one
+        # applied needs nothing more (a reorganisation at the same height changes the hash).
+        latest = await self._rpc.call(
+            "eth_getBlockByNumber",
+            ["latest", False],
+            within=None if self._connected else self.probe_timeout,  # a cut link fails fast
+        )
+        newest = _header_of(latest)
+        if newest is None:
+            raise ChainUnavailable("eth_getBlockByNumber: the chain has no latest block")
+        target = int(latest["number"], 16)
+        if target == self._head and self._pending is None and self._hashes.get(target) == newest[0]:
+            self._caught_up.set()
+            return self._head
         old_head = self._head
-        ancestor = await self._find_reorg(target)
+        ancestor = await self._find_reorg(target, newest)
         if ancestor is not None:
             self._roll_back(ancestor)
         elif target < self._head:
@@ -404,12 +471,18 @@ class RegistryFollower:
             )
         while self._next_block <= target:
             to = min(target, self._next_block + self.batch_blocks - 1)
-            top = await self._header(to)
-            with translate_errors("eth_getLogs"):
-                logs = await self._w3.eth.get_logs(
-                    {"fromBlock": self._next_block, "toBlock": to, "address": self._addresses}
-                )
-            events = self._decoder.decode_all(logs)  # type: ignore[arg-type]
+            top = newest if to == target else await self._header(to)
+            logs = await self._rpc.call(
+                "eth_getLogs",
+                [
+                    {
+                        "fromBlock": hex(self._next_block),
+                        "toBlock": hex(to),
+                        "address": self._addresses,
+                    }
+                ],
+            )
+            events = self._decoder.decode_all(_log_of(log) for log in logs)
             hashes = await self._fetch_boundary_hashes(to, events)
             chain_ids = await self._observe_chain_ids(self._next_block, to)
             again = await self._header(to)
@@ -447,16 +520,9 @@ class RegistryFollower:
 
     async def _header(self, height: int) -> tuple[bytes, bytes] | None:
         """``(hash, parent hash)`` of block ``height``; None when the chain has no such block."""
-        with translate_errors("eth_getBlockByNumber"):
-            try:
-                block = await self._w3.eth.get_block(height)
-            except BlockNotFound:
-                return None
-        if block is None or block.get("hash") is None:
-            return None
-        return bytes(block["hash"]), bytes(block["parentHash"])
+        return _header_of(await self._rpc.call("eth_getBlockByNumber", [hex(height), False]))
 
-    async def _find_reorg(self, target: int) -> int | None:
+    async def _find_reorg(self, target: int, newest: tuple[bytes, bytes]) -> int | None:
         """None when the block the follower applied last is still on the chain; otherwise the
         newest recorded block that still is (-1 when none is: replay from genesis)."""
         if self._pending is not None:  # a rollback whose replay failed half-way: carry on
@@ -465,7 +531,10 @@ class RegistryFollower:
             return None
         recorded = sorted(self._hashes, reverse=True)
         top = recorded[0]
-        current = await self._header(top) if top <= target else None
+        if top == target:
+            current: tuple[bytes, bytes] | None = newest
+        else:
+            current = await self._header(top) if top < target else None
         if current is not None and current[0] == self._hashes[top]:
             return None
         for height in recorded[1:]:
@@ -550,9 +619,10 @@ class RegistryFollower:
         for h in self._boundary_heights(head):
             if h in known:
                 continue
-            with translate_errors("eth_getBlockByNumber"):
-                block = await self._w3.eth.get_block(h)
-            out[h] = bytes(block["hash"])  # type: ignore[typeddict-item]
+            header = await self._header(h)
+            if header is None:
+                raise ChainRPCError(f"eth_getBlockByNumber: block {h} not found")
+            out[h] = header[0]
         return out
 
     async def _observe_chain_ids(self, first: int, to: int) -> dict[int, int]:
@@ -564,8 +634,7 @@ class RegistryFollower:
         lo = max(lo, hi - self.hash_sessions)
         if to < shape.B0 - 1 or hi < lo:
             return {}
-        with translate_errors("eth_chainId"):
-            chain_id = int(await self._w3.eth.chain_id)
+        chain_id = int(await self._rpc.call("eth_chainId", []), 16)
         return dict.fromkeys(range(lo, hi + 1), chain_id)
 
     # -- applying events -------------------------------------------------------------------

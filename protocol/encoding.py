@@ -103,9 +103,19 @@ def service_id_to_bytes(sid: str) -> bytes:
     >>> len(service_id_to_bytes("eth"))
     32
     """
+    if type(sid) is str:
+        wire = _SERVICE_WIRE.get(sid)
+        if wire is not None:
+            return wire
     if not is_valid_service_id(sid):
         raise ProtocolError(f"service_id: {sid!r} is not 1-32 characters of [a-z0-9_-]")
-    return sid.encode("ascii").ljust(SERVICE_ID_SIZE, b"\x00")
+    wire = sid.encode("ascii").ljust(SERVICE_ID_SIZE, b"\x00")
+    if type(sid) is str and len(_SERVICE_WIRE) < 1024:
+        _SERVICE_WIRE[sid] = wire
+    return wire
+
+
+_SERVICE_WIRE: dict[str, bytes] = {}  # valid service ids seen -> their wire form
 
 
 def service_id_from_bytes(b: bytes) -> str:

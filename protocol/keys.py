@@ -7,9 +7,14 @@ receipt key (:class:`ReceiptKey`, libsodium via PyNaCl); and the Ethereum keysto
 
 Key material never appears in ``repr``/``str``: logging a key shows its public half only.
 
-``keccak256`` calls pycryptodome's C keccak directly with one reusable state per thread —
-about 3x faster than ``eth_hash``/``Crypto.Hash.keccak`` objects on 64–300-byte inputs (see
-``bench/bench_crypto.py``). It falls back to ``eth_hash`` if pycryptodome's raw API moves.
+``keccak256`` is safe-pysha3's C ``keccak_256`` (one C object per call, ~1 µs on 64 bytes);
+without it, pycryptodome's C keccak called directly with one reusable state per thread (about
+3x faster than ``eth_hash``/``Crypto.Hash.keccak`` objects on 64–300-byte inputs, see
+``bench/bench_crypto.py``), and ``eth_hash`` if pycryptodome's raw API moves.
+
+Signing and recovery call libsecp256k1 (through coincurve's own cffi binding) and libsodium
+(through PyNaCl's) directly on the 32-byte digest and the message: the same C functions the
+libraries' wrappers call, without their per-call conversions and key objects.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ import json
 import secrets
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import coincurve
 import nacl.bindings
-import nacl.exceptions
+from coincurve._libsecp256k1 import ffi as _secp_ffi
+from coincurve._libsecp256k1 import lib as _secp_lib
+from coincurve.context import GLOBAL_CONTEXT as _SECP_CONTEXT
+from nacl._sodium import ffi as _sodium_ffi
+from nacl._sodium import lib as _sodium_lib
 
 from protocol.errors import ErrorCode, ProtocolError
 
@@ -35,6 +44,7 @@ __all__ = [
     "decrypt_keystore",
     "encrypt_keystore",
     "keccak256",
+    "recover_address",
     "verify_ed25519",
 ]
 
@@ -84,6 +94,20 @@ def _pycryptodome_keccak() -> Callable[[bytes], bytes]:
     return keccak
 
 
+def _pysha3_keccak() -> Callable[[bytes], bytes]:
+    """keccak256 through safe-pysha3's C object (the fastest per call on short inputs)."""
+    from sha3 import keccak_256
+
+    def keccak(data: bytes) -> bytes:
+        return keccak_256(data).digest()  # type: ignore[no-any-return]
+
+    if keccak(b"") != bytes.fromhex(
+        "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    ):  # pragma: no cover - a keccak that is not Ethereum's must not go unnoticed
+        raise ImportError("safe-pysha3 keccak self-test failed")
+    return keccak
+
+
 def _eth_hash_keccak() -> Callable[[bytes], bytes]:  # pragma: no cover - fallback only
     from eth_hash.auto import keccak as eth_keccak
 
@@ -94,9 +118,12 @@ def _eth_hash_keccak() -> Callable[[bytes], bytes]:  # pragma: no cover - fallba
 
 
 try:
-    _keccak = _pycryptodome_keccak()
-except (ImportError, AttributeError, KeyError):  # pragma: no cover - fallback only
-    _keccak = _eth_hash_keccak()
+    _keccak = _pysha3_keccak()
+except ImportError:  # pragma: no cover - fallback only
+    try:
+        _keccak = _pycryptodome_keccak()
+    except (ImportError, AttributeError, KeyError):
+        _keccak = _eth_hash_keccak()
 
 
 def keccak256(data: bytes) -> bytes:
@@ -109,6 +136,26 @@ def keccak256(data: bytes) -> bytes:
 
 
 # --- secp256k1 accounts ------------------------------------------------------------------
+
+_CTX: Any = _SECP_CONTEXT.ctx
+_RECOVERABLE = "secp256k1_ecdsa_recoverable_signature *"
+_UNCOMPRESSED: Final = _secp_lib.SECP256K1_EC_UNCOMPRESSED
+
+
+def recover_address(digest: bytes, rs: bytes, recid: int) -> bytes | None:
+    """The 20-byte address whose key signed the 32-byte ``digest`` with the compact signature
+    ``rs`` (``r ‖ s``, 64 bytes) and recovery id ``recid`` (0–3); None when no key does.
+    The caller checks the signature's form (low s, ranges); libsecp256k1 checks the rest."""
+    sig = _secp_ffi.new(_RECOVERABLE)
+    if not _secp_lib.secp256k1_ecdsa_recoverable_signature_parse_compact(_CTX, sig, rs, recid):
+        return None
+    public = _secp_ffi.new("secp256k1_pubkey *")
+    if not _secp_lib.secp256k1_ecdsa_recover(_CTX, public, sig, digest):
+        return None
+    out = _secp_ffi.new("unsigned char[65]")
+    size = _secp_ffi.new("size_t *", 65)
+    _secp_lib.secp256k1_ec_pubkey_serialize(_CTX, out, size, public, _UNCOMPRESSED)
+    return keccak256(_secp_ffi.buffer(out)[1:])[12:]
 
 
 def address_of_public_key(public_key: bytes) -> bytes:
@@ -126,7 +173,7 @@ class AccountKey:
     ``sign_digest`` returns ``r ‖ s ‖ v`` (65 bytes) with ``s <= n/2`` and ``v`` in {27, 28}.
     """
 
-    __slots__ = ("_address", "_key")
+    __slots__ = ("_address", "_key", "_secret")
 
     def __init__(self, private_key: bytes) -> None:
         if not isinstance(private_key, bytes | bytearray) or len(private_key) != 32:
@@ -134,7 +181,8 @@ class AccountKey:
         scalar = int.from_bytes(private_key, "big")
         if not 0 < scalar < SECP256K1_N:
             raise ProtocolError("private key: out of range for secp256k1")
-        self._key = coincurve.PrivateKey(bytes(private_key))
+        self._secret = bytes(private_key)
+        self._key = coincurve.PrivateKey(self._secret)
         self._address = address_of_public_key(self._key.public_key.format(compressed=False))
 
     @classmethod
@@ -162,12 +210,18 @@ class AccountKey:
         """Sign a 32-byte digest as-is (no further hashing): ``r ‖ s ‖ v``, low-s, v ∈ {27, 28}."""
         if len(digest) != 32:
             raise ProtocolError("digest: expected 32 bytes")
-        sig = self._key.sign_recoverable(bytes(digest), hasher=None)
-        # libsecp256k1 always produces low-s; normalise anyway so the contract holds.
-        r, s, recid = sig[:32], int.from_bytes(sig[32:64], "big"), sig[64]
-        if s > SECP256K1_N // 2:  # pragma: no cover - libsecp256k1 never returns high-s
-            s, recid = SECP256K1_N - s, recid ^ 1
-        return r + s.to_bytes(32, "big") + bytes((27 + recid,))
+        # libsecp256k1's own signing (RFC 6979 nonce), as coincurve's sign_recoverable calls
+        # it; its signatures are always low-s ("lower-S form", secp256k1.h)
+        sig = _secp_ffi.new(_RECOVERABLE)
+        if not _secp_lib.secp256k1_ecdsa_sign_recoverable(
+            _CTX, sig, bytes(digest), self._secret, _secp_ffi.NULL, _secp_ffi.NULL
+        ):  # pragma: no cover - a valid key signs every digest
+            raise ProtocolError("secp256k1 signing failed")
+        out = _secp_ffi.new("unsigned char[65]")
+        recid = _secp_ffi.new("int *")
+        _secp_lib.secp256k1_ecdsa_recoverable_signature_serialize_compact(_CTX, out, recid, sig)
+        out[64] = 27 + recid[0]
+        return _secp_ffi.buffer(out)[:]  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AccountKey):
@@ -211,9 +265,13 @@ class ReceiptKey:
         return self._public_key
 
     def sign(self, message: bytes) -> bytes:
-        """The 64-byte ed25519 signature of ``message``."""
-        signed: bytes = nacl.bindings.crypto_sign(bytes(message), self._secret)
-        return signed[:64]
+        """The 64-byte ed25519 signature of ``message`` (libsodium's ``crypto_sign``, as
+        PyNaCl calls it, keeping only the signature)."""
+        message = bytes(message)
+        signed = _sodium_ffi.new("unsigned char[]", len(message) + 64)
+        if _sodium_lib.crypto_sign(signed, _sodium_ffi.NULL, message, len(message), self._secret):
+            raise ProtocolError("ed25519 signing failed")  # pragma: no cover - never fails
+        return _sodium_ffi.buffer(signed, 64)[:]  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ReceiptKey):
@@ -233,11 +291,13 @@ def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """libsodium's strict ed25519 verification (canonical, no small-order keys)."""
     if len(public_key) != 32 or len(signature) != 64:
         return False
-    try:
-        nacl.bindings.crypto_sign_open(bytes(signature) + bytes(message), bytes(public_key))
-    except (nacl.exceptions.CryptoError, ValueError):
-        return False
-    return True
+    # libsodium's crypto_sign_open as PyNaCl calls it, without its copy of the message out
+    signed = bytes(signature) + bytes(message)
+    opened = _sodium_ffi.new("unsigned char[]", len(signed))
+    rc: int = _sodium_lib.crypto_sign_open(
+        opened, _sodium_ffi.NULL, signed, len(signed), bytes(public_key)
+    )
+    return rc == 0
 
 
 # --- keystore v3 -----------------------------------------------------------------------------

@@ -26,11 +26,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
 
-import coincurve
-
 from protocol.encoding import ADDRESS_SIZE, service_id_from_bytes, service_id_to_bytes
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.keys import SECP256K1_N, AccountKey, ReceiptKey, keccak256, verify_ed25519
+from protocol.keys import (
+    SECP256K1_N,
+    AccountKey,
+    ReceiptKey,
+    keccak256,
+    recover_address,
+    verify_ed25519,
+)
 
 __all__ = [
     "DIGEST_SIZE",
@@ -41,6 +46,7 @@ __all__ = [
     "RECEIPT_PREFIX",
     "RECEIPT_SIG_SIZE",
     "RELAY_HEADER_SIZE",
+    "RELAY_SESSION_BYTES",
     "RELAY_TYPEHASH",
     "RELAY_VERSION",
     "REQUEST_SIG_SIZE",
@@ -59,11 +65,13 @@ __all__ = [
     "encode_receipt",
     "encode_relay_request",
     "encode_ws_frame",
+    "header_relay_fields",
     "is_mined",
     "leaf_compute_units",
     "receipt_message",
     "recover_signer",
     "relay_key",
+    "relay_request_bytes",
     "request_digest",
     "request_digest_of_bytes",
     "response_hash",
@@ -106,13 +114,20 @@ _VERSION_HASH: Final = keccak256(DOMAIN_VERSION.encode())
 
 _UINT64_MAX: Final = (1 << 64) - 1
 _UINT32_MAX: Final = (1 << 32) - 1
-_HALF_N: Final = SECP256K1_N // 2
+_HALF_N_WORD: Final = (SECP256K1_N // 2).to_bytes(32, "big")
+_N_WORD: Final = SECP256K1_N.to_bytes(32, "big")
+_ZERO_WORD: Final = bytes(32)
 _ZERO_ADDRESS: Final = bytes(ADDRESS_SIZE)
 
 # version(1) service_id(32) application(20) signer(20) supplier(20) session(8)
 # payload_hash(32) nonce(16) max_index(4) compute_units(4)
 _HEADER: Final = struct.Struct(">B32s20s20s20sQ32s16sII")
 assert _HEADER.size == RELAY_HEADER_SIZE
+#: The leading header bytes every relay of one signer in one session shares (version …
+#: session); the rest — payload hash, nonce, max_index, compute units — differs per relay.
+RELAY_SESSION_BYTES: Final = 101
+_RELAY_FIELDS: Final = struct.Struct(">32s16sII")
+assert RELAY_SESSION_BYTES + _RELAY_FIELDS.size == RELAY_HEADER_SIZE
 #: The EIP-712 encoding of the Relay struct: typehash, then each field as a 32-byte word.
 _RELAY_STRUCT: Final = struct.Struct(">32s31xB32s12x20s12x20s12x20s24xQ32s16s16x28xI28xI")
 _HEADER_FIELDS: Final = (
@@ -127,7 +142,6 @@ _HEADER_FIELDS: Final = (
     "max_index",
     "compute_units",
 )
-_set_field: Final = object.__setattr__
 _U64: Final = struct.Struct(">Q")
 _U16: Final = struct.Struct(">H")
 
@@ -192,10 +206,15 @@ class RelayHeader:
         _expect_uint(self.compute_units, 32, "compute_units", h)
         if self.compute_units == 0:
             raise _header_error("compute_units: must be at least 1")
-        for name in ("application", "signer", "supplier", "payload_hash", "nonce"):
-            value = getattr(self, name)
-            if type(value) is not bytes:
-                object.__setattr__(self, name, bytes(value))
+        if not (
+            type(self.application) is bytes
+            and type(self.signer) is bytes
+            and type(self.supplier) is bytes
+            and type(self.payload_hash) is bytes
+            and type(self.nonce) is bytes
+        ):
+            for name in ("application", "signer", "supplier", "payload_hash", "nonce"):
+                object.__setattr__(self, name, bytes(getattr(self, name)))
 
     def encode(self) -> bytes:
         """The 157 wire bytes."""
@@ -240,9 +259,33 @@ class RelayHeader:
         # every other rule of __post_init__ holds by the struct's layout (sizes, ranges, bytes):
         # set the fields directly, not through its checks again (the relayer's hot path)
         header = object.__new__(cls)
-        for name, value in zip(_HEADER_FIELDS, (fields[0], service_id, *fields[2:]), strict=True):
-            _set_field(header, name, value)
+        _SET_VERSION(header, fields[0])
+        _SET_SERVICE_ID(header, service_id)
+        _SET_APPLICATION(header, fields[2])
+        _SET_SIGNER(header, fields[3])
+        _SET_SUPPLIER(header, fields[4])
+        _SET_SESSION(header, fields[5])
+        _SET_PAYLOAD_HASH(header, fields[6])
+        _SET_NONCE(header, fields[7])
+        _SET_MAX_INDEX(header, fields[8])
+        _SET_COMPUTE_UNITS(header, fields[9])
         return header
+
+
+# the slots' own setters (a frozen dataclass's __setattr__ refuses; these are what its
+# generated __init__ reaches through object.__setattr__), one per field, for decode
+(
+    _SET_VERSION,
+    _SET_SERVICE_ID,
+    _SET_APPLICATION,
+    _SET_SIGNER,
+    _SET_SUPPLIER,
+    _SET_SESSION,
+    _SET_PAYLOAD_HASH,
+    _SET_NONCE,
+    _SET_MAX_INDEX,
+    _SET_COMPUTE_UNITS,
+) = (vars(RelayHeader)[name].__set__ for name in _HEADER_FIELDS)
 
 
 # --- EIP-712 ---------------------------------------------------------------------------------
@@ -302,7 +345,22 @@ def request_digest_of_bytes(header_bytes: bytes, domain: Domain) -> bytes:
 
 def request_digest(header: RelayHeader, domain: Domain) -> bytes:
     """The EIP-712 digest a signer signs: ``keccak256(0x19 ‖ 0x01 ‖ domain ‖ struct)``."""
-    return request_digest_of_bytes(header.encode(), domain)
+    struct_hash = keccak256(
+        _RELAY_STRUCT.pack(
+            RELAY_TYPEHASH,
+            header.version,
+            service_id_to_bytes(header.service_id),
+            header.application,
+            header.signer,
+            header.supplier,
+            header.session,
+            header.payload_hash,
+            header.nonce,
+            header.max_index,
+            header.compute_units,
+        )
+    )
+    return keccak256(b"\x19\x01" + domain.separator + struct_hash)
 
 
 # --- request signatures --------------------------------------------------------------------
@@ -328,19 +386,14 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes:
     v = sig[64]
     if v != 27 and v != 28:
         raise _bad_signature(f"signature: v must be 27 or 28, got {v}")
-    r = int.from_bytes(sig[:32], "big")
-    s = int.from_bytes(sig[32:64], "big")
-    if s > _HALF_N:
+    r, s = sig[:32], sig[32:64]  # big-endian words of one length compare as their numbers
+    if s > _HALF_N_WORD:
         raise _bad_signature("signature: high s (not low-s normalized)")
-    if r == 0 or s == 0 or r >= SECP256K1_N:
+    if r == _ZERO_WORD or s == _ZERO_WORD or r >= _N_WORD:
         raise _bad_signature("signature: r or s out of range")
-    try:
-        public = coincurve.PublicKey.from_signature_and_message(
-            sig[:64] + bytes((v - 27,)), bytes(digest), hasher=None
-        )
-    except ValueError as exc:
-        raise _bad_signature("signature: public key recovery failed") from exc
-    address = keccak256(public.format(compressed=False)[1:])[12:]
+    address = recover_address(bytes(digest), sig[:64], v - 27)
+    if address is None:
+        raise _bad_signature("signature: public key recovery failed")
     if address == _ZERO_ADDRESS:  # pragma: no cover - needs a keccak preimage of zeros
         raise _bad_signature("signature: recovers to the zero address")
     return address
@@ -507,19 +560,42 @@ def encode_relay_request(header_bytes: bytes, request_sig: bytes) -> str:
     return binascii.b2a_base64(bytes(header_bytes) + bytes(request_sig), newline=False).decode()
 
 
+def relay_request_bytes(value: str) -> bytes:
+    """The ``RH ‖ request_sig`` bytes of a ``Relay-Request`` header, nothing judged yet;
+    MALFORMED_HEADER on bad base64 or length."""
+    raw = _b64decode(value, "Relay-Request", ErrorCode.MALFORMED_HEADER)
+    if len(raw) != RELAY_HEADER_SIZE + REQUEST_SIG_SIZE:
+        raise _header_error(
+            f"Relay-Request: expected {RELAY_HEADER_SIZE + REQUEST_SIG_SIZE} bytes, got {len(raw)}"
+        )
+    return raw
+
+
 def decode_relay_request(value: str) -> tuple[RelayHeader, bytes, bytes]:
     """Parse a ``Relay-Request`` header into ``(header, header_bytes, request_sig)``.
 
     MALFORMED_HEADER on bad base64 or length; the header's own codes for its fields. The
     signature is only split off here; :func:`recover_signer` judges it.
     """
-    raw = _b64decode(value, "Relay-Request", ErrorCode.MALFORMED_HEADER)
-    if len(raw) != RELAY_HEADER_SIZE + REQUEST_SIG_SIZE:
-        raise _header_error(
-            f"Relay-Request: expected {RELAY_HEADER_SIZE + REQUEST_SIG_SIZE} bytes, got {len(raw)}"
-        )
+    raw = relay_request_bytes(value)
     header_bytes = raw[:RELAY_HEADER_SIZE]
     return RelayHeader.decode(header_bytes), header_bytes, raw[RELAY_HEADER_SIZE:]
+
+
+def header_relay_fields(header_bytes: bytes) -> tuple[bytes, bytes, int, int]:
+    """``(payload_hash, nonce, max_index, compute_units)`` of header bytes whose first
+    :data:`RELAY_SESSION_BYTES` decoded before (the same signer's earlier relay in the same
+    session): all :meth:`RelayHeader.decode` still has to check. MALFORMED_HEADER for zero
+    compute units.
+
+    >>> h = RelayHeader(1, "eth", bytes(20), bytes(20), bytes(20), 3, b"p" * 32, b"n" * 16, 0, 7)
+    >>> header_relay_fields(h.encode())[2:]
+    (0, 7)
+    """
+    fields = _RELAY_FIELDS.unpack_from(header_bytes, RELAY_SESSION_BYTES)
+    if fields[3] == 0:
+        raise _header_error("compute_units: must be at least 1")
+    return fields  # type: ignore[no-any-return]
 
 
 def encode_receipt(response_hash: bytes, receipt_sig: bytes) -> str:

@@ -248,8 +248,69 @@ def build_relayer(
     ``chain`` a ``LedgerClient`` for the supplier account submits claims. ``probe_backends``
     logs one health probe per backend at start."""
     metrics = RelayerMetrics()
-    closers: list[Callable[[], Any]] = []
+    ledger = _ledger(config, keys, snapshot, follower, chain, domain)
+    relay = _relay_path(config, keys, ledger, metrics, transport, spec_base)
+    store = ClaimStore(config.data_dir / "claims")
+    claimer = _claimer(config, keys, ledger, relay.relay_log, store, metrics)
+    relayer = Relayer(
+        config=config,
+        keys=keys,
+        metrics=metrics,
+        snapshot=ledger.snapshot,
+        relay_log=relay.relay_log,
+        meter=relay.meter,
+        verifier=relay.verifier,
+        recorder=relay.recorder,
+        transport=relay.transport,
+        service=relay.service,
+        websocket=relay.websocket,
+        store=store,
+        claimer=claimer,
+        follower=ledger.follower,
+        closers=ledger.closers,
+        probe_backends=probe_backends,
+        keyring=relay.keyring,
+        gauges=AccountGauges(
+            metrics,
+            ledger.account,
+            config.data_dir,
+            claim_gas=config.claims.claim_gas_estimate + config.claims.proof_gas_estimate,
+        ),
+    )
+    relay.service.ready = relayer.ready
+    relay.service.not_ready_reason = relayer.not_ready_reason
+    return relayer
+
+
+@dataclass
+class _Ledger:
+    """What the relayer knows of the settlement chain: the registry snapshot (kept by the
+    follower unless injected), the EIP-712 domain, and the chain claims are submitted to."""
+
+    snapshot: RegistrySnapshot
+    domain: Domain
+    follower: Follower | None
+    chain: SettlementChain | None
     account: LedgerAccount | None = None
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def on_reorg(self, listener: Callable[..., Any]) -> None:
+        """Call ``listener`` after a settlement-chain reorganisation (a follower's only)."""
+        add = getattr(self.follower, "add_reorg_listener", None)
+        if add is not None:
+            add(listener)
+
+
+def _ledger(
+    config: RelayerConfig,
+    keys: RelayerKeys,
+    snapshot: RegistrySnapshot | None,
+    follower: Follower | None,
+    chain: SettlementChain | None,
+    domain: Domain | None,
+) -> _Ledger:
+    """Step 1: the deployment (read only when something is not injected), the domain, the
+    follower and the claims chain."""
     deployment = None
     if snapshot is None or domain is None or (chain is None and config.claims.enabled):
         deployment = _load_deployment(config.chain.deployment)
@@ -274,34 +335,62 @@ def build_relayer(
             confirmations=config.chain.confirmations,
         )
         snapshot = follower.snapshot
+    ledger = _Ledger(snapshot, domain, follower, chain)
     if chain is None and config.claims.enabled:
         from ledger.client import LedgerClient
         from relayer.chain import LedgerChain
 
         client = LedgerClient(config.chain.rpc_url, deployment, keys.account)  # type: ignore[arg-type]
-        chain = LedgerChain(client)
-        account = LedgerAccount(client)
-        closers.append(client.close)
-    services = build_services(config, spec_base)
+        ledger.chain = LedgerChain(client)
+        ledger.account = LedgerAccount(client)
+        ledger.closers.append(client.close)
+    return ledger
+
+
+@dataclass
+class _RelayPath:
+    """The hot path's stages (verify → forward → record) and the servers over them."""
+
+    relay_log: RelayLog
+    meter: BudgetMeter
+    verifier: Verifier
+    keyring: ReceiptKeyring
+    recorder: Recorder
+    transport: BackendTransport
+    service: RelayService
+    websocket: WebSocketRelay
+
+
+def _relay_path(
+    config: RelayerConfig,
+    keys: RelayerKeys,
+    ledger: _Ledger,
+    metrics: RelayerMetrics,
+    transport: BackendTransport | None,
+    spec_base: Path | None,
+) -> _RelayPath:
+    """Step 2: relay log, budget meter, verifier, receipt keys, recorder, backend transport,
+    and the HTTP and WebSocket servers over them."""
     relay_log = RelayLog(
         config.data_dir / "logs", metrics, fsync_fault_file=config.log.fsync_fault_file
     )
     meter = BudgetMeter()
     verifier = Verifier(
-        snapshot,
+        ledger.snapshot,
         keys.account.address,
-        domain,
-        services,
+        ledger.domain,
+        build_services(config, spec_base),
         meter,
         existing_records=relay_log.records,
     )
+    ledger.on_reorg(verifier.on_reorg)  # a reorganisation may re-draw sessions: check afresh
     keyring = ReceiptKeyring(
-        keys.receipt, supplier=keys.account.address, snapshot=snapshot, path=config.keys.receipt_key
+        keys.receipt,
+        supplier=keys.account.address,
+        snapshot=ledger.snapshot,
+        path=config.keys.receipt_key,
     )
     recorder = Recorder(relay_log, keyring)
-    add_reorg_listener = getattr(follower, "add_reorg_listener", None)
-    if add_reorg_listener is not None:  # a reorganisation may re-draw sessions: check afresh
-        add_reorg_listener(verifier.on_reorg)
     transport = transport or Http1Transport(
         limit_per_host=max(s.max_connections for s in config.services.values())
     )
@@ -313,50 +402,33 @@ def build_relayer(
         metrics,
         max_streams_per_app=config.server.max_streams_per_app,
     )
-    store = ClaimStore(config.data_dir / "claims")
-    claimer = None
-    if chain is not None and config.claims.enabled:
-        claimer = Claimer(
-            config=config.claims,
-            snapshot=snapshot,
-            chain=chain,
-            relay_log=relay_log,
-            store=store,
-            supplier=keys.account.address,
-            metrics=metrics,
-            confirmations=config.chain.confirmations,
-            retention=config.log.retention_hours * 3600,
-        )
-        if add_reorg_listener is not None:
-            add_reorg_listener(claimer.on_reorg)
-    relayer = Relayer(
-        config=config,
-        keys=keys,
-        metrics=metrics,
-        snapshot=snapshot,
+    return _RelayPath(relay_log, meter, verifier, keyring, recorder, transport, service, websocket)
+
+
+def _claimer(
+    config: RelayerConfig,
+    keys: RelayerKeys,
+    ledger: _Ledger,
+    relay_log: RelayLog,
+    store: ClaimStore,
+    metrics: RelayerMetrics,
+) -> Claimer | None:
+    """Step 3: the claimer, when claims are on and there is a chain to submit them to."""
+    if ledger.chain is None or not config.claims.enabled:
+        return None
+    claimer = Claimer(
+        config=config.claims,
+        snapshot=ledger.snapshot,
+        chain=ledger.chain,
         relay_log=relay_log,
-        meter=meter,
-        verifier=verifier,
-        recorder=recorder,
-        transport=transport,
-        service=service,
-        websocket=websocket,
         store=store,
-        claimer=claimer,
-        follower=follower,
-        closers=closers,
-        probe_backends=probe_backends,
-        keyring=keyring,
-        gauges=AccountGauges(
-            metrics,
-            account,
-            config.data_dir,
-            claim_gas=config.claims.claim_gas_estimate + config.claims.proof_gas_estimate,
-        ),
+        supplier=keys.account.address,
+        metrics=metrics,
+        confirmations=config.chain.confirmations,
+        retention=config.log.retention_hours * 3600,
     )
-    service.ready = relayer.ready
-    service.not_ready_reason = relayer.not_ready_reason
-    return relayer
+    ledger.on_reorg(claimer.on_reorg)
+    return claimer
 
 
 def _load_deployment(path: Path) -> Any:

@@ -43,7 +43,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from protocol.errors import ErrorCode
-from protocol.relay import Domain, RelayHeader, encode_receipt
+from protocol.relay import Domain, encode_receipt
 from relayer.budget import SessionBudget
 from relayer.errors import RelayRefused
 from relayer.relaylog import SessionKey, SessionLog
@@ -226,13 +226,17 @@ class SessionContext:
 
 @dataclass(slots=True)
 class VerifiedHeader:
-    """A relay whose header passed every check that does not need the payload."""
+    """A relay whose header passed every check that does not need the payload: its bytes and
+    the fields the later checks read (the application is ``ctx.key.app``)."""
 
     ctx: SessionContext
     service: ServiceRuntime
-    header: RelayHeader
     header_bytes: bytes
     request_sig: bytes
+    signer: bytes
+    payload_hash: bytes
+    max_index: int
+    compute_units: int
 
 
 @dataclass(slots=True)
@@ -249,7 +253,6 @@ class VerifiedRelay:
 
     ctx: SessionContext
     service: ServiceRuntime
-    header: RelayHeader
     header_bytes: bytes
     request_sig: bytes
     digest: bytes
@@ -257,6 +260,7 @@ class VerifiedRelay:
     payload: bytes
     priced: PricedCall
     cost: int
+    max_index: int  # 0 for a POST; the most frames a stream's signature pays for
 
     def backend_request(self) -> BackendRequest:
         """What to send the backend for this relay (its role was checked when it was priced)."""

@@ -1,10 +1,18 @@
 """The durable relay log: per (service, app, session), append-only CRC-framed segment files.
 
-Each answered relay is appended with ``os.write`` *before* its answer is returned; a background
-group-commit task ``fdatasync``s every segment written since its last round (rounds start
+Each answered relay is appended with ``os.write`` *before* its answer is returned; a
+group-commit thread ``fdatasync``s every segment written since its last round (rounds start
 :data:`GATHER_SECONDS` after the first write, so that a round carries many records), so a
 relay is on disk within that and two fsyncs of being answered (DESIGN §6: ``kill -9`` loses
 nothing, a machine crash at most the last ~10 ms).
+
+The committer is one long-lived thread, not a task handing each round to an executor: the
+event loop only arms one timer when a round is due and releases a lock when it fires; the
+thread fsyncs and marks the records synced itself, and never calls back into the loop. What
+the two share (the dirty logs, each segment's unsynced records, the failure state) is guarded
+by one ``threading.Lock`` held for a few dictionary and list operations, never across a
+system call other than the record's own ``os.write``. An fd is closed only when no round is
+fsyncing it (``_Segment.busy``).
 
 A session's log is a list of segments. Appends go to the current segment; a segment is
 *sealed* — never written again — when a write to it fails (a torn record may sit at its tail,
@@ -57,6 +65,7 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from protocol.encoding import address_from_hex, address_to_hex
@@ -138,10 +147,11 @@ def _frame(relay_key: bytes, leaf: bytes) -> bytes:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    written = os.write(fd, data)  # one call for a record, unless the kernel takes less
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _segment_path(base: Path, index: int) -> Path:
@@ -258,7 +268,17 @@ def _create_marker(path: Path) -> None:
 class _Segment:
     """One segment file open for appends, with what was written since its last good fsync."""
 
-    __slots__ = ("fd", "index", "path", "sealed", "size", "synced_size", "unsynced")
+    __slots__ = (
+        "busy",
+        "close_after",
+        "fd",
+        "index",
+        "path",
+        "sealed",
+        "size",
+        "synced_size",
+        "unsynced",
+    )
 
     def __init__(self, index: int, path: Path, fd: int, size: int) -> None:
         self.index = index
@@ -268,8 +288,13 @@ class _Segment:
         self.synced_size = size
         self.sealed = False
         self.unsynced: list[tuple[bytes, bytes]] = []
+        self.busy = False  # a commit round is fsyncing its fd (outside the lock)
+        self.close_after = False  # dropped meanwhile: that round closes it
 
     def close(self) -> None:
+        if self.busy:  # never close an fd under a running fdatasync (its number may be reused)
+            self.close_after = True
+            return
         fd, self.fd = self.fd, None
         if fd is not None:
             with contextlib.suppress(OSError):  # the fsync that matters already ran (or failed)
@@ -375,11 +400,23 @@ class SessionLog:
         return read_leaf(self.path, ref)
 
 
-class RelayLog:
-    """All session logs under ``<data_dir>/logs``, and the group-commit task that fsyncs them.
+class _Committer(Enum):
+    """Where the group-commit thread is (changed under ``RelayLog._mutex``)."""
 
-    The committer runs while :meth:`run_committer` is awaited (the server's ``cleanup_ctx``
-    starts it as a task); between rounds it sleeps until some log is written.
+    OFF = "off"  # no thread: :meth:`RelayLog.commit` runs the rounds
+    IDLE = "idle"  # waiting for a kick; the next write arms the gather timer
+    ARMED = "armed"  # the loop's timer will kick it
+    BUSY = "busy"  # in a round (or between two): writes only mark their log dirty
+
+
+class RelayLog:
+    """All session logs under ``<data_dir>/logs``, and the group-commit thread that fsyncs
+    them.
+
+    The thread runs while :meth:`run_committer` is awaited (the server's ``cleanup_ctx``
+    starts it as a task); between rounds it waits for a kick that the first write after an
+    idle spell arms (a loop timer of :data:`GATHER_SECONDS`). :meth:`commit` runs one round
+    at once (off the loop), with or without the thread.
     """
 
     def __init__(
@@ -397,8 +434,13 @@ class RelayLog:
         self._retired: set[SessionKey] = set()
         self._dirty: dict[int, SessionLog] = {}
         self._held: dict[SessionKey, list[tuple[bytes, bytes]]] = {}
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._mutex = threading.Lock()  # what the loop and the committer thread share
+        self._round_lock = threading.Lock()  # one commit round at a time
+        self._kick = threading.Lock()  # held while the committer has nothing to do
+        self._kick.acquire()
+        self._state = _Committer.OFF
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._failing = 0  # segments whose fsync failed and whose records are not yet rewritten
         self.broken = False
         self.fsync_failures = 0
@@ -530,17 +572,28 @@ class RelayLog:
             raise RelayRefused(
                 ErrorCode.SESSION_EXPIRED, f"session {log_.key.n} is closed for claims"
             )
-        self.check_writable()
-        try:
-            return log_.append(relay_key, leaf)
-        except LogUnavailable:
-            if self._metrics is not None:
-                self._metrics.log_write_failures.inc()
-            raise
-        finally:
-            if log_.open_segments():
-                self._dirty[id(log_)] = log_
-                self._wake.set()
+        with self._mutex:
+            self.check_writable()
+            try:
+                return log_.append(relay_key, leaf)
+            except LogUnavailable:
+                if self._metrics is not None:
+                    self._metrics.log_write_failures.inc()
+                raise
+            finally:
+                if log_._open:
+                    self._dirty[id(log_)] = log_
+                    if self._state is _Committer.IDLE:  # the first write of a round
+                        self._state = _Committer.ARMED
+                        assert self._loop is not None
+                        self._loop.call_later(self._gather, self._fire)
+
+    def _fire(self) -> None:
+        """The gather timer (on the loop): wake the committer thread."""
+        with self._mutex:
+            if self._state is _Committer.ARMED:
+                self._state = _Committer.BUSY
+                self._kick.release()
 
     def _take_faults(self) -> None:
         path = self._fault_file
@@ -569,62 +622,72 @@ class RelayLog:
             raise OSError(errno.EIO, "injected fsync failure (log.fsync_fault_file)")
         os.fdatasync(seg.fd)
 
-    def _sync_all(self, work: list[tuple[SessionLog, _Segment, int, int]]) -> list[OSError | None]:
-        results: list[OSError | None] = []
-        for _, seg, _, _ in work:
-            try:
-                if seg.fd is not None:
-                    self._fdatasync(seg)
-                results.append(None)
-            except OSError as exc:
-                results.append(exc)
-        return results
-
-    async def commit(self) -> None:
-        """One group-commit round: fdatasync every segment written since the last round."""
-        async with self._lock:
-            if not self._dirty:
+    def _round(self) -> None:
+        """One group-commit round (in a thread): fdatasync every segment written since the
+        last round, outside the lock; then mark what was synced, or repair what failed."""
+        with self._round_lock:
+            with self._mutex:
+                logs = list(self._dirty.values())
+                self._dirty.clear()
+                work = [(lg, seg, len(seg.unsynced), seg.size) for lg in logs for seg in lg._open]
+                for _, seg, _, _ in work:
+                    seg.busy = True
+            if not work:
                 return
-            logs = list(self._dirty.values())
-            self._dirty.clear()
-            work = [
-                (lg, seg, len(seg.unsynced), seg.size) for lg in logs for seg in lg.open_segments()
-            ]
-            records = sum(w[2] for w in work)
             started = time.perf_counter()
-            results = await asyncio.get_running_loop().run_in_executor(None, self._sync_all, work)
+            errors: list[OSError | None] = []
+            for _, seg, _, _ in work:
+                try:
+                    if seg.fd is not None:
+                        self._fdatasync(seg)
+                    errors.append(None)
+                except OSError as exc:
+                    errors.append(exc)
             if self._metrics is not None:
                 self._metrics.fsync_seconds.observe(time.perf_counter() - started)
-                self._metrics.fsync_batch.observe(records)
-            for (lg, seg, count, size), error in zip(work, results, strict=True):
-                if error is None:
-                    lg.synced(seg, count, size)
-                else:
-                    await self._repair(lg, seg, error)
-            for lg in logs:
-                if lg.open_segments() and any(s.unsynced for s in lg.open_segments()):
-                    self._dirty[id(lg)] = lg
+                self._metrics.fsync_batch.observe(sum(w[2] for w in work))
+            failed = []
+            with self._mutex:
+                for (lg, seg, count, size), error in zip(work, errors, strict=True):
+                    seg.busy = False
+                    if error is None:
+                        lg.synced(seg, count, size)
+                    else:
+                        failed.append((lg, seg, error))
+                    if seg.close_after:
+                        seg.close()
+                for lg in logs:
+                    if any(seg.unsynced for seg in lg._open):
+                        self._dirty[id(lg)] = lg
+            for lg, seg, error in failed:
+                self._repair(lg, seg, error)
 
-    async def _repair(self, lg: SessionLog, seg: _Segment, error: OSError) -> None:
+    async def commit(self) -> None:
+        """One group-commit round now (off the loop): every record written before the call is
+        fsynced, or rewritten / held after a failed fsync, when it returns."""
+        await asyncio.get_running_loop().run_in_executor(None, self._round)
+
+    def _repair(self, lg: SessionLog, seg: _Segment, error: OSError) -> None:
         """DESIGN §6: a failed fsync seals the segment; its unsynced records, still in memory,
         are rewritten to a fresh continuation segment (relays are refused meanwhile); if that
         fails too the log is broken and holds the records for the claimer."""
-        self.fsync_failures += 1
-        self._failing += 1
-        self._set_state_metric()
+        with self._mutex:
+            self.fsync_failures += 1
+            self._failing += 1
+            self._set_state_metric()
+            records = list(seg.unsynced)
+            seg.unsynced.clear()
+            lg.seal(seg)
+            lg._drop(seg)
         if self._metrics is not None:
             self._metrics.fsync_failures.inc()
         log.error("fsync of %s failed: %s — rewriting its unsynced records", seg.path, error)
-        records = list(seg.unsynced)
-        seg.unsynced.clear()
-        lg.seal(seg)
-        lg._drop(seg)
-        loop = asyncio.get_running_loop()
         try:
-            fresh = await loop.run_in_executor(None, self._rewrite, lg, seg, records)
+            fresh = self._rewrite(lg, seg, records)
         except OSError as exc:
-            self.broken = True
-            self._held.setdefault(lg.key, []).extend(records)
+            with self._mutex:
+                self.broken = True
+                self._held.setdefault(lg.key, []).extend(records)
             log.critical(
                 "relay log rewrite of %s failed too (%s): refusing relays, %d records held "
                 "in memory for the claimer",
@@ -633,15 +696,17 @@ class RelayLog:
                 len(records),
             )
         else:
-            if lg.closed or lg._current is not None:
-                fresh.close()
-            else:
-                lg._current = fresh
-                lg._open.append(fresh)
+            with self._mutex:
+                if lg.closed or lg._current is not None:
+                    fresh.close()
+                else:
+                    lg._current = fresh
+                    lg._open.append(fresh)
             log.warning("rewrote %d records of %s to %s", len(records), seg.path, fresh.path)
         finally:
-            self._failing -= 1
-            self._set_state_metric()
+            with self._mutex:
+                self._failing -= 1
+                self._set_state_metric()
 
     def _rewrite(
         self, lg: SessionLog, seg: _Segment, records: list[tuple[bytes, bytes]]
@@ -662,16 +727,46 @@ class RelayLog:
             raise
         return fresh
 
-    async def run_committer(self) -> None:
-        """Fsync once something is written and :data:`GATHER_SECONDS` passed, so that the
-        records written meanwhile share the round (one thread hand-off and one fdatasync per
-        round, not per relay); records written during a round join the next one."""
+    def _commit_loop(self) -> None:
+        """The committer thread: wait for a kick, then rounds — :data:`GATHER_SECONDS` apart
+        while writes keep coming — until nothing is left to sync."""
         while True:
-            await self._wake.wait()
-            if self._gather:
-                await asyncio.sleep(self._gather)
-            self._wake.clear()
-            await self.commit()
+            self._kick.acquire()
+            while True:
+                if self._stopping:
+                    return
+                try:
+                    self._round()
+                except Exception:  # never let the thread die: the next round retries
+                    log.exception("relay log commit round failed")
+                with self._mutex:
+                    if self._stopping:
+                        return
+                    if not self._dirty:
+                        self._state = _Committer.IDLE
+                        break
+                time.sleep(self._gather)
+
+    async def run_committer(self) -> None:
+        """Run the group-commit thread until cancelled (then stop and join it; records
+        written after that are committed by :meth:`close`)."""
+        loop = self._loop = asyncio.get_running_loop()
+        thread = threading.Thread(target=self._commit_loop, name="relaylog-commit", daemon=True)
+        with self._mutex:
+            self._stopping = False
+            self._state = _Committer.BUSY if self._dirty else _Committer.IDLE
+            if self._dirty:
+                self._kick.release()
+        thread.start()
+        try:
+            await loop.create_future()  # until cancelled
+        finally:
+            with self._mutex:
+                self._stopping = True
+                if self._state is not _Committer.BUSY:  # waiting for a kick: give it one
+                    self._kick.release()
+                self._state = _Committer.OFF
+            await asyncio.shield(loop.run_in_executor(None, thread.join))
 
     async def retire(self, key: SessionKey) -> None:
         """Close a session's log for good (its grace ended, or it is being claimed): a marker
@@ -691,7 +786,7 @@ class RelayLog:
         await self._close_log(key)
 
     async def _close_log(self, key: SessionKey) -> None:
-        async with self._lock:
+        with self._mutex:
             log_ = self._open.pop(key, None)
             if log_ is not None:
                 self._dirty.pop(id(log_), None)

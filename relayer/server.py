@@ -18,7 +18,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import orjson
 from aiohttp import web
@@ -57,6 +56,12 @@ def request_id(sent: str | None) -> str:
 
 def _error_answer(code: ErrorCode, message: str) -> FastResponse:
     return FastResponse(ERROR_TABLE[code].http_status, orjson.dumps(error_body(code, message)))
+
+
+def _with_id(answer: FastResponse, rid: str) -> FastResponse:
+    return FastResponse(
+        answer.status, answer.body, answer.content_type, (*answer.headers, (REQUEST_ID, rid))
+    )
 
 
 def error_response(code: ErrorCode, message: str) -> web.Response:
@@ -123,15 +128,11 @@ class RelayService:
             return self.refuse(exc)
         rid = request_id(request.headers.get(REQUEST_ID))
         REQUEST.set({"request_id": rid})
-        answer = await self.answer(request.headers.get("Relay-Request"), payload)
+        answer = await self.answer(request.headers.get("Relay-Request"), payload, rid)
         return web.Response(
             body=answer.body,
             status=answer.status,
-            headers={
-                "Content-Type": answer.content_type or _JSON,
-                **dict(answer.headers),
-                REQUEST_ID: rid,
-            },
+            headers={"Content-Type": answer.content_type or _JSON, **dict(answer.headers)},
         )
 
     async def relay_fast(self, request: FastRequest) -> FastResponse:
@@ -140,19 +141,20 @@ class RelayService:
         sent = request.headers.get(b"relay-request-id")
         rid = request_id(None if sent is None else sent.decode("latin-1"))
         REQUEST.set({"request_id": rid})
-        answer = await self.answer(None if value is None else value.decode("latin-1"), request.body)
-        return replace(answer, headers=(*answer.headers, (REQUEST_ID, rid)))
+        return await self.answer(
+            None if value is None else value.decode("latin-1"), request.body, rid
+        )
 
-    async def answer(self, relay_request: str | None, payload: bytes) -> FastResponse:
-        """verify → forward → record → answer, for a body already read within the limit.
-        Whatever fails after verify releases the relay (refund, key freed): nothing recorded
-        is charged."""
+    async def answer(self, relay_request: str | None, payload: bytes, rid: str) -> FastResponse:
+        """verify → forward → record → answer, for a body already read within the limit;
+        every answer carries the request id ``rid``. Whatever fails after verify releases the
+        relay (refund, key freed): nothing recorded is charged."""
         started = time.perf_counter()
         try:
             self.recorder.check_writable()  # a failing relay log refuses before the backend
             relay = self.verifier.verify(relay_request, payload)
         except RelaynetError as exc:
-            return self._refuse_answer(exc)
+            return _with_id(self._refuse_answer(exc), rid)
         try:
             self.recorder.check_open(relay.ctx)  # a session retired for claims: no backend call
             forwarded = time.perf_counter()
@@ -161,7 +163,7 @@ class RelayService:
             served = self.recorder.record(relay, answer.status, answer.body)
         except BaseException as exc:
             self.verifier.release(relay)
-            return self._failed(relay, exc)
+            return _with_id(self._failed(relay, exc), rid)
         self._answered[relay.service.service_id].inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -178,6 +180,7 @@ class RelayService:
             (
                 ("Relay-Backend-Status", str(answer.status)),
                 ("Relay-Receipt", served.receipt_header),
+                (REQUEST_ID, rid),
             ),
         )
 

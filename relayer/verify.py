@@ -16,6 +16,13 @@ delegations, seen relay keys) is computed once per (service, app, n) into a
 :class:`SessionContext`; the per-request work is a header decode, a keccak digest, one
 ecrecover and one sha256. The registry is only ever read from the in-memory snapshot.
 
+The checks that read only the header's leading bytes (version … session: service, supplier,
+session, slot, app stake, delegation) run once per :data:`protocol.relay.RELAY_SESSION_BYTES`
+prefix; a later relay with the same prefix (the same signer in the same session) repeats only
+what can change — its own fields, the service still registered, the body size, the session
+not over — so it is decided exactly as the full checks would decide it. The remembered
+prefixes go with the contexts (a reorganisation or the end of a session forgets them).
+
 WebSocket relays run the same checks in two steps: the header-only ones through the signature
 (:meth:`Verifier.check_header` then :meth:`Verifier.check_signature`) on the upgrade request,
 before it is accepted; the payload ones (well formed, compute units, payload hash, budget:
@@ -29,12 +36,15 @@ from collections.abc import Callable, Iterable, Mapping
 
 from protocol.errors import ErrorCode, ProtocolError, RelaynetError
 from protocol.relay import (
+    RELAY_HEADER_SIZE,
+    RELAY_SESSION_BYTES,
     Domain,
     RelayHeader,
-    decode_relay_request,
+    header_relay_fields,
     leaf_compute_units,
     recover_signer,
     relay_key,
+    relay_request_bytes,
     request_digest_of_bytes,
 )
 from protocol.settlement import budget as session_budget
@@ -60,10 +70,37 @@ def _refuse(exc: RelaynetError) -> RelayRefused:
     return RelayRefused(exc.code, exc.message)
 
 
+_KNOWN_PREFIXES = 4096  # remembered header prefixes (signers × sessions): bounded anyway
+
+
 def _expired(key: SessionKey, w: Windows, head: int) -> RelayRefused:
     return RelayRefused(
         ErrorCode.SESSION_EXPIRED,
         f"session {key.n} ended its grace at block {w.grace_end}; head is {head}",
+    )
+
+
+def _unknown_service(service_id: str) -> RelayRefused:
+    return RelayRefused(ErrorCode.UNKNOWN_SERVICE, f"service {service_id!r} is not served here")
+
+
+def _check_max_index(max_index: int, stream: bool) -> None:
+    """``max_index`` 0 on a POST, ≥ 1 on a WebSocket upgrade."""
+    if stream and max_index == 0:
+        raise RelayRefused(
+            ErrorCode.MALFORMED_HEADER, "a WebSocket relay needs max_index of at least 1"
+        )
+    if not stream and max_index != 0:
+        raise RelayRefused(
+            ErrorCode.MALFORMED_HEADER,
+            f"a plain relay has max_index 0, not {max_index} (streams are WebSockets)",
+        )
+
+
+def _over_stream_limit(max_index: int, ctx: SessionContext) -> RelayRefused:
+    return RelayRefused(
+        ErrorCode.MALFORMED_HEADER,
+        f"max_index {max_index} exceeds max_stream_relays {ctx.max_stream_relays}",
     )
 
 
@@ -90,6 +127,8 @@ class Verifier:
         self._existing = existing_records
         #: by (service, app, n): a plain tuple hashes faster than a SessionKey, on every relay
         self._contexts: dict[tuple[str, bytes, int], SessionContext] = {}
+        #: header prefix (version … session) → (service, context, signer) once it passed
+        self._known: dict[bytes, tuple[ServiceRuntime, SessionContext, bytes]] = {}
         self._shape: SessionShape | None = None
         self._redrawn_seen: dict[SessionKey, set[bytes]] = {}  # see on_reorg
 
@@ -116,49 +155,81 @@ class Verifier:
     ) -> VerifiedHeader:
         """Header, service, supplier, session, slot, app stake, delegation. ``stream``: the
         header rides on a WebSocket upgrade (``max_index`` ≥ 1), else on a POST (0)."""
-        header, header_bytes, sig = self._decode(header_value, stream)
+        if not header_value:
+            raise RelayRefused(ErrorCode.MALFORMED_HEADER, "the Relay-Request header is missing")
+        try:
+            raw = relay_request_bytes(header_value)
+        except ProtocolError as exc:
+            raise _refuse(exc) from None
+        known = self._known.get(raw[:RELAY_SESSION_BYTES])
+        if known is None:
+            return self._first_header(raw, body_size, stream)
+        service, ctx, signer = known
+        try:
+            payload_hash, _, max_index, cu = header_relay_fields(raw)
+        except ProtocolError as exc:
+            raise _refuse(exc) from None
+        _check_max_index(max_index, stream)
+        self._check_service(service, body_size)
+        head = self.snapshot.head()
+        if head >= ctx.windows.grace_end:
+            raise _expired(ctx.key, ctx.windows, head)
+        if max_index > ctx.max_stream_relays:
+            raise _over_stream_limit(max_index, ctx)
+        return VerifiedHeader(
+            ctx,
+            service,
+            raw[:RELAY_HEADER_SIZE],
+            raw[RELAY_HEADER_SIZE:],
+            signer,
+            payload_hash,
+            max_index,
+            cu,
+        )
+
+    def _first_header(self, raw: bytes, body_size: int, stream: bool) -> VerifiedHeader:
+        """Every header check, for a prefix not seen yet; a prefix that passes is remembered."""
+        header_bytes = raw[:RELAY_HEADER_SIZE]
+        try:
+            header = RelayHeader.decode(header_bytes)
+        except ProtocolError as exc:
+            raise _refuse(exc) from None
+        _check_max_index(header.max_index, stream)
         service = self.services.get(header.service_id)
-        if service is None or self.snapshot.service(header.service_id) is None:
-            raise RelayRefused(
-                ErrorCode.UNKNOWN_SERVICE, f"service {header.service_id!r} is not served here"
-            )
+        if service is None:
+            raise _unknown_service(header.service_id)
+        self._check_service(service, body_size)
+        if header.supplier != self.supplier:
+            raise RelayRefused(ErrorCode.WRONG_SUPPLIER, "the relay names another supplier")
+        ctx = self._context(header)
+        if header.max_index > ctx.max_stream_relays:
+            raise _over_stream_limit(header.max_index, ctx)
+        if header.signer != header.application:
+            self._check_delegated(ctx, header)
+        if len(self._known) >= _KNOWN_PREFIXES:
+            self._known.clear()
+        self._known[raw[:RELAY_SESSION_BYTES]] = (service, ctx, header.signer)
+        return VerifiedHeader(
+            ctx,
+            service,
+            header_bytes,
+            raw[RELAY_HEADER_SIZE:],
+            header.signer,
+            header.payload_hash,
+            header.max_index,
+            header.compute_units,
+        )
+
+    def _check_service(self, service: ServiceRuntime, body_size: int) -> None:
+        """The service is still registered, and the body within its limit."""
+        if self.snapshot.service(service.service_id) is None:
+            raise _unknown_service(service.service_id)
         if body_size > service.max_body_bytes:
             raise RelayRefused(
                 ErrorCode.PAYLOAD_TOO_LARGE,
                 f"body of {body_size} bytes exceeds {service.service_id}'s limit of "
                 f"{service.max_body_bytes}",
             )
-        if header.supplier != self.supplier:
-            raise RelayRefused(ErrorCode.WRONG_SUPPLIER, "the relay names another supplier")
-        ctx = self._context(header)
-        if header.max_index > ctx.max_stream_relays:
-            raise RelayRefused(
-                ErrorCode.MALFORMED_HEADER,
-                f"max_index {header.max_index} exceeds max_stream_relays {ctx.max_stream_relays}",
-            )
-        if header.signer != header.application:
-            self._check_delegated(ctx, header)
-        return VerifiedHeader(ctx, service, header, header_bytes, sig)
-
-    @staticmethod
-    def _decode(header_value: str | None, stream: bool) -> tuple[RelayHeader, bytes, bytes]:
-        """The header's bytes and fields; ``max_index`` 0 on a POST, ≥ 1 on an upgrade."""
-        if not header_value:
-            raise RelayRefused(ErrorCode.MALFORMED_HEADER, "the Relay-Request header is missing")
-        try:
-            header, header_bytes, sig = decode_relay_request(header_value)
-        except ProtocolError as exc:
-            raise _refuse(exc) from None
-        if stream and header.max_index == 0:
-            raise RelayRefused(
-                ErrorCode.MALFORMED_HEADER, "a WebSocket relay needs max_index of at least 1"
-            )
-        if not stream and header.max_index != 0:
-            raise RelayRefused(
-                ErrorCode.MALFORMED_HEADER,
-                f"a plain relay has max_index 0, not {header.max_index} (streams are WebSockets)",
-            )
-        return header, header_bytes, sig
 
     def _check_delegated(self, ctx: SessionContext, header: RelayHeader) -> None:
         signer = header.signer
@@ -190,7 +261,7 @@ class Verifier:
             signer = recover_signer(digest, vh.request_sig)
         except ProtocolError as exc:
             raise _refuse(exc) from None
-        if signer != vh.header.signer:
+        if signer != vh.signer:
             raise RelayRefused(ErrorCode.BAD_SIGNATURE, "the signature is not the signer's")
         return SignedHeader(digest, key)
 
@@ -208,7 +279,7 @@ class Verifier:
         compute units."""
         priced = vh.service.pricing.price(payload)
         vh.service.backend_url(priced.role)
-        cu = vh.header.compute_units
+        cu = vh.compute_units
         if cu != priced.compute_units or cu > vh.ctx.max_cu:
             raise RelayRefused(
                 ErrorCode.BAD_COMPUTE_UNITS,
@@ -220,17 +291,16 @@ class Verifier:
         self, vh: VerifiedHeader, signed: SignedHeader, payload: bytes, priced: PricedCall
     ) -> VerifiedRelay:
         """Payload hash → budget; then the relay key is reserved."""
-        header, ctx = vh.header, vh.ctx
-        if hashlib.sha256(payload).digest() != header.payload_hash:
+        ctx = vh.ctx
+        if hashlib.sha256(payload).digest() != vh.payload_hash:
             raise RelayRefused(
                 ErrorCode.PAYLOAD_HASH_MISMATCH, "payload_hash does not match the body"
             )
-        cost = header.compute_units * ctx.cu_price
+        cost = vh.compute_units * ctx.cu_price
         ctx.reserve(signed.relay_key, cost)
         return VerifiedRelay(
             ctx,
             vh.service,
-            header,
             vh.header_bytes,
             vh.request_sig,
             signed.digest,
@@ -238,6 +308,7 @@ class Verifier:
             payload,
             priced,
             cost,
+            vh.max_index,
         )
 
     def release(self, relay: VerifiedRelay) -> None:
@@ -353,6 +424,8 @@ class Verifier:
                 del self._contexts[ident]
                 self._redrawn_seen[key] = set(ctx.seen)
                 gone.append(key)
+        if gone:
+            self._known.clear()
         return gone
 
     def expire(self, head: int) -> list[SessionKey]:
@@ -363,6 +436,8 @@ class Verifier:
             key = self._contexts.pop(ident).key
             self.meter.forget(key)
             keys.append(key)
+        if gone:
+            self._known.clear()
         w = self.shape()
         for key in [k for k in self._redrawn_seen if head > windows(w, k.n).grace_end]:
             del self._redrawn_seen[key]

@@ -85,7 +85,7 @@ class WebSocketRelay:
                     ErrorCode.METHOD_DENIED, f"{vh.service.service_id} has no WebSocket backend"
                 )
             signed = self._verifier.check_signature(vh)
-            app = vh.header.application
+            app = vh.ctx.key.app
             if self._streams.get(app, 0) >= self._max_streams:
                 raise RelayRefused(
                     ErrorCode.RATE_LIMITED,
@@ -199,7 +199,7 @@ class WebSocketRelay:
                 )
             except (ConnectionError, RuntimeError):
                 return  # the gateway closed the stream meanwhile
-            if index >= relay.header.max_index:
+            if index >= relay.max_index:
                 await _close(ws, WS_CLOSE_MAX_INDEX, "MAX_INDEX")
                 return
             index += 1

@@ -81,16 +81,38 @@ def _error(status: int, message: bytes) -> bytes:
     )
 
 
+_STATUS_LINES: dict[int, bytes] = {}  # status -> its status line
+_CONTENT_TYPES: dict[str, bytes] = {}  # content type -> its header line
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Status"))
+        if len(_STATUS_LINES) < 1000:
+            _STATUS_LINES[status] = line
+    return line
+
+
+def _content_type_line(content_type: str) -> bytes:
+    line = _CONTENT_TYPES.get(content_type)
+    if line is None:
+        line = b"Content-Type: %s\r\n" % content_type.encode("latin-1")
+        if len(_CONTENT_TYPES) < 64:
+            _CONTENT_TYPES[content_type] = line
+    return line
+
+
 def render(response: FastResponse, *, keep_alive: bool) -> bytes:
-    head = [b"HTTP/1.1 %d %s\r\n" % (response.status, _REASONS.get(response.status, b"Status"))]
+    """The response's bytes: status line, headers, body (status and content-type lines are
+    built once per value)."""
+    head = [_status_line(response.status)]
     if response.content_type is not None:
-        head.append(b"Content-Type: %s\r\n" % response.content_type.encode("latin-1"))
+        head.append(_content_type_line(response.content_type))
     head.append(b"Content-Length: %d\r\n" % len(response.body))
     for name, value in response.headers:
-        head.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
-    if not keep_alive:
-        head.append(b"Connection: close\r\n")
-    head.append(b"\r\n")
+        head.append(f"{name}: {value}\r\n".encode("latin-1"))
+    head.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
     head.append(response.body)
     return b"".join(head)
 
@@ -141,28 +163,13 @@ class FastFront:
             conn.close()
 
 
-class _Head:
-    """httptools callbacks for one request head."""
-
-    __slots__ = ("bad", "headers", "url")
-
-    def __init__(self) -> None:
-        self.url = b""
-        self.headers: dict[bytes, bytes] = {}
-        self.bad = False
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.lower()
-        if key in self.headers:
-            self.bad = True  # a repeated header on the fast path: never guess which one counts
-        self.headers[key] = value
-
-
 class FrontProtocol(asyncio.Protocol):
-    """One client connection until it is handed to aiohttp (if ever)."""
+    """One client connection until it is handed to aiohttp (if ever).
+
+    One httptools parser serves the connection's requests in turn: it is fed each request's
+    head once it is complete (the callbacks below collect the URL and headers) and, once the
+    request is served from here, its body, so it stands ready for the next one. Anything
+    handed to aiohttp leaves the parser behind."""
 
     def __init__(self, front: FastFront) -> None:
         self.front = front
@@ -171,10 +178,19 @@ class FrontProtocol(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.handed = False
         self.paused = False
-        self.last_active = asyncio.get_running_loop().time()
+        self._loop = asyncio.get_running_loop()  # once: each call is a getpid() in 3.11
+        self.last_active = self._loop.time()
+        self._peer: Any = None
+        self._parser = httptools.HttpRequestParser(self)
+        # the request whose head was parsed and whose body is still coming
+        self._pending: tuple[Handler, FastRequest, int, int, bool] | None = None
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._repeated = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self._peer = self.transport.get_extra_info("peername")
         self.front.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -182,8 +198,11 @@ class FrontProtocol(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = asyncio.get_running_loop().time()
-        self.buf += data
+        self.last_active = self._loop.time()
+        if self.buf:
+            self.buf += data
+        else:
+            self.buf = data
         if self.task is None:
             self._next()
         elif len(self.buf) > self.front.max_head + self.front.max_body and not self.paused:
@@ -195,6 +214,16 @@ class FrontProtocol(asyncio.Protocol):
         if self.transport is not None and not self.handed:
             self.transport.close()
 
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.lower()
+        if key in self._headers:
+            self._repeated = True  # a repeated header on the fast path: never guess which one
+        self._headers[key] = value
+
     # -- framing ----------------------------------------------------------------------------
     def _next(self) -> None:
         """Start the next buffered request, if its head and body are all here."""
@@ -203,87 +232,111 @@ class FrontProtocol(asyncio.Protocol):
         if self.paused:
             self.transport.resume_reading()
             self.paused = False
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = self._head()
+            if pending is None:
+                return
+        handler, request, head_end, total, keep_alive = pending
         buf = self.buf
+        if len(buf) < total:
+            return  # the body is still coming
+        self._pending = None
+        request.body = body = buf[head_end:total]
+        self.buf = buf[total:]
+        if body:
+            self._parser.feed_data(body)  # the parser stands ready for the next request
+        task = self._loop.create_task(self._serve(handler, request, keep_alive))
+        self.task = task
+        self.front.inflight.add(task)
+
+    def _head(self) -> tuple[Handler, FastRequest, int, int, bool] | None:
+        """Parse the buffered request's head: (handler, request without its body, head and
+        total bytes, keep-alive), or None (incomplete, refused, or handed to aiohttp)."""
+        buf = self.buf
+        front = self.front
         end = buf.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > self.front.max_head:
+            if len(buf) > front.max_head:
                 self._refuse(431, b"request header fields too large")
-            return
-        if end + 4 > self.front.max_head:
+            return None
+        if end + 4 > front.max_head:
             self._refuse(431, b"request header fields too large")
-            return
-        line_end = buf.find(b"\r\n")
-        if line_end > self.front.max_line:
-            self._hand_over()  # aiohttp answers an overlong request line as it always has
-            return
-        if not buf.startswith(b"POST "):
+            return None
+        line_end = buf.find(b"\r\n", 0, front.max_line + 1)
+        if (
+            line_end < 0
+            or not buf.startswith(b"POST ")
+            or buf[line_end - 9 : line_end] != b" HTTP/1.1"
+        ):
+            # aiohttp answers an overlong request line as it always has, and serves the rest
             self._hand_over()
-            return
-        head = _Head()
-        parser = httptools.HttpRequestParser(head)
+            return None
+        self._url = b""
+        headers: dict[bytes, bytes] = {}
+        self._headers = headers
+        self._repeated = False
+        parser = self._parser
         try:
             parser.feed_data(buf[: end + 4])
-        except httptools.HttpParserUpgrade:
+        except (httptools.HttpParserUpgrade, httptools.HttpParserError):
+            # a WebSocket upgrade is aiohttp's, and so is saying what is wrong with a request
             self._hand_over()
-            return
-        except httptools.HttpParserError:
-            self._hand_over()  # aiohttp says what is wrong with it
-            return
-        headers = head.headers
+            return None
         if (
-            head.bad
-            or parser.get_http_version() != "1.1"
+            self._repeated
             or b"transfer-encoding" in headers
             or b"upgrade" in headers
             or b"expect" in headers
         ):
             self._hand_over()
-            return
-        url = httptools.parse_url(head.url)
+            return None
+        url = httptools.parse_url(self._url)
         path = url.path.decode("latin-1")
-        handler = self.front.route(path)
+        handler = front.route(path)
         if handler is None:
             self._hand_over()
-            return
+            return None
         length_raw = headers.get(b"content-length", b"0")
         if not length_raw.isdigit() or len(length_raw) > 12:
             self._hand_over()
-            return
+            return None
         length = int(length_raw)
-        if length > self.front.max_body:
+        if length > front.max_body:
             self._hand_over()  # the route's own refusal (aiohttp's handler checks the size)
-            return
-        total = end + 4 + length
-        if len(buf) < total:
-            return  # the body is still coming
-        body = buf[end + 4 : total]
-        self.buf = buf[total:]
+            return None
         keep_alive = headers.get(b"connection", b"").lower() != b"close"
-        peer = self.transport.get_extra_info("peername")
-        request = FastRequest(path, headers, body, peer, (url.query or b"").decode("latin-1"))
-        task = asyncio.get_running_loop().create_task(self._serve(handler, request, keep_alive))
-        self.task = task
-        self.front.inflight.add(task)
-        task.add_done_callback(self.front.inflight.discard)
+        query = url.query
+        request = FastRequest(
+            path, headers, b"", self._peer, query.decode("latin-1") if query else ""
+        )
+        return handler, request, end + 4, end + 4 + length, keep_alive
 
     async def _serve(self, handler: Handler, request: FastRequest, keep_alive: bool) -> None:
+        front = self.front
+        mine = self.task  # set by _next before this first runs
         try:
-            response = await handler(request)
-            data = render(response, keep_alive=keep_alive and not self.front.closing)
-        except Exception:  # the outermost boundary of the fast path
-            log.exception("unexpected failure serving %s", request.path)
-            data = _error(500, b"internal error")
-            keep_alive = False
-        self.task = None
-        self.last_active = asyncio.get_running_loop().time()
-        if self.transport is None:
-            return
-        self.transport.write(data)
-        if not keep_alive or self.front.closing:
-            self.transport.close()
-            return
-        if self.buf:
-            self._next()
+            try:
+                response = await handler(request)
+                data = render(response, keep_alive=keep_alive and not front.closing)
+            except Exception:  # the outermost boundary of the fast path
+                log.exception("unexpected failure serving %s", request.path)
+                data = _error(500, b"internal error")
+                keep_alive = False
+            self.task = None
+            self.last_active = self._loop.time()
+            transport = self.transport
+            if transport is None:
+                return
+            transport.write(data)
+            if not keep_alive or front.closing:
+                transport.close()
+                return
+            if self.buf:
+                self._next()
+        finally:
+            if mine is not None:
+                front.inflight.discard(mine)
 
     def _refuse(self, status: int, message: bytes) -> None:
         assert self.transport is not None

@@ -25,6 +25,7 @@ Redirects are never followed (the status comes back as it is). Names are resolve
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl as _ssl
 import time
 from collections import deque
@@ -134,8 +135,17 @@ class Route:
         return cls(scheme, host, port, ("\r\n".join(lines) + "\r\n").encode("latin-1"))
 
 
+_BAD_NAME = re.compile(r"[ \t\r\n:]")
+_GOOD_NAMES: set[str] = set()  # header names already checked (a per-call header's is fixed)
+
+
 def _check_header(name: str, value: str) -> None:
-    if not name or any(c in name for c in " \t\r\n:") or any(c in value for c in "\r\n\0"):
+    if name not in _GOOD_NAMES:
+        if not name or _BAD_NAME.search(name):
+            raise ValueError(f"bad header {name!r}")
+        if len(_GOOD_NAMES) < 256:
+            _GOOD_NAMES.add(name)
+    if "\r" in value or "\n" in value or "\0" in value:
         raise ValueError(f"bad header {name!r}")
 
 
@@ -152,6 +162,7 @@ class _Conn(asyncio.Protocol):
         "_headers",
         "_held",
         "_in_head",
+        "_loop",
         "_max_body",
         "_max_error_body",
         "_max_head",
@@ -166,6 +177,8 @@ class _Conn(asyncio.Protocol):
     def __init__(self, origin: tuple[str, str, int], max_head: int) -> None:
         self.origin = origin
         self._max_head = max_head
+        self._loop = asyncio.get_running_loop()  # once: each call is a getpid() in 3.11
+        self._parser = httptools.HttpResponseParser(self)  # one per connection, reused
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._fut: asyncio.Future[HttpResponse] | None = None
@@ -177,7 +190,6 @@ class _Conn(asyncio.Protocol):
         self._max_error_body = max_error_body
         self._budget = budget
         self._held = 0
-        self._parser = httptools.HttpResponseParser(self)
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._body_size = 0
@@ -293,7 +305,7 @@ class _Conn(asyncio.Protocol):
         assert self.transport is not None and self._fut is None
         self._reset(max_body, max_error_body, budget)
         self.got_bytes = False
-        fut = self._fut = asyncio.get_running_loop().create_future()
+        fut = self._fut = self._loop.create_future()
         self.transport.write(data)
         return fut
 
@@ -381,7 +393,9 @@ class HttpClient:
         connect_timeout: float | None,
         limits: tuple[int, int, Budget | None],
     ) -> HttpResponse:
-        loop = asyncio.get_running_loop()
+        conn = self._pooled(route.origin)
+        # a pooled connection knows its loop (asyncio.get_running_loop() is a getpid() in 3.11)
+        loop = conn._loop if conn is not None else asyncio.get_running_loop()
         deadline = loop.time() + within
         head = route.prefix
         for name, value in extra_headers:
@@ -389,7 +403,8 @@ class HttpClient:
             head += f"{name}: {value}\r\n".encode("latin-1")
         data = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
         for attempt in (0, 1):
-            conn = self._pooled(route.origin)
+            if attempt:
+                conn = self._pooled(route.origin)
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(route, deadline, connect_timeout)

@@ -3,7 +3,8 @@
 A request's fields (``request_id``, ``service``, ``method``, ``supplier``, …) live in a context
 variable that a server sets at its outermost boundary; every record logged while the request
 is handled carries them, in both formats. Nothing here reads a request: what is put in the
-fields is what is logged, so servers put no credentials there.
+fields is what is logged, so servers put no credentials there. A process can tag every record
+it logs too (:func:`tag_process`: a forked gateway worker's index).
 """
 
 from __future__ import annotations
@@ -16,12 +17,23 @@ from typing import Any, Literal
 
 import orjson
 
-__all__ = ["REQUEST", "JsonFormatter", "RequestFilter", "configure", "new_request_id"]
+__all__ = [
+    "REQUEST",
+    "JsonFormatter",
+    "RequestFilter",
+    "configure",
+    "new_request_id",
+    "tag_process",
+]
 
 #: the fields of the request being handled (None outside a request)
 REQUEST: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "relaynet_request", default=None
 )
+
+#: fields every record of this process carries (:func:`tag_process`), and their text form
+_PROCESS: dict[str, Any] = {}
+_PROCESS_TEXT = [""]
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(request_fields)s"
 _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -29,6 +41,14 @@ _SKIP = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "asctime",
     "request_fields",
 }
+
+
+def tag_process(**fields: Any) -> None:
+    """Fields every later record of this process carries, in both formats: JSON lines as
+    fields, text lines as ``[worker=1 request_id=…]``. Kept across :func:`configure` (a SIGHUP
+    reload). A forked gateway worker tags itself ``worker=<index>`` (gateway.workers)."""
+    _PROCESS.update(fields)
+    _PROCESS_TEXT[0] = " ".join(f"{k}={v}" for k, v in _PROCESS.items())
 
 
 def new_request_id() -> str:
@@ -41,12 +61,16 @@ class RequestFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         fields = REQUEST.get()
+        tags = _PROCESS_TEXT[0]
         if fields and not hasattr(record, "request_id"):
             for k, v in fields.items():
                 setattr(record, k, v)
-            record.request_fields = f" [request_id={fields.get('request_id', '-')}]"
+            request = f"request_id={fields.get('request_id', '-')}"
+            record.request_fields = f" [{tags} {request}]" if tags else f" [{request}]"
         elif not hasattr(record, "request_fields"):
-            record.request_fields = ""
+            record.request_fields = f" [{tags}]" if tags else ""
+        for k, v in _PROCESS.items():
+            setattr(record, k, v)
         return True
 
 

@@ -28,6 +28,7 @@ REQUEST_PATH = (
     "gateway/server.py",
     "gateway/fastpath.py",
     "gateway/router.py",
+    "gateway/quorum.py",
     "gateway/failsafe/attempts.py",
     "gateway/failsafe/retry.py",
     "gateway/failsafe/hedge.py",

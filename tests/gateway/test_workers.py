@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -167,6 +168,27 @@ async def test_websocket_upgrades_reach_aiohttp_on_every_worker(net: Net) -> Non
                 await ws.close()
 
 
+def test_each_workers_log_lines_carry_its_index(net: Net) -> None:
+    """An operator tells the workers apart (text format, the default): each worker's lines
+    carry its index, the parent's carry none."""
+    gw = _gateway(net)
+    tags: set[str] = set()
+    for _ in range(100):  # each worker logs "listening" once its follower caught up
+        lines = gw.log_path.read_text().splitlines()
+        listening = [line for line in lines if "gateway listening on" in line]
+        tags = {m.group(1) for line in listening if (m := re.search(r" \[worker=(\d)\]$", line))}
+        if len(tags) == 2:
+            break
+        time.sleep(0.1)
+    assert tags == {"0", "1"}, listening
+    started = [line for line in lines if "worker 1 started (pid" in line]  # the parent's
+    assert started and all("worker=" not in line for line in started), started
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
 def test_each_worker_is_its_own_replica(net: Net) -> None:
     """Separate outage state per worker: the heartbeats count two replicas, not one."""
     gw = _gateway(net)
@@ -307,12 +329,19 @@ def _gone(pids: list[int]) -> bool:
 
 
 def test_sigterm_stops_every_process(net: Net, redis: RedisServer) -> None:
-    gw = start_gateway_proc(net, redis_url=redis.url, tables=WORKERS, name="gw-term")
+    tables = {"gateway": {**WORKERS["gateway"], "log_format": "json"}}
+    gw = start_gateway_proc(net, redis_url=redis.url, tables=tables, name="gw-term")
     try:
         _until_both(gw, add_key(gw.files, {SERVICE: net.app_hex}))
         children = list(_pids(gw).values())
         assert gw.stop() == 0  # SIGTERM: every worker drains, then the parent exits cleanly
         assert _gone(children)
+        # each worker said so, and its JSON lines name it
+        lines = _json_lines(gw.log_path.read_text())
+        draining = [d for d in lines if str(d["msg"]).startswith("draining")]
+        assert sorted(str(d.get("worker")) for d in draining) == ["0", "1"], draining
+        parent = [d for d in lines if d["msg"] == "stopping: draining 2 workers"]
+        assert parent and all("worker" not in d for d in parent), parent
     finally:
         gw.stop()
 

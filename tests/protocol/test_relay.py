@@ -644,3 +644,20 @@ def test_short_ws_frame_is_a_bad_receipt() -> None:
     assert _code(err) is ErrorCode.BAD_RECEIPT
     with pytest.raises(ProtocolError):
         encode_ws_frame(-1, b"\x00" * 32, b"\x00" * 64, b"")
+
+
+def test_s_at_half_the_order_is_low_and_one_above_it_is_high() -> None:
+    digest = b"\x21" * 32
+    r = ACCOUNT.sign_digest(digest)[:32]
+    half = SECP256K1_N // 2
+    with pytest.raises(ProtocolError, match="high s"):
+        recover_signer(digest, r + (half + 1).to_bytes(32, "big") + b"\x1b")
+    try:  # n/2 itself is low: recovered, or refused for another reason
+        recover_signer(digest, r + half.to_bytes(32, "big") + b"\x1b")
+    except ProtocolError as exc:
+        assert "high s" not in exc.message
+    last = (SECP256K1_N - 1).to_bytes(32, "big")  # r = n - 1 is in range
+    try:
+        recover_signer(digest, last + (1).to_bytes(32, "big") + b"\x1b")
+    except ProtocolError as exc:
+        assert "out of range" not in exc.message

@@ -262,6 +262,26 @@ async def test_not_in_session_when_length_is_zero(world: World) -> None:
     assert await _code(world, _sign(world)) == "NOT_IN_SESSION"
 
 
+async def test_a_known_signers_later_relays_are_checked_for_what_can_change(
+    world: World,
+) -> None:
+    """After a first relay the header checks of its signer's session are remembered; a later
+    relay with the same leading bytes is still refused for its own fields, its body size, and
+    a session the chain re-drew."""
+    w = world
+    assert (await _post(w, _sign(w)))[0] == 200
+    assert await _code(w, _sign(w, b"x" * 5000)) == "PAYLOAD_TOO_LARGE"
+    assert await _code(w, _sign(w, max_index=1)) == "MALFORMED_HEADER"
+    good = _sign(w)
+    no_units = good.header_bytes[:-4] + bytes(4)  # type: ignore[attr-defined]
+    zero = {"Relay-Request": encode_relay_request(no_units, good.signature)}  # type: ignore[attr-defined]
+    assert await _code(w, good, None, **zero) == "MALFORMED_HEADER"
+    w.snapshot.set_length(SID, 0, 2)
+    assert w.relayer.verifier.on_reorg() == [SessionKey(SID, w.app.address, w.n)]
+    assert await _code(w, good) == "NOT_IN_SESSION"
+    assert len(w.backend_hits) == 1
+
+
 async def test_health_and_readiness(world: World) -> None:
     assert (await world.client.get("/healthz")).status == 200
     assert (await world.client.get("/readyz")).status == 200
@@ -335,7 +355,7 @@ async def test_a_cancelled_relay_is_released(world: World) -> None:
 
     service.transport = MockTransport(hanging)
     relay = _sign(w)
-    task = asyncio.create_task(service.answer(relay.relay_request, relay.payload))  # type: ignore[attr-defined]
+    task = asyncio.create_task(service.answer(relay.relay_request, relay.payload, "rid-1"))  # type: ignore[attr-defined]
     await asyncio.wait_for(started.wait(), 30)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

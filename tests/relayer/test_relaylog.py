@@ -3,15 +3,27 @@ fsyncs, retired sessions, read-back by ref."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from protocol.errors import ErrorCode
 from relayer.errors import LogUnavailable, RelayRefused
-from relayer.relaylog import FILE_HEADER, HELD_SEGMENT, RelayLog, SessionKey, segment_of
+from relayer.metrics import RelayerMetrics
+from relayer.relaylog import (
+    FILE_HEADER,
+    HELD_SEGMENT,
+    RelayLog,
+    SessionKey,
+    SessionLog,
+    segment_of,
+)
 
 APP = bytes(range(20))
 KEY = SessionKey("eth", APP, 7)
@@ -248,3 +260,112 @@ async def test_delete_removes_the_log(tmp_path: Path) -> None:
     await rlog.delete(KEY)
     assert not rlog.path_for(KEY).exists()
     assert rlog.existing() == []
+
+
+# --- the group-commit thread ---------------------------------------------------------------------
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition`` (bounded in count, not a timed assertion)."""
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+def _synced(log: SessionLog) -> bool:
+    return not any(seg.unsynced for seg in log.open_segments())
+
+
+def _fsync_rounds(metrics: RelayerMetrics) -> tuple[float, float]:
+    """(rounds, records) of the fsync batch histogram."""
+    samples = {s.name: s.value for s in metrics.fsync_batch.collect()[0].samples}
+    return (
+        samples["relaynet_relayer_log_fsync_batch_records_count"],
+        samples["relaynet_relayer_log_fsync_batch_records_sum"],
+    )
+
+
+def _committers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "relaylog-commit"]
+
+
+async def test_the_committer_thread_syncs_what_is_written(tmp_path: Path) -> None:
+    """With the committer running, a write is fsynced without anyone calling commit(): the
+    first write after an idle spell arms the round (twice here), and cancelling the task stops
+    the thread; what is written afterwards is committed by close()."""
+    metrics = RelayerMetrics()
+    rlog = RelayLog(tmp_path, metrics)
+    log = rlog.open(KEY)
+    task = asyncio.create_task(rlog.run_committer())
+    await _until(lambda: len(_committers()) == 1, "the committer thread started")
+    for i in range(3):
+        rlog.append(log, _rk(i), _leaf(i))
+    await _until(lambda: _synced(log) and _fsync_rounds(metrics)[1] == 3, "3 records synced")
+    rlog.append(log, _rk(3), _leaf(3))  # after an idle spell: a new round is armed
+    await _until(lambda: _synced(log) and _fsync_rounds(metrics)[1] == 4, "a 4th record synced")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _committers() == []
+    rlog.append(log, _rk(4), _leaf(4))
+    assert not _synced(log)
+    await rlog.close()
+    assert _fsync_rounds(metrics)[1] == 5
+    assert _keys(RelayLog(tmp_path)) == [_rk(i) for i in range(5)]
+
+
+async def test_the_committer_thread_repairs_a_failed_fsync(tmp_path: Path) -> None:
+    """The fsync that fails is the committer thread's own: it rewrites the unsynced records to
+    a continuation segment, relays are taken again, and each record is read once."""
+    fault = tmp_path / "fault"
+    rlog = RelayLog(tmp_path / "logs", fsync_fault_file=fault)
+    log = rlog.open(KEY)
+    task = asyncio.create_task(rlog.run_committer())
+    rlog.append(log, _rk(0), _leaf(0))
+    await _until(lambda: _synced(log), "record 0 synced")
+    fault.write_text("1")
+    rlog.append(log, _rk(1), _leaf(1))
+    await _until(
+        lambda: rlog.fsync_failures == 1 and rlog.healthy and _synced(log) and not rlog._failing,
+        "the failed fsync repaired",
+    )
+    rlog.check_writable()
+    rlog.append(log, _rk(2), _leaf(2))
+    await _until(lambda: _synced(log), "record 2 synced")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await rlog.close()
+    assert _keys(RelayLog(tmp_path / "logs")) == [_rk(i) for i in range(3)]
+    assert len(list((tmp_path / "logs" / "eth").glob("*.log*"))) == 2
+
+
+async def test_a_segment_is_closed_only_after_its_running_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fdatasync of a round runs outside the lock: a log closed meanwhile keeps the
+    segment's fd open until that fsync returns (its number is never reused under it)."""
+    rlog = RelayLog(tmp_path)
+    log = rlog.open(KEY)
+    rlog.append(log, _rk(0), _leaf(0))
+    seg = log.open_segments()[0]
+    entered, go = threading.Event(), threading.Event()
+    real = rlog._fdatasync
+
+    def slow_fdatasync(segment: Any) -> None:
+        entered.set()
+        go.wait(30)
+        real(segment)
+
+    monkeypatch.setattr(rlog, "_fdatasync", slow_fdatasync)
+    commit = asyncio.create_task(rlog.commit())
+    assert await asyncio.to_thread(entered.wait, 30)
+    await rlog._close_log(KEY)
+    assert seg.fd is not None  # the round is still fsyncing it
+    go.set()
+    await commit
+    assert seg.fd is None
+    await rlog.close()
+    assert _keys(RelayLog(tmp_path)) == [_rk(0)]

@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from rollups.standins import CelestiaStandIn, CometBftStandIn, start_celestia, start_cometbft
+from tests.support.threaded_app import cancel_rest
 
 
 class StandIns:
@@ -40,16 +41,7 @@ class StandIns:
     def stop(self) -> None:
         self.run(self.comet.close())
         self.run(self.node.close())
-        self.run(_cancel_rest())
+        self.run(cancel_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
-
-
-async def _cancel_rest() -> None:
-    """Cancel what the stand-ins left running (e.g. a long poll nobody waits for)."""
-    current = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not current]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

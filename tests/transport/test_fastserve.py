@@ -137,6 +137,34 @@ async def test_keep_alive_and_pipelining_across_the_hand_over(app: App) -> None:
     assert (app.fast, app.slow) == (2, 1)
 
 
+async def test_requests_arriving_in_pieces_are_served_whole_and_in_order(app: App) -> None:
+    """A head and a body split across reads (the body's length known from the head before the
+    body is here), then a pipelined request cut mid-head: each answered once, whole."""
+    assert app.site is not None
+    first, second = _post(b"a" * 300, tag="one"), _post(b"b" * 40, tag="two")
+    stream = first + second
+    cuts = [20, len(first) - 310, len(first) - 150, len(first) + 30, len(stream)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.site.port)
+    try:
+        start = 0
+        for cut in cuts:
+            writer.write(stream[start:cut])
+            await writer.drain()
+            await asyncio.sleep(0.02)  # separate reads on the server (not asserted)
+            start = cut
+        got = b""
+        while got.count(b"HTTP/1.1 ") < 2 or not _complete(got):
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            assert chunk, f"connection closed after {got!r}"
+            got += chunk
+    finally:
+        writer.close()
+    answers = [part.split(b"\r\n\r\n", 1) for part in got.split(b"HTTP/1.1 ")[1:]]
+    assert [body for _, body in answers] == [b"fast:" + b"a" * 300, b"fast:" + b"b" * 40]
+    assert [b"X-Seen: one" in answers[0][0], b"X-Seen: two" in answers[1][0]] == [True, True]
+    assert (app.fast, app.slow) == (2, 0)
+
+
 async def test_header_limits_answer_431_and_odd_requests_go_to_aiohttp(app: App) -> None:
     assert app.site is not None
     huge = _post(b"x", extra=b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 8000) for i in range(120)))

@@ -281,6 +281,12 @@ async def test_redirect_is_returned_not_followed_and_bad_urls_refused(serve) -> 
             await client.request(
                 client.route("POST", server.url), b"", extra_headers=[("X", "b\nc")], within=5
             )
+        # a per-call header's name once checked is trusted; its value never is
+        for bad in [("X", "b\rc"), ("X", "b\0c"), ("Bad Name", "v"), ("X:Y", "v"), ("", "v")]:
+            with pytest.raises(ValueError):
+                await client.request(
+                    client.route("POST", server.url), b"", extra_headers=[bad], within=5
+                )
     finally:
         await client.close()
 

@@ -32,7 +32,10 @@ CALL = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
 OUTAGE_TABLES = {
     "redis": {
         "heartbeat_interval": 0.3,
-        "heartbeat_ttl": 6.0,
+        # R = live heartbeats at the last read (DESIGN §4): a replica that stopped beating for
+        # a TTL is gone. Long here, so that a replica descheduled on a loaded machine, or
+        # stopping slower than the other, never looks gone while both are meant to run.
+        "heartbeat_ttl": 60.0,
         "retry_after": 0.3,
         "state_dir": "gateway-state",
     },
@@ -276,6 +279,8 @@ def test_two_replicas_through_redis_outages(net: Net, tmp_path: Path) -> None:
                     f, {hash_key(quota): 40}, [hash_key(gone), hash_key(late)]
                 ),
             )
+        for gw in gws:  # together: neither outlives the other's heartbeat and snapshots R=1
+            gw.terminate()
         for gw in gws:
             gw.stop()
         redis.kill()
