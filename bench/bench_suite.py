@@ -326,8 +326,11 @@ def _open_loop(
         raise BenchError(f"openloop failed on {url}: {out.stderr or out.stdout}")
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     if summary["late"] > summary["sent"] // 10:
-        print(f"  open loop at {rate:,.0f}/s: {summary['late']} of {summary['sent']} sent late",
-              file=sys.stderr, flush=True)
+        print(
+            f"  open loop at {rate:,.0f}/s: {summary['late']} of {summary['sent']} sent late",
+            file=sys.stderr,
+            flush=True,
+        )
     return summary["p50_ms"], summary["sent"] - summary["answered"]
 
 
@@ -688,6 +691,8 @@ def run(args: argparse.Namespace) -> list[Row]:
             _pin(procs.pid("settlement"), server_cpus)
 
             def measure(name: str, url: str, *servers: str, body: bytes = UNCACHED) -> None:
+                if not _wanted(args, name):
+                    return
                 pids = {s: procs.pid(s) for s in servers}
                 row = _measure(
                     name, url, body, args=args, load_cpu=load_cpu, workdir=workdir, servers=pids
@@ -701,6 +706,8 @@ def run(args: argparse.Namespace) -> list[Row]:
                 ("trivial", "trivial aiohttp handler"),
                 ("forwarder", "bare aiohttp forwarder"),
             ):
+                if not _wanted(args, label):
+                    continue
                 port = _free_port()
                 procs.start(
                     kind,
@@ -723,16 +730,10 @@ def run(args: argparse.Namespace) -> list[Row]:
                 measure(label, url, kind, "anvil", body=BODY if kind == "trivial" else UNCACHED)
                 procs.stop(kind)
 
-            nginx_port = _free_port()
-            conf = _nginx_conf(workdir, nginx_port, anvil_port)
-            procs.start("nginx", ["nginx", "-c", str(conf), "-p", str(workdir)])
-            nginx_url = f"http://127.0.0.1:{nginx_port}/"
-            procs.wait("nginx", lambda: _answers(nginx_url))
-            _pin(procs.pid("nginx"), server_cpus)
-            for worker in _children(procs.pid("nginx")):
-                _pin(worker, server_cpus)
-            measure("nginx proxy_pass", nginx_url, "anvil")
-            procs.stop("nginx")
+            if _wanted(args, "nginx proxy_pass"):
+                _measure_nginx(procs, workdir, anvil_port, server_cpus, measure)
+            if args.workers <= 1 and not any(_wanted(args, r) for r in _GATEWAY_ROWS.values()):
+                return rows
 
             net, supplier, seed = _stake(settle_url, _free_port())
             relayer_cfg = _write_relayer(workdir, net, supplier, seed, anvil_url)
@@ -744,10 +745,10 @@ def run(args: argparse.Namespace) -> list[Row]:
             )
             procs.wait("relayer", lambda: _get_ok(f"http://127.0.0.1:{net.relayer_port}/readyz"))
             _pin(procs.pid("relayer"), server_cpus)
-            for name, cache, label in (
-                ("gateway", False, "gateway → relayer → anvil"),
-                ("gateway-cache", True, "gateway cache hit"),
-            ):
+            for name, cache in (("gateway", False), ("gateway-cache", True)):
+                label = _GATEWAY_ROWS[name]
+                if not _wanted(args, label):
+                    continue
                 port = _free_port()
                 config, url = _write_gateway(workdir, net, name, port, cache)
                 _start_gateway(procs, name, config, port, server_cpus)
@@ -758,6 +759,38 @@ def run(args: argparse.Namespace) -> list[Row]:
         finally:
             procs.stop()
     return rows
+
+
+_GATEWAY_ROWS = {"gateway": "gateway → relayer → anvil", "gateway-cache": "gateway cache hit"}
+#: ``--only`` names → the rows they select
+ROWS = {
+    "anvil": "anvil direct",
+    "trivial": "trivial aiohttp handler",
+    "forwarder": "bare aiohttp forwarder",
+    "nginx": "nginx proxy_pass",
+    "gateway": _GATEWAY_ROWS["gateway"],
+    "cache": _GATEWAY_ROWS["gateway-cache"],
+}
+
+
+def _wanted(args: argparse.Namespace, label: str) -> bool:
+    """Whether the row ``label`` is measured in this run (``--only``; all by default)."""
+    return not args.only or label in {ROWS[name] for name in args.only}
+
+
+def _measure_nginx(
+    procs: Procs, workdir: Path, anvil_port: int, cpus: str | None, measure: Callable[..., None]
+) -> None:
+    nginx_port = _free_port()
+    conf = _nginx_conf(workdir, nginx_port, anvil_port)
+    procs.start("nginx", ["nginx", "-c", str(conf), "-p", str(workdir)])
+    nginx_url = f"http://127.0.0.1:{nginx_port}/"
+    procs.wait("nginx", lambda: _answers(nginx_url))
+    _pin(procs.pid("nginx"), cpus)
+    for worker in _children(procs.pid("nginx")):
+        _pin(worker, cpus)
+    measure("nginx proxy_pass", nginx_url, "anvil")
+    procs.stop("nginx")
 
 
 def _start_gateway(
@@ -908,10 +941,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--profile", default="", help="write py-spy profiles (speedscope) of each server here"
     )
+    parser.add_argument(
+        "--only",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=[],
+        help=f"measure only these rows, comma-separated, of: {', '.join(ROWS)} (default: all)",
+    )
     parser.add_argument("--serve", choices=("trivial", "forwarder"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--target", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv if argv is not None else [])
+    unknown = [name for name in args.only if name not in ROWS]
+    if unknown:
+        parser.error(f"--only: unknown row {', '.join(unknown)} (known: {', '.join(ROWS)})")
     if args.serve:
         _serve(args.serve, args.port, args.target)
         return

@@ -37,7 +37,7 @@ from gateway.outage import Outage
 from gateway.relay_client import AnswerBudget, RelayClient
 from gateway.router import Router
 from gateway.selection import Qos
-from gateway.server import add_routes, handle_rpc, metrics_app, outermost
+from gateway.server import add_routes, metrics_app, serve_fast
 from gateway.services import ServiceTable
 from gateway.sessions import SessionBook
 from gateway.state import GATEWAY, Gateway
@@ -363,7 +363,7 @@ async def serve(
     await runner.setup()
     host, port = parse_listen(config.gateway.listen)
     # POST /v1/{service}[/{key}] off aiohttp's per-request cost; the rest stays on aiohttp
-    route = rpc_route(app, outermost(handle_rpc))
+    route = rpc_route(app, serve_fast)
     max_body = config.limits.max_body_bytes
     if seat is not None:
         await seat.until_ready(gw.ready)

@@ -69,6 +69,9 @@ class FrontCache:
         self._clock = clock
         self._items: OrderedDict[tuple[str, bytes], CachedAnswer] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def get(self, service_id: str, template: bytes) -> CachedAnswer | None:
         key = (service_id, template)
         hit = self._items.get(key)

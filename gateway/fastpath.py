@@ -2,21 +2,30 @@
 
 The front frames plain POSTs to the two JSON-RPC paths itself; this module runs the same
 guarded ``handle_rpc`` on them through :class:`FastRpcRequest`, the subset of
-``web.Request`` the handler reads (app, match info, headers, method, body), and turns its
-``web.Response`` into the front's answer. WebSocket upgrades, REST paths, ``OPTIONS``,
-health and anything odd never reach here: the front hands them to aiohttp untouched.
+``web.Request`` the handler reads (app, match info, headers, method, body), and hands its
+:class:`~gateway.server.Reply` to the front as it is (no aiohttp response in between).
+WebSocket upgrades, REST paths, ``OPTIONS``, health and anything odd never reach here: the
+front hands them to aiohttp untouched.
 """
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.server import Reply
 from transport.fastserve import FastRequest, FastResponse, Handler
 
 __all__ = ["FastRpcRequest", "rpc_route"]
+
+
+@functools.lru_cache(maxsize=64)
+def _wire_name(name: str) -> bytes:
+    """A header name as the front keys it (lower case, bytes)."""
+    return name.lower().encode("latin-1")
 
 
 class _Headers:
@@ -28,7 +37,7 @@ class _Headers:
         self._raw = raw
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        value = self._raw.get(name.lower().encode("latin-1"))
+        value = self._raw.get(_wire_name(name))
         return default if value is None else value.decode("latin-1")
 
     def __getitem__(self, name: str) -> str:
@@ -38,7 +47,7 @@ class _Headers:
         return value
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower().encode("latin-1") in self._raw
+        return isinstance(name, str) and _wire_name(name) in self._raw
 
 
 class FastRpcRequest:
@@ -89,9 +98,10 @@ def _match(path: str) -> dict[str, str] | None:
 
 
 def rpc_route(
-    app: web.Application, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    app: web.Application, handler: Callable[[web.Request], Awaitable[Reply]]
 ) -> Callable[[str], Handler | None]:
-    """The front's route table: the JSON-RPC paths run ``handler``, others go to aiohttp."""
+    """The front's route table: the JSON-RPC paths run ``handler`` (the gateway's guarded
+    JSON-RPC route, :func:`gateway.server.serve_fast`), others go to aiohttp."""
 
     def route(path: str) -> Handler | None:
         match = _match(path)
@@ -99,18 +109,9 @@ def rpc_route(
             return None
 
         async def serve(request: FastRequest) -> FastResponse:
-            shim = FastRpcRequest(app, match, request)
-            response = await handler(shim)  # type: ignore[arg-type]
-            assert isinstance(response, web.Response)
-            body = response.body
-            assert body is None or isinstance(body, bytes)
-            content_type, headers = None, []
-            for name, value in response.headers.items():  # one pass over the multidict
-                if name == "Content-Type":
-                    content_type = value
-                elif name != "Content-Length":
-                    headers.append((name, value))
-            return FastResponse(response.status, body or b"", content_type, tuple(headers))
+            reply = await handler(FastRpcRequest(app, match, request))  # type: ignore[arg-type]
+            headers = tuple(reply.headers.items())
+            return FastResponse(reply.status, reply.body, reply.content_type, headers)
 
         return serve
 

@@ -44,6 +44,8 @@ __all__ = [
     "value_end",
 ]
 
+#: a body that can only be one JSON object (or not JSON at all): never a batch
+_OBJECT = re.compile(rb"[ \t\n\r]*\{")
 # the id of an invalid call, echoed in its -32600 answer when it is a plain id
 _PLAIN_ID = re.compile(rb'null|-?(?:0|[1-9][0-9]*)|"(?:[^"\\]|\\.)*"', re.DOTALL)
 
@@ -92,7 +94,7 @@ def id_template(answer: bytes) -> tuple[bytes, bytes] | None:
     return answer[: span[0]], answer[span[1] :]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call on the hot path
 class Call:
     """One JSON-RPC call as the client sent it."""
 
@@ -102,6 +104,7 @@ class Call:
     params: Any
     is_notification: bool
     invalid: bool  # breaks the payload rule: answered -32600 by the gateway itself
+    id: str | int | None = None  # the id's value (None: absent, null, or an invalid call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,7 @@ def _call(raw: bytes, *, single: bool) -> Call:
         if single and exc.not_json:
             raise BadRequest("Parse error", reason=ClientReason.PARSE_ERROR) from None
         return Call(raw, _invalid_id(raw), "", None, False, True)
-    return Call(raw, p.raw_id, p.method, p.params, p.notification, False)
+    return Call(raw, p.raw_id, p.method, p.params, p.notification, False, p.id)
 
 
 def parse_body(body: bytes, *, max_batch: int | None = None) -> ClientRequest:
@@ -137,6 +140,8 @@ def parse_body(body: bytes, *, max_batch: int | None = None) -> ClientRequest:
     ``BadRequest(PARSE_ERROR)``; an empty batch raises ``BadRequest(INVALID_REQUEST)``; a
     batch over ``max_batch`` raises ``BadRequest(BATCH_TOO_LARGE)``. Calls that break the
     payload rule come back ``invalid``."""
+    if _OBJECT.match(body):  # one call: the payload rule parses it, once
+        return ClientRequest((_call(body, single=True),), False)
     try:
         elements = split_batch(body)
     except PayloadError as exc:

@@ -25,7 +25,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
-__all__ = ["CIRCUIT_VALUES", "Cell", "GatewayMetrics"]
+__all__ = ["CIRCUIT_VALUES", "Cell", "GatewayMetrics", "SupplierCells"]
 
 NS = "relaynet_gateway"
 CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
@@ -75,6 +75,18 @@ class Cell:
             self._sum = 0.0
 
 
+class SupplierCells:
+    """The cells one relay attempt to a supplier touches, looked up once per supplier."""
+
+    __slots__ = ("circuit", "error_rate", "selected", "success")
+
+    def __init__(self, metrics: GatewayMetrics, service: str, supplier: str) -> None:
+        self.selected = metrics.child(metrics.selected, service, supplier)
+        self.success = metrics.child(metrics.relays, service, supplier, "success")
+        self.circuit = metrics.child(metrics.circuit, service, supplier)
+        self.error_rate = metrics.child(metrics.error_rate, service, supplier)
+
+
 class _Flush:
     """A collector that collects nothing: it folds the cells in before the others collect."""
 
@@ -96,6 +108,7 @@ class GatewayMetrics:
         if registry is None:  # process_cpu_seconds, process_resident_memory_bytes, …
             ProcessCollector(registry=r)
         self._children: dict[tuple[int, tuple[str, ...]], Cell] = {}
+        self._suppliers: dict[tuple[str, str], SupplierCells] = {}
         #: (service, method) → True for methods in the handler's table (see method_calls)
         self.known_methods: dict[tuple[str, str], bool] = {}
         self.method_calls = self._counter(
@@ -212,6 +225,13 @@ class GatewayMetrics:
             found = self._children[key] = Cell(metric.labels(*labels))
         return found
 
+    def supplier_cells(self, service: str, supplier: str) -> SupplierCells:
+        """The memoised :class:`SupplierCells` of ``supplier`` (0x hex) serving ``service``."""
+        cells = self._suppliers.get((service, supplier))
+        if cells is None:
+            cells = self._suppliers[(service, supplier)] = SupplierCells(self, service, supplier)
+        return cells
+
     def flush(self) -> None:
         """Fold every cell's pending changes into its Prometheus series."""
         for cell in self._children.values():
@@ -230,6 +250,7 @@ class GatewayMetrics:
                     metric.remove(*values)
         for key in [k for k in self._children if service in k[1] and supplier in k[1]]:
             del self._children[key]
+        self._suppliers.pop((service, supplier), None)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -32,6 +32,7 @@ import os
 import random
 import re
 import ssl
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from gateway.streams import Fault
 from protocol.errors import ERROR_TABLE, ErrorCode, ProtocolError, Refusal, refusal_of
 from protocol.keys import AccountKey
 from protocol.relay import (
+    RELAY_SESSION_BYTES,
     RELAY_VERSION,
     WS_STATUS,
     Domain,
@@ -54,11 +56,18 @@ from protocol.relay import (
     decode_receipt,
     decode_ws_frame,
     encode_relay_request,
-    request_digest,
+    request_digest_of_bytes,
     sign_request,
     verify_receipt,
 )
-from transport.http1 import BodyTooLarge, ConnectFailed, HttpClient, HttpError, OverBudget
+from transport.http1 import (
+    BodyTooLarge,
+    ConnectFailed,
+    HttpClient,
+    HttpError,
+    OverBudget,
+    Route,
+)
 from transport.logs import REQUEST
 
 __all__ = [
@@ -168,14 +177,23 @@ class Target:
     receipt_key: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per relay on the hot path
 class Signed:
-    header: RelayHeader
+    header_bytes: bytes  # RH, the 157 wire bytes
     digest: bytes
     relay_request: str  # the Relay-Request header value
 
+    @property
+    def header(self) -> RelayHeader:
+        return RelayHeader.decode(self.header_bytes)
 
-@dataclass(frozen=True, slots=True)
+
+#: RH's bytes after ``payload_hash ‖ nonce``: ``max_index``, ``compute_units`` (DESIGN §3.3)
+_HEADER_TAIL = struct.Struct(">II")
+_UINT32 = 1 << 32
+
+
+@dataclass(slots=True)  # not frozen: one per relay on the hot path
 class RelayAnswer:
     """A relayed answer: the backend's status and bytes, plus the proof of who served it."""
 
@@ -350,6 +368,8 @@ class RelayClient:
         self._rng = rng or random.Random()
         self._allowed: set[str] = set()  # endpoints check_literal accepted (it is pure)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._prefixes: dict[int, tuple[Target, bytes]] = {}  # id(target) -> (target, RH[:101])
+        self._routes: dict[int, tuple[Target, Route]] = {}  # id(target) -> (target, its route)
         self.on_late_lie: Callable[[Target], None] | None = None
         self.late_checks = 0
         self.late_lies = 0
@@ -403,7 +423,25 @@ class RelayClient:
     def sign(
         self, target: Target, payload: bytes, compute_units: int, max_index: int = 0
     ) -> Signed:
-        header = RelayHeader(
+        """``RH`` for this payload (a fresh nonce), its EIP-712 digest under session
+        ``target.n``'s domain, and the ``Relay-Request`` value carrying the signature."""
+        if 0 < compute_units < _UINT32 and 0 <= max_index < _UINT32:
+            rh = (
+                self._fixed(target)
+                + hashlib.sha256(payload).digest()
+                + os.urandom(16)
+                + _HEADER_TAIL.pack(max_index, compute_units)
+            )
+        else:  # out of range: RelayHeader says which field (MALFORMED_HEADER)
+            rh = self._header(target, payload, compute_units, max_index).encode()
+        digest = request_digest_of_bytes(rh, self.domain_of(target.n))
+        sig = sign_request(digest, self.key)
+        return Signed(rh, digest, encode_relay_request(rh, sig))
+
+    def _header(
+        self, target: Target, payload: bytes, compute_units: int, max_index: int
+    ) -> RelayHeader:
+        return RelayHeader(
             version=RELAY_VERSION,
             service_id=target.service_id,
             application=target.app,
@@ -415,9 +453,30 @@ class RelayClient:
             max_index=max_index,
             compute_units=compute_units,
         )
-        digest = request_digest(header, self.domain_of(target.n))
-        sig = sign_request(digest, self.key)
-        return Signed(header, digest, encode_relay_request(header.encode(), sig))
+
+    def _route(self, target: Target) -> Route:
+        """The target's POST route on the fast client, looked up once per target."""
+        assert self.fast is not None
+        entry = self._routes.get(id(target))
+        if entry is not None and entry[0] is target:
+            return entry[1]
+        route = self.fast.route("POST", target.endpoint, _JSON_HEADERS)
+        if len(self._routes) >= 4096:
+            self._routes.clear()
+        self._routes[id(target)] = (target, route)
+        return route
+
+    def _fixed(self, target: Target) -> bytes:
+        """RH's first bytes (version, service, app, signer, supplier, session) for ``target``,
+        built and checked once per target (session views keep their targets)."""
+        entry = self._prefixes.get(id(target))
+        if entry is not None and entry[0] is target:
+            return entry[1]
+        fixed = self._header(target, b"", 1, 0).encode()[:RELAY_SESSION_BYTES]
+        if len(self._prefixes) >= 4096:
+            self._prefixes.clear()
+        self._prefixes[id(target)] = (target, fixed)
+        return fixed
 
     def check_receipt(
         self,
@@ -439,7 +498,9 @@ class RelayClient:
             rhash, rsig = decode_receipt(receipt)
         except ProtocolError as exc:
             raise _lie(f"bad receipt: {exc.message}", target) from exc
-        if rhash != hashlib.sha256(status.to_bytes(2, "big") + body).digest():
+        h = hashlib.sha256(status.to_bytes(2, "big"))
+        h.update(body)  # not ``bytes + body``: no copy of the answer
+        if rhash != h.digest():
             raise _lie("bad receipt: response hash mismatch", target)
         if inline or self.receipt_check >= 1.0:
             self._verify(target, digest, rhash, rsig)
@@ -573,7 +634,7 @@ class RelayClient:
         a relay-layer error) and the budget, then the same checks as the aiohttp path."""
         assert self.fast is not None
         try:
-            route = self.fast.route("POST", target.endpoint, _JSON_HEADERS)
+            route = self._route(target)
             resp = await self.fast.request(
                 route,
                 payload,

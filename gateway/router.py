@@ -21,8 +21,6 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import orjson
-
 import gateway.quorum as quorum
 from gateway.cache import AnswerCache, FrontCache, split_id
 from gateway.config import RelayConfig
@@ -62,7 +60,7 @@ class ClientContext:
     quorum: int = 1  # DESIGN §4: legs that must agree (Relay-Quorum, ?quorum=, key default)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call on the hot path (frozen costs per field)
 class CallAnswer:
     """The answer to one call. ``body`` is the backend's bytes when ``source == "relay"``."""
 
@@ -85,10 +83,12 @@ class CallAnswer:
         """The ``Relay-Backend-Status`` entry: one status per leg, space-separated."""
         if self.source != "relay":
             return "-"
+        if self.legs == 1:
+            return str(self.status)
         return " ".join([str(self.status)] * self.legs)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Planned:
     """Step 1's result: the call as ``rollups/`` sees it, and its plan."""
 
@@ -97,21 +97,15 @@ class _Planned:
     cls: str  # the plan's method class (metrics label)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Step:
     """What the later steps of one (non-quorum) call share."""
 
     planned: _Planned
     view: SessionView
-    heights: Heights
+    heights: Heights | None  # known when there is a cache policy
     rule: FloorRule | None
     policy: CachePolicy | None
-
-
-def _json_id(value: object) -> str | int | None:
-    if isinstance(value, bool):
-        return None
-    return value if isinstance(value, str | int) else None
 
 
 def _gateway_error(call: ClientCall, code: int, message: str, cls: str) -> CallAnswer:
@@ -171,13 +165,7 @@ class Router:
         if call.invalid:
             return _gateway_error(call, -32600, "Invalid request", "invalid")
         svc = ctx.service
-        rcall = Call(
-            method=call.method,
-            params=call.params,
-            id=_json_id(_parsed_id(call)),
-            raw=call.raw,
-            notification=call.is_notification,
-        )
+        rcall = Call(call.method, call.params, call.id, call.raw, call.is_notification)
         try:
             plan = svc.handler.plan(svc.spec, rcall)
         except RequestError as exc:
@@ -194,10 +182,10 @@ class Router:
         cache policy (only for ids every backend accepts: others get the backend's refusal)."""
         svc = ctx.service
         view = self.sessions.signing(svc.service_id, ctx.app)
-        heights = self._heights(svc, view)
         rule = svc.handler.floor_rule(svc.spec, planned.rcall)
-        policy = None
+        policy = heights = None  # only a cache reads the heights
         if self.cache is not None and not call.is_notification and _PLAIN_ID.fullmatch(call.raw_id):
+            heights = self._heights(svc, view)
             policy = svc.handler.cache_policy(svc.spec, planned.rcall, heights)
         return _Step(planned, view, heights, rule, policy)
 
@@ -243,6 +231,7 @@ class Router:
                 return CallAnswer(200, floored, "gateway", method_class=cls)
             relayed = floored
         if step.policy is not None and step.policy.cacheable:
+            assert step.heights is not None
             await self._offer(ctx.service, step.planned.rcall, relayed, step.heights)
         return _agreed((relayed,), cls)
 
@@ -523,7 +512,8 @@ class Router:
     ) -> RelayAnswer:
         sid = svc.service_id
         supplier_hex = "0x" + target.supplier.hex()
-        self.metrics.child(self.metrics.selected, sid, supplier_hex).inc()
+        cells = self.metrics.supplier_cells(sid, supplier_hex)
+        cells.selected.inc()
         try:
             answer = await self.client.relay(
                 target,
@@ -541,14 +531,15 @@ class Router:
         except asyncio.CancelledError:
             self.metrics.relays.labels(sid, supplier_hex, "cancelled").inc()
             raise
-        self.qos.record_success(sid, target.supplier, answer.latency)
+        st = self.qos.record_success(sid, target.supplier, answer.latency)
         self._hedger(sid).observe(answer.latency)
-        self.metrics.child(self.metrics.relays, sid, supplier_hex, "success").inc()
+        cells.success.inc()
         self.metrics.child(self.metrics.relay_seconds, sid).observe(answer.latency)
         self.metrics.child(
             self.metrics.receipts, "verified" if answer.receipt_checked else "skipped"
         ).inc()
-        self._circuit(sid, target.supplier)
+        cells.circuit.set(CIRCUIT_VALUES[st.breaker.state.value])
+        cells.error_rate.set(st.error_rate)
         return answer
 
     def _blame(self, sid: str, supplier: bytes, exc: RelayError) -> None:
@@ -595,11 +586,9 @@ class Router:
 
     def _circuit(self, sid: str, supplier: bytes) -> None:
         st = self.qos.stats(sid, supplier)
-        supplier_hex = "0x" + supplier.hex()
-        self.metrics.child(self.metrics.circuit, sid, supplier_hex).set(
-            CIRCUIT_VALUES[st.breaker.state.value]
-        )
-        self.metrics.child(self.metrics.error_rate, sid, supplier_hex).set(st.error_rate)
+        cells = self.metrics.supplier_cells(sid, "0x" + supplier.hex())
+        cells.circuit.set(CIRCUIT_VALUES[st.breaker.state.value])
+        cells.error_rate.set(st.error_rate)
 
     def bad_height(self, svc: Service, view: SessionView, plan: CallPlan, body: bytes) -> bool:
         """A head height above what the floor rule admits: one supplier pushing it up."""
@@ -621,6 +610,7 @@ class Router:
     ) -> RelayAnswer:
         """Step 4: relay one payload within ``view``, retried and hedged by the plan's rules
         (:class:`gateway.failsafe.attempts.Attempts`)."""
+        loop = asyncio.get_running_loop()
         long_poll = plan.method_class is MethodClass.LONG_POLL
         per_try = plan.retry.timeout if long_poll else min(self.cfg.timeout, plan.retry.timeout)
         budget = max(self.cfg.deadline, plan.retry.timeout if long_poll else 0)
@@ -638,7 +628,8 @@ class Router:
             payload,
             retry=retry,
             per_try=per_try,
-            deadline=asyncio.get_running_loop().time() + budget,
+            deadline=loop.time() + budget,
+            loop=loop,
             hedger=self._hedger(svc.service_id) if hedge else None,
             pinned_to=pinned_to,
         )
@@ -648,6 +639,17 @@ class Router:
 def _agreed(legs: tuple[RelayAnswer, ...], cls: str) -> CallAnswer:
     """A relayed answer: one leg, or a quorum's group with its legs space-separated in every
     Relay-* header."""
+    if len(legs) == 1:
+        one = legs[0]
+        return CallAnswer(
+            one.status,
+            one.body,
+            "relay",
+            "0x" + one.supplier.hex(),
+            one.relay_request,
+            one.relay_receipt,
+            cls,
+        )
     return CallAnswer(
         legs[0].status,
         legs[0].body,
@@ -658,13 +660,6 @@ def _agreed(legs: tuple[RelayAnswer, ...], cls: str) -> CallAnswer:
         cls,
         legs=len(legs),
     )
-
-
-def _parsed_id(call: ClientCall) -> object:
-    try:
-        return orjson.loads(call.raw_id)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _known(svc: Service, method: str) -> bool:

@@ -80,7 +80,7 @@ class Qos:
         return self._stats
 
     # -- observations ------------------------------------------------------------------
-    def record_success(self, service: str, supplier: bytes, latency: float) -> None:
+    def record_success(self, service: str, supplier: bytes, latency: float) -> SupplierStats:
         st = self.stats(service, supplier)
         st.requests += 1
         st.latency = (
@@ -88,6 +88,7 @@ class Qos:
         )
         st.error_rate += self._alpha * (0.0 - st.error_rate)
         st.breaker.record_success()
+        return st
 
     def record_failure(self, service: str, supplier: bytes) -> None:
         st = self.stats(service, supplier)
@@ -134,18 +135,27 @@ class Qos:
         heights = [h for s in suppliers if (h := self.stats(service, s).height) is not None]
         if not heights:
             return None
+        if len(heights) == 1:
+            return heights[0]
         return int(statistics.median_low(heights))
 
     def _usable(self, st: SupplierStats) -> bool:
         return st.refused is None and st.chain_ok is not False and st.breaker.would_allow()
 
     def eligible(
-        self, service: str, suppliers: Sequence[bytes], exclude: Iterable[bytes] = ()
+        self,
+        service: str,
+        suppliers: Sequence[bytes],
+        exclude: Iterable[bytes] = (),
+        *,
+        median: int | None = None,
     ) -> list[bytes]:
-        """Suppliers that may be chosen now: usable, and not lagging while others are not."""
-        skip = set(exclude)
+        """Suppliers that may be chosen now: usable, and not lagging while others are not
+        (``median``: the suppliers' median height, when the caller has it already)."""
+        skip = exclude if isinstance(exclude, set | frozenset) else set(exclude)
         usable = [s for s in suppliers if s not in skip and self._usable(self.stats(service, s))]
-        median = self.median_height(service, suppliers)
+        if median is None:
+            median = self.median_height(service, suppliers)
         if median is None:
             return usable
         fresh = [
@@ -171,7 +181,8 @@ class Qos:
     ) -> bytes | None:
         """Pick one supplier (weighted random), or None when every one is excluded or
         unusable. A half-open breaker hands out its single probe to the one picked."""
-        candidates = self.eligible(service, suppliers, exclude)
+        median = self.median_height(service, suppliers)
+        candidates = self.eligible(service, suppliers, exclude, median=median)
         if not candidates:
             # every breaker is open: better a try than a certain failure (never a refused
             # endpoint or a wrong chain)
@@ -186,10 +197,12 @@ class Qos:
             if not candidates:
                 return None
             return min(candidates, key=lambda s: self.stats(service, s).error_rate)
-        median = self.median_height(service, suppliers)
         while candidates:
-            weights = [self.score(service, s, median) for s in candidates]
-            pick = self._rng.choices(candidates, weights=weights, k=1)[0]
+            if len(candidates) == 1:  # no choice to weigh
+                pick = candidates[0]
+            else:
+                weights = [self.score(service, s, median) for s in candidates]
+                pick = self._rng.choices(candidates, weights=weights, k=1)[0]
             if self.stats(service, pick).breaker.allow():
                 return pick
             candidates.remove(pick)

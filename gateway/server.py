@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import re
 import time
 import traceback
@@ -33,12 +34,13 @@ from gateway.keys import KEY_PREFIX, ApiKey, KeyRing
 from gateway.metrics import GatewayMetrics
 from gateway.quorum import QuorumRefused, parse_quorum
 from gateway.router import CallAnswer, ClientContext
+from gateway.services import Service
 from gateway.state import GATEWAY, Gateway
 from protocol.encoding import address_from_hex
 from protocol.errors import ProtocolError
 from rollups.errors import RequestError
 from rollups.rest import rest_call, rest_error
-from transport.logs import REQUEST, new_request_id
+from transport.logs import REQUEST
 
 __all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app", "redact"]
 
@@ -66,20 +68,69 @@ WsHandler = Callable[[web.Request, Gateway, ClientContext], Awaitable[web.Stream
 WEBSOCKETS: web.AppKey[WsHandler] = web.AppKey("websockets")
 
 
+class Reply:
+    """An HTTP answer in the gateway's own terms: the fast front writes it as bytes (no
+    aiohttp objects on the hot path), an aiohttp route sends it as a ``web.Response``. It owns
+    ``headers`` (the outermost boundary adds ``Relay-Request-Id`` and narrows CORS there)."""
+
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str | None = JSON,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = dict(CORS_HEADERS) if headers is None else headers
+        self.content_type = content_type if body else None
+
+
+def web_response(reply: Reply) -> web.Response:
+    return web.Response(
+        status=reply.status,
+        body=reply.body or None,
+        content_type=reply.content_type,
+        headers=reply.headers,
+    )
+
+
 def _refusal_headers(exc: GatewayError) -> dict[str, str]:
     if exc.retry_after is not None:
         return {**CORS_HEADERS, "Retry-After": str(exc.retry_after)}
-    return CORS_HEADERS
+    return dict(CORS_HEADERS)
 
 
-def _error_response(exc: GatewayError, raw_id: bytes = b"null") -> web.Response:
-    return web.Response(
-        status=exc.http_status,
-        body=jsonrpc_error_body(exc, raw_id),
-        content_type=JSON,
-        headers=_refusal_headers(exc),
-    )
+def _error_response(exc: GatewayError, raw_id: bytes = b"null") -> Reply:
+    return Reply(exc.http_status, jsonrpc_error_body(exc, raw_id), _refusal_headers(exc))
 
+
+class RequestIds:
+    """Request ids as :func:`transport.logs.new_request_id` makes them (16 random hex digits:
+    no clock, no counter, nothing to learn from one), drawn from the OS 512 at a time; a
+    forked worker starts its own batch."""
+
+    __slots__ = ("_at", "_hex")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._hex, self._at = "", 0
+
+    def __call__(self) -> str:
+        at = self._at
+        if at >= len(self._hex):
+            self._hex, at = os.urandom(8 * 512).hex(), 0
+        self._at = at + 16
+        return self._hex[at : at + 16]
+
+
+request_ids = RequestIds()
 
 _KEY_LIKE = re.compile(re.escape(KEY_PREFIX) + r"[0-9A-Za-z]+")
 
@@ -108,16 +159,30 @@ def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, Ap
     """Authenticate and route: 401 bad key, 404 unknown service, 403 service not on the key."""
     record = gw.keys.lookup(presented_key(request))
     service_id = request.match_info["service"]
-    svc = gw.services.get(service_id)
+    known = gw.contexts.get((record.key_hash, service_id))
+    svc = known[1].service if known is not None else gw.services.get(service_id)
     if gw.sessions.snapshot.service(service_id) is None and gw.ready():
         raise BadRequest(
             f"service {service_id!r} is not registered", reason=ClientReason.UNKNOWN_SERVICE
         )
-    app_hex = KeyRing.app_for(record, service_id)
+    if known is not None and known[0] is record:  # this record and service, seen before
+        ctx = known[1]
+    else:
+        ctx = _new_context(record, svc)
+        if len(gw.contexts) >= 4096:
+            gw.contexts.clear()
+        gw.contexts[(record.key_hash, service_id)] = (record, ctx)
     if record.origins:  # the outermost boundary narrows CORS to them (see _guarded)
         fields = REQUEST.get()
         if fields is not None:
             fields["_origins"] = record.origins
+    return ctx, record
+
+
+def _new_context(record: ApiKey, svc: Service) -> ClientContext:
+    """The service's paying app under this key (403 when the key may not use it)."""
+    service_id = svc.service_id
+    app_hex = KeyRing.app_for(record, service_id)
     try:
         app = _app_address(app_hex)
     except ProtocolError as exc:
@@ -125,7 +190,7 @@ def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, Ap
             f"the key's app for {service_id!r} is not an address",
             reason=ClientReason.SERVICE_NOT_ALLOWED,
         ) from exc
-    return ClientContext(record.key_hash, record.key_id, svc, app), record
+    return ClientContext(record.key_hash, record.key_id, svc, app)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -138,6 +203,8 @@ def _answer_headers(answers: Sequence[CallAnswer]) -> dict[str, str]:
     order, ``-`` for an object answered from the cache or by the gateway; ``Relay-Cache``
     only when an entry is a hit; a lone hit carries only ``Relay-Cache: hit`` (the others
     would not verify against the rewritten id)."""
+    if len(answers) == 1:
+        return _single_headers(answers[0])
     headers = dict(CORS_HEADERS)
     relayed = any(a.source == "relay" for a in answers)
     hits = any(a.source == "cache" for a in answers)
@@ -148,6 +215,19 @@ def _answer_headers(answers: Sequence[CallAnswer]) -> dict[str, str]:
         headers["Relay-Backend-Status"] = ",".join(a.backend_statuses for a in answers)
     if hits:
         headers["Relay-Cache"] = ",".join("hit" if a.source == "cache" else "-" for a in answers)
+    return headers
+
+
+def _single_headers(answer: CallAnswer) -> dict[str, str]:
+    """:func:`_answer_headers` of one answer object (the common case, without the joins)."""
+    headers = dict(CORS_HEADERS)
+    if answer.source == "relay":
+        headers["Relay-Supplier"] = answer.supplier or "-"
+        headers["Relay-Request"] = answer.relay_request or "-"
+        headers["Relay-Receipt"] = answer.relay_receipt or "-"
+        headers["Relay-Backend-Status"] = answer.backend_statuses
+    elif answer.source == "cache":
+        headers["Relay-Cache"] = "hit"
     return headers
 
 
@@ -184,11 +264,14 @@ class RequestScope:
 
 
 _OUTCOMES = {"relay": "relayed", "cache": "cached"}
-Body = Callable[[Gateway, web.Request, RequestScope], Awaitable[web.StreamResponse]]
-Refusal = Callable[[GatewayError, RequestScope], web.Response]
+#: what a route answers: a :class:`Reply`, or an aiohttp response it sent itself (WebSocket)
+Answer = Reply | web.StreamResponse
+Body = Callable[[Gateway, web.Request, RequestScope], Awaitable[Answer]]
+Refusal = Callable[[GatewayError, RequestScope], Reply]
+Handler = Callable[[web.Request], Awaitable[Answer]]
 
 
-async def in_scope(request: web.Request, body: Body, refusal: Refusal) -> web.StreamResponse:
+async def in_scope(request: web.Request, body: Body, refusal: Refusal) -> Answer:
     """Run a route's ``body`` in a :class:`RequestScope` (the one prologue and epilogue)."""
     gw = request.app[GATEWAY]
     scope = RequestScope(gw, request)
@@ -214,16 +297,16 @@ async def _gated_body(
     return await _read_body(request, gw.config.limits.max_body_bytes)
 
 
-async def handle_rpc(request: web.Request) -> web.StreamResponse:
+async def handle_rpc(request: web.Request) -> Answer:
     """``POST /v1/{service}[/{key}]``: a JSON-RPC call or batch (or a WebSocket upgrade)."""
     return await in_scope(request, _rpc, _rpc_refusal)
 
 
-def _rpc_refusal(exc: GatewayError, scope: RequestScope) -> web.Response:
+def _rpc_refusal(exc: GatewayError, scope: RequestScope) -> Reply:
     return _error_response(exc, scope.raw_id)
 
 
-async def _rpc(gw: Gateway, request: web.Request, scope: RequestScope) -> web.StreamResponse:
+async def _rpc(gw: Gateway, request: web.Request, scope: RequestScope) -> Answer:
     ctx, record = client_context(gw, request)
     ctx = _with_quorum(ctx, request, record)
     if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -252,25 +335,17 @@ async def _rpc(gw: Gateway, request: web.Request, scope: RequestScope) -> web.St
         return await _batch(gw, ctx, req.calls, scope)
     answer = await gw.router.execute(ctx, req.calls[0])
     scope.count(answer)
-    if answer.status == 204 or not answer.body:
-        return web.Response(status=answer.status, headers=_answer_headers([answer]))
-    return web.Response(
-        status=answer.status, body=answer.body, content_type=JSON, headers=_answer_headers([answer])
-    )
+    body = b"" if answer.status == 204 else answer.body
+    return Reply(answer.status, body, _single_headers(answer))
 
 
 async def _batch(
     gw: Gateway, ctx: ClientContext, calls: Sequence[Call], scope: RequestScope
-) -> web.Response:
+) -> Reply:
     batch = await run_batch(gw.router, ctx, calls, concurrency=gw.config.relay.batch_concurrency)
     for a in batch.answers:
         scope.count(a)
-    return web.Response(
-        status=batch.status,
-        body=batch.body or None,
-        content_type=JSON if batch.body else None,
-        headers=_answer_headers(batch.shown),
-    )
+    return Reply(batch.status, batch.body, _answer_headers(batch.shown))
 
 
 def _with_quorum(
@@ -291,12 +366,10 @@ def _with_quorum(
 _GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 3, 429: 8, 504: 4}
 
 
-def _rest_refusal(
-    status: int, message: str, headers: dict[str, str] = CORS_HEADERS
-) -> web.Response:
+def _rest_refusal(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
     grpc = _GRPC_CODES.get(status, 14 if status >= 500 else 3)  # else UNAVAILABLE / INVALID
     body = orjson.dumps({"code": grpc, "message": message, "details": []})
-    return web.Response(status=status, body=body, content_type=JSON, headers=headers)
+    return Reply(status, body, headers)
 
 
 def _rest_target(request: web.Request) -> tuple[str, str]:
@@ -306,18 +379,18 @@ def _rest_target(request: web.Request) -> tuple[str, str]:
     return "/" + (parts[4] if len(parts) > 4 else ""), query
 
 
-async def handle_rest(request: web.Request) -> web.StreamResponse:
+async def handle_rest(request: web.Request) -> Answer:
     """A REST-like call (CometBFT URI GET, Cosmos REST) at ``/v1/{service}/{key}/{path}``:
     relayed as the canonical REST payload (DESIGN §3.3) and answered with the backend's
     status and body as they are; refusals are grpc-gateway-shaped error bodies."""
     return await in_scope(request, _rest, _rest_scope_refusal)
 
 
-def _rest_scope_refusal(exc: GatewayError, scope: RequestScope) -> web.Response:
+def _rest_scope_refusal(exc: GatewayError, scope: RequestScope) -> Reply:
     return _rest_refusal(exc.http_status, exc.message, _refusal_headers(exc))
 
 
-async def _rest(gw: Gateway, request: web.Request, scope: RequestScope) -> web.StreamResponse:
+async def _rest(gw: Gateway, request: web.Request, scope: RequestScope) -> Answer:
     ctx, record = client_context(gw, request)
     ctx = _with_quorum(ctx, request, record, url=False)
     body = await _gated_body(gw, request, ctx, record)
@@ -331,23 +404,18 @@ async def _rest(gw: Gateway, request: web.Request, scope: RequestScope) -> web.S
     except RequestError as exc:
         gw.metrics.child(gw.metrics.requests, scope.service, "denied", "gateway").inc()
         status, err = rest_error(exc)
-        return web.Response(status=status, body=err, content_type=JSON, headers=CORS_HEADERS)
+        return Reply(status, err)
     except ResponseTooLarge:
         return _rest_refusal(429, "response too large")  # grpc RESOURCE_EXHAUSTED
     scope.count(answer)
-    return web.Response(
-        status=answer.status,
-        body=answer.body or None,
-        content_type=JSON if answer.body else None,
-        headers=_answer_headers([answer]),
-    )
+    return Reply(answer.status, answer.body, _single_headers(answer))
 
 
 _HIT_HEADERS = {**CORS_HEADERS, "Relay-Cache": "hit"}
 
 
-def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | None:
-    if body[:1] != b"{":
+def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> Reply | None:
+    if body[:1] != b"{" or not gw.router.front:  # nothing there yet: no need to cut the id
         return None
     parts = split_id(body)
     if parts is None:
@@ -358,12 +426,7 @@ def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> web.Response | N
         return None
     gw.metrics.child(gw.metrics.cache, sid, "hit").inc()
     gw.metrics.child(gw.metrics.requests, sid, "read", "cached").inc()
-    return web.Response(
-        status=hit.status,
-        body=hit.prefix + parts[1] + hit.suffix,
-        content_type=JSON,
-        headers=_HIT_HEADERS,
-    )
+    return Reply(hit.status, hit.prefix + parts[1] + hit.suffix, dict(_HIT_HEADERS))
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -379,12 +442,12 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     return body
 
 
-def _narrow_cors(response: web.StreamResponse, origin: str | None, origins: Sequence[str]) -> None:
+def _narrow_cors(headers: dict[str, str], origin: str | None, origins: Sequence[str]) -> None:
     """A key with allowed origins: CORS headers only for a listed origin, naming it."""
     for name in CORS_HEADERS:
-        response.headers.popall(name, None)
+        headers.pop(name, None)
     if origin is not None and origin in origins:
-        response.headers.update(_cors_for(origin))
+        headers.update(_cors_for(origin))
 
 
 def _cors_for(origin: str) -> dict[str, str]:
@@ -431,15 +494,23 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
-def outermost(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """The server's outermost boundary: nothing a client sends may crash the gateway."""
+def outermost(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The server's outermost boundary for an aiohttp route: nothing a client sends may crash
+    the gateway."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        return await _guarded(handler, request)
+        answer = await _guarded(handler, request)
+        return web_response(answer) if isinstance(answer, Reply) else answer
 
     return guarded
+
+
+async def serve_fast(request: web.Request) -> Reply:
+    """The outermost boundary of ``POST /v1/{service}[/{key}]`` on the fast front (which
+    takes no upgrades: every answer is a :class:`Reply`)."""
+    answer = await _guarded(handle_rpc, request)
+    assert isinstance(answer, Reply)
+    return answer
 
 
 def _count_method(gw: Gateway, ctx: ClientContext, method: str) -> None:
@@ -461,15 +532,14 @@ def _note_method(method: str) -> None:
         fields["method"] = method[:64]  # the client's text: bounded
 
 
-async def _guarded(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], request: web.Request
-) -> web.StreamResponse:
+async def _guarded(handler: Handler, request: web.Request) -> Answer:
     """Runs ``handler`` with a request id: logged with every line of the request, answered in
     ``Relay-Request-Id``, and (``access_log``) one access line: never the path nor the key."""
     gw = request.app.get(GATEWAY)
     service = request.match_info.get("service", "")
+    rid = request_ids()
     fields: dict[str, object] = {
-        "request_id": new_request_id(),
+        "request_id": rid,
         "service": service if gw is not None and service in gw.services else "unknown",
     }
     token = REQUEST.set(fields)
@@ -477,10 +547,14 @@ async def _guarded(
     try:
         response = await _answer(handler, request)
         origins = fields.pop("_origins", None)
-        if origins and not response.prepared:
-            _narrow_cors(response, request.headers.get("Origin"), origins)  # type: ignore[arg-type]
-        if not response.prepared:  # a WebSocket upgrade has sent its headers already
-            response.headers[REQUEST_ID] = str(fields["request_id"])
+        if isinstance(response, Reply):
+            if origins:
+                _narrow_cors(response.headers, request.headers.get("Origin"), origins)  # type: ignore[arg-type]
+            response.headers[REQUEST_ID] = rid
+        elif not response.prepared:  # a WebSocket upgrade has sent its headers already
+            if origins:
+                _narrow_cors(response.headers, request.headers.get("Origin"), origins)  # type: ignore[arg-type]
+            response.headers[REQUEST_ID] = rid
         if gw is not None and gw.config.gateway.access_log:
             fields["status"] = response.status
             fields["supplier"] = response.headers.get("Relay-Supplier", "-")
@@ -500,9 +574,7 @@ async def _guarded(
         REQUEST.reset(token)
 
 
-async def _answer(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], request: web.Request
-) -> web.StreamResponse:
+async def _answer(handler: Handler, request: web.Request) -> Answer:
     try:
         return await handler(request)
     except web.HTTPException:

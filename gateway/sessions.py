@@ -21,13 +21,13 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.errors import ClientReason, NoSupplier
 from gateway.relay_client import Target
 from session.errors import SessionError
 from session.hydrate import hydrate
-from session.snapshot import RegistrySnapshot
+from session.snapshot import RegistrySnapshot, SessionShape
 from session.windows import fallback_session, session_of, signing_session, windows
 
 __all__ = ["SessionBook", "SessionView"]
@@ -44,9 +44,10 @@ class SessionView:
     n: int
     targets: tuple[Target, ...]
 
-    @property
-    def suppliers(self) -> tuple[bytes, ...]:
-        return tuple(t.supplier for t in self.targets)
+    suppliers: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "suppliers", tuple(t.supplier for t in self.targets))
 
     def target(self, supplier: bytes) -> Target | None:
         for t in self.targets:
@@ -75,6 +76,7 @@ class SessionBook:
         self._views: OrderedDict[tuple[bytes, str, int], SessionView | None] = OrderedDict()
         self.active: dict[tuple[str, bytes], int] = {}  # (service, app) -> last n used
         self.hydrations = 0
+        self._signing_memo: tuple[int, SessionShape, int] | None = None  # (head, shape, n)
 
     def forget(self) -> None:
         """Drop every hydrated session (a settlement-chain reorganisation may have re-drawn
@@ -116,7 +118,15 @@ class SessionBook:
         return result
 
     def signing_number(self) -> int:
-        return signing_session(self.snapshot.head(), self.snapshot.shape(), self._lag)
+        """The session to sign for at the snapshot's head (a pure function of head and shape:
+        computed once per head)."""
+        head, shape = self.snapshot.head(), self.snapshot.shape()
+        memo = self._signing_memo
+        if memo is not None and memo[0] == head and memo[1] is shape:
+            return memo[2]
+        n = signing_session(head, shape, self._lag)
+        self._signing_memo = (head, shape, n)
+        return n
 
     async def catch_up(self) -> None:
         """Let the follower catch up now (a bounded wait for its next pass); a short pause

@@ -9,15 +9,15 @@ than reaching into the router's attributes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from gateway.config import GatewayConfig
-from gateway.keys import KeyRing
+from gateway.keys import ApiKey, KeyRing
 from gateway.limiter import Limiter
 from gateway.metrics import GatewayMetrics
-from gateway.router import Router
+from gateway.router import ClientContext, Router
 from gateway.services import ServiceTable
 from gateway.sessions import SessionBook
 from gateway.store.base import Store
@@ -40,6 +40,9 @@ class Gateway:
     ready: Callable[[], bool]
     draining: bool = False
     inflight: int = 0  # client requests in flight (the inflight gauge reads it at scrape time)
+    #: (key hash, service) -> (the key's record, its ClientContext): built once per record (a
+    #: reload makes new records), each request still authenticated and checked
+    contexts: dict[tuple[str, str], tuple[ApiKey, ClientContext]] = field(default_factory=dict)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

@@ -53,6 +53,9 @@ __all__ = [
 
 CONTRACTS: tuple[str, ...] = ("Token", "Sessions", "Services", "Suppliers", "Apps", "Settlement")
 _ZERO32 = b"\x00" * 32
+# gas for checkpoint records found at inclusion but not at the estimate: an H_n (two slots, two
+# events) and an H_g and an H_c (one slot, one event each), i.e. one more session's boundaries
+CHECKPOINT_HEADROOM = 120_000
 _ZERO20 = b"\x00" * 20
 
 
@@ -257,13 +260,17 @@ class LedgerClient:
         with translate_errors(f"{contract}.{fn}"):
             return await self._contracts[contract].functions[fn](*args).call()
 
-    async def _send(self, contract: str, fn: str, *args: Any, gas: int | None = None) -> TxReceipt:
+    async def _send(
+        self, contract: str, fn: str, *args: Any, gas: int | None = None, headroom: int = 0
+    ) -> TxReceipt:
         if self.sender is None:
             raise LedgerError(f"{fn}: this client has no account (read-only)")
         c = self._contracts[contract]
         with translate_errors(f"{contract}.{fn}"):
             data = c.encode_abi(fn, args=list(args))
-        return await self.sender.send(str(c.address), bytes.fromhex(data[2:]), gas=gas, action=fn)
+        return await self.sender.send(
+            str(c.address), bytes.fromhex(data[2:]), gas=gas, headroom=headroom, action=fn
+        )
 
     def decode_events(self, receipt: TxReceipt, name: str | None = None) -> list[Event]:
         """The contract events of a receipt (only those named ``name`` when given)."""
@@ -340,8 +347,10 @@ class LedgerClient:
         return out[0], out[1], out[2]
 
     async def checkpoint(self) -> TxReceipt:
-        """Record the missing H_n / H_g / H_c among the last 256 blocks."""
-        return await self._send("Sessions", "checkpoint")
+        """Record the missing H_n / H_g / H_c among the last 256 blocks. Its work grows with
+        every block mined after the estimate (a boundary passed meanwhile is one more record),
+        so it carries gas for a few more records than the estimate saw."""
+        return await self._send("Sessions", "checkpoint", headroom=CHECKPOINT_HEADROOM)
 
     async def paused(self) -> bool:
         return bool(await self._call("Sessions", "paused"))

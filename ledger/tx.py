@@ -110,9 +110,12 @@ class TxSender:
         *,
         value: int = 0,
         gas: int | None = None,
+        headroom: int = 0,
         action: str = "transaction",
     ) -> TxReceipt:
-        """Send one transaction and wait for its receipt (see the module docstring)."""
+        """Send one transaction and wait for its receipt (see the module docstring).
+        ``headroom``: gas added to the estimate for work the call may find when it is mined
+        but not when it was estimated (blocks mined in between)."""
         call: dict[str, Any] = {
             "from": self._checksum,
             "to": AsyncWeb3.to_checksum_address(to),
@@ -122,7 +125,7 @@ class TxSender:
         if gas is None:
             with translate_errors(action):
                 estimate = await self._w3.eth.estimate_gas(call, "pending")  # type: ignore[arg-type]
-            gas = int(estimate) * (100 + self.gas_margin_pct) // 100 + 10_000
+            gas = int(estimate) * (100 + self.gas_margin_pct) // 100 + 10_000 + headroom
         pending = await self._broadcast(call, gas, action)
         return await self._await_receipt(pending, call, action)
 

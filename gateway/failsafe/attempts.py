@@ -87,6 +87,7 @@ class Attempts:
         deadline: float,
         hedger: Hedger | None,
         pinned_to: bytes | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.host, self.svc, self.view, self.plan, self.payload = host, svc, view, plan, payload
         self.sid = svc.service_id
@@ -95,7 +96,7 @@ class Attempts:
         self.deadline = deadline  # loop time
         self.hedger = hedger  # None: this call is never hedged
         self.pinned_to = pinned_to
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop or asyncio.get_running_loop()
         self.tried: set[bytes] = set()
         self.dead: set[bytes] = set()  # unreachable in any session
         self.pending: dict[asyncio.Future[RelayAnswer], bytes] = {}

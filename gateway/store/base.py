@@ -23,7 +23,7 @@ class StoreUnavailable(GatewayError):
     """The store's backend cannot be reached (Redis down, timed out)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call on the hot path
 class Charge:
     """One limiter check-and-count (DESIGN §4), applied whole or not at all: a refusal
     consumes nothing. Every counter of a key is named under ``tag`` (the key's hash), so the

@@ -341,15 +341,22 @@ def coded(code: ErrorCode) -> RelayError:
 async def test_oversized_answer_retried_once_and_blamed_only_when_another_fits() -> None:
     client = Scripted({SUPPLIERS[0]: oversized(), SUPPLIERS[1]: oversized()})
     router, ctx, _ = make_router(client, hedge=None)  # type: ignore[arg-type]
-    for i in range(10):
+    # a call blames only when an oversized supplier is drawn first and the fitting one second
+    # (about 1 in 3 draws): call until that happened, bounded ((2/3)**60 ≈ 3e-11 to miss it)
+    blamed = 0
+    for i in range(60):
         answer = await router.execute(ctx, call(READ.replace(b'"id":2', b'"id":%d' % i)))
         body = orjson.loads(answer.body)
         if "result" in body:
             assert answer.supplier == "0x" + SUPPLIERS[2].hex()
         else:  # both oversized suppliers were tried: the retry is spent
             assert body["error"] == {"code": -32005, "message": "response too large"}
-    big = [router.qos.stats("devnet", s).lies for s in SUPPLIERS]
-    assert big[2] == 0 and big[0] + big[1] > 0
+        big = [router.qos.stats("devnet", s).lies for s in SUPPLIERS]
+        assert big[2] == 0
+        blamed = big[0] + big[1]
+        if blamed and i >= 9:
+            break
+    assert blamed > 0
 
 
 async def test_when_no_supplier_fits_the_client_gets_minus_32005_and_nobody_is_blamed() -> None:

@@ -74,9 +74,7 @@ def evm_names(path: Path) -> list[str]:
 
 
 def test_request_path_functions_are_short() -> None:
-    offenders = {
-        rel: found for rel in REQUEST_PATH if (found := long_functions(ROOT / rel))
-    }
+    offenders = {rel: found for rel in REQUEST_PATH if (found := long_functions(ROOT / rel))}
     assert not offenders, f"functions over {MAX_LINES} lines on the request path: {offenders}"
 
 

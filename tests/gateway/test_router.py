@@ -184,6 +184,27 @@ async def test_slow_read_is_hedged_to_another_supplier() -> None:
     assert metrics.hedges.labels("devnet", "fired")._value.get() == 1
 
 
+async def test_a_client_cancelling_a_hedged_read_is_not_taken_for_the_hedge() -> None:
+    """A client that goes away while a hedged read has its first attempt and its hedge out
+    ends the call: both attempts are cancelled, none is left running."""
+    client = ScriptedClient(script=dict.fromkeys(SUPPLIERS, "slow"))
+    router, ctx, metrics = make_router(client, hedge=0.01)
+    task = asyncio.ensure_future(router.execute(ctx, call(READ)))
+    for _ in range(200):  # bounded: until the hedge is out
+        await asyncio.sleep(0.01)
+        if len(client.calls) == 2:
+            break
+    assert len(client.calls) == 2
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert metrics.hedges.labels("devnet", "fired")._value.get() == 1
+    cancelled = sum(
+        metrics.relays.labels("devnet", "0x" + s.hex(), "cancelled")._value.get() for s in SUPPLIERS
+    )
+    assert cancelled == 2  # the first attempt and the hedge
+
+
 async def test_writes_are_never_hedged() -> None:
     client = ScriptedClient(script=dict.fromkeys(SUPPLIERS, "slow"))
     router, ctx, _metrics = make_router(client, hedge=0.01)

@@ -324,14 +324,49 @@ def test_a_supplier_that_leaves_loses_its_series_and_cached_children() -> None:
     m.child(m.relays, "eth", "0xaa", "success").inc()
     m.child(m.circuit, "eth", "0xaa").set(2)  # open: the alert that never stopped firing
     m.child(m.relays, "eth", "0xbb", "success").inc()
+    m.supplier_cells("eth", "0xaa").selected.inc()
     m.supplier_height.labels("eth", "0xaa").set(10)
     m.forget_supplier("eth", "0xaa")
     text = m.render().decode()
     assert "0xaa" not in text and '"0xbb"' in text
-    # a cached child would keep counting into a series no longer exported
+    # a cached child (or an attempt's cell bundle) would keep counting into a series no
+    # longer exported
     m.child(m.relays, "eth", "0xaa", "success").inc()
+    m.supplier_cells("eth", "0xaa").success.inc()
+    m.supplier_cells("eth", "0xaa").selected.inc()
     relays = _samples(m, "relaynet_gateway_relays_total")
-    assert relays[(("outcome", "success"), ("service", "eth"), ("supplier", "0xaa"))] == 1.0
+    assert relays[(("outcome", "success"), ("service", "eth"), ("supplier", "0xaa"))] == 2.0
+    selected = _samples(m, "relaynet_gateway_selected_total")
+    assert selected[(("service", "eth"), ("supplier", "0xaa"))] == 1.0
+
+
+def test_a_key_reloaded_without_a_service_is_refused_it_at_once() -> None:
+    """Client contexts are kept per key record: a reloaded record (a new object) is judged
+    again, so a service taken off a key is 403 from the next request on."""
+    from types import SimpleNamespace
+
+    from gateway.keys import ApiKey
+    from gateway.server import client_context
+
+    app = "0x" + "aa" * 20
+    before = ApiKey("h" * 64, "k", {"eth": app})
+    records = {"key": before}
+    svc = SimpleNamespace(service_id="eth")
+    gw: Any = SimpleNamespace(
+        keys=SimpleNamespace(lookup=lambda presented: records[presented]),
+        contexts={},
+        services=SimpleNamespace(get=lambda sid: svc),
+        sessions=SimpleNamespace(snapshot=SimpleNamespace(service=lambda sid: object())),
+        ready=lambda: True,
+    )
+    request: Any = SimpleNamespace(match_info={"service": "eth", "key": "key"}, headers={})
+    ctx, record = client_context(gw, request)
+    assert record is before and ctx.app == bytes.fromhex("aa" * 20)
+    assert client_context(gw, request)[0] is ctx  # built once per record
+    records["key"] = ApiKey("h" * 64, "k", {"other": app})  # reloaded: eth taken off
+    with pytest.raises(BadRequest) as refused:
+        client_context(gw, request)
+    assert refused.value.reason is ClientReason.SERVICE_NOT_ALLOWED
 
 
 async def test_the_prober_forgets_suppliers_no_session_in_use_has() -> None:
@@ -403,9 +438,12 @@ def test_metric_cells_count_without_locks_and_show_at_collection() -> None:
     )
     for name in names:
         assert _samples(m, name) == _samples(direct, name), name
-    assert _samples(m, "relaynet_gateway_requests_total")[
-        (("method_class", "read"), ("outcome", "relayed"), ("service", "eth"))
-    ] == 3
+    assert (
+        _samples(m, "relaynet_gateway_requests_total")[
+            (("method_class", "read"), ("outcome", "relayed"), ("service", "eth"))
+        ]
+        == 3
+    )
     m.child(m.requests, "eth", "read", "relayed").inc()
     assert b'outcome="relayed",service="eth"} 4.0' in m.render()
 

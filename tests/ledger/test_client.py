@@ -294,3 +294,27 @@ async def test_refusals_carry_the_contract_reason(ledger_net: LedgerNet) -> None
             b"eth".ljust(32, b"\x00"),
             3,
         )
+
+
+async def test_a_checkpoint_still_lands_when_boundaries_pass_after_its_estimate(
+    ledger_net: LedgerNet,
+) -> None:
+    """A relayer's checkpoint is estimated when nothing (or little) is missing; blocks mined
+    before it is included can add session boundaries, each one more record to write. It
+    carries gas for them instead of running out and reverting."""
+    anvil, net = ledger_net.anvil, ledger_net.net
+    shape = net.deployment.shape
+    async with net.client() as admin:
+        await admin.checkpoint()  # nothing missing now
+        estimate_gas = admin.w3.eth.estimate_gas
+
+        async def estimate_then_blocks_pass(*args: object, **kwargs: object) -> int:
+            gas = await estimate_gas(*args, **kwargs)  # type: ignore[arg-type]
+            anvil.mine(shape.L)  # a whole session: an H_n, an H_g and an H_c boundary
+            return gas
+
+        admin.w3.eth.estimate_gas = estimate_then_blocks_pass  # type: ignore[method-assign]
+        receipt = await admin.checkpoint()
+        admin.w3.eth.estimate_gas = estimate_gas  # type: ignore[method-assign]
+        recorded = admin.decode_events(receipt, "Checkpoint")
+        assert {e.args["kind"] for e in recorded} == {0, 1, 2}  # every kind found one
