@@ -57,3 +57,16 @@ def test_processes_the_run_starts_write_bytecode() -> None:
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_gateway_module_does_not_load_the_gateway_server() -> None:
+    """`relaynet gateway keys …` and `gateway stake` import gateway modules, not the server:
+    the package re-exports its names on first use (gateway/__init__.py)."""
+    code = (
+        "import sys, gateway.keys, gateway.config, gateway; "
+        "print('gateway.app' in sys.modules, gateway.GatewayConfig.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert out.stdout.split() == ["False", "gateway.config"], out.stderr
