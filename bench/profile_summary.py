@@ -33,25 +33,12 @@ AREAS: list[tuple[str, Pred]] = [
     ("keccak / sha256", lambda n, f: "keccak" in n.lower() or "sha256" in n.lower()),
     ("relay log", _in("relaylog.py", "recorder.py")),
     (
-        "aiohttp server",
-        _in(
-            "web_protocol",
-            "web_request",
-            "web_response",
-            "web_app",
-            "web_middlewares",
-            "http_writer",
-            "web_urldispatcher",
-            "http_parser",
-            "base_protocol",
-            "streams.py",
-            "helpers.py",
-            "multidict",
-            "payload.py",
-            "web_server",
-        ),
+        "aiohttp client",  # aiohttp's own files only (not gateway/relay_client.py)
+        _in("aiohttp/client", "aiohttp/connector.py"),
     ),
-    ("aiohttp client", _in("client.py", "client_reqrep", "connector.py", "client_proto")),
+    # aiohttp's files by their directory: bare names (payload.py, helpers.py, streams.py)
+    # would also match the project's own modules (protocol/payload.py)
+    ("aiohttp server", lambda n, f: "/aiohttp/" in f or "multidict" in f),
     (
         "transport/ (fast front, http1, httptools)",
         _in("fastserve.py", "http1.py", "fastpath.py", "parser.c", "llhttp"),
@@ -73,6 +60,7 @@ AREAS: list[tuple[str, Pred]] = [
         "relay logic",
         _in(
             "gateway/",
+            "protocol/",
             "router.py",
             "verify.py",
             "relay_client.py",
@@ -111,6 +99,12 @@ def summarise(path: str) -> tuple[float, list[tuple[str, float]]]:
                 continue  # idle
             total += weight
             area = "other (interpreter, libc)"
+            if any(
+                "RegistryFollower" in n or "follower.py" in frames[i].get("file", "")
+                for n, i in zip(names, stack, strict=True)
+            ):
+                by["settlement follower"] += weight  # with its callees (http1, json, …)
+                continue
             for i in reversed(stack):
                 frame = frames[i]
                 hit = next(

@@ -13,10 +13,40 @@ from ``protocol/`` and ``session/``, everything chain-specific from ``rollups/``
 The hot path of one call is :meth:`gateway.router.Router.execute`.
 """
 
-from gateway.app import create_app, serve
-from gateway.config import GatewayConfig
-from gateway.errors import BadRequest, ClientReason, GatewayError, NoSupplier, RelayFailed
-from gateway.router import CallAnswer, ClientContext, Router
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.app import create_app, serve
+    from gateway.config import GatewayConfig
+    from gateway.errors import BadRequest, ClientReason, GatewayError, NoSupplier, RelayFailed
+    from gateway.router import CallAnswer, ClientContext, Router
+
+# re-exported on first use: importing any gateway module (the CLI's `keys` and `stake`
+# commands, the config model) does not load the server, its Redis client and the router
+_HOME = {
+    "create_app": "gateway.app",
+    "serve": "gateway.app",
+    "GatewayConfig": "gateway.config",
+    "BadRequest": "gateway.errors",
+    "ClientReason": "gateway.errors",
+    "GatewayError": "gateway.errors",
+    "NoSupplier": "gateway.errors",
+    "RelayFailed": "gateway.errors",
+    "CallAnswer": "gateway.router",
+    "ClientContext": "gateway.router",
+    "Router": "gateway.router",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'gateway' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
+
 
 __all__ = [
     "BadRequest",

@@ -19,7 +19,7 @@ from aiohttp import web
 from gateway.server import Reply
 from transport.fastserve import FastRequest, FastResponse, Handler
 
-__all__ = ["FastRpcRequest", "rpc_route"]
+__all__ = ["ROUTES_KEPT", "FastRpcRequest", "RpcRoutes", "rpc_route"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,22 +97,49 @@ def _match(path: str) -> dict[str, str] | None:
     return {"service": parts[2], "key": parts[3]}
 
 
+#: paths the route table remembers (a path names a service and maybe a key: bounded)
+ROUTES_KEPT = 1024
+
+
+class RpcRoutes:
+    """The front's route table: the JSON-RPC paths run ``handler`` (the gateway's guarded
+    JSON-RPC route, :func:`gateway.server.serve_fast`), others go to aiohttp (None). A
+    path's answer is worked out once and kept (up to :data:`ROUTES_KEPT` paths, then the
+    table starts over), so a request pays no path split and no closure."""
+
+    __slots__ = ("app", "handler", "kept")
+
+    def __init__(
+        self, app: web.Application, handler: Callable[[web.Request], Awaitable[Reply]]
+    ) -> None:
+        self.app = app
+        self.handler = handler
+        self.kept: dict[str, Handler | None] = {}
+
+    def __call__(self, path: str) -> Handler | None:
+        kept = self.kept
+        if path in kept:
+            return kept[path]
+        match = _match(path)
+        serve = None if match is None else functools.partial(_serve, self.app, self.handler, match)
+        if len(kept) >= ROUTES_KEPT:
+            kept.clear()
+        kept[path] = serve
+        return serve
+
+
 def rpc_route(
     app: web.Application, handler: Callable[[web.Request], Awaitable[Reply]]
 ) -> Callable[[str], Handler | None]:
-    """The front's route table: the JSON-RPC paths run ``handler`` (the gateway's guarded
-    JSON-RPC route, :func:`gateway.server.serve_fast`), others go to aiohttp."""
+    """The front's route table (:class:`RpcRoutes`)."""
+    return RpcRoutes(app, handler)
 
-    def route(path: str) -> Handler | None:
-        match = _match(path)
-        if match is None:
-            return None
 
-        async def serve(request: FastRequest) -> FastResponse:
-            reply = await handler(FastRpcRequest(app, match, request))  # type: ignore[arg-type]
-            headers = tuple(reply.headers.items())
-            return FastResponse(reply.status, reply.body, reply.content_type, headers)
-
-        return serve
-
-    return route
+async def _serve(
+    app: web.Application,
+    handler: Callable[[web.Request], Awaitable[Reply]],
+    match: dict[str, str],
+    request: FastRequest,
+) -> FastResponse:
+    reply = await handler(FastRpcRequest(app, match, request))  # type: ignore[arg-type]
+    return FastResponse(reply.status, reply.body, reply.content_type, tuple(reply.headers.items()))

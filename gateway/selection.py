@@ -18,7 +18,6 @@ with probability proportional to the score, so load spreads while the fast get m
 from __future__ import annotations
 
 import random
-import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -137,7 +136,8 @@ class Qos:
             return None
         if len(heights) == 1:
             return heights[0]
-        return int(statistics.median_low(heights))
+        heights.sort()
+        return heights[(len(heights) - 1) // 2]  # statistics.median_low, without its checks
 
     def _usable(self, st: SupplierStats) -> bool:
         return st.refused is None and st.chain_ok is not False and st.breaker.would_allow()

@@ -24,6 +24,7 @@ traceback, no library dump, no URL.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import tomllib
@@ -32,24 +33,25 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from gateway.config import REMOVED_KEYS as GATEWAY_REMOVED
-from gateway.config import GatewayConfig, file_defaults
 from protocol.errors import ErrorCode, RelaynetError
-from relayer.config import RelayerConfig
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+    from relayer.config import RelayerConfig
 
 __all__ = [
-    "GATEWAY",
-    "RELAYER",
     "ConfigKind",
     "ConfigProblem",
+    "gateway_kind",
     "load_gateway",
     "load_relayer",
     "parse_gateway",
     "parse_relayer",
+    "relayer_kind",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -63,11 +65,11 @@ class ConfigProblem(RelaynetError):
 
 
 @dataclass(frozen=True)
-class ConfigKind:
+class ConfigKind(Generic[M]):
     """One server's config: its model, its environment prefix, and its special keys."""
 
     name: str
-    model: type[BaseModel]
+    model: type[M]
     env_prefix: str
     #: dotted keys (``*`` for any name of a table of tables) of files that must exist
     inputs: tuple[str, ...] = ()
@@ -77,34 +79,41 @@ class ConfigKind:
     defaults: Callable[[Data], None] | None = None
 
 
-GATEWAY = ConfigKind(
-    "gateway",
-    GatewayConfig,
-    "RELAYNET_GATEWAY__",
-    inputs=(
-        "gateway.private_key_file",
-        "gateway.tls_cert",
-        "gateway.tls_key",
-        "relay.ca_file",
-        "settlement.deployment",
-        "services.*.spec",
-    ),
-    removed=GATEWAY_REMOVED,
-    defaults=file_defaults,
+# The models are imported when a config of their kind is loaded: a relayer (and the CLI of
+# another role) does not pay for importing the gateway, nor the other way round.
+_GATEWAY_INPUTS = (
+    "gateway.private_key_file",
+    "gateway.tls_cert",
+    "gateway.tls_key",
+    "relay.ca_file",
+    "settlement.deployment",
+    "services.*.spec",
 )
-RELAYER = ConfigKind(
-    "relayer",
-    RelayerConfig,
-    "RELAYNET_RELAYER__",
-    inputs=(
-        "keys.supplier_keystore",
-        "keys.receipt_key",
-        "keys.passphrase_file",
-        "chain.deployment",
-        "server.tls_cert",
-        "server.tls_key",
-    ),
+_RELAYER_INPUTS = (
+    "keys.supplier_keystore",
+    "keys.receipt_key",
+    "keys.passphrase_file",
+    "chain.deployment",
+    "server.tls_cert",
+    "server.tls_key",
 )
+
+
+@functools.cache
+def gateway_kind() -> ConfigKind[GatewayConfig]:
+    from gateway.config import REMOVED_KEYS, GatewayConfig, file_defaults
+
+    return ConfigKind(
+        "gateway", GatewayConfig, "RELAYNET_GATEWAY__", _GATEWAY_INPUTS, REMOVED_KEYS, file_defaults
+    )
+
+
+@functools.cache
+def relayer_kind() -> ConfigKind[RelayerConfig]:
+    from relayer.config import RelayerConfig
+
+    return ConfigKind("relayer", RelayerConfig, "RELAYNET_RELAYER__", _RELAYER_INPUTS)
+
 
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER = re.compile(
@@ -121,14 +130,14 @@ def load_gateway(
     path: str | Path, *, env: Mapping[str, str] | None = None, check_files: bool = True
 ) -> GatewayConfig:
     """Read and validate a gateway config (``env``: the process environment when None)."""
-    return _load(GATEWAY, path, env, check_files, GatewayConfig)
+    return _load(gateway_kind(), path, env, check_files)
 
 
 def load_relayer(
     path: str | Path, *, env: Mapping[str, str] | None = None, check_files: bool = True
 ) -> RelayerConfig:
     """Read and validate a relayer config (``env``: the process environment when None)."""
-    return _load(RELAYER, path, env, check_files, RelayerConfig)
+    return _load(relayer_kind(), path, env, check_files)
 
 
 def parse_gateway(
@@ -139,7 +148,7 @@ def parse_gateway(
     origin: str = "<gateway config>",
 ) -> GatewayConfig:
     """A gateway config from TOML text or a decoded mapping; relative paths against ``base``."""
-    return _parse(GATEWAY, GatewayConfig, source, base, env, origin, check_files=False)
+    return _parse(gateway_kind(), source, base, env, origin, check_files=False)
 
 
 def parse_relayer(
@@ -150,18 +159,14 @@ def parse_relayer(
     origin: str = "<relayer config>",
 ) -> RelayerConfig:
     """A relayer config from TOML text or a decoded mapping; relative paths against ``base``."""
-    return _parse(RELAYER, RelayerConfig, source, base, env, origin, check_files=False)
+    return _parse(relayer_kind(), source, base, env, origin, check_files=False)
 
 
 # -- the sequence --------------------------------------------------------------------------------
 
 
 def _load(
-    kind: ConfigKind,
-    path: str | Path,
-    env: Mapping[str, str] | None,
-    check_files: bool,
-    model: type[M],
+    kind: ConfigKind[M], path: str | Path, env: Mapping[str, str] | None, check_files: bool
 ) -> M:
     file = Path(path).absolute()
     try:
@@ -172,7 +177,7 @@ def _load(
         ) from None
     except UnicodeDecodeError:
         raise ConfigProblem(f"{file}: not a text file — give the {kind.name} TOML file") from None
-    config = _parse(kind, model, text, file.resolve().parent, env, str(file), check_files)
+    config = _parse(kind, text, file.resolve().parent, env, str(file), check_files)
     _within_grace(config, str(file))
     return config
 
@@ -199,8 +204,7 @@ def _within_grace(config: Any, origin: str) -> None:
 
 
 def _parse(
-    kind: ConfigKind,
-    model: type[M],
+    kind: ConfigKind[M],
     source: str | Mapping[str, Any],
     base: Path | None,
     env: Mapping[str, str] | None,
@@ -228,7 +232,7 @@ def _parse(
             problems += _missing_files(kind, data, base, origins)
     if not problems:
         try:
-            return model.model_validate(data)
+            return kind.model.model_validate(data)
         except ValidationError as exc:
             problems = [_describe(kind.model, e, origins) for e in exc.errors(include_url=False)]
     shown = "; ".join(problems[:_MAX_SHOWN])
@@ -258,7 +262,7 @@ def _walk(value: Any, key: str = "") -> Iterator[tuple[str, Any, Any, Any]]:
 # 2. removed options
 
 
-def _removed(kind: ConfigKind, data: Data) -> list[str]:
+def _removed(kind: ConfigKind[Any], data: Data) -> list[str]:
     problems = []
     for dotted, why in kind.removed.items():
         node: Any = data
@@ -302,7 +306,7 @@ def _expand_all(data: Data, env: Mapping[str, str]) -> list[str]:
 
 
 def _overrides(
-    kind: ConfigKind, data: Data, env: Mapping[str, str], origins: dict[str, str]
+    kind: ConfigKind[Any], data: Data, env: Mapping[str, str], origins: dict[str, str]
 ) -> list[str]:
     problems: list[str] = []
     for name in sorted(env):
@@ -389,7 +393,7 @@ def _resolve_paths(model: type[BaseModel], data: Data, base: Path) -> None:
 
 
 def _missing_files(
-    kind: ConfigKind, data: Data, base: Path, origins: Mapping[str, str]
+    kind: ConfigKind[Any], data: Data, base: Path, origins: Mapping[str, str]
 ) -> list[str]:
     problems = []
     for pattern in kind.inputs:

@@ -15,6 +15,12 @@ Chains: ``ledger_net`` is one deployed network for the whole session, rolled bac
 ``evm_snapshot``/``evm_revert`` after each test (block numbers and timestamps go back too).
 Tests that must own their chain — reorgs, chain ids, automine off, block timing — take
 ``anvil`` (a fresh anvil for the test) or ``anvil_factory``.
+
+Bytecode: a run starts our servers and CLI as Python subprocesses some hundreds of times. Where
+``PYTHONDONTWRITEBYTECODE`` is set (CI images, the shared dev machine) every one of them, and
+this process, would compile the project's modules from source again (~0.3 s of CPU a process,
+~4 s for collection); so the run writes bytecode as Python does by default, into the
+git-ignored ``__pycache__`` folders, for itself and its children.
 """
 
 from __future__ import annotations
@@ -25,16 +31,20 @@ import json
 import os
 import random
 import subprocess
+import sys
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ledger.anvil import AnvilProcess
-from ledger.bootstrap import ServiceSpec, bootstrap_network
-from tests.support.chain import LedgerNet
-from tests.support.redis_server import RedisServer
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # before the project's imports (docstring)
+sys.dont_write_bytecode = False
+
+from ledger.anvil import AnvilProcess  # noqa: E402
+from ledger.bootstrap import ServiceSpec, bootstrap_network  # noqa: E402
+from tests.support.chain import LedgerNet  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 

@@ -56,7 +56,7 @@ class FastRequest:
     query: str = ""  # the raw query string (no ``?``), as sent
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per request (frozen costs a setattr per field)
 class FastResponse:
     status: int
     body: bytes

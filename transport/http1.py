@@ -90,7 +90,7 @@ class OverBudget(HttpError):
     """Reading the answer would pass the shared budget (``Budget.take`` said no)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per call (frozen costs a setattr per field)
 class HttpResponse:
     status: int
     headers: Mapping[bytes, bytes]  # lower-case names; the first of repeated names

@@ -210,7 +210,7 @@ class Attempts:
         if self.hedger is None:
             self.queued = (supplier, attempt)  # awaited directly by run()
         else:
-            self.pending[asyncio.ensure_future(attempt)] = supplier
+            self.pending[self.loop.create_task(attempt)] = supplier  # not ensure_future: its checks
         return True
 
     def _again(self, outcome: Outcome) -> bool:
