@@ -110,9 +110,10 @@ class Limiter:
 
     async def gate(self, record: ApiKey, service_id: str) -> None:
         """One rate token before the body is parsed; refused too when the quota is spent.
-        A key without a rate limit or a quota has nothing to gate: on the single-machine
-        store (no Redis, no outage rules) that is answered without a store call."""
-        if self.outage is None and record.rate_limit <= 0 and record.quota <= 0:
+        A key without a rate limit or a quota has nothing to gate: answered without a store
+        call (with Redis that is one round trip of the two per request; usage is still counted
+        at admit, which also notices a lost Redis)."""
+        if record.rate_limit <= 0 and record.quota <= 0:
             return
         await self._apply(record, self._charge(record, service_id, tokens=1.0, need=1, count=0))
 

@@ -22,6 +22,7 @@ from gateway.keys import (
     hash_key,
 )
 from gateway.limiter import Limiter
+from gateway.outage import Outage
 from gateway.store import FallbackStore, MemoryStore, RedisStore, Store, StoreUnavailable
 from tests.support.redis_server import RedisServer, param_store
 
@@ -187,7 +188,10 @@ async def test_redis_going_away_falls_back_to_memory() -> None:
         server.stop()
 
 
-async def test_gate_on_a_key_without_limits_needs_no_store_but_limited_keys_still_gate() -> None:
+@pytest.mark.parametrize("replicated", [False, True], ids=["memory", "with-outage-rules"])
+async def test_gate_on_a_key_without_limits_needs_no_store_but_limited_keys_still_gate(
+    replicated: bool, tmp_path: Path
+) -> None:
     class Counting(MemoryStore):
         calls = 0
 
@@ -196,7 +200,10 @@ async def test_gate_on_a_key_without_limits_needs_no_store_but_limited_keys_stil
             return await super().admit(charge)
 
     store = Counting()
-    limiter = Limiter(store)
+    # with Redis the limiter runs under the outage rules (gateway/outage.py): the gate of a key
+    # without limits is still no store call — half the Redis round trips of a request
+    outage = Outage(store, tmp_path / "state") if replicated else None  # type: ignore[arg-type]
+    limiter = Limiter(store, outage=outage)
     _, free = record(rate_limit=0, quota=0)
     await limiter.gate(free, "eth")
     assert Counting.calls == 0  # nothing to gate: no store call on the hot path
