@@ -327,7 +327,7 @@ def test_two_evm_chains_each_service_reaches_only_its_chain(net: Net) -> None:
     served_b = set()
     for i in range(12):
         status, answer, headers = net.call(EVM_B, "eth_chainId", [], id_=i)
-        assert status == 200 and answer["result"] == hex(1002)
+        assert status == 200 and answer.get("result") == hex(1002), (i, status, answer)
         served_b.add(supplier_of(headers))
     assert served_b == {"0x" + net.suppliers[0].hex()}  # the wrong-chain relayer: never
     served_a = set()
