@@ -15,8 +15,9 @@ The hot path of one call is :meth:`gateway.router.Router.execute`.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from transport.exports import lazy_exports
 
 if TYPE_CHECKING:
     from gateway.app import create_app, serve
@@ -41,11 +42,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'gateway' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOME)
 
 
 __all__ = [

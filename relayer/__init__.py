@@ -20,8 +20,7 @@ path. Heavy modules load on first use: ``from relayer import build_relayer`` wor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from transport.exports import lazy_exports
 
 __all__ = [
     "Relayer",
@@ -40,8 +39,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'relayer' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _HOME)
