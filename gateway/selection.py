@@ -165,8 +165,8 @@ class Qos:
         ]
         return fresh or usable
 
-    def score(self, service: str, supplier: bytes, median: int | None) -> float:
-        st = self.stats(service, supplier)
+    def score(self, st: SupplierStats, median: int | None) -> float:
+        """A supplier's weight in the random choice (its stats ``st``)."""
         latency = st.latency if st.latency is not None else 0.0  # unknown: optimistic, try it
         score = 1.0 / (0.005 + latency)
         score *= (1.0 - st.error_rate) ** 2 + 0.01
@@ -180,30 +180,48 @@ class Qos:
         self, service: str, suppliers: Sequence[bytes], exclude: Iterable[bytes] = ()
     ) -> bytes | None:
         """Pick one supplier (weighted random), or None when every one is excluded or
-        unusable. A half-open breaker hands out its single probe to the one picked."""
-        median = self.median_height(service, suppliers)
-        candidates = self.eligible(service, suppliers, exclude, median=median)
-        if not candidates:
+        unusable. A half-open breaker hands out its single probe to the one picked.
+
+        The same rules as :meth:`eligible` (and :meth:`median_height`), in one pass over the
+        suppliers' stats: this runs for every relayed call."""
+        skip = exclude if isinstance(exclude, set | frozenset) else set(exclude)
+        if len(suppliers) == 1:  # the median is its own height: never lagging
+            only = suppliers[0]
+            st = self.stats(service, only)
+            if only in skip or st.refused is not None or st.chain_ok is False:
+                return None
+            if not st.breaker.would_allow():
+                return only  # its breaker is open: better a try than a certain failure
+            return only if st.breaker.allow() else None
+        pairs = [(s, self.stats(service, s)) for s in suppliers]
+        heights = [st.height for _, st in pairs if st.height is not None]
+        median: int | None = None
+        if heights:
+            heights.sort()
+            median = heights[(len(heights) - 1) // 2]
+        usable = [(s, st) for s, st in pairs if s not in skip and self._usable(st)]
+        if median is not None:
+            lag = self._max_lag
+            fresh = [p for p in usable if p[1].height is None or median - p[1].height <= lag]
+            usable = fresh or usable
+        if not usable:
             # every breaker is open: better a try than a certain failure (never a refused
             # endpoint or a wrong chain)
-            skip = set(exclude)
-            candidates = [
-                s
-                for s in suppliers
-                if s not in skip
-                and (st := self.stats(service, s)).refused is None
-                and st.chain_ok is not False
+            spare = [
+                (s, st)
+                for s, st in pairs
+                if s not in skip and st.refused is None and st.chain_ok is not False
             ]
-            if not candidates:
+            if not spare:
                 return None
-            return min(candidates, key=lambda s: self.stats(service, s).error_rate)
-        while candidates:
-            if len(candidates) == 1:  # no choice to weigh
-                pick = candidates[0]
+            return min(spare, key=lambda p: p[1].error_rate)[0]
+        while usable:
+            if len(usable) == 1:  # no choice to weigh
+                pick = usable[0]
             else:
-                weights = [self.score(service, s, median) for s in candidates]
-                pick = self._rng.choices(candidates, weights=weights, k=1)[0]
-            if self.stats(service, pick).breaker.allow():
-                return pick
-            candidates.remove(pick)
+                weights = [self.score(st, median) for _, st in usable]
+                pick = self._rng.choices(usable, weights=weights, k=1)[0]
+            if pick[1].breaker.allow():
+                return pick[0]
+            usable.remove(pick)
         return None
