@@ -41,9 +41,9 @@ from rollups.handler import (
     SubscriptionCall,
 )
 from rollups.jsonrpc import (
-    answer_error,
     cache_key,
     decode_answer,
+    error_of,
     is_cacheable_answer,
     parse_single,
 )
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Resolved", "TableHandler", "retry_of"]
 
+_OK = AnswerCheck(True, False, False, "ok")  # a well-formed answer without an error
 _MEMO_LIMIT = 4096  # resolved methods kept per spec (unknown ones never)
 _SPEC_LIMIT = 256  # specs remembered per handler
 
@@ -345,9 +346,9 @@ class TableHandler:
             return AnswerCheck(False, False, retry, f"not a JSON-RPC answer (HTTP {status})")
         if self.answer_has_id(call) and data.get("id") != call.id:
             return AnswerCheck(False, False, True, "the answer's id does not match the request")
-        error = answer_error(body)
+        error = error_of(data)  # the answer decoded once
         if error is None:
-            return AnswerCheck(True, False, False, "ok")
+            return _OK
         code, message = error
         retry = self.retry_error(status, code, message, data)
         return AnswerCheck(True, True, retry, f"error {code}: {message}")

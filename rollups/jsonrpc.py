@@ -32,6 +32,7 @@ __all__ = [
     "cache_key",
     "canonical_params",
     "decode_answer",
+    "error_of",
     "error_response",
     "is_cacheable_answer",
     "jsonrpc_error",
@@ -186,7 +187,12 @@ def answer_result(body: bytes) -> Any:
 def answer_error(body: bytes) -> tuple[int, str] | None:
     """``(code, message)`` of an error answer, else ``None``."""
     data = decode_answer(body)
-    if data is None or "error" not in data:
+    return None if data is None else error_of(data)
+
+
+def error_of(data: dict[str, Any]) -> tuple[int, str] | None:
+    """:func:`answer_error` of an answer :func:`decode_answer` gave already."""
+    if "error" not in data:
         return None
     error = data["error"]
     if not isinstance(error, dict):
