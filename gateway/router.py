@@ -29,7 +29,7 @@ from gateway.failsafe.attempts import Attempts
 from gateway.failsafe.hedge import Hedger
 from gateway.failsafe.retry import Outcome, RetryState
 from gateway.jsonrpc import Call as ClientCall
-from gateway.metrics import CIRCUIT_VALUES, GatewayMetrics
+from gateway.metrics import CIRCUIT_VALUES, Cell, GatewayMetrics
 from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target
 from gateway.selection import Qos
 from gateway.services import Service
@@ -89,6 +89,17 @@ class CallAnswer:
 
 
 @dataclass(slots=True)
+class _ServiceCells:
+    """What every attempt for one service touches, looked up once: its hedge delay and the
+    metric cells labelled without a supplier (never forgotten, unlike a supplier's)."""
+
+    hedger: Hedger
+    relay_seconds: Cell
+    verified: Cell
+    skipped: Cell
+
+
+@dataclass(slots=True)
 class _Planned:
     """Step 1's result: the call as ``rollups/`` sees it, and its plan."""
 
@@ -136,7 +147,7 @@ class Router:
         self.metrics = metrics
         self.cfg = config
         self.front = FrontCache()
-        self._hedgers: dict[str, Hedger] = {}
+        self._services: dict[str, _ServiceCells] = {}
         self._floors: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._pins: OrderedDict[tuple[str, str, str], tuple[int, bytes]] = OrderedDict()
 
@@ -495,11 +506,17 @@ class Router:
         return alt if alt.n != view.n and alt.targets else None
 
     # -- relaying with retries and hedges ----------------------------------------------
-    def _hedger(self, service_id: str) -> Hedger:
-        h = self._hedgers.get(service_id)
-        if h is None:
-            h = self._hedgers[service_id] = Hedger(floor=self.cfg.hedge_delay or 1.0)
-        return h
+    def _service(self, service_id: str) -> _ServiceCells:
+        cells = self._services.get(service_id)
+        if cells is None:
+            m = self.metrics
+            cells = self._services[service_id] = _ServiceCells(
+                Hedger(floor=self.cfg.hedge_delay or 1.0),
+                m.child(m.relay_seconds, service_id),
+                m.child(m.receipts, "verified"),
+                m.child(m.receipts, "skipped"),
+            )
+        return cells
 
     async def attempt(
         self,
@@ -531,13 +548,13 @@ class Router:
         except asyncio.CancelledError:
             self.metrics.relays.labels(sid, supplier_hex, "cancelled").inc()
             raise
-        st = self.qos.record_success(sid, target.supplier, answer.latency)
-        self._hedger(sid).observe(answer.latency)
+        latency = answer.latency
+        st = self.qos.record_success(sid, target.supplier, latency)
+        service = self._service(sid)
+        service.hedger.observe(latency)
+        service.relay_seconds.observe(latency)
+        (service.verified if answer.receipt_checked else service.skipped).inc()
         cells.success.inc()
-        self.metrics.child(self.metrics.relay_seconds, sid).observe(answer.latency)
-        self.metrics.child(
-            self.metrics.receipts, "verified" if answer.receipt_checked else "skipped"
-        ).inc()
         cells.circuit.set(CIRCUIT_VALUES[st.breaker.state.value])
         cells.error_rate.set(st.error_rate)
         return answer
@@ -630,7 +647,7 @@ class Router:
             per_try=per_try,
             deadline=loop.time() + budget,
             loop=loop,
-            hedger=self._hedger(svc.service_id) if hedge else None,
+            hedger=self._service(svc.service_id).hedger if hedge else None,
             pinned_to=pinned_to,
         )
         return await attempts.run()

@@ -245,7 +245,7 @@ class Attempts:
         cancelling this task (:meth:`_interrupt`): the attempt is then cancelled like any
         loser — its connection closed, its budget given back — and the cancel taken back here.
         A cancel from outside (the client went away) is never taken for ours."""
-        task = asyncio.current_task()
+        task = asyncio.current_task(self.loop)  # given the loop: no getpid() (3.11)
         assert task is not None
         cancelling = task.cancelling()
         self.watcher, self.timer = task, self._arm()
