@@ -73,7 +73,7 @@ class SessionBook:
         self._refresh = refresh  # the follower's: one pass now (see RegistryFollower.refresh)
         self._catch_up_wait = catch_up_wait
         self._max = max_entries
-        self._views: OrderedDict[tuple[bytes, str, int], SessionView | None] = OrderedDict()
+        self._views: OrderedDict[tuple[bytes, str, int], SessionView] = OrderedDict()
         self.active: dict[tuple[str, bytes], int] = {}  # (service, app) -> last n used
         self.hydrations = 0
         self._signing_memo: tuple[int, SessionShape, int] | None = None  # (head, shape, n)
@@ -87,11 +87,10 @@ class SessionBook:
     def view(self, service_id: str, app: bytes, n: int) -> SessionView | None:
         """Session ``n`` (cached); None when it does not exist (yet)."""
         key = (app, service_id, n)
-        if key in self._views:
+        cached = self._views.get(key)
+        if cached is not None:
             self._views.move_to_end(key)
-            cached = self._views[key]
-            if cached is not None:
-                return cached
+            return cached
         try:
             session = hydrate(self.snapshot, service_id, app, n)
         except SessionError as exc:
