@@ -6,13 +6,10 @@ or the call's rules (:class:`~gateway.failsafe.retry.RetryState`, the hedge dela
 who was tried, what is in flight, which failures were seen. The router does one attempt and
 says what a supplier did (:class:`AttemptHost`); this module only decides what comes next.
 
-- attempts run one after the other on the call's own coroutine, each awaited directly (no
-  task); a call that may not be hedged has no timer beyond the attempt's own;
-- a read that may be hedged is watched by one timer while its attempt is out: when the hedge
-  delay passes without an answer, a second attempt goes to another supplier — as a task, the
-  only one a call makes; the first good answer wins and the loser is cancelled (the hedge's
-  answer interrupts the wait for the attempt before it, see :meth:`Attempts._watch`); a hedge
-  that fails or answers badly is noted and the wait goes on; the deadline ends the call;
+- a call that may not be hedged runs its attempts one after the other, each awaited directly
+  (no task, no timer beyond the attempt's own);
+- a read that may be hedged starts its first attempt as a task and sends a second one to
+  another supplier when the hedge delay passes without an answer; the first good answer wins;
 - an answer that fails a check (a head height above the floor rule, an answer the handler
   wants from elsewhere) is retried on another supplier when the call is idempotent;
 - a refusal about session timing switches the session (costs no attempt);
@@ -77,37 +74,6 @@ class AttemptHost(Protocol):
 class Attempts:
     """The attempts of one call within ``view`` (see the module's text for the rules)."""
 
-    __slots__ = (
-        "current",
-        "dead",
-        "deadline",
-        "failures",
-        "fallback",
-        "first",
-        "hedged",
-        "hedger",
-        "host",
-        "loop",
-        "oversize_retried",
-        "oversized",
-        "payload",
-        "pending",
-        "per_try",
-        "pinned_to",
-        "plan",
-        "queued",
-        "retry",
-        "sid",
-        "stop",
-        "svc",
-        "switches",
-        "switching",
-        "timer",
-        "tried",
-        "view",
-        "watcher",
-    )
-
     def __init__(
         self,
         host: AttemptHost,
@@ -133,9 +99,8 @@ class Attempts:
         self.loop = loop or asyncio.get_running_loop()
         self.tried: set[bytes] = set()
         self.dead: set[bytes] = set()  # unreachable in any session
+        self.pending: dict[asyncio.Future[RelayAnswer], bytes] = {}
         self.queued: tuple[bytes, Coroutine[Any, Any, RelayAnswer]] | None = None
-        self.current: bytes | None = None  # the attempt out on the call's coroutine
-        self.pending: dict[asyncio.Task[RelayAnswer], bytes] = {}  # the hedge, a task
         self.failures: list[RelayError] = []
         self.oversized: list[bytes] = []
         self.oversize_retried = False
@@ -143,11 +108,6 @@ class Attempts:
         self.first: bytes | None = None
         self.hedged = False
         self.switches = 0
-        self.switching: asyncio.Task[None] | None = None  # a hedge's session switch
-        # while a hedged call's attempt is watched (_watch): its task, timer, and what ends it
-        self.watcher: asyncio.Task[Any] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.stop: RelayAnswer | BaseException | None = None
 
     # -- the loop ----------------------------------------------------------------------
     async def run(self) -> RelayAnswer:
@@ -160,41 +120,38 @@ class Attempts:
                 if self.deadline - self.loop.time() <= 0:
                     raise RelayFailed("deadline exceeded", relay_code=ErrorCode.BACKEND_TIMEOUT)
                 if self.queued is not None:
-                    won = await self._next()
-                else:
-                    won = await self._race()
+                    supplier, attempt = self.queued
+                    self.queued = None
+                    try:
+                        answer = await attempt
+                    except RelayError as exc:
+                        await self._failed(supplier, exc)
+                        continue
+                    if self._accepted(supplier, answer):
+                        return self._won(answer)
+                    continue
+                won = await self._race()
                 if won is not None:
                     return self._won(won)
         finally:
-            self._end()
+            if self.queued is not None:
+                self.queued[1].close()
+            for task in self.pending:
+                task.cancel()
         return self._give_up()
 
-    async def _next(self) -> RelayAnswer | None:
-        """Await the queued attempt on the call's own coroutine (a hedged read's watched,
-        :meth:`_watch`); the answer that ends the call, or None."""
-        assert self.queued is not None
-        supplier, attempt = self.queued
-        self.queued = None
-        self.current = supplier  # in flight until its outcome is taken
-        try:
-            if self.hedger is None:
-                answer = await attempt
-            else:
-                answer = await self._watch(attempt)
-        except RelayError as exc:
-            await self._switched()
-            self.current = None
-            await self._failed(supplier, exc)
-            return None
-        if self.stop is not None:
-            return answer  # the hedge's, taken while this attempt was out
-        await self._switched()
-        self.current = None
-        return answer if self._accepted(supplier, answer) else None
-
     async def _race(self) -> RelayAnswer | None:
-        """Wait for the hedge still out once the attempt before it ended (or the deadline)."""
-        done = await self._first_done(self.deadline - self.loop.time())
+        """Wait for the attempts in flight (or the hedge delay); handle what finished."""
+        wait = self.deadline - self.loop.time()
+        if self._hedge_due():
+            assert self.hedger is not None
+            wait = min(wait, self.hedger.delay())
+        done = await self._first_done(wait)
+        if not done:
+            if self._hedge_due() and self.loop.time() < self.deadline and self._launch():
+                self.hedged = True
+                self.host.metrics.hedges.labels(self.sid, "fired").inc()
+            return None
         for task in done:
             supplier = self.pending.pop(task)
             exc = task.exception()
@@ -207,7 +164,7 @@ class Attempts:
                 raise exc
         return None
 
-    async def _first_done(self, wait: float) -> list[asyncio.Task[RelayAnswer]]:
+    async def _first_done(self, wait: float) -> list[asyncio.Future[RelayAnswer]]:
         """The attempts in flight that finished once one did or ``wait`` seconds passed: one
         future and one timer (what ``asyncio.wait`` does, without its sets and copies)."""
         waiter: asyncio.Future[None] = self.loop.create_future()
@@ -227,110 +184,12 @@ class Attempts:
                 task.remove_done_callback(wake)
         return [task for task in self.pending if task.done()]
 
-    def _end(self) -> None:
-        """The call is over: whatever is still out is cancelled."""
-        if self.queued is not None:
-            self.queued[1].close()
-        for task in self.pending:
-            task.cancel()
-        if self.switching is not None:
-            if self.switching.done() and not self.switching.cancelled():
-                self.switching.exception()  # retrieved: the call ended on something else
-            self.switching.cancel()
-
-    # -- a hedged call's watched attempt ---------------------------------------------------
-    async def _watch(self, attempt: Coroutine[Any, Any, RelayAnswer]) -> RelayAnswer:
-        """Await ``attempt`` while one timer watches it (:meth:`_on_timer`: the hedge, then
-        the deadline). The hedge's good answer or the deadline ends the wait at once by
-        cancelling this task (:meth:`_interrupt`): the attempt is then cancelled like any
-        loser — its connection closed, its budget given back — and the cancel taken back here.
-        A cancel from outside (the client went away) is never taken for ours."""
-        task = asyncio.current_task(self.loop)  # given the loop: no getpid() (3.11)
-        assert task is not None
-        cancelling = task.cancelling()
-        self.watcher, self.timer = task, self._arm()
-        try:
-            return await attempt
-        except asyncio.CancelledError:
-            if self.stop is None or task.uncancel() > cancelling:
-                raise
-        finally:
-            self.watcher = None
-            self.timer.cancel()
-        if isinstance(self.stop, BaseException):
-            raise self.stop
-        assert self.stop is not None
-        return self.stop  # the hedge's answer, accepted already
-
-    def _arm(self) -> asyncio.TimerHandle:
-        """The watching timer: at the hedge delay while a hedge is due, else the deadline."""
-        at = self.deadline
-        if self._hedge_due():
-            assert self.hedger is not None
-            at = min(at, self.loop.time() + self.hedger.delay())
-        return self.loop.call_at(at, self._on_timer)
-
-    def _on_timer(self) -> None:
-        """Past the deadline, end the call; else send the hedge when it is due, and watch on."""
-        if self.watcher is None:
-            return
-        try:
-            if self.loop.time() >= self.deadline:
-                failed = RelayFailed("deadline exceeded", relay_code=ErrorCode.BACKEND_TIMEOUT)
-                self._interrupt(failed)
-                return
-            if self._hedge_due() and self._launch():
-                self.hedged = True
-                self.host.metrics.hedges.labels(self.sid, "fired").inc()
-            self.timer = self._arm()
-        except Exception as exc:  # raised by run(), as if it had sent the hedge itself
-            self._interrupt(exc)
-
-    def _hedge_done(self, task: asyncio.Task[RelayAnswer]) -> None:
-        """The hedge ended while the attempt before it is still out (afterwards
-        :meth:`_race` takes its outcome): a good answer ends the wait; a failure is noted and
-        the wait goes on (a session switch runs meanwhile, awaited before that attempt's own
-        outcome is taken, as if this one had been taken first)."""
-        if self.watcher is None or self.stop is not None or task.cancelled():
-            return
-        supplier = self.pending.pop(task, None)
-        if supplier is None:
-            return
-        try:
-            exc = task.exception()
-            if exc is None:
-                if self._accepted(supplier, task.result()):
-                    self._interrupt(task.result())
-            elif not isinstance(exc, RelayError):
-                self._interrupt(exc)
-            elif self._noted(supplier, exc):
-                self.switching = self.loop.create_task(self._switch_session(exc))
-        except Exception as err:  # raised by run(), as if it had taken the hedge itself
-            self._interrupt(err)
-
-    def _interrupt(self, stop: RelayAnswer | BaseException) -> None:
-        """End the watched wait with ``stop`` (the winning answer, or what to raise)."""
-        if self.watcher is not None and self.stop is None:
-            self.stop = stop
-            self.watcher.cancel()
-
-    async def _switched(self) -> None:
-        """Let a hedge's session switch finish before the outcome of the attempt it outran."""
-        if self.switching is not None:
-            switching, self.switching = self.switching, None
-            await switching
-
     def _hedge_due(self) -> bool:
-        return (
-            self.hedger is not None
-            and not self.hedged
-            and len(self.pending) + (self.current is not None) == 1
-        )
+        return self.hedger is not None and not self.hedged and len(self.pending) == 1
 
     # -- starting an attempt -----------------------------------------------------------
     def _launch(self) -> bool:
-        """Start an attempt on the next supplier; False when none is left. With none in
-        flight it is queued for the call's coroutine; otherwise it is a hedge (a task)."""
+        """Start an attempt on the next supplier; False when none is left."""
         if self.pinned_to is not None:
             supplier = self.pinned_to if self.pinned_to not in self.tried else None
         else:
@@ -348,20 +207,15 @@ class Attempts:
         attempt = self.host.attempt(
             self.svc, target, self.plan, self.payload, per_try, inline=bool(self.failures)
         )
-        if self.current is None and not self.pending:
-            self.queued = (supplier, attempt)  # awaited by _next
+        if self.hedger is None:
+            self.queued = (supplier, attempt)  # awaited directly by run()
         else:
-            task = self.loop.create_task(attempt)  # not ensure_future: its checks
-            task.add_done_callback(self._hedge_done)
-            self.pending[task] = supplier
+            self.pending[self.loop.create_task(attempt)] = supplier  # not ensure_future: its checks
         return True
-
-    def _busy(self) -> bool:
-        return self.current is not None or bool(self.pending)
 
     def _again(self, outcome: Outcome) -> bool:
         """Another attempt after ``outcome``, if the retry rules and suppliers allow it."""
-        if self._busy() or not self.retry.after(outcome) or not self._launch():
+        if self.pending or not self.retry.after(outcome) or not self._launch():
             return False
         self.host.metrics.retries.labels(self.sid).inc()
         return True
@@ -385,38 +239,31 @@ class Attempts:
         return True
 
     async def _failed(self, supplier: bytes, exc: RelayError) -> None:
-        if self._noted(supplier, exc):
-            await self._switch_session(exc)
-
-    def _noted(self, supplier: bytes, exc: RelayError) -> bool:
-        """Note a failed attempt and go again if the rules allow; True when the session must
-        switch first (the caller awaits :meth:`_switch_session`, which goes again after)."""
         self.failures.append(exc)
         if exc.oversized:
             self.oversized.append(supplier)
             if not self.oversize_retried and self.retry.idempotent and self.pinned_to is None:
-                if not self._busy() and self._launch():
+                if not self.pending and self._launch():
                     self.oversize_retried = True  # once elsewhere, whatever the attempts
                     self.host.metrics.retries.labels(self.sid).inc()
-            return False
+            return
         if exc.relay_code is None and exc.refusal is None:
             self.dead.add(supplier)
         if exc.relay_code in _SESSION_TIMING and self.pinned_to is None:
-            return True
+            await self._switch_session(exc.relay_code)
         self._again(exc.outcome)
-        return False
 
-    async def _switch_session(self, exc: RelayError) -> None:
+    async def _switch_session(self, code: ErrorCode | None) -> None:
         """A matter of whose head is where: another session, or the same one a moment later
-        (at most ~0.5 s of waiting); costs no attempt. Then go again."""
-        if self.switches < _MAX_SWITCHES:
-            self.switches += 1
-            alt = await self.host.other_session(self.sid, self.view, exc.relay_code)
-            if alt is not None:
-                self.view = alt
-            self.tried = set(self.dead)
-            self.retry.max_attempts += 1
-        self._again(exc.outcome)
+        (at most ~0.5 s of waiting); costs no attempt."""
+        if self.switches >= _MAX_SWITCHES:
+            return
+        self.switches += 1
+        alt = await self.host.other_session(self.sid, self.view, code)
+        if alt is not None:
+            self.view = alt
+        self.tried = set(self.dead)
+        self.retry.max_attempts += 1
 
     def _won(self, answer: RelayAnswer) -> RelayAnswer:
         for s in self.oversized:  # another answered within the cap: the oversized ones lied
