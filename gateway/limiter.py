@@ -71,17 +71,20 @@ class Limiter:
     def _charge(
         self, record: ApiKey, service_id: str, *, tokens: float, need: int, count: int
     ) -> Charge:
+        rate, burst, quota = record.rate_limit, record.burst, record.quota
+        period = record.quota_period
+        # positional, in Charge's field order (keywords cost a dict per call on the hot path)
         return Charge(
-            tag=record.key_hash,
-            rate=record.rate_limit if record.rate_limit > 0 else 0.0,
-            burst=max(record.burst, 1.0),
-            tokens=tokens,
-            quota=max(record.quota, 0),
-            period=self._period(record),
-            period_ttl=float(record.quota_period) + 60.0,
-            need=need,
-            count=count,
-            service=service_id,
+            record.key_hash,  # tag
+            rate if rate > 0 else 0.0,  # rate
+            burst if burst > 1.0 else 1.0,  # burst: at least 1
+            tokens,
+            quota if quota > 0 else 0,  # quota
+            int(self._clock()) // (period if period > 1 else 1),  # period: as _period()
+            float(period) + 60.0,  # period_ttl
+            need,
+            count,
+            service_id,  # service
         )
 
     async def _apply(self, record: ApiKey, charge: Charge) -> None:
