@@ -57,9 +57,11 @@ class MemoryStore:
             tokens = min(c.burst, tokens + max(0.0, now - ts) * c.rate)
             if tokens < c.tokens:
                 return Admission(False, "rate", (c.tokens - tokens) / c.rate)
-        used = self._counter_at(quota, now)
-        if c.quota > 0 and used + c.need > c.quota:
-            return Admission(False, "quota", 0.0, used)
+        used = 0
+        if c.quota > 0 or c.count <= 0:  # (a count below gives the period's count anyway)
+            used = self._counter_at(quota, now)
+            if c.quota > 0 and used + c.need > c.quota:
+                return Admission(False, "quota", 0.0, used)
         if bucketed:
             self._buckets[bucket] = (tokens - c.tokens, now)
         if c.count > 0:
