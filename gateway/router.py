@@ -89,7 +89,7 @@ class CallAnswer:
 
 
 @dataclass(slots=True)
-class _ServiceCells:
+class _AttemptCells:
     """What every attempt for one service touches, looked up once: its hedge delay and the
     metric cells labelled without a supplier (never forgotten, unlike a supplier's)."""
 
@@ -147,7 +147,7 @@ class Router:
         self.metrics = metrics
         self.cfg = config
         self.front = FrontCache()
-        self._services: dict[str, _ServiceCells] = {}
+        self._services: dict[str, _AttemptCells] = {}
         self._floors: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._pins: OrderedDict[tuple[str, str, str], tuple[int, bytes]] = OrderedDict()
 
@@ -506,11 +506,11 @@ class Router:
         return alt if alt.n != view.n and alt.targets else None
 
     # -- relaying with retries and hedges ----------------------------------------------
-    def _service(self, service_id: str) -> _ServiceCells:
+    def _service(self, service_id: str) -> _AttemptCells:
         cells = self._services.get(service_id)
         if cells is None:
             m = self.metrics
-            cells = self._services[service_id] = _ServiceCells(
+            cells = self._services[service_id] = _AttemptCells(
                 Hedger(floor=self.cfg.hedge_delay or 1.0),
                 m.child(m.relay_seconds, service_id),
                 m.child(m.receipts, "verified"),
