@@ -31,7 +31,7 @@ import ssl as _ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
@@ -111,10 +111,11 @@ class Route:
     host: str
     port: int
     prefix: bytes  # "METHOD /path HTTP/1.1\r\nHost: …\r\n<fixed headers>"
+    #: ``(scheme, host, port)``, the pool's key: built once, not per call
+    origin: tuple[str, str, int] = field(init=False, compare=False, repr=False)
 
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        return (self.scheme, self.host, self.port)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", (self.scheme, self.host, self.port))
 
     @classmethod
     def build(cls, method: str, url: str, headers: Mapping[str, str] | None = None) -> Route:
