@@ -255,13 +255,14 @@ class _Conn(asyncio.Protocol):
             declared = int(length)
             if declared > self._max_body:
                 raise BodyTooLarge(f"answer of {declared} bytes over {self._max_body}")
-            self._reserve(declared)
+            if self._budget is not None:
+                self._reserve(declared)
 
     def on_body(self, chunk: bytes) -> None:
         self._body_size += len(chunk)
         if self._body_size > self._max_body:
             raise BodyTooLarge(f"answer over {self._max_body} bytes")
-        if self._body_size > self._held:
+        if self._budget is not None and self._body_size > self._held:
             self._reserve(self._body_size)
         self._body.append(chunk)
 
