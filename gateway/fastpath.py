@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.server import Reply
+from gateway.keys import hash_key
+from gateway.server import Answer, Reply
 from transport.fastserve import FastRequest, FastResponse, Handler
 
 __all__ = ["ROUTES_KEPT", "FastRpcRequest", "RpcRoutes", "rpc_route"]
@@ -51,7 +52,9 @@ class _Headers:
 
 
 class FastRpcRequest:
-    """What ``handle_rpc`` reads of a request, for a body the front already read."""
+    """What ``handle_rpc`` reads of a request, for a body the front already read;
+    ``key_digest`` is ``sha256`` of the path's key, worked out once for the path (see
+    :class:`RpcRoutes`), or None when the path holds no key."""
 
     __slots__ = (
         "_body",
@@ -59,13 +62,21 @@ class FastRpcRequest:
         "app",
         "content_length",
         "headers",
+        "key_digest",
         "match_info",
         "method",
         "path",
     )
 
-    def __init__(self, app: web.Application, match: dict[str, str], request: FastRequest) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        match: dict[str, str],
+        request: FastRequest,
+        key_digest: str | None = None,
+    ) -> None:
         self.app = app
+        self.key_digest = key_digest
         self.match_info = match
         self.method = "POST"
         self.path = request.path
@@ -105,12 +116,14 @@ class RpcRoutes:
     """The front's route table: the JSON-RPC paths run ``handler`` (the gateway's guarded
     JSON-RPC route, :func:`gateway.server.serve_fast`), others go to aiohttp (None). A
     path's answer is worked out once and kept (up to :data:`ROUTES_KEPT` paths, then the
-    table starts over), so a request pays no path split and no closure."""
+    table starts over), so a request pays no path split, no closure and no hashing of the
+    path's key (the key ring still judges the digest on every request). The table holds the
+    paths it was asked for, keys included, as the route's match did before it."""
 
     __slots__ = ("app", "handler", "kept")
 
     def __init__(
-        self, app: web.Application, handler: Callable[[web.Request], Awaitable[Reply]]
+        self, app: web.Application, handler: Callable[[web.Request], Awaitable[Answer]]
     ) -> None:
         self.app = app
         self.handler = handler
@@ -121,7 +134,11 @@ class RpcRoutes:
         if path in kept:
             return kept[path]
         match = _match(path)
-        serve = None if match is None else functools.partial(_serve, self.app, self.handler, match)
+        serve = None
+        if match is not None:
+            key = match.get("key")
+            digest = None if key is None else hash_key(key)
+            serve = functools.partial(_serve, self.app, self.handler, match, digest)
         if len(kept) >= ROUTES_KEPT:
             kept.clear()
         kept[path] = serve
@@ -129,7 +146,7 @@ class RpcRoutes:
 
 
 def rpc_route(
-    app: web.Application, handler: Callable[[web.Request], Awaitable[Reply]]
+    app: web.Application, handler: Callable[[web.Request], Awaitable[Answer]]
 ) -> Callable[[str], Handler | None]:
     """The front's route table (:class:`RpcRoutes`)."""
     return RpcRoutes(app, handler)
@@ -137,9 +154,11 @@ def rpc_route(
 
 async def _serve(
     app: web.Application,
-    handler: Callable[[web.Request], Awaitable[Reply]],
+    handler: Callable[[web.Request], Awaitable[Answer]],
     match: dict[str, str],
+    digest: str | None,
     request: FastRequest,
 ) -> FastResponse:
-    reply = await handler(FastRpcRequest(app, match, request))  # type: ignore[arg-type]
+    reply = await handler(FastRpcRequest(app, match, request, digest))  # type: ignore[arg-type]
+    assert isinstance(reply, Reply)  # the front takes no upgrades: never a StreamResponse
     return FastResponse(reply.status, reply.body, reply.content_type, tuple(reply.headers.items()))

@@ -9,7 +9,8 @@ and revoked without a restart.
 Limits: a token bucket per key (``rate_limit`` requests per second, ``burst``), and a quota of
 ``quota`` requests per ``quota_period`` seconds; usage is counted per key and service
 (:mod:`gateway.limiter`). A presented key is hashed on every look-up and never kept: nothing in
-this module holds a plaintext key.
+this module holds a plaintext key. (The fast front's route table, which keeps the paths it
+serves, hashes a path's key once per path and looks the digest up: :meth:`KeyRing.lookup_hash`.)
 """
 
 from __future__ import annotations
@@ -246,7 +247,8 @@ class KeyRing:
         return record
 
     def lookup_hash(self, key_hash: str) -> ApiKey:
-        """The record of an already authenticated key (re-checked: it may have been revoked)."""
+        """The record whose digest is ``key_hash``: an already authenticated key re-checked (it
+        may have been revoked), or a presented key hashed by the caller; 401 as :meth:`lookup`."""
         record = self._keys.get(key_hash)
         if record is None or record.revoked:
             raise BadRequest("invalid API key", reason=ClientReason.UNAUTHORIZED)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gateway.errors import BadRequest, ClientReason
@@ -71,42 +71,50 @@ class Limiter:
     def _charge(
         self, record: ApiKey, service_id: str, *, tokens: float, need: int, count: int
     ) -> Charge:
+        rate, burst, quota = record.rate_limit, record.burst, record.quota
+        period = record.quota_period
+        # positional, in Charge's field order (keywords cost a dict per call on the hot path)
         return Charge(
-            tag=record.key_hash,
-            rate=record.rate_limit if record.rate_limit > 0 else 0.0,
-            burst=max(record.burst, 1.0),
-            tokens=tokens,
-            quota=max(record.quota, 0),
-            period=self._period(record),
-            period_ttl=float(record.quota_period) + 60.0,
-            need=need,
-            count=count,
-            service=service_id,
+            record.key_hash,  # tag
+            rate if rate > 0 else 0.0,  # rate
+            burst if burst > 1.0 else 1.0,  # burst: at least 1
+            tokens,
+            quota if quota > 0 else 0,  # quota
+            int(self._clock()) // (period if period > 1 else 1),  # period: as _period()
+            float(period) + 60.0,  # period_ttl
+            need,
+            count,
+            service_id,  # service
         )
 
-    async def _apply(self, record: ApiKey, charge: Charge) -> None:
-        adm: Admission | None = None
+    def _admission(self, record: ApiKey, charge: Charge) -> Awaitable[Admission]:
+        """The store's verdict on ``charge`` (while Redis is away, this replica's share). Without
+        the outage rules this is the store's own coroutine: no step of its own to await."""
         if self.outage is None:
-            adm = await self._store.admit(charge)
-        else:
-            if not self.outage.degraded:
-                try:
-                    adm = await self._store.admit(charge)
-                except StoreUnavailable:
-                    self.outage.lost()
-            if adm is None:
-                adm = await self.outage.admit_local(record, charge)
-        if adm.ok:
-            return
+            return self._store.admit(charge)
+        return self._outage_admission(self.outage, record, charge)
+
+    async def _outage_admission(self, outage: Outage, record: ApiKey, charge: Charge) -> Admission:
+        adm: Admission | None = None
+        if not outage.degraded:
+            try:
+                adm = await self._store.admit(charge)
+            except StoreUnavailable:
+                outage.lost()
+        if adm is None:
+            adm = await outage.admit_local(record, charge)
+        return adm
+
+    def _refusal(self, record: ApiKey, adm: Admission) -> Limited:
         if adm.reason == "rate":
-            raise Limited(
+            return Limited(
                 "rate limit exceeded",
                 reason=ClientReason.RATE_LIMITED,
                 retry_after=adm.retry_after,
             )
         period = max(1, record.quota_period)
         left = period - self._clock() % period
-        raise Limited("quota exceeded", reason=ClientReason.QUOTA_EXCEEDED, retry_after=left)
+        return Limited("quota exceeded", reason=ClientReason.QUOTA_EXCEEDED, retry_after=left)
 
     async def gate(self, record: ApiKey, service_id: str) -> None:
         """One rate token before the body is parsed; refused too when the quota is spent.
@@ -115,7 +123,10 @@ class Limiter:
         at admit, which also notices a lost Redis)."""
         if record.rate_limit <= 0 and record.quota <= 0:
             return
-        await self._apply(record, self._charge(record, service_id, tokens=1.0, need=1, count=0))
+        charge = self._charge(record, service_id, tokens=1.0, need=1, count=0)
+        adm = await self._admission(record, charge)
+        if not adm.ok:
+            raise self._refusal(record, adm)
 
     async def admit(
         self, record: ApiKey, service_id: str, requests: int = 1, *, prepaid: int = 0
@@ -129,12 +140,16 @@ class Limiter:
             need=requests,
             count=requests,
         )
-        await self._apply(record, charge)
+        adm = await self._admission(record, charge)
+        if not adm.ok:
+            raise self._refusal(record, adm)
 
     async def count(self, record: ApiKey, service_id: str, requests: int = 1) -> None:
         """Count ``requests`` against quota and usage without a rate token (a push)."""
         charge = self._charge(record, service_id, tokens=0.0, need=requests, count=requests)
-        await self._apply(record, charge)
+        adm = await self._admission(record, charge)
+        if not adm.ok:
+            raise self._refusal(record, adm)
 
     async def usage(self, record: ApiKey) -> Usage:
         services = list(record.services)

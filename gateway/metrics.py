@@ -25,7 +25,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 
-__all__ = ["CIRCUIT_VALUES", "Cell", "GatewayMetrics", "SupplierCells"]
+__all__ = ["CIRCUIT_VALUES", "Cell", "GatewayMetrics", "ServiceCells", "SupplierCells"]
 
 NS = "relaynet_gateway"
 CIRCUIT_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
@@ -87,6 +87,43 @@ class SupplierCells:
         self.error_rate = metrics.child(metrics.error_rate, service, supplier)
 
 
+class ServiceCells:
+    """The cells a client request to one service touches (by its bounded service label),
+    looked up once per label: its latency, its calls by method class and outcome, and its
+    calls by method (``method`` is the handler table's name, or ``unknown``)."""
+
+    __slots__ = ("_by_method", "_metrics", "_outcomes", "_service", "seconds")
+
+    def __init__(self, metrics: GatewayMetrics, service: str) -> None:
+        self._metrics = metrics
+        self._service = service
+        self.seconds = metrics.child(metrics.request_seconds, service)
+        self._outcomes: dict[tuple[str, str], Cell] = {}  # (method class, outcome): bounded
+        self._by_method: dict[str, Cell] = {}  # the table's methods and "unknown": bounded
+
+    def requests(self, method_class: str, outcome: str) -> Cell:
+        cell = self._outcomes.get((method_class, outcome))
+        if cell is None:
+            m = self._metrics
+            cell = m.child(m.requests, self._service, method_class, outcome)
+            self._outcomes[(method_class, outcome)] = cell
+        return cell
+
+    def method(self, method: str) -> Cell | None:
+        """The per-method cell of ``method`` once :meth:`learn` saw it (None before)."""
+        return self._by_method.get(method)
+
+    def learn(self, method: str, in_table: bool) -> Cell:
+        """The per-method cell of ``method``: its own when ``in_table`` (remembered), else
+        the ``unknown`` one (a client's method text never becomes a label nor a key)."""
+        label = method if in_table else "unknown"
+        cell = self._by_method.get(label)
+        if cell is None:
+            m = self._metrics
+            cell = self._by_method[label] = m.child(m.method_calls, self._service, label)
+        return cell
+
+
 class _Flush:
     """A collector that collects nothing: it folds the cells in before the others collect."""
 
@@ -109,8 +146,7 @@ class GatewayMetrics:
             ProcessCollector(registry=r)
         self._children: dict[tuple[int, tuple[str, ...]], Cell] = {}
         self._suppliers: dict[tuple[str, str], SupplierCells] = {}
-        #: (service, method) → True for methods in the handler's table (see method_calls)
-        self.known_methods: dict[tuple[str, str], bool] = {}
+        self._services: dict[str, ServiceCells] = {}
         self.method_calls = self._counter(
             "method_calls",
             "Client calls by service and method (methods outside the handler's table: unknown)",
@@ -224,6 +260,14 @@ class GatewayMetrics:
         if found is None:
             found = self._children[key] = Cell(metric.labels(*labels))
         return found
+
+    def service_cells(self, service: str) -> ServiceCells:
+        """The memoised :class:`ServiceCells` of a service label (a configured service id or
+        ``unknown``: bounded)."""
+        cells = self._services.get(service)
+        if cells is None:
+            cells = self._services[service] = ServiceCells(self, service)
+        return cells
 
     def supplier_cells(self, service: str, supplier: str) -> SupplierCells:
         """The memoised :class:`SupplierCells` of ``supplier`` (0x hex) serving ``service``."""

@@ -157,7 +157,7 @@ def presented_key(request: web.Request) -> str | None:
 
 def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, ApiKey]:
     """Authenticate and route: 401 bad key, 404 unknown service, 403 service not on the key."""
-    record = gw.keys.lookup(presented_key(request))
+    record = _key_record(gw, request)
     service_id = request.match_info["service"]
     known = gw.contexts.get((record.key_hash, service_id))
     svc = known[1].service if known is not None else gw.services.get(service_id)
@@ -177,6 +177,15 @@ def client_context(gw: Gateway, request: web.Request) -> tuple[ClientContext, Ap
         if fields is not None:
             fields["_origins"] = record.origins
     return ctx, record
+
+
+def _key_record(gw: Gateway, request: web.Request) -> ApiKey:
+    """The presented key's record (401 when unknown or revoked). The fast front hashed a path's
+    key once for its path (``FastRpcRequest.key_digest``): the ring judges that digest."""
+    digest = getattr(request, "key_digest", None)
+    if digest is not None:
+        return gw.keys.lookup_hash(digest)
+    return gw.keys.lookup(presented_key(request))
 
 
 def _new_context(record: ApiKey, svc: Service) -> ClientContext:
@@ -240,27 +249,25 @@ class RequestScope:
     flight, timed, and its :class:`GatewayError` counted, logged (5xx) and answered in the
     route's shape (``refusal``)."""
 
-    __slots__ = ("gw", "raw_id", "service", "started")
+    __slots__ = ("cells", "gw", "raw_id", "service", "started")
 
     def __init__(self, gw: Gateway, request: web.Request) -> None:
         self.gw = gw
         self.started = time.perf_counter()
         service = request.match_info.get("service", "")
         self.service = service if service in gw.services else "unknown"  # a bounded label
+        self.cells = gw.metrics.service_cells(self.service)
         self.raw_id = b"null"  # the JSON-RPC id a refusal answers (a single call's, once read)
 
     def count(self, answer: CallAnswer) -> None:
-        outcome = _OUTCOMES.get(answer.source, "gateway")
-        self.gw.metrics.child(
-            self.gw.metrics.requests, self.service, answer.method_class, outcome
-        ).inc()
+        self.cells.requests(answer.method_class, _OUTCOMES.get(answer.source, "gateway")).inc()
 
     def refused(self, exc: GatewayError) -> None:
         if exc.http_status >= 500:
             log.warning("%s: %s: %s", self.service, exc.reason.value, exc.message)
         metrics = self.gw.metrics
         metrics.child(metrics.refused, exc.reason.value).inc()
-        metrics.child(metrics.requests, self.service, "none", exc.reason.value.lower()).inc()
+        self.cells.requests("none", exc.reason.value.lower()).inc()
 
 
 _OUTCOMES = {"relay": "relayed", "cache": "cached"}
@@ -283,9 +290,7 @@ async def in_scope(request: web.Request, body: Body, refusal: Refusal) -> Answer
         return refusal(exc, scope)
     finally:
         gw.inflight -= 1
-        gw.metrics.child(gw.metrics.request_seconds, scope.service).observe(
-            time.perf_counter() - scope.started
-        )
+        scope.cells.seconds.observe(time.perf_counter() - scope.started)
 
 
 async def _gated_body(
@@ -297,9 +302,9 @@ async def _gated_body(
     return await _read_body(request, gw.config.limits.max_body_bytes)
 
 
-async def handle_rpc(request: web.Request) -> Answer:
+def handle_rpc(request: web.Request) -> Awaitable[Answer]:
     """``POST /v1/{service}[/{key}]``: a JSON-RPC call or batch (or a WebSocket upgrade)."""
-    return await in_scope(request, _rpc, _rpc_refusal)
+    return in_scope(request, _rpc, _rpc_refusal)
 
 
 def _rpc_refusal(exc: GatewayError, scope: RequestScope) -> Reply:
@@ -315,7 +320,7 @@ async def _rpc(gw: Gateway, request: web.Request, scope: RequestScope) -> Answer
         raise BadRequest("use POST (or a WebSocket upgrade)")
     body = await _gated_body(gw, request, ctx, record)
     # a quorum read never reads the cache (DESIGN §4)
-    front = _front_hit(gw, ctx, body) if ctx.quorum == 1 else None
+    front = _front_hit(gw, ctx, body, scope) if ctx.quorum == 1 else None
     if front is not None:  # a repeat of a final, cached answer: no parsing needed
         await gw.limiter.admit(record, ctx.service.service_id, 1, prepaid=1)
         gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc()
@@ -325,7 +330,7 @@ async def _rpc(gw: Gateway, request: web.Request, scope: RequestScope) -> Answer
         scope.raw_id = req.calls[0].raw_id
     _note_method("batch" if req.is_batch else req.calls[0].method)
     for call in req.calls:
-        _count_method(gw, ctx, call.method)
+        _count_method(scope, ctx.service, call.method)
     # N legs count N against the key's limits (DESIGN §4)
     await gw.limiter.admit(record, ctx.service.service_id, len(req.calls) * ctx.quorum, prepaid=1)
     gw.metrics.child(gw.metrics.key_requests, ctx.key_id, ctx.service.service_id).inc(
@@ -379,11 +384,11 @@ def _rest_target(request: web.Request) -> tuple[str, str]:
     return "/" + (parts[4] if len(parts) > 4 else ""), query
 
 
-async def handle_rest(request: web.Request) -> Answer:
+def handle_rest(request: web.Request) -> Awaitable[Answer]:
     """A REST-like call (CometBFT URI GET, Cosmos REST) at ``/v1/{service}/{key}/{path}``:
     relayed as the canonical REST payload (DESIGN §3.3) and answered with the backend's
     status and body as they are; refusals are grpc-gateway-shaped error bodies."""
-    return await in_scope(request, _rest, _rest_scope_refusal)
+    return in_scope(request, _rest, _rest_scope_refusal)
 
 
 def _rest_scope_refusal(exc: GatewayError, scope: RequestScope) -> Reply:
@@ -402,7 +407,7 @@ async def _rest(gw: Gateway, request: web.Request, scope: RequestScope) -> Answe
         gw.metrics.child(gw.metrics.key_requests, ctx.key_id, svc.service_id).inc()
         answer = await gw.router.execute_rest(ctx, call)
     except RequestError as exc:
-        gw.metrics.child(gw.metrics.requests, scope.service, "denied", "gateway").inc()
+        scope.cells.requests("denied", "gateway").inc()
         status, err = rest_error(exc)
         return Reply(status, err)
     except ResponseTooLarge:
@@ -414,7 +419,7 @@ async def _rest(gw: Gateway, request: web.Request, scope: RequestScope) -> Answe
 _HIT_HEADERS = {**CORS_HEADERS, "Relay-Cache": "hit"}
 
 
-def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> Reply | None:
+def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes, scope: RequestScope) -> Reply | None:
     if body[:1] != b"{" or not gw.router.front:  # nothing there yet: no need to cut the id
         return None
     parts = split_id(body)
@@ -425,7 +430,7 @@ def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes) -> Reply | None:
     if hit is None:
         return None
     gw.metrics.child(gw.metrics.cache, sid, "hit").inc()
-    gw.metrics.child(gw.metrics.requests, sid, "read", "cached").inc()
+    scope.cells.requests("read", "cached").inc()
     return Reply(hit.status, hit.prefix + parts[1] + hit.suffix, dict(_HIT_HEADERS))
 
 
@@ -505,25 +510,18 @@ def outermost(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
     return guarded
 
 
-async def serve_fast(request: web.Request) -> Reply:
+def serve_fast(request: web.Request) -> Awaitable[Answer]:
     """The outermost boundary of ``POST /v1/{service}[/{key}]`` on the fast front (which
     takes no upgrades: every answer is a :class:`Reply`)."""
-    answer = await _guarded(handle_rpc, request)
-    assert isinstance(answer, Reply)
-    return answer
+    return _guarded(handle_rpc, request)
 
 
-def _count_method(gw: Gateway, ctx: ClientContext, method: str) -> None:
+def _count_method(scope: RequestScope, svc: Service, method: str) -> None:
     """Per-method counter; a method outside the handler's table is ``unknown`` (bounded)."""
-    svc = ctx.service
-    key = (svc.service_id, method)
-    known = gw.metrics.known_methods.get(key)
-    if known is None:
-        known = svc.handler.method_policy(svc.spec, method).known
-        if known:  # only the table's methods are remembered: the dict stays bounded
-            gw.metrics.known_methods[key] = True
-    label = method if known else "unknown"
-    gw.metrics.child(gw.metrics.method_calls, svc.service_id, label).inc()
+    cell = scope.cells.method(method)
+    if cell is None:
+        cell = scope.cells.learn(method, svc.handler.method_policy(svc.spec, method).known)
+    cell.inc()
 
 
 def _note_method(method: str) -> None:
@@ -545,7 +543,12 @@ async def _guarded(handler: Handler, request: web.Request) -> Answer:
     token = REQUEST.set(fields)
     started = time.perf_counter()
     try:
-        response = await _answer(handler, request)
+        try:
+            response = await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # the outermost boundary: log, answer, keep serving
+            response = _internal_error(exc, request)
         origins = fields.pop("_origins", None)
         if isinstance(response, Reply):
             if origins:
@@ -574,21 +577,12 @@ async def _guarded(handler: Handler, request: web.Request) -> Answer:
         REQUEST.reset(token)
 
 
-async def _answer(handler: Handler, request: web.Request) -> Answer:
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception as exc:  # the outermost boundary: log, answer, keep serving
-        # the path may hold the API key, and so may an exception's text: never logged
-        trace = "".join(traceback.format_exception(exc))
-        log.error(
-            "unhandled error on %s\n%s", redact(request.path, request), redact(trace, request)
-        )
-        err = GatewayError(
-            f"internal error: {type(exc).__name__}", reason=ClientReason.RELAY_FAILED
-        )
-        return _error_response(err)
+def _internal_error(exc: Exception, request: web.Request) -> Reply:
+    # the path may hold the API key, and so may an exception's text: never logged
+    trace = "".join(traceback.format_exception(exc))
+    log.error("unhandled error on %s\n%s", redact(request.path, request), redact(trace, request))
+    err = GatewayError(f"internal error: {type(exc).__name__}", reason=ClientReason.RELAY_FAILED)
+    return _error_response(err)
 
 
 def add_routes(app: web.Application, websocket: WsHandler) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -100,7 +101,7 @@ class PayloadError(ProtocolError):
         return f"{self.code.value}: {self.message}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call on the hot path (frozen costs per field)
 class JsonRpcPayload:
     """A JSON-RPC payload that passed the rule; ``raw_id`` is the id's bytes as written
     (``b"null"`` when absent), ``id`` its value (``None`` for a notification)."""
@@ -177,35 +178,66 @@ def check_jsonrpc_payload(payload: bytes) -> JsonRpcPayload:
     ...
     protocol.payload.PayloadError: BATCH_NOT_RELAYABLE: a relay carries one JSON-RPC request, ...
     """
-    data, text, document = _strict_object(payload)
-    plain = _plain_request(data, text, document)
-    return plain if plain is not None else _scanned_request(text)
+    data, document = _strict_object(payload)
+    plain = _plain_request(data, document)
+    return plain if plain is not None else _scanned_request(data.decode("utf-8"))
 
 
-def _strict_object(payload: bytes) -> tuple[bytes, str, dict[str, Any]]:
-    """The payload's bytes, text and decoded object, once it is strict JSON, not too deep, an
-    object and its decoded keys allowed; raises :class:`PayloadError` otherwise."""
+def _strict_object(payload: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The payload's bytes and decoded object, once it is strict JSON, not too deep, an object
+    and its decoded keys allowed; raises :class:`PayloadError` otherwise."""
     data = bytes(payload)
     try:
         document = orjson.loads(data)  # RFC 8259, UTF-8 without BOM, no NaN, depth <= 1024
     except orjson.JSONDecodeError as exc:
         raise _not_json(f"not strict JSON: {exc}") from None
     # bracket bytes (those inside strings included) bound the depth: look closer only past it
-    if data.count(b"[") + data.count(b"{") > MAX_NESTING and _too_deep(data):
+    # (and a payload of MAX_NESTING bytes or fewer cannot hold more brackets than that)
+    if (
+        len(data) > MAX_NESTING
+        and data.count(b"[") + data.count(b"{") > MAX_NESTING
+        and _too_deep(data)
+    ):
         raise _not_json(f"arrays and objects nest deeper than {MAX_NESTING}")
-    if isinstance(document, list):
-        raise PayloadError(
-            "a relay carries one JSON-RPC request, not a batch", code=ErrorCode.BATCH_NOT_RELAYABLE
-        )
-    if not isinstance(document, dict):
+    if type(document) is not dict:
+        if isinstance(document, list):
+            raise PayloadError(
+                "a relay carries one JSON-RPC request, not a batch",
+                code=ErrorCode.BATCH_NOT_RELAYABLE,
+            )
         raise PayloadError("a JSON-RPC request is a JSON object")
     if not document.keys() <= _KEYS:  # decoded keys: "Method", "paramſ" … fail before the scan
         unknown = sorted(document.keys() - _KEYS)[0]
         raise PayloadError(f'top-level key "{unknown}" is not one of jsonrpc, id, method, params')
-    return data, data.decode("utf-8"), document
+    return data, document
 
 
-def _plain_request(data: bytes, text: str, document: dict[str, Any]) -> JsonRpcPayload | None:
+#: Values orjson decodes exactly as the full pass's scanner does (an integer past 64 bits
+#: becomes a float to orjson, so a float is never taken from it).
+_EXACT: Final = frozenset({str, int, bool, type(None)})
+
+
+def _exact_params(params: list[Any] | dict[str, Any]) -> bool:
+    """Whether orjson's ``params`` is certainly the full pass's: its values (and those of
+    arrays and objects one level down) are strings, integers, booleans or null."""
+    values: Iterable[Any] = params.values() if type(params) is dict else params
+    for value in values:
+        kind = type(value)
+        if kind in _EXACT:
+            continue
+        if kind is list:
+            inner = value
+        elif kind is dict:
+            inner = value.values()
+        else:
+            return False
+        for item in inner:
+            if type(item) not in _EXACT:
+                return False
+    return True
+
+
+def _plain_request(data: bytes, document: dict[str, Any]) -> JsonRpcPayload | None:
     """The common shape judged without the member scan, or ``None`` when the full pass must
     judge (it then gives the verdict; this never refuses). ``document`` is ``data`` decoded,
     strict JSON, an object whose decoded keys are all allowed.
@@ -213,7 +245,8 @@ def _plain_request(data: bytes, text: str, document: dict[str, Any]) -> JsonRpcP
     With no backslash anywhere, every raw key is its decoded key; each allowed key written
     exactly once in the whole payload (a key's opening quote follows ``{``, ``,`` or white
     space, so no other match can overlap it and ``count`` sees every one) is then at the top
-    level exactly once. The values are the decoded ones, except ``params``, read by the same C
+    level exactly once. The values are the decoded ones; ``params`` holding anything but
+    strings, integers, booleans and null (a level down included) is read again by the same C
     scanner as the full pass (orjson turns integers past 64 bits into floats); an ``id`` is
     taken only when its raw bytes follow from its value (not ``0``, which may be ``-0``).
     """
@@ -225,13 +258,15 @@ def _plain_request(data: bytes, text: str, document: dict[str, Any]) -> JsonRpcP
     method = document.get("method")
     if type(method) is not str or not method:
         return None
-    params = None
-    if "params" in document:
-        found = _PARAMS_VALUE.search(text)
-        assert found is not None  # "params" is a key, written once
-        params = _scan_value(text, found.end())[0]
-        if params is not None and type(params) is not list and type(params) is not dict:
+    params = document.get("params")
+    if params is not None:
+        if type(params) is not list and type(params) is not dict:
             return None
+        if not _exact_params(params):
+            text = data.decode("utf-8")
+            found = _PARAMS_VALUE.search(text)
+            assert found is not None  # "params" is a key, written once
+            params = _scan_value(text, found.end())[0]
     if "id" not in document:
         return JsonRpcPayload(method, params, None, b"null", True)
     ident = document["id"]

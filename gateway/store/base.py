@@ -41,7 +41,7 @@ class Charge:
     service: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call on the hot path (frozen costs per field)
 class Admission:
     ok: bool
     reason: str = ""  # "rate" or "quota" when refused

@@ -10,6 +10,8 @@ from gateway.store.base import Admission, Charge, limit_names
 
 __all__ = ["MemoryStore"]
 
+_NO_COUNT: tuple[int, float | None] = (0, None)  # an absent counter: 0, no expiry
+
 
 class MemoryStore:
     """Everything of :class:`gateway.store.base.Store` in dicts, with expiry on read."""
@@ -47,7 +49,7 @@ class MemoryStore:
         """The Redis script's semantics, in one synchronous step (atomic in the event loop)."""
         c = charge
         bucket, quota, usage, usage_svc = limit_names(c.tag, c.period, c.service)
-        now = self._time()
+        now = self._now()  # one reading for the whole step
         bucketed = c.rate > 0 and c.tokens > 0
         tokens = 0.0
         if bucketed:
@@ -55,15 +57,17 @@ class MemoryStore:
             tokens = min(c.burst, tokens + max(0.0, now - ts) * c.rate)
             if tokens < c.tokens:
                 return Admission(False, "rate", (c.tokens - tokens) / c.rate)
-        used = self._counter(quota)
-        if c.quota > 0 and used + c.need > c.quota:
-            return Admission(False, "quota", 0.0, used)
+        used = 0
+        if c.quota > 0 or c.count <= 0:  # (a count below gives the period's count anyway)
+            used = self._counter_at(quota, now)
+            if c.quota > 0 and used + c.need > c.quota:
+                return Admission(False, "quota", 0.0, used)
         if bucketed:
             self._buckets[bucket] = (tokens - c.tokens, now)
         if c.count > 0:
-            used = self._incr(quota, c.count, c.period_ttl)
-            self._incr(usage, c.count)
-            self._incr(usage_svc, c.count)
+            used = self._incr_at(now, quota, c.count, c.period_ttl)
+            self._incr_at(now, usage, c.count)
+            self._incr_at(now, usage_svc, c.count)
         return Admission(True, "", 0.0, used)
 
     async def limit_counts(self, tag: str, period: int, services: list[str]) -> list[int]:
@@ -72,11 +76,10 @@ class MemoryStore:
         return [await self.counter(n) for n in names]
 
     async def incr(self, counter: str, amount: int = 1, ttl: float | None = None) -> int:
-        return self._incr(counter, amount, ttl)
+        return self._incr_at(self._time(), counter, amount, ttl)
 
-    def _incr(self, counter: str, amount: int, ttl: float | None = None) -> int:
-        now = self._time()
-        value, expires = self._counters.get(counter, (0, None))
+    def _incr_at(self, now: float, counter: str, amount: int, ttl: float | None = None) -> int:
+        value, expires = self._counters.get(counter, _NO_COUNT)
         if expires is not None and expires <= now:
             value, expires = 0, None
         if expires is None and ttl is not None and value == 0:
@@ -86,11 +89,11 @@ class MemoryStore:
         return value
 
     async def counter(self, counter: str) -> int:
-        return self._counter(counter)
+        return self._counter_at(counter, self._time())
 
-    def _counter(self, counter: str) -> int:
-        value, expires = self._counters.get(counter, (0, None))
-        if expires is not None and expires <= self._time():
+    def _counter_at(self, counter: str, now: float) -> int:
+        value, expires = self._counters.get(counter, _NO_COUNT)
+        if expires is not None and expires <= now:
             return 0
         return value
 

@@ -12,6 +12,7 @@ import asyncio
 from aiohttp import web
 
 from gateway.fastpath import ROUTES_KEPT, rpc_route
+from gateway.keys import hash_key
 from gateway.server import Reply
 from transport.fastserve import FastRequest
 
@@ -25,7 +26,8 @@ def _echo_routes() -> tuple[object, list[dict[str, str]]]:
 
     async def handler(request: web.Request) -> Reply:
         seen.append(dict(request.match_info))
-        return Reply(200, request.match_info.get("key", "-").encode())
+        digest = getattr(request, "key_digest", None)
+        return Reply(200, request.match_info.get("key", "-").encode(), {"digest": str(digest)})
 
     return rpc_route(web.Application(), handler), seen
 
@@ -79,3 +81,21 @@ def test_the_table_stays_bounded_and_right_past_its_size() -> None:
 
     asyncio.run(main())
     assert seen == [{"service": "eth", "key": f"key{i}"} for i in range(len(paths))]
+
+
+def test_each_path_carries_the_digest_of_its_own_key_also_once_kept() -> None:
+    """The table hashes a path's key once for the path: every request on it, and only on it,
+    carries that digest (the key ring judges it); a path without a key carries none."""
+    route, _ = _echo_routes()
+
+    async def digest(path: str) -> str:
+        handler = route(path)  # type: ignore[operator]
+        assert handler is not None, path
+        return (await handler(_request(path))).headers[0][1]  # type: ignore[no-any-return]
+
+    async def main() -> list[str]:
+        paths = ["/v1/eth/alpha", "/v1/eth/beta", "/v1/base/alpha", "/v1/base"]
+        return [await digest(p) for _ in range(2) for p in paths]
+
+    a, b = hash_key("alpha"), hash_key("beta")
+    assert asyncio.run(main()) == [a, b, a, "None"] * 2

@@ -317,6 +317,34 @@ def _samples(metrics: Any, name: str) -> dict[tuple[tuple[str, str], ...], float
     }
 
 
+def test_service_cells_count_into_the_series_and_keep_no_client_method_text() -> None:
+    """A service's request cells are memoised per label and fold into the same series as
+    ``child``; a method outside the table counts as ``unknown`` and is never kept."""
+    from gateway.metrics import GatewayMetrics
+
+    m = GatewayMetrics()
+    cells = m.service_cells("eth")
+    assert m.service_cells("eth") is cells and m.service_cells("unknown") is not cells
+    for i in range(50):
+        assert cells.method(f"no_such_{i}") is None
+        cells.learn(f"no_such_{i}", False).inc()
+    for _ in range(3):
+        (cells.method("getBlock") or cells.learn("getBlock", True)).inc()
+        cells.requests("read", "relayed").inc()
+    cells.requests("none", "rate_limited").inc()
+    cells.seconds.observe(0.002)
+    calls = _samples(m, "relaynet_gateway_method_calls_total")
+    assert calls == {
+        (("method", "unknown"), ("service", "eth")): 50.0,
+        (("method", "getBlock"), ("service", "eth")): 3.0,
+    }
+    assert len(cells._by_method) == 2  # "unknown" and the table's method: bounded
+    requests = _samples(m, "relaynet_gateway_requests_total")
+    assert requests[(("method_class", "read"), ("outcome", "relayed"), ("service", "eth"))] == 3
+    assert requests[(("method_class", "none"), ("outcome", "rate_limited"), ("service", "eth"))]
+    assert _samples(m, "relaynet_gateway_request_seconds_count")[(("service", "eth"),)] == 1.0
+
+
 def test_a_supplier_that_leaves_loses_its_series_and_cached_children() -> None:
     from gateway.metrics import GatewayMetrics
 

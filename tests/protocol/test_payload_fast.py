@@ -24,8 +24,8 @@ from relaynet import payload_vectors
 
 def _by_scan(payload: bytes) -> JsonRpcPayload:
     """The rule without the fast path."""
-    _, text, _ = _strict_object(payload)
-    return _scanned_request(text)
+    data, _ = _strict_object(payload)
+    return _scanned_request(data.decode("utf-8"))
 
 
 def _outcome(check: Any, payload: bytes) -> tuple[object, ...]:
@@ -42,8 +42,8 @@ def _same(payload: bytes) -> None:
 
 
 def _took_fast_path(payload: bytes) -> bool:
-    data, text, document = _strict_object(payload)
-    return _plain_request(data, text, document) is not None
+    data, document = _strict_object(payload)
+    return _plain_request(data, document) is not None
 
 
 def test_known_answers_and_fresh_vectors_agree(kat: dict[str, Any], seed: int) -> None:
@@ -67,6 +67,12 @@ def test_known_answers_and_fresh_vectors_agree(kat: dict[str, Any], seed: int) -
         (b'{"jsonrpc":"2.0","method":"x","id":-0}', False),
         (b'{"jsonrpc":"2.0","method":"x","id":18446744073709551616}', False),  # a float to orjson
         (b'{"jsonrpc":"2.0","method":"x","id":1,"params":[18446744073709551616,1.5]}', True),
+        # params orjson may not read exactly (floats, deeper values): read again by the scan
+        (b'{"jsonrpc":"2.0","method":"x","id":1,"params":[{"a":18446744073709551616}]}', True),
+        (b'{"jsonrpc":"2.0","method":"x","id":1,"params":{"a":[-9223372036854775809]}}', True),
+        (b'{"jsonrpc":"2.0","method":"x","id":1,"params":[[[1.5]],{"b":{"c":1}}]}', True),
+        (b'{"jsonrpc":"2.0","method":"x","id":1,"params":[[[18446744073709551616]],{}]}', True),
+        (b'{"jsonrpc":"2.0","method":"x","id":1,"params":[{"a":1,"b":2,"a":3},true,null]}', True),
         (b'{"jsonrpc":"2.0","method":"x","id":1,"params":[{"id":2}]}', False),  # "id" twice
         (b'{"jsonrpc":"2.0","method":"x","id":1,"params":["method"]}', False),  # a key's text
         (b'{"jsonrpc":"2.0","method":"x","id":1,"params":["\\"method\\""]}', False),
