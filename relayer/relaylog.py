@@ -142,8 +142,8 @@ def segment_of(ref: int) -> int:
 
 
 def _frame(relay_key: bytes, leaf: bytes) -> bytes:
-    body = relay_key + leaf
-    return _PREFIX_BYTES + body + _CRC.pack(zlib.crc32(body))
+    crc = zlib.crc32(leaf, zlib.crc32(relay_key))  # the CRC of relay_key ‖ leaf
+    return b"".join((_PREFIX_BYTES, relay_key, leaf, _CRC.pack(crc)))
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -65,7 +65,8 @@ class FastResponse:
 
 
 Handler = Callable[[FastRequest], Awaitable[FastResponse]]
-Route = Callable[[str], Handler | None]  # path → handler, or None for aiohttp
+Route = Callable[[str], Handler | None]  # path → handler, or None for aiohttp (asked once a path)
+_TARGETS_KEPT = 1024  # request targets whose path, query and route the front remembers
 
 
 def _error(status: int, message: bytes) -> bytes:
@@ -139,6 +140,22 @@ class FastFront:
         self.inflight: set[asyncio.Task[None]] = set()
         self.connections: set[FrontProtocol] = set()
         self.closing = False
+        #: request target → (path, query, its route's handler): a target is parsed and routed
+        #: once (bounded: the table starts over when full)
+        self.targets: dict[bytes, tuple[str, str, Handler | None]] = {}
+
+    def target(self, raw: bytes) -> tuple[str, str, Handler | None]:
+        """``(path, query, handler)`` of a request target (``route`` asked once per target)."""
+        kept = self.targets.get(raw)
+        if kept is None:
+            url = httptools.parse_url(raw)
+            path = url.path.decode("latin-1")
+            query = url.query
+            kept = (path, query.decode("latin-1") if query else "", self.route(path))
+            if len(self.targets) >= _TARGETS_KEPT:
+                self.targets.clear()
+            self.targets[raw] = kept
+        return kept
 
     def protocol(self) -> FrontProtocol:
         return FrontProtocol(self)
@@ -291,9 +308,7 @@ class FrontProtocol(asyncio.Protocol):
         ):
             self._hand_over()
             return None
-        url = httptools.parse_url(self._url)
-        path = url.path.decode("latin-1")
-        handler = front.route(path)
+        path, query, handler = front.target(self._url)
         if handler is None:
             self._hand_over()
             return None
@@ -306,10 +321,7 @@ class FrontProtocol(asyncio.Protocol):
             self._hand_over()  # the route's own refusal (aiohttp's handler checks the size)
             return None
         keep_alive = headers.get(b"connection", b"").lower() != b"close"
-        query = url.query
-        request = FastRequest(
-            path, headers, b"", self._peer, query.decode("latin-1") if query else ""
-        )
+        request = FastRequest(path, headers, b"", self._peer, query)
         return handler, request, end + 4, end + 4 + length, keep_alive
 
     async def _serve(self, handler: Handler, request: FastRequest, keep_alive: bool) -> None:

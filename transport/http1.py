@@ -25,12 +25,13 @@ Redirects are never followed (the status comes back as it is). Names are resolve
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import ssl as _ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
@@ -64,6 +65,7 @@ Resolve = Callable[[str, int], Awaitable[list[str]]]
 
 _DEFAULT_MAX_HEAD = 64 * 1024
 _IDLE_REUSE = 15.0  # seconds an idle pooled connection is trusted to still be open
+_CLOCK_RESOLUTION = 0.001  # loop timers fire to the millisecond (uvloop rounds to it)
 
 
 class HttpError(Exception):
@@ -109,10 +111,11 @@ class Route:
     host: str
     port: int
     prefix: bytes  # "METHOD /path HTTP/1.1\r\nHost: …\r\n<fixed headers>"
+    #: ``(scheme, host, port)``, the pool's key: built once, not per call
+    origin: tuple[str, str, int] = field(init=False, compare=False, repr=False)
 
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        return (self.scheme, self.host, self.port)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", (self.scheme, self.host, self.port))
 
     @classmethod
     def build(cls, method: str, url: str, headers: Mapping[str, str] | None = None) -> Route:
@@ -168,6 +171,7 @@ class _Conn(asyncio.Protocol):
         "_max_head",
         "_parser",
         "closed",
+        "deadline",
         "got_bytes",
         "idle_since",
         "origin",
@@ -183,6 +187,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self._fut: asyncio.Future[HttpResponse] | None = None
         self.idle_since = 0.0
+        self.deadline = 0.0  # of the call in flight (the client's sweep ends it then)
         self.got_bytes = False
         self._reset(0, 0, None)
 
@@ -250,13 +255,14 @@ class _Conn(asyncio.Protocol):
             declared = int(length)
             if declared > self._max_body:
                 raise BodyTooLarge(f"answer of {declared} bytes over {self._max_body}")
-            self._reserve(declared)
+            if self._budget is not None:
+                self._reserve(declared)
 
     def on_body(self, chunk: bytes) -> None:
         self._body_size += len(chunk)
         if self._body_size > self._max_body:
             raise BodyTooLarge(f"answer over {self._max_body} bytes")
-        if self._body_size > self._held:
+        if self._budget is not None and self._body_size > self._held:
             self._reserve(self._body_size)
         self._body.append(chunk)
 
@@ -315,6 +321,46 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def expire(self) -> None:
+        """The call in flight reached its deadline: TimeoutError, and the connection goes."""
+        fut = self._fut
+        if fut is not None and not fut.done():
+            fut.set_exception(TimeoutError("no complete answer in time"))
+        self.abort()
+
+
+class _Gate:
+    """At most ``limit`` calls at once to one origin: a count of free slots and the callers
+    waiting, in order. A freed slot passes straight to the first waiter still waiting; a
+    waiter that gives up (its deadline, a cancel) after a slot was passed to it passes it on."""
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self, within: float) -> None:
+        """Wait for a slot (none is free), for at most ``within`` seconds (TimeoutError)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            async with asyncio.timeout(within):
+                await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.give()  # the slot reached us as we gave up: it goes on
+            else:  # still queued: leave the queue (only live waiters are in it)
+                self._waiters.remove(fut)
+            raise
+
+    def give(self) -> None:
+        """Free a slot: to the first waiter (each one still waiting), else back to the count."""
+        if self._waiters:
+            self._waiters.popleft().set_result(None)
+        else:
+            self.free += 1
+
 
 class HttpClient:
     """Keep-alive pools per origin; ``request`` sends one call and returns its whole answer."""
@@ -338,7 +384,13 @@ class HttpClient:
         self._max_routes = routes
         self._closed = False
         self._limit = limit_per_origin
-        self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._gates: dict[tuple[str, str, int], _Gate] = {}
+        # deadlines: one loop timer for every call in flight, armed at or before the earliest
+        # deadline of the connections in ``_busy`` (a timer per call costs ~2 µs to arm+cancel)
+        self._busy: set[_Conn] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def route(self, method: str, url: str, headers: Mapping[str, str] | None = None) -> Route:
         """The (cached) route of ``method url`` with these fixed headers."""
@@ -371,18 +423,22 @@ class HttpClient:
         limits = (max_body, max_body if max_error_body is None else max_error_body, budget)
         if not self._limit:
             return await self._request(route, body, extra_headers, within, connect_timeout, limits)
-        slots = self._slots.get(route.origin)
-        if slots is None:
-            slots = self._slots[route.origin] = asyncio.Semaphore(self._limit)
-        if slots.locked():
-            async with asyncio.timeout(within):  # waiting for a slot counts against the call
-                await slots.acquire()
-        else:
-            await slots.acquire()  # free: no suspension, no timer
+        gate = self._gates.get(route.origin)
+        if gate is None:
+            gate = self._gates[route.origin] = _Gate(self._limit)
+        if gate.free:
+            gate.free -= 1  # free: no suspension, no timer
+        else:  # waiting for a slot counts against the call's time
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + within
+            await gate.wait(within)
+            within = deadline - loop.time()
         try:
+            if within <= 0:  # the slot came too late: nothing is sent
+                raise TimeoutError("no connection slot in time")
             return await self._request(route, body, extra_headers, within, connect_timeout, limits)
         finally:
-            slots.release()
+            gate.give()
 
     async def _request(
         self,
@@ -409,7 +465,10 @@ class HttpClient:
             if conn is None:
                 conn = await self._connect(route, deadline, connect_timeout)
             fut = conn.send(data, *limits)
-            timer = loop.call_at(deadline, _expire, fut, conn)
+            conn.deadline = deadline
+            self._busy.add(conn)
+            if deadline < self._timer_at or loop is not self._timer_loop:
+                self._arm(loop, deadline)
             try:
                 answer = await fut
             except ConnectionLost:
@@ -420,11 +479,34 @@ class HttpClient:
                 conn.abort()
                 raise
             finally:
-                timer.cancel()
+                self._busy.discard(conn)
                 conn.give_back()
             self._release(conn)
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(at, self._sweep, loop)
+        self._timer_at = at
+        self._timer_loop = loop
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The deadline timer: end every call whose deadline came (within the clock's
+        millisecond), then arm the timer for the earliest deadline still ahead."""
+        self._timer = None
+        self._timer_at = math.inf
+        due = loop.time() + _CLOCK_RESOLUTION
+        earliest = math.inf
+        for conn in list(self._busy):
+            if conn.deadline <= due:
+                self._busy.discard(conn)
+                conn.expire()
+            elif conn.deadline < earliest:
+                earliest = conn.deadline
+        if earliest < math.inf:
+            self._arm(loop, earliest)
 
     def _pooled(self, origin: tuple[str, str, int]) -> _Conn | None:
         idle = self._idle.get(origin)
@@ -483,14 +565,8 @@ class HttpClient:
             raise TimeoutError(f"connecting to {route.host}:{route.port} timed out") from None
 
     async def close(self) -> None:
-        self._closed = True
+        self._closed = True  # calls in flight still end by their deadlines (the timer stays)
         for idle in self._idle.values():
             while idle:
                 idle.pop().abort()
         self._idle.clear()
-
-
-def _expire(fut: asyncio.Future[HttpResponse], conn: _Conn) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError("no complete answer in time"))
-    conn.abort()

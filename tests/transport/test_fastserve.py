@@ -265,3 +265,25 @@ async def test_tls_front_serves_fast_posts_and_hands_the_rest_to_aiohttp(tmp_pat
     finally:
         await client.close()
         await runner.cleanup()
+
+
+def test_a_request_target_is_parsed_and_routed_once_and_the_table_is_bounded() -> None:
+    from transport import fastserve
+
+    asked: list[str] = []
+
+    async def handler(request: FastRequest) -> FastResponse:
+        return FastResponse(200, b"")
+
+    def route(path: str) -> fastserve.Handler | None:
+        asked.append(path)
+        return handler if path == PATH else None
+
+    front = fastserve.FastFront(route, lambda: asyncio.Protocol())
+    assert front.target(b"/v1/relay?a=1&b=%20") == (PATH, "a=1&b=%20", handler)
+    assert front.target(b"/v1/relay?a=1&b=%20")[2] is handler
+    assert front.target(b"/other") == ("/other", "", None)
+    assert asked == [PATH, "/other"]  # each target's route asked once
+    for i in range(fastserve._TARGETS_KEPT + 10):
+        front.target(b"/v1/relay?n=%d" % i)
+    assert len(front.targets) <= fastserve._TARGETS_KEPT

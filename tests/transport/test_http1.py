@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
@@ -16,6 +17,7 @@ from transport.http1 import (
     Route,
 )
 
+T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -368,3 +370,157 @@ async def test_budget_bounds_reading_and_is_given_back_and_errors_have_their_own
         assert (answer.status, len(answer.body)) == (503, 500)
     finally:
         await client.close()
+
+
+# --- deadlines and the per-origin limit ---------------------------------------------------------
+
+_BOUND = 15.0  # a bound no correct call comes near: a call past it hung past its deadline
+
+
+async def _bounded(aw: Awaitable[T]) -> T:
+    """``aw`` — or AssertionError when it is still running after :data:`_BOUND` seconds (its
+    own TimeoutError, at its deadline, passes through)."""
+    bound = asyncio.timeout(_BOUND)
+    try:
+        async with bound:
+            return await aw
+    except TimeoutError:
+        if bound.expired():
+            raise AssertionError("a call outlived its deadline") from None
+        raise
+
+
+class _Held:
+    """A server whose answers wait: a request with body ``b`` is answered once the test
+    calls ``answer(b)`` (before or after it arrives)."""
+
+    def __init__(self) -> None:
+        self.ready: dict[bytes, asyncio.Event] = {}
+
+    def answer(self, body: bytes) -> None:
+        self.ready.setdefault(body, asyncio.Event()).set()
+
+    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (req := await _read_request(reader)) is not None:
+            await self.ready.setdefault(req[1], asyncio.Event()).wait()
+            body = b"held:" + req[1]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+
+
+def _is_the_calls_own_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) and "in time" in str(exc)
+
+
+async def test_a_call_never_outlives_its_deadline_whatever_else_is_in_flight(serve) -> None:  # type: ignore[no-untyped-def]
+    """Each call ends at its own deadline: a short call behind a long one in flight, a call
+    after earlier calls answered (whatever timer they left), calls with mixed deadlines."""
+    held = _Held()
+    server = await serve(held.handler)
+    client = HttpClient()
+    route = client.route("POST", server.url)
+
+    async def call(body: bytes, within: float) -> bytes:
+        return (await client.request(route, body, within=within)).body
+
+    try:
+        long = asyncio.create_task(call(b"long", 60.0))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError) as short:  # not held up by the 60 s call
+            await _bounded(call(b"short", 0.2))
+        assert _is_the_calls_own_timeout(short.value)
+        assert not long.done()
+        held.answer(b"long")
+        assert await _bounded(long) == b"held:long"
+
+        # answered calls with short deadlines, then a silent one with a longer deadline
+        for i in range(3):
+            held.answer(b"%d" % i)
+            assert await _bounded(call(b"%d" % i, 0.3)) == b"held:%d" % i
+        with pytest.raises(TimeoutError) as later:
+            await _bounded(call(b"later", 0.6))
+        assert _is_the_calls_own_timeout(later.value)
+
+        # many at once, deadlines out of order: each ends by its own
+        withins = [1.5, 0.2, 0.9, 0.4, 1.2, 0.3]
+        results = await _bounded(
+            asyncio.gather(
+                *(call(b"m%d" % i, w) for i, w in enumerate(withins)), return_exceptions=True
+            )
+        )
+        assert all(_is_the_calls_own_timeout(r) for r in results), results
+    finally:
+        await client.close()
+
+
+async def test_the_per_origin_limit_bounds_waiters_by_their_deadline(serve) -> None:  # type: ignore[no-untyped-def]
+    held = _Held()
+    server = await serve(held.handler)
+    client = HttpClient(limit_per_origin=1)
+    route = client.route("POST", server.url)
+    try:
+        first = asyncio.create_task(client.request(route, b"a", within=60.0))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):  # waiting for the one slot counts against the call
+            await _bounded(client.request(route, b"b", within=0.2))
+        assert server.connections == 1 and not first.done()
+        held.answer(b"a")
+        assert (await _bounded(first)).body == b"held:a"
+    finally:
+        await client.close()
+
+
+async def test_the_per_origin_limit_hands_a_freed_slot_on_and_loses_none_to_a_cancel(
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    held = _Held()
+    server = await serve(held.handler)
+    client = HttpClient(limit_per_origin=2)
+    route = client.route("POST", server.url)
+    try:
+        calls = [
+            asyncio.create_task(client.request(route, b"%d" % i, within=60.0)) for i in range(5)
+        ]
+        await asyncio.sleep(0.05)
+        assert server.connections == 2  # two in flight, three waiting
+        calls[2].cancel()  # a waiter gives up: its place is not a slot
+        with pytest.raises(asyncio.CancelledError):
+            await calls[2]
+        for body in (b"0", b"1", b"3", b"4"):
+            held.answer(body)
+        answers = await _bounded(asyncio.gather(calls[0], calls[1], calls[3], calls[4]))
+        assert sorted(a.body for a in answers) == [b"held:0", b"held:1", b"held:3", b"held:4"]
+        assert server.connections == 2  # the freed slots went on with their connections
+        # every slot is free again: two more at once still go through
+        held.answer(b"x")
+        again = await _bounded(
+            asyncio.gather(*(client.request(route, b"x", within=60.0) for _ in range(2)))
+        )
+        assert [a.body for a in again] == [b"held:x", b"held:x"]
+    finally:
+        await client.close()
+
+
+async def test_a_slot_passed_to_a_waiter_that_is_cancelled_goes_on() -> None:
+    """The race the per-origin gate must survive: a freed slot is passed to a waiter, which is
+    cancelled before it runs; the slot goes to the next waiter, none is lost or doubled."""
+    from transport.http1 import _Gate
+
+    gate = _Gate(1)
+    gate.free -= 1  # one call holds the only slot
+    second = asyncio.create_task(gate.wait(60.0))
+    third = asyncio.create_task(gate.wait(60.0))
+    await asyncio.sleep(0)
+    gate.give()  # passed to the second waiter ...
+    second.cancel()  # ... which gives up before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await _bounded(third)  # the third has it
+    assert gate.free == 0
+    gate.give()
+    assert gate.free == 1
+    with pytest.raises(TimeoutError):  # and a waiter's deadline holds
+        gate.free = 0
+        await _bounded(gate.wait(0.1))
+    gate.give()
+    assert gate.free == 1  # the timed-out waiter left nothing behind
