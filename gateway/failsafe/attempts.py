@@ -231,9 +231,11 @@ class Attempts:
         check = self.svc.handler.check_answer(
             self.svc.spec, self.plan.call, answer.status, answer.body
         )
-        if check.retry_elsewhere and self.retry.idempotent and self._again(Outcome.RETRYABLE):
-            self.fallback = answer
-            return False
+        if check.retry_elsewhere and self.retry.idempotent:
+            # another supplier may answer: the one still out (a hedge's twin), or one more
+            if self.pending or self._again(Outcome.RETRYABLE):
+                self.fallback = answer
+                return False
         if self.hedged and supplier != self.first:
             self.host.metrics.hedges.labels(self.sid, "won").inc()
         return True

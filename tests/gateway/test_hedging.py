@@ -113,6 +113,16 @@ async def test_a_bad_height_from_the_hedge_does_not_end_the_wait() -> None:
     assert sum(router.qos.stats("devnet", s).lies for s in SUPPLIERS[1:]) == 1
 
 
+async def test_a_hedge_answering_another_id_does_not_end_the_wait() -> None:
+    client = slow_first("ok")
+    for s in SUPPLIERS[1:]:  # quick, but the answer of another call: never the client's
+        client.results[s] = lambda p: b'{"jsonrpc":"2.0","id":"not-yours","result":"0x1"}'
+    router, ctx, _metrics = hedging(client)
+    answer = await router.execute(ctx, call(READ))
+    assert answer.supplier == "0x" + SLOW.hex() and b"not-yours" not in answer.body
+    assert len(client.calls) == 2
+
+
 def _height(payload: bytes, height: bytes) -> bytes:
     rid = orjson.dumps(orjson.loads(payload)["id"])
     return b'{"jsonrpc":"2.0","id":' + rid + b',"result":"' + height + b'"}'
