@@ -761,6 +761,98 @@ def run(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def paired(args: argparse.Namespace) -> list[tuple[float, float]]:
+    """The full-path bar measured in pairs: the bare forwarder and gateway → relayer → anvil
+    (every process started once, pinned as in :func:`run`) loaded in turn, ``args.paired``
+    rounds. The machine's speed drifts (shared hosts: anvil's own CPU per request moves by
+    tens of percent between runs minutes apart), so each round's ratio compares two runs
+    seconds apart. Returns ``(throughput ratio, CPU-per-relay ratio)`` per round."""
+    from ledger.anvil import find_anvil
+    from relaynet.devnet.supervisor import server_command
+
+    _check_tools()
+    server_cpus, load_cpu = _cpus()
+    ratios: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="relaynet-bench-") as tmp:
+        workdir = Path(tmp)
+        procs = Procs(workdir)
+        env = _python_env()
+        try:
+            anvil_port, settle_port, fwd_port = _free_port(), _free_port(), _free_port()
+            for name, port in (("anvil", anvil_port), ("settlement", settle_port)):
+                procs.start(
+                    name, [find_anvil(), "--host", "127.0.0.1", "--port", str(port), "--silent"]
+                )
+            anvil_url = f"http://127.0.0.1:{anvil_port}"
+            settle_url = f"http://127.0.0.1:{settle_port}"
+            procs.wait("anvil", lambda: _answers(anvil_url))
+            procs.wait("settlement", lambda: _answers(settle_url))
+            serve = ["-m", "bench.bench_suite", "--serve", "forwarder", "--port", str(fwd_port)]
+            procs.start("forwarder", [sys.executable, *serve, "--target", anvil_url], env=env)
+            fwd_url = f"http://127.0.0.1:{fwd_port}/"
+            procs.wait("forwarder", lambda: _answers(fwd_url))
+            net, supplier, seed = _stake(settle_url, _free_port())
+            relayer_cfg = _write_relayer(workdir, net, supplier, seed, anvil_url)
+            procs.start(
+                "relayer", server_command("relayer", relayer_cfg, "--log-level", "warning"), env=env
+            )
+            procs.wait("relayer", lambda: _get_ok(f"http://127.0.0.1:{net.relayer_port}/readyz"))
+            gw_port = _free_port()
+            config, gw_url = _write_gateway(workdir, net, "gateway", gw_port, False)
+            _start_gateway(procs, "gateway", config, gw_port, server_cpus)
+            for name in ("anvil", "settlement", "forwarder", "relayer"):
+                _pin(procs.pid(name), server_cpus)
+            targets = {
+                "forwarder": (fwd_url, ("forwarder", "anvil")),
+                "full": (gw_url, ("gateway", "relayer", "anvil")),
+            }
+            for name, (url, _) in targets.items():
+                status, answer = _post(url, UNCACHED)
+                if status != 200 or b'"result"' not in answer:
+                    raise BenchError(f"{name}: {url} answered {status} {answer[:200]!r}")
+            for i in range(args.paired):
+                got: dict[str, tuple[float, float]] = {}
+                for name, (url, servers) in targets.items():
+                    load = {"cpu": load_cpu, "workdir": workdir, "body": UNCACHED}
+                    _wrk(url, connections=args.connections, duration=1, **load)  # type: ignore[arg-type]
+                    pids = {s: procs.pid(s) for s in servers}
+                    before = {s: sum(_cpu_seconds(pid)) for s, pid in pids.items()}
+                    rps, _, _, requests, errors = _wrk(
+                        url,
+                        connections=args.connections,
+                        duration=args.duration,
+                        **load,  # type: ignore[arg-type]
+                    )
+                    after = {s: sum(_cpu_seconds(pid)) for s, pid in pids.items()}
+                    if errors:
+                        raise BenchError(f"{name}: {errors} errors under load")
+                    cpu = sum(after[s] - before[s] for s in pids) * 1000 / max(requests, 1)
+                    got[name] = (rps, cpu)
+                pair = (got["full"][0] / got["forwarder"][0], got["forwarder"][1] / got["full"][1])
+                ratios.append(pair)
+                print(
+                    f"  round {i + 1}: forwarder {got['forwarder'][0]:,.0f} req/s "
+                    f"({got['forwarder'][1]:.3f} ms CPU), full path {got['full'][0]:,.0f} req/s "
+                    f"({got['full'][1]:.3f} ms CPU): ratio {pair[0]:.2f} (CPU {pair[1]:.2f}), "
+                    f"load {os.getloadavg()[0]:.2f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        finally:
+            procs.stop()
+    return ratios
+
+
+def render_paired(ratios: list[tuple[float, float]]) -> str:
+    ordered = sorted(r[0] for r in ratios)
+    cpu = sorted(r[1] for r in ratios)
+    return (
+        f"full path ÷ bare forwarder in {len(ratios)} paired rounds: throughput median "
+        f"{ordered[len(ordered) // 2]:.2f} (min {ordered[0]:.2f}, max {ordered[-1]:.2f}); "
+        f"CPU per relay median {cpu[len(cpu) // 2]:.2f} (bar ≥ 0.50)"
+    )
+
+
 _GATEWAY_ROWS = {"gateway": "gateway → relayer → anvil", "gateway-cache": "gateway cache hit"}
 #: ``--only`` names → the rows they select
 ROWS = {
@@ -947,6 +1039,12 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help=f"measure only these rows, comma-separated, of: {', '.join(ROWS)} (default: all)",
     )
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        help="only the full-path bar: forwarder and full path loaded in turn, N rounds",
+    )
     parser.add_argument("--serve", choices=("trivial", "forwarder"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--target", default="", help=argparse.SUPPRESS)
@@ -956,6 +1054,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--only: unknown row {', '.join(unknown)} (known: {', '.join(ROWS)})")
     if args.serve:
         _serve(args.serve, args.port, args.target)
+        return
+    if args.paired > 0:
+        print(render_paired(paired(args)), flush=True)
         return
     rows = run(args)
     print(render(rows, args), flush=True)
