@@ -22,6 +22,8 @@ from protocol.keys import (
     decrypt_keystore,
     encrypt_keystore,
     keccak256,
+    keccak_state,
+    recover_address,
     verify_ed25519,
 )
 
@@ -56,6 +58,44 @@ def test_keccak_is_thread_safe() -> None:
                     failures.append(i)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_keccak_state_forks_a_shared_prefix() -> None:
+    prefix = keccak_state(b"\x01" * 200)  # more than one 136-byte block absorbed
+    for tail in (b"", b"x", b"\x02" * 300):
+        fork = prefix.copy()
+        fork.update(tail)
+        assert fork.digest() == eth_keccak(b"\x01" * 200 + tail)
+    assert prefix.digest() == eth_keccak(b"\x01" * 200)  # the prefix itself is unchanged
+
+
+def test_recovery_and_receipt_signing_are_thread_safe() -> None:
+    """Both reuse C buffers per thread; cffi releases the GIL in every C call, so threads
+    sharing one buffer would read each other's results."""
+    accounts = [AccountKey.generate() for _ in range(4)]
+    receipts = [ReceiptKey.generate() for _ in range(4)]
+    messages = [bytes([i]) * (40 + 30 * i) for i in range(4)]  # the buffer grows for some
+    digests = [keccak256(bytes([i])) for i in range(4)]
+    signed = [(a.sign_digest(d), a.address) for a, d in zip(accounts, digests, strict=True)]
+    expected = [
+        SigningKey(r.seed).sign(m).signature for r, m in zip(receipts, messages, strict=True)
+    ]
+    failures: list[int] = []
+
+    def work(i: int) -> None:
+        sig, address = signed[i]
+        for _ in range(300):
+            if recover_address(digests[i], sig[:64], sig[64] - 27) != address:
+                failures.append(i)
+            if receipts[i].sign(messages[i]) != expected[i]:
+                failures.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
