@@ -40,12 +40,12 @@ from protocol.relay import (
     RELAY_SESSION_BYTES,
     Domain,
     RelayHeader,
+    SessionDigester,
     header_relay_fields,
     leaf_compute_units,
     recover_signer,
     relay_key,
     relay_request_bytes,
-    request_digest_of_bytes,
 )
 from protocol.settlement import budget as session_budget
 from relayer.budget import BudgetMeter
@@ -127,8 +127,9 @@ class Verifier:
         self._existing = existing_records
         #: by (service, app, n): a plain tuple hashes faster than a SessionKey, on every relay
         self._contexts: dict[tuple[str, bytes, int], SessionContext] = {}
-        #: header prefix (version … session) → (service, context, signer) once it passed
-        self._known: dict[bytes, tuple[ServiceRuntime, SessionContext, bytes]] = {}
+        #: header prefix (version … session) → (service, context, signer, its digester) once
+        #: it passed
+        self._known: dict[bytes, tuple[ServiceRuntime, SessionContext, bytes, SessionDigester]] = {}
         self._shape: SessionShape | None = None
         self._redrawn_seen: dict[SessionKey, set[bytes]] = {}  # see on_reorg
 
@@ -164,7 +165,7 @@ class Verifier:
         known = self._known.get(raw[:RELAY_SESSION_BYTES])
         if known is None:
             return self._first_header(raw, body_size, stream)
-        service, ctx, signer = known
+        service, ctx, signer, digester = known
         try:
             payload_hash, _, max_index, cu = header_relay_fields(raw)
         except ProtocolError as exc:
@@ -185,6 +186,7 @@ class Verifier:
             payload_hash,
             max_index,
             cu,
+            digester,
         )
 
     def _first_header(self, raw: bytes, body_size: int, stream: bool) -> VerifiedHeader:
@@ -206,9 +208,10 @@ class Verifier:
             raise _over_stream_limit(header.max_index, ctx)
         if header.signer != header.application:
             self._check_delegated(ctx, header)
+        digester = SessionDigester(header_bytes, ctx.domain)
         if len(self._known) >= _KNOWN_PREFIXES:
             self._known.clear()
-        self._known[raw[:RELAY_SESSION_BYTES]] = (service, ctx, header.signer)
+        self._known[raw[:RELAY_SESSION_BYTES]] = (service, ctx, header.signer, digester)
         return VerifiedHeader(
             ctx,
             service,
@@ -218,6 +221,7 @@ class Verifier:
             header.payload_hash,
             header.max_index,
             header.compute_units,
+            digester,
         )
 
     def _check_service(self, service: ServiceRuntime, body_size: int) -> None:
@@ -254,7 +258,7 @@ class Verifier:
 
     def check_signature(self, vh: VerifiedHeader) -> SignedHeader:
         """Digest, ``relay_key`` not seen in the session, signature recovering to the signer."""
-        digest = request_digest_of_bytes(vh.header_bytes, vh.ctx.domain)
+        digest = vh.digester.digest(vh.header_bytes)
         key = relay_key(digest, 0)
         vh.ctx.check_fresh(key)
         try:
