@@ -199,34 +199,37 @@ _SCRATCH = threading.local()  # per thread: cffi releases the GIL inside each C 
 
 
 def _recover_buffers() -> tuple[Any, Any, Any, Any, Any]:
-    """This thread's reusable C objects for :func:`recover_address` (one ``ffi.new`` each
-    per call was ~1 µs a recovery)."""
-    try:
-        return _SCRATCH.recover  # type: ignore[no-any-return]
-    except AttributeError:
-        out = _secp_ffi.new("unsigned char[65]")
-        _SCRATCH.recover = (
-            _secp_ffi.new(_RECOVERABLE),
-            _secp_ffi.new("secp256k1_pubkey *"),
-            out,
-            _secp_ffi.new("size_t *"),
-            _secp_ffi.buffer(out),
-        )
-        return _SCRATCH.recover  # type: ignore[no-any-return]
+    """This thread's reusable C objects for :func:`recover_address`, made on its first call
+    (one ``ffi.new`` each per call was ~1 µs a recovery)."""
+    out = _secp_ffi.new("unsigned char[65]")
+    _SCRATCH.recover = (
+        _secp_ffi.new(_RECOVERABLE),
+        _secp_ffi.new("secp256k1_pubkey *"),
+        out,
+        _secp_ffi.new("size_t *"),
+        _secp_ffi.buffer(out),
+    )
+    return _SCRATCH.recover  # type: ignore[no-any-return]
 
 
 def recover_address(digest: bytes, rs: bytes, recid: int) -> bytes | None:
     """The 20-byte address whose key signed the 32-byte ``digest`` with the compact signature
-    ``rs`` (``r ‖ s``, 64 bytes) and recovery id ``recid`` (0–3); None when no key does.
-    The caller checks the signature's form (low s, ranges); libsecp256k1 checks the rest."""
-    sig, public, out, size, view = _recover_buffers()
+    ``rs`` (``r ‖ s``: its first 64 bytes are read) and recovery id ``recid`` (0–3); None when
+    no key does. The caller checks the signature's form (low s, ranges); libsecp256k1 checks
+    the rest."""
+    try:
+        sig, public, out, size, view = _SCRATCH.recover
+    except AttributeError:
+        sig, public, out, size, view = _recover_buffers()
+    if len(rs) < 64:  # C reads 64 bytes from it
+        raise ValueError("rs: expected at least 64 bytes (r ‖ s)")
     if not _secp_lib.secp256k1_ecdsa_recoverable_signature_parse_compact(_CTX, sig, rs, recid):
         return None
     if not _secp_lib.secp256k1_ecdsa_recover(_CTX, public, sig, digest):
         return None
     size[0] = 65
     _secp_lib.secp256k1_ec_pubkey_serialize(_CTX, out, size, public, _UNCOMPRESSED)
-    return keccak256(view[1:])[12:]
+    return _keccak(view[1:])[12:]  # type: ignore[no-any-return]
 
 
 def address_of_public_key(public_key: bytes) -> bytes:

@@ -429,7 +429,9 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes:
     """The address that signed ``digest``. BAD_SIGNATURE when the signature is not 65 bytes,
     ``v`` is not 27/28, ``s`` is high (> n/2) or zero, ``r`` is zero or >= n, or recovery fails
     or gives the zero address."""
-    _expect_len(digest, DIGEST_SIZE, "digest", ErrorCode.MALFORMED_INPUT)
+    if type(digest) is not bytes or len(digest) != DIGEST_SIZE:
+        _expect_len(digest, DIGEST_SIZE, "digest", ErrorCode.MALFORMED_INPUT)
+        digest = bytes(digest)
     if not isinstance(signature, _BYTES_LIKE) or len(signature) != 65:
         raise _bad_signature("signature: expected 65 bytes (r ‖ s ‖ v)")
     sig = bytes(signature)
@@ -441,7 +443,7 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes:
         raise _bad_signature("signature: high s (not low-s normalized)")
     if r == _ZERO_WORD or s == _ZERO_WORD or r >= _N_WORD:
         raise _bad_signature("signature: r or s out of range")
-    address = recover_address(bytes(digest), sig[:64], v - 27)
+    address = recover_address(digest, sig, v - 27)  # reads r ‖ s, the first 64 bytes
     if address is None:
         raise _bad_signature("signature: public key recovery failed")
     if address == _ZERO_ADDRESS:  # pragma: no cover - needs a keccak preimage of zeros
@@ -540,8 +542,8 @@ def receipted_leaf(
     h = hashlib.sha256(_U16.pack(status))
     h.update(body)
     rh = h.digest()
-    u64 = _U64.pack(index)
-    sig = key.sign(RECEIPT_PREFIX + digest + u64 + rh)
+    u64 = _INDEX_0 if index == 0 else _U64.pack(index)
+    sig = key.sign(b"".join((RECEIPT_PREFIX, digest, u64, rh)))
     return rh, sig, b"".join((header, request_sig, u64, rh, sig))
 
 

@@ -146,10 +146,16 @@ class Verifier:
     # -- the whole pipeline for one HTTP relay ----------------------------------------------
 
     def verify(self, header_value: str | None, payload: bytes) -> VerifiedRelay:
-        """Every check, in order, for a plain (index 0) relay."""
-        self.check_size(len(payload))
-        vh = self.check_header(header_value, body_size=len(payload))
-        return self.check_payload(vh, payload)
+        """Every check, in order, for a plain (index 0) relay: size, header, then the payload's
+        — well formed and compute units → digest and replay → signature → payload hash →
+        budget."""
+        size = len(payload)
+        if size > self.max_body_bytes:
+            self.check_size(size)
+        vh = self.check_header(header_value, body_size=size)
+        priced = self._price(vh, payload)
+        signed = self.check_signature(vh)
+        return self._admit(vh, signed, payload, priced)
 
     def check_header(
         self, header_value: str | None, *, body_size: int = 0, stream: bool = False
@@ -170,7 +176,8 @@ class Verifier:
             payload_hash, _, max_index, cu = header_relay_fields(raw)
         except ProtocolError as exc:
             raise _refuse(exc) from None
-        _check_max_index(max_index, stream)
+        if (max_index != 0) != stream:
+            _check_max_index(max_index, stream)
         self._check_service(service, body_size)
         head = self.snapshot.head()
         if head >= ctx.windows.grace_end:
@@ -248,13 +255,6 @@ class Verifier:
                 "the signer is neither the app nor a staked gateway it delegates to "
                 "(under the gateway's current epoch) in this session",
             )
-
-    def check_payload(self, vh: VerifiedHeader, payload: bytes) -> VerifiedRelay:
-        """A POST's remaining checks: payload well formed and compute units → digest and
-        replay → signature → payload hash → budget."""
-        priced = self._price(vh, payload)
-        signed = self.check_signature(vh)
-        return self._admit(vh, signed, payload, priced)
 
     def check_signature(self, vh: VerifiedHeader) -> SignedHeader:
         """Digest, ``relay_key`` not seen in the session, signature recovering to the signer."""
