@@ -390,13 +390,13 @@ class SessionDigester:
     True
     """
 
-    __slots__ = ("_lead", "_prefix", "session_bytes")
+    __slots__ = ("_lead", "_outer", "session_bytes")
 
     def __init__(self, header_bytes: bytes, domain: Domain) -> None:
         lead = bytes(header_bytes[:RELAY_SESSION_BYTES])
         fields = _SESSION_FIELDS.unpack(lead)
         self._lead = keccak_state(_RELAY_LEAD.pack(RELAY_TYPEHASH, *fields))
-        self._prefix = domain.digest_prefix
+        self._outer = keccak_state(domain.digest_prefix)
         self.session_bytes = lead
 
     def digest(self, header_bytes: bytes) -> bytes:
@@ -410,7 +410,9 @@ class SessionDigester:
         state.update(
             _RELAY_TAIL.pack(*_RELAY_FIELDS.unpack_from(header_bytes, RELAY_SESSION_BYTES))
         )
-        return keccak256(self._prefix + state.digest())
+        outer = self._outer.copy()
+        outer.update(state.digest())
+        return outer.digest()
 
 
 # --- request signatures --------------------------------------------------------------------
