@@ -154,8 +154,8 @@ class Verifier:
             self.check_size(size)
         vh = self.check_header(header_value, body_size=size)
         priced = self._price(vh, payload)
-        signed = self.check_signature(vh)
-        return self._admit(vh, signed, payload, priced)
+        digest, key = self._signed(vh)
+        return self._admit(vh, digest, key, payload, priced)
 
     def check_header(
         self, header_value: str | None, *, body_size: int = 0, stream: bool = False
@@ -258,6 +258,10 @@ class Verifier:
 
     def check_signature(self, vh: VerifiedHeader) -> SignedHeader:
         """Digest, ``relay_key`` not seen in the session, signature recovering to the signer."""
+        return SignedHeader(*self._signed(vh))
+
+    def _signed(self, vh: VerifiedHeader) -> tuple[bytes, bytes]:
+        """:meth:`check_signature`'s checks: ``(digest, relay_key)``."""
         digest = vh.digester.digest(vh.header_bytes)
         key = relay_key(digest, 0)
         vh.ctx.check_fresh(key)
@@ -267,7 +271,7 @@ class Verifier:
             raise _refuse(exc) from None
         if signer != vh.signer:
             raise RelayRefused(ErrorCode.BAD_SIGNATURE, "the signature is not the signer's")
-        return SignedHeader(digest, key)
+        return digest, key
 
     def check_first_frame(
         self, vh: VerifiedHeader, signed: SignedHeader, payload: bytes
@@ -276,7 +280,7 @@ class Verifier:
         hash, budget (the header and signature were checked on the upgrade; the key is
         checked again on reserving: another copy may have come in since)."""
         priced = self._price(vh, payload)
-        return self._admit(vh, signed, payload, priced)
+        return self._admit(vh, signed.digest, signed.relay_key, payload, priced)
 
     def _price(self, vh: VerifiedHeader, payload: bytes) -> PricedCall:
         """The payload rule (the spec's handler applies it), a backend for its role, and the
@@ -292,7 +296,7 @@ class Verifier:
         return priced
 
     def _admit(
-        self, vh: VerifiedHeader, signed: SignedHeader, payload: bytes, priced: PricedCall
+        self, vh: VerifiedHeader, digest: bytes, key: bytes, payload: bytes, priced: PricedCall
     ) -> VerifiedRelay:
         """Payload hash → budget; then the relay key is reserved."""
         ctx = vh.ctx
@@ -301,14 +305,14 @@ class Verifier:
                 ErrorCode.PAYLOAD_HASH_MISMATCH, "payload_hash does not match the body"
             )
         cost = vh.compute_units * ctx.cu_price
-        ctx.reserve(signed.relay_key, cost)
+        ctx.reserve(key, cost)
         return VerifiedRelay(
             ctx,
             vh.service,
             vh.header_bytes,
             vh.request_sig,
-            signed.digest,
-            signed.relay_key,
+            digest,
+            key,
             payload,
             priced,
             cost,
