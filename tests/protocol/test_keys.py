@@ -103,6 +103,16 @@ def test_recovery_and_receipt_signing_are_thread_safe() -> None:
     assert failures == []
 
 
+def test_recover_address_refuses_a_short_signature() -> None:
+    """The C call reads 64 bytes of ``rs``: a shorter one is refused before it."""
+    key = AccountKey(KEY)
+    digest = keccak256(b"m")
+    sig = key.sign_digest(digest)
+    assert recover_address(digest, sig, sig[64] - 27) == key.address  # 65 bytes: r ‖ s read
+    with pytest.raises(ValueError):
+        recover_address(digest, sig[:63], 0)
+
+
 def test_account_key_matches_eth_account() -> None:
     key = AccountKey(KEY)
     assert key.private_key == KEY

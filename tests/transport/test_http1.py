@@ -555,3 +555,24 @@ async def test_a_slot_passed_to_a_waiter_that_is_cancelled_goes_on() -> None:
         await _bounded(gate.wait(0.1))
     gate.give()
     assert gate.free == 1  # the timed-out waiter left nothing behind
+
+
+async def test_a_cancelled_call_leaves_no_connection_in_the_pool(serve) -> None:  # type: ignore[no-untyped-def]
+    """A caller that gives up mid-call (cancelled) takes its connection down with it: the
+    next call gets a fresh connection and its own answer, never the late one."""
+    held = _Held()
+    server = await serve(held.handler)
+    client = HttpClient()
+    route = client.route("POST", server.url)
+    try:
+        first = asyncio.create_task(client.request(route, b"a", within=60.0))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        held.answer(b"a")  # the late answer goes to a connection the client closed
+        held.answer(b"b")
+        assert (await _bounded(client.request(route, b"b", within=5))).body == b"held:b"
+        assert server.connections == 2
+    finally:
+        await client.close()
