@@ -212,6 +212,18 @@ def _recover_buffers() -> tuple[Any, Any, Any, Any, Any]:
     return _SCRATCH.recover  # type: ignore[no-any-return]
 
 
+def _sign_digest_buffers() -> tuple[Any, Any, Any, Any]:
+    """This thread's reusable C objects for :meth:`AccountKey.sign_digest`."""
+    out = _secp_ffi.new("unsigned char[65]")
+    _SCRATCH.sign_digest = (
+        _secp_ffi.new(_RECOVERABLE),
+        out,
+        _secp_ffi.new("int *"),
+        _secp_ffi.buffer(out),
+    )
+    return _SCRATCH.sign_digest  # type: ignore[no-any-return]
+
+
 def recover_address(digest: bytes, rs: bytes, recid: int) -> bytes | None:
     """The 20-byte address whose key signed the 32-byte ``digest`` with the compact signature
     ``rs`` (``r ‖ s``: its first 64 bytes are read) and recovery id ``recid`` (0–3); None when
@@ -286,16 +298,17 @@ class AccountKey:
             raise ProtocolError("digest: expected 32 bytes")
         # libsecp256k1's own signing (RFC 6979 nonce), as coincurve's sign_recoverable calls
         # it; its signatures are always low-s ("lower-S form", secp256k1.h)
-        sig = _secp_ffi.new(_RECOVERABLE)
+        try:
+            sig, out, recid, view = _SCRATCH.sign_digest
+        except AttributeError:
+            sig, out, recid, view = _sign_digest_buffers()
         if not _secp_lib.secp256k1_ecdsa_sign_recoverable(
             _CTX, sig, bytes(digest), self._secret, _secp_ffi.NULL, _secp_ffi.NULL
         ):  # pragma: no cover - a valid key signs every digest
             raise ProtocolError("secp256k1 signing failed")
-        out = _secp_ffi.new("unsigned char[65]")
-        recid = _secp_ffi.new("int *")
         _secp_lib.secp256k1_ecdsa_recoverable_signature_serialize_compact(_CTX, out, recid, sig)
         out[64] = 27 + recid[0]
-        return _secp_ffi.buffer(out)[:]  # type: ignore[no-any-return]
+        return view[:]  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AccountKey):

@@ -75,8 +75,8 @@ def test_keccak_state_forks_a_shared_prefix() -> None:
 
 
 def test_recovery_and_receipt_signing_are_thread_safe() -> None:
-    """Both reuse C buffers per thread; cffi releases the GIL in every C call, so threads
-    sharing one buffer would read each other's results."""
+    """Signing, recovery and receipts reuse C buffers per thread; cffi releases the GIL in
+    every C call, so threads sharing one buffer would read each other's results."""
     accounts = [AccountKey.generate() for _ in range(4)]
     receipts = [ReceiptKey.generate() for _ in range(4)]
     messages = [bytes([i]) * (40 + 30 * i) for i in range(4)]  # the buffer grows for some
@@ -90,6 +90,8 @@ def test_recovery_and_receipt_signing_are_thread_safe() -> None:
     def work(i: int) -> None:
         sig, address = signed[i]
         for _ in range(300):
+            if accounts[i].sign_digest(digests[i]) != sig:
+                failures.append(i)
             if recover_address(digests[i], sig[:64], sig[64] - 27) != address:
                 failures.append(i)
             if receipts[i].sign(messages[i]) != expected[i]:
