@@ -74,6 +74,32 @@ class AttemptHost(Protocol):
 class Attempts:
     """The attempts of one call within ``view`` (see the module's text for the rules)."""
 
+    __slots__ = (
+        "dead",
+        "deadline",
+        "failures",
+        "fallback",
+        "first",
+        "hedged",
+        "hedger",
+        "host",
+        "loop",
+        "oversize_retried",
+        "oversized",
+        "payload",
+        "pending",
+        "per_try",
+        "pinned_to",
+        "plan",
+        "queued",
+        "retry",
+        "sid",
+        "svc",
+        "switches",
+        "tried",
+        "view",
+    )
+
     def __init__(
         self,
         host: AttemptHost,
