@@ -662,20 +662,20 @@ class Router:
             allowed=rules.mode is not _NEVER,
         )
         loop = asyncio.get_running_loop()
-        attempts = Attempts(
+        deadline = loop.time() + budget
+        return Attempts(
             self,
             svc,
             view,
             plan,
             payload,
-            retry=retry,
-            per_try=per_try,
-            deadline=loop.time() + budget,
-            loop=loop,
-            hedger=hedger,
+            retry,
+            per_try,
+            deadline,
+            hedger,
             pinned_to=pinned_to,
-        )
-        return attempts.run()
+            loop=loop,
+        ).run()
 
 
 def _agreed(legs: tuple[RelayAnswer, ...], cls: str) -> CallAnswer:

@@ -27,7 +27,7 @@ from gateway.failsafe.breaker import Breaker, BreakerState
 __all__ = ["Qos", "SupplierStats"]
 
 _SETS = (set, frozenset)
-_HALF_OPEN = BreakerState.HALF_OPEN
+_CLOSED, _HALF_OPEN = BreakerState.CLOSED, BreakerState.HALF_OPEN
 
 
 @dataclass
@@ -193,6 +193,8 @@ class Qos:
             st = self._stats.get((service, only)) or self.stats(service, only)
             if only in skip or st.refused is not None or st.chain_ok is False:
                 return None
+            if st.breaker.state is _CLOSED:  # allow() says yes and takes nothing
+                return only
             if not st.breaker.would_allow():
                 return only  # its breaker is open: better a try than a certain failure
             return only if st.breaker.allow() else None

@@ -349,6 +349,8 @@ class TableHandler:
             return AnswerCheck(False, False, retry, f"not a JSON-RPC answer (HTTP {status})")
         if self.answer_has_id(call) and data.get("id") != call.id:
             return AnswerCheck(False, False, True, "the answer's id does not match the request")
+        if "error" not in data:
+            return _OK
         error = error_of(data)  # the answer decoded once
         if error is None:
             return _OK
