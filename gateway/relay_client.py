@@ -390,6 +390,8 @@ def _fast_failure(target: Target, exc: Exception, max_bytes: int) -> Exception:
         return Overloaded("too many answers in flight: try again shortly")
     if isinstance(exc, BodyTooLarge):
         return RelayClient._oversized(target, max_bytes)
+    if isinstance(exc, TimeoutError):  # (an OSError) the relay may have reached a backend
+        return RelayError("relay timed out", outcome=Outcome.MAYBE_SENT, supplier=target.supplier)
     if isinstance(exc, ConnectFailed | OSError):
         if isinstance(exc.__cause__ or exc, ssl.SSLCertVerificationError):
             _untrusted(target, exc.__cause__ or exc)
