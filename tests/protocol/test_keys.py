@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 
 import pytest
 from eth_account import Account
@@ -46,22 +47,27 @@ def test_keccak_known_answers() -> None:
     )
 
 
+def _in_threads(work: Callable[[int], None], count: int = 4) -> None:
+    """``work(0)`` … ``work(count - 1)`` at once, one thread each; returns when all ended."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_keccak_is_thread_safe() -> None:
     inputs = [bytes([i]) * (i * 7 % 300) for i in range(64)]
     expected = [eth_keccak(x) for x in inputs]
     failures: list[int] = []
 
-    def work() -> None:
+    def work(_thread: int) -> None:
         for _ in range(50):
             for i, x in enumerate(inputs):
                 if keccak256(x) != expected[i]:
                     failures.append(i)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(work)
     assert failures == []
 
 
@@ -79,7 +85,7 @@ def test_recovery_and_receipt_signing_are_thread_safe() -> None:
     every C call, so threads sharing one buffer would read each other's results."""
     accounts = [AccountKey.generate() for _ in range(4)]
     receipts = [ReceiptKey.generate() for _ in range(4)]
-    messages = [bytes([i]) * (40 + 30 * i) for i in range(4)]  # the buffer grows for some
+    messages = [bytes([i]) * (40 + 100 * i) for i in range(4)]  # the buffer grows for two
     digests = [keccak256(bytes([i])) for i in range(4)]
     signed = [(a.sign_digest(d), a.address) for a, d in zip(accounts, digests, strict=True)]
     expected = [
@@ -97,11 +103,7 @@ def test_recovery_and_receipt_signing_are_thread_safe() -> None:
             if receipts[i].sign(messages[i]) != expected[i]:
                 failures.append(i)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(work)
     assert failures == []
 
 
