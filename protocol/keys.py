@@ -23,7 +23,7 @@ import json
 import secrets
 import threading
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import coincurve
 import nacl.bindings
@@ -38,12 +38,14 @@ from protocol.errors import ErrorCode, ProtocolError
 __all__ = [
     "SECP256K1_N",
     "AccountKey",
+    "KeccakState",
     "KeystoreError",
     "ReceiptKey",
     "address_of_public_key",
     "decrypt_keystore",
     "encrypt_keystore",
     "keccak256",
+    "keccak_state",
     "recover_address",
     "verify_ed25519",
 ]
@@ -135,6 +137,57 @@ def keccak256(data: bytes) -> bytes:
     return _keccak(data)
 
 
+class KeccakState(Protocol):
+    """A keccak256 in progress: ``update`` absorbs more, ``copy`` forks it, ``digest`` ends a
+    copy of it (the state stays usable)."""
+
+    def update(self, data: bytes) -> None: ...
+
+    def copy(self) -> KeccakState: ...
+
+    def digest(self) -> bytes: ...
+
+
+class _BufferedKeccak:  # pragma: no cover - fallback only (no incremental C keccak)
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = bytes(data)
+
+    def update(self, data: bytes) -> None:
+        self._data += data
+
+    def copy(self) -> _BufferedKeccak:
+        return _BufferedKeccak(self._data)
+
+    def digest(self) -> bytes:
+        return keccak256(self._data)
+
+
+def _state_factory() -> Callable[[bytes], KeccakState]:
+    try:
+        from sha3 import keccak_256
+    except ImportError:  # pragma: no cover - fallback only
+        return _BufferedKeccak
+    return keccak_256  # type: ignore[no-any-return]
+
+
+_new_state = _state_factory()
+
+
+def keccak_state(data: bytes = b"") -> KeccakState:
+    """A keccak256 that has absorbed ``data``: hash many inputs sharing a prefix by absorbing
+    the prefix once and ``copy()``-ing the state for each.
+
+    >>> s = keccak_state(b"relay")
+    >>> t = s.copy()
+    >>> t.update(b"net")
+    >>> t.digest() == keccak256(b"relaynet"), s.digest() == keccak256(b"relay")
+    (True, True)
+    """
+    return _new_state(data)
+
+
 # --- secp256k1 accounts ------------------------------------------------------------------
 
 _CTX: Any = _SECP_CONTEXT.ctx
@@ -142,20 +195,53 @@ _RECOVERABLE = "secp256k1_ecdsa_recoverable_signature *"
 _UNCOMPRESSED: Final = _secp_lib.SECP256K1_EC_UNCOMPRESSED
 
 
+_SCRATCH = threading.local()  # per thread: cffi releases the GIL inside each C call
+
+
+def _recover_buffers() -> tuple[Any, Any, Any, Any, Any]:
+    """This thread's reusable C objects for :func:`recover_address`, made on its first call
+    (one ``ffi.new`` each per call was ~1 µs a recovery)."""
+    out = _secp_ffi.new("unsigned char[65]")
+    _SCRATCH.recover = (
+        _secp_ffi.new(_RECOVERABLE),
+        _secp_ffi.new("secp256k1_pubkey *"),
+        out,
+        _secp_ffi.new("size_t *"),
+        _secp_ffi.buffer(out),
+    )
+    return _SCRATCH.recover  # type: ignore[no-any-return]
+
+
+def _sign_digest_buffers() -> tuple[Any, Any, Any, Any]:
+    """This thread's reusable C objects for :meth:`AccountKey.sign_digest`."""
+    out = _secp_ffi.new("unsigned char[65]")
+    _SCRATCH.sign_digest = (
+        _secp_ffi.new(_RECOVERABLE),
+        out,
+        _secp_ffi.new("int *"),
+        _secp_ffi.buffer(out),
+    )
+    return _SCRATCH.sign_digest  # type: ignore[no-any-return]
+
+
 def recover_address(digest: bytes, rs: bytes, recid: int) -> bytes | None:
     """The 20-byte address whose key signed the 32-byte ``digest`` with the compact signature
-    ``rs`` (``r ‖ s``, 64 bytes) and recovery id ``recid`` (0–3); None when no key does.
-    The caller checks the signature's form (low s, ranges); libsecp256k1 checks the rest."""
-    sig = _secp_ffi.new(_RECOVERABLE)
+    ``rs`` (``r ‖ s``: its first 64 bytes are read) and recovery id ``recid`` (0–3); None when
+    no key does. The caller checks the signature's form (low s, ranges); libsecp256k1 checks
+    the rest."""
+    try:
+        sig, public, out, size, view = _SCRATCH.recover
+    except AttributeError:
+        sig, public, out, size, view = _recover_buffers()
+    if len(rs) < 64:  # C reads 64 bytes from it
+        raise ValueError("rs: expected at least 64 bytes (r ‖ s)")
     if not _secp_lib.secp256k1_ecdsa_recoverable_signature_parse_compact(_CTX, sig, rs, recid):
         return None
-    public = _secp_ffi.new("secp256k1_pubkey *")
     if not _secp_lib.secp256k1_ecdsa_recover(_CTX, public, sig, digest):
         return None
-    out = _secp_ffi.new("unsigned char[65]")
-    size = _secp_ffi.new("size_t *", 65)
+    size[0] = 65
     _secp_lib.secp256k1_ec_pubkey_serialize(_CTX, out, size, public, _UNCOMPRESSED)
-    return keccak256(_secp_ffi.buffer(out)[1:])[12:]
+    return _keccak(view[1:])[12:]  # type: ignore[no-any-return]
 
 
 def address_of_public_key(public_key: bytes) -> bytes:
@@ -212,16 +298,17 @@ class AccountKey:
             raise ProtocolError("digest: expected 32 bytes")
         # libsecp256k1's own signing (RFC 6979 nonce), as coincurve's sign_recoverable calls
         # it; its signatures are always low-s ("lower-S form", secp256k1.h)
-        sig = _secp_ffi.new(_RECOVERABLE)
+        try:
+            sig, out, recid, view = _SCRATCH.sign_digest
+        except AttributeError:
+            sig, out, recid, view = _sign_digest_buffers()
         if not _secp_lib.secp256k1_ecdsa_sign_recoverable(
             _CTX, sig, bytes(digest), self._secret, _secp_ffi.NULL, _secp_ffi.NULL
         ):  # pragma: no cover - a valid key signs every digest
             raise ProtocolError("secp256k1 signing failed")
-        out = _secp_ffi.new("unsigned char[65]")
-        recid = _secp_ffi.new("int *")
         _secp_lib.secp256k1_ecdsa_recoverable_signature_serialize_compact(_CTX, out, recid, sig)
         out[64] = 27 + recid[0]
-        return _secp_ffi.buffer(out)[:]  # type: ignore[no-any-return]
+        return view[:]  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AccountKey):
@@ -238,6 +325,16 @@ class AccountKey:
 
 
 # --- ed25519 receipts ----------------------------------------------------------------------
+
+
+def _sign_buffer(size: int) -> tuple[Any, Any]:
+    """This thread's reusable output buffer for ``crypto_sign`` (signature ‖ message), at
+    least ``size`` bytes (receipts are ~160; a longer message gets a fresh one)."""
+    kept = getattr(_SCRATCH, "sign", None)
+    if kept is None or kept[2] < size:
+        signed = _sodium_ffi.new("unsigned char[]", max(size, 256))
+        kept = _SCRATCH.sign = (signed, _sodium_ffi.buffer(signed), max(size, 256))
+    return kept[0], kept[1]
 
 
 class ReceiptKey:
@@ -267,11 +364,13 @@ class ReceiptKey:
     def sign(self, message: bytes) -> bytes:
         """The 64-byte ed25519 signature of ``message`` (libsodium's ``crypto_sign``, as
         PyNaCl calls it, keeping only the signature)."""
-        message = bytes(message)
-        signed = _sodium_ffi.new("unsigned char[]", len(message) + 64)
-        if _sodium_lib.crypto_sign(signed, _sodium_ffi.NULL, message, len(message), self._secret):
+        if type(message) is not bytes:
+            message = bytes(message)
+        size = len(message)
+        signed, view = _sign_buffer(size + 64)
+        if _sodium_lib.crypto_sign(signed, _sodium_ffi.NULL, message, size, self._secret):
             raise ProtocolError("ed25519 signing failed")  # pragma: no cover - never fails
-        return _sodium_ffi.buffer(signed, 64)[:]  # type: ignore[no-any-return]
+        return view[:64]  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ReceiptKey):

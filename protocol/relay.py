@@ -33,6 +33,7 @@ from protocol.keys import (
     AccountKey,
     ReceiptKey,
     keccak256,
+    keccak_state,
     recover_address,
     verify_ed25519,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Domain",
     "Leaf",
     "RelayHeader",
+    "SessionDigester",
     "decode_receipt",
     "decode_relay_request",
     "decode_ws_frame",
@@ -131,6 +133,13 @@ _RELAY_FIELDS: Final = struct.Struct(">32s16sII")
 assert RELAY_SESSION_BYTES + _RELAY_FIELDS.size == RELAY_HEADER_SIZE
 #: The EIP-712 encoding of the Relay struct: typehash, then each field as a 32-byte word.
 _RELAY_STRUCT: Final = struct.Struct(">32s31xB32s12x20s12x20s12x20s24xQ32s16s16x28xI28xI")
+#: ... split where the session bytes end: the typehash and the words of version … session
+#: (224 bytes: one keccak block and more), then the words of the per-relay fields
+_SESSION_FIELDS: Final = struct.Struct(">B32s20s20s20sQ")
+_RELAY_LEAD: Final = struct.Struct(">32s31xB32s12x20s12x20s12x20s24xQ")
+_RELAY_TAIL: Final = struct.Struct(">32s16s16x28xI28xI")
+assert _SESSION_FIELDS.size == RELAY_SESSION_BYTES
+assert _RELAY_LEAD.size + _RELAY_TAIL.size == _RELAY_STRUCT.size
 _HEADER_FIELDS: Final = (
     "version",
     "service_id",
@@ -313,12 +322,16 @@ class Domain:
     chain_id: int
     settlement: bytes
     separator: bytes = field(init=False, repr=False, compare=False)
+    #: ``0x19 ‖ 0x01 ‖ separator``: what every digest under this domain hashes first
+    digest_prefix: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _expect_uint(self.chain_id, 256, "chain_id", ErrorCode.MALFORMED_INPUT)
         _expect_len(self.settlement, ADDRESS_SIZE, "settlement", ErrorCode.MALFORMED_INPUT)
         object.__setattr__(self, "settlement", bytes(self.settlement))
-        object.__setattr__(self, "separator", _domain_separator(self.chain_id, self.settlement))
+        separator = _domain_separator(self.chain_id, self.settlement)
+        object.__setattr__(self, "separator", separator)
+        object.__setattr__(self, "digest_prefix", b"\x19\x01" + separator)
 
     def for_chain(self, chain_id: int) -> Domain:
         """The same verifying contract under ``chain_id``: the domain of a session whose
@@ -342,7 +355,7 @@ def request_digest_of_bytes(header_bytes: bytes, domain: Domain) -> bytes:
     # the header's fields, each widened to its EIP-712 word (uint → left-padded, bytes16 →
     # right-padded, address → left-padded), behind the typehash
     struct_hash = keccak256(_RELAY_STRUCT.pack(RELAY_TYPEHASH, *_HEADER.unpack(rh)))
-    return keccak256(b"\x19\x01" + domain.separator + struct_hash)
+    return keccak256(domain.digest_prefix + struct_hash)
 
 
 def request_digest(header: RelayHeader, domain: Domain) -> bytes:
@@ -362,7 +375,44 @@ def request_digest(header: RelayHeader, domain: Domain) -> bytes:
             header.compute_units,
         )
     )
-    return keccak256(b"\x19\x01" + domain.separator + struct_hash)
+    return keccak256(domain.digest_prefix + struct_hash)
+
+
+class SessionDigester:
+    """:func:`request_digest` of the headers that share their first
+    :data:`RELAY_SESSION_BYTES` (one signer's relays in one session) under one domain: the
+    typehash and the words of version … session are absorbed once, so a relay hashes only its
+    own fields' words (one keccak block of three less, no re-encoding of the shared fields).
+
+    >>> h = RelayHeader(1, "eth", bytes(20), bytes(20), bytes(20), 3, b"p" * 32, b"n" * 16, 0, 7)
+    >>> d = Domain(1, bytes(20))
+    >>> SessionDigester(h.encode(), d).digest(h.encode()) == request_digest(h, d)
+    True
+    """
+
+    __slots__ = ("_lead", "_outer", "session_bytes")
+
+    def __init__(self, header_bytes: bytes, domain: Domain) -> None:
+        lead = bytes(header_bytes[:RELAY_SESSION_BYTES])
+        fields = _SESSION_FIELDS.unpack(lead)
+        self._lead = keccak_state(_RELAY_LEAD.pack(RELAY_TYPEHASH, *fields))
+        self._outer = keccak_state(domain.digest_prefix)
+        self.session_bytes = lead
+
+    def digest(self, header_bytes: bytes) -> bytes:
+        """The digest of 157 header bytes that begin with this digester's session bytes
+        (ValueError otherwise: they would be hashed as another header)."""
+        if len(header_bytes) != RELAY_HEADER_SIZE or not header_bytes.startswith(
+            self.session_bytes
+        ):
+            raise ValueError("the header is not of this digester's signer and session")
+        state = self._lead.copy()
+        state.update(
+            _RELAY_TAIL.pack(*_RELAY_FIELDS.unpack_from(header_bytes, RELAY_SESSION_BYTES))
+        )
+        outer = self._outer.copy()
+        outer.update(state.digest())
+        return outer.digest()
 
 
 # --- request signatures --------------------------------------------------------------------
@@ -381,7 +431,9 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes:
     """The address that signed ``digest``. BAD_SIGNATURE when the signature is not 65 bytes,
     ``v`` is not 27/28, ``s`` is high (> n/2) or zero, ``r`` is zero or >= n, or recovery fails
     or gives the zero address."""
-    _expect_len(digest, DIGEST_SIZE, "digest", ErrorCode.MALFORMED_INPUT)
+    if type(digest) is not bytes or len(digest) != DIGEST_SIZE:
+        _expect_len(digest, DIGEST_SIZE, "digest", ErrorCode.MALFORMED_INPUT)
+        digest = bytes(digest)
     if not isinstance(signature, _BYTES_LIKE) or len(signature) != 65:
         raise _bad_signature("signature: expected 65 bytes (r ‖ s ‖ v)")
     sig = bytes(signature)
@@ -393,7 +445,7 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes:
         raise _bad_signature("signature: high s (not low-s normalized)")
     if r == _ZERO_WORD or s == _ZERO_WORD or r >= _N_WORD:
         raise _bad_signature("signature: r or s out of range")
-    address = recover_address(bytes(digest), sig[:64], v - 27)
+    address = recover_address(digest, sig, v - 27)  # reads r ‖ s, the first 64 bytes
     if address is None:
         raise _bad_signature("signature: public key recovery failed")
     if address == _ZERO_ADDRESS:  # pragma: no cover - needs a keccak preimage of zeros
@@ -492,8 +544,8 @@ def receipted_leaf(
     h = hashlib.sha256(_U16.pack(status))
     h.update(body)
     rh = h.digest()
-    u64 = _U64.pack(index)
-    sig = key.sign(RECEIPT_PREFIX + digest + u64 + rh)
+    u64 = _INDEX_0 if index == 0 else _U64.pack(index)
+    sig = key.sign(b"".join((RECEIPT_PREFIX, digest, u64, rh)))
     return rh, sig, b"".join((header, request_sig, u64, rh, sig))
 
 
@@ -582,9 +634,8 @@ def _b64decode(value: str, what: str, code: ErrorCode) -> bytes:
     if not isinstance(value, str):
         raise ProtocolError(f"{what}: expected a base64 string", code=code)
     try:
-        raw = value.encode("ascii")
-        return binascii.a2b_base64(raw, strict_mode=True)
-    except (UnicodeEncodeError, binascii.Error) as exc:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except ValueError as exc:  # binascii.Error, or a str that is not ASCII
         raise ProtocolError(f"{what}: not padded base64 (RFC 4648 §4)", code=code) from exc
 
 

@@ -43,7 +43,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from protocol.errors import ErrorCode
-from protocol.relay import Domain, encode_receipt
+from protocol.relay import Domain, SessionDigester, encode_receipt
 from relayer.budget import SessionBudget
 from relayer.errors import RelayRefused
 from relayer.relaylog import SessionKey, SessionLog
@@ -227,7 +227,8 @@ class SessionContext:
 @dataclass(slots=True)
 class VerifiedHeader:
     """A relay whose header passed every check that does not need the payload: its bytes and
-    the fields the later checks read (the application is ``ctx.key.app``)."""
+    the fields the later checks read (the application is ``ctx.key.app``), and the request
+    digest of its signer's session (what the signature is checked over)."""
 
     ctx: SessionContext
     service: ServiceRuntime
@@ -237,6 +238,7 @@ class VerifiedHeader:
     payload_hash: bytes
     max_index: int
     compute_units: int
+    digester: SessionDigester
 
 
 @dataclass(slots=True)

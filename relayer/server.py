@@ -25,7 +25,6 @@ from aiohttp import web
 from protocol.errors import ERROR_TABLE, ErrorCode, RelaynetError, error_body
 from relayer.errors import BackendError, RelayRefused
 from relayer.interfaces import (
-    BackendResponse,
     BackendTransport,
     RelayRecorder,
     RelayVerifier,
@@ -154,16 +153,22 @@ class RelayService:
             relay = self.verifier.verify(relay_request, payload)
         except RelaynetError as exc:
             return _with_id(self._refuse_answer(exc), rid)
+        sid = relay.service.service_id
         try:
             self.recorder.check_open(relay.ctx)  # a session retired for claims: no backend call
             forwarded = time.perf_counter()
             self._verify_seconds.observe(forwarded - started)
-            answer = await self._forward(relay, forwarded)
+            try:  # forward: the relay's own request, a complete answer or BackendError
+                answer = await self.transport.send(relay.backend_request())
+            except BackendError:
+                self._backend_error[sid].inc()
+                raise
+            self._backend_seconds[sid].observe(time.perf_counter() - forwarded)
             served = self.recorder.record(relay, answer.status, answer.body)
         except BaseException as exc:
             self.verifier.release(relay)
             return _with_id(self._failed(relay, exc), rid)
-        self._answered[relay.service.service_id].inc()
+        self._answered[sid].inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "answered %s session %d app 0x%s: backend status %d",
@@ -182,17 +187,6 @@ class RelayService:
                 (REQUEST_ID, rid),
             ),
         )
-
-    async def _forward(self, relay: VerifiedRelay, forwarded: float) -> BackendResponse:
-        """The backend step: the relay's own request, a complete answer or BackendError."""
-        sid = relay.service.service_id
-        try:
-            answer = await self.transport.send(relay.backend_request())
-        except BackendError:
-            self._backend_error[sid].inc()
-            raise
-        self._backend_seconds[sid].observe(time.perf_counter() - forwarded)
-        return answer
 
     def _failed(self, relay: VerifiedRelay, exc: BaseException) -> FastResponse:
         """The answer to a released relay: the backend's failure, a refusal (the session

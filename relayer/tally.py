@@ -35,22 +35,37 @@ class Count:
 
 
 class Timings:
-    """A histogram child's observations, counted per bucket (Prometheus' ``le`` rule: the
-    first bound at or above the value), added to it on flush."""
+    """A histogram child's observations, added to it on flush. ``observe`` only keeps the value;
+    the values are put in their buckets (Prometheus' ``le`` rule: the first bound at or above the
+    value) on flush, or once :data:`FOLD_AT` are kept (memory stays bounded without scrapes)."""
 
-    __slots__ = ("_bounds", "_child", "_counts", "_sum")
+    __slots__ = ("_bounds", "_child", "_counts", "_sum", "_values")
+
+    FOLD_AT = 4096
 
     def __init__(self, child: Any) -> None:
         self._child = child
         self._bounds: list[float] = list(child._upper_bounds)
         self._counts = [0] * len(self._bounds)
         self._sum = 0.0
+        self._values: list[float] = []
 
     def observe(self, value: float) -> None:
-        self._counts[bisect_left(self._bounds, value)] += 1
-        self._sum += value
+        values = self._values
+        values.append(value)
+        if len(values) >= self.FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        values, self._values = self._values, []
+        counts, bounds, total = self._counts, self._bounds, self._sum
+        for value in values:  # in order, one at a time: the same sum a direct update makes
+            counts[bisect_left(bounds, value)] += 1
+            total += value
+        self._sum = total
 
     def flush(self) -> None:
+        self._fold()
         counts, self._counts = self._counts, [0] * len(self._bounds)
         total, self._sum = self._sum, 0.0
         buckets = self._child._buckets

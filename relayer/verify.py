@@ -40,12 +40,12 @@ from protocol.relay import (
     RELAY_SESSION_BYTES,
     Domain,
     RelayHeader,
+    SessionDigester,
     header_relay_fields,
     leaf_compute_units,
     recover_signer,
     relay_key,
     relay_request_bytes,
-    request_digest_of_bytes,
 )
 from protocol.settlement import budget as session_budget
 from relayer.budget import BudgetMeter
@@ -127,8 +127,9 @@ class Verifier:
         self._existing = existing_records
         #: by (service, app, n): a plain tuple hashes faster than a SessionKey, on every relay
         self._contexts: dict[tuple[str, bytes, int], SessionContext] = {}
-        #: header prefix (version … session) → (service, context, signer) once it passed
-        self._known: dict[bytes, tuple[ServiceRuntime, SessionContext, bytes]] = {}
+        #: header prefix (version … session) → (service, context, signer, its digester) once
+        #: it passed
+        self._known: dict[bytes, tuple[ServiceRuntime, SessionContext, bytes, SessionDigester]] = {}
         self._shape: SessionShape | None = None
         self._redrawn_seen: dict[SessionKey, set[bytes]] = {}  # see on_reorg
 
@@ -145,10 +146,16 @@ class Verifier:
     # -- the whole pipeline for one HTTP relay ----------------------------------------------
 
     def verify(self, header_value: str | None, payload: bytes) -> VerifiedRelay:
-        """Every check, in order, for a plain (index 0) relay."""
-        self.check_size(len(payload))
-        vh = self.check_header(header_value, body_size=len(payload))
-        return self.check_payload(vh, payload)
+        """Every check, in order, for a plain (index 0) relay: size, header, then the payload's
+        — well formed and compute units → digest and replay → signature → payload hash →
+        budget."""
+        size = len(payload)
+        if size > self.max_body_bytes:
+            self.check_size(size)
+        vh = self.check_header(header_value, body_size=size)
+        priced = self._price(vh, payload)
+        digest, key = self._signed(vh)
+        return self._admit(vh, digest, key, payload, priced)
 
     def check_header(
         self, header_value: str | None, *, body_size: int = 0, stream: bool = False
@@ -164,12 +171,13 @@ class Verifier:
         known = self._known.get(raw[:RELAY_SESSION_BYTES])
         if known is None:
             return self._first_header(raw, body_size, stream)
-        service, ctx, signer = known
+        service, ctx, signer, digester = known
         try:
             payload_hash, _, max_index, cu = header_relay_fields(raw)
         except ProtocolError as exc:
             raise _refuse(exc) from None
-        _check_max_index(max_index, stream)
+        if (max_index != 0) != stream:
+            _check_max_index(max_index, stream)
         self._check_service(service, body_size)
         head = self.snapshot.head()
         if head >= ctx.windows.grace_end:
@@ -185,6 +193,7 @@ class Verifier:
             payload_hash,
             max_index,
             cu,
+            digester,
         )
 
     def _first_header(self, raw: bytes, body_size: int, stream: bool) -> VerifiedHeader:
@@ -206,9 +215,10 @@ class Verifier:
             raise _over_stream_limit(header.max_index, ctx)
         if header.signer != header.application:
             self._check_delegated(ctx, header)
+        digester = SessionDigester(header_bytes, ctx.domain)
         if len(self._known) >= _KNOWN_PREFIXES:
             self._known.clear()
-        self._known[raw[:RELAY_SESSION_BYTES]] = (service, ctx, header.signer)
+        self._known[raw[:RELAY_SESSION_BYTES]] = (service, ctx, header.signer, digester)
         return VerifiedHeader(
             ctx,
             service,
@@ -218,6 +228,7 @@ class Verifier:
             header.payload_hash,
             header.max_index,
             header.compute_units,
+            digester,
         )
 
     def _check_service(self, service: ServiceRuntime, body_size: int) -> None:
@@ -245,16 +256,13 @@ class Verifier:
                 "(under the gateway's current epoch) in this session",
             )
 
-    def check_payload(self, vh: VerifiedHeader, payload: bytes) -> VerifiedRelay:
-        """A POST's remaining checks: payload well formed and compute units → digest and
-        replay → signature → payload hash → budget."""
-        priced = self._price(vh, payload)
-        signed = self.check_signature(vh)
-        return self._admit(vh, signed, payload, priced)
-
     def check_signature(self, vh: VerifiedHeader) -> SignedHeader:
         """Digest, ``relay_key`` not seen in the session, signature recovering to the signer."""
-        digest = request_digest_of_bytes(vh.header_bytes, vh.ctx.domain)
+        return SignedHeader(*self._signed(vh))
+
+    def _signed(self, vh: VerifiedHeader) -> tuple[bytes, bytes]:
+        """:meth:`check_signature`'s checks: ``(digest, relay_key)``."""
+        digest = vh.digester.digest(vh.header_bytes)
         key = relay_key(digest, 0)
         vh.ctx.check_fresh(key)
         try:
@@ -263,7 +271,7 @@ class Verifier:
             raise _refuse(exc) from None
         if signer != vh.signer:
             raise RelayRefused(ErrorCode.BAD_SIGNATURE, "the signature is not the signer's")
-        return SignedHeader(digest, key)
+        return digest, key
 
     def check_first_frame(
         self, vh: VerifiedHeader, signed: SignedHeader, payload: bytes
@@ -272,7 +280,7 @@ class Verifier:
         hash, budget (the header and signature were checked on the upgrade; the key is
         checked again on reserving: another copy may have come in since)."""
         priced = self._price(vh, payload)
-        return self._admit(vh, signed, payload, priced)
+        return self._admit(vh, signed.digest, signed.relay_key, payload, priced)
 
     def _price(self, vh: VerifiedHeader, payload: bytes) -> PricedCall:
         """The payload rule (the spec's handler applies it), a backend for its role, and the
@@ -288,7 +296,7 @@ class Verifier:
         return priced
 
     def _admit(
-        self, vh: VerifiedHeader, signed: SignedHeader, payload: bytes, priced: PricedCall
+        self, vh: VerifiedHeader, digest: bytes, key: bytes, payload: bytes, priced: PricedCall
     ) -> VerifiedRelay:
         """Payload hash → budget; then the relay key is reserved."""
         ctx = vh.ctx
@@ -297,14 +305,14 @@ class Verifier:
                 ErrorCode.PAYLOAD_HASH_MISMATCH, "payload_hash does not match the body"
             )
         cost = vh.compute_units * ctx.cu_price
-        ctx.reserve(signed.relay_key, cost)
+        ctx.reserve(key, cost)
         return VerifiedRelay(
             ctx,
             vh.service,
             vh.header_bytes,
             vh.request_sig,
-            signed.digest,
-            signed.relay_key,
+            digest,
+            key,
             payload,
             priced,
             cost,

@@ -152,6 +152,17 @@ def _check_header(name: str, value: str) -> None:
         raise ValueError(f"bad header {name!r}")
 
 
+def _message(prefix: bytes, body: bytes, extra_headers: Iterable[tuple[str, str]]) -> bytes:
+    """The request's bytes: the route's head, the per-call headers, length and body."""
+    if extra_headers:
+        head = prefix
+        for name, value in extra_headers:
+            _check_header(name, value)
+            head += f"{name}: {value}\r\n".encode("latin-1")
+        prefix = head
+    return b"%sContent-Length: %d\r\n\r\n%s" % (prefix, len(body), body)
+
+
 class _Conn(asyncio.Protocol):
     """One connection: at most one call in flight; parser callbacks fill the answer."""
 
@@ -170,6 +181,7 @@ class _Conn(asyncio.Protocol):
         "_max_error_body",
         "_max_head",
         "_parser",
+        "_status",
         "closed",
         "deadline",
         "got_bytes",
@@ -202,6 +214,7 @@ class _Conn(asyncio.Protocol):
         self._header_bytes = 0
         self._in_head = True
         self._max_body = max_body
+        self._status = 0
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -213,7 +226,10 @@ class _Conn(asyncio.Protocol):
             self._fail(ConnectionLost("unsolicited bytes from the server"))
             return
         if self._in_head:
-            self._head_size += len(data)
+            before = self._head_size
+            self._head_size = before + len(data)
+            if self._head_size > self._max_head >= before:  # from here on the head may pass
+                self._header_bytes = before  # the limit: count it (all bytes so far are head)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -241,14 +257,16 @@ class _Conn(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self._max_head:
-            raise HeadTooLarge(f"response head over {self._max_head} bytes")
+        if self._head_size > self._max_head:  # a head within the bytes read so far is not
+            self._header_bytes += len(name) + len(value) + 4  # counted header by header
+            if self._header_bytes > self._max_head:
+                raise HeadTooLarge(f"response head over {self._max_head} bytes")
         self._headers.setdefault(name.lower(), value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._parser.get_status_code() != 200:
+        self._status = self._parser.get_status_code()
+        if self._status != 200:
             self._max_body = min(self._max_body, self._max_error_body)
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit():
@@ -295,7 +313,7 @@ class _Conn(asyncio.Protocol):
 
     def _answer(self) -> HttpResponse:
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        return HttpResponse(self._parser.get_status_code(), self._headers, body)
+        return HttpResponse(self._status, self._headers, body)
 
     def _fail(self, exc: Exception) -> None:
         self.closed = True
@@ -419,71 +437,86 @@ class HttpClient:
 
         The body is read under ``max_body`` (``max_error_body`` when the status is not 200)
         and, with a ``budget``, under that shared bound too; what it held there is given
-        back before this returns or raises."""
-        limits = (max_body, max_body if max_error_body is None else max_error_body, budget)
-        if not self._limit:
-            return await self._request(route, body, extra_headers, within, connect_timeout, limits)
-        gate = self._gates.get(route.origin)
-        if gate is None:
-            gate = self._gates[route.origin] = _Gate(self._limit)
-        if gate.free:
-            gate.free -= 1  # free: no suspension, no timer
-        else:  # waiting for a slot counts against the call's time
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + within
-            await gate.wait(within)
-            within = deadline - loop.time()
+        back before this returns or raises. One coroutine a call: the slot, the message and
+        the exchange (:meth:`_exchange`) are plain calls."""
+        gate = None
+        if self._limit:
+            gate = self._gates.get(route.origin)
+            if gate is None:
+                gate = self._gates[route.origin] = _Gate(self._limit)
+            if gate.free:
+                gate.free -= 1  # free: no suspension, no timer
+            else:  # waiting for a slot counts against the call's time
+                within = await self._wait_for_slot(gate, within)
         try:
-            if within <= 0:  # the slot came too late: nothing is sent
-                raise TimeoutError("no connection slot in time")
-            return await self._request(route, body, extra_headers, within, connect_timeout, limits)
+            data = _message(route.prefix, body, extra_headers)
+            error_max = max_body if max_error_body is None else max_error_body
+            conn = self._pooled(route.origin)
+            # a pooled connection knows its loop (get_running_loop() is a getpid() in 3.11)
+            loop = conn._loop if conn is not None else asyncio.get_running_loop()
+            deadline = loop.time() + within
+            for attempt in (0, 1):
+                if attempt:
+                    conn = self._pooled(route.origin)
+                reused = conn is not None
+                if conn is None:
+                    conn = await self._connect(route, deadline, connect_timeout)
+                try:
+                    return await self._exchange(
+                        conn, data, max_body, error_max, budget, loop, deadline
+                    )
+                except ConnectionLost:
+                    if reused and not attempt and not conn.got_bytes:
+                        continue  # a stale keep-alive connection: once more on a fresh one
+                    raise
+                finally:
+                    self._done(conn)
+            raise AssertionError("unreachable")  # pragma: no cover
         finally:
-            gate.give()
+            if gate is not None:
+                gate.give()
 
-    async def _request(
-        self,
-        route: Route,
-        body: bytes,
-        extra_headers: Iterable[tuple[str, str]],
-        within: float,
-        connect_timeout: float | None,
-        limits: tuple[int, int, Budget | None],
-    ) -> HttpResponse:
-        conn = self._pooled(route.origin)
-        # a pooled connection knows its loop (asyncio.get_running_loop() is a getpid() in 3.11)
-        loop = conn._loop if conn is not None else asyncio.get_running_loop()
+    async def _wait_for_slot(self, gate: _Gate, within: float) -> float:
+        """Wait for a slot of ``gate``; the time left of ``within`` once it is ours (a slot
+        that came too late is passed on: TimeoutError, nothing sent)."""
+        loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        head = route.prefix
-        for name, value in extra_headers:
-            _check_header(name, value)
-            head += f"{name}: {value}\r\n".encode("latin-1")
-        data = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
-        for attempt in (0, 1):
-            if attempt:
-                conn = self._pooled(route.origin)
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect(route, deadline, connect_timeout)
-            fut = conn.send(data, *limits)
-            conn.deadline = deadline
-            self._busy.add(conn)
-            if deadline < self._timer_at or loop is not self._timer_loop:
-                self._arm(loop, deadline)
-            try:
-                answer = await fut
-            except ConnectionLost:
-                if reused and attempt == 0 and not conn.got_bytes:
-                    continue  # a stale keep-alive connection: once more on a fresh one
-                raise
-            except BaseException:
-                conn.abort()
-                raise
-            finally:
-                self._busy.discard(conn)
-                conn.give_back()
+        await gate.wait(within)
+        within = deadline - loop.time()
+        if within <= 0:
+            gate.give()
+            raise TimeoutError("no connection slot in time")
+        return within
+
+    def _exchange(
+        self,
+        conn: _Conn,
+        data: bytes,
+        max_body: int,
+        max_error_body: int,
+        budget: Budget | None,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float,
+    ) -> asyncio.Future[HttpResponse]:
+        """Write ``data`` on ``conn``: the answer's future, the call under the deadline sweep
+        until :meth:`_done`."""
+        fut = conn.send(data, max_body, max_error_body, budget)
+        conn.deadline = deadline
+        self._busy.add(conn)
+        if deadline < self._timer_at or loop is not self._timer_loop:
+            self._arm(loop, deadline)
+        return fut
+
+    def _done(self, conn: _Conn) -> None:
+        """The call on ``conn`` ended: out of the sweep, budget given back, and the connection
+        pooled when its answer came whole (else it goes)."""
+        self._busy.discard(conn)
+        if conn._held:
+            conn.give_back()
+        if conn._fut is None:  # answered (a closed connection is not pooled, see _release)
             self._release(conn)
-            return answer
-        raise AssertionError("unreachable")  # pragma: no cover
+        else:  # the caller gave up mid-call (cancelled): the connection goes
+            conn.abort()
 
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         if self._timer is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 
 import pytest
 from eth_account import Account
@@ -22,6 +23,8 @@ from protocol.keys import (
     decrypt_keystore,
     encrypt_keystore,
     keccak256,
+    keccak_state,
+    recover_address,
     verify_ed25519,
 )
 
@@ -44,23 +47,74 @@ def test_keccak_known_answers() -> None:
     )
 
 
+def _in_threads(work: Callable[[int], None], count: int = 4) -> None:
+    """``work(0)`` … ``work(count - 1)`` at once, one thread each; returns when all ended."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_keccak_is_thread_safe() -> None:
     inputs = [bytes([i]) * (i * 7 % 300) for i in range(64)]
     expected = [eth_keccak(x) for x in inputs]
     failures: list[int] = []
 
-    def work() -> None:
+    def work(_thread: int) -> None:
         for _ in range(50):
             for i, x in enumerate(inputs):
                 if keccak256(x) != expected[i]:
                     failures.append(i)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_threads(work)
     assert failures == []
+
+
+def test_keccak_state_forks_a_shared_prefix() -> None:
+    prefix = keccak_state(b"\x01" * 200)  # more than one 136-byte block absorbed
+    for tail in (b"", b"x", b"\x02" * 300):
+        fork = prefix.copy()
+        fork.update(tail)
+        assert fork.digest() == eth_keccak(b"\x01" * 200 + tail)
+    assert prefix.digest() == eth_keccak(b"\x01" * 200)  # the prefix itself is unchanged
+
+
+def test_recovery_and_receipt_signing_are_thread_safe() -> None:
+    """Signing, recovery and receipts reuse C buffers per thread; cffi releases the GIL in
+    every C call, so threads sharing one buffer would read each other's results."""
+    accounts = [AccountKey.generate() for _ in range(4)]
+    receipts = [ReceiptKey.generate() for _ in range(4)]
+    messages = [bytes([i]) * (40 + 100 * i) for i in range(4)]  # the buffer grows for two
+    digests = [keccak256(bytes([i])) for i in range(4)]
+    signed = [(a.sign_digest(d), a.address) for a, d in zip(accounts, digests, strict=True)]
+    expected = [
+        SigningKey(r.seed).sign(m).signature for r, m in zip(receipts, messages, strict=True)
+    ]
+    failures: list[int] = []
+
+    def work(i: int) -> None:
+        sig, address = signed[i]
+        for _ in range(300):
+            if accounts[i].sign_digest(digests[i]) != sig:
+                failures.append(i)
+            if recover_address(digests[i], sig[:64], sig[64] - 27) != address:
+                failures.append(i)
+            if receipts[i].sign(messages[i]) != expected[i]:
+                failures.append(i)
+
+    _in_threads(work)
+    assert failures == []
+
+
+def test_recover_address_refuses_a_short_signature() -> None:
+    """The C call reads 64 bytes of ``rs``: a shorter one is refused before it."""
+    key = AccountKey(KEY)
+    digest = keccak256(b"m")
+    sig = key.sign_digest(digest)
+    assert recover_address(digest, sig, sig[64] - 27) == key.address  # 65 bytes: r ‖ s read
+    with pytest.raises(ValueError):
+        recover_address(digest, sig[:63], 0)
 
 
 def test_account_key_matches_eth_account() -> None:

@@ -27,6 +27,7 @@ from protocol.relay import (
     Domain,
     Leaf,
     RelayHeader,
+    SessionDigester,
     decode_receipt,
     decode_relay_request,
     decode_ws_frame,
@@ -312,6 +313,37 @@ def test_domain_checks_and_caches() -> None:
         with pytest.raises(ProtocolError) as err:
             Domain(*bad)
         assert _code(err) is ErrorCode.MALFORMED_INPUT
+
+
+@settings(max_examples=40, deadline=None)
+@given(headers(), headers(), domains)
+def test_a_session_digester_gives_each_headers_own_digest(
+    header: RelayHeader, other: RelayHeader, domain: Domain
+) -> None:
+    """The digester of one header's session bytes gives the typed-data digest of every header
+    with those session bytes, whatever its own fields; a header of another signer or session
+    is refused, not hashed under the wrong prefix."""
+    digester = SessionDigester(header.encode(), domain)
+    assert digester.digest(header.encode()) == _eth_account_digest(header, domain)
+    same_session = RelayHeader(
+        1,
+        header.service_id,
+        header.application,
+        header.signer,
+        header.supplier,
+        header.session,
+        other.payload_hash,
+        other.nonce,
+        other.max_index,
+        other.compute_units,
+    )
+    assert digester.digest(same_session.encode()) == request_digest(same_session, domain)
+    assert digester.digest(header.encode()) == request_digest(header, domain)  # state unspent
+    if other.encode()[:101] != header.encode()[:101]:
+        with pytest.raises(ValueError):
+            digester.digest(other.encode())
+    with pytest.raises(ValueError):
+        digester.digest(header.encode()[:-1])
 
 
 def test_digest_from_bytes_wants_157_bytes() -> None:

@@ -16,11 +16,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from protocol.errors import ErrorCode
 from protocol.keys import AccountKey, ReceiptKey
 from protocol.relay import Domain, Leaf, encode_relay_request
 from relayer.app import Relayer, RelayerKeys, build_relayer
 from relayer.backend import MockTransport
 from relayer.config import RelayerConfig
+from relayer.errors import RelayRefused
 from relayer.interfaces import BackendRequest, BackendResponse
 from relayer.relaylog import SessionKey
 from session.memory import MemorySnapshot
@@ -280,6 +282,18 @@ async def test_a_known_signers_later_relays_are_checked_for_what_can_change(
     assert w.relayer.verifier.on_reorg() == [SessionKey(SID, w.app.address, w.n)]
     assert await _code(w, good) == "NOT_IN_SESSION"
     assert len(w.backend_hits) == 1
+
+
+def test_the_body_size_is_checked_before_the_header(world: World) -> None:
+    """DESIGN §3.3's first check: a body over every service's limit is PAYLOAD_TOO_LARGE
+    whatever its header (here none at all), before the header is read."""
+    verifier = world.relayer.verifier
+    with pytest.raises(RelayRefused) as refused:
+        verifier.verify(None, b"x" * (verifier.max_body_bytes + 1))
+    assert refused.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+    with pytest.raises(RelayRefused) as refused:
+        verifier.verify(None, b"x")
+    assert refused.value.code is ErrorCode.MALFORMED_HEADER
 
 
 async def test_health_and_readiness(world: World) -> None:

@@ -42,3 +42,20 @@ def test_tally_exports_what_direct_updates_export() -> None:
     tally.flush()  # nothing new: nothing added twice
     assert _samples(registry, "tallied") == _samples(registry, "direct")
     assert _samples(registry, "count_total") == [f'{{s="a"}} {float(len(values))}']
+
+
+def test_timings_fold_what_they_keep_without_a_scrape() -> None:
+    """Observations are kept as values until a flush; past ``FOLD_AT`` of them they are put in
+    their buckets at once (memory stays bounded), and the export is the same either way."""
+    registry = CollectorRegistry()
+    buckets = (0.001, 0.01)
+    direct = Histogram("direct", "d", buckets=buckets, registry=registry)
+    tallied = Histogram("tallied", "t", buckets=buckets, registry=registry)
+    timings = Tally().timings(tallied)
+    values = [0.0005, 0.005, 0.5] * (timings.FOLD_AT // 3 + 10)
+    for value in values:
+        timings.observe(value)
+        direct.observe(value)
+        assert len(timings._values) < timings.FOLD_AT
+    timings.flush()
+    assert _samples(registry, "tallied") == _samples(registry, "direct")

@@ -223,6 +223,37 @@ async def test_oversized_head_is_refused(serve) -> None:  # type: ignore[no-unty
         await client.close()
 
 
+@pytest.mark.parametrize("first_read", [0, 4 * 1024, 7 * 1024, 8 * 1024 + 500])
+async def test_the_head_limit_holds_however_the_head_is_split(serve, first_read: int) -> None:  # type: ignore[no-untyped-def]
+    """A head of 9 KB against an 8 KB limit is refused whether it comes in one read or its
+    first part (under or over the limit) arrives before the rest; a head under the limit with
+    a body larger than it, in one write, is answered."""
+    pads = b"".join(b"X-Pad-%02d: %s\r\n" % (i, b"p" * 100) for i in range(80))  # ~9 KB
+    head = b"HTTP/1.1 200 OK\r\n" + pads + b"Content-Length: 2\r\n\r\n"
+
+    async def split(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        if first_read:
+            writer.write(head[:first_read])
+            await writer.drain()
+            await asyncio.sleep(0.05)  # most often a read of its own (either way: refused)
+        writer.write(head[first_read:] + b"{}")
+        await writer.drain()
+
+    body = b"b" * (20 * 1024)
+    fits = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    client = HttpClient(max_head_bytes=8 * 1024)
+    try:
+        server = await serve(split)
+        with pytest.raises(HeadTooLarge):
+            await client.request(client.route("POST", server.url), b"x", within=5)
+        server = await serve(_answers_once(fits))
+        answer = await client.request(client.route("POST", server.url), b"x", within=5)
+        assert answer.body == body
+    finally:
+        await client.close()
+
+
 async def test_timeout_and_refused_connection(serve) -> None:  # type: ignore[no-untyped-def]
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
@@ -524,3 +555,24 @@ async def test_a_slot_passed_to_a_waiter_that_is_cancelled_goes_on() -> None:
         await _bounded(gate.wait(0.1))
     gate.give()
     assert gate.free == 1  # the timed-out waiter left nothing behind
+
+
+async def test_a_cancelled_call_leaves_no_connection_in_the_pool(serve) -> None:  # type: ignore[no-untyped-def]
+    """A caller that gives up mid-call (cancelled) takes its connection down with it: the
+    next call gets a fresh connection and its own answer, never the late one."""
+    held = _Held()
+    server = await serve(held.handler)
+    client = HttpClient()
+    route = client.route("POST", server.url)
+    try:
+        first = asyncio.create_task(client.request(route, b"a", within=60.0))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        held.answer(b"a")  # the late answer goes to a connection the client closed
+        held.answer(b"b")
+        assert (await _bounded(client.request(route, b"b", within=5))).body == b"held:b"
+        assert server.connections == 2
+    finally:
+        await client.close()
