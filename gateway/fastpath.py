@@ -17,10 +17,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.keys import hash_key
-from gateway.server import Answer, Reply
-from transport.fastserve import FastRequest, FastResponse, Handler
+from gateway.server import CORS_HEADERS, Answer, Reply
+from transport.fastserve import FastRequest, FastResponse, Handler, header_lines
 
 __all__ = ["ROUTES_KEPT", "FastRpcRequest", "RpcRoutes", "rpc_route"]
+
+
+#: the wide CORS block, rendered once (a reply's own headers follow it)
+_CORS_LINES = header_lines(CORS_HEADERS.items())
 
 
 @functools.lru_cache(maxsize=64)
@@ -161,4 +165,8 @@ async def _serve(
 ) -> FastResponse:
     reply = await handler(FastRpcRequest(app, match, request, digest))  # type: ignore[arg-type]
     assert isinstance(reply, Reply)  # the front takes no upgrades: never a StreamResponse
-    return FastResponse(reply.status, reply.body, reply.content_type, tuple(reply.headers.items()))
+    head = header_lines(reply.headers.items())
+    if reply.cors:
+        head = _CORS_LINES + head
+    return FastResponse(reply.status, reply.body, reply.content_type, head=head)
+

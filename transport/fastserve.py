@@ -19,14 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import httptools
 from aiohttp import web
 
-__all__ = ["FastFront", "FastRequest", "FastResponse", "FastSite", "FrontProtocol"]
+__all__ = [
+    "FastFront",
+    "FastRequest",
+    "FastResponse",
+    "FastSite",
+    "FrontProtocol",
+    "header_lines",
+    "render",
+]
 
 log = logging.getLogger("relaynet.transport")
 
@@ -62,6 +70,9 @@ class FastResponse:
     body: bytes
     content_type: str | None = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+    #: header lines rendered already (:func:`header_lines`), sent before ``headers``: a
+    #: handler renders a constant block once, not per response
+    head: bytes = b""
 
 
 Handler = Callable[[FastRequest], Awaitable[FastResponse]]
@@ -104,18 +115,29 @@ def _content_type_line(content_type: str) -> bytes:
     return line
 
 
+def header_lines(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """``Name: value\r\n`` for each pair (latin-1), in order; empty for no pairs."""
+    text = "\r\n".join(map(": ".join, pairs))
+    return (text + "\r\n").encode("latin-1") if text else b""
+
+
 def render(response: FastResponse, *, keep_alive: bool) -> bytes:
     """The response's bytes: status line, headers, body (status and content-type lines are
     built once per value)."""
-    head = [_status_line(response.status)]
-    if response.content_type is not None:
-        head.append(_content_type_line(response.content_type))
-    head.append(b"Content-Length: %d\r\n" % len(response.body))
-    for name, value in response.headers:
-        head.append(f"{name}: {value}\r\n".encode("latin-1"))
-    head.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
-    head.append(response.body)
-    return b"".join(head)
+    content_type = response.content_type
+    head = response.head
+    if response.headers:
+        head += header_lines(response.headers)
+    return b"".join(
+        (
+            _status_line(response.status),
+            b"" if content_type is None else _content_type_line(content_type),
+            b"Content-Length: %d\r\n" % len(response.body),
+            head,
+            b"\r\n" if keep_alive else b"Connection: close\r\n\r\n",
+            response.body,
+        )
+    )
 
 
 class FastFront:
