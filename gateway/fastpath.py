@@ -165,8 +165,6 @@ async def _serve(
 ) -> FastResponse:
     reply = await handler(FastRpcRequest(app, match, request, digest))  # type: ignore[arg-type]
     assert isinstance(reply, Reply)  # the front takes no upgrades: never a StreamResponse
-    head = header_lines(reply.headers.items())
-    if reply.cors:
-        head = _CORS_LINES + head
-    return FastResponse(reply.status, reply.body, reply.content_type, head=head)
+    head = _CORS_LINES if reply.cors else b""
+    return FastResponse(reply.status, reply.body, reply.content_type, reply.headers.items(), head)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -69,7 +69,8 @@ class FastResponse:
     status: int
     body: bytes
     content_type: str | None = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
+    #: (name, value) pairs, in order (a tuple, or a dict's ``items()`` as they are)
+    headers: Collection[tuple[str, str]] = ()
     #: header lines rendered already (:func:`header_lines`), sent before ``headers``: a
     #: handler renders a constant block once, not per response
     head: bytes = b""
@@ -125,15 +126,13 @@ def render(response: FastResponse, *, keep_alive: bool) -> bytes:
     """The response's bytes: status line, headers, body (status and content-type lines are
     built once per value)."""
     content_type = response.content_type
-    head = response.head
-    if response.headers:
-        head += header_lines(response.headers)
     return b"".join(
         (
             _status_line(response.status),
             b"" if content_type is None else _content_type_line(content_type),
             b"Content-Length: %d\r\n" % len(response.body),
-            head,
+            response.head,
+            header_lines(response.headers) if response.headers else b"",
             b"\r\n" if keep_alive else b"Connection: close\r\n\r\n",
             response.body,
         )
