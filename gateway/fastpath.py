@@ -13,18 +13,15 @@ from __future__ import annotations
 import functools
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 
 from gateway.keys import hash_key
-from gateway.server import CORS_HEADERS, Answer, Reply
-from transport.fastserve import FastRequest, FastResponse, Handler, header_lines
+from gateway.server import Answer, Reply
+from transport.fastserve import FastRequest, Handler
 
 __all__ = ["ROUTES_KEPT", "FastRpcRequest", "RpcRoutes", "rpc_route"]
-
-
-#: the wide CORS block, rendered once (a reply's own headers follow it)
-_CORS_LINES = header_lines(CORS_HEADERS.items())
 
 
 @functools.lru_cache(maxsize=64)
@@ -156,15 +153,15 @@ def rpc_route(
     return RpcRoutes(app, handler)
 
 
-async def _serve(
+def _serve(
     app: web.Application,
     handler: Callable[[web.Request], Awaitable[Answer]],
     match: dict[str, str],
     digest: str | None,
     request: FastRequest,
-) -> FastResponse:
-    reply = await handler(FastRpcRequest(app, match, request, digest))  # type: ignore[arg-type]
-    assert isinstance(reply, Reply)  # the front takes no upgrades: never a StreamResponse
-    head = _CORS_LINES if reply.cors else b""
-    return FastResponse(reply.status, reply.body, reply.content_type, reply.headers.items(), head)
+) -> Awaitable[Reply]:
+    """The route's answer, a :class:`Reply` the front writes as it is: the front takes no
+    upgrades, so it is never a ``StreamResponse`` (no coroutine of its own in between)."""
+    answer = handler(FastRpcRequest(app, match, request, digest))  # type: ignore[arg-type]
+    return cast(Awaitable[Reply], answer)
 

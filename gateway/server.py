@@ -40,6 +40,7 @@ from protocol.encoding import address_from_hex
 from protocol.errors import ProtocolError
 from rollups.errors import RequestError
 from rollups.rest import rest_call, rest_error
+from transport.fastserve import header_lines
 from transport.logs import REQUEST
 
 __all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app", "redact"]
@@ -59,6 +60,7 @@ CORS_HEADERS = {
     "Access-Control-Max-Age": "86400",
 }
 JSON = "application/json"
+_CORS_LINES = header_lines(CORS_HEADERS.items())  # the wide CORS block, rendered once
 
 
 #: Serves a client's WebSocket upgrade (``gateway.ws.websocket_handler``). The composition root
@@ -69,12 +71,13 @@ WEBSOCKETS: web.AppKey[WsHandler] = web.AppKey("websockets")
 
 
 class Reply:
-    """An HTTP answer in the gateway's own terms: the fast front writes it as bytes (no
-    aiohttp objects on the hot path), an aiohttp route sends it as a ``web.Response``.
+    """An HTTP answer in the gateway's own terms: the fast front writes it as it is (a
+    :class:`transport.fastserve.Response`: no aiohttp objects, no copy on the hot path), an
+    aiohttp route sends it as a ``web.Response``.
 
-    Its headers are :data:`CORS_HEADERS` (while ``cors`` holds: a constant block the fast
-    front renders once) followed by ``headers``, which the reply owns: the outermost boundary
-    adds ``Relay-Request-Id`` there and narrows CORS (:meth:`narrow_cors`)."""
+    Its headers are :data:`CORS_HEADERS` (while ``cors`` holds: ``head``, rendered once)
+    followed by ``headers``, which the reply owns: the outermost boundary adds
+    ``Relay-Request-Id`` there and narrows CORS (:meth:`narrow_cors`)."""
 
     __slots__ = ("body", "content_type", "cors", "headers", "status")
 
@@ -90,6 +93,11 @@ class Reply:
         self.headers = {} if headers is None else headers
         self.cors = True
         self.content_type = content_type if body else None
+
+    @property
+    def head(self) -> bytes:
+        """The CORS block as the fast front sends it, before ``headers``."""
+        return _CORS_LINES if self.cors else b""
 
     def all_headers(self) -> dict[str, str]:
         """Every header, in the order sent."""
@@ -260,6 +268,12 @@ def _entry(answer: CallAnswer, value: str | None) -> str:
     return (value or "-") if answer.source == "relay" else "-"
 
 
+def _service_label(gw: Gateway | None, request: web.Request) -> str:
+    """The request's service as a metric and log label: a configured id, else ``unknown``."""
+    service = request.match_info.get("service", "")
+    return service if gw is not None and service in gw.services else "unknown"
+
+
 class RequestScope:
     """One client HTTP request's bookkeeping, the same for JSON-RPC and REST: counted in
     flight, timed, and its :class:`GatewayError` counted, logged (5xx) and answered in the
@@ -270,8 +284,8 @@ class RequestScope:
     def __init__(self, gw: Gateway, request: web.Request) -> None:
         self.gw = gw
         self.started = time.perf_counter()
-        service = request.match_info.get("service", "")
-        self.service = service if service in gw.services else "unknown"  # a bounded label
+        fields = REQUEST.get()  # the outermost boundary's log fields name it already
+        self.service = fields["service"] if fields is not None else _service_label(gw, request)
         self.cells = gw.metrics.service_cells(self.service)
         self.raw_id = b"null"  # the JSON-RPC id a refusal answers (a single call's, once read)
 
@@ -547,12 +561,8 @@ async def _guarded(handler: Handler, request: web.Request) -> Answer:
     """Runs ``handler`` with a request id: logged with every line of the request, answered in
     ``Relay-Request-Id``, and (``access_log``) one access line: never the path nor the key."""
     gw = request.app.get(GATEWAY)
-    service = request.match_info.get("service", "")
     rid = request_ids()
-    fields: dict[str, object] = {
-        "request_id": rid,
-        "service": service if gw is not None and service in gw.services else "unknown",
-    }
+    fields: dict[str, object] = {"request_id": rid, "service": _service_label(gw, request)}
     token = REQUEST.set(fields)
     started = time.perf_counter()
     try:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httptools
 from aiohttp import web
@@ -32,6 +32,7 @@ __all__ = [
     "FastResponse",
     "FastSite",
     "FrontProtocol",
+    "Response",
     "header_lines",
     "render",
 ]
@@ -76,7 +77,28 @@ class FastResponse:
     head: bytes = b""
 
 
-Handler = Callable[[FastRequest], Awaitable[FastResponse]]
+class Response(Protocol):
+    """What a fast handler answers: a :class:`FastResponse`, or an object of the handler's own
+    with the same fields, written as it is (no conversion per request). ``headers`` are
+    (name, value) pairs or a dict, sent after ``head``."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def content_type(self) -> str | None: ...
+
+    @property
+    def headers(self) -> Collection[tuple[str, str]] | dict[str, str]: ...
+
+    @property
+    def head(self) -> bytes: ...
+
+
+Handler = Callable[[FastRequest], Awaitable[Response]]
 Route = Callable[[str], Handler | None]  # path → handler, or None for aiohttp (asked once a path)
 _TARGETS_KEPT = 1024  # request targets whose path, query and route the front remembers
 
@@ -117,22 +139,28 @@ def _content_type_line(content_type: str) -> bytes:
 
 
 def header_lines(pairs: Iterable[tuple[str, str]]) -> bytes:
-    """``Name: value\r\n`` for each pair (latin-1), in order; empty for no pairs."""
+    """One ``Name: value`` line (CRLF-ended, latin-1) per pair, in order; empty for none."""
     text = "\r\n".join(map(": ".join, pairs))
     return (text + "\r\n").encode("latin-1") if text else b""
 
 
-def render(response: FastResponse, *, keep_alive: bool) -> bytes:
+def render(response: Response, *, keep_alive: bool) -> bytes:
     """The response's bytes: status line, headers, body (status and content-type lines are
     built once per value)."""
     content_type = response.content_type
+    headers = response.headers
+    lines = b""
+    if type(headers) is dict:
+        lines = header_lines(headers.items())
+    elif headers:
+        lines = header_lines(cast(Collection[tuple[str, str]], headers))
     return b"".join(
         (
             _status_line(response.status),
             b"" if content_type is None else _content_type_line(content_type),
             b"Content-Length: %d\r\n" % len(response.body),
             response.head,
-            header_lines(response.headers) if response.headers else b"",
+            lines,
             b"\r\n" if keep_alive else b"Connection: close\r\n\r\n",
             response.body,
         )
