@@ -99,6 +99,7 @@ class Response(Protocol):
 
 
 Handler = Callable[[FastRequest], Awaitable[Response]]
+_Job = tuple[Handler, FastRequest, bool]  # a request to answer: handler, request, keep-alive
 Route = Callable[[str], Handler | None]  # path → handler, or None for aiohttp (asked once a path)
 _TARGETS_KEPT = 1024  # request targets whose path, query and route the front remembers
 
@@ -241,7 +242,9 @@ class FrontProtocol(asyncio.Protocol):
         self.front = front
         self.transport: asyncio.Transport | None = None
         self.buf = b""
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # the task, while a request is in flight
+        self._worker: asyncio.Task[None] | None = None  # the connection's task (see _serve)
+        self._wake: asyncio.Future[_Job | None] | None = None  # what it waits on, idle
         self.handed = False
         self.paused = False
         self._loop = asyncio.get_running_loop()  # once: each call is a getpid() in 3.11
@@ -262,6 +265,7 @@ class FrontProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.front.connections.discard(self)
         self.transport = None
+        self._stop_waiting()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self._loop.time()
@@ -312,9 +316,15 @@ class FrontProtocol(asyncio.Protocol):
         self.buf = buf[total:]
         if body:
             self._parser.feed_data(body)  # the parser stands ready for the next request
-        task = self._loop.create_task(self._serve(handler, request, keep_alive))
-        self.task = task
-        self.front.inflight.add(task)
+        job = (handler, request, keep_alive)
+        wake, worker = self._wake, self._worker
+        if wake is None or worker is None:  # the connection's first fast request
+            worker = self._worker = self._loop.create_task(self._serve(job))
+        else:  # its task waits for this request
+            self._wake = None
+            wake.set_result(job)
+        self.task = worker
+        self.front.inflight.add(worker)
 
     def _head(self) -> tuple[Handler, FastRequest, int, int, bool] | None:
         """Parse the buffered request's head: (handler, request without its body, head and
@@ -373,31 +383,46 @@ class FrontProtocol(asyncio.Protocol):
         request = FastRequest(path, headers, b"", self._peer, query)
         return handler, request, end + 4, end + 4 + length, keep_alive
 
-    async def _serve(self, handler: Handler, request: FastRequest, keep_alive: bool) -> None:
+    async def _serve(self, job: _Job | None) -> None:
+        """The connection's task: answers its fast requests in turn, waiting in between (a
+        task per connection, not per request: a request in flight is the task in
+        ``front.inflight``). It ends with the connection, a ``Connection: close``, a drain,
+        or the connection's hand-over to aiohttp."""
         front = self.front
         mine = self.task  # set by _next before this first runs
         try:
-            try:
-                response = await handler(request)
-                data = render(response, keep_alive=keep_alive and not front.closing)
-            except Exception:  # the outermost boundary of the fast path
-                log.exception("unexpected failure serving %s", request.path)
-                data = _error(500, b"internal error")
-                keep_alive = False
-            self.task = None
-            self.last_active = self._loop.time()
-            transport = self.transport
-            if transport is None:
-                return
-            transport.write(data)
-            if not keep_alive or front.closing:
-                transport.close()
-                return
-            if self.buf:
-                self._next()
-        finally:
-            if mine is not None:
+            while job is not None:
+                handler, request, keep_alive = job
+                try:
+                    response = await handler(request)
+                    data = render(response, keep_alive=keep_alive and not front.closing)
+                except Exception:  # the outermost boundary of the fast path
+                    log.exception("unexpected failure serving %s", request.path)
+                    data = _error(500, b"internal error")
+                    keep_alive = False
+                self.task = None
                 front.inflight.discard(mine)
+                self.last_active = self._loop.time()
+                transport = self.transport
+                if transport is None:
+                    return
+                transport.write(data)
+                if not keep_alive or front.closing:
+                    transport.close()
+                    return
+                wake = self._wake = self._loop.create_future()
+                if self.buf:
+                    self._next()  # a request already here is taken at once
+                job = await wake
+        finally:
+            self._wake = self._worker = None
+            front.inflight.discard(mine)
+
+    def _stop_waiting(self) -> None:
+        """The connection's task, waiting for a request that will not come, ends."""
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake.set_result(None)
 
     def _refuse(self, status: int, message: bytes) -> None:
         assert self.transport is not None
@@ -413,6 +438,7 @@ class FrontProtocol(asyncio.Protocol):
         if self.paused:
             self.transport.resume_reading()
             self.paused = False
+        self._stop_waiting()
         proto = self.front.fallback()
         self.transport.set_protocol(proto)
         proto.connection_made(self.transport)
