@@ -148,8 +148,7 @@ def header_lines(pairs: Iterable[tuple[str, str]]) -> bytes:
 def render(response: Response, *, keep_alive: bool) -> bytes:
     """The response's bytes: status line, headers, body (status and content-type lines are
     built once per value)."""
-    content_type = response.content_type
-    headers = response.headers
+    status, content_type, headers = response.status, response.content_type, response.headers
     lines = b""
     if type(headers) is dict:
         lines = header_lines(headers.items())
@@ -157,8 +156,11 @@ def render(response: Response, *, keep_alive: bool) -> bytes:
         lines = header_lines(cast(Collection[tuple[str, str]], headers))
     return b"".join(
         (
-            _status_line(response.status),
-            b"" if content_type is None else _content_type_line(content_type),
+            # (the kept line, else the function that builds and keeps it)
+            _STATUS_LINES.get(status) or _status_line(status),
+            b""
+            if content_type is None
+            else _CONTENT_TYPES.get(content_type) or _content_type_line(content_type),
             b"Content-Length: %d\r\n" % len(response.body),
             response.head,
             lines,
