@@ -164,4 +164,3 @@ def _serve(
     upgrades, so it is never a ``StreamResponse`` (no coroutine of its own in between)."""
     answer = handler(FastRpcRequest(app, match, request, digest))  # type: ignore[arg-type]
     return cast(Awaitable[Reply], answer)
-
