@@ -424,7 +424,7 @@ def check_rest_path(path: str) -> None:
     protocol.payload.PayloadError: INVALID_PAYLOAD: REST payload: path has a "." or ".." segment
     """
     raw = path.encode("utf-8", "surrogatepass")
-    if b"%" in raw:
+    if ord("%") in raw:  # an int: see _BACKSLASH
         raw = _PERCENT.sub(_unhex, raw)
     for segment in _SEGMENTS.split(raw):
         if segment in (b".", b".."):
