@@ -64,6 +64,7 @@ from transport.http1 import (
     ConnectFailed,
     HttpClient,
     HttpError,
+    HttpResponse,
     OverBudget,
     Route,
 )
@@ -172,6 +173,45 @@ class Target:
     supplier: bytes
     endpoint: str
     receipt_key: bytes | None
+
+
+class _Nonces:
+    """16-byte relay nonces drawn from the OS 256 at a time (one ``getrandom`` per 256
+    relays, not one per relay); a forked worker draws its own."""
+
+    __slots__ = ("_at", "_pool")
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def __call__(self) -> bytes:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(16 * 256), 0
+        self._at = at + 16
+        return self._pool[at : at + 16]
+
+
+nonce = _Nonces()
+
+
+class _Upstream:
+    """What every relay to one target shares, built once per target (session views keep
+    their targets): RH's first bytes (version … session), its endpoint checked and its route
+    on the fast client."""
+
+    __slots__ = ("fixed", "opened", "route", "target")
+
+    def __init__(self, target: Target, fixed: bytes) -> None:
+        self.target = target
+        self.fixed = fixed
+        self.opened = False  # endpoint checked, route made (:meth:`RelayClient._open`)
+        self.route: Route | None = None
 
 
 @dataclass(slots=True)  # not frozen: one per relay on the hot path
@@ -338,6 +378,43 @@ def _lie(message: str, target: Target) -> RelayError:
     )
 
 
+#: What transport.http1 raises for one exchange (mapped by :func:`_fast_failure`).
+_FAST_FAILURES = (OSError, HttpError, ValueError)
+
+
+def _fast_failure(target: Target, exc: Exception, max_bytes: int) -> Exception:
+    """The gateway's error for a failed exchange on transport.http1."""
+    if isinstance(exc, EndpointRefusedOSError):
+        return RelayError(str(exc), outcome=Outcome.UNSENT, supplier=target.supplier, refused=True)
+    if isinstance(exc, OverBudget):
+        return Overloaded("too many answers in flight: try again shortly")
+    if isinstance(exc, BodyTooLarge):
+        return RelayClient._oversized(target, max_bytes)
+    if isinstance(exc, TimeoutError):  # (an OSError) the relay may have reached a backend
+        return RelayError("relay timed out", outcome=Outcome.MAYBE_SENT, supplier=target.supplier)
+    if isinstance(exc, ConnectFailed | OSError):
+        if isinstance(exc.__cause__ or exc, ssl.SSLCertVerificationError):
+            _untrusted(target, exc.__cause__ or exc)
+        return RelayError(
+            f"cannot connect: {exc}", outcome=Outcome.UNSENT, supplier=target.supplier
+        )
+    return RelayError(
+        f"relay failed: {exc!r}", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
+    )
+
+
+def _fast_posted(target: Target, resp: HttpResponse) -> _Posted:
+    """An exchange's status, body, ``Relay-Backend-Status`` and ``Relay-Receipt``; an answer
+    with a content encoding is a lie."""
+    receipt = resp.header(b"relay-receipt")
+    encoding = resp.header(b"content-encoding")
+    if encoding and resp.status == 200 and receipt is not None:
+        encoding = encoding.strip().lower()
+        if encoding != "identity":
+            raise _lie(f"answer has a content encoding ({encoding[:32]})", target)
+    return resp.status, resp.body, resp.header(b"relay-backend-status"), receipt
+
+
 class RelayClient:
     """Signs and sends relays over one pooled HTTP client session."""
 
@@ -363,10 +440,8 @@ class RelayClient:
         self.receipt_check = receipt_check
         self.budget = budget or AnswerBudget()
         self._rng = rng or random.Random()
-        self._allowed: set[str] = set()  # endpoints check_literal accepted (it is pure)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        self._prefixes: dict[int, tuple[Target, bytes]] = {}  # id(target) -> (target, RH[:101])
-        self._routes: dict[int, tuple[Target, Route]] = {}  # id(target) -> (target, its route)
+        self._upstreams: dict[int, _Upstream] = {}  # id(target) -> what its relays share
         self.on_late_lie: Callable[[Target], None] | None = None
         self.late_checks = 0
         self.late_lies = 0
@@ -422,11 +497,15 @@ class RelayClient:
     ) -> Signed:
         """``RH`` for this payload (a fresh nonce), its EIP-712 digest under session
         ``target.n``'s domain, and the ``Relay-Request`` value carrying the signature."""
+        return self._sign(self._upstream(target), payload, compute_units, max_index)
+
+    def _sign(self, up: _Upstream, payload: bytes, compute_units: int, max_index: int) -> Signed:
+        target = up.target
         if 0 < compute_units < _UINT32 and 0 <= max_index < _UINT32:
             rh = (
-                self._fixed(target)
+                up.fixed
                 + hashlib.sha256(payload).digest()
-                + os.urandom(16)
+                + nonce()
                 + _HEADER_TAIL.pack(max_index, compute_units)
             )
         else:  # out of range: RelayHeader says which field (MALFORMED_HEADER)
@@ -446,34 +525,39 @@ class RelayClient:
             supplier=target.supplier,
             session=target.n,
             payload_hash=hashlib.sha256(payload).digest(),
-            nonce=os.urandom(16),
+            nonce=nonce(),
             max_index=max_index,
             compute_units=compute_units,
         )
 
-    def _route(self, target: Target) -> Route:
-        """The target's POST route on the fast client, looked up once per target."""
-        assert self.fast is not None
-        entry = self._routes.get(id(target))
-        if entry is not None and entry[0] is target:
-            return entry[1]
-        route = self.fast.route("POST", target.endpoint, _JSON_HEADERS)
-        if len(self._routes) >= 4096:
-            self._routes.clear()
-        self._routes[id(target)] = (target, route)
-        return route
-
-    def _fixed(self, target: Target) -> bytes:
-        """RH's first bytes (version, service, app, signer, supplier, session) for ``target``,
-        built and checked once per target (session views keep their targets)."""
-        entry = self._prefixes.get(id(target))
-        if entry is not None and entry[0] is target:
-            return entry[1]
+    def _upstream(self, target: Target) -> _Upstream:
+        """The target's :class:`_Upstream` (RH's first bytes encoded and checked once)."""
+        up = self._upstreams.get(id(target))
+        if up is not None and up.target is target:
+            return up
         fixed = self._header(target, b"", 1, 0).encode()[:RELAY_SESSION_BYTES]
-        if len(self._prefixes) >= 4096:
-            self._prefixes.clear()
-        self._prefixes[id(target)] = (target, fixed)
-        return fixed
+        if len(self._upstreams) >= 4096:
+            self._upstreams.clear()
+        up = self._upstreams[id(target)] = _Upstream(target, fixed)
+        return up
+
+    def _open(self, up: _Upstream) -> None:
+        """Before a target's first relay: its endpoint checked (addresses: GuardedConnector,
+        when it connects) and its POST route on the fast client made."""
+        target = up.target
+        try:
+            check_literal(target.endpoint)
+            if self.fast is not None:
+                up.route = self.fast.route("POST", target.endpoint, _JSON_HEADERS)
+        except EndpointRefused as exc:
+            raise RelayError(
+                exc.message, outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
+            ) from exc
+        except ValueError as exc:  # the route's own URL checks
+            raise RelayError(
+                f"relay failed: {exc!r}", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
+            ) from exc
+        up.opened = True
 
     def check_receipt(
         self,
@@ -544,37 +628,52 @@ class RelayClient:
         """One attempt: sign, POST, validate (the receipt's signature now when ``inline``).
         Raises :class:`RelayError` on any failure, :class:`Overloaded` when the answer does
         not fit the gateway's budget."""
-        if target.endpoint not in self._allowed:
-            try:
-                check_literal(target.endpoint)  # addresses: GuardedConnector
-            except EndpointRefused as exc:
-                raise RelayError(
-                    exc.message, outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
-                ) from exc
-            if len(self._allowed) < 65536:
-                self._allowed.add(target.endpoint)
-        signed = self.sign(target, payload, compute_units)
+        up = self._upstream(target)
+        if not up.opened:
+            self._open(up)
+        signed = self._sign(up, payload, compute_units, 0)
         started = time.perf_counter()
-        post = self._post_fast if self.fast is not None else self._post_aiohttp
-        status, body, backend_status, receipt = await post(
-            target, payload, signed, attempt_timeout, max_bytes
-        )
+        fast = self.fast
+        if fast is None or up.route is None:
+            posted = await self._post_aiohttp(target, payload, signed, attempt_timeout, max_bytes)
+        else:  # transport.http1, awaited here: no coroutine of its own per relay
+            try:
+                resp = await fast.request(
+                    up.route,
+                    payload,
+                    extra_headers=_relay_headers(signed),
+                    within=attempt_timeout,
+                    max_body=max_bytes,
+                    max_error_body=min(max_bytes, _CHUNK),
+                    budget=self.budget,
+                )
+            except _FAST_FAILURES as exc:
+                raise _fast_failure(target, exc, max_bytes) from exc
+            posted = _fast_posted(target, resp)
         latency = time.perf_counter() - started
+        return self._answer(target, signed, posted, latency, inline)
+
+    def _answer(
+        self, target: Target, signed: Signed, posted: _Posted, latency: float, inline: bool
+    ) -> RelayAnswer:
+        """What came back, checked: a relay-layer refusal or a lie raise :class:`RelayError`."""
+        status, body, backend_status, receipt = posted
         if status != 200 or receipt is None or backend_status is None:
             raise self._relay_layer_error(target, status, body)
-        bstatus = parse_backend_status(backend_status)
+        bstatus = _STATUSES.get(backend_status)  # parse_backend_status
         if bstatus is None:
             raise _lie(f"bad Relay-Backend-Status {backend_status[:16]!r}", target)
-        pending = self.check_receipt(target, signed.digest, bstatus, body, receipt, inline=inline)
+        digest = signed.digest
+        pending = self.check_receipt(target, digest, bstatus, body, receipt, inline=inline)
         return RelayAnswer(
-            supplier=target.supplier,
-            status=bstatus,
-            body=body,
-            relay_request=signed.relay_request,
-            relay_receipt=receipt,
-            latency=latency,
-            receipt_checked=pending is None,
-            unverified=None if pending is None else (target, signed.digest, *pending),
+            target.supplier,
+            bstatus,
+            body,
+            signed.relay_request,
+            receipt,
+            latency,
+            pending is None,
+            None if pending is None else (target, digest, *pending),
         )
 
     async def _post_aiohttp(
@@ -623,51 +722,6 @@ class RelayClient:
             # the body belongs to the caller from here; the budget bounds the reading
             self.budget.give(held)
         return status, body, backend_status, receipt
-
-    async def _post_fast(
-        self, target: Target, payload: bytes, signed: Signed, attempt_timeout: float, max_bytes: int
-    ) -> _Posted:
-        """The same exchange on transport.http1: the body read under the cap (a small one for
-        a relay-layer error) and the budget, then the same checks as the aiohttp path."""
-        assert self.fast is not None
-        try:
-            route = self._route(target)
-            resp = await self.fast.request(
-                route,
-                payload,
-                extra_headers=_relay_headers(signed),
-                within=attempt_timeout,
-                max_body=max_bytes,
-                max_error_body=min(max_bytes, _CHUNK),
-                budget=self.budget,
-            )
-        except EndpointRefusedOSError as exc:
-            raise RelayError(
-                str(exc), outcome=Outcome.UNSENT, supplier=target.supplier, refused=True
-            ) from exc
-        except OverBudget as exc:
-            raise Overloaded("too many answers in flight: try again shortly") from exc
-        except BodyTooLarge as exc:
-            raise self._oversized(target, max_bytes) from exc
-        except (ConnectFailed, OSError) as exc:
-            if isinstance(exc.__cause__ or exc, ssl.SSLCertVerificationError):
-                _untrusted(target, exc.__cause__ or exc)
-            raise RelayError(
-                f"cannot connect: {exc}", outcome=Outcome.UNSENT, supplier=target.supplier
-            ) from exc
-        except TimeoutError as exc:
-            raise RelayError(
-                "relay timed out", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
-            ) from exc
-        except (HttpError, ValueError) as exc:
-            raise RelayError(
-                f"relay failed: {exc!r}", outcome=Outcome.MAYBE_SENT, supplier=target.supplier
-            ) from exc
-        receipt = resp.header(b"relay-receipt")
-        encoding = (resp.header(b"content-encoding") or "identity").strip().lower()
-        if resp.status == 200 and receipt is not None and encoding != "identity":
-            raise _lie(f"answer has a content encoding ({encoding[:32]})", target)
-        return resp.status, resp.body, resp.header(b"relay-backend-status"), receipt
 
     async def _read(
         self, resp: aiohttp.ClientResponse, target: Target, cap: int

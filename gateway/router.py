@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import gateway.quorum as quorum
 from gateway.cache import AnswerCache, FrontCache, split_id
@@ -29,7 +31,7 @@ from gateway.failsafe.attempts import Attempts
 from gateway.failsafe.hedge import Hedger
 from gateway.failsafe.retry import Outcome, RetryState
 from gateway.jsonrpc import Call as ClientCall
-from gateway.metrics import CIRCUIT_VALUES, Cell, GatewayMetrics
+from gateway.metrics import CIRCUIT_VALUES, Cell, GatewayMetrics, SupplierCells
 from gateway.relay_client import RelayAnswer, RelayClient, RelayError, Target
 from gateway.selection import Qos
 from gateway.services import Service
@@ -47,6 +49,11 @@ FLOOR_TTL = 3600.0  # a client's floor outlives an hour of silence, no more
 PIN_TTL = 3600.0  # a filter a node forgot answers "filter not found" anyway
 # Cache hits only for ids every backend accepts (others get the backend's own refusal).
 _PLAIN_ID = re.compile(rb'-?[0-9]{1,15}|"[^"\\]{0,128}"')
+# enum members bound once (looked up on their class, each costs ~0.1 us per call)
+_SUBSCRIPTION, _LONG_POLL = MethodClass.SUBSCRIPTION, MethodClass.LONG_POLL
+_ANY, _NEVER = RetryMode.ANY, RetryMode.NEVER
+_LABELS = {cls: cls.value for cls in MethodClass}  # a method class's metrics label
+_CLOSED = CIRCUIT_VALUES["closed"]  # a success closes the supplier's breaker
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,23 +107,20 @@ class _AttemptCells:
 
 
 @dataclass(slots=True)
-class _Planned:
-    """Step 1's result: the call as ``rollups/`` sees it, and its plan."""
-
-    rcall: Call
-    plan: CallPlan
-    cls: str  # the plan's method class (metrics label)
-
-
-@dataclass(slots=True)
 class _Step:
     """What the later steps of one (non-quorum) call share."""
 
-    planned: _Planned
+    plan: CallPlan  # step 1's (``plan.call``: the call as ``rollups/`` sees it)
+    cls: str  # the plan's method class (metrics label)
     view: SessionView
     heights: Heights | None  # known when there is a cache policy
     rule: FloorRule | None
     policy: CachePolicy | None
+
+    @property
+    def settles(self) -> bool:
+        """Is there a floor to hold or a cache to offer the answer to (step 5)?"""
+        return self.rule is not None or (self.policy is not None and self.policy.cacheable)
 
 
 def _gateway_error(call: ClientCall, code: int, message: str, cls: str) -> CallAnswer:
@@ -154,24 +158,27 @@ class Router:
     # -- the hot path: plan → cache → route → relay → settle ---------------------------
     async def execute(self, ctx: ClientContext, call: ClientCall) -> CallAnswer:
         """Answer one call; never raises for the client's input (GatewayError for outages)."""
-        planned = self._plan(ctx, call)
-        if isinstance(planned, CallAnswer):  # invalid or denied: the gateway answers
-            return planned
+        plan = self._plan(ctx, call)
+        if isinstance(plan, CallAnswer):  # invalid or denied: the gateway answers
+            return plan
         if ctx.quorum > 1:
-            return await self._quorum(ctx, call, planned.rcall, planned.plan)
-        if planned.plan.method_class is MethodClass.SUBSCRIPTION:
-            return _gateway_error(call, -32601, _METHOD_NOT_FOUND.decode(), planned.cls)
-        step = self._prepare(ctx, call, planned)
-        hit = await self._cached(ctx, call, step)
-        if hit is not None:
-            return hit
+            return await self._quorum(ctx, call, plan.call, plan)
+        if plan.method_class is _SUBSCRIPTION:
+            return _gateway_error(call, -32601, _METHOD_NOT_FOUND.decode(), _LABELS[_SUBSCRIPTION])
+        step = self._prepare(ctx, call, plan)
+        if step.policy is not None:  # only then may the cache answer
+            hit = await self._cached(ctx, call, step)
+            if hit is not None:
+                return hit
         try:
-            relayed = await self._route(ctx, step.view, planned.plan, call.raw)
+            relayed = await self._route(ctx, step.view, plan, call.raw)
         except ResponseTooLarge as exc:
-            return _gateway_error(call, exc.jsonrpc_code, "response too large", planned.cls)
-        return await self._settle(ctx, call, step, relayed)
+            return _gateway_error(call, exc.jsonrpc_code, "response too large", step.cls)
+        if step.settles:
+            return await self._settle(ctx, call, step, relayed)
+        return _agreed((relayed,), step.cls)
 
-    def _plan(self, ctx: ClientContext, call: ClientCall) -> _Planned | CallAnswer:
+    def _plan(self, ctx: ClientContext, call: ClientCall) -> CallPlan | CallAnswer:
         """Step 1: classify and price the call (``rollups/``); a refusal is an answer."""
         if call.invalid:
             return _gateway_error(call, -32600, "Invalid request", "invalid")
@@ -186,19 +193,19 @@ class Router:
                 else exc.message
             )
             return _gateway_error(call, exc.jsonrpc_code, message, "denied")
-        return _Planned(rcall, plan, plan.method_class.value)
+        return plan
 
-    def _prepare(self, ctx: ClientContext, call: ClientCall, planned: _Planned) -> _Step:
+    def _prepare(self, ctx: ClientContext, call: ClientCall, plan: CallPlan) -> _Step:
         """The session to sign for, the heights the handler judges by, the floor rule and the
         cache policy (only for ids every backend accepts: others get the backend's refusal)."""
         svc = ctx.service
         view = self.sessions.signing(svc.service_id, ctx.app)
-        rule = svc.handler.floor_rule(svc.spec, planned.rcall)
+        rule = svc.handler.floor_rule(svc.spec, plan.call)
         policy = heights = None  # only a cache reads the heights
         if self.cache is not None and not call.is_notification and _PLAIN_ID.fullmatch(call.raw_id):
             heights = self._heights(svc, view)
-            policy = svc.handler.cache_policy(svc.spec, planned.rcall, heights)
-        return _Step(planned, view, heights, rule, policy)
+            policy = svc.handler.cache_policy(svc.spec, plan.call, heights)
+        return _Step(plan, _LABELS[plan.method_class], view, heights, rule, policy)
 
     async def _cached(self, ctx: ClientContext, call: ClientCall, step: _Step) -> CallAnswer | None:
         """Step 2: a finality-aware hit, answered with the client's own id."""
@@ -226,24 +233,22 @@ class Router:
             hit.supplier,
             hit.relay_request,
             hit.relay_receipt,
-            step.planned.cls,
+            step.cls,
         )
 
     async def _settle(
         self, ctx: ClientContext, call: ClientCall, step: _Step, relayed: RelayAnswer
     ) -> CallAnswer:
         """Step 5: the client's floor holds, heights feed QoS, agreeing answers enter the cache."""
-        cls = step.planned.cls
+        cls = step.cls
         if step.rule is not None:
-            floored = await self._settle_floor(
-                ctx, step.view, step.planned.plan, step.rule, call, relayed
-            )
+            floored = await self._settle_floor(ctx, step.view, step.plan, step.rule, call, relayed)
             if isinstance(floored, bytes):  # the client's floor, answered by the gateway
                 return CallAnswer(200, floored, "gateway", method_class=cls)
             relayed = floored
         if step.policy is not None and step.policy.cacheable:
             assert step.heights is not None
-            await self._offer(ctx.service, step.planned.rcall, relayed, step.heights)
+            await self._offer(ctx.service, step.plan.call, relayed, step.heights)
         return _agreed((relayed,), cls)
 
     async def _quorum(
@@ -339,11 +344,21 @@ class Router:
             return Heights(None, None)
         return Heights.from_latest(latest, svc.spec.finality_depth)
 
-    async def _route(
+    def _route(
+        self, ctx: ClientContext, view: SessionView, plan: CallPlan, payload: bytes
+    ) -> Awaitable[RelayAnswer]:
+        """Step 3: a stateful call goes to the supplier pinned to its handle (and a handle it
+        creates is pinned); any other to whom :meth:`relay`'s selection picks."""
+        if plan.pinning is None:
+            return self.relay(ctx.service, view, plan, payload)
+        return self._route_pinned(ctx, view, plan, payload)
+
+    async def _route_pinned(
         self, ctx: ClientContext, view: SessionView, plan: CallPlan, payload: bytes
     ) -> RelayAnswer:
         pin = plan.pinning
-        if pin is not None and pin.handle is not None:
+        assert pin is not None
+        if pin.handle is not None:
             pinned = await self._pinned(ctx, view, pin.handle)
             if pinned is not None:
                 return await self.relay(ctx.service, pinned[0], plan, payload, pinned_to=pinned[1])
@@ -548,16 +563,22 @@ class Router:
         except asyncio.CancelledError:
             self.metrics.relays.labels(sid, supplier_hex, "cancelled").inc()
             raise
+        self._succeeded(sid, target.supplier, cells, answer)
+        return answer
+
+    def _succeeded(
+        self, sid: str, supplier: bytes, cells: SupplierCells, answer: RelayAnswer
+    ) -> None:
+        """An attempt answered: its latency feeds selection, the hedge delay and metrics."""
         latency = answer.latency
-        st = self.qos.record_success(sid, target.supplier, latency)
-        service = self._service(sid)
+        st = self.qos.record_success(sid, supplier, latency)
+        service = self._services.get(sid) or self._service(sid)
         service.hedger.observe(latency)
         service.relay_seconds.observe(latency)
         (service.verified if answer.receipt_checked else service.skipped).inc()
         cells.success.inc()
-        cells.circuit.set(CIRCUIT_VALUES[st.breaker.state.value])
+        cells.circuit.set(_CLOSED)
         cells.error_rate.set(st.error_rate)
-        return answer
 
     def _blame(self, sid: str, supplier: bytes, exc: RelayError) -> None:
         """Count a failed attempt in selection by §3.3's refusal classes: a lie is penalised,
@@ -616,7 +637,7 @@ class Router:
         limit = self._height_limit(svc, view, rule)
         return height is not None and limit is not None and height > limit
 
-    async def relay(
+    def relay(
         self,
         svc: Service,
         view: SessionView,
@@ -624,33 +645,37 @@ class Router:
         payload: bytes,
         *,
         pinned_to: bytes | None = None,
-    ) -> RelayAnswer:
+    ) -> Coroutine[Any, Any, RelayAnswer]:
         """Step 4: relay one payload within ``view``, retried and hedged by the plan's rules
-        (:class:`gateway.failsafe.attempts.Attempts`)."""
-        loop = asyncio.get_running_loop()
-        long_poll = plan.method_class is MethodClass.LONG_POLL
-        per_try = plan.retry.timeout if long_poll else min(self.cfg.timeout, plan.retry.timeout)
-        budget = max(self.cfg.deadline, plan.retry.timeout if long_poll else 0)
-        hedge = plan.retry.hedge and self.cfg.hedge_delay is not None and pinned_to is None
+        (:class:`gateway.failsafe.attempts.Attempts`; its ``run()``, to await)."""
+        cfg, rules = self.cfg, plan.retry
+        if plan.method_class is _LONG_POLL:
+            per_try, budget = rules.timeout, max(cfg.deadline, rules.timeout)
+        else:
+            per_try, budget = min(cfg.timeout, rules.timeout), cfg.deadline
+        hedger = None
+        if rules.hedge and cfg.hedge_delay is not None and pinned_to is None:
+            hedger = self._service(svc.service_id).hedger
         retry = RetryState(
-            max_attempts=1 if pinned_to is not None else self.cfg.max_attempts,
-            idempotent=plan.retry.mode is RetryMode.ANY,
-            allowed=plan.retry.mode is not RetryMode.NEVER,
+            max_attempts=1 if pinned_to is not None else cfg.max_attempts,
+            idempotent=rules.mode is _ANY,
+            allowed=rules.mode is not _NEVER,
         )
-        attempts = Attempts(
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        return Attempts(
             self,
             svc,
             view,
             plan,
             payload,
-            retry=retry,
-            per_try=per_try,
-            deadline=loop.time() + budget,
-            loop=loop,
-            hedger=self._service(svc.service_id).hedger if hedge else None,
+            retry,
+            per_try,
+            deadline,
+            hedger,
             pinned_to=pinned_to,
-        )
-        return await attempts.run()
+            loop=loop,
+        ).run()
 
 
 def _agreed(legs: tuple[RelayAnswer, ...], cls: str) -> CallAnswer:

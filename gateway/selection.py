@@ -26,6 +26,9 @@ from gateway.failsafe.breaker import Breaker, BreakerState
 
 __all__ = ["Qos", "SupplierStats"]
 
+_SETS = (set, frozenset)
+_CLOSED, _HALF_OPEN = BreakerState.CLOSED, BreakerState.HALF_OPEN
+
 
 @dataclass
 class SupplierStats:
@@ -80,7 +83,7 @@ class Qos:
 
     # -- observations ------------------------------------------------------------------
     def record_success(self, service: str, supplier: bytes, latency: float) -> SupplierStats:
-        st = self.stats(service, supplier)
+        st = self._stats.get((service, supplier)) or self.stats(service, supplier)
         st.requests += 1
         st.latency = (
             latency if st.latency is None else st.latency + self._alpha * (latency - st.latency)
@@ -152,7 +155,7 @@ class Qos:
     ) -> list[bytes]:
         """Suppliers that may be chosen now: usable, and not lagging while others are not
         (``median``: the suppliers' median height, when the caller has it already)."""
-        skip = exclude if isinstance(exclude, set | frozenset) else set(exclude)
+        skip = exclude if isinstance(exclude, _SETS) else set(exclude)
         usable = [s for s in suppliers if s not in skip and self._usable(self.stats(service, s))]
         if median is None:
             median = self.median_height(service, suppliers)
@@ -172,7 +175,7 @@ class Qos:
         score *= (1.0 - st.error_rate) ** 2 + 0.01
         if median is not None and st.height is not None and st.height < median:
             score /= 1 + (median - st.height)
-        if st.breaker.state is BreakerState.HALF_OPEN:
+        if st.breaker.state is _HALF_OPEN:
             score *= 0.1
         return score
 
@@ -184,12 +187,14 @@ class Qos:
 
         The same rules as :meth:`eligible` (and :meth:`median_height`), in one pass over the
         suppliers' stats: this runs for every relayed call."""
-        skip = exclude if isinstance(exclude, set | frozenset) else set(exclude)
+        skip = exclude if isinstance(exclude, _SETS) else set(exclude)
         if len(suppliers) == 1:  # the median is its own height: never lagging
             only = suppliers[0]
-            st = self.stats(service, only)
+            st = self._stats.get((service, only)) or self.stats(service, only)
             if only in skip or st.refused is not None or st.chain_ok is False:
                 return None
+            if st.breaker.state is _CLOSED:  # allow() says yes and takes nothing
+                return only
             if not st.breaker.would_allow():
                 return only  # its breaker is open: better a try than a certain failure
             return only if st.breaker.allow() else None

@@ -77,11 +77,13 @@ class SessionBook:
         self.active: dict[tuple[str, bytes], int] = {}  # (service, app) -> last n used
         self.hydrations = 0
         self._signing_memo: tuple[int, SessionShape, int] | None = None  # (head, shape, n)
+        self._signing_views: dict[tuple[str, bytes], SessionView] = {}  # (service, app): n's
 
     def forget(self) -> None:
         """Drop every hydrated session (a settlement-chain reorganisation may have re-drawn
         them); the next request hydrates again from the snapshot."""
         self._views.clear()
+        self._signing_views.clear()
         log.warning("settlement chain reorganised: sessions are drawn again from the new branch")
 
     def view(self, service_id: str, app: bytes, n: int) -> SessionView | None:
@@ -138,7 +140,11 @@ class SessionBook:
     def signing(self, service_id: str, app: bytes) -> SessionView:
         """The session to sign for now; ``NoSupplier(NO_SESSION)`` when there is none."""
         n = self.signing_number()
-        self.active[(service_id, app)] = n
+        key = (service_id, app)
+        view = self._signing_views.get(key)
+        if view is not None and view.n == n:  # the pair's session for n, hydrated before
+            return view
+        self.active[key] = n
         view = self.view(service_id, app, n)
         if view is None or not view.targets:
             fb = self.fallback(service_id, app, n)
@@ -147,6 +153,9 @@ class SessionBook:
             raise NoSupplier(
                 f"no session {n} for this app on {service_id!r}", reason=ClientReason.NO_SESSION
             )
+        if len(self._signing_views) >= self._max:
+            self._signing_views.clear()
+        self._signing_views[key] = view
         return view
 
     def fallback(self, service_id: str, app: bytes, n: int) -> SessionView | None:

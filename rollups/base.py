@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["Resolved", "TableHandler", "retry_of"]
 
 _OK = AnswerCheck(True, False, False, "ok")  # a well-formed answer without an error
+_DENIED, _WRITE = MethodClass.DENIED, MethodClass.WRITE  # (an enum's attribute costs a lookup)
 _MEMO_LIMIT = 4096  # resolved methods kept per spec (unknown ones never)
 _SPEC_LIMIT = 256  # specs remembered per handler
 
@@ -239,16 +240,18 @@ class TableHandler:
         return self.resolve(spec, method).policy
 
     def plan(self, spec: ChainSpec, call: Call, *, allow_writes: bool | None = None) -> CallPlan:
-        policy = self.resolve(spec, call.method).policy
+        table = self._table(spec)
+        resolved = table.methods.get(call.method) or self.resolve(spec, call.method)
+        policy = resolved.policy
         cls = policy.method_class
-        if cls is MethodClass.DENIED:
+        if cls is _DENIED:
             if not policy.known:
                 raise MethodNotFoundError(self.not_found.format(method=call.method))
             raise MethodDeniedError(
                 f"the {self.noun} {call.method} is not available on {spec.service_id}: "
                 f"{policy.reason}"
             )
-        if cls is MethodClass.WRITE:
+        if cls is _WRITE:
             allowed = spec.methods.allow_writes if allow_writes is None else allow_writes
             if not allowed:
                 raise WritesDisabledError(
@@ -256,13 +259,13 @@ class TableHandler:
                 )
         self.check_params(spec, call)
         return CallPlan(
-            call=call,
-            method_class=cls,
-            compute_units=policy.compute_units,
-            role=policy.role,
-            retry=self._table(spec).retry[cls],
-            pinning=self.pinning(call),
-            subscription=self.subscription(call),
+            call,
+            cls,
+            policy.compute_units,
+            policy.role,
+            table.retry[cls],
+            self.pinning(call),
+            self.subscription(call),
         )
 
     def compute_units(self, spec: ChainSpec, call: Call) -> int:
@@ -346,6 +349,8 @@ class TableHandler:
             return AnswerCheck(False, False, retry, f"not a JSON-RPC answer (HTTP {status})")
         if self.answer_has_id(call) and data.get("id") != call.id:
             return AnswerCheck(False, False, True, "the answer's id does not match the request")
+        if "error" not in data:
+            return _OK
         error = error_of(data)  # the answer decoded once
         if error is None:
             return _OK

@@ -5,7 +5,8 @@ One handler exists per RPC type (``"evm"``, ``"op-stack"``, ``"arbitrum"``, …)
 question takes the service's :class:`~rollups.spec.ChainSpec` (and the call) as arguments, so
 the gateway and the relayer never branch on chains themselves.
 
-Everything that crosses the boundary is a frozen dataclass declared here:
+Everything that crosses the boundary is a dataclass declared here, frozen but for the two
+made once per call on the hot paths (``Call``, ``CallPlan``: treat them as immutable too):
 
 ======================  =================================================================
 ``Call``                one parsed JSON-RPC request object (method, params, id, raw bytes)
@@ -101,9 +102,9 @@ __all__ = [
 JsonId = str | int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call on both hot paths (frozen costs per field)
 class Call:
-    """One JSON-RPC request object.
+    """One JSON-RPC request object (treat as immutable).
 
     ``raw`` is what is relayed for it: the client's payload byte for byte when the payload was
     a single object, or the compact re-serialisation of the element when it came in a batch
@@ -236,9 +237,9 @@ class SubscriptionCall:
     every: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call on both hot paths (frozen costs per field)
 class CallPlan:
-    """Everything the hot path needs about one admitted call."""
+    """Everything the hot path needs about one admitted call (treat as immutable)."""
 
     call: Call
     method_class: MethodClass

@@ -74,6 +74,32 @@ class AttemptHost(Protocol):
 class Attempts:
     """The attempts of one call within ``view`` (see the module's text for the rules)."""
 
+    __slots__ = (
+        "dead",
+        "deadline",
+        "failures",
+        "fallback",
+        "first",
+        "hedged",
+        "hedger",
+        "host",
+        "loop",
+        "oversize_retried",
+        "oversized",
+        "payload",
+        "pending",
+        "per_try",
+        "pinned_to",
+        "plan",
+        "queued",
+        "retry",
+        "sid",
+        "svc",
+        "switches",
+        "tried",
+        "view",
+    )
+
     def __init__(
         self,
         host: AttemptHost,
@@ -81,11 +107,11 @@ class Attempts:
         view: SessionView,
         plan: CallPlan,
         payload: bytes,
-        *,
         retry: RetryState,
         per_try: float,
         deadline: float,
         hedger: Hedger | None,
+        *,
         pinned_to: bytes | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
@@ -193,7 +219,7 @@ class Attempts:
         if self.pinned_to is not None:
             supplier = self.pinned_to if self.pinned_to not in self.tried else None
         else:
-            supplier = self.host.qos.choose(self.sid, self.view.suppliers, exclude=self.tried)
+            supplier = self.host.qos.choose(self.sid, self.view.suppliers, self.tried)
         if supplier is None:
             return False
         self.tried.add(supplier)
@@ -205,7 +231,7 @@ class Attempts:
         per_try = min(self.per_try, max(self.deadline - self.loop.time(), 0.001))
         # after a failure the answer's receipt is verified inline (DESIGN §6)
         attempt = self.host.attempt(
-            self.svc, target, self.plan, self.payload, per_try, inline=bool(self.failures)
+            self.svc, target, self.plan, self.payload, per_try, bool(self.failures)
         )
         if self.hedger is None:
             self.queued = (supplier, attempt)  # awaited directly by run()

@@ -29,7 +29,21 @@ class BreakerState(Enum):
     HALF_OPEN = "half_open"
 
 
+# the states bound once: an enum member looked up on its class costs ~0.1 us, every call
+_CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+
+
 class Breaker:
+    __slots__ = (
+        "_clock",
+        "_consecutive",
+        "_cooldown",
+        "_opened_at",
+        "_probe_out",
+        "_threshold",
+        "state",
+    )
+
     def __init__(
         self,
         *,
@@ -40,19 +54,19 @@ class Breaker:
         self._threshold = failures
         self._cooldown = cooldown
         self._clock = clock
-        self.state = BreakerState.CLOSED
+        self.state = _CLOSED
         self._consecutive = 0
         self._opened_at = 0.0
         self._probe_out = False
 
     def allow(self) -> bool:
         """May a request go to this supplier now? In half-open, one probe at a time."""
-        if self.state is BreakerState.CLOSED:
+        if self.state is _CLOSED:
             return True
-        if self.state is BreakerState.OPEN:
+        if self.state is _OPEN:
             if self._clock() - self._opened_at < self._cooldown:
                 return False
-            self.state = BreakerState.HALF_OPEN
+            self.state = _HALF_OPEN
             self._probe_out = False
         if self._probe_out:
             return False
@@ -61,24 +75,25 @@ class Breaker:
 
     def would_allow(self) -> bool:
         """Like :meth:`allow` without taking the half-open probe (for scoring)."""
-        if self.state is BreakerState.CLOSED:
+        if self.state is _CLOSED:
             return True
-        if self.state is BreakerState.OPEN:
+        if self.state is _OPEN:
             return self._clock() - self._opened_at >= self._cooldown
         return not self._probe_out
 
     def record_success(self) -> None:
         self._consecutive = 0
-        self.state = BreakerState.CLOSED
-        self._probe_out = False
+        if self.state is not _CLOSED:
+            self.state = _CLOSED
+            self._probe_out = False
 
     def record_failure(self) -> None:
         self._consecutive += 1
-        if self.state is BreakerState.HALF_OPEN or self._consecutive >= self._threshold:
+        if self.state is _HALF_OPEN or self._consecutive >= self._threshold:
             self.trip()
 
     def trip(self) -> None:
         """Open now (e.g. wrong chain id, refused endpoint)."""
-        self.state = BreakerState.OPEN
+        self.state = _OPEN
         self._opened_at = self._clock()
         self._probe_out = False

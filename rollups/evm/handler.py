@@ -157,13 +157,14 @@ class EvmHandler(TableHandler):
         return result if isinstance(result, str) else None
 
     def subscription(self, call: Call) -> SubscriptionCall | None:
+        method = call.method
+        if method != "eth_subscribe" and method != "eth_unsubscribe":
+            return None
         params = call.param_list
         first = params[0] if params and isinstance(params[0], str) else None
-        if call.method == "eth_subscribe":
+        if method == "eth_subscribe":
             return SubscriptionCall(subscribe=True, topic=first)
-        if call.method == "eth_unsubscribe":
-            return SubscriptionCall(subscribe=False, subscription_id=first)
-        return None
+        return SubscriptionCall(subscribe=False, subscription_id=first)
 
     def read_notification(self, body: bytes) -> str | None:
         """The subscription id of a message a backend pushed (``eth_subscription``)."""

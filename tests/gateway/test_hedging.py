@@ -30,6 +30,7 @@ from tests.gateway.test_router import (
     APP,
     READ,
     SUPPLIERS,
+    WRITE,
     FakeSessions,
     ScriptedClient,
     call,
@@ -180,8 +181,10 @@ class Relayer:
         self.holding = asyncio.Event()
         self.closed = asyncio.Event()
         self.runner: web.AppRunner | None = None
+        self.requests = 0
 
     async def relay(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
         rid = orjson.loads(await request.read())["id"]
         body = b'{"jsonrpc":"2.0","id":%s,"result":"0x%s"}' % (
             orjson.dumps(rid),
@@ -261,4 +264,31 @@ async def test_the_cancelled_first_attempt_closes_its_connection_and_gives_its_b
     finally:
         if client.fast is not None:
             await client.fast.close()
+        await http.close()
+
+
+@pytest.mark.parametrize("transport", ["http1", "aiohttp"])
+async def test_a_write_that_timed_out_is_never_sent_again(
+    relayers: tuple[Relayer, Relayer], transport: str
+) -> None:
+    """A relay that timed out while its answer was being read may have reached a backend
+    (``MAYBE_SENT``): a write is not sent to another supplier, on either transport."""
+    slow, fast = relayers
+    http = aiohttp.ClientSession(auto_decompress=False)
+    fast_client = HttpClient() if transport == "http1" else None
+    client = RelayClient(http, dev_account(8), DOMAIN, devnet=True, fast=fast_client)
+    sessions = FakeSessions()
+    sessions.view_ = SessionView("devnet", APP, 5, (slow.target(), fast.target()))
+    router, ctx, _metrics = make_router(ScriptedClient(), hedge=None)
+    router.client, router.sessions = client, sessions  # type: ignore[assignment]
+    router.cfg = RelayConfig(hedge_delay=None, max_attempts=3, timeout=0.3)
+    first_pick(router, SLOW)
+    try:
+        with pytest.raises(RelayFailed):
+            await asyncio.wait_for(router.execute(ctx, call(WRITE)), 30)
+        assert slow.holding.is_set()  # the attempt reached the relayer, which began answering
+        assert fast.requests == 0  # and the write was not sent again
+    finally:
+        if fast_client is not None:
+            await fast_client.close()
         await http.close()

@@ -142,3 +142,17 @@ async def test_a_follower_sessions_behind_is_waited_for_never_bounced_back() -> 
     assert signed[0] == 1 and signed[-1] == 4, signed
     assert all(a <= b for a, b in pairwise(signed)), signed  # never back
     assert passes == [False] * 5 + [True]
+
+
+def test_the_signing_view_is_drawn_again_after_a_reorganisation() -> None:
+    """The session a pair signs for is remembered per head's session, and forgotten with every
+    hydrated session when the settlement chain reorganises (its suppliers may differ)."""
+    snap = chain_snapshot(125)
+    book = SessionBook(snap)
+    first = book.signing(SID, APP)
+    assert book.signing(SID, APP) is first  # remembered: no second hydration
+    hydrations = book.hydrations
+    book.forget()
+    again = book.signing(SID, APP)
+    assert again is not first and again.n == first.n
+    assert book.hydrations == hydrations + 1
