@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 
 from gateway.keys import hash_key
 from gateway.server import Answer, Reply
-from transport.fastserve import FastRequest, FastResponse, Handler
+from transport.fastserve import FastRequest, Handler
 
 __all__ = ["ROUTES_KEPT", "FastRpcRequest", "RpcRoutes", "rpc_route"]
 
@@ -152,13 +153,14 @@ def rpc_route(
     return RpcRoutes(app, handler)
 
 
-async def _serve(
+def _serve(
     app: web.Application,
     handler: Callable[[web.Request], Awaitable[Answer]],
     match: dict[str, str],
     digest: str | None,
     request: FastRequest,
-) -> FastResponse:
-    reply = await handler(FastRpcRequest(app, match, request, digest))  # type: ignore[arg-type]
-    assert isinstance(reply, Reply)  # the front takes no upgrades: never a StreamResponse
-    return FastResponse(reply.status, reply.body, reply.content_type, tuple(reply.headers.items()))
+) -> Awaitable[Reply]:
+    """The route's answer, a :class:`Reply` the front writes as it is: the front takes no
+    upgrades, so it is never a ``StreamResponse`` (no coroutine of its own in between)."""
+    answer = handler(FastRpcRequest(app, match, request, digest))  # type: ignore[arg-type]
+    return cast(Awaitable[Reply], answer)

@@ -40,6 +40,7 @@ from protocol.encoding import address_from_hex
 from protocol.errors import ProtocolError
 from rollups.errors import RequestError
 from rollups.rest import rest_call, rest_error
+from transport.fastserve import header_lines
 from transport.logs import REQUEST
 
 __all__ = ["GATEWAY", "Gateway", "add_routes", "handle_rest", "metrics_app", "redact"]
@@ -59,6 +60,7 @@ CORS_HEADERS = {
     "Access-Control-Max-Age": "86400",
 }
 JSON = "application/json"
+_CORS_LINES = header_lines(CORS_HEADERS.items())  # the wide CORS block, rendered once
 
 
 #: Serves a client's WebSocket upgrade (``gateway.ws.websocket_handler``). The composition root
@@ -69,11 +71,15 @@ WEBSOCKETS: web.AppKey[WsHandler] = web.AppKey("websockets")
 
 
 class Reply:
-    """An HTTP answer in the gateway's own terms: the fast front writes it as bytes (no
-    aiohttp objects on the hot path), an aiohttp route sends it as a ``web.Response``. It owns
-    ``headers`` (the outermost boundary adds ``Relay-Request-Id`` and narrows CORS there)."""
+    """An HTTP answer in the gateway's own terms: the fast front writes it as it is (a
+    :class:`transport.fastserve.Response`: no aiohttp objects, no copy on the hot path), an
+    aiohttp route sends it as a ``web.Response``.
 
-    __slots__ = ("body", "content_type", "headers", "status")
+    Its headers are :data:`CORS_HEADERS` (while ``cors`` holds: ``head``, rendered once)
+    followed by ``headers``, which the reply owns: the outermost boundary adds
+    ``Relay-Request-Id`` there and narrows CORS (:meth:`narrow_cors`)."""
+
+    __slots__ = ("body", "content_type", "cors", "headers", "status")
 
     def __init__(
         self,
@@ -84,8 +90,25 @@ class Reply:
     ) -> None:
         self.status = status
         self.body = body
-        self.headers = dict(CORS_HEADERS) if headers is None else headers
+        self.headers = {} if headers is None else headers
+        self.cors = True
         self.content_type = content_type if body else None
+
+    @property
+    def head(self) -> bytes:
+        """The CORS block as the fast front sends it, before ``headers``."""
+        return _CORS_LINES if self.cors else b""
+
+    def all_headers(self) -> dict[str, str]:
+        """Every header, in the order sent."""
+        return {**CORS_HEADERS, **self.headers} if self.cors else dict(self.headers)
+
+    def narrow_cors(self, origin: str | None, origins: Sequence[str]) -> None:
+        """A key with allowed origins: CORS headers only for a listed origin, naming it (after
+        the others, as :func:`_narrow_cors` leaves them)."""
+        self.cors = False
+        if origin is not None and origin in origins:
+            self.headers.update(_cors_for(origin))
 
 
 def web_response(reply: Reply) -> web.Response:
@@ -93,14 +116,14 @@ def web_response(reply: Reply) -> web.Response:
         status=reply.status,
         body=reply.body or None,
         content_type=reply.content_type,
-        headers=reply.headers,
+        headers=reply.all_headers(),
     )
 
 
 def _refusal_headers(exc: GatewayError) -> dict[str, str]:
     if exc.retry_after is not None:
-        return {**CORS_HEADERS, "Retry-After": str(exc.retry_after)}
-    return dict(CORS_HEADERS)
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
 
 
 def _error_response(exc: GatewayError, raw_id: bytes = b"null") -> Reply:
@@ -211,10 +234,10 @@ def _answer_headers(answers: Sequence[CallAnswer]) -> dict[str, str]:
     """The Relay-* headers of a response (DESIGN §4): one entry per answer object in body
     order, ``-`` for an object answered from the cache or by the gateway; ``Relay-Cache``
     only when an entry is a hit; a lone hit carries only ``Relay-Cache: hit`` (the others
-    would not verify against the rewritten id)."""
+    would not verify against the rewritten id). The CORS block is the :class:`Reply`'s."""
     if len(answers) == 1:
         return _single_headers(answers[0])
-    headers = dict(CORS_HEADERS)
+    headers: dict[str, str] = {}
     relayed = any(a.source == "relay" for a in answers)
     hits = any(a.source == "cache" for a in answers)
     if relayed:
@@ -229,19 +252,26 @@ def _answer_headers(answers: Sequence[CallAnswer]) -> dict[str, str]:
 
 def _single_headers(answer: CallAnswer) -> dict[str, str]:
     """:func:`_answer_headers` of one answer object (the common case, without the joins)."""
-    headers = dict(CORS_HEADERS)
     if answer.source == "relay":
-        headers["Relay-Supplier"] = answer.supplier or "-"
-        headers["Relay-Request"] = answer.relay_request or "-"
-        headers["Relay-Receipt"] = answer.relay_receipt or "-"
-        headers["Relay-Backend-Status"] = answer.backend_statuses
-    elif answer.source == "cache":
-        headers["Relay-Cache"] = "hit"
-    return headers
+        return {
+            "Relay-Supplier": answer.supplier or "-",
+            "Relay-Request": answer.relay_request or "-",
+            "Relay-Receipt": answer.relay_receipt or "-",
+            "Relay-Backend-Status": answer.backend_statuses,
+        }
+    if answer.source == "cache":
+        return {"Relay-Cache": "hit"}
+    return {}
 
 
 def _entry(answer: CallAnswer, value: str | None) -> str:
     return (value or "-") if answer.source == "relay" else "-"
+
+
+def _service_label(gw: Gateway | None, request: web.Request) -> str:
+    """The request's service as a metric and log label: a configured id, else ``unknown``."""
+    service = request.match_info.get("service", "")
+    return service if gw is not None and service in gw.services else "unknown"
 
 
 class RequestScope:
@@ -254,8 +284,8 @@ class RequestScope:
     def __init__(self, gw: Gateway, request: web.Request) -> None:
         self.gw = gw
         self.started = time.perf_counter()
-        service = request.match_info.get("service", "")
-        self.service = service if service in gw.services else "unknown"  # a bounded label
+        fields = REQUEST.get()  # the outermost boundary's log fields name it already
+        self.service = fields["service"] if fields is not None else _service_label(gw, request)
         self.cells = gw.metrics.service_cells(self.service)
         self.raw_id = b"null"  # the JSON-RPC id a refusal answers (a single call's, once read)
 
@@ -416,9 +446,6 @@ async def _rest(gw: Gateway, request: web.Request, scope: RequestScope) -> Answe
     return Reply(answer.status, answer.body, _single_headers(answer))
 
 
-_HIT_HEADERS = {**CORS_HEADERS, "Relay-Cache": "hit"}
-
-
 def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes, scope: RequestScope) -> Reply | None:
     if body[:1] != b"{" or not gw.router.front:  # nothing there yet: no need to cut the id
         return None
@@ -431,7 +458,7 @@ def _front_hit(gw: Gateway, ctx: ClientContext, body: bytes, scope: RequestScope
         return None
     gw.metrics.child(gw.metrics.cache, sid, "hit").inc()
     scope.cells.requests("read", "cached").inc()
-    return Reply(hit.status, hit.prefix + parts[1] + hit.suffix, dict(_HIT_HEADERS))
+    return Reply(hit.status, hit.prefix + parts[1] + hit.suffix, {"Relay-Cache": "hit"})
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -534,12 +561,8 @@ async def _guarded(handler: Handler, request: web.Request) -> Answer:
     """Runs ``handler`` with a request id: logged with every line of the request, answered in
     ``Relay-Request-Id``, and (``access_log``) one access line: never the path nor the key."""
     gw = request.app.get(GATEWAY)
-    service = request.match_info.get("service", "")
     rid = request_ids()
-    fields: dict[str, object] = {
-        "request_id": rid,
-        "service": service if gw is not None and service in gw.services else "unknown",
-    }
+    fields: dict[str, object] = {"request_id": rid, "service": _service_label(gw, request)}
     token = REQUEST.set(fields)
     started = time.perf_counter()
     try:
@@ -552,7 +575,7 @@ async def _guarded(handler: Handler, request: web.Request) -> Answer:
         origins = fields.pop("_origins", None)
         if isinstance(response, Reply):
             if origins:
-                _narrow_cors(response.headers, request.headers.get("Origin"), origins)  # type: ignore[arg-type]
+                response.narrow_cors(request.headers.get("Origin"), origins)  # type: ignore[arg-type]
             response.headers[REQUEST_ID] = rid
         elif not response.prepared:  # a WebSocket upgrade has sent its headers already
             if origins:

@@ -212,6 +212,10 @@ def _strict_object(payload: bytes) -> tuple[bytes, dict[str, Any]]:
     return data, document
 
 
+#: the backslash as an int: ``_BACKSLASH in data`` is one ``memchr`` (``b"\\" in data`` first
+#: tries the needle as an int, and builds and clears a TypeError, on every call)
+_BACKSLASH: Final = ord("\\")
+
 #: Values orjson decodes exactly as the full pass's scanner does (an integer past 64 bits
 #: becomes a float to orjson, so a float is never taken from it).
 _EXACT: Final = frozenset({str, int, bool, type(None)})
@@ -250,7 +254,7 @@ def _plain_request(data: bytes, document: dict[str, Any]) -> JsonRpcPayload | No
     scanner as the full pass (orjson turns integers past 64 bits into floats); an ``id`` is
     taken only when its raw bytes follow from its value (not ``0``, which may be ``-0``).
     """
-    if b"\\" in data or document.get("jsonrpc") != "2.0":
+    if _BACKSLASH in data or document.get("jsonrpc") != "2.0":
         return None
     for key in document:
         if data.count(_QUOTED[key]) != 1:
@@ -420,7 +424,7 @@ def check_rest_path(path: str) -> None:
     protocol.payload.PayloadError: INVALID_PAYLOAD: REST payload: path has a "." or ".." segment
     """
     raw = path.encode("utf-8", "surrogatepass")
-    if b"%" in raw:
+    if ord("%") in raw:  # an int: see _BACKSLASH
         raw = _PERCENT.sub(_unhex, raw)
     for segment in _SEGMENTS.split(raw):
         if segment in (b".", b".."):

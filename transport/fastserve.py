@@ -19,14 +19,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httptools
 from aiohttp import web
 
-__all__ = ["FastFront", "FastRequest", "FastResponse", "FastSite", "FrontProtocol"]
+__all__ = [
+    "FastFront",
+    "FastRequest",
+    "FastResponse",
+    "FastSite",
+    "FrontProtocol",
+    "Response",
+    "header_lines",
+    "render",
+]
 
 log = logging.getLogger("relaynet.transport")
 
@@ -61,10 +70,36 @@ class FastResponse:
     status: int
     body: bytes
     content_type: str | None = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
+    #: (name, value) pairs, in order (a tuple, or a dict's ``items()`` as they are)
+    headers: Collection[tuple[str, str]] = ()
+    #: header lines rendered already (:func:`header_lines`), sent before ``headers``: a
+    #: handler renders a constant block once, not per response
+    head: bytes = b""
 
 
-Handler = Callable[[FastRequest], Awaitable[FastResponse]]
+class Response(Protocol):
+    """What a fast handler answers: a :class:`FastResponse`, or an object of the handler's own
+    with the same fields, written as it is (no conversion per request). ``headers`` are
+    (name, value) pairs or a dict, sent after ``head``."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def content_type(self) -> str | None: ...
+
+    @property
+    def headers(self) -> Collection[tuple[str, str]] | dict[str, str]: ...
+
+    @property
+    def head(self) -> bytes: ...
+
+
+Handler = Callable[[FastRequest], Awaitable[Response]]
+_Job = tuple[Handler, FastRequest, bool]  # a request to answer: handler, request, keep-alive
 Route = Callable[[str], Handler | None]  # path → handler, or None for aiohttp (asked once a path)
 _TARGETS_KEPT = 1024  # request targets whose path, query and route the front remembers
 
@@ -104,18 +139,35 @@ def _content_type_line(content_type: str) -> bytes:
     return line
 
 
-def render(response: FastResponse, *, keep_alive: bool) -> bytes:
+def header_lines(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """One ``Name: value`` line (CRLF-ended, latin-1) per pair, in order; empty for none."""
+    text = "\r\n".join(map(": ".join, pairs))
+    return (text + "\r\n").encode("latin-1") if text else b""
+
+
+def render(response: Response, *, keep_alive: bool) -> bytes:
     """The response's bytes: status line, headers, body (status and content-type lines are
     built once per value)."""
-    head = [_status_line(response.status)]
-    if response.content_type is not None:
-        head.append(_content_type_line(response.content_type))
-    head.append(b"Content-Length: %d\r\n" % len(response.body))
-    for name, value in response.headers:
-        head.append(f"{name}: {value}\r\n".encode("latin-1"))
-    head.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
-    head.append(response.body)
-    return b"".join(head)
+    status, content_type, headers = response.status, response.content_type, response.headers
+    lines = b""
+    if type(headers) is dict:
+        lines = header_lines(headers.items())
+    elif headers:
+        lines = header_lines(cast(Collection[tuple[str, str]], headers))
+    return b"".join(
+        (
+            # (the kept line, else the function that builds and keeps it)
+            _STATUS_LINES.get(status) or _status_line(status),
+            b""
+            if content_type is None
+            else _CONTENT_TYPES.get(content_type) or _content_type_line(content_type),
+            b"Content-Length: %d\r\n" % len(response.body),
+            response.head,
+            lines,
+            b"\r\n" if keep_alive else b"Connection: close\r\n\r\n",
+            response.body,
+        )
+    )
 
 
 class FastFront:
@@ -192,7 +244,9 @@ class FrontProtocol(asyncio.Protocol):
         self.front = front
         self.transport: asyncio.Transport | None = None
         self.buf = b""
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # the task, while a request is in flight
+        self._worker: asyncio.Task[None] | None = None  # the connection's task (see _serve)
+        self._wake: asyncio.Future[_Job | None] | None = None  # what it waits on, idle
         self.handed = False
         self.paused = False
         self._loop = asyncio.get_running_loop()  # once: each call is a getpid() in 3.11
@@ -213,6 +267,7 @@ class FrontProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.front.connections.discard(self)
         self.transport = None
+        self._stop_waiting()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self._loop.time()
@@ -263,9 +318,15 @@ class FrontProtocol(asyncio.Protocol):
         self.buf = buf[total:]
         if body:
             self._parser.feed_data(body)  # the parser stands ready for the next request
-        task = self._loop.create_task(self._serve(handler, request, keep_alive))
-        self.task = task
-        self.front.inflight.add(task)
+        job = (handler, request, keep_alive)
+        wake, worker = self._wake, self._worker
+        if wake is None or worker is None:  # the connection's first fast request
+            worker = self._worker = self._loop.create_task(self._serve(job))
+        else:  # its task waits for this request
+            self._wake = None
+            wake.set_result(job)
+        self.task = worker
+        self.front.inflight.add(worker)
 
     def _head(self) -> tuple[Handler, FastRequest, int, int, bool] | None:
         """Parse the buffered request's head: (handler, request without its body, head and
@@ -324,31 +385,46 @@ class FrontProtocol(asyncio.Protocol):
         request = FastRequest(path, headers, b"", self._peer, query)
         return handler, request, end + 4, end + 4 + length, keep_alive
 
-    async def _serve(self, handler: Handler, request: FastRequest, keep_alive: bool) -> None:
+    async def _serve(self, job: _Job | None) -> None:
+        """The connection's task: answers its fast requests in turn, waiting in between (a
+        task per connection, not per request: a request in flight is the task in
+        ``front.inflight``). It ends with the connection, a ``Connection: close``, a drain,
+        or the connection's hand-over to aiohttp."""
         front = self.front
         mine = self.task  # set by _next before this first runs
         try:
-            try:
-                response = await handler(request)
-                data = render(response, keep_alive=keep_alive and not front.closing)
-            except Exception:  # the outermost boundary of the fast path
-                log.exception("unexpected failure serving %s", request.path)
-                data = _error(500, b"internal error")
-                keep_alive = False
-            self.task = None
-            self.last_active = self._loop.time()
-            transport = self.transport
-            if transport is None:
-                return
-            transport.write(data)
-            if not keep_alive or front.closing:
-                transport.close()
-                return
-            if self.buf:
-                self._next()
-        finally:
-            if mine is not None:
+            while job is not None:
+                handler, request, keep_alive = job
+                try:
+                    response = await handler(request)
+                    data = render(response, keep_alive=keep_alive and not front.closing)
+                except Exception:  # the outermost boundary of the fast path
+                    log.exception("unexpected failure serving %s", request.path)
+                    data = _error(500, b"internal error")
+                    keep_alive = False
+                self.task = None
                 front.inflight.discard(mine)
+                self.last_active = self._loop.time()
+                transport = self.transport
+                if transport is None:
+                    return
+                transport.write(data)
+                if not keep_alive or front.closing:
+                    transport.close()
+                    return
+                wake = self._wake = self._loop.create_future()
+                if self.buf:
+                    self._next()  # a request already here is taken at once
+                job = await wake
+        finally:
+            self._wake = self._worker = None
+            front.inflight.discard(mine)
+
+    def _stop_waiting(self) -> None:
+        """The connection's task, waiting for a request that will not come, ends."""
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake.set_result(None)
 
     def _refuse(self, status: int, message: bytes) -> None:
         assert self.transport is not None
@@ -364,6 +440,7 @@ class FrontProtocol(asyncio.Protocol):
         if self.paused:
             self.transport.resume_reading()
             self.paused = False
+        self._stop_waiting()
         proto = self.front.fallback()
         self.transport.set_protocol(proto)
         proto.connection_made(self.transport)

@@ -165,6 +165,58 @@ async def test_requests_arriving_in_pieces_are_served_whole_and_in_order(app: Ap
     assert (app.fast, app.slow) == (2, 0)
 
 
+async def test_a_connection_s_requests_share_one_task_that_ends_with_the_connection() -> None:
+    """One task per connection, not per request: a connection's requests in turn are answered
+    by the same task (another connection has its own), and that task ends when the connection
+    closes, is handed to aiohttp, or the server drains while it waits."""
+    tasks: list[asyncio.Task[object] | None] = []
+
+    async def fast(request: FastRequest) -> FastResponse:
+        tasks.append(asyncio.current_task())
+        return FastResponse(200, b"ok")
+
+    async def get(request: web.Request) -> web.Response:
+        return web.Response(text="get")
+
+    webapp = web.Application()
+    webapp.router.add_get(PATH, get)
+    runner = web.AppRunner(webapp, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = FastSite(runner, "127.0.0.1", 0, route=lambda p: fast, max_body=100)
+    await site.start()
+
+    async def ended(task: asyncio.Task[object] | None) -> bool:
+        for _ in range(500):  # bounded: a few loop turns are enough
+            if task is not None and task.done():
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    try:
+        conns = [await asyncio.open_connection("127.0.0.1", site.port) for _ in range(3)]
+        for reader, writer in conns:
+            for _ in range(3):
+                writer.write(_post(b"x"))
+                assert (await asyncio.wait_for(reader.readuntil(b"ok"), 10)).startswith(
+                    b"HTTP/1.1 200 "
+                )
+        assert len(tasks) == 9 and len(set(tasks)) == 3
+        assert tasks[0] is tasks[1] is tasks[2] and not any(t.done() for t in tasks if t)
+        closed, handed, idle = (conn[1] for conn in conns)
+        closed.close()  # the client goes away while its task waits
+        assert await ended(tasks[0])
+        handed.write(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % PATH.encode())
+        assert (await asyncio.wait_for(conns[1][0].readuntil(b"get"), 10)).endswith(b"get")
+        assert await ended(tasks[3])  # aiohttp serves the connection from then on
+        assert not tasks[6] or not tasks[6].done()
+        await runner.cleanup()  # the drain closes the idle connection: its task ends
+        assert await ended(tasks[6])
+        handed.close()
+        idle.close()
+    finally:
+        await runner.cleanup()
+
+
 async def test_header_limits_answer_431_and_odd_requests_go_to_aiohttp(app: App) -> None:
     assert app.site is not None
     huge = _post(b"x", extra=b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 8000) for i in range(120)))
