@@ -22,6 +22,10 @@ pinned to the others (when there are at least two CPUs). Peak: ``--connections``
 checked (HTTP 200 and a JSON-RPC ``result``), so errors never count as throughput. ``wrk``,
 ``nginx`` and ``taskset`` are required: a missing one stops the run with what to install.
 
+The table's rows run tens of seconds apart and the host's speed drifts between them, so the
+run ends with the full-path bar measured in pairs (``--pairs``, :func:`paired`): the forwarder
+and the full path loaded in turn, seconds apart; ``--paired N`` runs only that.
+
     python -m bench suite
     python -m bench.bench_suite --duration 5 --connections 32
 """
@@ -139,10 +143,18 @@ def _serve(kind: str, port: int, target: str) -> None:
 # --- processes ---------------------------------------------------------------------------------
 
 
+_GIVEN: set[int] = set()  # ports handed out in this run: bind(0) may offer one again
+
+
 def _free_port() -> int:
     from ledger.anvil import free_port
 
-    return free_port()
+    for _ in range(100):
+        port = free_port()
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise BenchError("no free port on 127.0.0.1 not handed out already")
 
 
 def _post(url: str, body: bytes = BODY, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -1045,6 +1057,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="only the full-path bar: forwarder and full path loaded in turn, N rounds",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="after the table, the full-path bar measured in N pairs as --paired does (0: not)",
+    )
     parser.add_argument("--serve", choices=("trivial", "forwarder"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--target", default="", help=argparse.SUPPRESS)
@@ -1060,6 +1078,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows = run(args)
     print(render(rows, args), flush=True)
+    if args.pairs > 0 and _wanted(args, ROWS["forwarder"]) and _wanted(args, ROWS["gateway"]):
+        # the table's two rows ran tens of seconds apart on a host whose speed drifts
+        print(render_paired(paired(argparse.Namespace(**{**vars(args), "paired": args.pairs}))))
 
 
 if __name__ == "__main__":
