@@ -399,7 +399,8 @@ class FrontProtocol(asyncio.Protocol):
                     response = await handler(request)
                     data = render(response, keep_alive=keep_alive and not front.closing)
                 except Exception:  # the outermost boundary of the fast path
-                    log.exception("unexpected failure serving %s", request.path)
+                    # never the path: a gateway's holds the client's API key
+                    log.exception("unexpected failure serving a fast request")
                     data = _error(500, b"internal error")
                     keep_alive = False
                 self.task = None

@@ -273,6 +273,35 @@ async def test_an_idle_fast_connection_is_closed_after_the_keepalive() -> None:
         await runner.cleanup()
 
 
+async def test_a_failing_handler_answers_500_and_logs_no_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The front's last resort: 500 and the connection closed; the log line never holds the
+    path (a gateway's path holds the client's API key)."""
+    webapp = web.Application()
+    runner = web.AppRunner(webapp, access_log=None)
+    await runner.setup()
+
+    async def broken(request: FastRequest) -> FastResponse:
+        raise RuntimeError("handler bug")
+
+    site = FastSite(runner, "127.0.0.1", 0, route=lambda p: broken, max_body=100)
+    await site.start()
+    try:
+        secret = "rn_live_0123456789abcdefSECRET"
+        with caplog.at_level("ERROR", logger="relaynet.transport"):
+            got = await _raw(
+                site.port,
+                b"POST /v1/eth/%s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                % secret.encode(),
+            )
+        assert got.startswith(b"HTTP/1.1 500 ")
+        assert any("unexpected failure" in r.getMessage() for r in caplog.records)
+        assert secret not in caplog.text
+    finally:
+        await runner.cleanup()
+
+
 @pytest.mark.slow  # runs openssl for a certificate
 async def test_tls_front_serves_fast_posts_and_hands_the_rest_to_aiohttp(tmp_path: Path) -> None:
     import ssl
